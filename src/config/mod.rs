@@ -1,0 +1,496 @@
+//! Loading `config.toml`: parse the raw TOML, then validate it once into the
+//! runtime types the server uses (compiled templates, parsed addresses,
+//! prebuilt headers). The hot path never re-checks anything checked here.
+
+mod diag;
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use url::Url;
+
+pub use diag::Diagnostic;
+use diag::Diagnostics;
+pub use raw::LogFormat;
+use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
+
+use crate::constants::*;
+use crate::cors::{AllowedOrigins, Cors};
+use crate::route::{Action, Route, Router, ScreenPop};
+use crate::template::{Escape, Templates};
+
+/// Top-level names of the payload, for spotting typos in templates.
+const PAYLOAD_FIELDS: [&str; 6] = [
+    "user",
+    "caller",
+    "callee",
+    "queue",
+    "userData",
+    "callDataCallId",
+];
+/// Template globals that are not payload fields.
+const TEMPLATE_GLOBALS: [&str; 5] = ["range", "dict", "namespace", "debug", "loop"];
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from; relative paths in it resolve against its folder.
+    pub file: PathBuf,
+    /// The public listener and its limits.
+    pub server: ServerSettings,
+    /// Certificate files; `None` only when `server.plain_http = true`.
+    pub tls: Option<TlsSettings>,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// Logging.
+    pub log: LogSettings,
+    /// The routes and their compiled templates.
+    pub router: Router,
+    /// Things that work but are probably not what the author meant.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// `[server]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address of the public listener.
+    pub listen: SocketAddr,
+    /// Largest request body; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Time allowed to send a request head.
+    pub header_read_timeout: Duration,
+    /// Time a connection may stay idle.
+    pub idle_timeout: Duration,
+    /// Time allowed for the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Streams per HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Budget for one request, body read to reply.
+    pub deadline: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// `[tls]`, with paths resolved against the config's folder.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Demo only: make a self-signed pair when both files are missing.
+    pub self_signed_if_missing: bool,
+}
+
+/// `[log]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `thirdparty_gateway=debug`.
+    pub level: String,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read config", file.display())]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid config; each diagnostic says where.
+    #[error("{}", Lines(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+struct Lines<'a>(&'a [Diagnostic]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    parse(file, &source)
+}
+
+/// Validates config text as if read from `file`.
+pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
+    let mut diags = Diagnostics::new(file, source);
+    let raw = match deserialize(source) {
+        Ok(raw) => raw,
+        Err((key, span, message)) => {
+            return Err(ConfigError::Invalid(vec![
+                diags.at_span(&key, span, message)
+            ]))
+        }
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let server = server(&raw.server, &mut diags);
+    let tls = tls(raw.tls.as_ref(), raw.server.plain_http, base, &mut diags);
+    let cors = cors(raw.cors.as_ref(), &mut diags);
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
+    if let Err(err) = level.parse::<tracing_subscriber::EnvFilter>() {
+        diags.error("log.level", format!("invalid filter {level:?}: {err}"));
+    }
+    let router = routes(&raw.routes, &mut diags);
+    if !diags.errors.is_empty() {
+        return Err(ConfigError::Invalid(diags.errors));
+    }
+    Ok(Config {
+        file: file.to_owned(),
+        server,
+        tls,
+        cors: cors
+            .unwrap_or_else(|| Cors::new(AllowedOrigins::List(vec![]), vec![], 0, false, false)),
+        log: LogSettings {
+            level,
+            format: raw.log.format,
+        },
+        router,
+        warnings: diags.warnings,
+    })
+}
+
+/// Deserializes with the key path of any error and the TOML span.
+fn deserialize(
+    source: &str,
+) -> Result<RawConfig, (String, Option<std::ops::Range<usize>>, String)> {
+    let de = toml::Deserializer::parse(source)
+        .map_err(|e| (String::new(), e.span(), e.message().to_owned()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        (key, inner.span(), inner.message().to_owned())
+    })
+}
+
+fn millis(
+    value: Option<u64>,
+    default: Duration,
+    key: &str,
+    diags: &mut Diagnostics<'_>,
+) -> Duration {
+    match value {
+        Some(0) => {
+            diags.error(key, "must be greater than 0");
+            default
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => default,
+    }
+}
+
+fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen.parse().unwrap_or_else(|_| {
+        diags.error(
+            "server.listen",
+            format!("{listen:?} is not an address:port such as 127.0.0.1:8443"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    });
+    let positive =
+        |v: Option<usize>, default: usize, key: &str, diags: &mut Diagnostics<'_>| match v {
+            Some(0) => {
+                diags.error(key, "must be greater than 0");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+    ServerSettings {
+        listen,
+        max_body_bytes: positive(
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            "server.max_body_bytes",
+            diags,
+        ),
+        header_read_timeout: millis(
+            raw.header_read_timeout_ms,
+            DEFAULT_HEADER_READ_TIMEOUT,
+            "server.header_read_timeout_ms",
+            diags,
+        ),
+        idle_timeout: millis(
+            raw.idle_timeout_ms,
+            DEFAULT_IDLE_TIMEOUT,
+            "server.idle_timeout_ms",
+            diags,
+        ),
+        tls_handshake_timeout: millis(
+            raw.tls_handshake_timeout_ms,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            "server.tls_handshake_timeout_ms",
+            diags,
+        ),
+        max_connections: positive(
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            "server.max_connections",
+            diags,
+        ),
+        h2_max_concurrent_streams: positive(
+            raw.h2_max_concurrent_streams.map(|n| n as usize),
+            DEFAULT_H2_MAX_CONCURRENT_STREAMS as usize,
+            "server.h2_max_concurrent_streams",
+            diags,
+        ) as u32,
+        deadline: millis(
+            raw.deadline_ms,
+            DEFAULT_DEADLINE,
+            "server.deadline_ms",
+            diags,
+        ),
+        shutdown_grace: millis(
+            raw.shutdown_grace_ms,
+            DEFAULT_SHUTDOWN_GRACE,
+            "server.shutdown_grace_ms",
+            diags,
+        ),
+    }
+}
+
+fn tls(
+    raw: Option<&RawTls>,
+    plain_http: bool,
+    base: &Path,
+    diags: &mut Diagnostics<'_>,
+) -> Option<TlsSettings> {
+    match (raw, plain_http) {
+        (Some(_), true) => {
+            diags.error(
+                "server.plain_http",
+                "plain_http = true but a [tls] section is present: choose one",
+            );
+            None
+        }
+        (None, false) => {
+            diags.error(
+                "tls",
+                "missing [tls] section with cert and key (or set server.plain_http = true to serve without TLS)",
+            );
+            None
+        }
+        (None, true) => None,
+        (Some(t), false) => Some(TlsSettings {
+            cert: base.join(&t.cert),
+            key: base.join(&t.key),
+            self_signed_if_missing: t.self_signed_if_missing,
+        }),
+    }
+}
+
+fn cors(raw: Option<&RawCors>, diags: &mut Diagnostics<'_>) -> Option<Cors> {
+    let Some(raw) = raw else {
+        diags.error(
+            "cors",
+            "missing [cors] section: set allow_origins to XucMgt's origin(s), e.g. [\"https://xuc.example.org\"], or [\"*\"]",
+        );
+        return None;
+    };
+    let origins = if raw.allow_origins.iter().any(|o| o == "*") {
+        if raw.allow_origins.len() > 1 {
+            diags.error(
+                "cors.allow_origins",
+                "\"*\" allows every origin: list it alone",
+            );
+        }
+        if raw.allow_credentials {
+            diags.error(
+                "cors.allow_credentials",
+                "credentials cannot be allowed with allow_origins = [\"*\"]",
+            );
+        }
+        AllowedOrigins::Any
+    } else {
+        if raw.allow_origins.is_empty() {
+            diags.error(
+                "cors.allow_origins",
+                "is empty: no browser could call the gateway",
+            );
+        }
+        let mut list = Vec::new();
+        for (i, o) in raw.allow_origins.iter().enumerate() {
+            match origin(o) {
+                Ok(o) => list.push(o),
+                Err(msg) => diags.error(&format!("cors.allow_origins[{i}]"), msg),
+            }
+        }
+        AllowedOrigins::List(list)
+    };
+    let mut headers = Vec::new();
+    for (i, h) in raw.allow_headers.iter().enumerate() {
+        match HeaderName::try_from(h.to_ascii_lowercase()) {
+            Ok(name) => headers.push(name),
+            Err(_) => diags.error(
+                &format!("cors.allow_headers[{i}]"),
+                format!("{h:?} is not a header name"),
+            ),
+        }
+    }
+    let max_age = raw.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE);
+    Some(Cors::new(
+        origins,
+        headers,
+        max_age,
+        raw.allow_private_network,
+        raw.allow_credentials,
+    ))
+}
+
+/// Normalizes an origin as browsers serialize it: scheme, host, port if not
+/// the default, lowercase, no path.
+fn origin(raw: &str) -> Result<String, String> {
+    let url = Url::parse(raw)
+        .map_err(|e| format!("{raw:?} is not an origin such as https://xuc.example.org: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("{raw:?} is not an http(s) origin"));
+    }
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(format!(
+            "{raw:?} has more than scheme, host and port: an origin has no path"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
+    let mut templates = Templates::new();
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let name = r.name.clone().unwrap_or_else(|| key.clone());
+        if !names.insert(name.clone()) {
+            diags.error(
+                &format!("{key}.name"),
+                format!("duplicate route name {name:?}"),
+            );
+        }
+        let path = r.path.clone().unwrap_or_else(|| "/".to_owned());
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            diags.error(
+                &format!("{key}.path"),
+                format!("{path:?} must be a path starting with / and no query"),
+            );
+        }
+        let when = r.when.as_deref().and_then(|expr| {
+            let when_key = format!("{key}.when");
+            match templates.add_condition(&when_key, expr) {
+                Ok(id) => {
+                    check_variables(templates.condition_variables(&id), &when_key, diags);
+                    Some(id)
+                }
+                Err(err) => {
+                    diags.error(&when_key, err);
+                    None
+                }
+            }
+        });
+        let Some(action) = action(r, &key, &mut templates, diags) else {
+            continue;
+        };
+        routes.push((
+            path.into_boxed_str(),
+            Route {
+                name: name.into_boxed_str(),
+                when,
+                action,
+            },
+        ));
+    }
+    if raw.is_empty() {
+        diags.warn(
+            "routes",
+            "no [[routes]]: every call gets {\"action\":\"none\"}",
+        );
+    }
+    Router::new(templates, routes)
+}
+
+fn action(
+    r: &RawRoute,
+    key: &str,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Action> {
+    let Some(open) = &r.open else {
+        diags.error(key, "a route needs an action: add an [routes.open] table");
+        return None;
+    };
+    let mut compile = |field: &str, source: &str, escape: Escape| {
+        let k = format!("{key}.open.{field}");
+        match templates.add(&k, source, escape) {
+            Ok(id) => {
+                check_variables(templates.variables(&id), &k, diags);
+                Some(id)
+            }
+            Err(err) => {
+                diags.error(&k, err);
+                None
+            }
+        }
+    };
+    let url = compile("url", &open.url, Escape::Url);
+    let title = compile("title", &open.title, Escape::None);
+    Some(Action::ScreenPop(ScreenPop {
+        event: open.event,
+        url: url?,
+        title: title?,
+        autopause: open.autopause,
+    }))
+}
+
+/// Warns about variables that are not payload fields: probably typos, but a
+/// newer XucMgt may send fields we do not know, so not an error.
+fn check_variables(vars: HashSet<String>, key: &str, diags: &mut Diagnostics<'_>) {
+    let mut vars: Vec<_> = vars.into_iter().collect();
+    vars.sort();
+    for var in vars {
+        if PAYLOAD_FIELDS.contains(&var.as_str()) || TEMPLATE_GLOBALS.contains(&var.as_str()) {
+            continue;
+        }
+        let hint = PAYLOAD_FIELDS
+            .iter()
+            .map(|f| (strsim::levenshtein(f, &var), f))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, f)| format!(" (did you mean {f:?}?)"))
+            .unwrap_or_default();
+        diags.warn(
+            key,
+            format!("unknown variable {var:?}{hint}: not a field of the XucMgt payload"),
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! Every default limit and timeout in one place, so the config reference, the
+//! example config and the code cannot drift apart.
+
+use std::time::Duration;
+
+/// Where `run` listens when neither the config nor `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// Largest request body accepted (64 KiB); an XucMgt payload is under 2 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Time a client has to send the request head; bounds slowloris clients.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a connection may sit with no request in flight and no bytes moving.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Time a client has to finish the TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; further clients wait in the kernel's backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Streams one HTTP/2 connection may have open at once.
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Budget for a whole request, body read to reply: well under a phone's ring
+/// time, so a slow CRM never costs the agent the screen-pop of the next call.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// How long shutdown waits for in-flight requests before giving up on them.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// `Access-Control-Max-Age` on preflight replies, in seconds.
+pub const DEFAULT_CORS_MAX_AGE: u32 = 600;
+
+/// Request headers a preflight always allows: the ones XucMgt's documentation names.
+pub const BASE_ALLOWED_HEADERS: [&str; 4] =
+    ["Origin", "X-Requested-With", "Content-Type", "Accept"];
+
+/// Longest `url` we hand to the agent's browser.
+pub const MAX_URL_LEN: usize = 4096;
+
+/// Longest tab title, in characters, after control characters are removed.
+pub const MAX_TITLE_CHARS: usize = 120;

@@ -1,0 +1,321 @@
+//! The XucMgt third-party contract as types: the payload the agent's browser
+//! POSTs, and the reply it expects. The reply type makes a malformed answer
+//! unrepresentable: `none` serializes to exactly `{"action":"none"}`, and an
+//! `open` can only be built through [`Open::new`], which validates it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::constants::{MAX_TITLE_CHARS, MAX_URL_LEN};
+
+/// What XucMgt POSTs on every ringing call. Unknown fields are kept in `extra`
+/// so a newer XucMgt never breaks us and templates can still use them.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    /// The logged-in agent.
+    pub user: User,
+    /// Calling number (may be empty or "anonymous").
+    pub caller: String,
+    /// Called number.
+    pub callee: String,
+    /// Absent for calls that did not come through a queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<Queue>,
+    /// Call variables set in the dialplan (`XIVO_*`, `USR_*`).
+    #[serde(default)]
+    pub user_data: BTreeMap<String, Value>,
+    /// The call's linked id (newer XucMgt only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_data_call_id: Option<String>,
+    /// Fields this version does not know yet.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The agent taking the call.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// XiVO user id.
+    pub user_id: i64,
+    /// XiVO agent id.
+    #[serde(default)]
+    pub agent_id: Option<i64>,
+    /// Agent's first name.
+    #[serde(default)]
+    pub first_name: String,
+    /// Agent's last name.
+    #[serde(default)]
+    pub last_name: String,
+    /// Agent's full name.
+    #[serde(default)]
+    pub full_name: String,
+    /// The agent's xuc JWT: a credential. Never serialized (so never reaches a
+    /// template, a log line or a backend unless a route asks) and never printed.
+    #[serde(default, skip_serializing)]
+    pub token: Option<Secret>,
+    /// Fields this version does not know yet.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The queue the call came through.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queue {
+    /// Queue id.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// Technical name, e.g. `trucks`.
+    #[serde(default)]
+    pub name: String,
+    /// Human name, e.g. `Trucks`.
+    #[serde(default)]
+    pub display_name: String,
+    /// Queue number.
+    #[serde(default)]
+    pub number: String,
+    /// Fields this version does not know yet.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A string that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The call event on which XucMgt opens the tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// When the phone rings.
+    EventRinging,
+    /// When the agent answers.
+    EventEstablished,
+    /// When an answered call hangs up.
+    EventReleased,
+}
+
+impl Event {
+    /// Parses the exact contract spelling; anything else is not an event.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "EventRinging" => Some(Self::EventRinging),
+            "EventEstablished" => Some(Self::EventEstablished),
+            "EventReleased" => Some(Self::EventReleased),
+            _ => None,
+        }
+    }
+}
+
+/// The reply XucMgt reads. The client reads fields without checking `action`,
+/// so `None` must carry nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum Reply {
+    /// Open a tab.
+    Open(Open),
+    /// Do nothing.
+    None,
+}
+
+/// A validated `open` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Open {
+    event: Event,
+    url: String,
+    autopause: bool,
+    title: String,
+}
+
+/// Why a would-be `open` reply was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOpen {
+    /// The url does not parse as an absolute URL.
+    #[error("url {0:?} is not an absolute URL")]
+    NotAbsolute(String),
+    /// The url is absolute but would run or embed something other than a web page.
+    #[error("url scheme {0:?} is not http or https")]
+    Scheme(String),
+    /// The url is longer than a browser should be handed.
+    #[error("url is {0} bytes, over the {MAX_URL_LEN}-byte limit")]
+    TooLong(usize),
+}
+
+impl Open {
+    /// Builds an `open` reply, refusing any url the agent's browser should not
+    /// load inside XucMgt, and cleaning the title of control characters.
+    pub fn new(event: Event, url: &str, autopause: bool, title: &str) -> Result<Self, InvalidOpen> {
+        let url = url.trim();
+        if url.len() > MAX_URL_LEN {
+            return Err(InvalidOpen::TooLong(url.len()));
+        }
+        let parsed = Url::parse(url).map_err(|_| InvalidOpen::NotAbsolute(url.to_owned()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+            return Err(InvalidOpen::Scheme(parsed.scheme().to_owned()));
+        }
+        Ok(Self {
+            event,
+            url: parsed.into(),
+            autopause,
+            title: clean_title(title),
+        })
+    }
+
+    /// The event the tab opens on.
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    /// The absolute http(s) url of the tab.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the agent is paused while the tab is open.
+    pub fn autopause(&self) -> bool {
+        self.autopause
+    }
+
+    /// The tab title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+}
+
+/// Removes control characters, folds runs of white space, trims and bounds
+/// the title, so a hostile CRM value cannot break the tab bar.
+fn clean_title(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(MAX_TITLE_CHARS * 4));
+    let mut pending_space = false;
+    let mut chars = 0;
+    for c in raw.chars() {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if c.is_control() || is_bidi_control(c) {
+            continue;
+        }
+        if chars + usize::from(pending_space) >= MAX_TITLE_CHARS {
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            chars += 1;
+            pending_space = false;
+        }
+        out.push(c);
+        chars += 1;
+    }
+    out
+}
+
+/// Bidirectional overrides can make a title read differently from what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(url: &str) -> Result<Open, InvalidOpen> {
+        Open::new(Event::EventRinging, url, false, "t")
+    }
+
+    #[test]
+    fn none_serializes_to_exactly_action_none() {
+        assert_eq!(
+            serde_json::to_string(&Reply::None).unwrap(),
+            r#"{"action":"none"}"#
+        );
+    }
+
+    #[test]
+    fn open_serializes_to_the_contract_shape() {
+        let reply = Reply::Open(
+            Open::new(
+                Event::EventReleased,
+                "https://crm.example.org/c?id=1",
+                true,
+                "Card",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"action":"open","event":"EventReleased","url":"https://crm.example.org/c?id=1","autopause":true,"title":"Card"}"#
+        );
+    }
+
+    #[test]
+    fn only_absolute_http_urls_are_accepted() {
+        assert!(open("http://crm/x").is_ok());
+        assert!(open(" https://crm.example.org/ ").is_ok());
+        assert_eq!(
+            open("/relative"),
+            Err(InvalidOpen::NotAbsolute("/relative".into()))
+        );
+        assert_eq!(
+            open("javascript:alert(1)"),
+            Err(InvalidOpen::Scheme("javascript".into()))
+        );
+        assert_eq!(
+            open("data:text/html,x"),
+            Err(InvalidOpen::Scheme("data".into()))
+        );
+        assert_eq!(
+            open("file:///etc/passwd"),
+            Err(InvalidOpen::Scheme("file".into()))
+        );
+        assert!(matches!(
+            open(&format!("https://a/{}", "x".repeat(MAX_URL_LEN))),
+            Err(InvalidOpen::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn titles_lose_control_characters_and_are_bounded() {
+        assert_eq!(
+            clean_title("  Caller\n\t0612\u{0}34 \u{202E}x  "),
+            "Caller 061234 x"
+        );
+        assert_eq!(
+            clean_title(&"é".repeat(500)).chars().count(),
+            MAX_TITLE_CHARS
+        );
+        assert_eq!(clean_title(""), "");
+    }
+
+    #[test]
+    fn token_is_never_serialized_or_debug_printed() {
+        let p: Payload = serde_json::from_str(
+            r#"{"user":{"userId":1,"token":"sekret"},"caller":"1","callee":"2","future":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.user.token.as_ref().map(Secret::expose), Some("sekret"));
+        assert!(!format!("{p:?}").contains("sekret"));
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("sekret"));
+        assert!(json.contains(r#""future":{"a":1}"#));
+    }
+}

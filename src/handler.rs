@@ -1,0 +1,285 @@
+//! One request, start to finish: CORS decision, method and path, body read
+//! under limits, payload parse, route choice, reply, and one log line that
+//! says what happened and why.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::contract::{Payload, Reply};
+use crate::cors::{OriginCheck, ALLOWED_METHODS};
+use crate::gateway::Gateway;
+use crate::http_error::HttpError;
+use crate::outcome::NoneReason;
+use crate::route::Action;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
+
+/// What became of a request, for the reply and the log line.
+enum Handled {
+    Preflight,
+    /// A plain `OPTIONS` (no preflight headers): lists the methods.
+    Options,
+    Reply {
+        reply: Reply,
+        route: Option<Box<str>>,
+        reason: Option<NoneReason>,
+    },
+}
+
+/// Answers one request. Never fails: every problem becomes a status code.
+pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let origin = req.headers().get(ORIGIN).cloned();
+    let origin_check = gateway.config.cors.check(req.headers());
+    let result = match &origin_check {
+        OriginCheck::Denied => Err(HttpError::OriginDenied),
+        _ => dispatch(req, gateway, &origin_check).await,
+    };
+    let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
+    let latency_ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1000.0);
+    let mut response = match result {
+        Ok((handled, response)) => {
+            match &handled {
+                Handled::Reply {
+                    route,
+                    reason,
+                    reply,
+                } => tracing::info!(
+                    %method, path, origin = origin_log,
+                    route = route.as_deref().unwrap_or("-"),
+                    outcome = if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
+                    reason = reason.map_or("-", NoneReason::as_str),
+                    %latency_ms, "request"
+                ),
+                Handled::Preflight | Handled::Options => tracing::info!(
+                    %method, path, origin = origin_log, outcome = "preflight", %latency_ms, "request"
+                ),
+            }
+            response
+        }
+        Err(err) => {
+            if err == HttpError::OriginDenied {
+                tracing::warn!(%method, path, origin = origin_log, "origin not in cors.allow_origins: refused");
+            }
+            let status = StatusCode::from(&err);
+            tracing::info!(
+                %method, path, origin = origin_log, outcome = "error",
+                status = status.as_u16(), error = %err, %latency_ms, "request"
+            );
+            error_response(&err)
+        }
+    };
+    if let OriginCheck::Allowed(allow) = &origin_check {
+        if !response
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        {
+            gateway
+                .config
+                .cors
+                .apply_to_reply(allow, response.headers_mut());
+        }
+    }
+    response
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    gateway: &Gateway,
+    origin: &OriginCheck,
+) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
+    let config = &gateway.config;
+    let routes = config
+        .router
+        .routes_on(req.uri().path())
+        .ok_or(HttpError::NotFound)?;
+    match *req.method() {
+        Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
+        Method::POST => {
+            check_content_type(req.headers())?;
+            let body = read_body(req, config.server.max_body_bytes, config.server.deadline).await?;
+            let payload: Payload = parse_payload(&body)?;
+            let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
+            let (reply, route, reason) = match config.router.select(routes, &ctx) {
+                None => (Reply::None, None, Some(NoneReason::NoRoute)),
+                Some(route) => {
+                    let result = match &route.action {
+                        Action::ScreenPop(pop) => {
+                            pop.reply(config.router.templates(), &ctx, &route.name)
+                        }
+                    };
+                    match result {
+                        Ok(open) => (Reply::Open(open), Some(route.name.clone()), None),
+                        Err(reason) => (Reply::None, Some(route.name.clone()), Some(reason)),
+                    }
+                }
+            };
+            let response = reply_response(&reply);
+            Ok((
+                Handled::Reply {
+                    reply,
+                    route,
+                    reason,
+                },
+                response,
+            ))
+        }
+        _ => Err(HttpError::MethodNotAllowed),
+    }
+}
+
+/// A preflight gets 204 with the CORS headers; a plain OPTIONS lists methods.
+fn options(
+    headers: &HeaderMap,
+    gateway: &Gateway,
+    origin: &OriginCheck,
+) -> (Handled, Response<Full<Bytes>>) {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let is_preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    match origin {
+        OriginCheck::Allowed(allow) if is_preflight => {
+            gateway
+                .config
+                .cors
+                .apply_to_preflight(allow, headers, response.headers_mut());
+            (Handled::Preflight, response)
+        }
+        _ => {
+            response.headers_mut().insert(ALLOW, ALLOWED_METHODS);
+            (Handled::Options, response)
+        }
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(HttpError::UnsupportedMediaType)
+    }
+}
+
+/// Reads the body, refusing early on a declared length over the limit and
+/// late on one that streams past it; the deadline bounds slow senders.
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, HttpError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(HttpError::PayloadTooLarge(limit));
+    }
+    let collect = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(deadline, collect).await {
+        Err(_) => Err(HttpError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(HttpError::PayloadTooLarge(limit))
+        }
+        Ok(Err(err)) => Err(HttpError::BadRequest(format!(
+            "body could not be read: {err}"
+        ))),
+    }
+}
+
+/// Parses the payload; the error names the field at fault.
+fn parse_payload(body: &[u8]) -> Result<Payload, HttpError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            HttpError::BadRequest(message.to_owned())
+        } else {
+            HttpError::BadRequest(format!("{path}: {message}"))
+        }
+    })
+}
+
+fn reply_response(reply: &Reply) -> Response<Full<Bytes>> {
+    let body = match reply {
+        Reply::None => Bytes::from_static(NONE_BODY),
+        Reply::Open(_) => {
+            Bytes::from(serde_json::to_vec(reply).unwrap_or_else(|_| NONE_BODY.to_vec()))
+        }
+    };
+    json_response(StatusCode::OK, body)
+}
+
+fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": err.to_string() }).to_string();
+    let mut response = json_response(StatusCode::from(err), Bytes::from(body));
+    if *err == HttpError::MethodNotAllowed {
+        response.headers_mut().insert(ALLOW, ALLOWED_METHODS);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(body: &str) -> String {
+        match parse_payload(body.as_bytes()) {
+            Err(HttpError::BadRequest(msg)) => msg,
+            other => panic!("expected BadRequest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn payload_errors_name_the_field() {
+        assert_eq!(
+            bad(r#"{"user":{"userId":1},"callee":"1"}"#),
+            "missing field `caller`"
+        );
+        assert_eq!(
+            bad(r#"{"user":{"userId":"x"},"caller":"1","callee":"1"}"#),
+            "user.userId: invalid type: string \"x\", expected i64"
+        );
+        assert_eq!(
+            bad(r#"{"user":{},"caller":"1","callee":"1"}"#),
+            "user: missing field `userId`"
+        );
+        assert!(bad("{").starts_with("EOF while parsing"));
+        assert!(bad("[1]").starts_with("invalid type: sequence"));
+    }
+
+    #[test]
+    fn samples_parse() {
+        for sample in [
+            include_str!("../tests/fixtures/seed-queue-call.json"),
+            include_str!("../tests/fixtures/direct-call-no-queue.json"),
+            include_str!("../tests/fixtures/newer-with-token.json"),
+        ] {
+            parse_payload(sample.as_bytes()).unwrap();
+        }
+    }
+}

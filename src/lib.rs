@@ -1,0 +1,21 @@
+//! `thirdparty-gateway`: an HTTPS gateway between XiVO XucMgt's third-party
+//! integration and legacy CRMs. A request flows `server` → `handler` (with
+//! `cors`) → `contract` → `route` → reply; `config` builds everything once.
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod check;
+pub mod config;
+pub mod constants;
+pub mod contract;
+pub mod cors;
+pub mod gateway;
+pub mod handler;
+pub mod http_error;
+pub mod idle;
+pub mod logging;
+pub mod outcome;
+pub mod route;
+pub mod server;
+pub mod template;
+pub mod tls;

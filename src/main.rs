@@ -1,0 +1,120 @@
+//! The `thirdparty-gateway` command: parses the command line and hands over
+//! to the library (`server::run`, `check::check`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use thirdparty_gateway::{check, config, gateway::Gateway, logging, server};
+
+/// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  \
+    thirdparty-gateway                                  run with ./config.toml\n  \
+    thirdparty-gateway run --config /etc/thirdparty-gateway/config.toml\n  \
+    thirdparty-gateway run --listen 0.0.0.0:8443        override server.listen\n  \
+    thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default when no command is given).
+    Run {
+        /// Config file.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+        /// Listen on this address instead of server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the config and certificates as `run` would, then exit (0 = ok).
+    Check {
+        /// Config file.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run {
+        config: PathBuf::from("config.toml"),
+        listen: None,
+    }) {
+        Command::Run { config, listen } => run(config, listen),
+        Command::Check { config } => run_check(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_check(file: PathBuf) -> anyhow::Result<()> {
+    let report = check::check(&file)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}", report.summary);
+    Ok(())
+}
+
+fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut config = config::load(&file)?;
+    logging::init(&config.log);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let addr = config.server.listen;
+        let gateway = Gateway::new(config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let scheme = if gateway.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            "listening on {scheme}://{addr}/"
+        );
+        server::run(listener, gateway, shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

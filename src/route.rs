@@ -1,0 +1,120 @@
+//! Routes: which action answers a payload. Routes are tried in config order
+//! among those on the request's path; the first whose `when` holds wins.
+
+use std::collections::HashMap;
+
+use minijinja::Value;
+
+use crate::contract::{Event, Open};
+use crate::outcome::NoneReason;
+use crate::template::{ConditionId, TemplateId, Templates};
+
+/// All routes of a config, grouped by path, with the templates they use.
+#[derive(Debug)]
+pub struct Router {
+    templates: Templates,
+    by_path: HashMap<Box<str>, Vec<Route>>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's name, for logs (`name`, or `routes[N]`).
+    pub name: Box<str>,
+    /// The condition; `None` matches every payload.
+    pub when: Option<ConditionId>,
+    /// What the route answers.
+    pub action: Action,
+}
+
+/// What a matched route does. Backend actions join this enum.
+#[derive(Debug)]
+pub enum Action {
+    /// Answer `open` with a url built from the payload.
+    ScreenPop(ScreenPop),
+}
+
+/// An `open` reply built from templates.
+#[derive(Debug)]
+pub struct ScreenPop {
+    /// The event the tab opens on.
+    pub event: Event,
+    /// The tab's url; values are percent-encoded.
+    pub url: TemplateId,
+    /// The tab's title.
+    pub title: TemplateId,
+    /// Whether the agent is paused while the tab is open.
+    pub autopause: bool,
+}
+
+impl Router {
+    /// Builds a router from compiled routes (in config order) and their templates.
+    pub fn new(templates: Templates, routes: Vec<(Box<str>, Route)>) -> Self {
+        let mut by_path: HashMap<Box<str>, Vec<Route>> = HashMap::new();
+        for (path, route) in routes {
+            by_path.entry(path).or_default().push(route);
+        }
+        Self { templates, by_path }
+    }
+
+    /// The templates the routes use.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// The routes on a path, in config order; `None` when the path is unknown.
+    pub fn routes_on(&self, path: &str) -> Option<&[Route]> {
+        self.by_path.get(path).map(Vec::as_slice)
+    }
+
+    /// Every path that has routes.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.by_path.keys().map(AsRef::as_ref)
+    }
+
+    /// Number of routes in all.
+    pub fn len(&self) -> usize {
+        self.by_path.values().map(Vec::len).sum()
+    }
+
+    /// Whether there are no routes at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    /// The first route whose condition holds. A condition that fails to
+    /// evaluate is logged and counts as not matching, so one bad route never
+    /// hides the ones after it.
+    pub fn select<'a>(&self, routes: &'a [Route], ctx: &Value) -> Option<&'a Route> {
+        routes.iter().find(|route| match &route.when {
+            None => true,
+            Some(cond) => self.templates.test(cond, ctx).unwrap_or_else(|err| {
+                tracing::warn!(route = %route.name, error = %err, "when condition failed to evaluate; route skipped");
+                false
+            }),
+        })
+    }
+}
+
+impl ScreenPop {
+    /// Renders the reply for a payload; any failure is a `none` reason.
+    pub fn reply(
+        &self,
+        templates: &Templates,
+        ctx: &Value,
+        route: &str,
+    ) -> Result<Open, NoneReason> {
+        let render = |id: &TemplateId| {
+            templates.render(id, ctx).map_err(|err| {
+                tracing::warn!(route, error = %err, "screen-pop template failed to render");
+                NoneReason::Template
+            })
+        };
+        let url = render(&self.url)?;
+        let title = render(&self.title)?;
+        Open::new(self.event, &url, self.autopause, &title).map_err(|err| {
+            tracing::warn!(route, error = %err, "screen-pop reply refused");
+            NoneReason::InvalidReply
+        })
+    }
+}

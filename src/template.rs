@@ -1,0 +1,282 @@
+//! Templates and `when` conditions, compiled once at load into one minijinja
+//! environment; the hot path only looks them up by handle and renders.
+//!
+//! Escaping follows where the output goes, chosen per template at compile
+//! time: values placed in a URL are percent-encoded, values placed in XML are
+//! XML-escaped, plain text is left alone. A config author writes
+//! `?phone={{ caller }}` and cannot forget the encoding.
+
+use std::collections::HashSet;
+
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, Error, Output, State, UndefinedBehavior};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Bounds the work one render may do, so no template can spin on hostile data.
+const RENDER_FUEL: u64 = 100_000;
+
+/// What `encodeURIComponent` leaves alone; everything else is percent-encoded.
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// How values are escaped when printed into a template's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Plain text (titles, header values).
+    None,
+    /// A URL or a URL component: values are percent-encoded.
+    Url,
+    /// XML or SOAP: values are XML-escaped.
+    Xml,
+}
+
+impl Escape {
+    fn suffix(self) -> &'static str {
+        match self {
+            Escape::None => "#text",
+            Escape::Url => "#url",
+            Escape::Xml => "#xml",
+        }
+    }
+}
+
+/// A compiled template, rendered with [`Templates::render`].
+#[derive(Debug, Clone)]
+pub struct TemplateId(Box<str>);
+
+/// A compiled `when` condition, tested with [`Templates::test`].
+#[derive(Debug, Clone)]
+pub struct ConditionId(Box<str>);
+
+/// The set of every template and condition a config uses.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// An empty set with the gateway's escaping, undefined and method rules.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        // `queue.name` on a call without a queue is undefined, not an error.
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        // `caller.startswith("06")` reads as integrators expect from Jinja.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(RENDER_FUEL));
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(Escape::Url.suffix()) {
+                AutoEscape::Custom("url".into())
+            } else if name.ends_with(Escape::Xml.suffix()) {
+                AutoEscape::Custom("xml".into())
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(format_value);
+        env.add_filter("digits", digits);
+        Self { env }
+    }
+
+    /// Compiles `source` under `key` (the config key path, which error
+    /// messages show) with the escaping its output needs.
+    pub fn add(&mut self, key: &str, source: &str, escape: Escape) -> Result<TemplateId, Error> {
+        let name = format!("{key}{}", escape.suffix());
+        self.env
+            .add_template_owned(name.clone(), source.to_owned())?;
+        Ok(TemplateId(name.into()))
+    }
+
+    /// Compiles a boolean expression such as `queue.name == "trucks"`.
+    pub fn add_condition(&mut self, key: &str, expr: &str) -> Result<ConditionId, Error> {
+        // Compiling it alone first rejects anything that is not one expression.
+        self.env.compile_expression(expr)?;
+        let name = format!("{key}#when");
+        self.env
+            .add_template_owned(name.clone(), format!("{{% if {expr} %}}1{{% endif %}}"))?;
+        Ok(ConditionId(name.into()))
+    }
+
+    /// Renders a template against a context.
+    pub fn render(&self, id: &TemplateId, ctx: &Value) -> Result<String, Error> {
+        self.env.get_template(&id.0)?.render(ctx)
+    }
+
+    /// Evaluates a condition against a context.
+    pub fn test(&self, id: &ConditionId, ctx: &Value) -> Result<bool, Error> {
+        Ok(self.env.get_template(&id.0)?.render(ctx)? == "1")
+    }
+
+    /// Top-level variables a template reads, to warn about likely typos at load.
+    pub fn variables(&self, id: &TemplateId) -> HashSet<String> {
+        self.undeclared(&id.0)
+    }
+
+    /// Top-level variables a condition reads.
+    pub fn condition_variables(&self, id: &ConditionId) -> HashSet<String> {
+        self.undeclared(&id.0)
+    }
+
+    fn undeclared(&self, name: &str) -> HashSet<String> {
+        self.env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
+    }
+}
+
+/// Prints a value with the escaping the template's output needs; `none` and
+/// undefined print as nothing in every mode.
+fn format_value(
+    out: &mut Output<'_>,
+    state: &mut State<'_, '_>,
+    value: &Value,
+) -> Result<(), Error> {
+    if value.is_none() || value.is_undefined() {
+        return Ok(());
+    }
+    let escape = match state.auto_escape() {
+        AutoEscape::Custom(name) if !value.is_safe() => name.clone(),
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    let text = match value.as_str() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(value.to_string()),
+    };
+    match escape.as_ref() {
+        "url" => write!(out, "{}", utf8_percent_encode(&text, URL_COMPONENT))?,
+        _ => write_xml_escaped(out, &text)?,
+    }
+    Ok(())
+}
+
+/// Escapes the five XML special characters; other text is copied as is.
+fn write_xml_escaped(out: &mut Output<'_>, text: &str) -> std::fmt::Result {
+    let mut rest = text;
+    while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+        out.write_str(&rest[..i])?;
+        out.write_str(match rest.as_bytes()[i] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&apos;",
+        })?;
+        rest = &rest[i + 1..];
+    }
+    out.write_str(rest)
+}
+
+/// `{{ caller | digits }}`: keeps only the digits of a phone number, as most
+/// CRM search APIs want (`+33 6 12-34` → `3361234`).
+fn digits(value: &str) -> String {
+    value.chars().filter(char::is_ascii_digit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    fn render(source: &str, escape: Escape, ctx: Value) -> String {
+        let mut t = Templates::new();
+        let id = t.add("k", source, escape).unwrap();
+        t.render(&id, &ctx).unwrap()
+    }
+
+    #[test]
+    fn url_templates_percent_encode_values_but_not_the_template() {
+        let out = render(
+            "https://crm/s?q={{ q }}&n={{ n }}",
+            Escape::Url,
+            context! { q => "a b&c=d/é#", n => 42 },
+        );
+        assert_eq!(out, "https://crm/s?q=a%20b%26c%3Dd%2F%C3%A9%23&n=42");
+    }
+
+    #[test]
+    fn safe_values_are_not_encoded_twice() {
+        assert_eq!(
+            render("{{ q | safe }}", Escape::Url, context! { q => "a/b" }),
+            "a/b"
+        );
+    }
+
+    #[test]
+    fn xml_templates_escape_markup() {
+        let out = render(
+            "<n>{{ v }}</n>",
+            Escape::Xml,
+            context! { v => "<a href=\"x\">&'" },
+        );
+        assert_eq!(out, "<n>&lt;a href=&quot;x&quot;&gt;&amp;&apos;</n>");
+    }
+
+    #[test]
+    fn text_templates_leave_values_alone_and_print_missing_as_empty() {
+        let out = render(
+            "{{ a }}|{{ queue.name }}|{{ n }}",
+            Escape::None,
+            context! { a => "<x>", n => () },
+        );
+        assert_eq!(out, "<x>||");
+    }
+
+    #[test]
+    fn conditions_are_truthiness_of_one_expression() {
+        let mut t = Templates::new();
+        let c = t
+            .add_condition(
+                "w",
+                r#"caller.startswith("06") and queue.name is not defined"#,
+            )
+            .unwrap();
+        assert!(t.test(&c, &context! { caller => "0612" }).unwrap());
+        assert!(!t.test(&c, &context! { caller => "0298" }).unwrap());
+        assert!(t.add_condition("w2", "a %} x {% if b").is_err());
+        assert!(t.add_condition("w3", "a ==").is_err());
+    }
+
+    #[test]
+    fn digits_filter_strips_formatting() {
+        assert_eq!(
+            render(
+                "{{ p | digits }}",
+                Escape::None,
+                context! { p => "+33 6 12-34" }
+            ),
+            "3361234"
+        );
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let mut t = Templates::new();
+        let id = t
+            .add(
+                "k",
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                Escape::None,
+            )
+            .unwrap();
+        assert!(t.render(&id, &context! {}).is_err());
+    }
+}
