@@ -413,7 +413,7 @@ fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
                     Some(id)
                 }
                 Err(err) => {
-                    diags.error(&when_key, err);
+                    diags.error(&when_key, describe(&err));
                     None
                 }
             }
@@ -457,7 +457,7 @@ fn action(
                 Some(id)
             }
             Err(err) => {
-                diags.error(&k, err);
+                diags.error(&k, describe(&err));
                 None
             }
         }
@@ -493,4 +493,16 @@ fn check_variables(vars: HashSet<String>, key: &str, diags: &mut Diagnostics<'_>
             format!("unknown variable {var:?}{hint}: not a field of the XucMgt payload"),
         );
     }
+}
+
+/// A template error without minijinja's internal template name.
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    if let Some(line) = err.line().filter(|l| *l > 1) {
+        text.push_str(&format!(" (template line {line})"));
+    }
+    text
 }

@@ -1,0 +1,163 @@
+//! `thirdparty-gateway check`: exit 0 with a summary, or exit 1 with every
+//! error naming file, line, column and key.
+
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+const GOOD: &str = r#"[tls]
+cert = "cert.pem"
+key = "key.pem"
+
+[cors]
+allow_origins = ["https://xuc.example.org"]
+
+[[routes]]
+name = "trucks"
+when = 'queue.name == "trucks"'
+[routes.open]
+event = "EventRinging"
+url = "https://crm.example.org/?n={{ caller }}"
+"#;
+
+fn check(config: &str) -> (Output, String) {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+#[test]
+fn good_config_passes_with_a_one_line_summary() {
+    let (out, text) = check(GOOD);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("ok: 1 route(s) on /, listening on 127.0.0.1:8443 (TLS: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn shipped_demo_config_passes() {
+    let out = Command::new(binary())
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_expression_is_reported_at_its_line_and_key() {
+    let (out, text) = check(&GOOD.replace(r#"queue.name == "trucks""#, r#"queue.name =="#));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("config.toml:10:1: routes[0].when: syntax error"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_template_and_bad_origin_are_both_reported() {
+    let bad = GOOD
+        .replace("{{ caller }}", "{{ caller ")
+        .replace("https://xuc.example.org", "xuc.example.org/path");
+    let (out, text) = check(&bad);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "config.toml:6:18: cors.allow_origins[0]: \"xuc.example.org/path\" is not an origin"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "config.toml:13:1: routes[0].open.url: syntax error: unexpected end of input"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_listing_the_known_ones() {
+    let (out, text) = check(&GOOD.replace("[cors]\n", "[cors]\nallow_origin = []\n"));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("config.toml:6:1: cors.allow_origin: unknown field `allow_origin`, expected one of `allow_origins`"), "{text}");
+}
+
+#[test]
+fn wrong_event_names_the_key() {
+    let (out, text) = check(&GOOD.replace("EventRinging", "Ringing"));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("routes[0].open.event: unknown variant `Ringing`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_certificate_file_is_an_error_naming_it() {
+    let (out, text) = check(&GOOD.replace("cert.pem", "missing.pem"));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("missing.pem"), "{text}");
+}
+
+#[test]
+fn credentials_with_any_origin_are_refused() {
+    let cfg = GOOD.replace(
+        r#"allow_origins = ["https://xuc.example.org"]"#,
+        "allow_origins = [\"*\"]\nallow_credentials = true",
+    );
+    let (out, text) = check(&cfg);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cors.allow_credentials: credentials cannot be allowed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn likely_typo_in_a_variable_is_a_warning_with_a_suggestion() {
+    let (out, text) = check(&GOOD.replace("queue.name", "queu.name"));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("warning: "), "{text}");
+    assert!(
+        text.contains("routes[0].when: unknown variable \"queu\" (did you mean \"queue\"?)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreadable_config_names_the_file() {
+    let out = Command::new(binary())
+        .args(["check", "--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/x.toml: cannot read config"),
+        "{err}"
+    );
+}

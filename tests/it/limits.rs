@@ -1,0 +1,214 @@
+//! Bad requests get clear 4xx replies; both HTTP versions work over ALPN.
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::{Full, StreamBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const CONFIG: &str = "[server]\nmax_body_bytes = 4096\nheader_read_timeout_ms = 300\n\
+    [cors]\nallow_origins = [\"*\"]\n\
+    [[routes]]\n[routes.open]\nevent = \"EventRinging\"\nurl = \"https://crm.example.org/{{ caller }}\"\n";
+
+async fn gateway() -> TestGateway {
+    start_gateway(&format!("{TLS_HEAD}{CONFIG}")).await
+}
+
+fn post(content_type: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::post("/")
+        .header("host", "localhost")
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn invalid_json_is_400_with_a_json_error() {
+    let gw = gateway().await;
+    let reply = gw.client().post(gw.addr, None, "{\"user\":").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid payload: EOF"));
+}
+
+#[tokio::test]
+async fn missing_or_mistyped_fields_are_400_naming_the_field() {
+    let gw = gateway().await;
+    let client = gw.client();
+    let reply = client
+        .post(gw.addr, None, r#"{"user":{"userId":1},"callee":"1"}"#)
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.json()["error"],
+        "invalid payload: missing field `caller`"
+    );
+    let reply = client
+        .post(
+            gw.addr,
+            None,
+            r#"{"user":{"userId":1},"caller":5,"callee":"1"}"#,
+        )
+        .await;
+    assert_eq!(
+        reply.json()["error"],
+        "invalid payload: caller: invalid type: integer `5`, expected a string"
+    );
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let gw = gateway().await;
+    let req = Request::get("/")
+        .header("host", "localhost")
+        .body(Full::default())
+        .unwrap();
+    let reply = gw.client().send(gw.addr, req).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let gw = gateway().await;
+    let reply = gw.client().send(gw.addr, post("text/plain", SEED)).await;
+    assert_eq!(reply.status, 415);
+    assert_eq!(
+        reply.json()["error"],
+        "content type must be application/json"
+    );
+    let reply = gw
+        .client()
+        .send(gw.addr, post("application/json; charset=utf-8", SEED))
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_path_is_404() {
+    let gw = gateway().await;
+    let req = Request::post("/nope")
+        .header("host", "localhost")
+        .body(Full::default())
+        .unwrap();
+    let reply = gw.client().send(gw.addr, req).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"], "no route on this path");
+}
+
+#[tokio::test]
+async fn declared_oversized_body_is_413() {
+    let gw = gateway().await;
+    let reply = gw
+        .client()
+        .send(gw.addr, post("application/json", vec![b' '; 5000]))
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["error"], "request body over 4096 bytes");
+}
+
+#[tokio::test]
+async fn streamed_oversized_body_is_413() {
+    let gw = gateway().await;
+    let chunks = (0..10).map(|_| {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(vec![b' '; 1000])))
+    });
+    let body = StreamBody::new(futures_stream(chunks.collect()));
+    let req = Request::post("/")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = send.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+fn futures_stream<T>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
+    tokio_stream::iter(items)
+}
+
+async fn tls_connect(
+    gw: &TestGateway,
+    tcp: tokio::net::TcpStream,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.ca.ca_der.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_by_alpn_and_http1_still_works() {
+    let gw = gateway().await;
+    let h2 = Client::with_alpn(&gw.ca.ca_der, &[b"h2", b"http/1.1"]);
+    let reply = h2.post(gw.addr, None, SEED).await;
+    assert_eq!(reply.version, Version::HTTP_2);
+    assert_eq!(reply.json()["url"], "https://crm.example.org/1001");
+    let h1 = Client::with_alpn(&gw.ca.ca_der, &[b"http/1.1"]);
+    let reply = h1.post(gw.addr, None, SEED).await;
+    assert_eq!(reply.version, Version::HTTP_11);
+    assert_eq!(reply.json()["url"], "https://crm.example.org/1001");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let gw = gateway().await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    tls.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // header_read_timeout is 300 ms; allow far more before calling it a hang.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "connection still open after 20 s");
+}
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_gets_no_http_reply() {
+    let gw = gateway().await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn after_shutdown_the_port_no_longer_accepts() {
+    let gw = gateway().await;
+    let addr = gw.addr;
+    assert_eq!(gw.client().post(addr, None, SEED).await.status, 200);
+    gw.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

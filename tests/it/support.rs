@@ -1,0 +1,229 @@
+//! Shared helpers: a test CA, a gateway started on 127.0.0.1:0 with real TLS,
+//! and a small HTTP client that speaks HTTP/1.1 or HTTP/2 as ALPN decides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tempfile::TempDir;
+use thirdparty_gateway::{config, gateway::Gateway, server};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SEED: &str = include_str!("../fixtures/seed-queue-call.json");
+pub const NO_QUEUE: &str = include_str!("../fixtures/direct-call-no-queue.json");
+pub const WITH_TOKEN: &str = include_str!("../fixtures/newer-with-token.json");
+
+/// A CA made for one test, and a server certificate for 127.0.0.1/localhost.
+pub struct TestCa {
+    pub ca_der: CertificateDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "thirdparty-gateway test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        Self {
+            ca_der: ca_cert.der().clone(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+        }
+    }
+
+    /// Writes the server pair into `dir` as cert.pem / key.pem.
+    pub fn write(&self, dir: &Path) {
+        std::fs::write(dir.join("cert.pem"), &self.cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &self.key_pem).unwrap();
+    }
+}
+
+/// The `[tls]` and `[server]` head of a test config; routes and CORS follow.
+pub const TLS_HEAD: &str = "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+
+/// A running gateway; dropping it stops the server.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub ca: TestCa,
+    /// Holds the config and certificates for as long as the server runs.
+    _dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.ca.ca_der)
+    }
+
+    /// Stops accepting and waits for the server to drain.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Writes `config` (which should start with [`TLS_HEAD`]) and a fresh
+/// certificate pair into a temporary folder, loads it as `run` does, and
+/// serves it on 127.0.0.1:0.
+pub async fn start_gateway(config: &str) -> TestGateway {
+    let dir = TempDir::new().unwrap();
+    let ca = TestCa::new();
+    ca.write(dir.path());
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let config = config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    let gateway = Gateway::new(config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, gateway, async {
+        let _ = stopped.await;
+    }));
+    TestGateway {
+        addr,
+        ca,
+        _dir: dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// A CORS section allowing exactly one origin, with PNA on.
+pub fn cors_for(origin: &str) -> String {
+    format!("[cors]\nallow_origins = [\"{origin}\"]\nallow_private_network = true\n")
+}
+
+/// A reply read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+/// A TLS client trusting one CA, offering the given ALPN protocols.
+pub struct Client {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Client {
+    pub fn new(ca: &CertificateDer<'static>) -> Self {
+        Self::with_alpn(ca, &[b"http/1.1"])
+    }
+
+    pub fn with_alpn(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// Sends one request on a new connection.
+    pub async fn send(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = self.tls.connect(name, tcp).await.unwrap();
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        let response = if h2 {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await.unwrap()
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await.unwrap()
+        };
+        read(response).await
+    }
+
+    /// POSTs a JSON body to `/` with an Origin header.
+    pub async fn post(&self, addr: SocketAddr, origin: Option<&str>, body: &str) -> Reply {
+        let mut req = Request::post("/").header("content-type", "application/json");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let req = req
+            .header("host", "localhost")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        self.send(addr, req).await
+    }
+}
+
+async fn read(response: Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Path of the built binary, for CLI tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_thirdparty-gateway"))
+}
