@@ -161,3 +161,18 @@ fn unreadable_config_names_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn every_example_config_is_valid_apart_from_its_certificate_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = thirdparty_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+            seen += 1;
+        }
+    }
+    assert!(seen > 0);
+}
