@@ -9,6 +9,7 @@ pub mod config;
 pub mod constants;
 pub mod contract;
 pub mod cors;
+pub mod extract;
 pub mod gateway;
 pub mod handler;
 pub mod http_error;
