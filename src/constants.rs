@@ -43,3 +43,9 @@ pub const MAX_URL_LEN: usize = 4096;
 
 /// Longest tab title, in characters, after control characters are removed.
 pub const MAX_TITLE_CHARS: usize = 120;
+
+/// Largest backend reply read (1 MiB); a CRM lookup reply is a few KiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Most redirects a backend may be configured to follow.
+pub const MAX_FOLLOW_REDIRECTS: u8 = 10;

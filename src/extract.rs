@@ -111,7 +111,9 @@ pub fn xml_values(body: &[u8], paths: &[XmlPath]) -> Result<Vec<Option<String>>,
     let mut saw_root = false;
     let mut buf = Vec::new();
     loop {
-        let event = reader.read_event_into(&mut buf).map_err(|e| malformed(&e))?;
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| malformed(&e))?;
         match &event {
             Event::Start(start) | Event::Empty(start) => {
                 if stack.is_empty() && saw_root {
@@ -131,7 +133,9 @@ pub fn xml_values(body: &[u8], paths: &[XmlPath]) -> Result<Vec<Option<String>>,
                             for a in start.attributes() {
                                 let a = a.map_err(|e| malformed(&e))?;
                                 if a.key.local_name().as_ref() == attr.as_ref() {
-                                    let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| malformed(&e))?;
+                                    let v = a
+                                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                        .map_err(|e| malformed(&e))?;
                                     found[i] = Some(v.into_owned());
                                     break;
                                 }
@@ -162,9 +166,7 @@ pub fn xml_values(body: &[u8], paths: &[XmlPath]) -> Result<Vec<Option<String>>,
                     None => {
                         let name = r.decode().map_err(|e| malformed(&e))?;
                         quick_xml::escape::resolve_predefined_entity(&name)
-                            .ok_or_else(|| {
-                                XmlError::Malformed(format!("unknown entity &{name};"))
-                            })?
+                            .ok_or_else(|| XmlError::Malformed(format!("unknown entity &{name};")))?
                             .to_owned()
                     }
                 };
@@ -179,7 +181,9 @@ pub fn xml_values(body: &[u8], paths: &[XmlPath]) -> Result<Vec<Option<String>>,
         return Err(XmlError::Malformed("no root element".into()));
     }
     if !stack.is_empty() {
-        return Err(XmlError::Malformed("document ends inside an element".into()));
+        return Err(XmlError::Malformed(
+            "document ends inside an element".into(),
+        ));
     }
     Ok(found)
 }

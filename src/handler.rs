@@ -2,7 +2,7 @@
 //! under limits, payload parse, route choice, reply, and one log line that
 //! says what happened and why.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
@@ -10,12 +10,13 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::answer::{answer, Quiet};
+use crate::backend::Failure;
 use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
 use crate::http_error::HttpError;
 use crate::outcome::NoneReason;
-use crate::route::Action;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
@@ -28,7 +29,8 @@ enum Handled {
     Reply {
         reply: Reply,
         route: Option<Box<str>>,
-        reason: Option<NoneReason>,
+        backend: Option<Box<str>>,
+        failure: Option<Failure>,
     },
 }
 
@@ -41,7 +43,7 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
     let origin_check = gateway.config.cors.check(req.headers());
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
-        _ => dispatch(req, gateway, &origin_check).await,
+        _ => dispatch(req, gateway, &origin_check, start).await,
     };
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
     let latency_ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1000.0);
@@ -50,13 +52,16 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
             match &handled {
                 Handled::Reply {
                     route,
-                    reason,
+                    backend,
+                    failure,
                     reply,
                 } => tracing::info!(
                     %method, path, origin = origin_log,
                     route = route.as_deref().unwrap_or("-"),
+                    backend = backend.as_deref().unwrap_or("-"),
                     outcome = if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
-                    reason = reason.map_or("-", NoneReason::as_str),
+                    reason = failure.as_ref().map_or("-", |f| f.reason.as_str()),
+                    detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
                     %latency_ms, "request"
                 ),
                 Handled::Preflight | Handled::Options => tracing::info!(
@@ -95,6 +100,7 @@ async fn dispatch(
     req: Request<Incoming>,
     gateway: &Gateway,
     origin: &OriginCheck,
+    start: Instant,
 ) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     let routes = config
@@ -105,32 +111,40 @@ async fn dispatch(
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
         Method::POST => {
             check_content_type(req.headers())?;
-            let body = read_body(req, config.server.max_body_bytes, config.server.deadline).await?;
+            let deadline = start + config.server.deadline;
+            let body = read_body(req, config.server.max_body_bytes, deadline).await?;
             let payload: Payload = parse_payload(&body)?;
             let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
-            let (reply, route, reason) = match config.router.select(routes, &ctx) {
-                None => (Reply::None, None, Some(NoneReason::NoRoute)),
+            let templates = config.router.templates();
+            let (reply, route, backend, failure) = match config.router.select(routes, &ctx) {
+                None => (
+                    Reply::None,
+                    None,
+                    None,
+                    Some(Failure::new(NoneReason::NoRoute, "no route matched")),
+                ),
                 Some(route) => {
-                    let result = match &route.action {
-                        Action::ScreenPop(pop) => {
-                            pop.reply(config.router.templates(), &ctx, &route.name)
-                        }
-                    };
-                    match result {
-                        Ok(open) => (Reply::Open(open), Some(route.name.clone()), None),
-                        Err(reason) => (Reply::None, Some(route.name.clone()), Some(reason)),
+                    let mut quiet = Quiet;
+                    let work = answer(templates, route, &payload, &ctx, deadline, &mut quiet);
+                    match tokio::time::timeout_at(deadline, work).await {
+                        Ok(a) => (a.reply, Some(route.name.clone()), a.backend, a.failure),
+                        Err(_) => (
+                            Reply::None,
+                            Some(route.name.clone()),
+                            None,
+                            Some(Failure::new(NoneReason::Deadline, "deadline_ms ran out")),
+                        ),
                     }
                 }
             };
             let response = reply_response(&reply);
-            Ok((
-                Handled::Reply {
-                    reply,
-                    route,
-                    reason,
-                },
-                response,
-            ))
+            let handled = Handled::Reply {
+                reply,
+                route,
+                backend,
+                failure,
+            };
+            Ok((handled, response))
         }
         _ => Err(HttpError::MethodNotAllowed),
     }
@@ -178,7 +192,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
 async fn read_body(
     req: Request<Incoming>,
     limit: usize,
-    deadline: std::time::Duration,
+    deadline: Instant,
 ) -> Result<Bytes, HttpError> {
     let declared = req
         .headers()
@@ -189,7 +203,7 @@ async fn read_body(
         return Err(HttpError::PayloadTooLarge(limit));
     }
     let collect = Limited::new(req.into_body(), limit).collect();
-    match tokio::time::timeout(deadline, collect).await {
+    match tokio::time::timeout_at(deadline, collect).await {
         Err(_) => Err(HttpError::Timeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {

@@ -4,6 +4,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
+pub mod answer;
+pub mod backend;
 pub mod check;
 pub mod config;
 pub mod constants;

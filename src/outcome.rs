@@ -10,8 +10,28 @@ pub enum NoneReason {
     NoRoute,
     /// A template or condition failed to render against this payload.
     Template,
-    /// The rendered reply was refused (e.g. relative or `javascript:` url).
+    /// The reply was refused (e.g. relative or `javascript:` url, bad event).
     InvalidReply,
+    /// The backend could not be connected to (refused, unreachable, TLS).
+    Connect,
+    /// The connection failed mid-exchange (reset, closed early).
+    Io,
+    /// The backend did not answer within its `timeout_ms`.
+    Timeout,
+    /// The request's `deadline_ms` ran out.
+    Deadline,
+    /// The backend answered a status the config does not accept.
+    Status,
+    /// The backend redirected and `follow_redirects` did not allow it.
+    Redirect,
+    /// The reply was over `max_response_bytes`.
+    TooLarge,
+    /// The reply could not be parsed in its declared format.
+    BadReply,
+    /// The backend was reached and said no (no url, `open_when` false, `none`).
+    Declined,
+    /// The backend's `max_concurrency` calls were already in flight.
+    Busy,
 }
 
 impl NoneReason {
@@ -21,6 +41,16 @@ impl NoneReason {
             NoneReason::NoRoute => "no_route",
             NoneReason::Template => "template",
             NoneReason::InvalidReply => "invalid_reply",
+            NoneReason::Connect => "connect",
+            NoneReason::Io => "io",
+            NoneReason::Timeout => "timeout",
+            NoneReason::Deadline => "deadline",
+            NoneReason::Status => "status",
+            NoneReason::Redirect => "redirect",
+            NoneReason::TooLarge => "too_large",
+            NoneReason::BadReply => "bad_reply",
+            NoneReason::Declined => "declined",
+            NoneReason::Busy => "busy",
         }
     }
 }

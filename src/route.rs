@@ -2,9 +2,11 @@
 //! among those on the request's path; the first whose `when` holds wins.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use minijinja::Value;
 
+use crate::backend::{Backend, Failure};
 use crate::contract::{Event, Open};
 use crate::outcome::NoneReason;
 use crate::template::{ConditionId, TemplateId, Templates};
@@ -23,15 +25,13 @@ pub struct Route {
     pub name: Box<str>,
     /// The condition; `None` matches every payload.
     pub when: Option<ConditionId>,
-    /// What the route answers.
-    pub action: Action,
-}
-
-/// What a matched route does. Backend actions join this enum.
-#[derive(Debug)]
-pub enum Action {
-    /// Answer `open` with a url built from the payload.
-    ScreenPop(ScreenPop),
+    /// Backends asked in order until one answers `open`.
+    pub backends: Vec<Arc<Backend>>,
+    /// A screen-pop: the answer when there are no backends, or the fallback
+    /// when none of them opened anything.
+    pub open: Option<ScreenPop>,
+    /// Whether backend templates may see `user.token`.
+    pub forward_token: bool,
 }
 
 /// An `open` reply built from templates.
@@ -98,23 +98,18 @@ impl Router {
 
 impl ScreenPop {
     /// Renders the reply for a payload; any failure is a `none` reason.
-    pub fn reply(
-        &self,
-        templates: &Templates,
-        ctx: &Value,
-        route: &str,
-    ) -> Result<Open, NoneReason> {
+    pub fn reply(&self, templates: &Templates, ctx: &Value, route: &str) -> Result<Open, Failure> {
         let render = |id: &TemplateId| {
             templates.render(id, ctx).map_err(|err| {
                 tracing::warn!(route, error = %err, "screen-pop template failed to render");
-                NoneReason::Template
+                Failure::new(NoneReason::Template, err)
             })
         };
         let url = render(&self.url)?;
         let title = render(&self.title)?;
         Open::new(self.event, &url, self.autopause, &title).map_err(|err| {
             tracing::warn!(route, error = %err, "screen-pop reply refused");
-            NoneReason::InvalidReply
+            Failure::new(NoneReason::InvalidReply, err)
         })
     }
 }

@@ -115,6 +115,28 @@ impl Templates {
         Ok(ConditionId(name.into()))
     }
 
+    /// Compiles an expression whose value is kept as JSON (`{{ user.userId }}`
+    /// gives the number 42, not the string "42"); see [`Templates::eval_json`].
+    pub fn add_json_expression(&mut self, key: &str, expr: &str) -> Result<TemplateId, Error> {
+        self.env.compile_expression(expr)?;
+        let name = format!("{key}#json");
+        self.env
+            .add_template_owned(name.clone(), format!("{{{{ ({expr}) | tojson }}}}"))?;
+        Ok(TemplateId(name.into()))
+    }
+
+    /// Evaluates an expression added with [`Templates::add_json_expression`];
+    /// undefined becomes `null`.
+    pub fn eval_json(&self, id: &TemplateId, ctx: &Value) -> Result<serde_json::Value, Error> {
+        let text = self.render(id, ctx)?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::new(
+                minijinja::ErrorKind::BadSerialization,
+                format!("value is not JSON: {e}"),
+            )
+        })
+    }
+
     /// Renders a template against a context.
     pub fn render(&self, id: &TemplateId, ctx: &Value) -> Result<String, Error> {
         self.env.get_template(&id.0)?.render(ctx)
@@ -253,6 +275,22 @@ mod tests {
         assert!(!t.test(&c, &context! { caller => "0298" }).unwrap());
         assert!(t.add_condition("w2", "a %} x {% if b").is_err());
         assert!(t.add_condition("w3", "a ==").is_err());
+    }
+
+    #[test]
+    fn json_expressions_keep_types() {
+        let mut t = Templates::new();
+        let ctx = context! { n => 42, s => "a\"<b>", m => context!{ k => [1, 2] } };
+        for (expr, want) in [
+            ("n", serde_json::json!(42)),
+            ("s", serde_json::json!("a\"<b>")),
+            ("m", serde_json::json!({"k": [1, 2]})),
+            ("missing.x", serde_json::Value::Null),
+            ("n > 1", serde_json::json!(true)),
+        ] {
+            let id = t.add_json_expression(expr, expr).unwrap();
+            assert_eq!(t.eval_json(&id, &ctx).unwrap(), want, "{expr}");
+        }
     }
 
     #[test]

@@ -155,3 +155,66 @@ pub fn fingerprint(der: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// Builds the TLS config a backend client uses: verification always on,
+/// against `ca_file` alone when given (an internal CRM's CA), else the
+/// system's CA store; optionally a client certificate for mutual TLS.
+pub fn client_config(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let pem_err = |path: &Path, what: String| TlsError::Pem {
+        path: path.to_owned(),
+        what,
+    };
+    let roots = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| pem_err(path, e.to_string()))?
+            {
+                let cert = cert.map_err(|e| pem_err(path, e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| pem_err(path, format!("not a usable CA certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(pem_err(path, "no CERTIFICATE block found".into()));
+            }
+            Arc::new(roots)
+        }
+        None => Arc::clone(system_roots()),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| pem_err(cert, e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem_err(cert, e.to_string()))?;
+            if chain.is_empty() {
+                return Err(pem_err(cert, "no CERTIFICATE block found".into()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    })
+}
+
+/// The system's CA certificates, read once per process.
+fn system_roots() -> &'static Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            tracing::warn!(errors = ?found.errors, "no system CA certificates found (install ca-certificates): https backends without ca_file will fail");
+        }
+        Arc::new(roots)
+    })
+}

@@ -2,10 +2,11 @@
 //! runtime types the server uses (compiled templates, parsed addresses,
 //! prebuilt headers). The hot path never re-checks anything checked here.
 
+mod backends;
 mod diag;
 mod raw;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,13 +17,14 @@ use url::Url;
 
 pub use diag::Diagnostic;
 use diag::Diagnostics;
-pub use raw::LogFormat;
+pub use raw::{Encoding, LogFormat, ReplyFormat};
 use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
 
+use crate::backend::Backend;
 use crate::constants::*;
 use crate::cors::{AllowedOrigins, Cors};
-use crate::route::{Action, Route, Router, ScreenPop};
-use crate::template::{Escape, Templates};
+use crate::route::{Route, Router, ScreenPop};
+use crate::template::{Escape, TemplateId, Templates};
 
 /// Top-level names of the payload, for spotting typos in templates.
 const PAYLOAD_FIELDS: [&str; 6] = [
@@ -49,6 +51,8 @@ pub struct Config {
     pub cors: Cors,
     /// Logging.
     pub log: LogSettings,
+    /// The backends by name.
+    pub backends: BTreeMap<Box<str>, std::sync::Arc<Backend>>,
     /// The routes and their compiled templates.
     pub router: Router,
     /// Things that work but are probably not what the author meant.
@@ -157,7 +161,15 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     if let Err(err) = level.parse::<tracing_subscriber::EnvFilter>() {
         diags.error("log.level", format!("invalid filter {level:?}: {err}"));
     }
-    let router = routes(&raw.routes, &mut diags);
+    let mut templates = Templates::new();
+    let backends = backends::backends(
+        &raw.backends,
+        server.deadline,
+        base,
+        &mut templates,
+        &mut diags,
+    );
+    let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
     if !diags.errors.is_empty() {
         return Err(ConfigError::Invalid(diags.errors));
     }
@@ -171,6 +183,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             level,
             format: raw.log.format,
         },
+        backends,
         router,
         warnings: diags.warnings,
     })
@@ -385,8 +398,13 @@ fn origin(raw: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
-fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
-    let mut templates = Templates::new();
+fn routes(
+    raw: &[RawRoute],
+    raw_backends: &BTreeMap<String, raw::RawBackend>,
+    backends: &BTreeMap<Box<str>, std::sync::Arc<Backend>>,
+    mut templates: Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Router {
     let mut routes = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in raw.iter().enumerate() {
@@ -409,7 +427,7 @@ fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
             let when_key = format!("{key}.when");
             match templates.add_condition(&when_key, expr) {
                 Ok(id) => {
-                    check_variables(templates.condition_variables(&id), &when_key, diags);
+                    check_variables(templates.condition_variables(&id), &when_key, &[], diags);
                     Some(id)
                 }
                 Err(err) => {
@@ -418,15 +436,47 @@ fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
                 }
             }
         });
-        let Some(action) = action(r, &key, &mut templates, diags) else {
+        let mut route_backends = Vec::new();
+        for (j, b) in r.backend.iter().flat_map(|b| b.names()).enumerate() {
+            match backends.get(b.as_str()) {
+                Some(backend) => route_backends.push(std::sync::Arc::clone(backend)),
+                // A backend with errors of its own was reported already.
+                None if raw_backends.contains_key(b) => {}
+                None => {
+                    let known: Vec<&str> = raw_backends.keys().map(String::as_str).collect();
+                    let k = match &r.backend {
+                        Some(raw::OneOrMany::Many(_)) => format!("{key}.backend[{j}]"),
+                        _ => format!("{key}.backend"),
+                    };
+                    diags.error(&k, format!("no [backends.{b}] (known: {known:?})"));
+                }
+            }
+        }
+        if r.forward_token && r.backend.is_none() {
+            diags.warn(
+                &format!("{key}.forward_token"),
+                "has no effect on a route without backend",
+            );
+        }
+        let open = r
+            .open
+            .as_ref()
+            .and_then(|open| screen_pop(open, &key, &mut templates, diags));
+        if r.open.is_none() && r.backend.is_none() {
+            diags.error(
+                &key,
+                "a route needs an action: backend = \"NAME\" and/or an [routes.open] table",
+            );
             continue;
-        };
+        }
         routes.push((
             path.into_boxed_str(),
             Route {
                 name: name.into_boxed_str(),
                 when,
-                action,
+                backends: route_backends,
+                open,
+                forward_token: r.forward_token,
             },
         ));
     }
@@ -439,50 +489,73 @@ fn routes(raw: &[RawRoute], diags: &mut Diagnostics<'_>) -> Router {
     Router::new(templates, routes)
 }
 
-fn action(
-    r: &RawRoute,
+fn screen_pop(
+    open: &raw::RawOpen,
     key: &str,
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
-) -> Option<Action> {
-    let Some(open) = &r.open else {
-        diags.error(key, "a route needs an action: add an [routes.open] table");
-        return None;
-    };
-    let mut compile = |field: &str, source: &str, escape: Escape| {
-        let k = format!("{key}.open.{field}");
-        match templates.add(&k, source, escape) {
-            Ok(id) => {
-                check_variables(templates.variables(&id), &k, diags);
-                Some(id)
-            }
-            Err(err) => {
-                diags.error(&k, describe(&err));
-                None
-            }
-        }
-    };
-    let url = compile("url", &open.url, Escape::Url);
-    let title = compile("title", &open.title, Escape::None);
-    Some(Action::ScreenPop(ScreenPop {
+) -> Option<ScreenPop> {
+    let url = compile(
+        templates,
+        diags,
+        &format!("{key}.open.url"),
+        &open.url,
+        Escape::Url,
+        &[],
+    );
+    let title = compile(
+        templates,
+        diags,
+        &format!("{key}.open.title"),
+        &open.title,
+        Escape::None,
+        &[],
+    );
+    Some(ScreenPop {
         event: open.event,
         url: url?,
         title: title?,
         autopause: open.autopause,
-    }))
+    })
+}
+
+/// Compiles a template at `key`, reporting errors and likely typos there.
+/// `extra` names variables the template may use besides the payload's.
+fn compile(
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+    key: &str,
+    source: &str,
+    escape: Escape,
+    extra: &[&str],
+) -> Option<TemplateId> {
+    match templates.add(key, source, escape) {
+        Ok(id) => {
+            check_variables(templates.variables(&id), key, extra, diags);
+            Some(id)
+        }
+        Err(err) => {
+            diags.error(key, describe(&err));
+            None
+        }
+    }
 }
 
 /// Warns about variables that are not payload fields: probably typos, but a
 /// newer XucMgt may send fields we do not know, so not an error.
-fn check_variables(vars: HashSet<String>, key: &str, diags: &mut Diagnostics<'_>) {
+fn check_variables(vars: HashSet<String>, key: &str, extra: &[&str], diags: &mut Diagnostics<'_>) {
     let mut vars: Vec<_> = vars.into_iter().collect();
     vars.sort();
     for var in vars {
-        if PAYLOAD_FIELDS.contains(&var.as_str()) || TEMPLATE_GLOBALS.contains(&var.as_str()) {
+        if PAYLOAD_FIELDS.contains(&var.as_str())
+            || TEMPLATE_GLOBALS.contains(&var.as_str())
+            || extra.contains(&var.as_str())
+        {
             continue;
         }
         let hint = PAYLOAD_FIELDS
             .iter()
+            .chain(extra)
             .map(|f| (strsim::levenshtein(f, &var), f))
             .filter(|(d, _)| *d <= 2)
             .min()

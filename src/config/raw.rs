@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
+    pub(super) backends: std::collections::BTreeMap<String, RawBackend>,
+    #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
 }
 
@@ -89,6 +91,9 @@ pub(super) struct RawRoute {
     pub(super) name: Option<String>,
     pub(super) path: Option<String>,
     pub(super) when: Option<String>,
+    pub(super) backend: Option<OneOrMany>,
+    #[serde(default)]
+    pub(super) forward_token: bool,
     pub(super) open: Option<RawOpen>,
 }
 
@@ -102,4 +107,112 @@ pub(super) struct RawOpen {
     pub(super) title: String,
     #[serde(default)]
     pub(super) autopause: bool,
+}
+
+/// `backend = "crm"` or `backend = ["crm", "crm-standby"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn names(&self) -> &[String] {
+        match self {
+            OneOrMany::One(name) => std::slice::from_ref(name),
+            OneOrMany::Many(names) => names,
+        }
+    }
+}
+
+/// How the request to a backend is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// A JSON body built from a table of templates.
+    Json,
+    /// An `application/x-www-form-urlencoded` body.
+    Form,
+    /// Fields in the query string of a GET.
+    Query,
+    /// A body template (SOAP envelope) with XML-escaped values.
+    Xml,
+}
+
+/// `[backends.NAME]`: a CRM the gateway calls.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub(super) url: String,
+    pub(super) method: Option<String>,
+    pub(super) encoding: Encoding,
+    /// Table of templates (json, form, query) or one template (xml).
+    pub(super) body: Option<toml::Value>,
+    #[serde(default)]
+    pub(super) headers: toml::Table,
+    pub(super) auth: Option<RawAuth>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) ca_file: Option<String>,
+    pub(super) client_cert: Option<String>,
+    pub(super) client_key: Option<String>,
+    pub(super) follow_redirects: Option<u8>,
+    pub(super) max_response_bytes: Option<usize>,
+    pub(super) max_concurrency: Option<usize>,
+    pub(super) public_base: Option<String>,
+    pub(super) reply: RawReply,
+}
+
+/// `[backends.NAME.auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    #[serde(rename = "type")]
+    pub(super) kind: AuthKind,
+    pub(super) username: Option<String>,
+    pub(super) header: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<String>,
+    pub(super) value_env: Option<String>,
+    pub(super) value_file: Option<String>,
+}
+
+/// Which kind of credentials a backend wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum AuthKind {
+    Basic,
+    Bearer,
+    Header,
+}
+
+/// `[backends.NAME.reply]`: how to read what the backend answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReply {
+    pub(super) format: ReplyFormat,
+    #[serde(default)]
+    pub(super) extract: toml::Table,
+    pub(super) accept_status: Option<Vec<u16>>,
+    pub(super) open_when: Option<String>,
+    pub(super) event: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) title: Option<String>,
+    pub(super) autopause: Option<toml::Value>,
+}
+
+/// The shape of a backend's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyFormat {
+    /// JSON; values extracted by JSON pointer or dotted path.
+    Json,
+    /// XML or SOAP; values extracted by element path.
+    Xml,
+    /// Plain text: the trimmed body is `body` (often a bare URL or id).
+    Text,
+    /// The backend already answers the XucMgt contract.
+    Contract,
 }

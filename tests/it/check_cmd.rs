@@ -170,7 +170,12 @@ fn every_example_config_is_valid_apart_from_its_certificate_files() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let config = thirdparty_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+            assert!(
+                config.warnings.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                config.warnings
+            );
             seen += 1;
         }
     }

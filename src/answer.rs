@@ -1,0 +1,164 @@
+//! What a matched route answers: its backends in order until one opens, then
+//! its screen-pop if it has one, else `none` with the last failure. Every
+//! backend attempt is bounded by its own timeout and by what is left of the
+//! request's deadline, so the agent always gets an answer in time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use minijinja::Value;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendRequest, Failure, RawReply};
+use crate::contract::{Open, Payload, Reply};
+use crate::outcome::NoneReason;
+use crate::route::Route;
+use crate::template::Templates;
+
+/// The outcome of one request, for the reply and the log line.
+#[derive(Debug)]
+pub struct Answer {
+    /// What the agent gets.
+    pub reply: Reply,
+    /// The backend that opened, or the last one that failed.
+    pub backend: Option<Box<str>>,
+    /// Why the reply is `none`, or why a backend failed before a fallback opened.
+    pub failure: Option<Failure>,
+}
+
+/// Sees each backend exchange; `simulate` prints them, the server ignores them.
+pub trait Observer: Send {
+    /// The request about to be sent.
+    fn request(&mut self, _backend: &Backend, _request: &BackendRequest) {}
+    /// What came back, before normalization.
+    fn response(&mut self, _backend: &Backend, _reply: &RawReply) {}
+}
+
+/// The server's observer: logs say enough.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// Answers a payload with the route that matched it.
+pub async fn answer(
+    templates: &Templates,
+    route: &Route,
+    payload: &Payload,
+    ctx: &Value,
+    deadline: Instant,
+    observer: &mut dyn Observer,
+) -> Answer {
+    let mut last: Option<(Box<str>, Failure)> = None;
+    if !route.backends.is_empty() {
+        let request_ctx = if route.forward_token {
+            with_token(payload).unwrap_or_else(|| ctx.clone())
+        } else {
+            ctx.clone()
+        };
+        for backend in &route.backends {
+            let started = Instant::now();
+            match call(templates, backend, &request_ctx, ctx, deadline, observer).await {
+                Ok(open) => {
+                    tracing::debug!(route = %route.name, backend = %backend.name, latency_ms = ms(started.elapsed()), "backend opened");
+                    return Answer {
+                        reply: Reply::Open(open),
+                        backend: Some(backend.name.clone()),
+                        failure: None,
+                    };
+                }
+                Err(failure) => {
+                    tracing::warn!(
+                        route = %route.name, backend = %backend.name,
+                        reason = %failure.reason, detail = %failure.detail,
+                        latency_ms = ms(started.elapsed()), "backend gave no screen-pop"
+                    );
+                    let out_of_time = failure.reason == NoneReason::Deadline;
+                    last = Some((backend.name.clone(), failure));
+                    if out_of_time {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let (backend, failure) = match last {
+        Some((name, failure)) => (Some(name), Some(failure)),
+        None => (None, None),
+    };
+    match &route.open {
+        Some(pop) => match pop.reply(templates, ctx, &route.name) {
+            Ok(open) => Answer {
+                reply: Reply::Open(open),
+                backend,
+                failure,
+            },
+            Err(f) => Answer {
+                reply: Reply::None,
+                backend,
+                failure: Some(f),
+            },
+        },
+        None => Answer {
+            reply: Reply::None,
+            backend,
+            failure,
+        },
+    }
+}
+
+/// One backend attempt: concurrency slot, request, send within the time
+/// left, normalization.
+async fn call(
+    templates: &Templates,
+    backend: &Backend,
+    request_ctx: &Value,
+    reply_ctx: &Value,
+    deadline: Instant,
+    observer: &mut dyn Observer,
+) -> Result<Open, Failure> {
+    let _permit = match &backend.limit {
+        Some(limit) => Some(Arc::clone(limit).try_acquire_owned().map_err(|_| {
+            Failure::new(NoneReason::Busy, "max_concurrency calls already in flight")
+        })?),
+        None => None,
+    };
+    let request = backend.request.build(templates, request_ctx)?;
+    observer.request(backend, &request);
+    let now = Instant::now();
+    let remaining = deadline.saturating_duration_since(now);
+    let (budget, reason) = if backend.timeout < remaining {
+        (backend.timeout, NoneReason::Timeout)
+    } else {
+        (remaining, NoneReason::Deadline)
+    };
+    let raw = tokio::time::timeout(budget, backend.client.send(request))
+        .await
+        .map_err(|_| {
+            Failure::new(reason, format!("no reply within {} ms", budget.as_millis()))
+        })??;
+    observer.response(backend, &raw);
+    backend.reply.normalize(templates, reply_ctx, &raw)
+}
+
+/// The payload as templates see it, plus `user.token` for routes that
+/// forward it. `None` only if the payload cannot be re-serialized.
+fn with_token(payload: &Payload) -> Option<Value> {
+    let mut json = serde_json::to_value(payload).ok()?;
+    if let (Some(token), Some(user)) = (&payload.user.token, json.get_mut("user")) {
+        user.as_object_mut()?
+            .insert("token".into(), token.expose().into());
+    }
+    Some(Value::from(minijinja::value::Serde(&json)))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// Whether an answer opened something.
+pub fn opened(answer: &Answer) -> Option<&Open> {
+    match &answer.reply {
+        Reply::Open(open) => Some(open),
+        Reply::None => None,
+    }
+}

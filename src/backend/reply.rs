@@ -1,0 +1,241 @@
+//! Turning whatever a backend answered into the contract: check the status,
+//! parse the body in its format, extract named values, decide `open` or
+//! `none`, fill the reply from templates, resolve relative URLs against the
+//! backend's public base, and validate the result strictly.
+
+use std::collections::BTreeMap;
+
+use minijinja::value::merge_maps;
+use minijinja::Value;
+use serde::Deserialize;
+use url::Url;
+
+use super::client::RawReply;
+use super::Failure;
+use crate::config::ReplyFormat;
+use crate::contract::{Event, Open};
+use crate::extract::{xml_values, JsonPath, XmlPath};
+use crate::outcome::NoneReason;
+use crate::template::{ConditionId, TemplateId, Templates};
+
+/// How to read one backend's replies.
+#[derive(Debug)]
+pub struct ReplySpec {
+    /// The reply's shape.
+    pub format: ReplyFormat,
+    /// Statuses read as a reply; `None` means any 2xx.
+    pub accept_status: Option<Vec<u16>>,
+    /// Named values to pull out of the body.
+    pub extract: Extract,
+    /// `open` only when this holds (default: when there is a url).
+    pub open_when: Option<ConditionId>,
+    /// The event of the `open` reply, fixed or a template.
+    pub event: Choice<Event, TemplateId>,
+    /// The url template; `None` takes the extracted `url` (or a text body) as is.
+    pub url: Option<TemplateId>,
+    /// The title template; `None` takes the extracted `title`, if any.
+    pub title: Option<TemplateId>,
+    /// Whether the agent is paused, fixed or a condition.
+    pub autopause: Choice<bool, ConditionId>,
+    /// Where relative urls in replies are resolved, as the agent's browser sees it.
+    pub public_base: Option<Url>,
+}
+
+/// A reply field given either once in the config or per reply.
+#[derive(Debug)]
+pub enum Choice<T, D> {
+    /// The same for every reply.
+    Fixed(T),
+    /// Rendered or tested per reply.
+    Dynamic(D),
+}
+
+/// Paths of the values to extract, by name.
+#[derive(Debug, Default)]
+pub enum Extract {
+    /// Nothing to extract (text, contract).
+    #[default]
+    Nothing,
+    /// JSON paths.
+    Json(Vec<(Box<str>, JsonPath)>),
+    /// XML element paths.
+    Xml(Vec<Box<str>>, Vec<XmlPath>),
+}
+
+/// The contract as a backend that speaks it must send it: nothing more.
+#[derive(Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+enum ContractReply {
+    None,
+    Open {
+        event: String,
+        url: String,
+        #[serde(default)]
+        autopause: bool,
+        #[serde(default)]
+        title: String,
+    },
+}
+
+impl ReplySpec {
+    /// Normalizes a backend's reply; `Err` says why the agent gets `none`.
+    pub fn normalize(
+        &self,
+        templates: &Templates,
+        payload: &Value,
+        raw: &RawReply,
+    ) -> Result<Open, Failure> {
+        self.check_status(raw)?;
+        let mut values: BTreeMap<&str, Value> = BTreeMap::new();
+        values.insert("http_status", Value::from(raw.status.as_u16()));
+        match self.format {
+            ReplyFormat::Contract => return self.contract(&raw.body),
+            ReplyFormat::Json => {
+                let doc: serde_json::Value = serde_json::from_slice(&raw.body).map_err(|e| {
+                    Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
+                })?;
+                if let Extract::Json(paths) = &self.extract {
+                    for (name, path) in paths {
+                        if let Some(v) = path.lookup(&doc) {
+                            values.insert(name, Value::from(minijinja::value::Serde(v)));
+                        }
+                    }
+                }
+                values.insert("body", Value::from(minijinja::value::Serde(&doc)));
+            }
+            ReplyFormat::Xml => {
+                if let Extract::Xml(names, paths) = &self.extract {
+                    let found = xml_values(&raw.body, paths)
+                        .map_err(|e| Failure::new(NoneReason::BadReply, e))?;
+                    for (name, v) in names.iter().zip(found) {
+                        if let Some(v) = v {
+                            values.insert(name, Value::from(v));
+                        }
+                    }
+                }
+                values.insert("body", Value::from(String::from_utf8_lossy(&raw.body)));
+            }
+            ReplyFormat::Text => {
+                let text = std::str::from_utf8(&raw.body)
+                    .map_err(|_| Failure::new(NoneReason::BadReply, "reply is not UTF-8 text"))?;
+                values.insert("body", Value::from(text.trim()));
+            }
+        }
+        let implicit_url = match self.format {
+            ReplyFormat::Text => values.get("body"),
+            _ => values.get("url"),
+        }
+        .and_then(|v| v.as_str().map(str::to_owned));
+        let implicit_title = values
+            .get("title")
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let ctx = merge_maps([Value::from_iter(values), payload.clone()]);
+        let failed = |e: minijinja::Error| Failure::new(NoneReason::Template, e);
+        if let Some(cond) = &self.open_when {
+            if !templates.test(cond, &ctx).map_err(failed)? {
+                return Err(Failure::new(NoneReason::Declined, "open_when is false"));
+            }
+        }
+        let url = match &self.url {
+            Some(id) => templates.render(id, &ctx).map_err(failed)?,
+            None => implicit_url.unwrap_or_default(),
+        };
+        if url.trim().is_empty() {
+            return Err(Failure::new(NoneReason::Declined, "no url in the reply"));
+        }
+        let title = match &self.title {
+            Some(id) => templates.render(id, &ctx).map_err(failed)?,
+            None => implicit_title.unwrap_or_default(),
+        };
+        let event = match &self.event {
+            Choice::Fixed(e) => *e,
+            Choice::Dynamic(id) => {
+                let text = templates.render(id, &ctx).map_err(failed)?;
+                Event::parse(text.trim()).ok_or_else(|| {
+                    Failure::new(
+                        NoneReason::InvalidReply,
+                        format!(
+                            "event {text:?} is not EventRinging, EventEstablished or EventReleased"
+                        ),
+                    )
+                })?
+            }
+        };
+        let autopause = match &self.autopause {
+            Choice::Fixed(b) => *b,
+            Choice::Dynamic(cond) => templates.test(cond, &ctx).map_err(failed)?,
+        };
+        self.open(event, &url, autopause, &title)
+    }
+
+    fn check_status(&self, raw: &RawReply) -> Result<(), Failure> {
+        let status = raw.status;
+        let accepted = match &self.accept_status {
+            Some(list) => list.contains(&status.as_u16()),
+            None => status.is_success(),
+        };
+        if accepted {
+            Ok(())
+        } else if status.is_redirection() {
+            let to = raw
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            Err(Failure::new(
+                NoneReason::Redirect,
+                format!("HTTP {status} to {to:?} not followed (follow_redirects)"),
+            ))
+        } else {
+            Err(Failure::new(NoneReason::Status, format!("HTTP {status}")))
+        }
+    }
+
+    fn contract(&self, body: &[u8]) -> Result<Open, Failure> {
+        let reply: ContractReply = serde_json::from_slice(body).map_err(|e| {
+            Failure::new(
+                NoneReason::BadReply,
+                format!("reply is not a contract reply: {e}"),
+            )
+        })?;
+        match reply {
+            ContractReply::None => Err(Failure::new(
+                NoneReason::Declined,
+                "backend answered {\"action\":\"none\"}",
+            )),
+            ContractReply::Open {
+                event,
+                url,
+                autopause,
+                title,
+            } => {
+                let event = Event::parse(&event).ok_or_else(|| {
+                    Failure::new(
+                        NoneReason::InvalidReply,
+                        format!("event {event:?} is not a contract event"),
+                    )
+                })?;
+                self.open(event, &url, autopause, &title)
+            }
+        }
+    }
+
+    /// Resolves the url against `public_base` and validates the reply.
+    fn open(&self, event: Event, url: &str, autopause: bool, title: &str) -> Result<Open, Failure> {
+        let url = url.trim();
+        let resolved = match &self.public_base {
+            Some(base) => base
+                .join(url)
+                .map_err(|e| {
+                    Failure::new(
+                        NoneReason::InvalidReply,
+                        format!("url {url:?} cannot be resolved against public_base: {e}"),
+                    )
+                })?
+                .to_string(),
+            None => url.to_owned(),
+        };
+        Open::new(event, &resolved, autopause, title)
+            .map_err(|e| Failure::new(NoneReason::InvalidReply, e))
+    }
+}

@@ -1,0 +1,707 @@
+//! `[backends.NAME]` from raw TOML to ready backends: templates compiled,
+//! secrets read, TLS configs built, limits checked against the deadline.
+//! Everything that can fail here is a `check` error at its key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::{HeaderName, HeaderValue, Method};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::diag::Diagnostics;
+use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat};
+use super::{check_variables, compile, PAYLOAD_FIELDS};
+use crate::backend::reply::{Choice, Extract};
+use crate::backend::request::{single_expression, BodySpec, JsonSpec};
+use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
+use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
+use crate::contract::Event;
+use crate::extract::{JsonPath, XmlPath};
+use crate::template::{Escape, Templates};
+
+/// Names reply templates may use besides the payload and extracted values.
+const REPLY_NAMES: [&str; 2] = ["http_status", "body"];
+
+/// Validates every backend; the ones with errors are left out (and the
+/// config as a whole is refused).
+pub(super) fn backends(
+    raw: &BTreeMap<String, RawBackend>,
+    deadline: Duration,
+    base: &Path,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> BTreeMap<Box<str>, Arc<Backend>> {
+    let mut out = BTreeMap::new();
+    for (name, b) in raw {
+        let key = format!("backends.{name}");
+        let errors = diags.errors.len();
+        let backend = backend(name, b, &key, deadline, base, templates, diags);
+        if let (Some(backend), true) = (backend, diags.errors.len() == errors) {
+            out.insert(name.as_str().into(), Arc::new(backend));
+        }
+    }
+    out
+}
+
+fn backend(
+    name: &str,
+    b: &RawBackend,
+    key: &str,
+    deadline: Duration,
+    base: &Path,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Backend> {
+    let url_src = b.url.trim_start();
+    if !url_src.starts_with("http://") && !url_src.starts_with("https://") {
+        diags.error(&format!("{key}.url"), "must start with http:// or https://");
+    }
+    let url = compile(
+        templates,
+        diags,
+        &format!("{key}.url"),
+        &b.url,
+        Escape::Url,
+        &[],
+    );
+    let method = match &b.method {
+        None if b.encoding == Encoding::Query => Method::GET,
+        None => Method::POST,
+        Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                diags.error(
+                    &format!("{key}.method"),
+                    format!("{m:?} is not an HTTP method"),
+                );
+                Method::POST
+            }
+        },
+    };
+    let body = body(b, key, templates, diags);
+    let mut headers = Vec::new();
+    for (h, v) in &b.headers {
+        let hkey = format!("{key}.headers.{h}");
+        let Ok(hname) = HeaderName::try_from(h.to_ascii_lowercase()) else {
+            diags.error(&hkey, format!("{h:?} is not a header name"));
+            continue;
+        };
+        let Some(src) = v.as_str() else {
+            diags.error(&hkey, "must be a string (a template)");
+            continue;
+        };
+        if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[]) {
+            headers.push((hname, id));
+        }
+    }
+    let auth = b
+        .auth
+        .as_ref()
+        .and_then(|a| auth(a, &format!("{key}.auth"), base, diags));
+    let timeout = match b.timeout_ms {
+        None => deadline,
+        Some(0) => {
+            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
+            deadline
+        }
+        Some(ms) if Duration::from_millis(ms) > deadline => {
+            diags.error(
+                &format!("{key}.timeout_ms"),
+                format!(
+                    "{ms} ms exceeds server.deadline_ms ({} ms): the agent would get none first",
+                    deadline.as_millis()
+                ),
+            );
+            deadline
+        }
+        Some(ms) => Duration::from_millis(ms),
+    };
+    let follow_redirects = b.follow_redirects.unwrap_or(0);
+    if follow_redirects > MAX_FOLLOW_REDIRECTS {
+        diags.error(
+            &format!("{key}.follow_redirects"),
+            format!("at most {MAX_FOLLOW_REDIRECTS}"),
+        );
+    }
+    let max_response_bytes = match b.max_response_bytes {
+        Some(0) => {
+            diags.error(
+                &format!("{key}.max_response_bytes"),
+                "must be greater than 0",
+            );
+            DEFAULT_MAX_RESPONSE_BYTES
+        }
+        other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+    };
+    let limit = match b.max_concurrency {
+        Some(0) => {
+            diags.error(&format!("{key}.max_concurrency"), "must be greater than 0");
+            None
+        }
+        Some(n) => Some(Arc::new(Semaphore::new(n))),
+        None => None,
+    };
+    let public_base = b.public_base.as_deref().and_then(|raw| {
+        let k = format!("{key}.public_base");
+        match Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                if !u.path().ends_with('/') {
+                    diags.warn(
+                        &k,
+                        format!("{raw:?} does not end with '/': relative urls replace its last path segment"),
+                    );
+                }
+                Some(u)
+            }
+            _ => {
+                diags.error(&k, format!("{raw:?} is not an absolute http(s) URL"));
+                None
+            }
+        }
+    });
+    let tls = tls(b, key, base, diags);
+    let reply = reply(&b.reply, key, public_base, templates, diags);
+    let client = Client::new(tls?, timeout, follow_redirects, max_response_bytes);
+    Some(Backend {
+        name: name.into(),
+        request: RequestSpec {
+            method,
+            url: url?,
+            body: body?,
+            headers,
+            auth,
+            accept: HeaderValue::from_static(match b.reply.format {
+                ReplyFormat::Json | ReplyFormat::Contract => "application/json",
+                ReplyFormat::Xml => "text/xml, application/xml, application/soap+xml",
+                ReplyFormat::Text => "text/plain, */*",
+            }),
+        },
+        reply: reply?,
+        client,
+        timeout,
+        limit,
+    })
+}
+
+fn body(
+    b: &RawBackend,
+    key: &str,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<BodySpec> {
+    let bkey = format!("{key}.body");
+    match (b.encoding, &b.body) {
+        (Encoding::Json, None) => Some(BodySpec::Json(JsonSpec::Context)),
+        (Encoding::Json, Some(v @ toml::Value::Table(_))) => {
+            json_spec(v, &bkey, templates, diags).map(BodySpec::Json)
+        }
+        (Encoding::Json, Some(_)) => {
+            diags.error(
+                &bkey,
+                "with encoding = \"json\", body is a table: [backends.NAME.body]",
+            );
+            None
+        }
+        (Encoding::Form | Encoding::Query, body) => {
+            let empty = toml::Table::new();
+            let table = match body {
+                None => &empty,
+                Some(toml::Value::Table(t)) => t,
+                Some(_) => {
+                    diags.error(
+                        &bkey,
+                        "with form or query encoding, body is a table of fields",
+                    );
+                    return None;
+                }
+            };
+            let mut fields = Vec::new();
+            for (field, v) in table {
+                let fkey = format!("{bkey}.{field}");
+                let src = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        v.to_string()
+                    }
+                    _ => {
+                        diags.error(&fkey, "a field is a string template, a number or a boolean");
+                        continue;
+                    }
+                };
+                if let Some(id) = compile(templates, diags, &fkey, &src, Escape::None, &[]) {
+                    fields.push((field.as_str().into(), id));
+                }
+            }
+            Some(if b.encoding == Encoding::Form {
+                BodySpec::Form(fields)
+            } else {
+                BodySpec::Query(fields)
+            })
+        }
+        (Encoding::Xml, Some(toml::Value::String(src))) => {
+            compile(templates, diags, &bkey, src, Escape::Xml, &[]).map(BodySpec::Xml)
+        }
+        (Encoding::Xml, _) => {
+            diags.error(&bkey, "with encoding = \"xml\", body is the document template (e.g. a SOAP envelope) as a string");
+            None
+        }
+    }
+}
+
+fn json_spec(
+    v: &toml::Value,
+    key: &str,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<JsonSpec> {
+    Some(match v {
+        toml::Value::String(src) => match single_expression(src) {
+            Some(expr) => match templates.add_json_expression(key, expr) {
+                Ok(id) => {
+                    check_variables(templates.variables(&id), key, &[], diags);
+                    JsonSpec::Native(id)
+                }
+                Err(e) => {
+                    diags.error(key, super::describe(&e));
+                    return None;
+                }
+            },
+            None => JsonSpec::Text(compile(templates, diags, key, src, Escape::None, &[])?),
+        },
+        toml::Value::Table(t) => {
+            let mut fields = Vec::with_capacity(t.len());
+            for (k, v) in t {
+                fields.push((
+                    k.as_str().into(),
+                    json_spec(v, &format!("{key}.{k}"), templates, diags)?,
+                ));
+            }
+            JsonSpec::Object(fields)
+        }
+        toml::Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                out.push(json_spec(v, &format!("{key}[{i}]"), templates, diags)?);
+            }
+            JsonSpec::Array(out)
+        }
+        toml::Value::Integer(i) => JsonSpec::Literal((*i).into()),
+        toml::Value::Float(f) => JsonSpec::Literal((*f).into()),
+        toml::Value::Boolean(b) => JsonSpec::Literal((*b).into()),
+        toml::Value::Datetime(d) => JsonSpec::Literal(d.to_string().into()),
+    })
+}
+
+/// Reads a secret from exactly one of an environment variable or a file.
+fn secret(
+    env: Option<&String>,
+    file: Option<&String>,
+    key: &str,
+    what: &str,
+    base: &Path,
+    diags: &mut Diagnostics<'_>,
+) -> Option<String> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            diags.error(
+                &format!("{key}.{what}_env"),
+                format!("set {what}_env or {what}_file, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.error(key, format!("missing {what}_env or {what}_file"));
+            None
+        }
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                diags.error(
+                    &format!("{key}.{what}_env"),
+                    format!("environment variable {var} is not set (or empty)"),
+                );
+                None
+            }
+        },
+        (None, Some(path)) => {
+            let k = format!("{key}.{what}_file");
+            let path = match credential_path(path) {
+                Ok(p) => base.join(p),
+                Err(msg) => {
+                    diags.error(&k, msg);
+                    return None;
+                }
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim_end_matches(['\r', '\n']).is_empty() => {
+                    Some(text.trim_end_matches(['\r', '\n']).to_owned())
+                }
+                Ok(_) => {
+                    diags.error(&k, format!("{} is empty", path.display()));
+                    None
+                }
+                Err(e) => {
+                    diags.error(&k, format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Expands a leading `$CREDENTIALS_DIRECTORY` (or `${...}`), where systemd's
+/// `LoadCredential=` puts secrets.
+fn credential_path(raw: &str) -> Result<PathBuf, String> {
+    let rest = raw
+        .strip_prefix("${CREDENTIALS_DIRECTORY}")
+        .or_else(|| raw.strip_prefix("$CREDENTIALS_DIRECTORY"));
+    match rest {
+        None => Ok(PathBuf::from(raw)),
+        Some(rest) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or(
+                "CREDENTIALS_DIRECTORY is not set (it is, under systemd with LoadCredential=)",
+            )?;
+            Ok(PathBuf::from(dir).join(rest.trim_start_matches('/')))
+        }
+    }
+}
+
+fn auth(
+    a: &RawAuth,
+    key: &str,
+    base: &Path,
+    diags: &mut Diagnostics<'_>,
+) -> Option<(HeaderName, HeaderValue)> {
+    let stray = |set: bool, field: &str, diags: &mut Diagnostics<'_>| {
+        if set {
+            diags.error(
+                &format!("{key}.{field}"),
+                format!(
+                    "not used with type = {:?}",
+                    format!("{:?}", a.kind).to_lowercase()
+                ),
+            );
+        }
+    };
+    let (name, value) = match a.kind {
+        AuthKind::Basic => {
+            stray(a.header.is_some(), "header", diags);
+            stray(
+                a.token_env.is_some() || a.token_file.is_some(),
+                "token_env",
+                diags,
+            );
+            stray(
+                a.value_env.is_some() || a.value_file.is_some(),
+                "value_env",
+                diags,
+            );
+            let Some(user) = &a.username else {
+                diags.error(key, "type = \"basic\" needs username");
+                return None;
+            };
+            if user.contains(':') {
+                diags.error(
+                    &format!("{key}.username"),
+                    "a basic-auth username cannot contain ':'",
+                );
+            }
+            let password = secret(
+                a.password_env.as_ref(),
+                a.password_file.as_ref(),
+                key,
+                "password",
+                base,
+                diags,
+            )?;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            (AUTHORIZATION, format!("Basic {encoded}"))
+        }
+        AuthKind::Bearer => {
+            stray(a.username.is_some(), "username", diags);
+            stray(a.header.is_some(), "header", diags);
+            stray(
+                a.password_env.is_some() || a.password_file.is_some(),
+                "password_env",
+                diags,
+            );
+            stray(
+                a.value_env.is_some() || a.value_file.is_some(),
+                "value_env",
+                diags,
+            );
+            let token = secret(
+                a.token_env.as_ref(),
+                a.token_file.as_ref(),
+                key,
+                "token",
+                base,
+                diags,
+            )?;
+            (AUTHORIZATION, format!("Bearer {token}"))
+        }
+        AuthKind::Header => {
+            stray(a.username.is_some(), "username", diags);
+            stray(
+                a.password_env.is_some() || a.password_file.is_some(),
+                "password_env",
+                diags,
+            );
+            stray(
+                a.token_env.is_some() || a.token_file.is_some(),
+                "token_env",
+                diags,
+            );
+            let Some(header) = &a.header else {
+                diags.error(key, "type = \"header\" needs header, e.g. \"X-Api-Key\"");
+                return None;
+            };
+            let Ok(name) = HeaderName::try_from(header.to_ascii_lowercase()) else {
+                diags.error(
+                    &format!("{key}.header"),
+                    format!("{header:?} is not a header name"),
+                );
+                return None;
+            };
+            let value = secret(
+                a.value_env.as_ref(),
+                a.value_file.as_ref(),
+                key,
+                "value",
+                base,
+                diags,
+            )?;
+            (name, value)
+        }
+    };
+    match HeaderValue::from_str(&value) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            Some((name, v))
+        }
+        Err(_) => {
+            diags.error(key, "the secret holds characters a header cannot carry");
+            None
+        }
+    }
+}
+
+fn tls(
+    b: &RawBackend,
+    key: &str,
+    base: &Path,
+    diags: &mut Diagnostics<'_>,
+) -> Option<rustls::ClientConfig> {
+    let ca = b.ca_file.as_ref().map(|f| base.join(f));
+    let identity = match (&b.client_cert, &b.client_key) {
+        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            diags.error(&format!("{key}.client_key"), "client_cert needs client_key");
+            return None;
+        }
+        (None, Some(_)) => {
+            diags.error(
+                &format!("{key}.client_cert"),
+                "client_key needs client_cert",
+            );
+            return None;
+        }
+    };
+    let identity_ref = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    match crate::tls::client_config(ca.as_deref(), identity_ref) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let field = match (&e, &ca) {
+                (crate::tls::TlsError::Pem { path, .. }, Some(ca)) if path == ca => "ca_file",
+                _ => "client_cert",
+            };
+            diags.error(&format!("{key}.{field}"), e);
+            None
+        }
+    }
+}
+
+fn reply(
+    r: &RawReply,
+    key: &str,
+    public_base: Option<Url>,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<ReplySpec> {
+    let rkey = format!("{key}.reply");
+    let mut names: Vec<&str> = REPLY_NAMES.to_vec();
+    names.extend(r.extract.keys().map(String::as_str));
+    if r.format == ReplyFormat::Contract {
+        for (set, field) in [
+            (!r.extract.is_empty(), "extract"),
+            (r.open_when.is_some(), "open_when"),
+            (r.event.is_some(), "event"),
+            (r.url.is_some(), "url"),
+            (r.title.is_some(), "title"),
+            (r.autopause.is_some(), "autopause"),
+        ] {
+            if set {
+                diags.error(
+                    &format!("{rkey}.{field}"),
+                    "a contract backend's reply is used as it comes (validated): remove this key",
+                );
+            }
+        }
+    }
+    let mut extract = Extract::Nothing;
+    match r.format {
+        ReplyFormat::Json | ReplyFormat::Xml => {
+            let mut json = Vec::new();
+            let (mut xml_names, mut xml_paths) = (Vec::new(), Vec::new());
+            for (name, path) in &r.extract {
+                let k = format!("{rkey}.extract.{name}");
+                if PAYLOAD_FIELDS.contains(&name.as_str()) || REPLY_NAMES.contains(&name.as_str()) {
+                    diags.warn(&k, format!("{name:?} hides the payload or reply value of that name in reply templates"));
+                }
+                let Some(path) = path.as_str() else {
+                    diags.error(&k, "must be a path string");
+                    continue;
+                };
+                let parsed = if r.format == ReplyFormat::Json {
+                    JsonPath::parse(path).map(|p| json.push((name.as_str().into(), p)))
+                } else {
+                    XmlPath::parse(path).map(|p| {
+                        xml_names.push(name.as_str().into());
+                        xml_paths.push(p);
+                    })
+                };
+                if let Err(msg) = parsed {
+                    diags.error(&k, msg);
+                }
+            }
+            extract = if r.format == ReplyFormat::Json {
+                Extract::Json(json)
+            } else {
+                Extract::Xml(xml_names, xml_paths)
+            };
+            if r.url.is_none() && !r.extract.contains_key("url") {
+                diags.error(
+                    &rkey,
+                    "no url: set reply.url (a template) or extract a value named url",
+                );
+            }
+        }
+        ReplyFormat::Text if !r.extract.is_empty() => {
+            diags.error(
+                &format!("{rkey}.extract"),
+                "a text reply has nothing to extract: use {{ body }}",
+            );
+        }
+        ReplyFormat::Text | ReplyFormat::Contract => {}
+    }
+    let open_when = r.open_when.as_deref().and_then(|expr| {
+        let k = format!("{rkey}.open_when");
+        match templates.add_condition(&k, expr) {
+            Ok(id) => {
+                check_variables(templates.condition_variables(&id), &k, &names, diags);
+                Some(id)
+            }
+            Err(e) => {
+                diags.error(&k, super::describe(&e));
+                None
+            }
+        }
+    });
+    let event = match r.event.as_deref() {
+        None => Choice::Fixed(Event::EventRinging),
+        Some(src) if src.contains("{{") || src.contains("{%") => Choice::Dynamic(compile(
+            templates,
+            diags,
+            &format!("{rkey}.event"),
+            src,
+            Escape::None,
+            &names,
+        )?),
+        Some(src) => match Event::parse(src) {
+            Some(e) => Choice::Fixed(e),
+            None => {
+                diags.error(
+                    &format!("{rkey}.event"),
+                    format!("{src:?} is not EventRinging, EventEstablished or EventReleased"),
+                );
+                return None;
+            }
+        },
+    };
+    let url = match &r.url {
+        Some(src) => Some(compile(
+            templates,
+            diags,
+            &format!("{rkey}.url"),
+            src,
+            Escape::Url,
+            &names,
+        )?),
+        None => None,
+    };
+    let title = match &r.title {
+        Some(src) => Some(compile(
+            templates,
+            diags,
+            &format!("{rkey}.title"),
+            src,
+            Escape::None,
+            &names,
+        )?),
+        None => None,
+    };
+    let autopause = match &r.autopause {
+        None => Choice::Fixed(false),
+        Some(toml::Value::Boolean(b)) => Choice::Fixed(*b),
+        Some(toml::Value::String(expr)) => {
+            let k = format!("{rkey}.autopause");
+            match templates.add_condition(&k, expr) {
+                Ok(id) => {
+                    check_variables(templates.condition_variables(&id), &k, &names, diags);
+                    Choice::Dynamic(id)
+                }
+                Err(e) => {
+                    diags.error(&k, super::describe(&e));
+                    return None;
+                }
+            }
+        }
+        Some(_) => {
+            diags.error(
+                &format!("{rkey}.autopause"),
+                "true, false, or an expression string",
+            );
+            return None;
+        }
+    };
+    let mut accept_status = None;
+    if let Some(list) = &r.accept_status {
+        for (i, s) in list.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                diags.error(
+                    &format!("{rkey}.accept_status[{i}]"),
+                    format!("{s} is not an HTTP status"),
+                );
+            }
+        }
+        accept_status = Some(list.clone());
+    }
+    Some(ReplySpec {
+        format: r.format,
+        accept_status,
+        extract,
+        open_when,
+        event,
+        url,
+        title,
+        autopause,
+        public_base,
+    })
+}
