@@ -59,7 +59,7 @@ pub async fn answer(
             let started = Instant::now();
             match call(templates, backend, &request_ctx, ctx, deadline, observer).await {
                 Ok(open) => {
-                    tracing::debug!(route = %route.name, backend = %backend.name, latency_ms = ms(started.elapsed()), "backend opened");
+                    tracing::debug!(route = %route.name, backend = %backend.name, latency_ms = %ms(started.elapsed()), "backend opened");
                     return Answer {
                         reply: Reply::Open(open),
                         backend: Some(backend.name.clone()),
@@ -69,8 +69,8 @@ pub async fn answer(
                 Err(failure) => {
                     tracing::warn!(
                         route = %route.name, backend = %backend.name,
-                        reason = %failure.reason, detail = %failure.detail,
-                        latency_ms = ms(started.elapsed()), "backend gave no screen-pop"
+                        reason = %failure.reason, detail = failure.detail,
+                        latency_ms = %ms(started.elapsed()), "backend gave no screen-pop"
                     );
                     let out_of_time = failure.reason == NoneReason::Deadline;
                     last = Some((backend.name.clone(), failure));
@@ -142,7 +142,7 @@ async fn call(
 
 /// The payload as templates see it, plus `user.token` for routes that
 /// forward it. `None` only if the payload cannot be re-serialized.
-fn with_token(payload: &Payload) -> Option<Value> {
+pub fn with_token(payload: &Payload) -> Option<Value> {
     let mut json = serde_json::to_value(payload).ok()?;
     if let (Some(token), Some(user)) = (&payload.user.token, json.get_mut("user")) {
         user.as_object_mut()?
@@ -153,12 +153,4 @@ fn with_token(payload: &Payload) -> Option<Value> {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-/// Whether an answer opened something.
-pub fn opened(answer: &Answer) -> Option<&Open> {
-    match &answer.reply {
-        Reply::Open(open) => Some(open),
-        Reply::None => None,
-    }
 }

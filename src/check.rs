@@ -26,10 +26,11 @@ pub fn check(file: &Path) -> anyhow::Result<Report> {
         p.join(", ")
     };
     let summary = format!(
-        "{}: ok: {} route(s) on {}, listening on {} ({tls})",
+        "{}: ok: {} route(s) on {}, {} backend(s), listening on {} ({tls})",
         file.display(),
         config.router.len(),
         if paths.is_empty() { "no path" } else { &paths },
+        config.backends.len(),
         config.server.listen,
     );
     Ok(Report {

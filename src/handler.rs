@@ -56,16 +56,16 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
                     failure,
                     reply,
                 } => tracing::info!(
-                    %method, path, origin = origin_log,
-                    route = route.as_deref().unwrap_or("-"),
-                    backend = backend.as_deref().unwrap_or("-"),
-                    outcome = if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
-                    reason = failure.as_ref().map_or("-", |f| f.reason.as_str()),
+                    %method, %path, origin = %origin_log,
+                    route = %route.as_deref().unwrap_or("-"),
+                    backend = %backend.as_deref().unwrap_or("-"),
+                    outcome = %if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
+                    reason = %failure.as_ref().map_or("-", |f| f.reason.as_str()),
                     detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
                     %latency_ms, "request"
                 ),
                 Handled::Preflight | Handled::Options => tracing::info!(
-                    %method, path, origin = origin_log, outcome = "preflight", %latency_ms, "request"
+                    %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
                 ),
             }
             response
@@ -76,7 +76,7 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
             }
             let status = StatusCode::from(&err);
             tracing::info!(
-                %method, path, origin = origin_log, outcome = "error",
+                %method, %path, origin = %origin_log, outcome = %"error",
                 status = status.as_u16(), error = %err, %latency_ms, "request"
             );
             error_response(&err)

@@ -20,5 +20,6 @@ pub mod logging;
 pub mod outcome;
 pub mod route;
 pub mod server;
+pub mod simulate;
 pub mod template;
 pub mod tls;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, config, gateway::Gateway, logging, server};
+use thirdparty_gateway::{check, config, gateway::Gateway, logging, server, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -18,7 +18,8 @@ use thirdparty_gateway::{check, config, gateway::Gateway, logging, server};
     thirdparty-gateway                                  run with ./config.toml\n  \
     thirdparty-gateway run --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway run --listen 0.0.0.0:8443        override server.listen\n  \
-    thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml"
+    thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml\n  \
+    thirdparty-gateway simulate --config config.toml call.json --dry-run"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +43,21 @@ enum Command {
         #[arg(long, short, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Run one XucMgt payload through the config and show every step: route
+    /// chosen and why, backend request (secrets redacted), raw and normalized reply.
+    Simulate {
+        /// Config file.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+        /// A JSON payload as XucMgt POSTs it.
+        payload: PathBuf,
+        /// The request path the payload is POSTed to.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Build the backend requests but do not send them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +68,12 @@ fn main() -> ExitCode {
     }) {
         Command::Run { config, listen } => run(config, listen),
         Command::Check { config } => run_check(config),
+        Command::Simulate {
+            config,
+            payload,
+            path,
+            dry_run,
+        } => run_simulate(&config, &payload, &path, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +90,21 @@ fn run_check(file: PathBuf) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     println!("{}", report.summary);
+    Ok(())
+}
+
+fn run_simulate(
+    config: &std::path::Path,
+    payload: &std::path::Path,
+    path: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
+    print!("{report}");
     Ok(())
 }
 

@@ -25,6 +25,8 @@ pub struct Route {
     pub name: Box<str>,
     /// The condition; `None` matches every payload.
     pub when: Option<ConditionId>,
+    /// The condition as written, for `simulate` and logs.
+    pub when_source: Option<Box<str>>,
     /// Backends asked in order until one answers `open`.
     pub backends: Vec<Arc<Backend>>,
     /// A screen-pop: the answer when there are no backends, or the fallback

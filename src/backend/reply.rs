@@ -129,7 +129,7 @@ impl ReplySpec {
         let implicit_title = values
             .get("title")
             .and_then(|v| v.as_str().map(str::to_owned));
-        let ctx = merge_maps([Value::from_iter(values), payload.clone()]);
+        let ctx = merge_maps([Value::from(values), payload.clone()]);
         let failed = |e: minijinja::Error| Failure::new(NoneReason::Template, e);
         if let Some(cond) = &self.open_when {
             if !templates.test(cond, &ctx).map_err(failed)? {

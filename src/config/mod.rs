@@ -474,6 +474,7 @@ fn routes(
             Route {
                 name: name.into_boxed_str(),
                 when,
+                when_source: r.when.as_deref().map(Into::into),
                 backends: route_backends,
                 open,
                 forward_token: r.forward_token,

@@ -46,7 +46,7 @@ fn good_config_passes_with_a_one_line_summary() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.contains("ok: 1 route(s) on /, listening on 127.0.0.1:8443 (TLS: "),
+        stdout.contains("ok: 1 route(s) on /, 0 backend(s), listening on 127.0.0.1:8443 (TLS: "),
         "{stdout}"
     );
 }
@@ -180,4 +180,77 @@ fn every_example_config_is_valid_apart_from_its_certificate_files() {
         }
     }
     assert!(seen > 0);
+}
+
+const WITH_BACKEND: &str = r#"[tls]
+cert = "cert.pem"
+key = "key.pem"
+
+[cors]
+allow_origins = ["https://xuc.example.org"]
+
+[server]
+deadline_ms = 1000
+
+[backends.crm]
+url = "https://crm.internal/lookup"
+encoding = "form"
+timeout_ms = 800
+body = { phone = "{{ caller }}" }
+auth = { type = "basic", username = "gw", password_env = "TPGW_CHECK_PASSWORD" }
+[backends.crm.reply]
+format = "json"
+extract = { url = "/card" }
+
+[[routes]]
+backend = "crm"
+"#;
+
+#[test]
+fn backend_errors_name_their_keys() {
+    std::env::set_var("TPGW_CHECK_PASSWORD", "x");
+    let (out, text) = check(WITH_BACKEND);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 backend(s)"), "{text}");
+
+    let cases = [
+        (
+            WITH_BACKEND.replace("timeout_ms = 800", "timeout_ms = 5000"),
+            "config.toml:14:1: backends.crm.timeout_ms: 5000 ms exceeds server.deadline_ms (1000 ms)",
+        ),
+        (
+            WITH_BACKEND.replace("backend = \"crm\"", "backend = \"crn\""),
+            "routes[0].backend: no [backends.crn] (known: [\"crm\"])",
+        ),
+        (
+            WITH_BACKEND.replace("TPGW_CHECK_PASSWORD", "TPGW_CHECK_UNSET_VARIABLE"),
+            "backends.crm.auth.password_env: environment variable TPGW_CHECK_UNSET_VARIABLE is not set",
+        ),
+        (
+            WITH_BACKEND.replace("extract = { url = \"/card\" }", "extract = { card = \"/card\" }"),
+            "backends.crm.reply: no url: set reply.url (a template) or extract a value named url",
+        ),
+        (
+            WITH_BACKEND.replace("encoding = \"form\"", "encoding = \"xml\""),
+            "backends.crm.body: with encoding = \"xml\", body is the document template",
+        ),
+        (
+            WITH_BACKEND.replace("https://crm.internal", "ftp://crm.internal"),
+            "backends.crm.url: must start with http:// or https://",
+        ),
+        (
+            WITH_BACKEND.replace("format = \"json\"", "format = \"yaml\""),
+            "backends.crm.reply.format: unknown variant `yaml`",
+        ),
+        (
+            WITH_BACKEND.replace("[backends.crm.reply]", "ca_file = \"nope.pem\"\n[backends.crm.reply]"),
+            "backends.crm.ca_file: ",
+        ),
+    ];
+    for (config, want) in cases {
+        let (out, text) = check(&config);
+        assert_eq!(out.status.code(), Some(1), "{want}\n{text}");
+        assert!(text.contains(want), "want {want:?} in:\n{text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
 }

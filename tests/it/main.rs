@@ -2,8 +2,11 @@
 
 mod support;
 
+mod backends;
 mod browser;
 mod check_cmd;
 mod cors;
+mod crm;
 mod limits;
 mod routes;
+mod simulate_cmd;

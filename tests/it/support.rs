@@ -24,6 +24,7 @@ pub const WITH_TOKEN: &str = include_str!("../fixtures/newer-with-token.json");
 /// A CA made for one test, and a server certificate for 127.0.0.1/localhost.
 pub struct TestCa {
     pub ca_der: CertificateDer<'static>,
+    pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -44,6 +45,7 @@ impl TestCa {
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
         Self {
             ca_der: ca_cert.der().clone(),
+            ca_pem: ca_cert.pem(),
             cert_pem: leaf.pem(),
             key_pem: leaf_key.serialize_pem(),
         }
@@ -101,9 +103,18 @@ impl Drop for TestGateway {
 /// certificate pair into a temporary folder, loads it as `run` does, and
 /// serves it on 127.0.0.1:0.
 pub async fn start_gateway(config: &str) -> TestGateway {
+    start_gateway_with(config, &[]).await
+}
+
+/// Like [`start_gateway`], with extra files (name, contents) beside the config.
+pub async fn start_gateway_with(config: &str, files: &[(&str, &str)]) -> TestGateway {
+    capture_logs();
     let dir = TempDir::new().unwrap();
     let ca = TestCa::new();
     ca.write(dir.path());
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
     let config = config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
@@ -226,4 +237,44 @@ async fn read(response: Response<hyper::body::Incoming>) -> Reply {
 /// Path of the built binary, for CLI tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_thirdparty-gateway"))
+}
+
+static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+/// Sends the gateway's log lines (all tests of this binary) to a buffer.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("thirdparty_gateway=info")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .try_init();
+        buf
+    });
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines so far that contain `needle` (tests use unique route names).
+pub fn log_lines(needle: &str) -> Vec<String> {
+    let Some(buf) = LOGS.get() else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
 }

@@ -1,0 +1,224 @@
+//! `thirdparty-gateway simulate`: runs one payload through a config as the
+//! server would and shows every step (which route matched and why, the exact
+//! backend request with secrets redacted, the raw reply, the normalized
+//! reply), so an integrator can debug a config without a phone.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use http::HeaderMap;
+use tokio::time::Instant;
+
+use crate::answer::{answer, Observer};
+use crate::backend::{Backend, BackendRequest, RawReply};
+use crate::config::{self, Config};
+use crate::contract::{Payload, Reply};
+use crate::route::Route;
+
+/// Bodies longer than this are cut in the printout.
+const SHOW_BODY_BYTES: usize = 8 * 1024;
+
+/// Runs a payload file through a config; returns the report to print.
+pub async fn simulate(
+    config_file: &Path,
+    payload_file: &Path,
+    path: &str,
+    dry_run: bool,
+) -> anyhow::Result<String> {
+    let config = config::load(config_file)?;
+    let text = std::fs::read(payload_file)
+        .with_context(|| format!("{}: cannot read payload", payload_file.display()))?;
+    let payload: Payload = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not an XucMgt payload", payload_file.display()))?;
+    let mut out = String::new();
+    let Some(routes) = config.router.routes_on(path) else {
+        let _ = writeln!(out, "no route on path {path}: the gateway answers 404");
+        return Ok(out);
+    };
+    let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
+    let Some(route) = explain_routes(&config, routes, &ctx, &mut out) else {
+        let _ = writeln!(out, "\nreply: {}", json(&Reply::None));
+        let _ = writeln!(out, "reason: no_route");
+        return Ok(out);
+    };
+    if dry_run {
+        dry(&config, route, &payload, &ctx, &mut out);
+        return Ok(out);
+    }
+    let deadline = Instant::now() + config.server.deadline;
+    let mut printer = Printer {
+        out: String::new(),
+        started: Instant::now(),
+    };
+    let work = answer(
+        config.router.templates(),
+        route,
+        &payload,
+        &ctx,
+        deadline,
+        &mut printer,
+    );
+    let result = tokio::time::timeout_at(deadline, work).await;
+    out.push_str(&printer.out);
+    match result {
+        Ok(a) => {
+            let _ = writeln!(out, "\nreply: {}", json(&a.reply));
+            if let Some(f) = &a.failure {
+                let label = match a.reply {
+                    Reply::Open(_) => "fallback after",
+                    Reply::None => "reason",
+                };
+                let _ = writeln!(
+                    out,
+                    "{label}: {} ({}){}",
+                    f.reason,
+                    f.detail,
+                    a.backend
+                        .as_deref()
+                        .map(|b| format!(" from backend {b:?}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Err(_) => {
+            let _ = writeln!(out, "\nreply: {}", json(&Reply::None));
+            let _ = writeln!(out, "reason: deadline (deadline_ms ran out)");
+        }
+    }
+    Ok(out)
+}
+
+/// Tells, route by route, why each was skipped, up to the one chosen.
+fn explain_routes<'a>(
+    config: &Config,
+    routes: &'a [Route],
+    ctx: &minijinja::Value,
+    out: &mut String,
+) -> Option<&'a Route> {
+    let templates = config.router.templates();
+    for route in routes {
+        let verdict = match (&route.when, &route.when_source) {
+            (Some(cond), Some(src)) => match templates.test(cond, ctx) {
+                Ok(true) => Ok(format!("when `{src}` holds")),
+                Ok(false) => Err(format!("when `{src}` is false")),
+                Err(e) => Err(format!("when `{src}` failed: {e}")),
+            },
+            _ => Ok("no when: matches every call".to_owned()),
+        };
+        match verdict {
+            Ok(why) => {
+                let _ = writeln!(out, "route {:?}: {why}: chosen", route.name);
+                return Some(route);
+            }
+            Err(why) => {
+                let _ = writeln!(out, "route {:?}: {why}: skipped", route.name);
+            }
+        }
+    }
+    let _ = writeln!(out, "no route matched");
+    None
+}
+
+fn dry(
+    config: &Config,
+    route: &Route,
+    payload: &Payload,
+    ctx: &minijinja::Value,
+    out: &mut String,
+) {
+    let templates = config.router.templates();
+    let request_ctx = if route.forward_token {
+        crate::answer::with_token(payload).unwrap_or_else(|| ctx.clone())
+    } else {
+        ctx.clone()
+    };
+    for backend in &route.backends {
+        match backend.request.build(templates, &request_ctx) {
+            Ok(req) => show_request(out, backend, &req),
+            Err(f) => {
+                let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
+            }
+        }
+        let _ = writeln!(out, "(dry run: not sent)");
+    }
+    if let Some(pop) = &route.open {
+        let verb = if route.backends.is_empty() {
+            "reply"
+        } else {
+            "screen-pop if no backend opens"
+        };
+        match pop.reply(templates, ctx, &route.name) {
+            Ok(open) => {
+                let _ = writeln!(out, "\n{verb}: {}", json(&Reply::Open(open)));
+            }
+            Err(f) => {
+                let _ = writeln!(out, "\n{verb}: {} ({f})", json(&Reply::None));
+            }
+        }
+    }
+}
+
+struct Printer {
+    out: String,
+    started: Instant,
+}
+
+impl Observer for Printer {
+    fn request(&mut self, backend: &Backend, request: &BackendRequest) {
+        self.started = Instant::now();
+        show_request(&mut self.out, backend, request);
+    }
+
+    fn response(&mut self, backend: &Backend, reply: &RawReply) {
+        let out = &mut self.out;
+        let _ = writeln!(
+            out,
+            "\nbackend {:?} replied in {:.1} ms: HTTP {} ({} bytes) from {}",
+            backend.name,
+            self.started.elapsed().as_secs_f64() * 1000.0,
+            reply.status,
+            reply.body.len(),
+            reply.url
+        );
+        show_headers(out, &reply.headers);
+        show_body(out, &reply.body);
+    }
+}
+
+fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
+    let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
+    let _ = writeln!(out, "  {} {}", req.method, req.url);
+    show_headers(out, &req.headers);
+    show_body(out, &req.body);
+}
+
+/// Prints headers; credential headers (marked sensitive) show `[redacted]`.
+fn show_headers(out: &mut String, headers: &HeaderMap) {
+    for (name, value) in headers {
+        let shown = if value.is_sensitive() {
+            "[redacted]".into()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        let _ = writeln!(out, "  {name}: {shown}");
+    }
+}
+
+fn show_body(out: &mut String, body: &[u8]) {
+    if body.is_empty() {
+        return;
+    }
+    let cut = body.len().min(SHOW_BODY_BYTES);
+    let _ = writeln!(out);
+    for line in String::from_utf8_lossy(&body[..cut]).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    if cut < body.len() {
+        let _ = writeln!(out, "  ... ({} more bytes)", body.len() - cut);
+    }
+}
+
+fn json(reply: &Reply) -> String {
+    serde_json::to_string(reply).unwrap_or_else(|e| format!("(unprintable: {e})"))
+}

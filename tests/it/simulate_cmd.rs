@@ -1,0 +1,102 @@
+//! `thirdparty-gateway simulate`: the route chosen and why, the backend
+//! request with secrets redacted, the raw reply and the normalized one.
+
+use tokio::process::Command;
+
+use crate::crm::{Answer, Crm};
+use crate::support::*;
+
+async fn simulate(crm: &Crm, extra: &[&str]) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let config = format!(
+        r#"{TLS_HEAD}
+[cors]
+allow_origins = ["*"]
+
+[backends.crm]
+url = "{}/lookup"
+encoding = "form"
+body = {{ phone = "{{{{ caller }}}}" }}
+auth = {{ type = "bearer", token_file = "token" }}
+reply = {{ format = "json", extract = {{ url = "/card", title = "/name" }} }}
+
+[[routes]]
+name = "direct"
+when = 'queue is not defined'
+[routes.open]
+event = "EventRinging"
+url = "https://crm.example.org/direct"
+
+[[routes]]
+name = "sim-route"
+when = 'queue.name == "trucks"'
+backend = "crm"
+"#,
+        crm.url()
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(dir.path().join("token"), "TOP-SECRET\n").unwrap();
+    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
+    let out = Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("TOP-SECRET"), "{text}");
+    text
+}
+
+#[tokio::test]
+async fn simulate_shows_route_request_raw_reply_and_normalized_reply() {
+    let crm = Crm::start(|_| {
+        Answer::Reply(
+            200,
+            "application/json",
+            r#"{"card":"https://crm.example.org/c/9","name":"ACME"}"#.into(),
+        )
+    })
+    .await;
+    let text = simulate(&crm, &[]).await;
+    for want in [
+        "route \"direct\": when `queue is not defined` is false: skipped",
+        "route \"sim-route\": when `queue.name == \"trucks\"` holds: chosen",
+        &format!("POST {}/lookup", crm.url()),
+        "authorization: [redacted]",
+        "content-type: application/x-www-form-urlencoded",
+        "phone=1001",
+        "replied in",
+        "HTTP 200 OK",
+        r#"{"card":"https://crm.example.org/c/9","name":"ACME"}"#,
+        r#"reply: {"action":"open","event":"EventRinging","url":"https://crm.example.org/c/9","autopause":false,"title":"ACME"}"#,
+    ] {
+        assert!(text.contains(want), "want {want:?} in:\n{text}");
+    }
+    assert_eq!(crm.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn simulate_dry_run_sends_nothing_and_failures_say_why() {
+    let crm = Crm::start(|_| Answer::Reply(503, "text/plain", "down".into())).await;
+    let text = simulate(&crm, &["--dry-run"]).await;
+    assert!(text.contains("(dry run: not sent)"), "{text}");
+    assert!(text.contains("phone=1001"), "{text}");
+    assert!(crm.seen().is_empty());
+
+    let text = simulate(&crm, &[]).await;
+    assert!(text.contains(r#"reply: {"action":"none"}"#), "{text}");
+    assert!(
+        text.contains("reason: status (HTTP 503 Service Unavailable) from backend \"crm\""),
+        "{text}"
+    );
+}
