@@ -371,6 +371,11 @@ backend = "untrusted"
     let reply = gw.client().post(gw.addr, None, SEED).await;
     assert_eq!(reply.json()["url"], "https://crm.example.org/c/1");
     assert_eq!(crm.seen().len(), 1);
+    assert_eq!(
+        crm.seen()[0].version,
+        http::Version::HTTP_2,
+        "h2 chosen by ALPN"
+    );
 
     let req = http::Request::post("/untrusted")
         .header("content-type", "application/json")
@@ -584,4 +589,92 @@ async fn a_backend_at_its_concurrency_limit_answers_none_at_once() {
     logged_none("busy-route", "busy");
     assert_eq!(crm.seen().len(), 1, "the busy call must not reach the CRM");
     first.abort();
+}
+
+#[tokio::test]
+async fn client_certificate_is_presented_to_a_crm_that_requires_one() {
+    let server_ca = TestCa::new();
+    let client_ca = TestCa::new();
+    let crm = Crm::start_tls_with(&server_ca, Some(&client_ca), |_| {
+        Answer::Reply(
+            200,
+            "application/json",
+            r#"{"url":"https://crm.example.org/mtls"}"#.into(),
+        )
+    })
+    .await;
+    let backends = format!(
+        r#"
+[backends.mtls]
+url = "{0}/x"
+encoding = "json"
+ca_file = "crm-ca.pem"
+client_cert = "client.pem"
+client_key = "client-key.pem"
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+
+[backends.anonymous]
+url = "{0}/x"
+encoding = "json"
+ca_file = "crm-ca.pem"
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+"#,
+        crm.url()
+    );
+    let routes = "[[routes]]\nname = \"mtls-ok\"\nbackend = \"mtls\"\n\
+                  [[routes]]\nname = \"mtls-anon\"\npath = \"/anon\"\nbackend = \"anonymous\"\n";
+    let files = [
+        ("crm-ca.pem", server_ca.ca_pem.as_str()),
+        ("client.pem", client_ca.cert_pem.as_str()),
+        ("client-key.pem", client_ca.key_pem.as_str()),
+    ];
+    let gw = start_gateway_with(&config(&backends, routes), &files).await;
+    let reply = gw.client().post(gw.addr, None, SEED).await;
+    assert_eq!(reply.json()["url"], "https://crm.example.org/mtls");
+    let req = http::Request::post("/anon")
+        .header("content-type", "application/json")
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
+        .unwrap();
+    let reply = gw.client().send(gw.addr, req).await;
+    assert_eq!(reply.text(), r#"{"action":"none"}"#);
+    assert_eq!(crm.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn mapped_statuses_reach_open_when() {
+    let crm = Crm::start(|seen| match seen.target.as_str() {
+        "/lookup?phone=1001" => Answer::Reply(
+            200,
+            "application/json",
+            r#"{"url":"https://crm.example.org/c/1001"}"#.into(),
+        ),
+        _ => Answer::Reply(
+            404,
+            "application/json",
+            r#"{"error":"unknown caller"}"#.into(),
+        ),
+    })
+    .await;
+    let backends = format!(
+        r#"
+[backends.mapped]
+url = "{}/lookup"
+encoding = "query"
+body = {{ phone = "{{{{ caller }}}}" }}
+[backends.mapped.reply]
+format = "json"
+accept_status = [200, 404]
+extract = {{ url = "url" }}
+open_when = "http_status == 200"
+"#,
+        crm.url()
+    );
+    let gw = start_gateway(&config(&backends, &route("mapped-route", "\"mapped\""))).await;
+    let reply = gw.client().post(gw.addr, None, SEED).await;
+    assert_eq!(reply.json()["url"], "https://crm.example.org/c/1001");
+    let reply = gw.client().post(gw.addr, None, NO_QUEUE).await;
+    assert_eq!(reply.text(), r#"{"action":"none"}"#);
+    // A mapped 404 is an answer ("unknown caller"), not a fault.
+    logged_none("mapped-route", "declined");
 }

@@ -22,6 +22,7 @@ use crate::support::TestCa;
 /// A request as the CRM received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub version: http::Version,
     pub method: Method,
     /// Path and query.
     pub target: String,
@@ -78,18 +79,40 @@ impl Crm {
         ca: &TestCa,
         handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
     ) -> Self {
+        Self::start_tls_with(ca, None, handler).await
+    }
+
+    /// Like [`Crm::start_tls`], and when `clients` is given, a client
+    /// certificate signed by that CA is required.
+    pub async fn start_tls_with(
+        ca: &TestCa,
+        clients: Option<&TestCa>,
+        handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         use rustls::pki_types::pem::PemObject;
         let chain = rustls::pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(ca.key_pem.as_bytes()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
             .unwrap();
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(client_ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(client_ca.ca_der.clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key).unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Self::serve(Some(acceptor), Arc::new(handler)).await
@@ -163,6 +186,7 @@ async fn respond(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let seen = Seen {
+        version: parts.version,
         method: parts.method,
         target: parts
             .uri

@@ -7,6 +7,7 @@ mod browser;
 mod check_cmd;
 mod cors;
 mod crm;
+mod examples;
 mod limits;
 mod routes;
 mod simulate_cmd;
