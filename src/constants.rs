@@ -28,6 +28,10 @@ pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// time, so a slow CRM never costs the agent the screen-pop of the next call.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1500);
 
+/// Most of the deadline kept back for writing the reply (a tenth of it when
+/// the deadline is short).
+pub const REPLY_MARGIN: Duration = Duration::from_millis(50);
+
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

@@ -111,7 +111,7 @@ async fn dispatch(
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
         Method::POST => {
             check_content_type(req.headers())?;
-            let deadline = start + config.server.deadline;
+            let deadline = start + config.server.work_budget();
             let body = read_body(req, config.server.max_body_bytes, deadline).await?;
             let payload: Payload = parse_payload(&body)?;
             let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));

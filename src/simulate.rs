@@ -46,7 +46,7 @@ pub async fn simulate(
         dry(&config, route, &payload, &ctx, &mut out);
         return Ok(out);
     }
-    let deadline = Instant::now() + config.server.deadline;
+    let deadline = Instant::now() + config.server.work_budget();
     let mut printer = Printer {
         out: String::new(),
         started: Instant::now(),

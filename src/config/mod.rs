@@ -82,6 +82,14 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
 }
 
+impl ServerSettings {
+    /// The time backends may use: the deadline less a small margin to write
+    /// the reply, so the agent's browser has its answer *before* the deadline.
+    pub fn work_budget(&self) -> Duration {
+        self.deadline - (self.deadline / 10).min(REPLY_MARGIN)
+    }
+}
+
 /// `[tls]`, with paths resolved against the config's folder.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
