@@ -377,30 +377,32 @@ fn auth(
     base: &Path,
     diags: &mut Diagnostics<'_>,
 ) -> Option<(HeaderName, HeaderValue)> {
-    let stray = |set: bool, field: &str, diags: &mut Diagnostics<'_>| {
-        if set {
+    // Each credential field belongs to one type; any other is a mistake.
+    let owned = [
+        ("username", a.username.is_some(), AuthKind::Basic),
+        ("password_env", a.password_env.is_some(), AuthKind::Basic),
+        ("password_file", a.password_file.is_some(), AuthKind::Basic),
+        ("token_env", a.token_env.is_some(), AuthKind::Bearer),
+        ("token_file", a.token_file.is_some(), AuthKind::Bearer),
+        ("header", a.header.is_some(), AuthKind::Header),
+        ("value_env", a.value_env.is_some(), AuthKind::Header),
+        ("value_file", a.value_file.is_some(), AuthKind::Header),
+    ];
+    let kind_name = |k: AuthKind| format!("{k:?}").to_lowercase();
+    for (field, set, owner) in owned {
+        if set && owner != a.kind {
             diags.error(
                 &format!("{key}.{field}"),
                 format!(
-                    "not used with type = {:?}",
-                    format!("{:?}", a.kind).to_lowercase()
+                    "belongs to type = {:?}, not {:?}",
+                    kind_name(owner),
+                    kind_name(a.kind)
                 ),
             );
         }
-    };
+    }
     let (name, value) = match a.kind {
         AuthKind::Basic => {
-            stray(a.header.is_some(), "header", diags);
-            stray(
-                a.token_env.is_some() || a.token_file.is_some(),
-                "token_env",
-                diags,
-            );
-            stray(
-                a.value_env.is_some() || a.value_file.is_some(),
-                "value_env",
-                diags,
-            );
             let Some(user) = &a.username else {
                 diags.error(key, "type = \"basic\" needs username");
                 return None;
@@ -424,18 +426,6 @@ fn auth(
             (AUTHORIZATION, format!("Basic {encoded}"))
         }
         AuthKind::Bearer => {
-            stray(a.username.is_some(), "username", diags);
-            stray(a.header.is_some(), "header", diags);
-            stray(
-                a.password_env.is_some() || a.password_file.is_some(),
-                "password_env",
-                diags,
-            );
-            stray(
-                a.value_env.is_some() || a.value_file.is_some(),
-                "value_env",
-                diags,
-            );
             let token = secret(
                 a.token_env.as_ref(),
                 a.token_file.as_ref(),
@@ -447,17 +437,6 @@ fn auth(
             (AUTHORIZATION, format!("Bearer {token}"))
         }
         AuthKind::Header => {
-            stray(a.username.is_some(), "username", diags);
-            stray(
-                a.password_env.is_some() || a.password_file.is_some(),
-                "password_env",
-                diags,
-            );
-            stray(
-                a.token_env.is_some() || a.token_file.is_some(),
-                "token_env",
-                diags,
-            );
             let Some(header) = &a.header else {
                 diags.error(key, "type = \"header\" needs header, e.g. \"X-Api-Key\"");
                 return None;

@@ -258,19 +258,14 @@ backend = "whole"
         Some("Bearer bearer-xyz")
     );
 
-    let post_to = |path: &'static str| {
-        http::Request::post(path)
-            .header("content-type", "application/json")
-            .header("host", "localhost")
-            .body(http_body_util::Full::new(bytes::Bytes::from(HOSTILE)))
-            .unwrap()
-    };
-    gw.client().send(gw.addr, post_to("/forward")).await;
+    gw.client()
+        .post_at(gw.addr, "/forward", None, HOSTILE)
+        .await;
     let body: serde_json::Value = serde_json::from_slice(&crm.seen()[1].body).unwrap();
     assert_eq!(body["token"], "SECRET-TOKEN");
 
     // No body table: the payload as templates see it, without the token.
-    gw.client().send(gw.addr, post_to("/whole")).await;
+    gw.client().post_at(gw.addr, "/whole", None, HOSTILE).await;
     let body: serde_json::Value = serde_json::from_slice(&crm.seen()[2].body).unwrap();
     assert_eq!(body["caller"], "06 12&34<x>\"'");
     assert_eq!(body["user"]["fullName"], "James <Bond> & Co");
@@ -303,14 +298,7 @@ async fn contract_backend_is_validated_strictly() {
         ));
     }
     let gw = start_gateway(&config(&backends, &routes)).await;
-    let post = |path: String| {
-        http::Request::post(path)
-            .header("content-type", "application/json")
-            .header("host", "localhost")
-            .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
-            .unwrap()
-    };
-    let ok = gw.client().send(gw.addr, post("/ok".into())).await;
+    let ok = gw.client().post_at(gw.addr, "/ok", None, SEED).await;
     assert_eq!(
         ok.json(),
         json!({"action":"open","event":"EventReleased","url":"https://crm.example.org/card/1","autopause":true,"title":"A B"})
@@ -321,7 +309,10 @@ async fn contract_backend_is_validated_strictly() {
         ("extra", "bad_reply"),
         ("none", "declined"),
     ] {
-        let reply = gw.client().send(gw.addr, post(format!("/{name}"))).await;
+        let reply = gw
+            .client()
+            .post_at(gw.addr, &format!("/{name}"), None, SEED)
+            .await;
         assert_eq!(reply.status, 200, "{name}");
         assert_eq!(reply.text(), r#"{"action":"none"}"#, "{name}");
         logged_none(&format!("contract-{name}"), reason);
@@ -377,12 +368,7 @@ backend = "untrusted"
         "h2 chosen by ALPN"
     );
 
-    let req = http::Request::post("/untrusted")
-        .header("content-type", "application/json")
-        .header("host", "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
-        .unwrap();
-    let reply = gw.client().send(gw.addr, req).await;
+    let reply = gw.client().post_at(gw.addr, "/untrusted", None, SEED).await;
     assert_eq!(reply.text(), r#"{"action":"none"}"#);
     let line = logged_none("tls-untrusted", "connect");
     assert!(line.to_lowercase().contains("certificate"), "{line}");
@@ -442,14 +428,11 @@ async fn every_backend_fault_gives_none_before_the_deadline_with_the_reason_logg
         let client = gw.client();
         let addr = gw.addr;
         checks.push(tokio::spawn(async move {
-            let req = http::Request::post(format!("/{name}"))
-                .header("content-type", "application/json")
-                .header("origin", "https://xuc.example.org")
-                .header("host", "localhost")
-                .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
-                .unwrap();
             let started = Instant::now();
-            let reply = client.send(addr, req).await;
+            let path = format!("/{name}");
+            let reply = client
+                .post_at(addr, &path, Some("https://xuc.example.org"), SEED)
+                .await;
             (name, reason, started.elapsed(), reply)
         }));
     }
@@ -541,12 +524,7 @@ url = "https://crm.example.org/search?phone={{ caller }}"
     let gw = start_gateway(&config(&backends, routes)).await;
     let reply = gw.client().post(gw.addr, None, SEED).await;
     assert_eq!(reply.json()["url"], "https://crm.example.org/standby");
-    let req = http::Request::post("/pop")
-        .header("content-type", "application/json")
-        .header("host", "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
-        .unwrap();
-    let reply = gw.client().send(gw.addr, req).await;
+    let reply = gw.client().post_at(gw.addr, "/pop", None, SEED).await;
     assert_eq!(
         reply.json()["url"],
         "https://crm.example.org/search?phone=1001"
@@ -631,12 +609,7 @@ reply = {{ format = "json", extract = {{ url = "url" }} }}
     let gw = start_gateway_with(&config(&backends, routes), &files).await;
     let reply = gw.client().post(gw.addr, None, SEED).await;
     assert_eq!(reply.json()["url"], "https://crm.example.org/mtls");
-    let req = http::Request::post("/anon")
-        .header("content-type", "application/json")
-        .header("host", "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::from(SEED)))
-        .unwrap();
-    let reply = gw.client().send(gw.addr, req).await;
+    let reply = gw.client().post_at(gw.addr, "/anon", None, SEED).await;
     assert_eq!(reply.text(), r#"{"action":"none"}"#);
     assert_eq!(crm.seen().len(), 1);
 }

@@ -135,14 +135,10 @@ async fn routes_on_other_paths_are_separate() {
         ("/sales", "https://sales.example.org/"),
         ("/support", "https://support.example.org/"),
     ] {
-        let req = http::Request::post(path)
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                SEED.as_bytes(),
-            )))
-            .unwrap();
-        assert_eq!(client.send(gw.addr, req).await.json()["url"], url);
+        assert_eq!(
+            client.post_at(gw.addr, path, None, SEED).await.json()["url"],
+            url
+        );
     }
     let reply = client.post(gw.addr, None, SEED).await;
     assert_eq!(reply.status, 404);

@@ -211,7 +211,18 @@ impl Client {
 
     /// POSTs a JSON body to `/` with an Origin header.
     pub async fn post(&self, addr: SocketAddr, origin: Option<&str>, body: &str) -> Reply {
-        let mut req = Request::post("/").header("content-type", "application/json");
+        self.post_at(addr, "/", origin, body).await
+    }
+
+    /// POSTs a JSON body to `path` with an Origin header.
+    pub async fn post_at(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        origin: Option<&str>,
+        body: &str,
+    ) -> Reply {
+        let mut req = Request::post(path).header("content-type", "application/json");
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
