@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
+use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
 use crate::route::Route;
 use crate::template::Templates;
@@ -46,6 +47,7 @@ pub async fn answer(
     payload: &Payload,
     ctx: &Value,
     deadline: Instant,
+    metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Answer {
     let mut last: Option<(Box<str>, Failure)> = None;
@@ -57,7 +59,15 @@ pub async fn answer(
         };
         for backend in &route.backends {
             let started = Instant::now();
-            match call(templates, backend, &request_ctx, ctx, deadline, observer).await {
+            let result = call(templates, backend, &request_ctx, ctx, deadline, observer).await;
+            metrics.backend(
+                &backend.name,
+                result
+                    .as_ref()
+                    .map_or_else(|f| f.reason.as_str(), |_| "open"),
+                started.elapsed().as_secs_f64(),
+            );
+            match result {
                 Ok(open) => {
                     tracing::debug!(route = %route.name, backend = %backend.name, latency_ms = %ms(started.elapsed()), "backend opened");
                     return Answer {

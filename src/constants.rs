@@ -6,6 +6,9 @@ use std::time::Duration;
 /// Where `run` listens when neither the config nor `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
+/// Where `/healthz` and `/metrics` are served: loopback only by default.
+pub const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9090";
+
 /// Largest request body accepted (64 KiB); an XucMgt payload is under 2 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 

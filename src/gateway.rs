@@ -1,26 +1,41 @@
-//! The gateway's runtime state: a validated config plus what is built from it
-//! at start (the TLS acceptor). One `Arc<Gateway>` is shared by all
-//! connections; nothing in it is mutated while serving.
+//! The gateway's runtime state. A [`Gateway`] is one generation: a validated
+//! config plus what is built from it (TLS acceptor, HTTP settings). [`Live`]
+//! holds the current generation behind an atomic pointer: a reload builds a
+//! whole new generation and swaps it in, and every request keeps the
+//! generation it started with until it ends. Nothing else is shared.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
 
-/// Everything a request needs, built once.
+/// One generation of everything a request needs, built once.
 pub struct Gateway {
     /// The validated config.
     pub config: Config,
     /// `None` when the config asks for plain HTTP.
     pub tls: Option<TlsAcceptor>,
+    /// HTTP/1.1 and HTTP/2 connection settings (timeouts, stream limits).
+    pub http: auto::Builder<TokioExecutor>,
+    /// 1 at start, +1 per successful reload.
+    pub generation: u64,
+    /// Process-wide metrics (the same across generations).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    /// Builds the runtime state, generating the demo certificate if the config
+    /// Builds a generation, generating the demo certificate if the config
     /// allows it and loading the certificate pair.
-    pub fn new(config: Config) -> Result<Arc<Self>, TlsError> {
+    pub fn new(config: Config, generation: u64, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
         let tls = match &config.tls {
             None => {
                 tracing::warn!("serving plain HTTP (server.plain_http = true): browsers on an HTTPS XucMgt will block it as mixed content");
@@ -37,6 +52,120 @@ impl Gateway {
                 Some(TlsAcceptor::from(tls::server_config(settings)?))
             }
         };
-        Ok(Arc::new(Self { config, tls }))
+        let http = http_builder(&config);
+        Ok(Self {
+            config,
+            tls,
+            http,
+            generation,
+            metrics,
+        })
+    }
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let s = &config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams);
+    builder
+}
+
+/// The generation being served, swappable at runtime.
+pub struct Live {
+    current: ArcSwap<Gateway>,
+    file: PathBuf,
+    listen_override: Option<SocketAddr>,
+    generation: AtomicU64,
+    draining: AtomicBool,
+    /// Process-wide metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Live {
+    /// Serves `config` (read from `file`) as generation 1.
+    pub fn new(
+        mut config: Config,
+        file: &Path,
+        listen_override: Option<SocketAddr>,
+    ) -> Result<Arc<Self>, TlsError> {
+        if let Some(addr) = listen_override {
+            config.server.listen = addr;
+        }
+        let metrics = Metrics::shared();
+        let gateway = Gateway::new(config, 1, Arc::clone(&metrics))?;
+        metrics.set_generation(1);
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(gateway),
+            file: file.to_owned(),
+            listen_override,
+            generation: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            metrics,
+        }))
+    }
+
+    /// The generation to serve a new request or connection with.
+    pub fn current(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the config file and certificates and swaps them in. On any
+    /// error the current generation keeps serving. Returns the new generation.
+    pub fn reload(&self) -> anyhow::Result<u64> {
+        let result = self.build_next();
+        self.metrics
+            .reload(result.as_ref().map(|g| *g).map_err(|_| ()));
+        result
+    }
+
+    fn build_next(&self) -> anyhow::Result<u64> {
+        let mut config = config::load(&self.file)?;
+        if let Some(addr) = self.listen_override {
+            config.server.listen = addr;
+        }
+        let old = self.current();
+        for (what, changed) in [
+            (
+                "server.listen",
+                config.server.listen != old.config.server.listen,
+            ),
+            (
+                "server.max_connections",
+                config.server.max_connections != old.config.server.max_connections,
+            ),
+            ("ops", config.ops != old.config.ops),
+        ] {
+            if changed {
+                tracing::warn!(
+                    "{what} changed: it takes effect at the next restart, not on reload"
+                );
+            }
+        }
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let gateway = Gateway::new(config, generation, Arc::clone(&self.metrics))?;
+        self.current.store(Arc::new(gateway));
+        self.generation.store(generation, Ordering::Relaxed);
+        Ok(generation)
+    }
+
+    /// Marks the gateway as shutting down (health checks turn 503).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }

@@ -9,6 +9,7 @@ use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::answer::{answer, Quiet};
 use crate::backend::Failure;
@@ -17,8 +18,10 @@ use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
 use crate::http_error::HttpError;
 use crate::outcome::NoneReason;
+use crate::request_id::RequestId;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
 
 /// What became of a request, for the reply and the log line.
@@ -35,7 +38,19 @@ enum Handled {
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
+/// Every log line written while it runs carries its request id, which the
+/// reply also carries in `X-Request-Id`.
 pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+    let id = RequestId::next();
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = handle_in_span(req, gateway).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -47,6 +62,7 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
     };
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
     let latency_ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1000.0);
+    let metrics = &gateway.metrics;
     let mut response = match result {
         Ok((handled, response)) => {
             match &handled {
@@ -55,7 +71,14 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
                     backend,
                     failure,
                     reply,
-                } => tracing::info!(
+                } => {
+                    metrics.request(
+                        route.as_deref().unwrap_or("-"),
+                        matches!(reply, Reply::Open(_)),
+                        failure.as_ref().map_or("-", |f| f.reason.as_str()),
+                        start.elapsed().as_secs_f64(),
+                    );
+                    tracing::info!(
                     %method, %path, origin = %origin_log,
                     route = %route.as_deref().unwrap_or("-"),
                     backend = %backend.as_deref().unwrap_or("-"),
@@ -63,18 +86,23 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
                     reason = %failure.as_ref().map_or("-", |f| f.reason.as_str()),
                     detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
                     %latency_ms, "request"
-                ),
-                Handled::Preflight | Handled::Options => tracing::info!(
-                    %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
-                ),
+                    )
+                }
+                Handled::Preflight | Handled::Options => {
+                    metrics.preflight();
+                    tracing::info!(
+                        %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
+                    )
+                }
             }
             response
         }
         Err(err) => {
             if err == HttpError::OriginDenied {
-                tracing::warn!(%method, path, origin = origin_log, "origin not in cors.allow_origins: refused");
+                tracing::warn!(%method, %path, origin = %origin_log, "origin not in cors.allow_origins: refused");
             }
             let status = StatusCode::from(&err);
+            metrics.error(status.as_u16());
             tracing::info!(
                 %method, %path, origin = %origin_log, outcome = %"error",
                 status = status.as_u16(), error = %err, %latency_ms, "request"
@@ -125,7 +153,15 @@ async fn dispatch(
                 ),
                 Some(route) => {
                     let mut quiet = Quiet;
-                    let work = answer(templates, route, &payload, &ctx, deadline, &mut quiet);
+                    let work = answer(
+                        templates,
+                        route,
+                        &payload,
+                        &ctx,
+                        deadline,
+                        &gateway.metrics,
+                        &mut quiet,
+                    );
                     match tokio::time::timeout_at(deadline, work).await {
                         Ok(a) => (a.reply, Some(route.name.clone()), a.backend, a.failure),
                         Err(_) => (

@@ -1,6 +1,7 @@
 //! `thirdparty-gateway`: an HTTPS gateway between XiVO XucMgt's third-party
 //! integration and legacy CRMs. A request flows `server` → `handler` (with
-//! `cors`) → `contract` → `route` → reply; `config` builds everything once.
+//! `cors`) → `contract` → `route` → `answer` (screen-pop or `backend`) →
+//! reply; `config` builds everything once; `gateway::Live` swaps it on reload.
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
@@ -11,13 +12,17 @@ pub mod config;
 pub mod constants;
 pub mod contract;
 pub mod cors;
+pub mod daemon;
 pub mod extract;
 pub mod gateway;
 pub mod handler;
 pub mod http_error;
 pub mod idle;
 pub mod logging;
+pub mod metrics;
+pub mod ops;
 pub mod outcome;
+pub mod request_id;
 pub mod route;
 pub mod server;
 pub mod simulate;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, config, gateway::Gateway, logging, server, simulate};
+use thirdparty_gateway::{check, daemon, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -109,49 +109,5 @@ fn run_simulate(
 }
 
 fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut config = config::load(&file)?;
-    logging::init(&config.log);
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
-    if let Some(addr) = listen {
-        config.server.listen = addr;
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let addr = config.server.listen;
-        let gateway = Gateway::new(config)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let scheme = if gateway.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        tracing::info!(
-            version = env!("CARGO_PKG_VERSION"),
-            "listening on {scheme}://{addr}/"
-        );
-        server::run(listener, gateway, shutdown_signal()).await;
-        tracing::info!("stopped");
-        Ok(())
-    })
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop the gateway");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    daemon::run(&file, listen)
 }

@@ -1,6 +1,8 @@
 //! The accept loop: bounded connections, TLS handshake under a timeout,
 //! HTTP/1.1 or HTTP/2 chosen by ALPN, idle and header timeouts, and graceful
-//! shutdown that lets in-flight requests finish.
+//! shutdown that lets in-flight requests finish. Each connection takes the
+//! current generation for its handshake; each request takes it again, so a
+//! reload reaches keep-alive connections at their next request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,15 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::Gateway;
+use crate::gateway::Live;
 use crate::handler;
 use crate::idle::{Activity, Tracked};
 
@@ -26,12 +27,11 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and
 /// waits up to `server.shutdown_grace` for open connections to finish.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    let settings = gateway.config.server.clone();
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
+pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
+    let max_connections = live.current().config.server.max_connections;
+    let limit = Arc::new(Semaphore::new(max_connections));
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let http = Arc::new(http_builder(&gateway));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -52,23 +52,23 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             },
             () = &mut shutdown => break,
         };
-        let (gateway, http, stop) = (Arc::clone(&gateway), Arc::clone(&http), stop.clone());
+        let (live, stop) = (Arc::clone(&live), stop.clone());
         tracker.spawn(async move {
-            connection(stream, peer, gateway, http, stop).await;
+            let _open = live.metrics.connection();
+            connection(stream, peer, live, stop).await;
             drop(permit);
         });
     }
     drop(listener);
+    live.start_draining();
     tracing::info!(
         open = tracker.len(),
         "shutting down: no longer accepting, draining connections"
     );
     stop.cancel();
     tracker.close();
-    if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    let grace = live.current().config.server.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             open = tracker.len(),
             "shutdown grace period over: closing remaining connections"
@@ -76,56 +76,40 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     }
 }
 
-fn http_builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
-    let s = &gateway.config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(s.h2_max_concurrent_streams);
-    builder
-}
-
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    stop: CancellationToken,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, live: Arc<Live>, stop: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let gateway = live.current();
     let Some(acceptor) = gateway.tls.clone() else {
-        return serve(stream, peer, gateway, &http, stop).await;
+        return serve(stream, peer, live, stop).await;
     };
     let timeout = gateway.config.server.tls_handshake_timeout;
+    drop(gateway);
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve(tls, peer, gateway, &http, stop).await,
-        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        Ok(Ok(tls)) => serve(tls, peer, live, stop).await,
+        Ok(Err(err)) => {
+            live.metrics.tls_failure();
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+        }
+        Err(_) => {
+            live.metrics.tls_failure();
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
     }
 }
 
-async fn serve<S>(
-    stream: S,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    http: &auto::Builder<TokioExecutor>,
-    stop: CancellationToken,
-) where
+async fn serve<S>(stream: S, peer: SocketAddr, live: Arc<Live>, stop: CancellationToken)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let gateway = live.current();
     let idle_timeout = gateway.config.server.idle_timeout;
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
     let service = {
         let activity = Arc::clone(&activity);
         service_fn(move |req| {
-            let gateway = Arc::clone(&gateway);
+            // The generation current now serves this request to its end.
+            let gateway = live.current();
             let in_flight = activity.begin();
             async move {
                 let response = handler::handle(req, &gateway).await;
@@ -134,7 +118,7 @@ async fn serve<S>(
             }
         })
     };
-    let conn = http.serve_connection(io, service);
+    let conn = gateway.http.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {

@@ -51,12 +51,14 @@ pub async fn simulate(
         out: String::new(),
         started: Instant::now(),
     };
+    let metrics = crate::metrics::Metrics::new();
     let work = answer(
         config.router.templates(),
         route,
         &payload,
         &ctx,
         deadline,
+        &metrics,
         &mut printer,
     );
     let result = tokio::time::timeout_at(deadline, work).await;

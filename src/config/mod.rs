@@ -51,6 +51,8 @@ pub struct Config {
     pub cors: Cors,
     /// Logging.
     pub log: LogSettings,
+    /// The operators' listener.
+    pub ops: OpsSettings,
     /// The backends by name.
     pub backends: BTreeMap<Box<str>, std::sync::Arc<Backend>>,
     /// The routes and their compiled templates.
@@ -99,6 +101,13 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// Demo only: make a self-signed pair when both files are missing.
     pub self_signed_if_missing: bool,
+}
+
+/// `[ops]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsSettings {
+    /// Where `/healthz` and `/metrics` are served; `None` when disabled.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[log]`, with defaults applied.
@@ -178,6 +187,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         &mut diags,
     );
     let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
+    let ops = ops(&raw.ops, &mut diags);
     if !diags.errors.is_empty() {
         return Err(ConfigError::Invalid(diags.errors));
     }
@@ -191,6 +201,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             level,
             format: raw.log.format,
         },
+        ops,
         backends,
         router,
         warnings: diags.warnings,
@@ -295,6 +306,23 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.shutdown_grace_ms",
             diags,
         ),
+    }
+}
+
+fn ops(raw: &raw::RawOps, diags: &mut Diagnostics<'_>) -> OpsSettings {
+    if raw.enabled == Some(false) {
+        return OpsSettings { listen: None };
+    }
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_OPS_LISTEN);
+    match listen.parse() {
+        Ok(addr) => OpsSettings { listen: Some(addr) },
+        Err(_) => {
+            diags.error(
+                "ops.listen",
+                format!("{listen:?} is not an address:port such as 127.0.0.1:9090"),
+            );
+            OpsSettings { listen: None }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
+    pub(super) ops: RawOps,
+    #[serde(default)]
     pub(super) backends: std::collections::BTreeMap<String, RawBackend>,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
@@ -62,6 +64,14 @@ pub(super) struct RawCors {
     pub(super) allow_private_network: bool,
     #[serde(default)]
     pub(super) allow_credentials: bool,
+}
+
+/// `[ops]`: the operators' listener (health and metrics).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOps {
+    pub(super) listen: Option<String>,
+    pub(super) enabled: Option<bool>,
 }
 
 /// `[log]`.

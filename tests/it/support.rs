@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
-use thirdparty_gateway::{config, gateway::Gateway, server};
+use thirdparty_gateway::{config, gateway::Live, server};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -118,7 +118,7 @@ pub async fn start_gateway_with(config: &str, files: &[(&str, &str)]) -> TestGat
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
     let config = config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-    let gateway = Gateway::new(config).unwrap();
+    let gateway = Live::new(config, &path, None).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

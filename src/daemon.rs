@@ -1,0 +1,170 @@
+//! `thirdparty-gateway run` as a service: listeners (bound, or handed over by
+//! systemd socket activation), systemd notifications (`READY=1`, reload,
+//! `STOPPING=1`, watchdog), and signals: SIGHUP reloads, SIGTERM and SIGINT
+//! drain and stop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::gateway::Live;
+use crate::{logging, ops, server};
+
+/// Loads the config and serves until SIGTERM or SIGINT. Errors at start
+/// (config, certificates, ports) are returned for `main` to print.
+pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = config::load(file)?;
+    logging::init(&config.log);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, file, listen))
+}
+
+async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let ops_addr = config.ops.listen;
+    let live = Live::new(config, file, listen)?;
+    let gateway = live.current();
+    let listener = public_listener(gateway.config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    let scheme = if gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let routes = gateway.config.router.len();
+    drop(gateway);
+    let stop = CancellationToken::new();
+    // Health stays up (answering 503) while connections drain, so a load
+    // balancer sees the drain; it stops last.
+    let ops_stop = CancellationToken::new();
+    let ops_task = match ops_addr {
+        Some(ops_addr) => {
+            let ops_listener = TcpListener::bind(ops_addr)
+                .await
+                .with_context(|| format!("cannot listen on {ops_addr} (ops.listen)"))?;
+            tracing::info!(
+                "ops listening on http://{}/ (/healthz, /metrics)",
+                ops_listener.local_addr()?
+            );
+            Some(tokio::spawn(ops::run(
+                ops_listener,
+                Arc::clone(&live),
+                ops_stop.clone().cancelled_owned(),
+            )))
+        }
+        None => None,
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        routes,
+        "listening on {scheme}://{addr}/"
+    );
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("serving on {addr}, generation 1")),
+    ]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(watchdog(period / 2));
+    }
+    tokio::spawn(signals(Arc::clone(&live), stop.clone()));
+    server::run(listener, Arc::clone(&live), stop.clone().cancelled_owned()).await;
+    ops_stop.cancel();
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The listener systemd passed (socket activation), else a new one.
+async fn public_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(std_listener) = fds
+        .take_tcp_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a TCP listener")?
+    {
+        std_listener.set_nonblocking(true)?;
+        tracing::info!(
+            "using the socket passed by systemd (socket activation); server.listen is ignored"
+        );
+        return Ok(TcpListener::from_std(std_listener)?);
+    }
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (server.listen)"))
+}
+
+/// SIGHUP reloads; SIGTERM or SIGINT starts the drain.
+async fn signals(live: Arc<Live>, stop: CancellationToken) {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers: reload and graceful stop are unavailable");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&live),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stop requested: draining in-flight requests");
+    notify(&[NotifyState::Stopping]);
+    live.start_draining();
+    stop.cancel();
+}
+
+fn reload(live: &Live) {
+    let mut reloading = vec![NotifyState::Reloading];
+    // systemd's Type=notify-reload wants the time the reload started.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    notify(&reloading);
+    match live.reload() {
+        Ok(generation) => {
+            tracing::info!(generation, "reloaded config and certificates");
+            notify(&[
+                NotifyState::Ready,
+                NotifyState::Status(&format!("serving, generation {generation}")),
+            ]);
+        }
+        Err(err) => {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "reload failed: still serving the previous config"
+            );
+            notify(&[
+                NotifyState::Ready,
+                NotifyState::Status("serving the previous config: last reload failed"),
+            ]);
+        }
+    }
+}
+
+async fn watchdog(every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        notify(&[NotifyState::Watchdog]);
+    }
+}
+
+/// Tells systemd, when run under it (`NOTIFY_SOCKET` set); a no-op otherwise.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::warn!(error = %err, "cannot notify systemd");
+    }
+}

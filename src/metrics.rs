@@ -1,0 +1,255 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text). One `Metrics`
+//! lives for the whole process and survives reloads, so counters never reset
+//! under an operator's feet. Label values come from the config (route and
+//! backend names) or from fixed enums, so cardinality is bounded.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds: the interesting range is 1 ms to the deadline.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendName {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_latency: Histogram,
+    errors: Family<StatusLabel, Counter>,
+    preflights: Counter,
+    backend_requests: Family<BackendLabels, Counter>,
+    backend_latency: Family<BackendName, Histogram>,
+    connections: Gauge,
+    tls_failures: Counter,
+    reloads: Family<ResultLabel, Counter>,
+    generation: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("thirdparty_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Contract replies by route, outcome (open, none) and none reason",
+            requests.clone(),
+        );
+        let request_latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to contract reply",
+            request_latency.clone(),
+        );
+        let errors = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "errors",
+            "Requests refused with a 4xx status (bad payload, origin, method, size...)",
+            errors.clone(),
+        );
+        let preflights = Counter::default();
+        registry.register("preflights", "CORS preflights answered", preflights.clone());
+        let backend_requests = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "backend_requests",
+            "Backend calls by backend and result (open, or the none reason)",
+            backend_requests.clone(),
+        );
+        let backend_latency = Family::<BackendName, Histogram>::new_with_constructor(
+            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "backend_duration_seconds",
+            "Backend call latency, request built to reply normalized",
+            backend_latency.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "active_connections",
+            "Client connections open now",
+            connections.clone(),
+        );
+        let tls_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_failures.clone(),
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Config reloads (SIGHUP) by result (ok, failed)",
+            reloads.clone(),
+        );
+        let generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "Generation of the config being served (1 at start, +1 per successful reload)",
+            generation.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        Self {
+            registry,
+            requests,
+            request_latency,
+            errors,
+            preflights,
+            backend_requests,
+            backend_latency,
+            connections,
+            tls_failures,
+            reloads,
+            generation,
+        }
+    }
+
+    /// A shared instance.
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::new())
+    }
+
+    /// Counts a contract reply.
+    pub fn request(&self, route: &str, opened: bool, reason: &'static str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                outcome: if opened { "open" } else { "none" },
+                reason,
+            })
+            .inc();
+        self.request_latency.observe(seconds);
+    }
+
+    /// Counts a refused request.
+    pub fn error(&self, status: u16) {
+        self.errors.get_or_create(&StatusLabel { status }).inc();
+    }
+
+    /// Counts a preflight.
+    pub fn preflight(&self) {
+        self.preflights.inc();
+    }
+
+    /// Counts a backend call and its latency.
+    pub fn backend(&self, backend: &str, result: &'static str, seconds: f64) {
+        self.backend_requests
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
+        self.backend_latency
+            .get_or_create(&BackendName {
+                backend: backend.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// A connection opened; the guard counts it closed when dropped.
+    pub fn connection(&self) -> ConnectionGuard {
+        self.connections.inc();
+        ConnectionGuard(self.connections.clone())
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_failure(&self) {
+        self.tls_failures.inc();
+    }
+
+    /// Counts a reload and, when it worked, the new generation.
+    pub fn reload(&self, result: Result<u64, ()>) {
+        let label = match result {
+            Ok(generation) => {
+                self.set_generation(generation);
+                "ok"
+            }
+            Err(()) => "failed",
+        };
+        self.reloads
+            .get_or_create(&ResultLabel { result: label })
+            .inc();
+    }
+
+    /// Records the generation being served.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %err, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends.
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
