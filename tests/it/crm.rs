@@ -48,6 +48,8 @@ pub enum Answer {
     Redirect(u16, String),
     /// Never answers.
     Hang,
+    /// Answers like `Reply`, after a delay.
+    Slow(Duration, u16, &'static str, String),
     /// A chunked body of this many bytes, with no length announced.
     Stream(usize),
 }
@@ -209,6 +211,14 @@ async fn respond(
             .header("location", location)
             .body(full(String::new()))
             .unwrap(),
+        Answer::Slow(delay, status, ct, body) => {
+            tokio::time::sleep(delay).await;
+            Response::builder()
+                .status(status)
+                .header("content-type", ct)
+                .body(full(body))
+                .unwrap()
+        }
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Response::new(full(String::new()))

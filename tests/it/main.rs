@@ -9,5 +9,6 @@ mod cors;
 mod crm;
 mod examples;
 mod limits;
+mod ops;
 mod routes;
 mod simulate_cmd;

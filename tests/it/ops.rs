@@ -1,0 +1,488 @@
+//! The gateway as a service: the real binary in a child process, systemd
+//! notifications read from a real unix datagram socket (`NOTIFY_SOCKET`),
+//! signals sent with `kill`, health and metrics read from the ops listener.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpStream, UnixDatagram};
+use tokio::process::{Child, Command};
+
+use crate::crm::{Answer, Crm};
+use crate::support::*;
+
+/// Time allowed for anything the daemon should do "at once" (generous: CI).
+const SOON: Duration = Duration::from_secs(10);
+
+/// The gateway binary running as a service would.
+struct Daemon {
+    dir: TempDir,
+    child: Child,
+    notify: UnixDatagram,
+    log: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+    ops: SocketAddr,
+    ca: TestCa,
+}
+
+fn screen_pop_config(route: &str, extra: &str) -> String {
+    format!(
+        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 5000\n\
+         [ops]\nlisten = \"127.0.0.1:0\"\n[cors]\nallow_origins = [\"*\"]\n{extra}\n\
+         [[routes]]\nname = \"{route}\"\n[routes.open]\nevent = \"EventRinging\"\n\
+         url = \"https://crm.example.org/{route}?n={{{{ caller }}}}\"\n"
+    )
+}
+
+impl Daemon {
+    async fn start(config: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let ca = TestCa::new();
+        ca.write(dir.path());
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let socket_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&socket_path).unwrap();
+        let mut child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(dir.path().join("config.toml"))
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let stdout = child.stdout.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut daemon = Self {
+            dir,
+            child,
+            notify,
+            log,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ops: "127.0.0.1:0".parse().unwrap(),
+            ca,
+        };
+        assert!(daemon.next_notify().await.contains("READY=1"));
+        daemon.addr = daemon.address_after("listening on https://").await;
+        daemon.ops = daemon.address_after("ops listening on http://").await;
+        daemon
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// The next notification the daemon sent to systemd.
+    async fn next_notify(&self) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(SOON, self.notify.recv(&mut buf))
+            .await
+            .expect("no sd_notify message in time")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    async fn wait_log(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {needle:?}: {:#?}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn address_after(&self, prefix: &str) -> SocketAddr {
+        let line = self.wait_log(prefix).await;
+        let rest = &line[line.find(prefix).unwrap() + prefix.len()..];
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGHUP and returns the notifications around the reload.
+    async fn reload(&self) -> (String, String) {
+        self.signal("HUP");
+        let reloading = self.next_notify().await;
+        let ready = self.next_notify().await;
+        (reloading, ready)
+    }
+
+    async fn post(&self, body: &str) -> Reply {
+        Client::new(&self.ca.ca_der)
+            .post(self.addr, None, body)
+            .await
+    }
+
+    async fn ops_get(&self, path: &str) -> (u16, String) {
+        let tcp = TcpStream::connect(self.ops).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn metrics(&self) -> prometheus_parse::Scrape {
+        let (status, text) = self.ops_get("/metrics").await;
+        assert_eq!(status, 200);
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).expect("metrics text parses")
+    }
+
+    async fn wait_exit(mut self) -> (std::process::ExitStatus, Self) {
+        let status = tokio::time::timeout(SOON, self.child.wait())
+            .await
+            .expect("the gateway did not exit in time")
+            .unwrap();
+        (status, self)
+    }
+}
+
+/// The value of a sample, by name and labels.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn notify_reload_good_and_broken_configs_then_stop() {
+    let d = Daemon::start(&screen_pop_config("one", "")).await;
+    assert!(d.post(SEED).await.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://crm.example.org/one"));
+    assert_eq!(d.ops_get("/healthz").await.0, 200);
+
+    std::fs::write(d.config_path(), screen_pop_config("two", "")).unwrap();
+    let (reloading, ready) = d.reload().await;
+    assert!(reloading.contains("RELOADING=1"), "{reloading}");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(d.post(SEED).await.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://crm.example.org/two"));
+    let (_, health) = d.ops_get("/healthz").await;
+    assert!(health.contains("\"generation\":2"), "{health}");
+
+    std::fs::write(d.config_path(), "[routes\nbroken").unwrap();
+    let (_, ready) = d.reload().await;
+    assert!(ready.contains("READY=1"), "{ready}");
+    let line = d.wait_log("reload failed").await;
+    assert!(
+        line.contains("config.toml:1"),
+        "names file and line: {line}"
+    );
+    assert!(d.post(SEED).await.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://crm.example.org/two"));
+
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "thirdparty_gateway_reloads_total", &[("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "thirdparty_gateway_reloads_total",
+            &[("result", "failed")]
+        ),
+        1.0
+    );
+    assert_eq!(sample(&m, "thirdparty_gateway_config_generation", &[]), 2.0);
+
+    d.signal("TERM");
+    assert!(d.next_notify().await.contains("STOPPING=1"));
+    let (status, _) = d.wait_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn in_flight_request_finishes_on_the_config_it_started_with() {
+    let crm = Crm::start(|_| {
+        Answer::Slow(
+            Duration::from_millis(800),
+            200,
+            "application/json",
+            r#"{"url":"https://crm.example.org/old-backend"}"#.into(),
+        )
+    })
+    .await;
+    let old = format!(
+        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 3000\n[ops]\nlisten = \"127.0.0.1:0\"\n\
+         [cors]\nallow_origins = [\"*\"]\n\
+         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
+         [[routes]]\nname = \"old\"\nbackend = \"slow\"\n",
+        crm.url()
+    );
+    let d = Daemon::start(&old).await;
+    let client = Client::new(&d.ca.ca_der);
+    let addr = d.addr;
+    let in_flight = tokio::spawn(async move { client.post(addr, None, SEED).await });
+    for _ in 0..500 {
+        if !crm.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(crm.seen().len(), 1, "the first request reached the CRM");
+    std::fs::write(d.config_path(), screen_pop_config("new", "")).unwrap();
+    let (_, ready) = d.reload().await;
+    assert!(ready.contains("READY=1"));
+    assert!(d.post(SEED).await.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://crm.example.org/new"));
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.json()["url"], "https://crm.example.org/old-backend");
+}
+
+#[tokio::test]
+async fn renewed_certificate_is_served_after_reload_without_dropping_connections() {
+    let d = Daemon::start(&screen_pop_config("certs", "")).await;
+    // A keep-alive connection opened before the reload.
+    let tcp = TcpStream::connect(d.addr).await.unwrap();
+    let tls = tls_connector(&d.ca)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let renewed = TestCa::new();
+    renewed.write(d.dir.path());
+    let (_, ready) = d.reload().await;
+    assert!(ready.contains("READY=1"));
+
+    // New handshakes see the new certificate; the old chain no longer verifies.
+    let reply = Client::new(&renewed.ca_der).post(d.addr, None, SEED).await;
+    assert_eq!(reply.status, 200);
+    let tcp = TcpStream::connect(d.addr).await.unwrap();
+    assert!(tls_connector(&d.ca)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .is_err());
+
+    // The connection from before the reload still works.
+    let req = http::Request::post("/")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(SEED)))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+fn tls_connector(ca: &TestCa) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.ca_der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let crm = Crm::start(|_| {
+        Answer::Slow(
+            Duration::from_millis(700),
+            200,
+            "application/json",
+            r#"{"url":"https://crm.example.org/drained"}"#.into(),
+        )
+    })
+    .await;
+    let config = format!(
+        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 3000\n[ops]\nlisten = \"127.0.0.1:0\"\n\
+         [cors]\nallow_origins = [\"*\"]\n\
+         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
+         [[routes]]\nname = \"drain\"\nbackend = \"slow\"\n",
+        crm.url()
+    );
+    let d = Daemon::start(&config).await;
+    let client = Client::new(&d.ca.ca_der);
+    let addr = d.addr;
+    let in_flight = tokio::spawn(async move { client.post(addr, None, SEED).await });
+    for _ in 0..500 {
+        if !crm.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.signal("TERM");
+    assert!(d.next_notify().await.contains("STOPPING=1"));
+    // While draining, health says so (a load balancer stops sending).
+    let (status, body) = d.ops_get("/healthz").await;
+    assert_eq!((status, body.contains("draining")), (503, true), "{body}");
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.json()["url"], "https://crm.example.org/drained");
+    let (status, _) = d.wait_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_sent() {
+    let d = Daemon::start(&screen_pop_config("counted", "")).await;
+    let client = Client::new(&d.ca.ca_der);
+    for _ in 0..3 {
+        assert_eq!(client.post(d.addr, None, SEED).await.status, 200);
+    }
+    let bad = client.post(d.addr, None, "{").await;
+    assert_eq!(bad.status, 400);
+    let preflight = http::Request::options("/")
+        .header("host", "localhost")
+        .header("origin", "https://xuc.example.org")
+        .header("access-control-request-method", "POST")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.send(d.addr, preflight).await.status, 204);
+    // A failed TLS handshake: plain bytes on the TLS port.
+    let mut tcp = TcpStream::connect(d.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink).await;
+
+    let m = d.metrics().await;
+    let requests = sample(
+        &m,
+        "thirdparty_gateway_requests_total",
+        &[("route", "counted"), ("outcome", "open")],
+    );
+    assert_eq!(requests, 3.0);
+    assert_eq!(
+        sample(&m, "thirdparty_gateway_errors_total", &[("status", "400")]),
+        1.0
+    );
+    assert_eq!(sample(&m, "thirdparty_gateway_preflights_total", &[]), 1.0);
+    assert_eq!(
+        sample(&m, "thirdparty_gateway_tls_handshake_failures_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "thirdparty_gateway_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "thirdparty_gateway_request_duration_seconds_count", &[]),
+        3.0
+    );
+    // Every request's log line carries its id.
+    let line = d.wait_log("outcome=open").await;
+    assert!(line.contains("request{id="), "{line}");
+}
+
+/// systemd-socket-activate (from systemd) hands the gateway a listening
+/// socket as fd 3, as a `.socket` unit would.
+#[tokio::test]
+async fn socket_activation_uses_the_passed_socket() {
+    let Ok(tool) = which("systemd-socket-activate") else {
+        eprintln!("SKIPPED socket activation test: systemd-socket-activate not found");
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let ca = TestCa::new();
+    ca.write(dir.path());
+    // server.listen names a port we do not use: the passed socket wins.
+    let config = screen_pop_config("activated", "").replace("127.0.0.1:0", "127.0.0.1:1");
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(tool)
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(binary())
+        .args(["run", "--config"])
+        .arg(dir.path().join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut reply = None;
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            reply = Some(Client::new(&ca.ca_der).post(addr, None, SEED).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let reply = reply.expect("the activated socket answered");
+    assert!(reply.json()["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://crm.example.org/activated"));
+    let _ = child.kill().await;
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| Path::new(p).is_file())
+        })
+        .ok_or(())
+}
