@@ -3,7 +3,7 @@
 //! Everything that can fail here is a `check` error at its key.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use url::Url;
 
 use super::diag::Diagnostics;
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat};
-use super::{check_variables, compile, PAYLOAD_FIELDS};
+use super::{check_variables, compile, credential_path, PAYLOAD_FIELDS};
 use crate::backend::reply::{Choice, Extract};
 use crate::backend::request::{single_expression, BodySpec, JsonSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
@@ -350,23 +350,6 @@ fn secret(
                     None
                 }
             }
-        }
-    }
-}
-
-/// Expands a leading `$CREDENTIALS_DIRECTORY` (or `${...}`), where systemd's
-/// `LoadCredential=` puts secrets.
-fn credential_path(raw: &str) -> Result<PathBuf, String> {
-    let rest = raw
-        .strip_prefix("${CREDENTIALS_DIRECTORY}")
-        .or_else(|| raw.strip_prefix("$CREDENTIALS_DIRECTORY"));
-    match rest {
-        None => Ok(PathBuf::from(raw)),
-        Some(rest) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or(
-                "CREDENTIALS_DIRECTORY is not set (it is, under systemd with LoadCredential=)",
-            )?;
-            Ok(PathBuf::from(dir).join(rest.trim_start_matches('/')))
         }
     }
 }

@@ -348,11 +348,37 @@ fn tls(
             None
         }
         (None, true) => None,
-        (Some(t), false) => Some(TlsSettings {
-            cert: base.join(&t.cert),
-            key: base.join(&t.key),
-            self_signed_if_missing: t.self_signed_if_missing,
-        }),
+        (Some(t), false) => {
+            let mut path = |key: &str, raw: &str| match credential_path(raw) {
+                Ok(p) => base.join(p),
+                Err(msg) => {
+                    diags.error(key, msg);
+                    PathBuf::new()
+                }
+            };
+            Some(TlsSettings {
+                cert: path("tls.cert", &t.cert),
+                key: path("tls.key", &t.key),
+                self_signed_if_missing: t.self_signed_if_missing,
+            })
+        }
+    }
+}
+
+/// Expands a leading `$CREDENTIALS_DIRECTORY` (or `${...}`), where systemd's
+/// `LoadCredential=` puts secrets.
+pub(super) fn credential_path(raw: &str) -> Result<PathBuf, String> {
+    let rest = raw
+        .strip_prefix("${CREDENTIALS_DIRECTORY}")
+        .or_else(|| raw.strip_prefix("$CREDENTIALS_DIRECTORY"));
+    match rest {
+        None => Ok(PathBuf::from(raw)),
+        Some(rest) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or(
+                "CREDENTIALS_DIRECTORY is not set (it is, under systemd with LoadCredential=)",
+            )?;
+            Ok(PathBuf::from(dir).join(rest.trim_start_matches('/')))
+        }
     }
 }
 

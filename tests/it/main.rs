@@ -10,5 +10,6 @@ mod crm;
 mod examples;
 mod limits;
 mod ops;
+mod package;
 mod routes;
 mod simulate_cmd;

@@ -3,7 +3,7 @@
 //! signals sent with `kill`, health and metrics read from the ops listener.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -435,8 +435,7 @@ async fn metrics_count_what_was_sent() {
 /// socket as fd 3, as a `.socket` unit would.
 #[tokio::test]
 async fn socket_activation_uses_the_passed_socket() {
-    let Ok(tool) = which("systemd-socket-activate") else {
-        eprintln!("SKIPPED socket activation test: systemd-socket-activate not found");
+    let Some(tool) = require_tool("systemd-socket-activate", "apt-get install systemd") else {
         return;
     };
     let dir = TempDir::new().unwrap();
@@ -475,14 +474,4 @@ async fn socket_activation_uses_the_passed_socket() {
         .unwrap()
         .starts_with("https://crm.example.org/activated"));
     let _ = child.kill().await;
-}
-
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| Path::new(p).is_file())
-        })
-        .ok_or(())
 }

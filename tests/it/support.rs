@@ -289,3 +289,21 @@ pub fn log_lines(needle: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A tool from PATH, or `None` (with a loud message) when it is missing
+/// outside CI. In CI (`CI` set) a missing tool fails the test: `.ci/run`
+/// must install it.
+pub fn require_tool(name: &str, install: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but `{name}` is missing: .ci/run must install it ({install})");
+        }
+        eprintln!("\n!!!!! SKIPPED: `{name}` not found; {install} to run this test !!!!!\n");
+    }
+    found
+}

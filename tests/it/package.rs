@@ -1,0 +1,191 @@
+//! The Debian package and its systemd unit: the `.deb` builds with the right
+//! files and conffile, the unit passes `systemd-analyze verify`, and its
+//! exposure rating is at most 2.0.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+const UNIT: &str = include_str!("../../debian/thirdparty-gateway.service");
+const MAX_EXPOSURE: f64 = 2.0;
+
+/// Writes `unit` with its ExecStart binary pointed at `binary` (verify
+/// checks the executable exists) and runs both systemd checks on it.
+fn check_unit(unit: &str, binary: &Path) {
+    let Some(analyze) = require_tool("systemd-analyze", "apt-get install systemd") else {
+        return;
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("thirdparty-gateway.service");
+    let unit = unit.replace("/usr/bin/thirdparty-gateway", binary.to_str().unwrap());
+    std::fs::write(&path, unit).unwrap();
+
+    let verify = Command::new(&analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify failed:\n{said}"
+    );
+    assert!(
+        !said.contains("thirdparty-gateway.service:"),
+        "verify warned about the unit:\n{said}"
+    );
+
+    let security = Command::new(&analyze)
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let level = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for").nth(1))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{text}{}",
+                String::from_utf8_lossy(&security.stderr)
+            )
+        });
+    assert!(
+        level <= MAX_EXPOSURE,
+        "exposure {level} > {MAX_EXPOSURE}:\n{text}"
+    );
+}
+
+#[test]
+fn unit_passes_verify_and_the_exposure_check() {
+    check_unit(UNIT, &binary());
+}
+
+#[test]
+fn deb_builds_with_binary_conffile_unit_and_docs() {
+    let Some(_) = require_tool("cargo-deb", "cargo install cargo-deb --locked") else {
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::TempDir::new().unwrap();
+    // A target dir of its own: the test build holds the main one's lock.
+    let built = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", root.join("target/deb"))
+        .arg("deb")
+        .arg("--output")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "cargo deb failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb was written");
+
+    let listing = dpkg_deb(&["-c"], &deb);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/thirdparty-gateway"),
+        ("-rw-r--r--", "./etc/thirdparty-gateway/config.toml"),
+        (
+            "-rw-r--r--",
+            "./usr/lib/systemd/system/thirdparty-gateway.service",
+        ),
+        ("-rw-r--r--", "./usr/share/doc/thirdparty-gateway/README.md"),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/thirdparty-gateway/examples/soap-crm.toml",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/thirdparty-gateway/examples/thirdparty-gateway.socket",
+        ),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(&format!(" {path}"))),
+            "{mode} {path} missing from:\n{listing}"
+        );
+    }
+    let control = dpkg_deb(&["-I"], &deb);
+    assert!(control.contains("Package: thirdparty-gateway"), "{control}");
+    let conffiles = dpkg_deb_field(&deb, "conffiles");
+    assert_eq!(conffiles.trim(), "/etc/thirdparty-gateway/config.toml");
+    let postinst = dpkg_deb_field(&deb, "postinst");
+    assert!(
+        postinst.contains("deb-systemd-helper enable thirdparty-gateway.service"),
+        "{postinst}"
+    );
+
+    // The packaged files work: the unit as shipped, the config as shipped.
+    let tree = tempfile::TempDir::new().unwrap();
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(tree.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let unit = std::fs::read_to_string(
+        tree.path()
+            .join("usr/lib/systemd/system/thirdparty-gateway.service"),
+    )
+    .unwrap();
+    assert_eq!(unit, UNIT);
+    let packaged_binary = tree.path().join("usr/bin/thirdparty-gateway");
+    check_unit(&unit, &packaged_binary);
+    let check = Command::new(&packaged_binary)
+        .arg("check")
+        .arg("--config")
+        .arg(tree.path().join("etc/thirdparty-gateway/config.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dpkg_deb_field(deb: &Path, member: &str) -> String {
+    let out = Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(deb)
+        .arg(member)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
