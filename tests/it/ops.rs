@@ -45,6 +45,10 @@ fn screen_pop_config(route: &str, extra: &str) -> String {
 
 impl Daemon {
     async fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new().unwrap();
         let ca = TestCa::new();
         ca.write(dir.path());
@@ -56,6 +60,7 @@ impl Daemon {
             .arg(dir.path().join("config.toml"))
             .env("NOTIFY_SOCKET", &socket_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -243,6 +248,20 @@ async fn notify_reload_good_and_broken_configs_then_stop() {
     assert!(d.next_notify().await.contains("STOPPING=1"));
     let (status, _) = d.wait_exit().await;
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn watchdog_is_pinged_when_systemd_asks_for_it() {
+    // 200 ms watchdog: pings come every 100 ms.
+    let d = Daemon::start_with_env(
+        &screen_pop_config("dog", ""),
+        &[("WATCHDOG_USEC", "200000")],
+    )
+    .await;
+    for _ in 0..3 {
+        let msg = d.next_notify().await;
+        assert_eq!(msg.trim(), "WATCHDOG=1");
+    }
 }
 
 #[tokio::test]
