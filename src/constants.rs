@@ -56,3 +56,21 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Most redirects a backend may be configured to follow.
 pub const MAX_FOLLOW_REDIRECTS: u8 = 10;
+
+/// How long a wrapper link stays valid: a working day.
+pub const DEFAULT_WRAP_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Time allowed to ask a CRM page whether it may be framed.
+pub const DEFAULT_FRAME_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The token-check endpoint of XiVO's xuc REST API 2.0 (`Authorization: Bearer`).
+pub const DEFAULT_XUC_CHECK_PATH: &str = "/xuc/api/2.0/auth/check";
+
+/// Time allowed for the xuc token check (within the request deadline).
+pub const DEFAULT_XUC_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a token the xuc server accepted is trusted without asking again.
+pub const DEFAULT_XUC_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Where the demo agent page and CRM are served (a second origin).
+pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:8444";

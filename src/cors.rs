@@ -59,6 +59,15 @@ pub enum OriginCheck {
 }
 
 impl Cors {
+    /// The origins allowed, as a CSP source list: `*`, or the origins
+    /// separated by spaces (who may frame the gateway's own pages).
+    pub fn origins_as_sources(&self) -> String {
+        match &self.origins {
+            AllowedOrigins::Any => "*".to_owned(),
+            AllowedOrigins::List(list) => list.join(" "),
+        }
+    }
+
     /// Builds the policy. `origins` must already be validated and lowercase;
     /// credentials with [`AllowedOrigins::Any`] are refused by config validation.
     pub fn new(

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::gateway::Live;
-use crate::{logging, ops, server};
+use crate::{demo, logging, ops, server};
 
 /// Loads the config and serves until SIGTERM or SIGINT. Errors at start
 /// (config, certificates, ports) are returned for `main` to print.
@@ -31,6 +31,7 @@ pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 
 async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let ops_addr = config.ops.listen;
+    let demo = config.demo.clone();
     let live = Live::new(config, file, listen)?;
     let gateway = live.current();
     let listener = public_listener(gateway.config.server.listen).await?;
@@ -68,6 +69,28 @@ async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyho
         routes,
         "listening on {scheme}://{addr}/"
     );
+    let demo_task = match demo {
+        Some(demo) => {
+            let demo_listener = TcpListener::bind(demo.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (demo.listen)", demo.listen))?;
+            let demo_addr = demo_listener.local_addr()?;
+            let mut public = addr;
+            if public.ip().is_unspecified() {
+                public.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let gateway_url = url::Url::parse(&format!("{scheme}://{public}/"))?;
+            tracing::info!(
+                "demo: open http://{demo_addr}/demo/agent in a browser (first open {gateway_url}demo/trust once to accept the demo certificate)"
+            );
+            Some(tokio::spawn(demo::run(
+                demo_listener,
+                gateway_url,
+                ops_stop.clone().cancelled_owned(),
+            )))
+        }
+        None => None,
+    };
     notify(&[
         NotifyState::Ready,
         NotifyState::Status(&format!("serving on {addr}, generation 1")),
@@ -78,7 +101,7 @@ async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyho
     tokio::spawn(signals(Arc::clone(&live), stop.clone()));
     server::run(listener, Arc::clone(&live), stop.clone().cancelled_owned()).await;
     ops_stop.cancel();
-    if let Some(task) = ops_task {
+    for task in [ops_task, demo_task].into_iter().flatten() {
         let _ = task.await;
     }
     tracing::info!("stopped");

@@ -14,9 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, WrapSecret};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
+use crate::wrap::Wrapper;
 
 /// One generation of everything a request needs, built once.
 pub struct Gateway {
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub generation: u64,
     /// Process-wide metrics (the same across generations).
     pub metrics: Arc<Metrics>,
+    /// The completion wrapper, when `[wrap]` is configured.
+    pub wrapper: Option<Wrapper>,
 }
 
 impl Gateway {
@@ -53,14 +56,57 @@ impl Gateway {
             }
         };
         let http = http_builder(&config);
+        let wrapper = match &config.wrap {
+            None => None,
+            Some(settings) => {
+                let secret = match &settings.secret {
+                    WrapSecret::Value(bytes) => bytes.clone(),
+                    WrapSecret::Generate(path) => generated_secret(path)?,
+                };
+                Some(Wrapper::new(
+                    &secret,
+                    settings.ttl,
+                    settings.public_url.clone(),
+                    settings.client.clone(),
+                    config.cors.origins_as_sources(),
+                ))
+            }
+        };
         Ok(Self {
             config,
             tls,
             http,
             generation,
             metrics,
+            wrapper,
         })
     }
+}
+
+/// Demo only: the wrapper secret file, generated (random, mode 0600) when
+/// it does not exist yet.
+fn generated_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(
+            |_| TlsError::Pem {
+                path: path.to_owned(),
+                what: "no randomness available to generate the wrapper secret".into(),
+            },
+        )?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        tls::write_file(path, hex.as_bytes(), 0o600)?;
+        tracing::warn!(file = %path.display(), "generated a wrapper secret (demo); set wrap.secret_env or secret_file in production");
+    }
+    std::fs::read(path)
+        .map(|b| b.trim_ascii_end().to_vec())
+        .map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            what: format!("cannot read the wrapper secret: {e}"),
+        })
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {

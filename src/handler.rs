@@ -18,6 +18,7 @@ use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
 use crate::http_error::HttpError;
 use crate::outcome::NoneReason;
+use crate::pages;
 use crate::request_id::RequestId;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -51,6 +52,9 @@ pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<
 }
 
 async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+    if let Some(page) = own_page(&req, gateway).await {
+        return page;
+    }
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -139,6 +143,7 @@ async fn dispatch(
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
         Method::POST => {
             check_content_type(req.headers())?;
+            let own_origin = own_origin(&req, gateway);
             let deadline = start + config.server.work_budget();
             let body = read_body(req, config.server.max_body_bytes, deadline).await?;
             let payload: Payload = parse_payload(&body)?;
@@ -152,6 +157,19 @@ async fn dispatch(
                     Some(Failure::new(NoneReason::NoRoute, "no route matched")),
                 ),
                 Some(route) => {
+                    if let Some(xuc) = &config.xuc {
+                        if let Err(failure) = xuc.check(payload.user.token.as_ref(), deadline).await
+                        {
+                            let response = reply_response(&Reply::None);
+                            let handled = Handled::Reply {
+                                reply: Reply::None,
+                                route: Some(route.name.clone()),
+                                backend: None,
+                                failure: Some(failure),
+                            };
+                            return Ok((handled, response));
+                        }
+                    }
                     let mut quiet = Quiet;
                     let work = answer(
                         templates,
@@ -163,7 +181,18 @@ async fn dispatch(
                         &mut quiet,
                     );
                     match tokio::time::timeout_at(deadline, work).await {
-                        Ok(a) => (a.reply, Some(route.name.clone()), a.backend, a.failure),
+                        Ok(a) => {
+                            let reply = match (a.reply, &gateway.wrapper) {
+                                (Reply::Open(open), Some(wrapper)) if route.wrap => {
+                                    match wrapper.wrap(&open, own_origin.as_deref()) {
+                                        Some(wrapped) => Reply::Open(wrapped),
+                                        None => Reply::Open(open),
+                                    }
+                                }
+                                (reply, _) => reply,
+                            };
+                            (reply, Some(route.name.clone()), a.backend, a.failure)
+                        }
                         Err(_) => (
                             Reply::None,
                             Some(route.name.clone()),
@@ -184,6 +213,55 @@ async fn dispatch(
         }
         _ => Err(HttpError::MethodNotAllowed),
     }
+}
+
+/// The gateway's own pages: the completion wrapper and its assets, and the
+/// demo's certificate-trust page. They are navigations, not API calls, so
+/// they bypass CORS (browsers send no `Origin` on a frame's GET).
+async fn own_page(req: &Request<Incoming>, gateway: &Gateway) -> Option<Response<Full<Bytes>>> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    match (req.uri().path(), &gateway.wrapper) {
+        ("/wrap", Some(wrapper)) => Some(
+            wrapper
+                .page(req.uri().query(), own_origin(req, gateway).as_deref())
+                .await,
+        ),
+        ("/wrap.js" | "/wrap.css", Some(_)) => pages::asset(req.uri().path()),
+        ("/demo/trust", _) => gateway.config.demo.as_ref().map(|demo| {
+            pages::error(
+                StatusCode::OK,
+                "This browser now trusts the demo gateway",
+                &format!(
+                    "Go back to the demo agent page: http://{}/demo/agent",
+                    demo.listen
+                ),
+            )
+        }),
+        _ => None,
+    }
+}
+
+/// The gateway's origin as the browser reached it (`https://host:port`).
+fn own_origin(req: &Request<Incoming>, gateway: &Gateway) -> Option<String> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })?;
+    let scheme = if gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let origin = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    Some(origin.origin().ascii_serialization())
 }
 
 /// A preflight gets 204 with the CORS headers; a plain OPTIONS lists methods.

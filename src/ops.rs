@@ -2,7 +2,6 @@
 //! `/healthz` for load balancers and systemd checks, `/metrics` for
 //! Prometheus. Plain HTTP/1.1, GET only, tiny replies.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,12 +10,10 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio_util::task::TaskTracker;
 
 use crate::gateway::Live;
+use crate::plain_http;
 
 const OPENMETRICS: HeaderValue =
     HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
@@ -24,34 +21,11 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Serves health and metrics until `shutdown` completes.
 pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
-    let tracker = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "ops listener: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let live = Arc::clone(&live);
-        tracker.spawn(async move {
-            let service = service_fn(move |req| {
-                let live = Arc::clone(&live);
-                async move { Ok::<_, Infallible>(answer(&req, &live)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
-        });
-    }
-    tracker.close();
+    let handler = move |req: Request<Incoming>| {
+        let response = answer(&req, &live);
+        async move { response }
+    };
+    plain_http::serve(listener, handler, shutdown).await;
 }
 
 fn answer(req: &Request<Incoming>, live: &Live) -> Response<Full<Bytes>> {

@@ -32,6 +32,8 @@ pub enum NoneReason {
     Declined,
     /// The backend's `max_concurrency` calls were already in flight.
     Busy,
+    /// The agent's xuc token is missing, invalid, or could not be checked.
+    Token,
 }
 
 impl NoneReason {
@@ -51,6 +53,7 @@ impl NoneReason {
             NoneReason::BadReply => "bad_reply",
             NoneReason::Declined => "declined",
             NoneReason::Busy => "busy",
+            NoneReason::Token => "token",
         }
     }
 }

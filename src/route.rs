@@ -34,6 +34,8 @@ pub struct Route {
     pub open: Option<ScreenPop>,
     /// Whether backend templates may see `user.token`.
     pub forward_token: bool,
+    /// Whether an `open` reply points at the completion wrapper page.
+    pub wrap: bool,
 }
 
 /// An `open` reply built from templates.

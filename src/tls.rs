@@ -104,7 +104,7 @@ fn half(present: &Path, missing: &Path) -> TlsError {
 }
 
 /// Writes a new file with `mode` from the start, so a key is never readable by others.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let write = || -> std::io::Result<()> {
         let mut f = fs::OpenOptions::new()

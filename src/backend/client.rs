@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
@@ -14,14 +14,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
-use super::request::BackendRequest;
+use super::request::{BackendRequest, UA};
 use super::Failure;
 use crate::outcome::NoneReason;
 
 /// How long an unused pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A pooled client for one backend.
+/// A pooled client for one backend. Cloning shares the pool.
+#[derive(Clone)]
 pub struct Client {
     inner: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     follow_redirects: u8,
@@ -83,35 +84,59 @@ impl Client {
     /// Sends a request, following redirects only as configured. A redirect
     /// that is not followed comes back as the reply, for the caller to judge.
     pub async fn send(&self, mut req: BackendRequest) -> Result<RawReply, Failure> {
+        let response = self.exchange(&mut req).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self.read_body(response).await?;
+        Ok(RawReply {
+            status,
+            headers,
+            body,
+            url: req.url,
+        })
+    }
+
+    /// GETs `url` and returns the final status and headers without reading
+    /// the body (for checks that only need headers, e.g. framing rules).
+    pub async fn headers_of(&self, url: Url) -> Result<(StatusCode, HeaderMap), Failure> {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, UA);
+        let mut req = BackendRequest {
+            method: Method::GET,
+            url,
+            headers,
+            body: Bytes::new(),
+        };
+        let response = self.exchange(&mut req).await?;
+        Ok((response.status(), response.headers().clone()))
+    }
+
+    /// One request and the redirects it is allowed to follow; `req` ends as
+    /// the request that got the final response.
+    async fn exchange(
+        &self,
+        req: &mut BackendRequest,
+    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
         let mut hops = 0;
         loop {
             let response = self
                 .inner
-                .request(to_hyper(&req)?)
+                .request(to_hyper(req)?)
                 .await
                 .map_err(|e| classify(&e))?;
             let status = response.status();
-            let location = response
+            let next = response
                 .headers()
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| req.url.join(v).ok());
-            if let (true, Some(next)) = (
-                status.is_redirection() && hops < self.follow_redirects,
-                location,
-            ) {
-                hops += 1;
-                redirect(&mut req, status, next);
-                continue;
+            match next {
+                Some(next) if status.is_redirection() && hops < self.follow_redirects => {
+                    hops += 1;
+                    redirect(req, status, next);
+                }
+                _ => return Ok(response),
             }
-            let headers = response.headers().clone();
-            let body = self.read_body(response).await?;
-            return Ok(RawReply {
-                status,
-                headers,
-                body,
-                url: req.url,
-            });
         }
     }
 

@@ -12,7 +12,8 @@ use super::Failure;
 use crate::outcome::NoneReason;
 use crate::template::{TemplateId, Templates};
 
-const UA: HeaderValue =
+/// The `User-Agent` of every request the gateway sends.
+pub(crate) const UA: HeaderValue =
     HeaderValue::from_static(concat!("thirdparty-gateway/", env!("CARGO_PKG_VERSION")));
 
 /// How to build one backend's requests.

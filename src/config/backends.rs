@@ -15,7 +15,8 @@ use url::Url;
 
 use super::diag::Diagnostics;
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat};
-use super::{check_variables, compile, credential_path, PAYLOAD_FIELDS};
+use super::secrets::secret;
+use super::{check_variables, compile, PAYLOAD_FIELDS};
 use crate::backend::reply::{Choice, Extract};
 use crate::backend::request::{single_expression, BodySpec, JsonSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
@@ -295,63 +296,6 @@ fn json_spec(
         toml::Value::Boolean(b) => JsonSpec::Literal((*b).into()),
         toml::Value::Datetime(d) => JsonSpec::Literal(d.to_string().into()),
     })
-}
-
-/// Reads a secret from exactly one of an environment variable or a file.
-fn secret(
-    env: Option<&String>,
-    file: Option<&String>,
-    key: &str,
-    what: &str,
-    base: &Path,
-    diags: &mut Diagnostics<'_>,
-) -> Option<String> {
-    match (env, file) {
-        (Some(_), Some(_)) => {
-            diags.error(
-                &format!("{key}.{what}_env"),
-                format!("set {what}_env or {what}_file, not both"),
-            );
-            None
-        }
-        (None, None) => {
-            diags.error(key, format!("missing {what}_env or {what}_file"));
-            None
-        }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
-            _ => {
-                diags.error(
-                    &format!("{key}.{what}_env"),
-                    format!("environment variable {var} is not set (or empty)"),
-                );
-                None
-            }
-        },
-        (None, Some(path)) => {
-            let k = format!("{key}.{what}_file");
-            let path = match credential_path(path) {
-                Ok(p) => base.join(p),
-                Err(msg) => {
-                    diags.error(&k, msg);
-                    return None;
-                }
-            };
-            match std::fs::read_to_string(&path) {
-                Ok(text) if !text.trim_end_matches(['\r', '\n']).is_empty() => {
-                    Some(text.trim_end_matches(['\r', '\n']).to_owned())
-                }
-                Ok(_) => {
-                    diags.error(&k, format!("{} is empty", path.display()));
-                    None
-                }
-                Err(e) => {
-                    diags.error(&k, format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
-        }
-    }
 }
 
 fn auth(

@@ -4,7 +4,9 @@
 
 mod backends;
 mod diag;
+mod extras;
 mod raw;
+mod secrets;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -17,6 +19,7 @@ use url::Url;
 
 pub use diag::Diagnostic;
 use diag::Diagnostics;
+pub use extras::{DemoSettings, WrapSecret, WrapSettings};
 pub use raw::{Encoding, LogFormat, ReplyFormat};
 use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
 
@@ -35,6 +38,8 @@ const PAYLOAD_FIELDS: [&str; 6] = [
     "userData",
     "callDataCallId",
 ];
+/// Paths the gateway serves itself; routes cannot use them.
+const RESERVED_PATHS: [&str; 3] = ["/wrap", "/wrap.js", "/wrap.css"];
 /// Template globals that are not payload fields.
 const TEMPLATE_GLOBALS: [&str; 5] = ["range", "dict", "namespace", "debug", "loop"];
 
@@ -53,6 +58,12 @@ pub struct Config {
     pub log: LogSettings,
     /// The operators' listener.
     pub ops: OpsSettings,
+    /// The completion wrapper, when configured.
+    pub wrap: Option<WrapSettings>,
+    /// The agent token check, when configured.
+    pub xuc: Option<crate::xuc::XucCheck>,
+    /// The built-in demo, when enabled.
+    pub demo: Option<DemoSettings>,
     /// The backends by name.
     pub backends: BTreeMap<Box<str>, std::sync::Arc<Backend>>,
     /// The routes and their compiled templates.
@@ -188,6 +199,25 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     );
     let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
     let ops = ops(&raw.ops, &mut diags);
+    let wrap = raw
+        .wrap
+        .as_ref()
+        .and_then(|w| extras::wrap(w, base, &mut diags));
+    let xuc = raw
+        .xuc
+        .as_ref()
+        .and_then(|x| extras::xuc(x, server.deadline, base, &mut diags));
+    let demo = raw.demo.as_ref().and_then(|d| extras::demo(d, &mut diags));
+    if raw.wrap.is_none() {
+        for (i, r) in raw.routes.iter().enumerate() {
+            if r.wrap {
+                diags.error(
+                    &format!("routes[{i}].wrap"),
+                    "needs a [wrap] section (its secret signs the links)",
+                );
+            }
+        }
+    }
     if !diags.errors.is_empty() {
         return Err(ConfigError::Invalid(diags.errors));
     }
@@ -202,6 +232,9 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             format: raw.log.format,
         },
         ops,
+        wrap,
+        xuc,
+        demo,
         backends,
         router,
         warnings: diags.warnings,
@@ -349,7 +382,7 @@ fn tls(
         }
         (None, true) => None,
         (Some(t), false) => {
-            let mut path = |key: &str, raw: &str| match credential_path(raw) {
+            let mut path = |key: &str, raw: &str| match secrets::credential_path(raw) {
                 Ok(p) => base.join(p),
                 Err(msg) => {
                     diags.error(key, msg);
@@ -361,23 +394,6 @@ fn tls(
                 key: path("tls.key", &t.key),
                 self_signed_if_missing: t.self_signed_if_missing,
             })
-        }
-    }
-}
-
-/// Expands a leading `$CREDENTIALS_DIRECTORY` (or `${...}`), where systemd's
-/// `LoadCredential=` puts secrets.
-pub(super) fn credential_path(raw: &str) -> Result<PathBuf, String> {
-    let rest = raw
-        .strip_prefix("${CREDENTIALS_DIRECTORY}")
-        .or_else(|| raw.strip_prefix("$CREDENTIALS_DIRECTORY"));
-    match rest {
-        None => Ok(PathBuf::from(raw)),
-        Some(rest) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or(
-                "CREDENTIALS_DIRECTORY is not set (it is, under systemd with LoadCredential=)",
-            )?;
-            Ok(PathBuf::from(dir).join(rest.trim_start_matches('/')))
         }
     }
 }
@@ -485,6 +501,12 @@ fn routes(
                 format!("{path:?} must be a path starting with / and no query"),
             );
         }
+        if RESERVED_PATHS.contains(&path.as_str()) || path.starts_with("/demo/") {
+            diags.error(
+                &format!("{key}.path"),
+                format!("{path:?} is the gateway's own page (reserved: /wrap, /wrap.js, /wrap.css, /demo/...)"),
+            );
+        }
         let when = r.when.as_deref().and_then(|expr| {
             let when_key = format!("{key}.when");
             match templates.add_condition(&when_key, expr) {
@@ -540,6 +562,7 @@ fn routes(
                 backends: route_backends,
                 open,
                 forward_token: r.forward_token,
+                wrap: r.wrap,
             },
         ));
     }

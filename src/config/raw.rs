@@ -19,6 +19,9 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) ops: RawOps,
+    pub(super) wrap: Option<RawWrap>,
+    pub(super) xuc: Option<RawXuc>,
+    pub(super) demo: Option<RawDemo>,
     #[serde(default)]
     pub(super) backends: std::collections::BTreeMap<String, RawBackend>,
     #[serde(default)]
@@ -74,6 +77,40 @@ pub(super) struct RawOps {
     pub(super) enabled: Option<bool>,
 }
 
+/// `[wrap]`: the completion wrapper page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWrap {
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<String>,
+    #[serde(default)]
+    pub(super) generate_if_missing: bool,
+    pub(super) ttl_s: Option<u64>,
+    pub(super) public_url: Option<String>,
+    pub(super) frame_check_timeout_ms: Option<u64>,
+    pub(super) ca_file: Option<String>,
+}
+
+/// `[xuc]`: checking the agent's xuc token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawXuc {
+    pub(super) url: String,
+    pub(super) check_path: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) cache_ttl_s: Option<u64>,
+    pub(super) ca_file: Option<String>,
+}
+
+/// `[demo]`: the built-in demo agent page and CRM.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDemo {
+    #[serde(default)]
+    pub(super) enabled: bool,
+    pub(super) listen: Option<String>,
+}
+
 /// `[log]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +141,8 @@ pub(super) struct RawRoute {
     pub(super) backend: Option<OneOrMany>,
     #[serde(default)]
     pub(super) forward_token: bool,
+    #[serde(default)]
+    pub(super) wrap: bool,
     pub(super) open: Option<RawOpen>,
 }
 

@@ -1,0 +1,83 @@
+// The demo agent page: does what XucMgt's agent application does with a
+// third-party integration, so the whole flow can be seen without a phone.
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var reply = null;
+  var opened = false;
+
+  function log(text) {
+    var li = document.createElement("li");
+    li.textContent = new Date().toLocaleTimeString() + "  " + text;
+    $("log").appendChild(li);
+  }
+
+  function setPaused(paused) {
+    $("state").textContent = paused ? "Paused" : "Ready";
+    $("state").className = paused ? "paused" : "ready";
+  }
+
+  function openTab(r) {
+    opened = true;
+    $("hint").hidden = true;
+    $("tab").hidden = false;
+    $("tab").src = r.url;
+    $("tabtitle").textContent = r.title || "(untitled)";
+    $("closed").hidden = true;
+    document.body.dataset.tab = "open";
+    if (r.autopause) { setPaused(true); }
+    log("tab opened on " + r.event + ": " + r.url + (r.autopause ? " (agent paused)" : ""));
+  }
+
+  function closeTab() {
+    if (!opened) { return; }
+    opened = false;
+    $("tab").src = "about:blank";
+    $("tab").hidden = true;
+    $("closed").hidden = false;
+    document.body.dataset.tab = "closed";
+    setPaused(false);
+    log("closeThirdParty received: tab closed, agent ready");
+  }
+
+  function onEvent(event) {
+    if (reply && reply.action === "open" && reply.event === event && !opened) { openTab(reply); }
+  }
+
+  $("ringing").addEventListener("click", function () {
+    var payload;
+    reply = null;
+    if (opened) { closeTab(); }
+    try { payload = JSON.parse($("payload").value); } catch (e) {
+      $("reply").textContent = "the payload is not JSON: " + e.message;
+      return;
+    }
+    log("EventRinging: POST " + $("url").value);
+    $("reply").textContent = "...";
+    document.body.dataset.reply = "pending";
+    fetch($("url").value, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload)
+    }).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      return r.json();
+    }).then(function (j) {
+      reply = j;
+      $("reply").textContent = JSON.stringify(j, null, 2);
+      document.body.dataset.reply = j.action;
+      log("reply: " + j.action + (j.event ? " on " + j.event : ""));
+      onEvent("EventRinging");
+    }).catch(function (e) {
+      $("reply").textContent = "request failed: " + e + "\n(origin refused by the gateway's CORS policy, gateway down, " +
+        "or this browser does not trust the gateway's certificate yet: open the THIRD_PARTY_URL once and accept it)";
+      document.body.dataset.reply = "failed";
+      log("request failed: " + e);
+    });
+  });
+  $("established").addEventListener("click", function () { log("EventEstablished"); onEvent("EventEstablished"); });
+  $("released").addEventListener("click", function () { log("EventReleased"); onEvent("EventReleased"); });
+  window.addEventListener("message", function (e) {
+    if (e.data === "closeThirdParty") { closeTab(); }
+  }, false);
+})();

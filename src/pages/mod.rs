@@ -1,0 +1,145 @@
+//! The gateway's own pages (completion wrapper, demo agent and CRM, error
+//! pages): static minijinja templates compiled once per process, with HTML
+//! auto-escaping, so no value from a URL or a CRM can inject markup. Scripts
+//! and styles are separate static files, so every page can carry a CSP that
+//! forbids inline script.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use minijinja::Environment;
+
+/// Static files: path, content type, body.
+const ASSETS: [(&str, &str, &str); 5] = [
+    (
+        "/wrap.js",
+        "text/javascript; charset=utf-8",
+        include_str!("wrap.js"),
+    ),
+    (
+        "/wrap.css",
+        "text/css; charset=utf-8",
+        include_str!("wrap.css"),
+    ),
+    (
+        "/demo/agent.js",
+        "text/javascript; charset=utf-8",
+        include_str!("agent.js"),
+    ),
+    (
+        "/demo/agent.css",
+        "text/css; charset=utf-8",
+        include_str!("agent.css"),
+    ),
+    (
+        "/demo/crm/card.js",
+        "text/javascript; charset=utf-8",
+        include_str!("card.js"),
+    ),
+];
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("wrap.html", include_str!("wrap.html")),
+            ("error.html", include_str!("error.html")),
+            ("agent.html", include_str!("agent.html")),
+            ("card.html", include_str!("card.html")),
+        ] {
+            // The templates are part of the binary and tested: a failure here
+            // is a build defect, reported on first use rather than at start.
+            if let Err(err) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %err, "built-in page does not compile");
+            }
+        }
+        env
+    })
+}
+
+/// Renders a built-in page as an HTML response with the given CSP.
+pub fn html(
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+    csp: &str,
+) -> Response<Full<Bytes>> {
+    let body = env()
+        .get_template(template)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|err| {
+            tracing::error!(template, error = %err, "built-in page failed to render");
+            "<!doctype html><title>error</title><p>internal error</p>".to_owned()
+        });
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(value) = HeaderValue::from_str(csp) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// A plain error page (400, 404...) with a CSP that allows nothing.
+pub fn error(status: StatusCode, heading: &str, message: &str) -> Response<Full<Bytes>> {
+    html(
+        status,
+        "error.html",
+        minijinja::context! { heading, message },
+        "default-src 'none'",
+    )
+}
+
+/// A static script or stylesheet, if `path` names one.
+pub fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
+    let (_, content_type, body) = ASSETS.iter().find(|(p, _, _)| *p == path)?;
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_page_compiles() {
+        for name in ["wrap.html", "error.html", "agent.html", "card.html"] {
+            assert!(env().get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn values_are_html_escaped() {
+        let r = error(
+            StatusCode::BAD_REQUEST,
+            "<b>x</b>",
+            "\"><script>alert(1)</script>",
+        );
+        let body = futures_body(r);
+        assert!(body.contains("&lt;b&gt;x&lt;&#x2f;b&gt;"), "{body}");
+        assert!(!body.contains("<script>"), "{body}");
+    }
+
+    fn futures_body(r: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
