@@ -44,6 +44,8 @@ impl Seen {
 pub enum Answer {
     /// Status, content type, body.
     Reply(u16, &'static str, String),
+    /// An HTML page with extra headers (e.g. framing rules).
+    Page(Vec<(&'static str, &'static str)>),
     /// A redirect to a location.
     Redirect(u16, String),
     /// Never answers.
@@ -206,6 +208,13 @@ async fn respond(
             .header("content-type", ct)
             .body(full(body))
             .unwrap(),
+        Answer::Page(headers) => {
+            let mut builder = Response::builder().header("content-type", "text/html");
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            builder.body(full("<p>crm page</p>".into())).unwrap()
+        }
         Answer::Redirect(status, location) => Response::builder()
             .status(status)
             .header("location", location)

@@ -13,3 +13,5 @@ mod ops;
 mod package;
 mod routes;
 mod simulate_cmd;
+mod wrap;
+mod xuc;
