@@ -41,7 +41,7 @@ fn xuc_api() -> impl Fn(&crate::crm::Seen) -> Answer + Send + Sync + 'static {
             Some(h) if h == format!("Bearer {GOOD}") => {
                 Answer::Reply(200, "application/json", r#"{"login":"jbond"}"#.into())
             }
-            Some(h) if h == "Bearer slow" => Answer::Hang,
+            Some("Bearer slow") => Answer::Hang,
             _ => Answer::Reply(
                 401,
                 "application/json",
