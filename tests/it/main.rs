@@ -2,6 +2,7 @@
 
 mod support;
 
+mod agent_e2e;
 mod backends;
 mod browser;
 mod check_cmd;
