@@ -52,29 +52,23 @@ pub(super) fn wrap(
     base: &Path,
     diags: &mut Diagnostics<'_>,
 ) -> Option<WrapSettings> {
-    let secret = match (&raw.secret_file, raw.generate_if_missing) {
-        (Some(file), true) => match credential_path(file) {
-            Ok(path) if !base.join(&path).exists() && raw.secret_env.is_none() => {
-                Some(WrapSecret::Generate(base.join(path)))
-            }
-            _ => secret(
-                raw.secret_env.as_ref(),
-                raw.secret_file.as_ref(),
-                "wrap",
-                "secret",
-                base,
-                diags,
-            )
-            .map(|s| WrapSecret::Value(s.into_bytes())),
-        },
+    let generate_at = match (&raw.secret_file, raw.generate_if_missing) {
         (None, true) => {
             diags.error(
                 "wrap.generate_if_missing",
                 "needs secret_file: where to write the generated secret",
             );
-            None
+            return None;
         }
-        (_, false) => secret(
+        (Some(file), true) if raw.secret_env.is_none() => credential_path(file)
+            .ok()
+            .map(|p| base.join(p))
+            .filter(|p| !p.exists()),
+        _ => None,
+    };
+    let secret = match generate_at {
+        Some(path) => Some(WrapSecret::Generate(path)),
+        None => secret(
             raw.secret_env.as_ref(),
             raw.secret_file.as_ref(),
             "wrap",
@@ -104,7 +98,7 @@ pub(super) fn wrap(
             None
         }
     });
-    let timeout = positive_ms(
+    let timeout = super::millis(
         raw.frame_check_timeout_ms,
         DEFAULT_FRAME_CHECK_TIMEOUT,
         "wrap.frame_check_timeout_ms",
@@ -152,7 +146,7 @@ pub(super) fn xuc(
             None
         }
     };
-    let timeout = positive_ms(raw.timeout_ms, DEFAULT_XUC_TIMEOUT, "xuc.timeout_ms", diags);
+    let timeout = super::millis(raw.timeout_ms, DEFAULT_XUC_TIMEOUT, "xuc.timeout_ms", diags);
     if timeout > deadline {
         diags.error(
             "xuc.timeout_ms",
@@ -188,22 +182,6 @@ pub(super) fn demo(raw: &RawDemo, diags: &mut Diagnostics<'_>) -> Option<DemoSet
             );
             None
         }
-    }
-}
-
-fn positive_ms(
-    value: Option<u64>,
-    default: Duration,
-    key: &str,
-    diags: &mut Diagnostics<'_>,
-) -> Duration {
-    match value {
-        Some(0) => {
-            diags.error(key, "must be greater than 0");
-            default
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => default,
     }
 }
 

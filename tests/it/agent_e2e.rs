@@ -153,6 +153,16 @@ impl Browser {
         }
     }
 
+    async fn attr(&self, id: &str, name: &str) -> Option<String> {
+        let element = self.client.find(Locator::Id(id)).await.unwrap();
+        element.attr(name).await.unwrap()
+    }
+
+    async fn enter_tab(&self) {
+        let tab = self.client.find(Locator::Id("tab")).await.unwrap();
+        tab.enter_frame().await.unwrap();
+    }
+
     async fn text(&self, id: &str) -> String {
         self.client
             .find(Locator::Id(id))
@@ -200,15 +210,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     );
     b.click("established").await;
     b.wait_for("body[data-tab='open']").await;
-    let src = b
-        .client
-        .find(Locator::Id("tab"))
-        .await
-        .unwrap()
-        .attr("src")
-        .await
-        .unwrap()
-        .unwrap();
+    let src = b.attr("tab", "src").await.unwrap();
     assert!(
         src.starts_with("http://127.0.0.1:") && src.contains("/demo/crm/card?id=7"),
         "{src}"
@@ -218,13 +220,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     check_picture(&b.client.screenshot().await.unwrap());
 
     // The card's own Close button posts closeThirdParty to the agent page.
-    b.client
-        .find(Locator::Id("tab"))
-        .await
-        .unwrap()
-        .enter_frame()
-        .await
-        .unwrap();
+    b.enter_tab().await;
     b.click("close").await;
     b.client.enter_parent_frame().await.unwrap();
     b.wait_for("body[data-tab='closed']").await;
@@ -236,15 +232,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     b.set_payload(NO_QUEUE).await;
     b.click("ringing").await;
     b.wait_for("body[data-tab='open']").await;
-    let src = b
-        .client
-        .find(Locator::Id("tab"))
-        .await
-        .unwrap()
-        .attr("src")
-        .await
-        .unwrap()
-        .unwrap();
+    let src = b.attr("tab", "src").await.unwrap();
     assert!(
         src.starts_with(&format!(
             "https://127.0.0.1:{}/wrap?t=",
@@ -252,13 +240,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
         )),
         "{src}"
     );
-    b.client
-        .find(Locator::Id("tab"))
-        .await
-        .unwrap()
-        .enter_frame()
-        .await
-        .unwrap();
+    b.enter_tab().await;
     b.wait_for("#refused a#open").await;
     b.click("done").await;
     b.client.enter_parent_frame().await.unwrap();
