@@ -37,6 +37,23 @@ pub struct Payload {
     pub extra: Map<String, Value>,
 }
 
+/// Parses a payload as XucMgt sends it. The error is one line that names
+/// the field at fault (`user.userId: invalid type...`), for the 400 reply.
+pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            message.to_owned()
+        } else {
+            format!("{path}: {message}")
+        }
+    })
+}
+
 /// The agent taking the call.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -240,6 +257,18 @@ mod tests {
 
     fn open(url: &str) -> Result<Open, InvalidOpen> {
         Open::new(Event::EventRinging, url, false, "t")
+    }
+
+    /// Found by the payload fuzzer: the token's value elsewhere in a
+    /// payload is just data, but `user` as templates see it never holds it.
+    #[test]
+    fn fuzz_regression_token_elsewhere_never_in_user() {
+        let body = include_bytes!("../tests/fixtures/fuzz/payload-token-elsewhere.json");
+        if let Ok(payload) = parse_payload(body) {
+            let json = serde_json::to_value(&payload).unwrap();
+            assert!(json["user"].get("token").is_none(), "{json}");
+            assert!(payload.user.token.is_some());
+        }
     }
 
     #[test]

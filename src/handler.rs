@@ -331,18 +331,7 @@ async fn read_body(
 
 /// Parses the payload; the error names the field at fault.
 fn parse_payload(body: &[u8]) -> Result<Payload, HttpError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            HttpError::BadRequest(message.to_owned())
-        } else {
-            HttpError::BadRequest(format!("{path}: {message}"))
-        }
-    })
+    crate::contract::parse_payload(body).map_err(HttpError::BadRequest)
 }
 
 fn reply_response(reply: &Reply) -> Response<Full<Bytes>> {

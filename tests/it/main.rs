@@ -9,6 +9,7 @@ mod check_cmd;
 mod cors;
 mod crm;
 mod examples;
+mod faults;
 mod limits;
 mod ops;
 mod package;

@@ -24,17 +24,17 @@ use crate::support::*;
 const SOON: Duration = Duration::from_secs(10);
 
 /// The gateway binary running as a service would.
-struct Daemon {
+pub(crate) struct Daemon {
     dir: TempDir,
     child: Child,
     notify: UnixDatagram,
     log: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     ops: SocketAddr,
-    ca: TestCa,
+    pub(crate) ca: TestCa,
 }
 
-fn screen_pop_config(route: &str, extra: &str) -> String {
+pub(crate) fn screen_pop_config(route: &str, extra: &str) -> String {
     format!(
         "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 5000\n\
          [ops]\nlisten = \"127.0.0.1:0\"\n[cors]\nallow_origins = [\"*\"]\n{extra}\n\
@@ -44,11 +44,11 @@ fn screen_pop_config(route: &str, extra: &str) -> String {
 }
 
 impl Daemon {
-    async fn start(config: &str) -> Self {
+    pub(crate) async fn start(config: &str) -> Self {
         Self::start_with_env(config, &[]).await
     }
 
-    async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new().unwrap();
         let ca = TestCa::new();
         ca.write(dir.path());
@@ -90,12 +90,32 @@ impl Daemon {
         daemon
     }
 
-    fn config_path(&self) -> PathBuf {
+    /// (current, peak) resident memory of the gateway, in KiB.
+    pub(crate) fn rss_kib(&self) -> (u64, u64) {
+        let pid = self.child.id().expect("the gateway is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Whether the gateway process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("config.toml")
     }
 
     /// The next notification the daemon sent to systemd.
-    async fn next_notify(&self) -> String {
+    pub(crate) async fn next_notify(&self) -> String {
         let mut buf = vec![0u8; 4096];
         let n = tokio::time::timeout(SOON, self.notify.recv(&mut buf))
             .await
@@ -104,7 +124,7 @@ impl Daemon {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
-    async fn wait_log(&self, needle: &str) -> String {
+    pub(crate) async fn wait_log(&self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + SOON;
         loop {
             if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
@@ -125,7 +145,7 @@ impl Daemon {
         rest.split('/').next().unwrap().parse().unwrap()
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let pid = self.child.id().unwrap().to_string();
         let status = std::process::Command::new("kill")
             .args(["-s", name, &pid])
@@ -135,20 +155,20 @@ impl Daemon {
     }
 
     /// Sends SIGHUP and returns the notifications around the reload.
-    async fn reload(&self) -> (String, String) {
+    pub(crate) async fn reload(&self) -> (String, String) {
         self.signal("HUP");
         let reloading = self.next_notify().await;
         let ready = self.next_notify().await;
         (reloading, ready)
     }
 
-    async fn post(&self, body: &str) -> Reply {
+    pub(crate) async fn post(&self, body: &str) -> Reply {
         Client::new(&self.ca.ca_der)
             .post(self.addr, None, body)
             .await
     }
 
-    async fn ops_get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn ops_get(&self, path: &str) -> (u16, String) {
         let tcp = TcpStream::connect(self.ops).await.unwrap();
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
@@ -164,14 +184,14 @@ impl Daemon {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    async fn metrics(&self) -> prometheus_parse::Scrape {
+    pub(crate) async fn metrics(&self) -> prometheus_parse::Scrape {
         let (status, text) = self.ops_get("/metrics").await;
         assert_eq!(status, 200);
         let lines = text.lines().map(|l| Ok(l.to_owned()));
         prometheus_parse::Scrape::parse(lines).expect("metrics text parses")
     }
 
-    async fn wait_exit(mut self) -> (std::process::ExitStatus, Self) {
+    pub(crate) async fn wait_exit(mut self) -> (std::process::ExitStatus, Self) {
         let status = tokio::time::timeout(SOON, self.child.wait())
             .await
             .expect("the gateway did not exit in time")

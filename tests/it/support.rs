@@ -190,23 +190,36 @@ impl Client {
 
     /// Sends one request on a new connection.
     pub async fn send(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        self.try_send(addr, req).await.unwrap()
+    }
+
+    /// Sends one request on a new connection; `Err` when the connection
+    /// fails (e.g. the server closed it while the body was still being sent).
+    pub async fn try_send(
+        &self,
+        addr: SocketAddr,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Reply, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let tcp = TcpStream::connect(addr).await.map_err(|e| err(&e))?;
         let name = ServerName::try_from("localhost").unwrap();
-        let tls = self.tls.connect(name, tcp).await.unwrap();
+        let tls = self.tls.connect(name, tcp).await.map_err(|e| err(&e))?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(tls);
         let response = if h2 {
             let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
-                .unwrap();
+                .map_err(|e| err(&e))?;
             tokio::spawn(conn);
-            send.send_request(req).await.unwrap()
+            send.send_request(req).await.map_err(|e| err(&e))?
         } else {
-            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| err(&e))?;
             tokio::spawn(conn);
-            send.send_request(req).await.unwrap()
+            send.send_request(req).await.map_err(|e| err(&e))?
         };
-        read(response).await
+        Ok(read(response).await)
     }
 
     /// POSTs a JSON body to `/` with an Origin header.
