@@ -23,6 +23,8 @@ use crate::template::{ConditionId, TemplateId, Templates};
 pub struct ReplySpec {
     /// The reply's shape.
     pub format: ReplyFormat,
+    /// Whether a template reads `body` (converting the whole reply costs).
+    pub body_in_templates: bool,
     /// Statuses read as a reply; `None` means any 2xx.
     pub accept_status: Option<Vec<u16>>,
     /// Named values to pull out of the body.
@@ -101,7 +103,9 @@ impl ReplySpec {
                         }
                     }
                 }
-                values.insert("body", Value::from(minijinja::value::Serde(&doc)));
+                if self.body_in_templates {
+                    values.insert("body", Value::from(minijinja::value::Serde(&doc)));
+                }
             }
             ReplyFormat::Xml => {
                 if let Extract::Xml(names, paths) = &self.extract {
@@ -113,7 +117,9 @@ impl ReplySpec {
                         }
                     }
                 }
-                values.insert("body", Value::from(String::from_utf8_lossy(&raw.body)));
+                if self.body_in_templates {
+                    values.insert("body", Value::from(String::from_utf8_lossy(&raw.body)));
+                }
             }
             ReplyFormat::Text => {
                 let text = std::str::from_utf8(&raw.body)

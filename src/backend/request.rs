@@ -21,8 +21,8 @@ pub(crate) const UA: HeaderValue =
 pub struct RequestSpec {
     /// GET, POST, ...
     pub method: Method,
-    /// The URL; values are percent-encoded.
-    pub url: TemplateId,
+    /// The URL.
+    pub url: UrlSpec,
     /// The body, in the backend's encoding.
     pub body: BodySpec,
     /// Extra headers, values rendered as text.
@@ -31,6 +31,16 @@ pub struct RequestSpec {
     pub auth: Option<(HeaderName, HeaderValue)>,
     /// What the reply format wants to receive.
     pub accept: HeaderValue,
+}
+
+/// A backend URL: most are fixed, parsed once at load; a templated one is
+/// rendered (values percent-encoded) and parsed per request.
+#[derive(Debug)]
+pub enum UrlSpec {
+    /// The same for every request.
+    Fixed(Url),
+    /// Built from the payload.
+    Template(TemplateId),
 }
 
 /// The body of a backend request.
@@ -86,19 +96,25 @@ impl RequestSpec {
                 .render(id, ctx)
                 .map_err(|e| Failure::new(NoneReason::Template, e))
         };
-        let raw_url = render(&self.url)?;
-        let mut url = Url::parse(raw_url.trim()).map_err(|e| {
-            Failure::new(
-                NoneReason::Template,
-                format!("backend url {raw_url:?} is not a URL: {e}"),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Failure::new(
-                NoneReason::Template,
-                format!("backend url scheme {:?} is not http or https", url.scheme()),
-            ));
-        }
+        let mut url = match &self.url {
+            UrlSpec::Fixed(url) => url.clone(),
+            UrlSpec::Template(id) => {
+                let raw_url = render(id)?;
+                let url = Url::parse(raw_url.trim()).map_err(|e| {
+                    Failure::new(
+                        NoneReason::Template,
+                        format!("backend url {raw_url:?} is not a URL: {e}"),
+                    )
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(Failure::new(
+                        NoneReason::Template,
+                        format!("backend url scheme {:?} is not http or https", url.scheme()),
+                    ));
+                }
+                url
+            }
+        };
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, UA);
         headers.insert(ACCEPT, self.accept.clone());

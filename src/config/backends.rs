@@ -18,7 +18,7 @@ use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat}
 use super::secrets::secret;
 use super::{check_variables, compile, PAYLOAD_FIELDS};
 use crate::backend::reply::{Choice, Extract};
-use crate::backend::request::{single_expression, BodySpec, JsonSpec};
+use crate::backend::request::{single_expression, BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
 use crate::contract::Event;
@@ -62,14 +62,29 @@ fn backend(
     if !url_src.starts_with("http://") && !url_src.starts_with("https://") {
         diags.error(&format!("{key}.url"), "must start with http:// or https://");
     }
-    let url = compile(
-        templates,
-        diags,
-        &format!("{key}.url"),
-        &b.url,
-        Escape::Url,
-        &[],
-    );
+    let is_template = b.url.contains("{{") || b.url.contains("{%");
+    let url = if is_template {
+        compile(
+            templates,
+            diags,
+            &format!("{key}.url"),
+            &b.url,
+            Escape::Url,
+            &[],
+        )
+        .map(UrlSpec::Template)
+    } else {
+        match Url::parse(b.url.trim()) {
+            Ok(url) => Some(UrlSpec::Fixed(url)),
+            Err(e) => {
+                diags.error(
+                    &format!("{key}.url"),
+                    format!("{:?} is not a URL: {e}", b.url),
+                );
+                None
+            }
+        }
+    };
     let method = match &b.method {
         None if b.encoding == Encoding::Query => Method::GET,
         None => Method::POST,
@@ -599,8 +614,29 @@ fn reply(
         }
         accept_status = Some(list.clone());
     }
+    // Converting a whole reply for templates costs; only do it when one reads it.
+    let mut used = std::collections::HashSet::new();
+    for id in [&url, &title].into_iter().flatten() {
+        used.extend(templates.variables(id));
+    }
+    if let Choice::Dynamic(id) = &event {
+        used.extend(templates.variables(id));
+    }
+    for cond in [
+        open_when.as_ref(),
+        match &autopause {
+            Choice::Dynamic(c) => Some(c),
+            Choice::Fixed(_) => None,
+        },
+    ]
+    .into_iter()
+    .flatten()
+    {
+        used.extend(templates.condition_variables(cond));
+    }
     Some(ReplySpec {
         format: r.format,
+        body_in_templates: used.contains("body"),
         accept_status,
         extract,
         open_when,
