@@ -13,6 +13,7 @@ use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
 use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
+use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::template::Templates;
 
@@ -40,16 +41,33 @@ pub struct Quiet;
 
 impl Observer for Quiet {}
 
-/// Answers a payload with the route that matched it.
+/// One call being answered: what it carries and what bounds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The payload as parsed.
+    pub payload: &'a Payload,
+    /// The payload as templates see it (no token).
+    pub ctx: &'a Value,
+    /// When the reply must be on its way.
+    pub deadline: Instant,
+    /// The request id every log line of this call carries.
+    pub id: RequestId,
+}
+
+/// Answers a call with the route that matched it.
 pub async fn answer(
     templates: &Templates,
     route: &Route,
-    payload: &Payload,
-    ctx: &Value,
-    deadline: Instant,
+    call: Call<'_>,
     metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Answer {
+    let Call {
+        payload,
+        ctx,
+        deadline,
+        id,
+    } = call;
     let mut last: Option<(Box<str>, Failure)> = None;
     if !route.backends.is_empty() {
         let request_ctx = if route.forward_token {
@@ -59,7 +77,7 @@ pub async fn answer(
         };
         for backend in &route.backends {
             let started = Instant::now();
-            let result = call(templates, backend, &request_ctx, ctx, deadline, observer).await;
+            let result = ask(templates, backend, &request_ctx, ctx, deadline, observer).await;
             metrics.backend(
                 &backend.name,
                 result
@@ -69,7 +87,7 @@ pub async fn answer(
             );
             match result {
                 Ok(open) => {
-                    tracing::debug!(route = %route.name, backend = %backend.name, latency_ms = %ms(started.elapsed()), "backend opened");
+                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %ms(started.elapsed()), "backend opened");
                     return Answer {
                         reply: Reply::Open(open),
                         backend: Some(backend.name.clone()),
@@ -78,7 +96,7 @@ pub async fn answer(
                 }
                 Err(failure) => {
                     tracing::warn!(
-                        route = %route.name, backend = %backend.name,
+                        %id, route = %route.name, backend = %backend.name,
                         reason = %failure.reason, detail = failure.detail,
                         latency_ms = %ms(started.elapsed()), "backend gave no screen-pop"
                     );
@@ -96,7 +114,7 @@ pub async fn answer(
         None => (None, None),
     };
     match &route.open {
-        Some(pop) => match pop.reply(templates, ctx, &route.name) {
+        Some(pop) => match pop.reply(templates, ctx, &route.name, id) {
             Ok(open) => Answer {
                 reply: Reply::Open(open),
                 backend,
@@ -118,7 +136,7 @@ pub async fn answer(
 
 /// One backend attempt: concurrency slot, request, send within the time
 /// left, normalization.
-async fn call(
+async fn ask(
     templates: &Templates,
     backend: &Backend,
     request_ctx: &Value,

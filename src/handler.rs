@@ -9,9 +9,8 @@ use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tracing::Instrument;
 
-use crate::answer::{answer, Quiet};
+use crate::answer::{answer, Call, Quiet};
 use crate::backend::Failure;
 use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
@@ -39,20 +38,23 @@ enum Handled {
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
-/// Every log line written while it runs carries its request id, which the
-/// reply also carries in `X-Request-Id`.
+/// Every log line written for it carries its request id (an `id` field, not
+/// a span: measured cheaper), which the reply carries in `X-Request-Id`.
 pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let id = RequestId::next();
-    let span = tracing::info_span!("request", id = %id);
-    let mut response = handle_in_span(req, gateway).instrument(span).await;
+    let mut response = handle_request(req, gateway, id).await;
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
 }
 
-async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
-    if let Some(page) = own_page(&req, gateway).await {
+async fn handle_request(
+    req: Request<Incoming>,
+    gateway: &Gateway,
+    id: RequestId,
+) -> Response<Full<Bytes>> {
+    if let Some(page) = own_page(&req, gateway, id).await {
         return page;
     }
     let start = Instant::now();
@@ -62,7 +64,7 @@ async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<F
     let origin_check = gateway.config.cors.check(req.headers());
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
-        _ => dispatch(req, gateway, &origin_check, start).await,
+        _ => dispatch(req, gateway, &origin_check, start, id).await,
     };
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
     let latency_ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1000.0);
@@ -83,7 +85,7 @@ async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<F
                         start.elapsed().as_secs_f64(),
                     );
                     tracing::info!(
-                    %method, %path, origin = %origin_log,
+                    %id, %method, %path, origin = %origin_log,
                     route = %route.as_deref().unwrap_or("-"),
                     backend = %backend.as_deref().unwrap_or("-"),
                     outcome = %if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
@@ -95,7 +97,7 @@ async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<F
                 Handled::Preflight | Handled::Options => {
                     metrics.preflight();
                     tracing::info!(
-                        %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
+                        %id, %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
                     )
                 }
             }
@@ -103,12 +105,12 @@ async fn handle_in_span(req: Request<Incoming>, gateway: &Gateway) -> Response<F
         }
         Err(err) => {
             if err == HttpError::OriginDenied {
-                tracing::warn!(%method, %path, origin = %origin_log, "origin not in cors.allow_origins: refused");
+                tracing::warn!(%id, %method, %path, origin = %origin_log, "origin not in cors.allow_origins: refused");
             }
             let status = StatusCode::from(&err);
             metrics.error(status.as_u16());
             tracing::info!(
-                %method, %path, origin = %origin_log, outcome = %"error",
+                %id, %method, %path, origin = %origin_log, outcome = %"error",
                 status = status.as_u16(), error = %err, %latency_ms, "request"
             );
             error_response(&err)
@@ -133,6 +135,7 @@ async fn dispatch(
     gateway: &Gateway,
     origin: &OriginCheck,
     start: Instant,
+    id: RequestId,
 ) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     let routes = config
@@ -149,7 +152,7 @@ async fn dispatch(
             let payload: Payload = parse_payload(&body)?;
             let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
             let templates = config.router.templates();
-            let (reply, route, backend, failure) = match config.router.select(routes, &ctx) {
+            let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
                 None => (
                     Reply::None,
                     None,
@@ -171,15 +174,13 @@ async fn dispatch(
                         }
                     }
                     let mut quiet = Quiet;
-                    let work = answer(
-                        templates,
-                        route,
-                        &payload,
-                        &ctx,
+                    let call = Call {
+                        payload: &payload,
+                        ctx: &ctx,
                         deadline,
-                        &gateway.metrics,
-                        &mut quiet,
-                    );
+                        id,
+                    };
+                    let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
                     match tokio::time::timeout_at(deadline, work).await {
                         Ok(a) => {
                             let reply = match (a.reply, &gateway.wrapper) {
@@ -218,14 +219,18 @@ async fn dispatch(
 /// The gateway's own pages: the completion wrapper and its assets, and the
 /// demo's certificate-trust page. They are navigations, not API calls, so
 /// they bypass CORS (browsers send no `Origin` on a frame's GET).
-async fn own_page(req: &Request<Incoming>, gateway: &Gateway) -> Option<Response<Full<Bytes>>> {
+async fn own_page(
+    req: &Request<Incoming>,
+    gateway: &Gateway,
+    id: RequestId,
+) -> Option<Response<Full<Bytes>>> {
     if req.method() != Method::GET {
         return None;
     }
     match (req.uri().path(), &gateway.wrapper) {
         ("/wrap", Some(wrapper)) => Some(
             wrapper
-                .page(req.uri().query(), own_origin(req, gateway).as_deref())
+                .page(req.uri().query(), own_origin(req, gateway).as_deref(), id)
                 .await,
         ),
         ("/wrap.js" | "/wrap.css", Some(_)) => pages::asset(req.uri().path()),

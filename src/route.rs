@@ -9,6 +9,7 @@ use minijinja::Value;
 use crate::backend::{Backend, Failure};
 use crate::contract::{Event, Open};
 use crate::outcome::NoneReason;
+use crate::request_id::RequestId;
 use crate::template::{ConditionId, TemplateId, Templates};
 
 /// All routes of a config, grouped by path, with the templates they use.
@@ -89,11 +90,11 @@ impl Router {
     /// The first route whose condition holds. A condition that fails to
     /// evaluate is logged and counts as not matching, so one bad route never
     /// hides the ones after it.
-    pub fn select<'a>(&self, routes: &'a [Route], ctx: &Value) -> Option<&'a Route> {
+    pub fn select<'a>(&self, routes: &'a [Route], ctx: &Value, id: RequestId) -> Option<&'a Route> {
         routes.iter().find(|route| match &route.when {
             None => true,
             Some(cond) => self.templates.test(cond, ctx).unwrap_or_else(|err| {
-                tracing::warn!(route = %route.name, error = %err, "when condition failed to evaluate; route skipped");
+                tracing::warn!(%id, route = %route.name, error = %err, "when condition failed to evaluate; route skipped");
                 false
             }),
         })
@@ -102,17 +103,23 @@ impl Router {
 
 impl ScreenPop {
     /// Renders the reply for a payload; any failure is a `none` reason.
-    pub fn reply(&self, templates: &Templates, ctx: &Value, route: &str) -> Result<Open, Failure> {
-        let render = |id: &TemplateId| {
-            templates.render(id, ctx).map_err(|err| {
-                tracing::warn!(route, error = %err, "screen-pop template failed to render");
+    pub fn reply(
+        &self,
+        templates: &Templates,
+        ctx: &Value,
+        route: &str,
+        id: RequestId,
+    ) -> Result<Open, Failure> {
+        let render = |template: &TemplateId| {
+            templates.render(template, ctx).map_err(|err| {
+                tracing::warn!(%id, route, error = %err, "screen-pop template failed to render");
                 Failure::new(NoneReason::Template, err)
             })
         };
         let url = render(&self.url)?;
         let title = render(&self.title)?;
         Open::new(self.event, &url, self.autopause, &title).map_err(|err| {
-            tracing::warn!(route, error = %err, "screen-pop reply refused");
+            tracing::warn!(%id, route, error = %err, "screen-pop reply refused");
             Failure::new(NoneReason::InvalidReply, err)
         })
     }

@@ -10,10 +10,11 @@ use anyhow::Context;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use crate::answer::{answer, Observer};
+use crate::answer::{answer, Call, Observer};
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply};
+use crate::request_id::RequestId;
 use crate::route::Route;
 
 /// Bodies longer than this are cut in the printout.
@@ -52,12 +53,16 @@ pub async fn simulate(
         started: Instant::now(),
     };
     let metrics = crate::metrics::Metrics::new();
+    let call = Call {
+        payload: &payload,
+        ctx: &ctx,
+        deadline,
+        id: RequestId::next(),
+    };
     let work = answer(
         config.router.templates(),
         route,
-        &payload,
-        &ctx,
-        deadline,
+        call,
         &metrics,
         &mut printer,
     );
@@ -150,7 +155,7 @@ fn dry(
         } else {
             "screen-pop if no backend opens"
         };
-        match pop.reply(templates, ctx, &route.name) {
+        match pop.reply(templates, ctx, &route.name, RequestId::next()) {
             Ok(open) => {
                 let _ = writeln!(out, "\n{verb}: {}", json(&Reply::Open(open)));
             }

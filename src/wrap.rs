@@ -25,6 +25,7 @@ use url::Url;
 use crate::backend::Client;
 use crate::contract::{Event, Open};
 use crate::pages;
+use crate::request_id::RequestId;
 
 /// Longest token accepted; a url is at most 4 KiB, so this is generous.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -152,7 +153,12 @@ impl Wrapper {
 
     /// Serves `GET /wrap?t=...`: the page, or a clear 400. `origin` is the
     /// gateway's origin as the browser reached it.
-    pub async fn page(&self, query: Option<&str>, origin: Option<&str>) -> Response<Full<Bytes>> {
+    pub async fn page(
+        &self,
+        query: Option<&str>,
+        origin: Option<&str>,
+        id: RequestId,
+    ) -> Response<Full<Bytes>> {
         let token = query
             .into_iter()
             .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
@@ -162,7 +168,7 @@ impl Wrapper {
         let (url, title) = match self.verify(&token, SystemTime::now()) {
             Ok(found) => found,
             Err(err) => {
-                tracing::info!(error = %err, "wrapper link refused");
+                tracing::info!(%id, error = %err, "wrapper link refused");
                 return pages::error(
                     StatusCode::BAD_REQUEST,
                     "This link cannot be opened",
@@ -180,7 +186,7 @@ impl Wrapper {
         if self.frame_ancestors != "*" {
             ancestors.extend(self.frame_ancestors.split_whitespace());
         }
-        let framable = self.framable(&url, &ancestors).await;
+        let framable = self.framable(&url, &ancestors, id).await;
         let frame_src = url.origin().ascii_serialization();
         let csp = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; frame-src {frame_src}; \
@@ -198,7 +204,7 @@ impl Wrapper {
     /// Whether the target lets itself be framed by another origin, asked
     /// once (short timeout) and remembered. Unknown counts as framable: the
     /// page always offers the new-window link too.
-    async fn framable(&self, url: &Url, ancestors: &[&str]) -> bool {
+    async fn framable(&self, url: &Url, ancestors: &[&str], id: RequestId) -> bool {
         let mut key = url.clone();
         key.set_query(None);
         key.set_fragment(None);
@@ -213,7 +219,7 @@ impl Wrapper {
         let verdict = match self.client.headers_of(url.clone()).await {
             Ok((_, headers)) => !refuses_framing(&headers, ancestors),
             Err(failure) => {
-                tracing::info!(url = %key, reason = %failure, "framing check failed: assuming the page can be framed");
+                tracing::info!(%id, url = %key, reason = %failure, "framing check failed: assuming the page can be framed");
                 true
             }
         };

@@ -21,7 +21,8 @@ fn route(name: &str, backend: &str) -> String {
 }
 
 /// Asserts that the latest request log line of `route` says outcome none
-/// with `reason`, and returns it.
+/// with `reason`, and that the route's failure warnings carry the same
+/// request id; returns the request line.
 fn logged_none(route: &str, reason: &str) -> String {
     let lines = log_lines(&format!("route={route} "));
     let line = lines
@@ -37,6 +38,22 @@ fn logged_none(route: &str, reason: &str) -> String {
         .clone();
     assert!(line.contains("outcome=none"), "{line}");
     assert!(line.contains(&format!("reason={reason} ")), "{line}");
+    let id = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("id="))
+        .unwrap_or_else(|| panic!("no id in {line}"));
+    if lines
+        .iter()
+        .any(|l| l.contains("backend gave no screen-pop"))
+    {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("backend gave no screen-pop")
+                    && l.contains(&format!("id={id} "))),
+            "the backend warning carries the request id {id}: {lines:#?}"
+        );
+    }
     line
 }
 

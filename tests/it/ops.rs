@@ -465,9 +465,11 @@ async fn metrics_count_what_was_sent() {
         sample(&m, "thirdparty_gateway_request_duration_seconds_count", &[]),
         3.0
     );
-    // Every request's log line carries its id.
-    let line = d.wait_log("outcome=open").await;
-    assert!(line.contains("request{id="), "{line}");
+    // Every request's log line carries its id, as the reply does.
+    let reply = client.post(d.addr, None, SEED).await;
+    let id = reply.header("x-request-id").unwrap().to_owned();
+    let line = d.wait_log(&format!("id={id} ")).await;
+    assert!(line.contains("outcome=open"), "{line}");
 }
 
 /// systemd-socket-activate (from systemd) hands the gateway a listening
