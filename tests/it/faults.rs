@@ -59,19 +59,6 @@ fn mode() -> Mode {
     }
 }
 
-fn tls_connector(ca: &TestCa) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.ca_der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// Latency summary of a set of calls.
 fn summary(mut latencies: Vec<Duration>) -> String {
     if latencies.is_empty() {
@@ -141,7 +128,7 @@ async fn fault_and_load_suite() {
 
     // 1. Many idle keep-alive TLS connections, then a normal call among them.
     let started = Instant::now();
-    let connector = tls_connector(&d.ca);
+    let connector = tls_connector(&d.ca.ca_der, &[b"http/1.1"]);
     let gate = Arc::new(Semaphore::new(200));
     let mut opening = Vec::with_capacity(mode.idle_connections);
     for _ in 0..mode.idle_connections {

@@ -270,6 +270,34 @@ async fn notify_reload_good_and_broken_configs_then_stop() {
     assert!(status.success(), "{status}");
 }
 
+/// A gateway whose only route asks `crm` (which answers slowly).
+fn slow_backend_config(crm: &Crm, route: &str) -> String {
+    format!(
+        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 3000\n[ops]\nlisten = \"127.0.0.1:0\"\n\
+         [cors]\nallow_origins = [\"*\"]\n\
+         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
+         [[routes]]\nname = \"{route}\"\nbackend = \"slow\"\n",
+        crm.url()
+    )
+}
+
+/// Posts the seed call without waiting for the reply.
+fn post_in_background(d: &Daemon) -> tokio::task::JoinHandle<Reply> {
+    let (client, addr) = (Client::new(&d.ca.ca_der), d.addr);
+    tokio::spawn(async move { client.post(addr, None, SEED).await })
+}
+
+/// Waits (bounded) until the CRM has received a request.
+async fn wait_until_seen(crm: &Crm) {
+    for _ in 0..500 {
+        if !crm.seen().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the CRM never received the call");
+}
+
 #[tokio::test]
 async fn watchdog_is_pinged_when_systemd_asks_for_it() {
     // 200 ms watchdog: pings come every 100 ms.
@@ -295,23 +323,9 @@ async fn in_flight_request_finishes_on_the_config_it_started_with() {
         )
     })
     .await;
-    let old = format!(
-        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 3000\n[ops]\nlisten = \"127.0.0.1:0\"\n\
-         [cors]\nallow_origins = [\"*\"]\n\
-         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
-         [[routes]]\nname = \"old\"\nbackend = \"slow\"\n",
-        crm.url()
-    );
-    let d = Daemon::start(&old).await;
-    let client = Client::new(&d.ca.ca_der);
-    let addr = d.addr;
-    let in_flight = tokio::spawn(async move { client.post(addr, None, SEED).await });
-    for _ in 0..500 {
-        if !crm.seen().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let d = Daemon::start(&slow_backend_config(&crm, "old")).await;
+    let in_flight = post_in_background(&d);
+    wait_until_seen(&crm).await;
     assert_eq!(crm.seen().len(), 1, "the first request reached the CRM");
     std::fs::write(d.config_path(), screen_pop_config("new", "")).unwrap();
     let (_, ready) = d.reload().await;
@@ -329,7 +343,7 @@ async fn renewed_certificate_is_served_after_reload_without_dropping_connections
     let d = Daemon::start(&screen_pop_config("certs", "")).await;
     // A keep-alive connection opened before the reload.
     let tcp = TcpStream::connect(d.addr).await.unwrap();
-    let tls = tls_connector(&d.ca)
+    let tls = tls_connector(&d.ca.ca_der, &[b"http/1.1"])
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
@@ -347,7 +361,7 @@ async fn renewed_certificate_is_served_after_reload_without_dropping_connections
     let reply = Client::new(&renewed.ca_der).post(d.addr, None, SEED).await;
     assert_eq!(reply.status, 200);
     let tcp = TcpStream::connect(d.addr).await.unwrap();
-    assert!(tls_connector(&d.ca)
+    assert!(tls_connector(&d.ca.ca_der, &[b"http/1.1"])
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .is_err());
@@ -362,18 +376,6 @@ async fn renewed_certificate_is_served_after_reload_without_dropping_connections
     assert_eq!(resp.status(), 200);
 }
 
-fn tls_connector(ca: &TestCa) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.ca_der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let crm = Crm::start(|_| {
@@ -385,23 +387,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         )
     })
     .await;
-    let config = format!(
-        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 3000\n[ops]\nlisten = \"127.0.0.1:0\"\n\
-         [cors]\nallow_origins = [\"*\"]\n\
-         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
-         [[routes]]\nname = \"drain\"\nbackend = \"slow\"\n",
-        crm.url()
-    );
-    let d = Daemon::start(&config).await;
-    let client = Client::new(&d.ca.ca_der);
-    let addr = d.addr;
-    let in_flight = tokio::spawn(async move { client.post(addr, None, SEED).await });
-    for _ in 0..500 {
-        if !crm.seen().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let d = Daemon::start(&slow_backend_config(&crm, "drain")).await;
+    let in_flight = post_in_background(&d);
+    wait_until_seen(&crm).await;
     d.signal("TERM");
     assert!(d.next_notify().await.contains("STOPPING=1"));
     // While draining, health says so (a load balancer stops sending).

@@ -96,7 +96,7 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("a .deb was written");
 
-    let listing = dpkg_deb(&["-c"], &deb);
+    let listing = dpkg_deb(&["-c"], &deb, None);
     for (mode, path) in [
         ("-rwxr-xr-x", "./usr/bin/thirdparty-gateway"),
         ("-rw-r--r--", "./etc/thirdparty-gateway/config.toml"),
@@ -121,11 +121,11 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
             "{mode} {path} missing from:\n{listing}"
         );
     }
-    let control = dpkg_deb(&["-I"], &deb);
+    let control = dpkg_deb(&["-I"], &deb, None);
     assert!(control.contains("Package: thirdparty-gateway"), "{control}");
-    let conffiles = dpkg_deb_field(&deb, "conffiles");
+    let conffiles = dpkg_deb(&["-I"], &deb, Some("conffiles"));
     assert_eq!(conffiles.trim(), "/etc/thirdparty-gateway/config.toml");
-    let postinst = dpkg_deb_field(&deb, "postinst");
+    let postinst = dpkg_deb(&["-I"], &deb, Some("postinst"));
     assert!(
         postinst.contains("deb-systemd-helper enable thirdparty-gateway.service"),
         "{postinst}"
@@ -161,25 +161,12 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
     );
 }
 
-fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+/// Runs `dpkg-deb ARGS DEB [MEMBER]` and returns what it printed.
+fn dpkg_deb(args: &[&str], deb: &Path, member: Option<&str>) -> String {
     let out = Command::new("dpkg-deb")
         .args(args)
         .arg(deb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn dpkg_deb_field(deb: &Path, member: &str) -> String {
-    let out = Command::new("dpkg-deb")
-        .arg("-I")
-        .arg(deb)
-        .arg(member)
+        .args(member)
         .output()
         .unwrap();
     assert!(

@@ -163,6 +163,20 @@ impl Reply {
     }
 }
 
+/// A TLS connector trusting one CA, offering the given ALPN protocols.
+pub fn tls_connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 /// A TLS client trusting one CA, offering the given ALPN protocols.
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
@@ -174,17 +188,8 @@ impl Client {
     }
 
     pub fn with_alpn(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Self {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: tls_connector(ca, alpn),
         }
     }
 
