@@ -146,7 +146,7 @@ async fn dispatch(
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
         Method::POST => {
             check_content_type(req.headers())?;
-            let own_origin = own_origin(&req, gateway);
+            let host = requested_host(&req);
             let deadline = start + config.server.work_budget();
             let body = read_body(req, config.server.max_body_bytes, deadline).await?;
             let payload: Payload = parse_payload(&body)?;
@@ -185,7 +185,9 @@ async fn dispatch(
                         Ok(a) => {
                             let reply = match (a.reply, &gateway.wrapper) {
                                 (Reply::Open(open), Some(wrapper)) if route.wrap => {
-                                    match wrapper.wrap(&open, own_origin.as_deref()) {
+                                    match wrapper
+                                        .wrap(&open, origin_of(host.as_ref(), gateway).as_deref())
+                                    {
                                         Some(wrapped) => Reply::Open(wrapped),
                                         None => Reply::Open(open),
                                     }
@@ -230,7 +232,11 @@ async fn own_page(
     match (req.uri().path(), &gateway.wrapper) {
         ("/wrap", Some(wrapper)) => Some(
             wrapper
-                .page(req.uri().query(), own_origin(req, gateway).as_deref(), id)
+                .page(
+                    req.uri().query(),
+                    origin_of(requested_host(req).as_ref(), gateway).as_deref(),
+                    id,
+                )
                 .await,
         ),
         ("/wrap.js" | "/wrap.css", Some(_)) => pages::asset(req.uri().path()),
@@ -248,18 +254,18 @@ async fn own_page(
     }
 }
 
+/// The host the browser used (`:authority` or `Host`), kept cheaply until
+/// an origin is actually needed.
+fn requested_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    }
+}
+
 /// The gateway's origin as the browser reached it (`https://host:port`).
-fn own_origin(req: &Request<Incoming>, gateway: &Gateway) -> Option<String> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })?;
+fn origin_of(host: Option<&HeaderValue>, gateway: &Gateway) -> Option<String> {
+    let host = host?.to_str().ok()?;
     let scheme = if gateway.tls.is_some() {
         "https"
     } else {
