@@ -183,16 +183,10 @@ async fn dispatch(
                     let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
                     match tokio::time::timeout_at(deadline, work).await {
                         Ok(a) => {
-                            let reply = match (a.reply, &gateway.wrapper) {
-                                (Reply::Open(open), Some(wrapper)) if route.wrap => {
-                                    match wrapper
-                                        .wrap(&open, origin_of(host.as_ref(), gateway).as_deref())
-                                    {
-                                        Some(wrapped) => Reply::Open(wrapped),
-                                        None => Reply::Open(open),
-                                    }
-                                }
-                                (reply, _) => reply,
+                            let reply = if route.wrap {
+                                wrapped(a.reply, gateway, host.as_ref(), &route.name, id)
+                            } else {
+                                a.reply
                             };
                             (reply, Some(route.name.clone()), a.backend, a.failure)
                         }
@@ -215,6 +209,28 @@ async fn dispatch(
             Ok((handled, response))
         }
         _ => Err(HttpError::MethodNotAllowed),
+    }
+}
+
+/// An `open` reply pointed at the completion wrapper page. Without a way to
+/// name the gateway (no `wrap.public_url`, no usable Host) the url goes out
+/// unwrapped, with a warning: better a tab without Done than no tab.
+fn wrapped(
+    reply: Reply,
+    gateway: &Gateway,
+    host: Option<&HeaderValue>,
+    route: &str,
+    id: RequestId,
+) -> Reply {
+    let (Reply::Open(open), Some(wrapper)) = (&reply, &gateway.wrapper) else {
+        return reply;
+    };
+    match wrapper.wrap(open, origin_of(host, gateway).as_deref()) {
+        Some(link) => Reply::Open(link),
+        None => {
+            tracing::warn!(%id, route, "cannot build the wrapper link (no wrap.public_url, no usable Host): url sent unwrapped");
+            reply
+        }
     }
 }
 
