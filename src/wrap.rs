@@ -231,11 +231,6 @@ impl Wrapper {
         }
         verdict
     }
-
-    /// A page verdict remembered (for tests of the cache).
-    pub fn cached_verdicts(&self) -> usize {
-        self.cache.lock().map_or(0, |c| c.len())
-    }
 }
 
 /// Whether headers forbid framing by another origin: `X-Frame-Options`
