@@ -63,13 +63,7 @@ impl Gateway {
                     WrapSecret::Value(bytes) => bytes.clone(),
                     WrapSecret::Generate(path) => generated_secret(path)?,
                 };
-                Some(Wrapper::new(
-                    &secret,
-                    settings.ttl,
-                    settings.public_url.clone(),
-                    settings.client.clone(),
-                    config.cors.origins_as_sources(),
-                ))
+                Some(Wrapper::from_settings(settings, &secret, &config.cors))
             }
         };
         Ok(Self {

@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::answer::{answer, Call, Observer};
 use crate::backend::{Backend, BackendRequest, RawReply};
-use crate::config::{self, Config};
+use crate::config::{self, Config, WrapSecret};
 use crate::contract::{Payload, Reply};
 use crate::request_id::RequestId;
 use crate::route::Route;
+use crate::wrap::Wrapper;
 
 /// Bodies longer than this are cut in the printout.
 const SHOW_BODY_BYTES: usize = 8 * 1024;
@@ -71,6 +72,9 @@ pub async fn simulate(
     match result {
         Ok(a) => {
             let _ = writeln!(out, "\nreply: {}", json(&a.reply));
+            if let (true, Reply::Open(open)) = (route.wrap, &a.reply) {
+                let _ = writeln!(out, "{}", wrap_note(&config, open));
+            }
             if let Some(f) = &a.failure {
                 let label = match a.reply {
                     Reply::Open(_) => "fallback after",
@@ -94,6 +98,24 @@ pub async fn simulate(
         }
     }
     Ok(out)
+}
+
+/// What XucMgt gets on a `wrap = true` route: the wrapper link, signed as
+/// the server would sign it (unless the demo secret is not generated yet).
+fn wrap_note(config: &Config, open: &crate::contract::Open) -> String {
+    let Some(settings) = &config.wrap else {
+        return "wrap: no [wrap] section".into();
+    };
+    let WrapSecret::Value(secret) = &settings.secret else {
+        return "wrapped for XucMgt: (the demo wrapper secret is generated at the first `run`)"
+            .into();
+    };
+    let wrapper = Wrapper::from_settings(settings, secret, &config.cors);
+    let origin = format!("https://{}", config.server.listen);
+    match wrapper.wrap(open, Some(&origin)) {
+        Some(link) => format!("wrapped for XucMgt: {}", json(&Reply::Open(link))),
+        None => "wrapped for XucMgt: (no link could be built)".into(),
+    }
 }
 
 /// Tells, route by route, why each was skipped, up to the one chosen.

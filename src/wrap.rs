@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::backend::Client;
+use crate::config::WrapSettings;
 use crate::contract::{Event, Open};
+use crate::cors::Cors;
 use crate::pages;
 use crate::request_id::RequestId;
 
@@ -93,6 +95,17 @@ impl Wrapper {
             frame_ancestors,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The wrapper a config describes, signing with `secret`.
+    pub fn from_settings(settings: &WrapSettings, secret: &[u8], cors: &Cors) -> Self {
+        Self::new(
+            secret,
+            settings.ttl,
+            settings.public_url.clone(),
+            settings.client.clone(),
+            cors.origins_as_sources(),
+        )
     }
 
     /// Replaces an `open` reply's url by a signed link to the wrapper page.

@@ -100,3 +100,49 @@ async fn simulate_dry_run_sends_nothing_and_failures_say_why() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn simulate_shows_the_wrapper_link_xucmgt_gets() {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let config = format!(
+        r#"{TLS_HEAD}
+[cors]
+allow_origins = ["*"]
+[wrap]
+secret_file = "wrap-secret"
+public_url = "https://gw.example.org:8443/"
+[[routes]]
+name = "wrapped"
+wrap = true
+[routes.open]
+event = "EventRinging"
+url = "https://crm.example.org/?n={{{{ caller }}}}"
+"#
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(
+        dir.path().join("wrap-secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
+    let out = Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"reply: {"action":"open","event":"EventRinging","url":"https://crm.example.org/?n=1001""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wrapped for XucMgt: {"action":"open","event":"EventRinging","url":"https://gw.example.org:8443/wrap?t="#),
+        "{text}"
+    );
+}
