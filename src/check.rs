@@ -25,7 +25,7 @@ pub fn check(file: &Path) -> anyhow::Result<Report> {
         p.sort_unstable();
         p.join(", ")
     };
-    let summary = format!(
+    let mut summary = format!(
         "{}: ok: {} route(s) on {}, {} backend(s), listening on {} ({tls})",
         file.display(),
         config.router.len(),
@@ -33,6 +33,23 @@ pub fn check(file: &Path) -> anyhow::Result<Report> {
         config.backends.len(),
         config.server.listen,
     );
+    let mut extras = Vec::new();
+    if config.wrap.is_some() {
+        extras.push("completion wrapper".to_owned());
+    }
+    if config.xuc.is_some() {
+        extras.push("xuc token check".to_owned());
+    }
+    if let Some(demo) = &config.demo {
+        extras.push(format!("demo on http://{}/demo/agent", demo.listen));
+    }
+    if let Some(ops) = config.ops.listen {
+        extras.push(format!("ops on http://{ops}/"));
+    }
+    for extra in extras {
+        summary.push_str(", ");
+        summary.push_str(&extra);
+    }
     Ok(Report {
         summary,
         warnings: config.warnings,
