@@ -49,7 +49,12 @@ fn good_config_passes_with_a_one_line_summary() {
         stdout.contains("ok: 1 route(s) on /, 0 backend(s), listening on 127.0.0.1:8443 (TLS: "),
         "{stdout}"
     );
-    assert!(stdout.trim_end().ends_with(", ops on http://127.0.0.1:9090/"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(", ops on http://127.0.0.1:9090/"),
+        "{stdout}"
+    );
 }
 
 #[test]
