@@ -26,11 +26,7 @@ fn check_unit(unit: &str, binary: &Path) {
         .arg(&path)
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let said = printed(&verify);
     assert!(
         verify.status.success(),
         "systemd-analyze verify failed:\n{said}"

@@ -6,9 +6,35 @@ use tokio::process::Command;
 use crate::crm::{Answer, Crm};
 use crate::support::*;
 
-async fn simulate(crm: &Crm, extra: &[&str]) -> String {
+/// Writes `config` and `files` beside a certificate pair and the seed call,
+/// runs `simulate` on them, and returns what it printed (it must succeed).
+async fn run_simulate(config: &str, files: &[(&str, &str)], extra: &[&str]) -> String {
     let dir = tempfile::TempDir::new().unwrap();
     TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
+    let out = Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+async fn simulate(crm: &Crm, extra: &[&str]) -> String {
     let config = format!(
         r#"{TLS_HEAD}
 [cors]
@@ -35,24 +61,7 @@ backend = "crm"
 "#,
         crm.url()
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    std::fs::write(dir.path().join("token"), "TOP-SECRET\n").unwrap();
-    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
-    let out = Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_simulate(&config, &[("token", "TOP-SECRET\n")], extra).await;
     assert!(!text.contains("TOP-SECRET"), "{text}");
     text
 }
@@ -103,8 +112,6 @@ async fn simulate_dry_run_sends_nothing_and_failures_say_why() {
 
 #[tokio::test]
 async fn simulate_shows_the_wrapper_link_xucmgt_gets() {
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
     let config = format!(
         r#"{TLS_HEAD}
 [cors]
@@ -120,23 +127,8 @@ event = "EventRinging"
 url = "https://crm.example.org/?n={{{{ caller }}}}"
 "#
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    std::fs::write(
-        dir.path().join("wrap-secret"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
-    let out = Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let secret = ("wrap-secret", "0123456789abcdef0123456789abcdef\n");
+    let text = run_simulate(&config, &[secret], &[]).await;
     assert!(
         text.contains(r#"reply: {"action":"open","event":"EventRinging","url":"https://crm.example.org/?n=1001""#),
         "{text}"

@@ -325,3 +325,12 @@ pub fn require_tool(name: &str, install: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// What a finished command printed, stdout then stderr.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
