@@ -181,6 +181,10 @@ impl Live {
                 "server.max_connections",
                 config.server.max_connections != old.config.server.max_connections,
             ),
+            (
+                "server.workers",
+                config.server.workers != old.config.server.workers,
+            ),
             ("ops", config.ops != old.config.ops),
         ] {
             if changed {

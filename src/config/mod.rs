@@ -87,6 +87,8 @@ pub struct ServerSettings {
     pub tls_handshake_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Threads serving requests; `None` is one per core.
+    pub workers: Option<usize>,
     /// Streams per HTTP/2 connection.
     pub h2_max_concurrent_streams: u32,
     /// Budget for one request, body read to reply.
@@ -321,6 +323,9 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.max_connections",
             diags,
         ),
+        workers: raw
+            .workers
+            .map(|n| positive(Some(n), 1, "server.workers", diags)),
         h2_max_concurrent_streams: positive(
             raw.h2_max_concurrent_streams.map(|n| n as usize),
             DEFAULT_H2_MAX_CONCURRENT_STREAMS as usize,

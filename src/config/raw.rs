@@ -40,6 +40,7 @@ pub(super) struct RawServer {
     pub(super) idle_timeout_ms: Option<u64>,
     pub(super) tls_handshake_timeout_ms: Option<u64>,
     pub(super) max_connections: Option<usize>,
+    pub(super) workers: Option<usize>,
     pub h2_max_concurrent_streams: Option<u32>,
     pub(super) deadline_ms: Option<u64>,
     pub(super) shutdown_grace_ms: Option<u64>,
