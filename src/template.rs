@@ -5,10 +5,19 @@
 //! time: values placed in a URL are percent-encoded, values placed in XML are
 //! XML-escaped, plain text is left alone. A config author writes
 //! `?phone={{ caller }}` and cannot forget the encoding.
+//!
+//! Most templates in real configs are one variable (`{{ caller }}`,
+//! `{{ queue.name }}`) and most conditions one flag (`found`). Those are
+//! recognized at compile time and answered by looking the path up, without
+//! starting the template engine (a render costs thousands of instructions;
+//! the look-up, a few hundred); anything the look-up cannot answer exactly as
+//! the engine would (a name not in the context, a list or a map to print)
+//! still goes to the engine.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
-use minijinja::value::Value;
+use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, Output, State, UndefinedBehavior};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -50,11 +59,68 @@ impl Escape {
 
 /// A compiled template, rendered with [`Templates::render`].
 #[derive(Debug, Clone)]
-pub struct TemplateId(Box<str>);
+pub struct TemplateId {
+    name: Box<str>,
+    escape: Escape,
+    path: Option<VarPath>,
+}
 
 /// A compiled `when` condition, tested with [`Templates::test`].
 #[derive(Debug, Clone)]
-pub struct ConditionId(Box<str>);
+pub struct ConditionId {
+    name: Box<str>,
+    path: Option<VarPath>,
+}
+
+/// A template or condition that is one variable path such as `queue.name`.
+#[derive(Debug, Clone)]
+struct VarPath(Box<[Box<str>]>);
+
+impl VarPath {
+    /// `a.b.c` (identifiers only, not a literal) or nothing.
+    fn parse(expr: &str) -> Option<Self> {
+        let expr = expr.trim();
+        let segments: Vec<Box<str>> = expr.split('.').map(Box::from).collect();
+        let ident = |s: &str| {
+            let mut chars = s.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let literal = matches!(expr, "true" | "false" | "none" | "True" | "False" | "None");
+        (!literal && segments.iter().all(|s| ident(s))).then(|| Self(segments.into()))
+    }
+
+    /// `{{ a.b }}` as a whole template (no text around it).
+    fn of_template(source: &str) -> Option<Self> {
+        let inner = source.strip_prefix("{{")?.strip_suffix("}}")?;
+        let inner = inner.strip_prefix('-').unwrap_or(inner);
+        let inner = inner.strip_suffix('-').unwrap_or(inner);
+        Self::parse(inner)
+    }
+
+    /// The value at this path as the engine would see it, or `None` when
+    /// only the engine can tell (the first name is not in the context and
+    /// may be a global; a step goes through something other than a map).
+    fn lookup(&self, ctx: &Value) -> Option<Value> {
+        let (first, rest) = self.0.split_first()?;
+        let mut value = ctx.get_attr(first).ok()?;
+        if value.is_undefined() {
+            return None;
+        }
+        for segment in rest {
+            if value.is_undefined() {
+                return Some(value);
+            }
+            if value.kind() != ValueKind::Map {
+                return None;
+            }
+            value = value.get_attr(segment).ok()?;
+        }
+        Some(value)
+    }
+}
 
 /// The set of every template and condition a config uses.
 pub struct Templates {
@@ -102,7 +168,11 @@ impl Templates {
         let name = format!("{key}{}", escape.suffix());
         self.env
             .add_template_owned(name.clone(), source.to_owned())?;
-        Ok(TemplateId(name.into()))
+        Ok(TemplateId {
+            name: name.into(),
+            escape,
+            path: VarPath::of_template(source),
+        })
     }
 
     /// Compiles a boolean expression such as `queue.name == "trucks"`.
@@ -112,7 +182,10 @@ impl Templates {
         let name = format!("{key}#when");
         self.env
             .add_template_owned(name.clone(), format!("{{% if {expr} %}}1{{% endif %}}"))?;
-        Ok(ConditionId(name.into()))
+        Ok(ConditionId {
+            name: name.into(),
+            path: VarPath::parse(expr),
+        })
     }
 
     /// Compiles an expression whose value is kept as JSON (`{{ user.userId }}`
@@ -122,13 +195,28 @@ impl Templates {
         let name = format!("{key}#json");
         self.env
             .add_template_owned(name.clone(), format!("{{{{ ({expr}) | tojson }}}}"))?;
-        Ok(TemplateId(name.into()))
+        Ok(TemplateId {
+            name: name.into(),
+            escape: Escape::None,
+            path: VarPath::parse(expr),
+        })
     }
 
     /// Evaluates an expression added with [`Templates::add_json_expression`];
     /// undefined becomes `null`.
     pub fn eval_json(&self, id: &TemplateId, ctx: &Value) -> Result<serde_json::Value, Error> {
-        let text = self.render(id, ctx)?;
+        if let Some(value) = id.path.as_ref().and_then(|p| p.lookup(ctx)) {
+            match value.kind() {
+                ValueKind::Undefined | ValueKind::None => return Ok(serde_json::Value::Null),
+                ValueKind::Bool | ValueKind::Number | ValueKind::String => {
+                    if let Ok(json) = serde_json::to_value(&value) {
+                        return Ok(json);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = self.env.get_template(&id.name)?.render(ctx)?;
         serde_json::from_str(&text).map_err(|e| {
             Error::new(
                 minijinja::ErrorKind::BadSerialization,
@@ -139,22 +227,33 @@ impl Templates {
 
     /// Renders a template against a context.
     pub fn render(&self, id: &TemplateId, ctx: &Value) -> Result<String, Error> {
-        self.env.get_template(&id.0)?.render(ctx)
+        if let Some(text) = id
+            .path
+            .as_ref()
+            .and_then(|p| p.lookup(ctx))
+            .and_then(|v| print(&v, id.escape))
+        {
+            return Ok(text);
+        }
+        self.env.get_template(&id.name)?.render(ctx)
     }
 
     /// Evaluates a condition against a context.
     pub fn test(&self, id: &ConditionId, ctx: &Value) -> Result<bool, Error> {
-        Ok(self.env.get_template(&id.0)?.render(ctx)? == "1")
+        if let Some(value) = id.path.as_ref().and_then(|p| p.lookup(ctx)) {
+            return Ok(value.is_true());
+        }
+        Ok(self.env.get_template(&id.name)?.render(ctx)? == "1")
     }
 
     /// Top-level variables a template reads, to warn about likely typos at load.
     pub fn variables(&self, id: &TemplateId) -> HashSet<String> {
-        self.undeclared(&id.0)
+        self.undeclared(&id.name)
     }
 
     /// Top-level variables a condition reads.
     pub fn condition_variables(&self, id: &ConditionId) -> HashSet<String> {
-        self.undeclared(&id.0)
+        self.undeclared(&id.name)
     }
 
     fn undeclared(&self, name: &str) -> HashSet<String> {
@@ -163,6 +262,26 @@ impl Templates {
             .map(|t| t.undeclared_variables(false))
             .unwrap_or_default()
     }
+}
+
+/// What [`format_value`] prints for a scalar, for templates answered without
+/// the engine; `None` for values only the engine prints (lists, maps, ...).
+fn print(value: &Value, escape: Escape) -> Option<String> {
+    let text = match value.kind() {
+        ValueKind::Undefined | ValueKind::None => return Some(String::new()),
+        ValueKind::String if !value.is_safe() => Cow::Borrowed(value.as_str()?),
+        ValueKind::Number | ValueKind::Bool => Cow::Owned(value.to_string()),
+        _ => return None,
+    };
+    Some(match escape {
+        Escape::None => text.into_owned(),
+        Escape::Url => utf8_percent_encode(&text, URL_COMPONENT).to_string(),
+        Escape::Xml => {
+            let mut out = String::with_capacity(text.len());
+            write_xml_escaped(&mut out, &text).ok()?;
+            out
+        }
+    })
 }
 
 /// Prints a value with the escaping the template's output needs; `none` and
@@ -191,7 +310,7 @@ fn format_value(
 }
 
 /// Escapes the five XML special characters; other text is copied as is.
-fn write_xml_escaped(out: &mut Output<'_>, text: &str) -> std::fmt::Result {
+fn write_xml_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
     let mut rest = text;
     while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
         out.write_str(&rest[..i])?;
@@ -290,6 +409,74 @@ mod tests {
         ] {
             let id = t.add_json_expression(expr, expr).unwrap();
             assert_eq!(t.eval_json(&id, &ctx).unwrap(), want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_answer_as_the_engine_does() {
+        let ctx = context! {
+            s => "a b&<é>'\"", n => 42, f => 1.5, big => 12345678901234_i64, t => true, z => false,
+            e => "", nothing => (), m => context! { k => "v", deep => context! { x => 7 } },
+            list => vec![1, 2],
+        };
+        let mut t = Templates::new();
+        let mut checked = 0;
+        for expr in [
+            "s",
+            "n",
+            "f",
+            "big",
+            "t",
+            "z",
+            "e",
+            "nothing",
+            "m.k",
+            "m.deep.x",
+            "m.missing",
+            "m.missing.more",
+            "missing",
+            "missing.x",
+            "s.x",
+            "list",
+            "m",
+            "range",
+            "m.k.x",
+        ] {
+            for escape in [Escape::None, Escape::Url, Escape::Xml] {
+                for source in [format!("{{{{ {expr} }}}}"), format!("{{{{- {expr} -}}}}")] {
+                    let key = format!("k{checked}");
+                    let id = t.add(&key, &source, escape).unwrap();
+                    assert!(id.path.is_some(), "{source} is a plain path");
+                    let engine = t.env.get_template(&id.name).unwrap().render(&ctx);
+                    let fast = t.render(&id, &ctx);
+                    assert_eq!(fast.ok(), engine.ok(), "{source} {escape:?}");
+                    checked += 1;
+                }
+            }
+            let c = t.add_condition(&format!("c{checked}"), expr).unwrap();
+            let engine = t
+                .env
+                .get_template(&c.name)
+                .unwrap()
+                .render(&ctx)
+                .map(|o| o == "1");
+            assert_eq!(t.test(&c, &ctx).ok(), engine.ok(), "when {expr}");
+            let j = t.add_json_expression(&format!("j{checked}"), expr).unwrap();
+            let text = t.env.get_template(&j.name).unwrap().render(&ctx).unwrap();
+            let engine: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(t.eval_json(&j, &ctx).unwrap(), engine, "json {expr}");
+        }
+        for not_a_path in [
+            "{{ s }} ",
+            "x{{ s }}",
+            "{{ true }}",
+            "{{ s|upper }}",
+            "{{ a.1 }}",
+        ] {
+            assert!(
+                t.add("p", not_a_path, Escape::None).unwrap().path.is_none(),
+                "{not_a_path}"
+            );
         }
     }
 
