@@ -71,7 +71,7 @@ pub async fn answer(
     let mut last: Option<(Box<str>, Failure)> = None;
     if !route.backends.is_empty() {
         let request_ctx = if route.forward_token {
-            with_token(payload).unwrap_or_else(|| ctx.clone())
+            payload.context_with_token()
         } else {
             ctx.clone()
         };
@@ -166,17 +166,6 @@ async fn ask(
         })??;
     observer.response(backend, &raw);
     backend.reply.normalize(templates, reply_ctx, &raw)
-}
-
-/// The payload as templates see it, plus `user.token` for routes that
-/// forward it. `None` only if the payload cannot be re-serialized.
-pub fn with_token(payload: &Payload) -> Option<Value> {
-    let mut json = serde_json::to_value(payload).ok()?;
-    if let (Some(token), Some(user)) = (&payload.user.token, json.get_mut("user")) {
-        user.as_object_mut()?
-            .insert("token".into(), token.expose().into());
-    }
-    Some(Value::from(minijinja::value::Serde(&json)))
 }
 
 fn ms(d: Duration) -> String {

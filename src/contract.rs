@@ -3,8 +3,8 @@
 //! unrepresentable: `none` serializes to exactly `{"action":"none"}`, and an
 //! `open` can only be built through [`Open::new`], which validates it.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,103 +12,278 @@ use url::Url;
 
 use crate::constants::{MAX_TITLE_CHARS, MAX_URL_LEN};
 
-/// What XucMgt POSTs on every ringing call. Unknown fields are kept in `extra`
-/// so a newer XucMgt never breaks us and templates can still use them.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What XucMgt POSTs on every ringing call, checked once against the
+/// contract's types and kept as the JSON it came as. Unknown fields stay, so
+/// a newer XucMgt never breaks us and templates can still use them; only
+/// `user.token` is taken out, so no template, log line or backend sees it
+/// unless a route asks.
+///
+/// Templates read the payload through [`Payload::context`], which converts
+/// a field only when a template reads it: a route reads two or three of a
+/// payload's fields, and converting all of them was measured as a large
+/// share of a call's cost.
+#[derive(Debug, Clone)]
 pub struct Payload {
-    /// The logged-in agent.
-    pub user: User,
-    /// Calling number (may be empty or "anonymous").
-    pub caller: String,
-    /// Called number.
-    pub callee: String,
-    /// Absent for calls that did not come through a queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<Queue>,
-    /// Call variables set in the dialplan (`XIVO_*`, `USR_*`).
-    #[serde(default)]
-    pub user_data: BTreeMap<String, Value>,
-    /// The call's linked id (newer XucMgt only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call_data_call_id: Option<String>,
-    /// Fields this version does not know yet.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    fields: Arc<Map<String, Value>>,
+    token: Option<Secret>,
+}
+
+impl Payload {
+    /// The agent's xuc token, if the payload had one.
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref()
+    }
+
+    /// The payload as templates see it (no token).
+    pub fn context(&self) -> minijinja::Value {
+        minijinja::Value::from_object(JsonObject {
+            root: Arc::clone(&self.fields),
+            path: Box::default(),
+        })
+    }
+
+    /// The payload as templates see it, with `user.token` back in, for the
+    /// routes that forward it.
+    pub fn context_with_token(&self) -> minijinja::Value {
+        let Some(token) = &self.token else {
+            return self.context();
+        };
+        let mut fields = Map::clone(&self.fields);
+        if let Some(user) = fields.get_mut("user").and_then(Value::as_object_mut) {
+            user.insert("token".into(), token.expose().into());
+        }
+        minijinja::Value::from_object(JsonObject {
+            root: Arc::new(fields),
+            path: Box::default(),
+        })
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields.serialize(serializer)
+    }
 }
 
 /// Parses a payload as XucMgt sends it. The error is one line that names
 /// the field at fault (`user.userId: invalid type...`), for the 400 reply.
 pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
-    // Fast path; the slower path-tracking parse only runs to explain an error.
-    if let Ok(payload) = serde_json::from_slice(body) {
-        return Ok(payload);
+    let first_line = |message: String| match message.split_once(" at line ") {
+        Some((head, _)) => head.to_owned(),
+        None => message,
+    };
+    let doc: Value = serde_json::from_slice(body).map_err(|e| first_line(e.to_string()))?;
+    require_objects(&doc)?;
+    // Fast path; the slower path-tracking check only runs to explain an error.
+    if Shape::deserialize(&doc).is_err() {
+        return Err(match serde_path_to_error::deserialize::<_, Shape>(&doc) {
+            Ok(_) => "payload does not match the contract".to_owned(),
+            Err(err) => {
+                let path = err.path().to_string();
+                let message = first_line(err.into_inner().to_string());
+                if path == "." {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                }
+            }
+        });
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            message.to_owned()
-        } else {
-            format!("{path}: {message}")
-        }
+    let Value::Object(mut fields) = doc else {
+        return Err("invalid type: expected an object".to_owned());
+    };
+    let token = match fields
+        .get_mut("user")
+        .and_then(Value::as_object_mut)
+        .and_then(|user| user.remove("token"))
+    {
+        Some(Value::String(token)) => Some(Secret(token)),
+        _ => None,
+    };
+    Ok(Payload {
+        fields: Arc::new(fields),
+        token,
     })
 }
 
-/// The agent taking the call.
-#[derive(Debug, Deserialize, Serialize)]
+/// The payload, `user` and `queue` must be JSON objects: serde would also
+/// read a struct from an array (by position), which no XucMgt sends.
+fn require_objects(doc: &Value) -> Result<(), String> {
+    let check = |at: &str, value: &Value, nullable: bool| match value {
+        Value::Object(_) => Ok(()),
+        Value::Null if nullable => Ok(()),
+        other => {
+            let found = match other {
+                Value::Null => "null".to_owned(),
+                Value::Bool(b) => format!("boolean `{b}`"),
+                Value::Number(n) => format!("number `{n}`"),
+                Value::String(s) => format!("string {s:?}"),
+                Value::Array(_) => "sequence".to_owned(),
+                Value::Object(_) => "map".to_owned(),
+            };
+            Err(format!("{at}invalid type: {found}, expected a JSON object"))
+        }
+    };
+    check("", doc, false)?;
+    if let Some(user) = doc.get("user") {
+        check("user: ", user, false)?;
+    }
+    match doc.get("queue") {
+        Some(queue) => check("queue: ", queue, true),
+        None => Ok(()),
+    }
+}
+
+/// The contract's types, checked over the parsed JSON without copying it:
+/// required fields present, numbers where numbers are due, and so on.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct User {
-    /// XiVO user id.
-    pub user_id: i64,
-    /// XiVO agent id.
+#[allow(dead_code)] // read by serde only: the check is the point
+struct Shape {
+    user: User,
+    caller: AnyString,
+    callee: AnyString,
     #[serde(default)]
-    pub agent_id: Option<i64>,
-    /// Agent's first name.
+    queue: Option<Queue>,
     #[serde(default)]
-    pub first_name: String,
-    /// Agent's last name.
+    user_data: AnyObject,
     #[serde(default)]
-    pub last_name: String,
-    /// Agent's full name.
+    call_data_call_id: Option<AnyString>,
+}
+
+/// The logged-in agent.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct User {
+    user_id: i64,
     #[serde(default)]
-    pub full_name: String,
-    /// The agent's xuc JWT: a credential. Never serialized (so never reaches a
-    /// template, a log line or a backend unless a route asks) and never printed.
-    #[serde(default, skip_serializing)]
-    pub token: Option<Secret>,
-    /// Fields this version does not know yet.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    agent_id: Option<i64>,
+    #[serde(default)]
+    first_name: AnyString,
+    #[serde(default)]
+    last_name: AnyString,
+    #[serde(default)]
+    full_name: AnyString,
+    #[serde(default)]
+    token: Option<AnyString>,
 }
 
 /// The queue the call came through.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Queue {
-    /// Queue id.
+#[allow(dead_code)]
+struct Queue {
     #[serde(default)]
-    pub id: Option<i64>,
-    /// Technical name, e.g. `trucks`.
+    id: Option<i64>,
     #[serde(default)]
-    pub name: String,
-    /// Human name, e.g. `Trucks`.
+    name: AnyString,
     #[serde(default)]
-    pub display_name: String,
-    /// Queue number.
+    display_name: AnyString,
     #[serde(default)]
-    pub number: String,
-    /// Fields this version does not know yet.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    number: AnyString,
+}
+
+/// A string, checked and not kept.
+#[derive(Default)]
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON object of anything, checked and not kept.
+#[derive(Default)]
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AnyObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyObject, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(AnyObject)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A JSON object as templates see it, read in place: a field is converted
+/// when a template reads it. Nested objects are read through the root.
+#[derive(Debug)]
+struct JsonObject {
+    root: Arc<Map<String, Value>>,
+    /// Keys from the root to this object.
+    path: Box<[Box<str>]>,
+}
+
+impl JsonObject {
+    fn map(&self) -> Option<&Map<String, Value>> {
+        let mut map = &*self.root;
+        for key in &self.path {
+            map = map.get(&**key)?.as_object()?;
+        }
+        Some(map)
+    }
+}
+
+impl minijinja::value::Object for JsonObject {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<minijinja::Value> {
+        Some(match self.map()?.get(key)? {
+            Value::Object(_) => minijinja::Value::from_object(JsonObject {
+                root: Arc::clone(&self.root),
+                path: self.path.iter().cloned().chain([key.into()]).collect(),
+            }),
+            other => minijinja::Value::from(minijinja::value::Serde(other)),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        use minijinja::value::ObjectExt;
+        self.mapped_enumerator(|this| {
+            Box::new(
+                this.map()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .map(|k| minijinja::Value::from(k.as_str())),
+            )
+        })
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.map().map_or(0, Map::len))
+    }
 }
 
 /// A string that must never be printed: `Debug` shows a placeholder.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -271,7 +446,7 @@ mod tests {
         if let Ok(payload) = parse_payload(body) {
             let json = serde_json::to_value(&payload).unwrap();
             assert!(json["user"].get("token").is_none(), "{json}");
-            assert!(payload.user.token.is_some());
+            assert!(payload.token().is_some());
         }
     }
 
@@ -341,11 +516,11 @@ mod tests {
 
     #[test]
     fn token_is_never_serialized_or_debug_printed() {
-        let p: Payload = serde_json::from_str(
-            r#"{"user":{"userId":1,"token":"sekret"},"caller":"1","callee":"2","future":{"a":1}}"#,
+        let p = parse_payload(
+            br#"{"user":{"userId":1,"token":"sekret"},"caller":"1","callee":"2","future":{"a":1}}"#,
         )
         .unwrap();
-        assert_eq!(p.user.token.as_ref().map(Secret::expose), Some("sekret"));
+        assert_eq!(p.token().map(Secret::expose), Some("sekret"));
         assert!(!format!("{p:?}").contains("sekret"));
         let json = serde_json::to_string(&p).unwrap();
         assert!(!json.contains("sekret"));

@@ -150,7 +150,7 @@ async fn dispatch(
             let deadline = start + config.server.work_budget();
             let body = read_body(req, config.server.max_body_bytes, deadline).await?;
             let payload: Payload = parse_payload(&body)?;
-            let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
+            let ctx = payload.context();
             let templates = config.router.templates();
             let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
                 None => (
@@ -161,8 +161,7 @@ async fn dispatch(
                 ),
                 Some(route) => {
                     if let Some(xuc) = &config.xuc {
-                        if let Err(failure) = xuc.check(payload.user.token.as_ref(), deadline).await
-                        {
+                        if let Err(failure) = xuc.check(payload.token(), deadline).await {
                             let response = reply_response(&Reply::None);
                             let handled = Handled::Reply {
                                 reply: Reply::None,
@@ -414,6 +413,23 @@ mod tests {
         );
         assert!(bad("{").starts_with("EOF while parsing"));
         assert!(bad("[1]").starts_with("invalid type: sequence"));
+        assert!(bad(r#"[{"userId":1},"1","2"]"#).starts_with("invalid type: sequence"));
+        assert_eq!(
+            bad(r#"{"user":[1],"caller":"1","callee":"2"}"#),
+            "user: invalid type: sequence, expected a JSON object"
+        );
+        assert_eq!(
+            bad(r#"{"user":{"userId":1},"caller":"1","callee":"2","queue":[2]}"#),
+            "queue: invalid type: sequence, expected a JSON object"
+        );
+        assert_eq!(
+            bad(r#"{"user":{"userId":1},"caller":"1","callee":"2","userData":[]}"#),
+            "userData: invalid type: sequence, expected a map"
+        );
+        assert_eq!(
+            bad(r#"{"user":{"userId":1,"token":5},"caller":"1","callee":"2"}"#),
+            "user.token: invalid type: integer `5`, expected a string"
+        );
     }
 
     #[test]

@@ -31,14 +31,14 @@ pub async fn simulate(
     let config = config::load(config_file)?;
     let text = std::fs::read(payload_file)
         .with_context(|| format!("{}: cannot read payload", payload_file.display()))?;
-    let payload: Payload = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not an XucMgt payload", payload_file.display()))?;
+    let payload = crate::contract::parse_payload(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not an XucMgt payload: {e}", payload_file.display()))?;
     let mut out = String::new();
     let Some(routes) = config.router.routes_on(path) else {
         let _ = writeln!(out, "no route on path {path}: the gateway answers 404");
         return Ok(out);
     };
-    let ctx = minijinja::Value::from(minijinja::value::Serde(&payload));
+    let ctx = payload.context();
     let Some(route) = explain_routes(&config, routes, &ctx, &mut out) else {
         let _ = writeln!(out, "\nreply: {}", json(&Reply::None));
         let _ = writeln!(out, "reason: no_route");
@@ -158,7 +158,7 @@ fn dry(
 ) {
     let templates = config.router.templates();
     let request_ctx = if route.forward_token {
-        crate::answer::with_token(payload).unwrap_or_else(|| ctx.clone())
+        payload.context_with_token()
     } else {
         ctx.clone()
     };

@@ -267,7 +267,7 @@ backend = "whole"
     assert_eq!(
         body,
         json!({"phone": "06 12&34<x>\"'", "agent": 1, "label": "agent 1",
-               "queue": {"id": 2, "name": "trucks", "displayName": "Trucks", "number": ""},
+               "queue": {"id": 2, "name": "trucks", "displayName": "Trucks"},
                "tags": ["xuc", "1000"], "token": null})
     );
     assert_eq!(
