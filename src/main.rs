@@ -111,3 +111,10 @@ fn run_simulate(
 fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     daemon::run(&file, listen)
 }
+
+/// A request allocates a few hundred small blocks (headers, JSON, template
+/// values) that die with it; mimalloc serves those faster than glibc's
+/// malloc (bench/run: ≈12% more calls per core). Built without transparent
+/// huge pages: with them its eagerly committed arena nearly doubled idle RSS.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
