@@ -6,7 +6,9 @@
 //! preflight (bench/run --profile), and the default formatter spends most of
 //! it on styling the line even when colours are off.
 
-use std::fmt;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::time::UNIX_EPOCH;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -52,7 +54,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        SystemTime.format_time(&mut writer)?;
+        write_time(&mut writer)?;
         writer.write_str(match *event.metadata().level() {
             Level::ERROR => " ERROR ",
             Level::WARN => "  WARN ",
@@ -69,6 +71,48 @@ where
         fields.result?;
         writer.write_char('\n')
     }
+}
+
+/// The date and time down to the second, formatted once per second per
+/// thread: formatting a full timestamp per line was a fifth of a line's cost.
+struct SecondCache {
+    second: u64,
+    /// `2026-11-25T16:57:58`
+    prefix: String,
+}
+
+thread_local! {
+    static SECOND: RefCell<SecondCache> = const {
+        RefCell::new(SecondCache { second: u64::MAX, prefix: String::new() })
+    };
+}
+
+/// `2026-11-25T16:57:58.990295Z`, as tracing-subscriber's `SystemTime` writes it.
+fn write_time(writer: &mut Writer<'_>) -> fmt::Result {
+    let Ok(now) = std::time::SystemTime::now().duration_since(UNIX_EPOCH) else {
+        return SystemTime.format_time(writer);
+    };
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.second != now.as_secs() {
+            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(now.as_secs() as i64) else {
+                return SystemTime.format_time(writer);
+            };
+            cache.prefix.clear();
+            write!(
+                cache.prefix,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )?;
+            cache.second = now.as_secs();
+        }
+        write!(writer, "{}.{:06}Z", cache.prefix, now.subsec_micros())
+    })
 }
 
 /// Writes an event's fields; the first error stops the line.
@@ -149,6 +193,28 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn time_is_written_as_tracing_writes_it() {
+        let pair = || {
+            let (mut ours, mut theirs) = (String::new(), String::new());
+            write_time(&mut Writer::new(&mut ours)).unwrap();
+            SystemTime
+                .format_time(&mut Writer::new(&mut theirs))
+                .unwrap();
+            (ours, theirs)
+        };
+        // Twice, in case the first pair straddles a second.
+        let (ours, theirs) = pair();
+        let (ours, theirs) = if ours[..19] == theirs[..19] {
+            (ours, theirs)
+        } else {
+            pair()
+        };
+        assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+        assert_eq!(ours[..19], theirs[..19]);
+        assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
     }
 
     #[test]
