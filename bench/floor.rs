@@ -1,27 +1,34 @@
-//! The floor of the gateway's stack, for `bench/run`: the same TLS listener
-//! (tokio-rustls, hyper HTTP/1.1 keep-alive) and the same pooled backend
-//! client (hyper-util legacy client), with none of the gateway's work: no
-//! CORS, no payload parsing, no templates, no reply normalization, no log.
-//! A POST is forwarded as is to the backend and its reply body returned.
-//! What this serves per second bounds what the gateway can serve on the same
-//! core; the benchmark prints it beside nginx and the gateway.
+//! The floor of the gateway's stack, for `bench/run`: the gateway's own TLS
+//! listener setup (tokio-rustls, hyper HTTP/1.1 keep-alive, one
+//! single-threaded event loop) and its own pooled backend client, with none
+//! of the gateway's work: no CORS, no payload parsing, no templates, no
+//! reply normalization, no log line. A POST is forwarded as is to the
+//! backend and its reply body returned. What this serves per second bounds
+//! what the gateway can serve on the same core; the benchmark prints it
+//! beside nginx and the gateway.
 //!
 //!     floor LISTEN CERT KEY BACKEND_URL
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thirdparty_gateway::backend::client::Client;
+use thirdparty_gateway::backend::request::BackendRequest;
 use tokio::net::TcpListener;
 
-type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+/// The gateway's allocator, so the floor differs from it only by its work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -38,16 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let backend: hyper::Uri = backend.parse()?;
+    let backend = url::Url::parse(backend)?;
+    let client_tls = thirdparty_gateway::tls::client_config(None, None)?;
+    let client = Client::new(client_tls, Duration::from_secs(1), 0, 1 << 20);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen.as_str()).await?;
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        let client: Client =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(http);
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
@@ -58,7 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (client, backend) = (client.clone(), backend.clone());
-                    async move { Ok::<_, Infallible>(forward(req, &client, backend).await) }
+                    Box::pin(
+                        async move { Ok::<_, Infallible>(forward(req, &client, backend).await) },
+                    )
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), service)
@@ -71,23 +78,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn forward(
     req: Request<hyper::body::Incoming>,
     client: &Client,
-    backend: hyper::Uri,
+    url: url::Url,
 ) -> Response<Full<Bytes>> {
-    let content_type = req.headers().get(http::header::CONTENT_TYPE).cloned();
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        headers.insert(CONTENT_TYPE, ct.clone());
+    }
     let Ok(body) = req.into_body().collect().await else {
         return Response::new(Full::default());
     };
-    let mut out = Request::post(backend)
-        .body(Full::new(body.to_bytes()))
-        .unwrap_or_default();
-    if let Some(ct) = content_type {
-        out.headers_mut().insert(http::header::CONTENT_TYPE, ct);
-    }
-    match client.request(out).await {
-        Ok(reply) => match reply.into_body().collect().await {
-            Ok(body) => Response::new(Full::new(body.to_bytes())),
-            Err(_) => Response::new(Full::default()),
-        },
+    let out = BackendRequest {
+        method: Method::POST,
+        url,
+        headers,
+        body: body.to_bytes(),
+    };
+    match client.send(out).await {
+        Ok(reply) => Response::new(Full::new(reply.body)),
         Err(_) => Response::new(Full::default()),
     }
 }

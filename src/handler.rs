@@ -54,7 +54,7 @@ async fn handle_request(
     gateway: &Gateway,
     id: RequestId,
 ) -> Response<Full<Bytes>> {
-    if let Some(page) = own_page(&req, gateway, id).await {
+    if let Some(page) = Box::pin(own_page(&req, gateway, id)).await {
         return page;
     }
     let start = Instant::now();
@@ -161,7 +161,7 @@ async fn dispatch(
                 ),
                 Some(route) => {
                     if let Some(xuc) = &config.xuc {
-                        if let Err(failure) = xuc.check(payload.token(), deadline).await {
+                        if let Err(failure) = Box::pin(xuc.check(payload.token(), deadline)).await {
                             let response = reply_response(&Reply::None);
                             let handled = Handled::Reply {
                                 reply: Reply::None,

@@ -3,28 +3,24 @@
 //! verified by rustls, redirects only when configured, and a bounded read of
 //! the reply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+use super::pool::{Lent, Pool, PoolError};
 use super::request::{BackendRequest, UA};
 use super::Failure;
 use crate::outcome::NoneReason;
 
-/// How long an unused pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A pooled client for one backend. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Client {
-    inner: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Arc<Pool>,
     follow_redirects: u8,
     max_response_bytes: usize,
 }
@@ -59,23 +55,8 @@ impl Client {
         follow_redirects: u8,
         max_response_bytes: usize,
     ) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
         Self {
-            inner,
+            pool: Arc::new(Pool::new(tls, connect_timeout)),
             follow_redirects,
             max_response_bytes,
         }
@@ -84,10 +65,11 @@ impl Client {
     /// Sends a request, following redirects only as configured. A redirect
     /// that is not followed comes back as the reply, for the caller to judge.
     pub async fn send(&self, mut req: BackendRequest) -> Result<RawReply, Failure> {
-        let response = self.exchange(&mut req).await?;
+        let (response, lent) = self.exchange(&mut req).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = self.read_body(response).await?;
+        self.pool.checkin(lent);
         Ok(RawReply {
             status,
             headers,
@@ -107,7 +89,7 @@ impl Client {
             headers,
             body: Bytes::new(),
         };
-        let response = self.exchange(&mut req).await?;
+        let (response, _closed_unread) = self.exchange(&mut req).await?;
         Ok((response.status(), response.headers().clone()))
     }
 
@@ -116,14 +98,14 @@ impl Client {
     async fn exchange(
         &self,
         req: &mut BackendRequest,
-    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, Lent), Failure> {
         let mut hops = 0;
         loop {
-            let response = self
-                .inner
-                .request(to_hyper(req)?)
+            let (response, lent) = self
+                .pool
+                .send(to_hyper(req), &req.url)
                 .await
-                .map_err(|e| classify(&e))?;
+                .map_err(classify)?;
             let status = response.status();
             let next = response
                 .headers()
@@ -135,7 +117,7 @@ impl Client {
                     hops += 1;
                     redirect(req, status, next);
                 }
-                _ => return Ok(response),
+                _ => return Ok((response, lent)),
             }
         }
     }
@@ -196,29 +178,20 @@ fn redirect(req: &mut BackendRequest, status: StatusCode, next: Url) {
     req.url = next;
 }
 
-fn to_hyper(req: &BackendRequest) -> Result<Request<Full<Bytes>>, Failure> {
-    let mut builder = Request::builder()
-        .method(req.method.clone())
-        .uri(req.url.as_str());
-    if let Some(headers) = builder.headers_mut() {
-        headers.extend(req.headers.clone());
-    }
-    builder.body(Full::new(req.body.clone())).map_err(|e| {
-        Failure::new(
-            NoneReason::Template,
-            format!("cannot build the request: {e}"),
-        )
-    })
+/// The request as hyper sends it; the pool sets its target and `Host`.
+fn to_hyper(req: &BackendRequest) -> Request<Full<Bytes>> {
+    let mut out = Request::new(Full::new(req.body.clone()));
+    *out.method_mut() = req.method.clone();
+    *out.headers_mut() = req.headers.clone();
+    out
 }
 
 /// Names what went wrong talking to the backend, with the whole cause chain.
-fn classify(err: &hyper_util::client::legacy::Error) -> Failure {
-    let reason = if err.is_connect() {
-        NoneReason::Connect
-    } else {
-        NoneReason::Io
-    };
-    Failure::new(reason, chain(err))
+fn classify(err: PoolError) -> Failure {
+    match err {
+        PoolError::Connect(detail) => Failure::new(NoneReason::Connect, detail),
+        PoolError::Io(err) => Failure::new(NoneReason::Io, chain(&err)),
+    }
 }
 
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -4,6 +4,7 @@
 //! contract ([`reply`]). Every failure is a [`Failure`] naming a `none` reason.
 
 pub mod client;
+mod pool;
 pub mod reply;
 pub mod request;
 
