@@ -668,3 +668,81 @@ open_when = "http_status == 200"
     // A mapped 404 is an answer ("unknown caller"), not a fault.
     logged_none("mapped-route", "declined");
 }
+
+/// The client keeps connections: calls in a row share one (HTTP/1.1 and
+/// h2), and a connection the CRM closed while idle is replaced, not failed.
+#[tokio::test]
+async fn backend_connections_are_reused_and_closed_ones_replaced() {
+    let reply = || {
+        Answer::Reply(
+            200,
+            "application/json",
+            r#"{"url":"https://crm.example.org/c/1"}"#.into(),
+        )
+    };
+    let plain = Crm::start(move |_| reply()).await;
+    let crm_ca = TestCa::new();
+    let tls = Crm::start_tls(&crm_ca, move |_| reply()).await;
+    let (closing, _task) = raw_server(Raw::OneThenClose).await;
+    let backends = format!(
+        r#"
+[backends.plain]
+url = "{0}/lookup"
+encoding = "json"
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+
+[backends.tls]
+url = "{1}/lookup"
+encoding = "json"
+ca_file = "crm-ca.pem"
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+
+[backends.closing]
+url = "{2}/lookup"
+encoding = "json"
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+"#,
+        plain.url(),
+        tls.url().replace("127.0.0.1", "localhost"),
+        closing
+    );
+    let routes = r#"
+[[routes]]
+name = "plain"
+backend = "plain"
+[[routes]]
+name = "tls"
+path = "/tls"
+backend = "tls"
+[[routes]]
+name = "closing"
+path = "/closing"
+backend = "closing"
+"#;
+    let gw = start_gateway_with(
+        &config(&backends, routes),
+        &[("crm-ca.pem", &crm_ca.ca_pem)],
+    )
+    .await;
+    for path in ["/", "/tls", "/closing"] {
+        for call in 0..5 {
+            let reply = gw.client().post_at(gw.addr, path, None, SEED).await;
+            assert_eq!(
+                reply.json()["action"],
+                "open",
+                "{path} call {call}: {}",
+                reply.text()
+            );
+            // Let the closing CRM's close arrive before the next call.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    assert_eq!(plain.seen().len(), 5);
+    assert_eq!(
+        plain.connections(),
+        1,
+        "five HTTP/1.1 calls on one connection"
+    );
+    assert_eq!(tls.seen().len(), 5);
+    assert_eq!(tls.connections(), 1, "five h2 calls on one connection");
+}

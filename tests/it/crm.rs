@@ -63,6 +63,7 @@ pub struct Crm {
     pub addr: SocketAddr,
     pub tls: bool,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -128,12 +129,15 @@ impl Crm {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
         let is_tls = tls.is_some();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let handler = Arc::clone(&handler);
                 let record = Arc::clone(&record);
                 let tls = tls.clone();
@@ -162,6 +166,7 @@ impl Crm {
             addr,
             tls: is_tls,
             seen,
+            connections,
             task,
         }
     }
@@ -170,6 +175,11 @@ impl Crm {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -253,6 +263,9 @@ pub enum Raw {
     Reset,
     /// Reads the request, then sends bytes that are not HTTP and closes.
     Garbage,
+    /// Answers one request with a keep-alive JSON reply (`url` set), then
+    /// closes the connection, as a CRM closing idle connections does.
+    OneThenClose,
 }
 
 /// A raw TCP server that misbehaves on every connection; returns its URL.
@@ -276,6 +289,16 @@ pub async fn raw_server(behaviour: Raw) -> (String, JoinHandle<()>) {
                     }
                     Raw::Garbage => {
                         let _ = tcp.write_all(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n").await;
+                        let _ = tcp.shutdown().await;
+                    }
+                    Raw::OneThenClose => {
+                        let body = r#"{"url":"https://crm.example.org/c/1"}"#;
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = tcp.write_all(reply.as_bytes()).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                         let _ = tcp.shutdown().await;
                     }
                 }
