@@ -1,6 +1,6 @@
 //! Payload parsing: any bytes give a payload or a one-line error, never a
 //! panic; a parsed payload serializes for templates, and what templates see
-//! of `user` never holds the token.
+//! of `user` (serialized, or read field by field) never holds the token.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +11,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(payload) => {
             let json = serde_json::to_value(&payload).expect("a parsed payload serializes");
             assert!(json["user"].get("token").is_none(), "{json}");
+            let ctx = payload.context();
+            let user = ctx.get_attr("user").expect("user is a map");
+            assert!(user.get_attr("token").map_or(true, |t| t.is_undefined()));
+            for key in ["caller", "callee", "queue", "userData", "callDataCallId"] {
+                let _ = ctx.get_attr(key).map(|v| v.to_string());
+            }
         }
         Err(message) => assert!(!message.contains('\n'), "{message}"),
     }

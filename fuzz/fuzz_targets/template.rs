@@ -19,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
     let xml = t.add("xml", "<a>{{ v }}</a>", Escape::Xml).unwrap();
     let text = t.add("text", "{{ v | digits }}", Escape::None).unwrap();
+    // One-variable templates are answered without the engine: same rules.
+    let url_var = t.add("url_var", "{{ v }}", Escape::Url).unwrap();
+    let xml_var = t.add("xml_var", "{{ v }}", Escape::Xml).unwrap();
+    let text_var = t.add("text_var", "{{ v }}", Escape::None).unwrap();
     let ctx = context! { v => value.clone() };
 
     let out = t.render(&url, &ctx).unwrap();
@@ -46,6 +50,14 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("{e}: {out:?}"));
         assert_eq!(found[0].as_deref(), Some(value.trim()), "{out:?}");
     }
+
+    let out = t.render(&url_var, &ctx).unwrap();
+    let decoded = percent_encoding::percent_decode_str(&out).decode_utf8().expect("UTF-8");
+    assert_eq!(decoded, value.as_str(), "{out}");
+    assert!(out.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%".contains(&b)), "{out}");
+    let out = t.render(&xml_var, &ctx).unwrap();
+    assert!(!out.contains(['<', '>', '"', '\'']), "{out}");
+    assert_eq!(t.render(&text_var, &ctx).unwrap(), value);
 
     let out = t.render(&text, &ctx).unwrap();
     assert!(out.bytes().all(|b| b.is_ascii_digit()));
