@@ -144,71 +144,84 @@ async fn dispatch(
         .ok_or(HttpError::NotFound)?;
     match *req.method() {
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
-        Method::POST => {
-            check_content_type(req.headers())?;
-            let host = requested_host(&req);
-            let deadline = start + config.server.work_budget();
-            let body = read_body(req, config.server.max_body_bytes, deadline).await?;
-            let payload: Payload = parse_payload(&body)?;
-            let ctx = payload.context();
-            let templates = config.router.templates();
-            let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
-                None => (
-                    Reply::None,
-                    None,
-                    None,
-                    Some(Failure::new(NoneReason::NoRoute, "no route matched")),
-                ),
-                Some(route) => {
-                    if let Some(xuc) = &config.xuc {
-                        if let Err(failure) = Box::pin(xuc.check(payload.token(), deadline)).await {
-                            let response = reply_response(&Reply::None);
-                            let handled = Handled::Reply {
-                                reply: Reply::None,
-                                route: Some(route.name.clone()),
-                                backend: None,
-                                failure: Some(failure),
-                            };
-                            return Ok((handled, response));
-                        }
-                    }
-                    let mut quiet = Quiet;
-                    let call = Call {
-                        payload: &payload,
-                        ctx: &ctx,
-                        deadline,
-                        id,
-                    };
-                    let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
-                    match tokio::time::timeout_at(deadline, work).await {
-                        Ok(a) => {
-                            let reply = if route.wrap {
-                                wrapped(a.reply, gateway, host.as_ref(), &route.name, id)
-                            } else {
-                                a.reply
-                            };
-                            (reply, Some(route.name.clone()), a.backend, a.failure)
-                        }
-                        Err(_) => (
-                            Reply::None,
-                            Some(route.name.clone()),
-                            None,
-                            Some(Failure::new(NoneReason::Deadline, "deadline_ms ran out")),
-                        ),
-                    }
-                }
-            };
-            let response = reply_response(&reply);
-            let handled = Handled::Reply {
-                reply,
-                route,
-                backend,
-                failure,
-            };
-            Ok((handled, response))
-        }
+        // Boxed: a call's future is kilobytes (backend exchange, reply
+        // reading) and would otherwise be part of every request's future,
+        // which hyper moves by value; preflights stay small.
+        Method::POST => Box::pin(call(req, gateway, routes, start, id)).await,
         _ => Err(HttpError::MethodNotAllowed),
     }
+}
+
+/// A `POST`: the payload answered by the first matching route.
+async fn call(
+    req: Request<Incoming>,
+    gateway: &Gateway,
+    routes: &[crate::route::Route],
+    start: Instant,
+    id: RequestId,
+) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
+    let config = &gateway.config;
+    check_content_type(req.headers())?;
+    let host = requested_host(&req);
+    let deadline = start + config.server.work_budget();
+    let body = read_body(req, config.server.max_body_bytes, deadline).await?;
+    let payload: Payload = parse_payload(&body)?;
+    let ctx = payload.context();
+    let templates = config.router.templates();
+    let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
+        None => (
+            Reply::None,
+            None,
+            None,
+            Some(Failure::new(NoneReason::NoRoute, "no route matched")),
+        ),
+        Some(route) => {
+            if let Some(xuc) = &config.xuc {
+                if let Err(failure) = Box::pin(xuc.check(payload.token(), deadline)).await {
+                    let response = reply_response(&Reply::None);
+                    let handled = Handled::Reply {
+                        reply: Reply::None,
+                        route: Some(route.name.clone()),
+                        backend: None,
+                        failure: Some(failure),
+                    };
+                    return Ok((handled, response));
+                }
+            }
+            let mut quiet = Quiet;
+            let call = Call {
+                payload: &payload,
+                ctx: &ctx,
+                deadline,
+                id,
+            };
+            let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
+            match tokio::time::timeout_at(deadline, work).await {
+                Ok(a) => {
+                    let reply = if route.wrap {
+                        wrapped(a.reply, gateway, host.as_ref(), &route.name, id)
+                    } else {
+                        a.reply
+                    };
+                    (reply, Some(route.name.clone()), a.backend, a.failure)
+                }
+                Err(_) => (
+                    Reply::None,
+                    Some(route.name.clone()),
+                    None,
+                    Some(Failure::new(NoneReason::Deadline, "deadline_ms ran out")),
+                ),
+            }
+        }
+    };
+    let response = reply_response(&reply);
+    let handled = Handled::Reply {
+        reply,
+        route,
+        backend,
+        failure,
+    };
+    Ok((handled, response))
 }
 
 /// An `open` reply pointed at the completion wrapper page. Without a way to
