@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod ops;
 pub mod outcome;
 pub mod pages;
+pub mod payload;
 pub mod plain_http;
 pub mod request_id;
 pub mod route;

@@ -135,7 +135,9 @@ impl ReplySpec {
         let implicit_title = values
             .get("title")
             .and_then(|v| v.as_str().map(str::to_owned));
-        let ctx = merge_maps([Value::from(values), payload.clone()]);
+        // Later maps win: a value the config extracted hides a payload field
+        // of the same name (and is found without looking at the payload).
+        let ctx = merge_maps([payload.clone(), Value::from(values)]);
         let failed = |e: minijinja::Error| Failure::new(NoneReason::Template, e);
         if let Some(cond) = &self.open_when {
             if !templates.test(cond, &ctx).map_err(failed)? {

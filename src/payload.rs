@@ -1,0 +1,429 @@
+//! The payload XucMgt POSTs on every ringing call: checked once against the
+//! contract's types, then read in place.
+//!
+//! The check is one pass of serde over the bytes into types that keep
+//! nothing (no strings copied, no maps built); only `user.token` is kept
+//! aside. Templates then read the payload through [`Payload::context`], which
+//! finds a field in the JSON text when a template asks for it: a route reads
+//! two or three of a payload's fields, and building a JSON tree of all of
+//! them (every key and string allocated) was the largest single cost of a
+//! call (bench/run, callgrind).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::contract::Secret;
+
+/// A payload that matched the contract. Unknown fields stay, so a newer
+/// XucMgt never breaks us and templates can still use them; `user.token`
+/// is hidden from templates, logs and backends unless a route asks.
+#[derive(Clone)]
+pub struct Payload {
+    text: Arc<str>,
+    token: Option<Secret>,
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("bytes", &self.text.len())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl Payload {
+    /// The agent's xuc token, if the payload had one.
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref()
+    }
+
+    /// The payload as templates see it (no token).
+    pub fn context(&self) -> minijinja::Value {
+        self.object(false)
+    }
+
+    /// The payload as templates see it, with `user.token`, for the routes
+    /// that forward it.
+    pub fn context_with_token(&self) -> minijinja::Value {
+        self.object(true)
+    }
+
+    fn object(&self, show_token: bool) -> minijinja::Value {
+        minijinja::Value::from_object(JsonObject {
+            text: Arc::clone(&self.text),
+            span: 0..self.text.len(),
+            hides_token: false,
+            show_token,
+            index: OnceLock::new(),
+        })
+    }
+}
+
+impl Serialize for Payload {
+    /// The payload as templates see it: everything but `user.token`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+        if let Some(user) = doc
+            .get_mut("user")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            user.remove("token");
+        }
+        doc.serialize(serializer)
+    }
+}
+
+/// Parses a payload as XucMgt sends it. The error is one line that names
+/// the field at fault (`user.userId: invalid type...`), for the 400 reply.
+pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("payload is not UTF-8: {e}"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    // Fast path; the slower path-tracking check only runs to explain an error.
+    let checked = object::<_, Shape>(&mut de).and_then(|shape| de.end().map(|()| shape));
+    match checked {
+        Ok(shape) => Ok(Payload {
+            text: Arc::from(text),
+            token: shape.user.token.map(|t| Secret::new(t.0)),
+        }),
+        Err(err) => Err(explain(text, err)),
+    }
+}
+
+/// One line that says what is wrong with a payload, naming the field.
+fn explain(text: &str, err: serde_json::Error) -> String {
+    let first_line = |message: String| match message.split_once(" at line ") {
+        Some((head, _)) => head.to_owned(),
+        None => message,
+    };
+    if err.is_syntax() || err.is_eof() {
+        return first_line(err.to_string());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, Object<Shape>>(&mut de) {
+        Err(err) if err.path().to_string() != "." => {
+            let path = err.path().to_string();
+            format!("{path}: {}", first_line(err.into_inner().to_string()))
+        }
+        _ => first_line(err.to_string()),
+    }
+}
+
+/// Deserializes `T` from a JSON object only: serde would also read a struct
+/// from an array (by position), which no XucMgt sends.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct MapOnly<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(MapOnly(PhantomData))
+}
+
+/// `T` read with [`object`], for serde_path_to_error at the top level.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(Object)
+    }
+}
+
+/// The contract's types; nothing is kept but the token.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // read by serde only: the check is the point
+struct Shape {
+    #[serde(deserialize_with = "object")]
+    user: User,
+    caller: AnyString,
+    callee: AnyString,
+    #[serde(default, deserialize_with = "optional_object")]
+    queue: Option<Queue>,
+    #[serde(default)]
+    user_data: AnyObject,
+    #[serde(default)]
+    call_data_call_id: Option<AnyString>,
+}
+
+fn optional_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Queue>, D::Error> {
+    Option::<Object<Queue>>::deserialize(d).map(|o| o.map(|Object(q)| q))
+}
+
+/// The logged-in agent.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct User {
+    user_id: i64,
+    #[serde(default)]
+    agent_id: Option<i64>,
+    #[serde(default)]
+    first_name: AnyString,
+    #[serde(default)]
+    last_name: AnyString,
+    #[serde(default)]
+    full_name: AnyString,
+    #[serde(default)]
+    token: Option<Token>,
+}
+
+/// The agent's credential, the one string kept.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Token(String);
+
+/// The queue the call came through.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Queue {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    name: AnyString,
+    #[serde(default)]
+    display_name: AnyString,
+    #[serde(default)]
+    number: AnyString,
+}
+
+/// A string, checked and not kept.
+#[derive(Default)]
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON object of anything, checked and not kept.
+#[derive(Default)]
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyObject, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyObject)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A JSON object of the payload as templates see it, read in place: its
+/// keys are indexed on the first look-up (one scan, values not parsed), a
+/// value is parsed when a template reads it.
+#[derive(Debug)]
+struct JsonObject {
+    text: Arc<str>,
+    /// Where this object is in `text`.
+    span: Range<usize>,
+    /// This is `user`, whose `token` only some routes see.
+    hides_token: bool,
+    show_token: bool,
+    /// Each key and where its value is in `text`, found on the first
+    /// look-up; the last of duplicates wins, as JSON parsers read them.
+    index: OnceLock<Vec<(Box<str>, Range<usize>)>>,
+}
+
+impl JsonObject {
+    fn json(&self) -> &str {
+        self.text.get(self.span.clone()).unwrap_or("{}")
+    }
+
+    fn hidden(&self, key: &str) -> bool {
+        self.hides_token && !self.show_token && key == "token"
+    }
+
+    fn index(&self) -> &[(Box<str>, Range<usize>)] {
+        self.index.get_or_init(|| {
+            let mut de = serde_json::Deserializer::from_str(self.json());
+            let base = self.text.as_ptr() as usize;
+            let mut index: Vec<(Box<str>, Range<usize>)> = Vec::new();
+            for (key, raw) in de.deserialize_map(Entries).unwrap_or_default() {
+                let start = raw.get().as_ptr() as usize - base;
+                let span = start..start + raw.get().len();
+                match index.iter_mut().find(|(k, _)| *k == key) {
+                    Some(entry) => entry.1 = span,
+                    None => index.push((key, span)),
+                }
+            }
+            index
+        })
+    }
+
+    fn value(self: &Arc<Self>, key: &str) -> Option<minijinja::Value> {
+        if self.hidden(key) {
+            return None;
+        }
+        let span = self.index().iter().find(|(k, _)| &**k == key)?.1.clone();
+        let json = self.text.get(span.clone())?;
+        if json.starts_with('{') {
+            return Some(minijinja::Value::from_object(JsonObject {
+                text: Arc::clone(&self.text),
+                span,
+                hides_token: self.span.start == 0 && key == "user",
+                show_token: self.show_token,
+                index: OnceLock::new(),
+            }));
+        }
+        let value: serde_json::Value = serde_json::from_str(json).ok()?;
+        Some(minijinja::Value::from(minijinja::value::Serde(value)))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.index()
+            .iter()
+            .filter(|(k, _)| !self.hidden(k))
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+}
+
+impl minijinja::value::Object for JsonObject {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.value(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<minijinja::Value> {
+        self.value(key)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.keys()
+                .into_iter()
+                .map(minijinja::Value::from)
+                .collect(),
+        )
+    }
+}
+
+/// Each key of a JSON object with its raw value (borrowed, not parsed), in
+/// order, duplicates included.
+struct Entries;
+
+impl<'de> Visitor<'de> for Entries {
+    type Value = Vec<(Box<str>, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Self::Value = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            found.push((key.into(), map.next_value::<&'de RawValue>()?));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"user":{"userId":4,"fullName":"J \"B\"","token":"SECRET"},
+        "caller":"06\u0031","callee":"1000","queue":{"id":2,"name":"trucks"},
+        "userData":{"XIVO_SRCNUM":"1001","n":[1,{"a":true}]},"fu\u0074ure":{"x":1},"dup":1,"dup":2}"#;
+
+    /// Reading in place gives what a full parse gives, field by field, with
+    /// the token only where asked for.
+    #[test]
+    fn fields_read_in_place_match_a_full_parse() {
+        let payload = parse_payload(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(payload.token().map(Secret::expose), Some("SECRET"));
+        let mut full: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+        let ctx = payload.context();
+        let as_json = |v: minijinja::Value| serde_json::to_value(&v).unwrap();
+        assert_eq!(as_json(ctx.get_attr("caller").unwrap()), "061");
+        assert_eq!(as_json(ctx.get_attr("future").unwrap()), full["future"]);
+        assert_eq!(as_json(ctx.get_attr("dup").unwrap()), 2);
+        assert_eq!(as_json(ctx.get_attr("userData").unwrap()), full["userData"]);
+        let queue = ctx.get_attr("queue").unwrap();
+        assert_eq!(as_json(queue.get_attr("name").unwrap()), "trucks");
+        assert!(ctx.get_attr("missing").unwrap().is_undefined());
+        let user = ctx.get_attr("user").unwrap();
+        assert!(user.get_attr("token").unwrap().is_undefined());
+        assert_eq!(
+            payload
+                .context_with_token()
+                .get_attr("user")
+                .unwrap()
+                .get_attr("token")
+                .unwrap()
+                .as_str(),
+            Some("SECRET")
+        );
+        full["user"].as_object_mut().unwrap().remove("token");
+        assert_eq!(as_json(user), full["user"]);
+        assert_eq!(serde_json::to_value(&payload).unwrap(), full);
+        assert_eq!(as_json(ctx), full);
+    }
+
+    #[test]
+    fn structs_are_read_from_objects_only() {
+        for body in [
+            r#"[{"userId":1},"1","2"]"#,
+            r#"{"user":[1],"caller":"1","callee":"2"}"#,
+            r#"{"user":{"userId":1},"caller":"1","callee":"2","queue":[2]}"#,
+        ] {
+            let err = parse_payload(body.as_bytes()).unwrap_err();
+            assert!(
+                err.contains("invalid type: sequence, expected a JSON object"),
+                "{err}"
+            );
+        }
+        assert!(
+            parse_payload(br#"{"user":{"userId":1},"caller":"1","callee":"2","queue":null}"#)
+                .is_ok()
+        );
+        assert!(parse_payload(br#"{"user":{"userId":1},"caller":"1","callee":"2"} x"#).is_err());
+    }
+
+    /// A contract field given twice is refused; other duplicates are read
+    /// last-wins, as JSON parsers read them.
+    #[test]
+    fn duplicate_keys_are_judged_as_serde_judges_them() {
+        let err = parse_payload(br#"{"user":{"userId":1},"caller":"1","caller":"2","callee":"3"}"#)
+            .unwrap_err();
+        assert_eq!(err, "duplicate field `caller`");
+        let err = parse_payload(br#"{"user":{"userId":1,"userId":2},"caller":"1","callee":"3"}"#)
+            .unwrap_err();
+        assert_eq!(err, "user: duplicate field `userId`");
+        let ok = parse_payload(br#"{"user":{"userId":1},"caller":"1","callee":"3","x":1,"x":2}"#)
+            .unwrap();
+        assert_eq!(ok.context().get_attr("x").unwrap().as_i64(), Some(2));
+    }
+}
