@@ -270,7 +270,7 @@ impl JsonObject {
         self.index.get_or_init(|| {
             let mut de = serde_json::Deserializer::from_str(self.json());
             let base = self.text.as_ptr() as usize;
-            let mut index: Vec<(Box<str>, Range<usize>)> = Vec::new();
+            let mut index: Vec<(Box<str>, Range<usize>)> = Vec::with_capacity(8);
             for (key, raw) in de.deserialize_map(Entries).unwrap_or_default() {
                 let start = raw.get().as_ptr() as usize - base;
                 let span = start..start + raw.get().len();
@@ -298,8 +298,11 @@ impl JsonObject {
                 index: OnceLock::new(),
             }));
         }
-        let value: serde_json::Value = serde_json::from_str(json).ok()?;
-        Some(minijinja::Value::from(minijinja::value::Serde(value)))
+        Some(scalar(json).unwrap_or_else(|| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .map(|v| minijinja::Value::from(minijinja::value::Serde(v)))
+                .unwrap_or_default()
+        }))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -308,6 +311,22 @@ impl JsonObject {
             .filter(|(k, _)| !self.hidden(k))
             .map(|(k, _)| k.to_string())
             .collect()
+    }
+}
+
+/// The common values (strings, integers, booleans, null) read directly;
+/// `None` for the rest (escaped strings, floats, arrays), which go through
+/// a full parse.
+fn scalar(json: &str) -> Option<minijinja::Value> {
+    match json.as_bytes().first()? {
+        b'"' => {
+            let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+            (!inner.contains('\\')).then(|| minijinja::Value::from(inner))
+        }
+        b't' if json == "true" => Some(minijinja::Value::from(true)),
+        b'f' if json == "false" => Some(minijinja::Value::from(false)),
+        b'n' if json == "null" => Some(minijinja::Value::from(())),
+        _ => json.parse::<i64>().ok().map(minijinja::Value::from),
     }
 }
 
@@ -342,7 +361,7 @@ impl<'de> Visitor<'de> for Entries {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found: Self::Value = Vec::new();
+        let mut found: Self::Value = Vec::with_capacity(8);
         while let Some(key) = map.next_key::<String>()? {
             found.push((key.into(), map.next_value::<&'de RawValue>()?));
         }
@@ -390,6 +409,36 @@ mod tests {
         assert_eq!(as_json(user), full["user"]);
         assert_eq!(serde_json::to_value(&payload).unwrap(), full);
         assert_eq!(as_json(ctx), full);
+    }
+
+    #[test]
+    fn scalars_read_directly_are_what_a_full_parse_gives() {
+        for json in [
+            r#""plain""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""\u00e9""#,
+            "true",
+            "false",
+            "null",
+            "0",
+            "-42",
+            "12345678901234",
+            "1.5",
+            "1e3",
+            "[1]",
+            "99999999999999999999",
+        ] {
+            let full = minijinja::Value::from(minijinja::value::Serde(
+                serde_json::from_str::<serde_json::Value>(json).unwrap(),
+            ));
+            if let Some(direct) = scalar(json) {
+                assert_eq!(direct, full, "{json}");
+                assert_eq!(direct.kind(), full.kind(), "{json}");
+            }
+        }
+        assert!(scalar(r#""a\"b""#).is_none(), "escapes take the full parse");
+        assert!(scalar("1.5").is_none());
     }
 
     #[test]
