@@ -92,12 +92,12 @@ impl VarPath {
         (!literal && segments.iter().all(|s| ident(s))).then(|| Self(segments.into()))
     }
 
-    /// `{{ a.b }}` as a whole template (no text around it).
+    /// `{{ a.b }}` as a whole template (no text, not even blanks, around it).
     fn of_template(source: &str) -> Option<Self> {
-        let inner = source.strip_prefix("{{")?.strip_suffix("}}")?;
-        let inner = inner.strip_prefix('-').unwrap_or(inner);
-        let inner = inner.strip_suffix('-').unwrap_or(inner);
-        Self::parse(inner)
+        if source.trim() != source {
+            return None;
+        }
+        single_expression(source).and_then(Self::parse)
     }
 
     /// The value at this path as the engine would see it, or `None` when
@@ -264,6 +264,14 @@ impl Templates {
     }
 }
 
+/// Whether a string is exactly one `{{ expression }}` and nothing else.
+pub fn single_expression(source: &str) -> Option<&str> {
+    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
+}
+
 /// What [`format_value`] prints for a scalar, for templates answered without
 /// the engine; `None` for values only the engine prints (lists, maps, ...).
 fn print(value: &Value, escape: Escape) -> Option<String> {
@@ -410,6 +418,15 @@ mod tests {
             let id = t.add_json_expression(expr, expr).unwrap();
             assert_eq!(t.eval_json(&id, &ctx).unwrap(), want, "{expr}");
         }
+    }
+
+    #[test]
+    fn single_expressions_are_recognized() {
+        assert_eq!(single_expression("{{ user.userId }}"), Some("user.userId"));
+        assert_eq!(single_expression(" {{- x -}} "), Some("x"));
+        assert_eq!(single_expression("id-{{ x }}"), None);
+        assert_eq!(single_expression("{{ a }}{{ b }}"), None);
+        assert_eq!(single_expression("plain"), None);
     }
 
     #[test]

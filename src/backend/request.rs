@@ -201,25 +201,3 @@ impl JsonSpec {
         })
     }
 }
-
-/// Whether a string is exactly one `{{ expression }}` and nothing else.
-pub fn single_expression(source: &str) -> Option<&str> {
-    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    let inner = inner.strip_prefix('-').unwrap_or(inner);
-    let inner = inner.strip_suffix('-').unwrap_or(inner);
-    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn single_expressions_are_recognized() {
-        assert_eq!(single_expression("{{ user.userId }}"), Some("user.userId"));
-        assert_eq!(single_expression(" {{- x -}} "), Some("x"));
-        assert_eq!(single_expression("id-{{ x }}"), None);
-        assert_eq!(single_expression("{{ a }}{{ b }}"), None);
-        assert_eq!(single_expression("plain"), None);
-    }
-}

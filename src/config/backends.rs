@@ -18,11 +18,12 @@ use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat}
 use super::secrets::secret;
 use super::{check_variables, compile, PAYLOAD_FIELDS};
 use crate::backend::reply::{Choice, Extract};
-use crate::backend::request::{single_expression, BodySpec, JsonSpec, UrlSpec};
+use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
 use crate::contract::Event;
 use crate::extract::{JsonPath, XmlPath};
+use crate::template::single_expression;
 use crate::template::{Escape, Templates};
 
 /// Names reply templates may use besides the payload and extracted values.
