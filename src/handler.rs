@@ -54,8 +54,12 @@ async fn handle_request(
     gateway: &Gateway,
     id: RequestId,
 ) -> Response<Full<Bytes>> {
-    if let Some(page) = Box::pin(own_page(&req, gateway, id)).await {
-        return page;
+    // Boxed, and only for GETs: the wrapper page's future (its framing
+    // check) is large and rarely needed.
+    if req.method() == Method::GET {
+        if let Some(page) = Box::pin(own_page(&req, gateway, id)).await {
+            return page;
+        }
     }
     let start = Instant::now();
     let method = req.method().clone();
@@ -249,14 +253,12 @@ fn wrapped(
 /// The gateway's own pages: the completion wrapper and its assets, and the
 /// demo's certificate-trust page. They are navigations, not API calls, so
 /// they bypass CORS (browsers send no `Origin` on a frame's GET).
+/// Only asked for GET requests.
 async fn own_page(
     req: &Request<Incoming>,
     gateway: &Gateway,
     id: RequestId,
 ) -> Option<Response<Full<Bytes>>> {
-    if req.method() != Method::GET {
-        return None;
-    }
     match (req.uri().path(), &gateway.wrapper) {
         ("/wrap", Some(wrapper)) => Some(
             wrapper
