@@ -84,11 +84,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, live: Arc<Live>, stop: 
     };
     let timeout = gateway.config.server.tls_handshake_timeout;
     drop(gateway);
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    // Fallible: a failed handshake hands the socket back, so it is counted
+    // before the client sees it closed.
+    match tokio::time::timeout(timeout, acceptor.accept(stream).into_fallible()).await {
         Ok(Ok(tls)) => serve(tls, peer, live, stop).await,
-        Ok(Err(err)) => {
+        Ok(Err((err, socket))) => {
             live.metrics.tls_failure();
             tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            drop(socket);
         }
         Err(_) => {
             live.metrics.tls_failure();
