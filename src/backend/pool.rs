@@ -119,7 +119,7 @@ impl Pool {
 
     /// Sends `req` to `url`'s origin on a pooled connection, or a new one.
     /// A pooled connection the backend closed before taking the request
-    /// is replaced by a new one; a request it took is never sent twice.
+    /// is replaced, once, by another; a request it took is never sent twice.
     pub(super) async fn send(
         &self,
         mut req: Request<Body>,
@@ -150,7 +150,6 @@ impl Pool {
                         req = unsent;
                         origin = lent.origin;
                         reused = false;
-                        self.forget(&origin);
                     }
                     _ => return Err(PoolError::Io(err.into_error())),
                 },
@@ -199,14 +198,6 @@ impl Pool {
             if let Ok(sender) = ready {
                 return Some(sender);
             }
-        }
-    }
-
-    /// Drops the idle connections to `origin` (one of them was found closed).
-    fn forget(&self, origin: &Origin) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(list) = idle.get_mut(origin) {
-            list.retain(|i| !i.sender.is_closed());
         }
     }
 
