@@ -3,11 +3,13 @@
 //! then reused request after request.
 //!
 //! Why not hyper-util's pooled client: on one core it cost ≈2.6 µs more per
-//! request than hyper's connections in a plain list (measured during
+//! request than hyper's connections kept in a plain list (measured during
 //! development with bench/floor.rs built on each: 71k against 86k forwarded
-//! POSTs per second): pool keys hashed, a task spawned per request to put
-//! the connection back, the request URI rebuilt. Here a connection goes back
-//! to the pool when its reply has been read, by the request that used it.
+//! POSTs per second), mostly a task spawned per request to put the
+//! connection back and the request URI rebuilt. Here, as in that list, a
+//! connection goes back to the pool when its reply has been read, by the
+//! request that used it; the pool is keyed by origin only because redirects
+//! and the framing check may reach other hosts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -269,7 +271,6 @@ where
 /// HTTP/1.1 wants the path as the target and a `Host` header; HTTP/2 the
 /// full URI, from which hyper makes `:authority`.
 fn prepare(req: &mut Request<Body>, url: &Url, sender: &Sender) {
-    let full = || url.as_str().parse::<Uri>().ok();
     match sender {
         Sender::H1(_) => {
             let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
@@ -282,7 +283,7 @@ fn prepare(req: &mut Request<Body>, url: &Url, sender: &Sender) {
             }
         }
         Sender::H2(_) => {
-            if let Some(uri) = full() {
+            if let Ok(uri) = url.as_str().parse::<Uri>() {
                 *req.uri_mut() = uri;
             }
             req.headers_mut().remove(HOST);
