@@ -4,13 +4,13 @@
 //! request's deadline, so the agent always gets an answer in time.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use minijinja::Value;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
+use crate::logging::Short;
 use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
@@ -87,7 +87,7 @@ pub async fn answer(
             );
             match result {
                 Ok(open) => {
-                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %ms(started.elapsed()), "backend opened");
+                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(started.elapsed()), "backend opened");
                     return Answer {
                         reply: Reply::Open(open),
                         backend: Some(backend.name.clone()),
@@ -98,7 +98,7 @@ pub async fn answer(
                     tracing::warn!(
                         %id, route = %route.name, backend = %backend.name,
                         reason = %failure.reason, detail = failure.detail,
-                        latency_ms = %ms(started.elapsed()), "backend gave no screen-pop"
+                        latency_ms = %Short::millis(started.elapsed()), "backend gave no screen-pop"
                     );
                     let out_of_time = failure.reason == NoneReason::Deadline;
                     last = Some((backend.name.clone(), failure));
@@ -166,8 +166,4 @@ async fn ask(
         })??;
     observer.response(backend, &raw);
     backend.reply.normalize(templates, reply_ctx, &raw)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }

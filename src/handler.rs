@@ -16,6 +16,7 @@ use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
 use crate::http_error::HttpError;
+use crate::logging::Short;
 use crate::outcome::NoneReason;
 use crate::pages;
 use crate::request_id::RequestId;
@@ -43,7 +44,7 @@ enum Handled {
 pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let id = RequestId::next();
     let mut response = handle_request(req, gateway, id).await;
-    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(id.text().as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
@@ -71,7 +72,10 @@ async fn handle_request(
         _ => dispatch(req, gateway, &origin_check, start, id).await,
     };
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
-    let latency_ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1000.0);
+    let (method, path) = (method.as_str(), path.as_str());
+    let (id_text, elapsed) = (id.text(), start.elapsed());
+    let (id_log, latency) = (id_text.as_str(), Short::millis(elapsed));
+    let latency_ms = latency.as_str();
     let metrics = &gateway.metrics;
     let mut response = match result {
         Ok((handled, response)) => {
@@ -82,26 +86,34 @@ async fn handle_request(
                     failure,
                     reply,
                 } => {
-                    metrics.request(
-                        route.as_deref().unwrap_or("-"),
-                        matches!(reply, Reply::Open(_)),
-                        failure.as_ref().map_or("-", |f| f.reason.as_str()),
-                        start.elapsed().as_secs_f64(),
-                    );
+                    let route = route.as_deref().unwrap_or("-");
+                    let opened = matches!(reply, Reply::Open(_));
+                    let reason = failure.as_ref().map_or("-", |f| f.reason.as_str());
+                    metrics.request(route, opened, reason, elapsed.as_secs_f64());
                     tracing::info!(
-                    %id, %method, %path, origin = %origin_log,
-                    route = %route.as_deref().unwrap_or("-"),
-                    backend = %backend.as_deref().unwrap_or("-"),
-                    outcome = %if matches!(reply, Reply::Open(_)) { "open" } else { "none" },
-                    reason = %failure.as_ref().map_or("-", |f| f.reason.as_str()),
-                    detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
-                    %latency_ms, "request"
+                        id = id_log,
+                        method,
+                        path,
+                        origin = origin_log,
+                        route,
+                        backend = backend.as_deref().unwrap_or("-"),
+                        outcome = if opened { "open" } else { "none" },
+                        reason,
+                        detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
+                        latency_ms,
+                        "request"
                     )
                 }
                 Handled::Preflight | Handled::Options => {
                     metrics.preflight();
                     tracing::info!(
-                        %id, %method, %path, origin = %origin_log, outcome = %"preflight", %latency_ms, "request"
+                        id = id_log,
+                        method,
+                        path,
+                        origin = origin_log,
+                        outcome = "preflight",
+                        latency_ms,
+                        "request"
                     )
                 }
             }
@@ -109,13 +121,19 @@ async fn handle_request(
         }
         Err(err) => {
             if err == HttpError::OriginDenied {
-                tracing::warn!(%id, %method, %path, origin = %origin_log, "origin not in cors.allow_origins: refused");
+                tracing::warn!(
+                    id = id_log,
+                    method,
+                    path,
+                    origin = origin_log,
+                    "origin not in cors.allow_origins: refused"
+                );
             }
             let status = StatusCode::from(&err);
             metrics.error(status.as_u16());
             tracing::info!(
-                %id, %method, %path, origin = %origin_log, outcome = %"error",
-                status = status.as_u16(), error = %err, %latency_ms, "request"
+                id = id_log, method, path, origin = origin_log, outcome = "error",
+                status = status.as_u16(), error = %err, latency_ms, "request"
             );
             error_response(&err)
         }

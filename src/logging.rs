@@ -4,11 +4,13 @@
 //! Text lines are written by [`TextLine`], not tracing-subscriber's default
 //! formatter: one line per request is the largest cost the gateway adds to a
 //! preflight (bench/run --profile), and the default formatter spends most of
-//! it on styling the line even when colours are off.
+//! it on styling the line even when colours are off. For the same reason the
+//! request line passes its values as `&str` (written as they are, no
+//! `fmt` machinery), with the id and latency already written by [`Short`].
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -38,9 +40,12 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
-/// `2026-11-25T16:57:58.990295Z  INFO request id=… route=bench detail="-"`:
-/// time, level, message, then `name=value` fields (strings quoted, `%`
-/// fields as written), the shape tracing-subscriber's default prints.
+/// `2026-11-25T16:57:58.990295Z  INFO request id=… route=bench detail="no route"`:
+/// time, level, message, then `name=value` fields, the shape
+/// tracing-subscriber's default prints, except that a string is quoted only
+/// when it must be (empty, or with a blank, `"`, `\\`, `=` or a control
+/// character), as logfmt does: a value from a client (an Origin) cannot
+/// pass for another field.
 pub struct TextLine;
 
 impl<S, N> FormatEvent<S, N> for TextLine
@@ -131,28 +136,39 @@ impl Fields<'_, '_> {
         }
     }
 
-    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self.separator().and_then(|()| match field.name() {
-            "message" => self.writer.write_fmt(value),
+    fn name(&mut self, field: &Field) -> fmt::Result {
+        self.separator()?;
+        match field.name() {
+            "message" => Ok(()),
             name => {
                 self.writer
                     .write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.writer.write_char('=')?;
-                self.writer.write_fmt(value)
+                self.writer.write_char('=')
             }
-        });
+        }
     }
+
+    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_ok() {
+            self.result = self.name(field).and_then(|()| self.writer.write_fmt(value));
+        }
+    }
+}
+
+/// Whether a field's text must be quoted to stay one field.
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .bytes()
+            .any(|b| b <= b' ' || matches!(b, b'"' | b'\\' | b'=' | 0x7f))
 }
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.write(field, format_args!("{value}"));
-        } else {
+        if field.name() != "message" && needs_quotes(value) {
             self.write(field, format_args!("{value:?}"));
+        } else if self.result.is_ok() {
+            self.result = self.name(field).and_then(|()| self.writer.write_str(value));
         }
     }
 
@@ -170,6 +186,97 @@ impl Visit for Fields<'_, '_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.write(field, format_args!("{value:?}"));
+    }
+}
+
+/// A short text written on the stack, for a log field that would otherwise
+/// go through `fmt`: ids and latencies on every request line.
+#[derive(Clone, Copy)]
+pub struct Short {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Short {
+    fn new() -> Self {
+        Self {
+            buf: [0; 32],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// `n` in decimal, at least `width` digits.
+    fn decimal(&mut self, mut n: u64, width: usize) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        while i > 0 && (n > 0 || digits.len() - i < width.max(1)) {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        digits[i..].iter().for_each(|&d| self.push(d));
+    }
+
+    /// `n` in lowercase hex, at least `width` digits.
+    pub fn hex(mut self, n: u64, width: usize) -> Self {
+        let digits = (64 - n.leading_zeros())
+            .div_ceil(4)
+            .max(width as u32)
+            .max(1);
+        for shift in (0..digits).rev() {
+            let nibble = (n >> (shift * 4)) as u8 & 0xf;
+            self.push(b"0123456789abcdef"[usize::from(nibble)]);
+        }
+        self
+    }
+
+    /// One byte of ASCII.
+    pub fn ascii(mut self, c: u8) -> Self {
+        if c.is_ascii() {
+            self.push(c);
+        }
+        self
+    }
+
+    /// Milliseconds with two decimals, `4.93`, rounded to the nearest.
+    pub fn millis(d: Duration) -> Self {
+        let hundredths = (d.as_nanos() + 5_000) / 10_000;
+        let hundredths = u64::try_from(hundredths).unwrap_or(u64::MAX);
+        let mut s = Self::new();
+        s.decimal(hundredths / 100, 1);
+        s.push(b'.');
+        s.decimal(hundredths % 100, 2);
+        s
+    }
+
+    /// An empty text to build on.
+    pub fn empty() -> Self {
+        Self::new()
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever pushed.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -193,6 +300,47 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn short_texts_match_fmt() {
+        for ms in [
+            0u64,
+            4,
+            5,
+            9_999,
+            10_000,
+            4_925_000,
+            4_934_999,
+            123_456_789_012,
+        ] {
+            let d = Duration::from_nanos(ms);
+            let exact = ms as f64 / 1e6;
+            let ours: f64 = Short::millis(d).as_str().parse().unwrap();
+            assert!(
+                (ours - exact).abs() <= 0.005 + 1e-9,
+                "{ms} ns: {}",
+                Short::millis(d)
+            );
+            assert_eq!(
+                Short::millis(d).as_str().split('.').nth(1).map(str::len),
+                Some(2)
+            );
+        }
+        assert_eq!(Short::millis(Duration::from_micros(4_930)).as_str(), "4.93");
+        for (n, w) in [
+            (0u64, 8),
+            (0x3fa2c1d0, 8),
+            (0x17, 0),
+            (0, 0),
+            (u64::MAX, 0),
+            (0xab, 8),
+        ] {
+            let ours = Short::empty().hex(n, w);
+            assert_eq!(ours.as_str(), format!("{n:0w$x}"), "{n:x} {w}");
+        }
+        let id = Short::empty().hex(1, 8).ascii(b'-').hex(0x17, 0);
+        assert_eq!(id.to_string(), "00000001-17");
     }
 
     #[test]
@@ -228,7 +376,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let id = "ab-1";
-            tracing::info!(%id, route = %"bench", detail = "a \"b\"", status = 404u16, ok = true, "request");
+            tracing::info!(%id, route = %"bench", detail = "a \"b\"", reason = "-", origin = "https://x route=y", empty = "", status = 404u16, ok = true, "request");
             tracing::warn!(r#type = 3, "it {} {}", "is", 2);
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -238,7 +386,7 @@ mod tests {
         assert!(time.ends_with('Z') && time.contains('T'), "{time}");
         assert_eq!(
             rest,
-            r#" INFO request id=ab-1 route=bench detail="a \"b\"" status=404 ok=true"#
+            r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" status=404 ok=true"#
         );
         assert!(lines[1].ends_with("  WARN it is 2 type=3"), "{}", lines[1]);
     }

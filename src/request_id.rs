@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::logging::Short;
+
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 static PREFIX: OnceLock<u32> = OnceLock::new();
 
@@ -34,9 +36,20 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The id as text, written on the stack: it goes in every request's
+    /// log line and `X-Request-Id`.
+    pub fn text(&self) -> Short {
+        Short::empty()
+            .hex(u64::from(self.prefix), 8)
+            .ascii(b'-')
+            .hex(self.n, 0)
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}-{:x}", self.prefix, self.n)
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -49,5 +62,10 @@ mod tests {
         let (a, b) = (RequestId::next(), RequestId::next());
         assert_ne!(a, b);
         assert_eq!(a.to_string()[..9], b.to_string()[..9]);
+        let id = RequestId {
+            prefix: 0x3fa2c1d,
+            n: 0x17,
+        };
+        assert_eq!(id.to_string(), "03fa2c1d-17");
     }
 }

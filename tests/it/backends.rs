@@ -28,11 +28,11 @@ fn logged_none(route: &str, reason: &str) -> String {
     let line = lines
         .iter()
         .rev()
-        .find(|l| l.contains("handler: request "))
+        .find(|l| l.contains(" INFO request "))
         .unwrap_or_else(|| {
             panic!(
                 "no request log line for {route}: {lines:#?} {:#?}",
-                log_lines("handler")
+                log_lines(" request ")
             )
         })
         .clone();

@@ -270,7 +270,8 @@ pub fn binary() -> PathBuf {
 
 static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
 
-/// Sends the gateway's log lines (all tests of this binary) to a buffer.
+/// Sends the gateway's log lines (all tests of this binary) to a buffer,
+/// written by the gateway's own text formatter, as in production.
 fn capture_logs() {
     LOGS.get_or_init(|| {
         let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -278,6 +279,7 @@ fn capture_logs() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("thirdparty_gateway=info")
             .with_ansi(false)
+            .event_format(thirdparty_gateway::logging::TextLine)
             .with_writer(move || LogWriter(Arc::clone(&sink)))
             .try_init();
         buf
