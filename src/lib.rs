@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod handler;
 pub mod http_error;
 pub mod idle;
+pub mod json_scan;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

@@ -7,7 +7,8 @@
 //! finds a field in the JSON text when a template asks for it: a route reads
 //! two or three of a payload's fields, and building a JSON tree of all of
 //! them (every key and string allocated) was the largest single cost of a
-//! call (bench/run, callgrind).
+//! call (bench/run, callgrind). Finding fields in text already checked is
+//! [`json_scan`]'s work.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -16,9 +17,9 @@ use std::sync::{Arc, OnceLock};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::contract::Secret;
+use crate::json_scan::{self, Key};
 
 /// A payload that matched the contract. Unknown fields stay, so a newer
 /// XucMgt never breaks us and templates can still use them; `user.token`
@@ -254,27 +255,23 @@ struct JsonObject {
     show_token: bool,
     /// Each key and where its value is in `text`, found on the first
     /// look-up; the last of duplicates wins, as JSON parsers read them.
-    index: OnceLock<Vec<(Box<str>, Range<usize>)>>,
+    index: OnceLock<Vec<(Key, Range<usize>)>>,
 }
 
 impl JsonObject {
-    fn json(&self) -> &str {
-        self.text.get(self.span.clone()).unwrap_or("{}")
-    }
-
     fn hidden(&self, key: &str) -> bool {
         self.hides_token && !self.show_token && key == "token"
     }
 
-    fn index(&self) -> &[(Box<str>, Range<usize>)] {
+    fn index(&self) -> &[(Key, Range<usize>)] {
         self.index.get_or_init(|| {
-            let mut de = serde_json::Deserializer::from_str(self.json());
-            let base = self.text.as_ptr() as usize;
-            let mut index: Vec<(Box<str>, Range<usize>)> = Vec::with_capacity(8);
-            for (key, raw) in de.deserialize_map(Entries).unwrap_or_default() {
-                let start = raw.get().as_ptr() as usize - base;
-                let span = start..start + raw.get().len();
-                match index.iter_mut().find(|(k, _)| *k == key) {
+            let text = &*self.text;
+            let mut index: Vec<(Key, Range<usize>)> = Vec::with_capacity(8);
+            for (key, span) in json_scan::entries(text, self.span.start).unwrap_or_default() {
+                match index
+                    .iter_mut()
+                    .find(|(k, _)| k.text(text) == key.text(text))
+                {
                     Some(entry) => entry.1 = span,
                     None => index.push((key, span)),
                 }
@@ -287,7 +284,13 @@ impl JsonObject {
         if self.hidden(key) {
             return None;
         }
-        let span = self.index().iter().find(|(k, _)| &**k == key)?.1.clone();
+        let text = &*self.text;
+        let span = self
+            .index()
+            .iter()
+            .find(|(k, _)| k.text(text) == key)?
+            .1
+            .clone();
         let json = self.text.get(span.clone())?;
         if json.starts_with('{') {
             return Some(minijinja::Value::from_object(JsonObject {
@@ -308,8 +311,9 @@ impl JsonObject {
     fn keys(&self) -> Vec<String> {
         self.index()
             .iter()
-            .filter(|(k, _)| !self.hidden(k))
-            .map(|(k, _)| k.to_string())
+            .map(|(k, _)| k.text(&self.text))
+            .filter(|k| !self.hidden(k))
+            .map(str::to_owned)
             .collect()
     }
 }
@@ -346,26 +350,6 @@ impl minijinja::value::Object for JsonObject {
                 .map(minijinja::Value::from)
                 .collect(),
         )
-    }
-}
-
-/// Each key of a JSON object with its raw value (borrowed, not parsed), in
-/// order, duplicates included.
-struct Entries;
-
-impl<'de> Visitor<'de> for Entries {
-    type Value = Vec<(Box<str>, &'de RawValue)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found: Self::Value = Vec::with_capacity(8);
-        while let Some(key) = map.next_key::<String>()? {
-            found.push((key.into(), map.next_value::<&'de RawValue>()?));
-        }
-        Ok(found)
     }
 }
 
@@ -409,6 +393,33 @@ mod tests {
         assert_eq!(as_json(user), full["user"]);
         assert_eq!(serde_json::to_value(&payload).unwrap(), full);
         assert_eq!(as_json(ctx), full);
+    }
+
+    /// Found by fuzz/payload: blanks before the object once hid every field.
+    #[test]
+    fn blanks_around_the_payload_hide_nothing() {
+        let body = "\n{\"user\":{\"userId\":7},\"callee\":\"1720\",\"caller\":\"0618\",\"s\":{\"R\":\"007\"\n}}\n";
+        let payload = parse_payload(body.as_bytes()).unwrap();
+        let full: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(serde_json::to_value(payload.context()).unwrap(), full);
+        assert_eq!(
+            payload.context().get_attr("caller").unwrap().as_str(),
+            Some("0618")
+        );
+    }
+
+    /// Found by fuzz/payload: serde skips an untyped field without reading
+    /// its number, so a number no f64 holds passes the check; read in place
+    /// it is undefined, and the rest of the payload reads as usual.
+    #[test]
+    fn a_number_out_of_range_reads_as_undefined() {
+        let body =
+            br#"{"user":{"userId":7},"callee":"1","caller":"2","userData":{"XI":1e400,"n":"3"}}"#;
+        let payload = parse_payload(body).unwrap();
+        let data = payload.context().get_attr("userData").unwrap();
+        assert!(data.get_attr("XI").unwrap().is_undefined());
+        assert_eq!(data.get_attr("n").unwrap().as_str(), Some("3"));
+        assert!(serde_json::to_value(payload.context()).is_ok());
     }
 
     #[test]
