@@ -1,21 +1,29 @@
 //! The floor of the gateway's stack, for `bench/run`: the gateway's own TLS
 //! listener setup (tokio-rustls, hyper HTTP/1.1 keep-alive, one
 //! single-threaded event loop) and its own pooled backend client, with none
-//! of the gateway's work: no CORS, no payload parsing, no templates, no
-//! reply normalization, no log line. A POST is forwarded as is to the
-//! backend and its reply body returned. What this serves per second bounds
-//! what the gateway can serve on the same core; the benchmark prints it
-//! beside nginx and the gateway.
+//! of the gateway's work: no CORS check (an OPTIONS gets a fixed 204 with
+//! the benchmark's CORS headers), no payload parsing, no templates, no
+//! reply normalization. A POST is forwarded as is to the backend and its
+//! reply body returned. Given LOG_FILE, each request writes one short line
+//! there with its own write(2), as nginx's unbuffered `access_log` does, so
+//! the floor pays what nginx pays for its log and no more. What this serves
+//! per second bounds what the gateway can serve on the same core; the
+//! benchmark prints it beside nginx and the gateway.
 //!
-//!     floor LISTEN CERT KEY BACKEND_URL
+//!     floor LISTEN CERT KEY BACKEND_URL [LOG_FILE]
 
 use std::convert::Infallible;
+use std::fs::File;
+use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Method};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE, ORIGIN, VARY,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -32,8 +40,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, listen, cert, key, backend] = args.as_slice() else {
-        return Err("usage: floor LISTEN CERT KEY BACKEND_URL".into());
+    let (listen, cert, key, backend, log) = match args.as_slice() {
+        [_, listen, cert, key, backend] => (listen, cert, key, backend, None),
+        [_, listen, cert, key, backend, log] => (listen, cert, key, backend, Some(log)),
+        _ => return Err("usage: floor LISTEN CERT KEY BACKEND_URL [LOG_FILE]".into()),
+    };
+    let log = match log {
+        Some(path) => Some(Arc::new(
+            File::options().create(true).append(true).open(path)?,
+        )),
+        None => None,
     };
     let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key)?;
@@ -57,15 +73,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             let (acceptor, client, backend) = (acceptor.clone(), client.clone(), backend.clone());
+            let log = log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (client, backend) = (client.clone(), backend.clone());
-                    Box::pin(
-                        async move { Ok::<_, Infallible>(forward(req, &client, backend).await) },
-                    )
+                    let (client, backend, log) = (client.clone(), backend.clone(), log.clone());
+                    Box::pin(async move {
+                        let start = Instant::now();
+                        let method = req.method().clone();
+                        let response = if method == Method::OPTIONS {
+                            preflight(&req)
+                        } else {
+                            forward(req, &client, backend).await
+                        };
+                        if let Some(log) = log {
+                            let line = format!(
+                                "{:?} {method} / {} {:.2}ms\n",
+                                std::time::SystemTime::now(),
+                                response.status().as_u16(),
+                                start.elapsed().as_secs_f64() * 1000.0
+                            );
+                            let _ = (&*log).write_all(line.as_bytes());
+                        }
+                        Ok::<_, Infallible>(response)
+                    })
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), service)
@@ -73,6 +106,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     })
+}
+
+/// The 204 nginx and the gateway answer in the benchmark, without checking.
+fn preflight(req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    if let Some(origin) = req.headers().get(ORIGIN) {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+    headers.insert(
+        VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Origin, X-Requested-With, Content-Type, Accept"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response
 }
 
 async fn forward(
