@@ -330,6 +330,8 @@ fn scalar(json: &str) -> Option<minijinja::Value> {
         b't' if json == "true" => Some(minijinja::Value::from(true)),
         b'f' if json == "false" => Some(minijinja::Value::from(false)),
         b'n' if json == "null" => Some(minijinja::Value::from(())),
+        // serde_json reads `-0` as the float -0.0.
+        _ if json == "-0" => None,
         _ => json.parse::<i64>().ok().map(minijinja::Value::from),
     }
 }
@@ -422,6 +424,28 @@ mod tests {
         assert!(serde_json::to_value(payload.context()).is_ok());
     }
 
+    /// The fuzzer's inputs as found (tests/fixtures/fuzz): each parses, reads
+    /// in place as a full parse reads it, or (out of range) reads as far as
+    /// a full parse can.
+    #[test]
+    fn fuzz_findings_stay_fixed() {
+        let leading = include_bytes!("../tests/fixtures/fuzz/payload-leading-blank.json");
+        let payload = parse_payload(leading).unwrap();
+        let full: serde_json::Value = serde_json::from_slice(leading).unwrap();
+        assert_eq!(serde_json::to_value(payload.context()).unwrap(), full);
+        let range = include_bytes!("../tests/fixtures/fuzz/payload-number-out-of-range.json");
+        let payload = parse_payload(range).unwrap();
+        assert!(serde_json::from_slice::<serde_json::Value>(range).is_err());
+        let ctx = payload.context();
+        assert_eq!(ctx.get_attr("caller").unwrap().as_str(), Some("060234567("));
+        assert!(ctx
+            .get_attr("userDatq")
+            .unwrap()
+            .get_attr("XI")
+            .unwrap()
+            .is_undefined());
+    }
+
     #[test]
     fn scalars_read_directly_are_what_a_full_parse_gives() {
         for json in [
@@ -433,6 +457,7 @@ mod tests {
             "false",
             "null",
             "0",
+            "-0",
             "-42",
             "12345678901234",
             "1.5",
@@ -450,6 +475,8 @@ mod tests {
         }
         assert!(scalar(r#""a\"b""#).is_none(), "escapes take the full parse");
         assert!(scalar("1.5").is_none());
+        // Found by fuzz/payload: `-0` is the float -0.0 to serde_json.
+        assert!(scalar("-0").is_none());
     }
 
     #[test]
