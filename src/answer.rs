@@ -80,9 +80,8 @@ pub async fn answer(
             let result = ask(templates, backend, &request_ctx, ctx, deadline, observer).await;
             metrics.backend(
                 &backend.name,
-                result
-                    .as_ref()
-                    .map_or_else(|f| f.reason.as_str(), |_| "open"),
+                &backend.metrics,
+                result.as_ref().err().map(|f| f.reason),
                 started.elapsed().as_secs_f64(),
             );
             match result {

@@ -20,19 +20,20 @@ use crate::logging::Short;
 use crate::outcome::NoneReason;
 use crate::pages;
 use crate::request_id::RequestId;
+use crate::route::Route;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
 
 /// What became of a request, for the reply and the log line.
-enum Handled {
+enum Handled<'g> {
     Preflight,
     /// A plain `OPTIONS` (no preflight headers): lists the methods.
     Options,
     Reply {
         reply: Reply,
-        route: Option<Box<str>>,
+        route: Option<&'g Route>,
         backend: Option<Box<str>>,
         failure: Option<Failure>,
     },
@@ -86,10 +87,18 @@ async fn handle_request(
                     failure,
                     reply,
                 } => {
-                    let route = route.as_deref().unwrap_or("-");
                     let opened = matches!(reply, Reply::Open(_));
+                    // A `none` always carries its failure; were one missing,
+                    // "declined" is what it would mean.
+                    let none = (!opened)
+                        .then(|| failure.as_ref().map_or(NoneReason::Declined, |f| f.reason));
+                    metrics.request(
+                        route.map(|r| (&*r.name, &r.metrics)),
+                        none,
+                        elapsed.as_secs_f64(),
+                    );
+                    let route = route.map_or("-", |r| &*r.name);
                     let reason = failure.as_ref().map_or("-", |f| f.reason.as_str());
-                    metrics.request(route, opened, reason, elapsed.as_secs_f64());
                     tracing::info!(
                         id = id_log,
                         method,
@@ -152,13 +161,13 @@ async fn handle_request(
     response
 }
 
-async fn dispatch(
+async fn dispatch<'g>(
     req: Request<Incoming>,
-    gateway: &Gateway,
+    gateway: &'g Gateway,
     origin: &OriginCheck,
     start: Instant,
     id: RequestId,
-) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
+) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     let routes = config
         .router
@@ -175,13 +184,13 @@ async fn dispatch(
 }
 
 /// A `POST`: the payload answered by the first matching route.
-async fn call(
+async fn call<'g>(
     req: Request<Incoming>,
-    gateway: &Gateway,
-    routes: &[crate::route::Route],
+    gateway: &'g Gateway,
+    routes: &'g [Route],
     start: Instant,
     id: RequestId,
-) -> Result<(Handled, Response<Full<Bytes>>), HttpError> {
+) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     check_content_type(req.headers())?;
     let host = requested_host(&req);
@@ -203,7 +212,7 @@ async fn call(
                     let response = reply_response(&Reply::None);
                     let handled = Handled::Reply {
                         reply: Reply::None,
-                        route: Some(route.name.clone()),
+                        route: Some(route),
                         backend: None,
                         failure: Some(failure),
                     };
@@ -225,11 +234,11 @@ async fn call(
                     } else {
                         a.reply
                     };
-                    (reply, Some(route.name.clone()), a.backend, a.failure)
+                    (reply, Some(route), a.backend, a.failure)
                 }
                 Err(_) => (
                     Reply::None,
-                    Some(route.name.clone()),
+                    Some(route),
                     None,
                     Some(Failure::new(NoneReason::Deadline, "deadline_ms ran out")),
                 ),
@@ -328,7 +337,7 @@ fn options(
     headers: &HeaderMap,
     gateway: &Gateway,
     origin: &OriginCheck,
-) -> (Handled, Response<Full<Bytes>>) {
+) -> (Handled<'static>, Response<Full<Bytes>>) {
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let is_preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);

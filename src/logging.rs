@@ -161,6 +161,7 @@ fn needs_quotes(value: &str) -> bool {
         || value
             .bytes()
             .any(|b| b <= b' ' || matches!(b, b'"' | b'\\' | b'=' | 0x7f))
+        || (!value.is_ascii() && value.chars().any(char::is_control))
 }
 
 impl Visit for Fields<'_, '_> {
@@ -376,7 +377,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let id = "ab-1";
-            tracing::info!(%id, route = %"bench", detail = "a \"b\"", reason = "-", origin = "https://x route=y", empty = "", status = 404u16, ok = true, "request");
+            tracing::info!(%id, route = %"bench", detail = "a \"b\"", reason = "-", origin = "https://x route=y", empty = "", c1 = "a\u{85}", name = "é", status = 404u16, ok = true, "request");
             tracing::warn!(r#type = 3, "it {} {}", "is", 2);
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -386,7 +387,7 @@ mod tests {
         assert!(time.ends_with('Z') && time.contains('T'), "{time}");
         assert_eq!(
             rest,
-            r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" status=404 ok=true"#
+            r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" c1="a\u{85}" name=é status=404 ok=true"#
         );
         assert!(lines[1].ends_with("  WARN it is 2 type=3"), "{}", lines[1]);
     }

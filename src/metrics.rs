@@ -3,7 +3,7 @@
 //! under an operator's feet. Label values come from the config (route and
 //! backend names) or from fixed enums, so cardinality is bounded.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::outcome::NoneReason;
 
 /// Latency buckets in seconds: the interesting range is 1 ms to the deadline.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -51,9 +53,54 @@ struct BuildLabels {
     version: &'static str,
 }
 
+/// `open`, then each `none` reason.
+const OUTCOMES: usize = 1 + NoneReason::ALL.len();
+
+/// One route's or backend's series, found in their families on first use
+/// and kept with the route or backend (a generation's config): after that a
+/// request counts with one atomic add, no label allocated or hashed and no
+/// family lock taken. The series themselves live in the process-wide
+/// families, so counts carry on across reloads.
+pub struct Handles {
+    outcomes: [OnceLock<Counter>; OUTCOMES],
+    latency: OnceLock<Histogram>,
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self {
+            outcomes: [const { OnceLock::new() }; OUTCOMES],
+            latency: OnceLock::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handles").finish_non_exhaustive()
+    }
+}
+
+impl Handles {
+    fn outcome(&self, none: Option<NoneReason>, create: impl FnOnce() -> Counter) -> &Counter {
+        let slot = none.map_or(0, |r| 1 + r.index());
+        match self.outcomes.get(slot) {
+            Some(cell) => cell.get_or_init(create),
+            // Unreachable: OUTCOMES counts every reason.
+            None => self.outcomes[0].get_or_init(create),
+        }
+    }
+}
+
+fn outcome_label(none: Option<NoneReason>) -> &'static str {
+    none.map_or("open", NoneReason::as_str)
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
+    /// The series of requests no route took.
+    no_route: Handles,
     requests: Family<RequestLabels, Counter>,
     request_latency: Histogram,
     errors: Family<StatusLabel, Counter>,
@@ -149,6 +196,7 @@ impl Metrics {
         );
         Self {
             registry,
+            no_route: Handles::default(),
             requests,
             request_latency,
             errors,
@@ -167,13 +215,19 @@ impl Metrics {
         Arc::new(Self::new())
     }
 
-    /// Counts a contract reply.
-    pub fn request(&self, route: &str, opened: bool, reason: &'static str, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                outcome: if opened { "open" } else { "none" },
-                reason,
+    /// Counts a contract reply: `open` (`none` is `None`) or `none` and why,
+    /// for the route (name and handles) that answered, if any.
+    pub fn request(&self, route: Option<(&str, &Handles)>, none: Option<NoneReason>, seconds: f64) {
+        let (name, handles) = route.unwrap_or(("-", &self.no_route));
+        handles
+            .outcome(none, || {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: name.to_owned(),
+                        outcome: if none.is_some() { "none" } else { "open" },
+                        reason: none.map_or("-", NoneReason::as_str),
+                    })
+                    .clone()
             })
             .inc();
         self.request_latency.observe(seconds);
@@ -189,17 +243,32 @@ impl Metrics {
         self.preflights.inc();
     }
 
-    /// Counts a backend call and its latency.
-    pub fn backend(&self, backend: &str, result: &'static str, seconds: f64) {
-        self.backend_requests
-            .get_or_create(&BackendLabels {
-                backend: backend.to_owned(),
-                result,
+    /// Counts a backend call (`open`, or the `none` reason) and its latency.
+    pub fn backend(
+        &self,
+        backend: &str,
+        handles: &Handles,
+        none: Option<NoneReason>,
+        seconds: f64,
+    ) {
+        handles
+            .outcome(none, || {
+                self.backend_requests
+                    .get_or_create(&BackendLabels {
+                        backend: backend.to_owned(),
+                        result: outcome_label(none),
+                    })
+                    .clone()
             })
             .inc();
-        self.backend_latency
-            .get_or_create(&BackendName {
-                backend: backend.to_owned(),
+        handles
+            .latency
+            .get_or_init(|| {
+                self.backend_latency
+                    .get_or_create(&BackendName {
+                        backend: backend.to_owned(),
+                    })
+                    .clone()
             })
             .observe(seconds);
     }
@@ -251,5 +320,49 @@ pub struct ConnectionGuard(Gauge);
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    /// Handles belong to one generation; the series to the process: a
+    /// reload's fresh handles keep counting the same series.
+    #[test]
+    fn handles_of_two_generations_count_into_the_same_series() {
+        let metrics = Metrics::new();
+        let (first, second) = (Handles::default(), Handles::default());
+        metrics.request(Some(("lookup", &first)), None, 0.01);
+        metrics.request(Some(("lookup", &second)), None, 0.01);
+        metrics.request(Some(("lookup", &second)), Some(NoneReason::Timeout), 0.01);
+        metrics.request(None, Some(NoneReason::NoRoute), 0.01);
+        metrics.backend("crm", &first, Some(NoneReason::Io), 0.02);
+        metrics.backend("crm", &second, Some(NoneReason::Io), 0.02);
+        let text = metrics.encode();
+        let open = r#"thirdparty_gateway_requests_total{route="lookup",outcome="open",reason="-"}"#;
+        assert_eq!(line(&text, open), Some(&*format!("{open} 2")), "{text}");
+        let timeout =
+            r#"thirdparty_gateway_requests_total{route="lookup",outcome="none",reason="timeout"}"#;
+        assert_eq!(
+            line(&text, timeout),
+            Some(&*format!("{timeout} 1")),
+            "{text}"
+        );
+        let no_route =
+            r#"thirdparty_gateway_requests_total{route="-",outcome="none",reason="no_route"}"#;
+        assert_eq!(
+            line(&text, no_route),
+            Some(&*format!("{no_route} 1")),
+            "{text}"
+        );
+        let io = r#"thirdparty_gateway_backend_requests_total{backend="crm",result="io"}"#;
+        assert_eq!(line(&text, io), Some(&*format!("{io} 2")), "{text}");
+        let count = r#"thirdparty_gateway_backend_duration_seconds_count{backend="crm"}"#;
+        assert_eq!(line(&text, count), Some(&*format!("{count} 2")), "{text}");
     }
 }

@@ -37,6 +37,29 @@ pub enum NoneReason {
 }
 
 impl NoneReason {
+    /// Every reason, in declaration order ([`NoneReason::index`]).
+    pub const ALL: [NoneReason; 14] = [
+        NoneReason::NoRoute,
+        NoneReason::Template,
+        NoneReason::InvalidReply,
+        NoneReason::Connect,
+        NoneReason::Io,
+        NoneReason::Timeout,
+        NoneReason::Deadline,
+        NoneReason::Status,
+        NoneReason::Redirect,
+        NoneReason::TooLarge,
+        NoneReason::BadReply,
+        NoneReason::Declined,
+        NoneReason::Busy,
+        NoneReason::Token,
+    ];
+
+    /// Its position in [`NoneReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,5 +84,17 @@ impl NoneReason {
 impl fmt::Display for NoneReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_each_reason_at_its_index() {
+        for (i, reason) in NoneReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use minijinja::Value;
 
 use crate::backend::{Backend, Failure};
 use crate::contract::{Event, Open};
+use crate::metrics::Handles;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
 use crate::template::{ConditionId, TemplateId, Templates};
@@ -37,6 +38,8 @@ pub struct Route {
     pub forward_token: bool,
     /// Whether an `open` reply points at the completion wrapper page.
     pub wrap: bool,
+    /// Its metric series, found on first use.
+    pub metrics: Handles,
 }
 
 /// An `open` reply built from templates.

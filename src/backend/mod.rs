@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::metrics::Handles;
 use crate::outcome::NoneReason;
 
 pub use client::{Client, RawReply};
@@ -36,6 +37,8 @@ pub struct Backend {
     /// Calls in flight at once; over it the agent gets `none` at once rather
     /// than a queue behind a CRM that is already slow.
     pub limit: Option<Arc<Semaphore>>,
+    /// Its metric series, found on first use.
+    pub metrics: Handles,
 }
 
 /// Why a backend call ended in `none`, with the detail for the log line.

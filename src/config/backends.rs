@@ -23,6 +23,7 @@ use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
 use crate::contract::Event;
 use crate::extract::{JsonPath, XmlPath};
+use crate::metrics::Handles;
 use crate::template::single_expression;
 use crate::template::{Escape, Templates};
 
@@ -202,6 +203,7 @@ fn backend(
         client,
         timeout,
         limit,
+        metrics: Handles::default(),
     })
 }
 

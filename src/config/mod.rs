@@ -26,6 +26,7 @@ use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
 use crate::backend::Backend;
 use crate::constants::*;
 use crate::cors::{AllowedOrigins, Cors};
+use crate::metrics::Handles;
 use crate::route::{Route, Router, ScreenPop};
 use crate::template::{Escape, TemplateId, Templates};
 
@@ -568,6 +569,7 @@ fn routes(
                 open,
                 forward_token: r.forward_token,
                 wrap: r.wrap,
+                metrics: Handles::default(),
             },
         ));
     }
