@@ -199,7 +199,8 @@ pub struct Short {
 }
 
 impl Short {
-    fn new() -> Self {
+    /// An empty text to build on.
+    pub fn empty() -> Self {
         Self {
             buf: [0; 32],
             len: 0,
@@ -250,16 +251,11 @@ impl Short {
     pub fn millis(d: Duration) -> Self {
         let hundredths = (d.as_nanos() + 5_000) / 10_000;
         let hundredths = u64::try_from(hundredths).unwrap_or(u64::MAX);
-        let mut s = Self::new();
+        let mut s = Self::empty();
         s.decimal(hundredths / 100, 1);
         s.push(b'.');
         s.decimal(hundredths % 100, 2);
         s
-    }
-
-    /// An empty text to build on.
-    pub fn empty() -> Self {
-        Self::new()
     }
 
     /// The text.
