@@ -82,18 +82,16 @@ impl std::fmt::Debug for Handles {
 }
 
 impl Handles {
-    fn outcome(&self, none: Option<NoneReason>, create: impl FnOnce() -> Counter) -> &Counter {
+    /// Counts one outcome in its kept series (`create` finds it the first
+    /// time). A reason missing from [`NoneReason::ALL`] is still counted in
+    /// its own series, only without the cache.
+    fn count(&self, none: Option<NoneReason>, create: impl FnOnce() -> Counter) {
         let slot = none.map_or(0, |r| 1 + r.index());
         match self.outcomes.get(slot) {
-            Some(cell) => cell.get_or_init(create),
-            // Unreachable: OUTCOMES counts every reason.
-            None => self.outcomes[0].get_or_init(create),
-        }
+            Some(cell) => cell.get_or_init(create).inc(),
+            None => create().inc(),
+        };
     }
-}
-
-fn outcome_label(none: Option<NoneReason>) -> &'static str {
-    none.map_or("open", NoneReason::as_str)
 }
 
 /// Every metric the gateway exports.
@@ -219,17 +217,15 @@ impl Metrics {
     /// for the route (name and handles) that answered, if any.
     pub fn request(&self, route: Option<(&str, &Handles)>, none: Option<NoneReason>, seconds: f64) {
         let (name, handles) = route.unwrap_or(("-", &self.no_route));
-        handles
-            .outcome(none, || {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        route: name.to_owned(),
-                        outcome: if none.is_some() { "none" } else { "open" },
-                        reason: none.map_or("-", NoneReason::as_str),
-                    })
-                    .clone()
-            })
-            .inc();
+        handles.count(none, || {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: name.to_owned(),
+                    outcome: if none.is_some() { "none" } else { "open" },
+                    reason: none.map_or("-", NoneReason::as_str),
+                })
+                .clone()
+        });
         self.request_latency.observe(seconds);
     }
 
@@ -251,16 +247,14 @@ impl Metrics {
         none: Option<NoneReason>,
         seconds: f64,
     ) {
-        handles
-            .outcome(none, || {
-                self.backend_requests
-                    .get_or_create(&BackendLabels {
-                        backend: backend.to_owned(),
-                        result: outcome_label(none),
-                    })
-                    .clone()
-            })
-            .inc();
+        handles.count(none, || {
+            self.backend_requests
+                .get_or_create(&BackendLabels {
+                    backend: backend.to_owned(),
+                    result: none.map_or("open", NoneReason::as_str),
+                })
+                .clone()
+        });
         handles
             .latency
             .get_or_init(|| {
