@@ -1,6 +1,12 @@
-//! Idle timeout for a connection: hyper has none for HTTP/1, so the stream is
-//! wrapped to note when bytes last moved, and the service notes requests in
-//! flight. A connection is idle when neither happened for the timeout.
+//! Idle and header-read timeouts for a connection, with no timer per
+//! request: the stream is wrapped to note when bytes last moved and when the
+//! bytes of a new request head began, the service notes requests in flight,
+//! and one sleep per connection checks them. A connection is idle when no
+//! byte moved and no request ran for the idle timeout; a head is late when
+//! its first bytes (or, for the first request, the connection) came a
+//! header-read timeout ago and no request began since. hyper has no idle
+//! timeout for HTTP/1, and its header-read timer costs a boxed timer entry
+//! per request.
 
 use std::io;
 use std::pin::Pin;
@@ -12,13 +18,29 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+/// `head_since_ms` when no request head is being waited for.
+const NO_HEAD: u64 = u64::MAX;
+
 /// What a connection is doing, shared by its stream and its service.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
     /// Milliseconds since `start` when bytes last moved.
     last_io_ms: AtomicU64,
+    /// Milliseconds since `start` when the head now awaited began: the
+    /// connection's start for the first request, the first bytes read with
+    /// no request in flight for the next ones; [`NO_HEAD`] otherwise.
+    head_since_ms: AtomicU64,
     in_flight: AtomicUsize,
+}
+
+/// Why a connection should end.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// Nothing moved and nothing ran for the idle timeout.
+    Idle,
+    /// A request head was not complete within the header-read timeout.
+    SlowHead,
 }
 
 /// Marks a request in flight until dropped.
@@ -33,11 +55,12 @@ impl Drop for InFlight {
 }
 
 impl Activity {
-    /// A new connection, active now.
+    /// A new connection, active now, waiting for its first request head.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             last_io_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         })
     }
@@ -45,24 +68,60 @@ impl Activity {
     /// Notes a request in flight for as long as the guard lives.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
 
-    fn touch(&self) {
+    fn touch(&self) -> u64 {
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_io_ms.store(ms, Ordering::Relaxed);
+        ms
     }
 
-    /// Completes once the connection has been idle for `timeout`.
-    pub async fn idle_for(&self, timeout: Duration) {
+    /// Bytes were read: with no request in flight they start the next head.
+    fn read(&self) {
+        let ms = self.touch();
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_since_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// Completes when the connection has been idle for `idle`, or, if
+    /// `head` is given, when a request head is that late. Between checks it
+    /// sleeps until the earliest time either could be due.
+    pub async fn quiet(&self, idle: Duration, head: Option<Duration>) -> Quiet {
         loop {
             let last = self.last_io_ms.load(Ordering::Relaxed);
-            tokio::time::sleep_until(self.start + Duration::from_millis(last) + timeout).await;
-            let quiet = self.last_io_ms.load(Ordering::Relaxed) == last;
-            if quiet && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
+            let mut wake = self.at(last) + idle;
+            if let Some(head) = head {
+                // No head awaited: look again a header timeout from now, so
+                // one that starts meanwhile is caught on time.
+                let head_due = match self.head_since_ms.load(Ordering::Relaxed) {
+                    NO_HEAD => Instant::now() + head,
+                    since => self.at(since) + head,
+                };
+                wake = wake.min(head_due);
             }
-            if quiet {
+            tokio::time::sleep_until(wake).await;
+            let now = Instant::now();
+            let waiting = self.in_flight.load(Ordering::Relaxed) == 0;
+            if let (true, Some(head)) = (waiting, head) {
+                let since = self.head_since_ms.load(Ordering::Relaxed);
+                if since != NO_HEAD && now >= self.at(since) + head {
+                    return Quiet::SlowHead;
+                }
+            }
+            let quiet = self.last_io_ms.load(Ordering::Relaxed) == last;
+            if quiet && waiting && now >= self.at(last) + idle {
+                return Quiet::Idle;
+            }
+            if quiet && !waiting {
                 // A request is still running: look again a timeout from now.
                 self.touch();
             }
@@ -93,7 +152,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read();
         }
         res
     }
@@ -141,18 +200,85 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 mod tests {
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(60);
+    const HEAD: Duration = Duration::from_secs(10);
+
+    /// What `quiet` answers within `within`, if anything.
+    async fn quiet_within(
+        activity: &Activity,
+        head: Option<Duration>,
+        within: Duration,
+    ) -> Option<Quiet> {
+        tokio::time::timeout(within, activity.quiet(IDLE, head))
+            .await
+            .ok()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_requests_in_flight() {
         let activity = Activity::new();
         let guard = activity.begin();
-        let idle = activity.idle_for(Duration::from_secs(10));
+        let idle = activity.quiet(Duration::from_secs(10), None);
         tokio::pin!(idle);
         assert!(tokio::time::timeout(Duration::from_secs(25), &mut idle)
             .await
             .is_err());
         drop(guard);
-        assert!(tokio::time::timeout(Duration::from_secs(11), &mut idle)
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(11), &mut idle).await,
+            Ok(Quiet::Idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_head_is_due_a_header_timeout_after_the_connection() {
+        let activity = Activity::new();
+        let started = Instant::now();
+        assert_eq!(
+            quiet_within(&activity, Some(HEAD), IDLE).await,
+            Some(Quiet::SlowHead)
+        );
+        assert_eq!(started.elapsed().as_secs(), HEAD.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn between_requests_only_the_idle_timeout_runs() {
+        let activity = Activity::new();
+        drop(activity.begin());
+        let started = Instant::now();
+        assert_eq!(
+            quiet_within(&activity, Some(HEAD), 2 * IDLE).await,
+            Some(Quiet::Idle)
+        );
+        assert_eq!(started.elapsed().as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_heads_first_bytes_start_its_header_timeout() {
+        let activity = Activity::new();
+        drop(activity.begin());
+        let watch = activity.quiet(IDLE, Some(HEAD));
+        tokio::pin!(watch);
+        // A keep-alive pause longer than the header timeout is fine...
+        assert!(tokio::time::timeout(Duration::from_secs(33), &mut watch)
             .await
-            .is_ok());
+            .is_err());
+        // ...then a head starts and never ends: due 10 s after its first bytes.
+        activity.read();
+        let started = Instant::now();
+        assert_eq!(
+            tokio::time::timeout(IDLE, &mut watch).await,
+            Ok(Quiet::SlowHead)
+        );
+        assert_eq!(started.elapsed().as_secs(), HEAD.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_begins_stops_its_header_timeout() {
+        let activity = Activity::new();
+        activity.read();
+        let guard = activity.begin();
+        assert_eq!(quiet_within(&activity, Some(HEAD), 3 * HEAD).await, None);
+        drop(guard);
     }
 }

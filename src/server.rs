@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::gateway::Live;
 use crate::handler;
-use crate::idle::{Activity, Tracked};
+use crate::idle::{Activity, Quiet, Tracked};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before retrying.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -80,14 +81,20 @@ async fn connection(stream: TcpStream, peer: SocketAddr, live: Arc<Live>, stop: 
     let _ = stream.set_nodelay(true);
     let gateway = live.current();
     let Some(acceptor) = gateway.tls.clone() else {
-        return serve(stream, peer, live, stop).await;
+        return serve(stream, peer, live, stop, Protocol::Sniff).await;
     };
     let timeout = gateway.config.server.tls_handshake_timeout;
     drop(gateway);
     // Fallible: a failed handshake hands the socket back, so it is counted
     // before the client sees it closed.
     match tokio::time::timeout(timeout, acceptor.accept(stream).into_fallible()).await {
-        Ok(Ok(tls)) => serve(tls, peer, live, stop).await,
+        Ok(Ok(tls)) => {
+            let protocol = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            serve(tls, peer, live, stop, protocol).await;
+        }
         Ok(Err((err, socket))) => {
             live.metrics.tls_failure();
             tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -100,46 +107,111 @@ async fn connection(stream: TcpStream, peer: SocketAddr, live: Arc<Live>, stop: 
     }
 }
 
-async fn serve<S>(stream: S, peer: SocketAddr, live: Arc<Live>, stop: CancellationToken)
-where
+/// How a connection's protocol is known.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// TLS chose HTTP/1.1, or nothing.
+    Http1,
+    /// TLS chose HTTP/2.
+    Http2,
+    /// Plain HTTP: hyper looks for the HTTP/2 preface.
+    Sniff,
+}
+
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    stop: CancellationToken,
+    protocol: Protocol,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let gateway = live.current();
-    let idle_timeout = gateway.config.server.idle_timeout;
+    let server = &gateway.config.server;
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
-    let service = {
-        let activity = Arc::clone(&activity);
-        service_fn(move |req| {
-            // The generation current now serves this request to its end.
-            let gateway = live.current();
-            let in_flight = activity.begin();
-            async move {
-                let response = handler::handle(req, &gateway).await;
-                drop(in_flight);
-                Ok::<_, Infallible>(response)
-            }
-        })
+    let watch = Watch {
+        peer,
+        stop,
+        activity: Arc::clone(&activity),
+        idle: server.idle_timeout,
+        head: matches!(protocol, Protocol::Http1).then_some(server.header_read_timeout),
     };
-    let conn = gateway.http.serve_connection(io, service);
-    tokio::pin!(conn);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+    let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
+    let service = service_fn(move |req| {
+        // The generation current now serves this request to its end.
+        let gateway = live.current();
+        let in_flight = activity.begin();
+        async move {
+            let response = handler::handle(req, &gateway).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let http = &gateway.http;
+    match protocol {
+        Protocol::Http1 => {
+            let conn = http.http1.serve_connection(io, service);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+        Protocol::Http2 => {
+            let conn = http.http2.serve_connection(io, service);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+        Protocol::Sniff => {
+            let conn = http.sniff.serve_connection(io, service);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+    }
+}
+
+/// What ends a connection besides its client: shutdown, idleness, and a
+/// request head that takes too long.
+struct Watch {
+    peer: SocketAddr,
+    stop: CancellationToken,
+    activity: Arc<Activity>,
+    idle: Duration,
+    /// `server.header_read_timeout`, when this watcher enforces it.
+    head: Option<Duration>,
+}
+
+impl Watch {
+    /// Serves `conn` to its end. On shutdown or idleness it is asked to close
+    /// gracefully (the request in flight finishes); a head that is late is
+    /// dropped, as hyper's own header timeout does: there is no request to
+    /// answer yet.
+    async fn drive<C, E>(self, conn: C, graceful_shutdown: impl Fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                    return;
                 }
-                return;
-            }
-            () = stop.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = activity.idle_for(idle_timeout), if !closing => {
-                tracing::debug!(%peer, "idle timeout: closing connection");
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+                () = self.stop.cancelled(), if !closing => {
+                    graceful_shutdown(conn.as_mut());
+                    closing = true;
+                }
+                quiet = self.activity.quiet(self.idle, self.head), if !closing => match quiet {
+                    Quiet::Idle => {
+                        tracing::debug!(%peer, "idle timeout: closing connection");
+                        graceful_shutdown(conn.as_mut());
+                        closing = true;
+                    }
+                    Quiet::SlowHead => {
+                        tracing::debug!(%peer, "request head not received within server.header_read_timeout: closing connection");
+                        return;
+                    }
+                },
             }
         }
     }

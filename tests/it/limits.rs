@@ -189,6 +189,45 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
+    let gw = gateway().await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "connection still open after 20 s");
+}
+
+/// The header timeout runs while a head is awaited, not between requests:
+/// a keep-alive pause longer than it is the idle timeout's to judge.
+#[tokio::test]
+async fn a_keep_alive_connection_may_pause_longer_than_the_header_timeout() {
+    let gw = gateway().await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for pause_ms in [0, 900] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        let reply = send
+            .send_request(post("application/json", SEED))
+            .await
+            .expect("the connection is still open");
+        assert_eq!(reply.status(), 200, "after a {pause_ms} ms pause");
+        http_body_util::BodyExt::collect(reply.into_body())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn plain_http_to_the_tls_port_gets_no_http_reply() {
     let gw = gateway().await;
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
