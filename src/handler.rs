@@ -343,10 +343,7 @@ fn options(
     let is_preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
     match origin {
         OriginCheck::Allowed(allow) if is_preflight => {
-            gateway
-                .config
-                .cors
-                .apply_to_preflight(allow, headers, response.headers_mut());
+            *response.headers_mut() = gateway.config.cors.preflight_headers(allow, headers);
             (Handled::Preflight, response)
         }
         _ => {

@@ -209,10 +209,9 @@ async fn a_keep_alive_connection_may_pause_longer_than_the_header_timeout() {
     let gw = gateway().await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let tls = tls_connect(&gw, tcp, b"http/1.1").await;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     for pause_ms in [0, 900] {
         tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
