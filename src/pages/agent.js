@@ -8,7 +8,9 @@
 
   function log(text) {
     var li = document.createElement("li");
-    li.textContent = new Date().toLocaleTimeString() + "  " + text;
+    // 24-hour, zero-padded: the same width at any hour, so the page (and
+    // the screenshot the tests compare) does not reflow with the clock.
+    li.textContent = new Date().toTimeString().slice(0, 8) + "  " + text;
     $("log").appendChild(li);
   }
 
