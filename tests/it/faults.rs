@@ -96,7 +96,7 @@ async fn fault_and_load_suite() {
         ("huge", format!("{}/huge", crm.url())),
     ];
     let mut extra = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = {DEADLINE_MS}\nheader_read_timeout_ms = 2000\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = {DEADLINE_MS}\nheader_read_timeout_ms = 6000\n\
          max_connections = 12000\nshutdown_grace_ms = 2000\n"
     );
     let mut routes = String::new();
