@@ -214,6 +214,16 @@ mod tests {
             .ok()
     }
 
+    /// Asserts that `quiet` answers `expected` exactly `after` from now.
+    async fn assert_quiet_after(activity: &Activity, expected: Quiet, after: Duration) {
+        let started = Instant::now();
+        let got = quiet_within(activity, Some(HEAD), 2 * IDLE).await;
+        assert_eq!(
+            (got, started.elapsed().as_secs()),
+            (Some(expected), after.as_secs())
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_requests_in_flight() {
         let activity = Activity::new();
@@ -232,25 +242,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_head_is_due_a_header_timeout_after_the_connection() {
-        let activity = Activity::new();
-        let started = Instant::now();
-        assert_eq!(
-            quiet_within(&activity, Some(HEAD), IDLE).await,
-            Some(Quiet::SlowHead)
-        );
-        assert_eq!(started.elapsed().as_secs(), HEAD.as_secs());
+        assert_quiet_after(&Activity::new(), Quiet::SlowHead, HEAD).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_only_the_idle_timeout_runs() {
         let activity = Activity::new();
         drop(activity.begin());
-        let started = Instant::now();
-        assert_eq!(
-            quiet_within(&activity, Some(HEAD), 2 * IDLE).await,
-            Some(Quiet::Idle)
-        );
-        assert_eq!(started.elapsed().as_secs(), IDLE.as_secs());
+        assert_quiet_after(&activity, Quiet::Idle, IDLE).await;
     }
 
     #[tokio::test(start_paused = true)]
