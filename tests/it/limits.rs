@@ -207,6 +207,36 @@ async fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
     assert!(closed_soon(tls).await, "still open after 20 s");
 }
 
+/// Once the head is in, the request is in flight: a body slower than the
+/// header timeout is the deadline's to judge, not the head watcher's.
+#[tokio::test]
+async fn a_body_slower_than_the_header_timeout_is_still_read() {
+    let gw = gateway().await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        SEED.len()
+    );
+    let (first, rest) = SEED.as_bytes().split_at(SEED.len() / 2);
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(first).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    tls.write_all(rest).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut reply),
+    )
+    .await
+    .expect("no reply within 20 s")
+    .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("https://crm.example.org/1001"), "{reply}");
+}
+
 /// The header timeout runs while a head is awaited, not between requests:
 /// a keep-alive pause longer than it is the idle timeout's to judge.
 #[tokio::test]
