@@ -124,14 +124,24 @@ async fn streamed_oversized_body_is_413() {
         .header("content-type", "application/json")
         .body(body)
         .unwrap();
+    let response = http1(&gw).await.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+/// An HTTP/1.1 connection to the gateway over TLS, driven in the background.
+async fn http1<B>(gw: &TestGateway) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connect(&gw, tcp, b"http/1.1").await;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+    let tls = tls_connect(gw, tcp, b"http/1.1").await;
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let response = send.send_request(req).await.unwrap();
-    assert_eq!(response.status(), 413);
+    send
 }
 
 fn futures_stream<T>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
@@ -242,12 +252,7 @@ async fn a_body_slower_than_the_header_timeout_is_still_read() {
 #[tokio::test]
 async fn a_keep_alive_connection_may_pause_longer_than_the_header_timeout() {
     let gw = gateway().await;
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connect(&gw, tcp, b"http/1.1").await;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = http1(&gw).await;
     for pause_ms in [0, 900] {
         tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
         let reply = send
