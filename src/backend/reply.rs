@@ -3,9 +3,9 @@
 //! `none`, fill the reply from templates, resolve relative URLs against the
 //! backend's public base, and validate the result strictly.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use minijinja::value::merge_maps;
+use minijinja::value::{Enumerator, Object};
 use minijinja::Value;
 use serde::Deserialize;
 use url::Url;
@@ -52,16 +52,66 @@ pub enum Choice<T, D> {
     Dynamic(D),
 }
 
-/// Paths of the values to extract, by name.
+/// Paths of the values to extract, by name. Names are template values
+/// already, so a reply's context takes them without allocating.
 #[derive(Debug, Default)]
 pub enum Extract {
     /// Nothing to extract (text, contract).
     #[default]
     Nothing,
     /// JSON paths.
-    Json(Vec<(Box<str>, JsonPath)>),
+    Json(Vec<(Value, JsonPath)>),
     /// XML element paths.
-    Xml(Vec<Box<str>>, Vec<XmlPath>),
+    Xml(Vec<Value>, Vec<XmlPath>),
+}
+
+/// What a reply's templates see: the values taken from the reply (the last
+/// of a name wins), then the payload's fields. A look-up in a short list: a
+/// map built and merged with the payload per reply cost ≈1.5k instructions
+/// per call (callgrind).
+#[derive(Debug)]
+struct ReplyContext {
+    values: Vec<(Value, Value)>,
+    payload: Value,
+}
+
+impl ReplyContext {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(n, _)| n.as_str() == Some(name))
+            .map(|(_, v)| v)
+    }
+}
+
+impl Object for ReplyContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.get(key.as_str()?) {
+            Some(v) => Some(v.clone()),
+            None => self
+                .payload
+                .get_item(key)
+                .ok()
+                .filter(|v| !v.is_undefined()),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: Vec<Value> = Vec::new();
+        let payload_keys = self.payload.try_iter().into_iter().flatten();
+        for key in self
+            .values
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(payload_keys)
+        {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Enumerator::Values(keys)
+    }
 }
 
 /// The contract as a backend that speaks it must send it: nothing more.
@@ -88,8 +138,8 @@ impl ReplySpec {
         raw: &RawReply,
     ) -> Result<Open, Failure> {
         self.check_status(raw)?;
-        let mut values: BTreeMap<&str, Value> = BTreeMap::new();
-        values.insert("http_status", Value::from(raw.status.as_u16()));
+        let mut values: Vec<(Value, Value)> = Vec::with_capacity(8);
+        values.push((Value::from("http_status"), Value::from(raw.status.as_u16())));
         match self.format {
             ReplyFormat::Contract => return self.contract(&raw.body),
             ReplyFormat::Json => {
@@ -99,12 +149,15 @@ impl ReplySpec {
                 if let Extract::Json(paths) = &self.extract {
                     for (name, path) in paths {
                         if let Some(v) = path.lookup(&doc) {
-                            values.insert(name, Value::from(minijinja::value::Serde(v)));
+                            values.push((name.clone(), Value::from(minijinja::value::Serde(v))));
                         }
                     }
                 }
                 if self.body_in_templates {
-                    values.insert("body", Value::from(minijinja::value::Serde(&doc)));
+                    values.push((
+                        Value::from("body"),
+                        Value::from(minijinja::value::Serde(&doc)),
+                    ));
                 }
             }
             ReplyFormat::Xml => {
@@ -113,31 +166,36 @@ impl ReplySpec {
                         .map_err(|e| Failure::new(NoneReason::BadReply, e))?;
                     for (name, v) in names.iter().zip(found) {
                         if let Some(v) = v {
-                            values.insert(name, Value::from(v));
+                            values.push((name.clone(), Value::from(v)));
                         }
                     }
                 }
                 if self.body_in_templates {
-                    values.insert("body", Value::from(String::from_utf8_lossy(&raw.body)));
+                    let body = String::from_utf8_lossy(&raw.body);
+                    values.push((Value::from("body"), Value::from(body)));
                 }
             }
             ReplyFormat::Text => {
                 let text = std::str::from_utf8(&raw.body)
                     .map_err(|_| Failure::new(NoneReason::BadReply, "reply is not UTF-8 text"))?;
-                values.insert("body", Value::from(text.trim()));
+                values.push((Value::from("body"), Value::from(text.trim())));
             }
         }
+        // A value the config extracted hides a payload field of the same
+        // name (and is found without looking at the payload).
+        let reply = ReplyContext {
+            values,
+            payload: payload.clone(),
+        };
         let implicit_url = match self.format {
-            ReplyFormat::Text => values.get("body"),
-            _ => values.get("url"),
+            ReplyFormat::Text => reply.get("body"),
+            _ => reply.get("url"),
         }
         .and_then(|v| v.as_str().map(str::to_owned));
-        let implicit_title = values
+        let implicit_title = reply
             .get("title")
             .and_then(|v| v.as_str().map(str::to_owned));
-        // Later maps win: a value the config extracted hides a payload field
-        // of the same name (and is found without looking at the payload).
-        let ctx = merge_maps([payload.clone(), Value::from(values)]);
+        let ctx = Value::from_object(reply);
         let failed = |e: minijinja::Error| Failure::new(NoneReason::Template, e);
         if let Some(cond) = &self.open_when {
             if !templates.test(cond, &ctx).map_err(failed)? {
@@ -245,5 +303,32 @@ impl ReplySpec {
         };
         Open::new(event, &resolved, autopause, title)
             .map_err(|e| Failure::new(NoneReason::InvalidReply, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_values_hide_payload_fields_and_the_last_of_a_name_wins() {
+        let payload = Value::from(minijinja::value::Serde(
+            serde_json::json!({"caller": "1001", "name": "payload"}),
+        ));
+        let ctx = Value::from_object(ReplyContext {
+            values: vec![
+                (Value::from("name"), Value::from("first")),
+                (Value::from("url"), Value::from("https://crm/1")),
+                (Value::from("name"), Value::from("ACME")),
+            ],
+            payload,
+        });
+        let attr = |k: &str| ctx.get_attr(k).unwrap().to_string();
+        assert_eq!(attr("name"), "ACME");
+        assert_eq!(attr("caller"), "1001");
+        assert_eq!(attr("url"), "https://crm/1");
+        assert!(ctx.get_attr("missing").unwrap().is_undefined());
+        let keys: Vec<String> = ctx.try_iter().unwrap().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["name", "url", "caller"]);
     }
 }
