@@ -253,8 +253,8 @@ struct JsonObject {
     /// This is `user`, whose `token` only some routes see.
     hides_token: bool,
     show_token: bool,
-    /// Each key and where its value is in `text`, found on the first
-    /// look-up; the last of duplicates wins, as JSON parsers read them.
+    /// Each key and where its value is in `text`, in order, duplicates
+    /// included, found on the first look-up.
     index: OnceLock<Vec<(Key, Range<usize>)>>,
 }
 
@@ -264,33 +264,27 @@ impl JsonObject {
     }
 
     fn index(&self) -> &[(Key, Range<usize>)] {
-        self.index.get_or_init(|| {
-            let text = &*self.text;
-            let mut index: Vec<(Key, Range<usize>)> = Vec::with_capacity(8);
-            for (key, span) in json_scan::entries(text, self.span.start).unwrap_or_default() {
-                match index
-                    .iter_mut()
-                    .find(|(k, _)| k.text(text) == key.text(text))
-                {
-                    Some(entry) => entry.1 = span,
-                    None => index.push((key, span)),
-                }
-            }
-            index
-        })
+        self.index
+            .get_or_init(|| json_scan::entries(&self.text, self.span.start).unwrap_or_default())
+    }
+
+    /// Where the value of `key` is: the last of duplicates wins, as JSON
+    /// parsers read them, so the index is searched from its end and never
+    /// deduplicated (a payload has no duplicates to pay for).
+    fn find(&self, key: &str) -> Option<Range<usize>> {
+        let text = &*self.text;
+        self.index()
+            .iter()
+            .rev()
+            .find(|(k, _)| k.text(text) == key)
+            .map(|(_, span)| span.clone())
     }
 
     fn value(self: &Arc<Self>, key: &str) -> Option<minijinja::Value> {
         if self.hidden(key) {
             return None;
         }
-        let text = &*self.text;
-        let span = self
-            .index()
-            .iter()
-            .find(|(k, _)| k.text(text) == key)?
-            .1
-            .clone();
+        let span = self.find(key)?;
         let json = self.text.get(span.clone())?;
         if json.starts_with('{') {
             return Some(minijinja::Value::from_object(JsonObject {
@@ -309,12 +303,13 @@ impl JsonObject {
     }
 
     fn keys(&self) -> Vec<String> {
-        self.index()
-            .iter()
-            .map(|(k, _)| k.text(&self.text))
-            .filter(|k| !self.hidden(k))
-            .map(str::to_owned)
-            .collect()
+        let mut keys: Vec<String> = Vec::new();
+        for key in self.index().iter().map(|(k, _)| k.text(&self.text)) {
+            if !self.hidden(key) && !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
+            }
+        }
+        keys
     }
 }
 
