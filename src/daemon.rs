@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::gateway::Live;
-use crate::{demo, logging, ops, server};
+use crate::{demo, log_output, logging, ops, server};
 
 /// Loads the config and serves until SIGTERM or SIGINT. Errors at start
 /// (config, certificates, ports) are returned for `main` to print.
@@ -25,25 +25,32 @@ pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Dropped after the runtime, so the last lines of a stop are written.
+    let _batching = log_output::STDOUT.batching();
     let runtime = runtime(config.server.workers).context("cannot start the async runtime")?;
+    runtime.spawn(log_output::STDOUT.latest());
     runtime.block_on(serve(config, file, listen))
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
 /// work-stealing queues or cross-thread wake-ups on the request path
 /// (measured: about 15% more calls per second on one core). More workers
-/// share one work-stealing pool; the default is one per core.
+/// share one work-stealing pool; the default is one per core. A worker
+/// about to wait for work writes the log lines gathered meanwhile.
 fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Runtime::new(),
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .on_thread_park(|| log_output::STDOUT.flush())
+        .build()
 }
 
 async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub mod handler;
 pub mod http_error;
 pub mod idle;
 pub mod json_scan;
+pub mod log_output;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

@@ -30,7 +30,8 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(false);
+        .with_ansi(false)
+        .with_writer(&crate::log_output::STDOUT);
     let result = match settings.format {
         LogFormat::Text => builder.event_format(TextLine).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
