@@ -19,11 +19,10 @@ use crate::http_error::HttpError;
 use crate::logging::Short;
 use crate::outcome::NoneReason;
 use crate::pages;
-use crate::request_id::RequestId;
+use crate::request_id::{self, RequestId};
 use crate::route::Route;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
 
 /// What became of a request, for the reply and the log line.
@@ -45,9 +44,11 @@ enum Handled<'g> {
 pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let id = RequestId::next();
     let mut response = handle_request(req, gateway, id).await;
-    if let Ok(value) = HeaderValue::from_str(id.text().as_str()) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    // Some replies start from a header block with the id's slot taken.
+    match HeaderValue::from_str(id.text().as_str()) {
+        Ok(value) => response.headers_mut().insert(request_id::HEADER, value),
+        Err(_) => response.headers_mut().remove(request_id::HEADER),
+    };
     response
 }
 

@@ -60,23 +60,47 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write_time(&mut writer)?;
-        writer.write_str(match *event.metadata().level() {
-            Level::ERROR => " ERROR ",
-            Level::WARN => "  WARN ",
-            Level::INFO => "  INFO ",
-            Level::DEBUG => " DEBUG ",
-            Level::TRACE => " TRACE ",
-        })?;
-        let mut fields = Fields {
-            writer: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('\n')
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                text_line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+            // A field's Debug that logs: a line of its own.
+            Err(_) => {
+                let mut line = String::new();
+                text_line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+        })
     }
+}
+
+thread_local! {
+    /// The line being written: built in a `String` of ours, so each piece is
+    /// a plain append rather than a call through tracing's `dyn` writer,
+    /// then handed over whole.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn text_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
+    write_time(line)?;
+    line.push_str(match *event.metadata().level() {
+        Level::ERROR => " ERROR ",
+        Level::WARN => "  WARN ",
+        Level::INFO => "  INFO ",
+        Level::DEBUG => " DEBUG ",
+        Level::TRACE => " TRACE ",
+    });
+    let mut fields = Fields {
+        line,
+        first: true,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    line.push('\n');
+    Ok(())
 }
 
 /// The date and time down to the second, formatted once per second per
@@ -94,15 +118,15 @@ thread_local! {
 }
 
 /// `2026-11-25T16:57:58.990295Z`, as tracing-subscriber's `SystemTime` writes it.
-fn write_time(writer: &mut Writer<'_>) -> fmt::Result {
+fn write_time(line: &mut String) -> fmt::Result {
     let Ok(now) = std::time::SystemTime::now().duration_since(UNIX_EPOCH) else {
-        return SystemTime.format_time(writer);
+        return SystemTime.format_time(&mut Writer::new(line));
     };
     SECOND.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.second != now.as_secs() {
             let Ok(t) = time::OffsetDateTime::from_unix_timestamp(now.as_secs() as i64) else {
-                return SystemTime.format_time(writer);
+                return SystemTime.format_time(&mut Writer::new(line));
             };
             cache.prefix.clear();
             write!(
@@ -119,42 +143,37 @@ fn write_time(writer: &mut Writer<'_>) -> fmt::Result {
         }
         let mut micros = Short::empty();
         micros.decimal(u64::from(now.subsec_micros()), 6);
-        writer.write_str(&cache.prefix)?;
-        writer.write_str(micros.ascii(b'Z').as_str())
+        line.push_str(&cache.prefix);
+        line.push_str(micros.ascii(b'Z').as_str());
+        Ok(())
     })
 }
 
 /// Writes an event's fields; the first error stops the line.
-struct Fields<'a, 'w> {
-    writer: &'a mut Writer<'w>,
+struct Fields<'a> {
+    line: &'a mut String,
     first: bool,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
-    fn separator(&mut self) -> fmt::Result {
-        if std::mem::take(&mut self.first) {
-            Ok(())
-        } else {
-            self.writer.write_char(' ')
+impl Fields<'_> {
+    fn name(&mut self, field: &Field) {
+        if !std::mem::take(&mut self.first) {
+            self.line.push(' ');
         }
-    }
-
-    fn name(&mut self, field: &Field) -> fmt::Result {
-        self.separator()?;
         match field.name() {
-            "message" => Ok(()),
+            "message" => {}
             name => {
-                self.writer
-                    .write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.writer.write_char('=')
+                self.line.push_str(name.strip_prefix("r#").unwrap_or(name));
+                self.line.push('=');
             }
         }
     }
 
     fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
         if self.result.is_ok() {
-            self.result = self.name(field).and_then(|()| self.writer.write_fmt(value));
+            self.name(field);
+            self.result = self.line.write_fmt(value);
         }
     }
 }
@@ -173,12 +192,13 @@ fn needs_quotes(value: &str) -> bool {
         || value.chars().any(char::is_control)
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() != "message" && needs_quotes(value) {
             self.write(field, format_args!("{value:?}"));
-        } else if self.result.is_ok() {
-            self.result = self.name(field).and_then(|()| self.writer.write_str(value));
+        } else {
+            self.name(field);
+            self.line.push_str(value);
         }
     }
 
@@ -353,7 +373,7 @@ mod tests {
     fn time_is_written_as_tracing_writes_it() {
         let pair = || {
             let (mut ours, mut theirs) = (String::new(), String::new());
-            write_time(&mut Writer::new(&mut ours)).unwrap();
+            write_time(&mut ours).unwrap();
             SystemTime
                 .format_time(&mut Writer::new(&mut theirs))
                 .unwrap();

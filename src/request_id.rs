@@ -10,6 +10,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::logging::Short;
 
+/// The reply header that carries the id.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 static PREFIX: OnceLock<u32> = OnceLock::new();
 

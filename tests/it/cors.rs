@@ -69,6 +69,12 @@ async fn preflight_from_allowed_origin_gets_exactly_the_cors_headers() {
             "vary"
         ]
     );
+    let id = reply.header("x-request-id").unwrap_or_default();
+    assert!(
+        id.len() > 9 && id.contains('-'),
+        "a preflight carries its request id: {id:?}"
+    );
+    assert_eq!(reply.headers.get_all("x-request-id").iter().count(), 1);
     assert!(reply.body.is_empty());
 }
 
