@@ -5,8 +5,9 @@
 //! the benchmark's CORS headers), no payload parsing, no templates, no
 //! reply normalization. A POST is forwarded as is to the backend and its
 //! reply body returned. Given LOG_FILE, each request writes one short line
-//! there with its own write(2), as nginx's unbuffered `access_log` does, so
-//! the floor pays what nginx pays for its log and no more. What this serves
+//! there through the gateway's log output (batched per event-loop turn, see
+//! `log_output`), so the floor pays for its log what the gateway pays for
+//! the transport of its own lines, not for their content. What this serves
 //! per second bounds what the gateway can serve on the same core; the
 //! benchmark prints it beside nginx and the gateway.
 //!
@@ -32,7 +33,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thirdparty_gateway::backend::client::Client;
 use thirdparty_gateway::backend::request::BackendRequest;
+use thirdparty_gateway::log_output::Output;
 use tokio::net::TcpListener;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// The gateway's allocator, so the floor differs from it only by its work.
 #[global_allocator]
@@ -45,10 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, listen, cert, key, backend, log] => (listen, cert, key, backend, Some(log)),
         _ => return Err("usage: floor LISTEN CERT KEY BACKEND_URL [LOG_FILE]".into()),
     };
-    let log = match log {
-        Some(path) => Some(Arc::new(
+    let log: Option<&'static Output<File>> = match log {
+        Some(path) => Some(Box::leak(Box::new(Output::new(
             File::options().create(true).append(true).open(path)?,
-        )),
+        )))),
         None => None,
     };
     let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
@@ -64,22 +67,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let backend = url::Url::parse(backend)?;
     let client_tls = thirdparty_gateway::tls::client_config(None, None)?;
     let client = Client::new(client_tls, Duration::from_secs(1), 0, 1 << 20);
+    let _batching = log.map(Output::batching);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || log.iter().for_each(|log| log.flush()))
         .build()?;
+    if let Some(log) = log {
+        runtime.spawn(log.latest());
+    }
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen.as_str()).await?;
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             let (acceptor, client, backend) = (acceptor.clone(), client.clone(), backend.clone());
-            let log = log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (client, backend, log) = (client.clone(), backend.clone(), log.clone());
+                    let (client, backend) = (client.clone(), backend.clone());
                     Box::pin(async move {
                         let start = Instant::now();
                         let method = req.method().clone();
@@ -95,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 response.status().as_u16(),
                                 start.elapsed().as_secs_f64() * 1000.0
                             );
-                            let _ = (&*log).write_all(line.as_bytes());
+                            let _ = log.make_writer().write_all(line.as_bytes());
                         }
                         Ok::<_, Infallible>(response)
                     })
