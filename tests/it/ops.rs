@@ -460,6 +460,52 @@ async fn metrics_count_what_was_sent() {
     assert!(line.contains("outcome=open"), "{line}");
 }
 
+/// Log lines are written a batch per event-loop turn: under a concurrent
+/// burst on two workers every request still gets exactly one whole line,
+/// and a line shows up without waiting for more traffic.
+#[tokio::test]
+async fn a_burst_on_two_workers_logs_one_whole_line_per_request() {
+    let config = screen_pop_config("burst", "").replace("[server]\n", "[server]\nworkers = 2\n");
+    let d = Daemon::start(&config).await;
+    let client = Arc::new(Client::new(&d.ca.ca_der));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, addr) = (Arc::clone(&client), d.addr);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..25 {
+                let reply = client.post(addr, None, SEED).await;
+                assert_eq!(reply.status, 200);
+                ids.push(reply.header("x-request-id").unwrap().to_owned());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    assert_eq!(ids.len(), 200);
+    // The last request's line, with nothing sent after it.
+    d.wait_log(&format!("id={} ", ids[199])).await;
+    let log = d.log.lock().unwrap().clone();
+    for id in &ids {
+        let lines: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains(&format!(" request id={id} ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "one line for {id}: {lines:#?}");
+        let line = lines[0];
+        assert!(
+            line.starts_with("20")
+                && line.contains("Z  INFO request id=")
+                && line.contains(" latency_ms="),
+            "a whole line: {line}"
+        );
+        assert_eq!(line.matches(" request id=").count(), 1, "{line}");
+    }
+}
+
 /// systemd-socket-activate (from systemd) hands the gateway a listening
 /// socket as fd 3, as a `.socket` unit would.
 #[tokio::test]
