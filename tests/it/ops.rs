@@ -397,8 +397,16 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!((status, body.contains("draining")), (503, true), "{body}");
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.json()["url"], "https://crm.example.org/drained");
-    let (status, _) = d.wait_exit().await;
+    let (status, d) = d.wait_exit().await;
     assert!(status.success(), "{status}");
+    // Batched log lines are all written before the process exits.
+    let id = reply.header("x-request-id").unwrap();
+    let line = d.wait_log(&format!("id={id} ")).await;
+    assert!(
+        line.contains("route=drain") && line.contains("outcome=open"),
+        "{line}"
+    );
+    d.wait_log("  INFO stopped").await;
 }
 
 #[tokio::test]
