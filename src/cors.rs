@@ -48,7 +48,8 @@ pub struct Cors {
     extra_headers: Vec<HeaderName>,
     base_headers: HeaderValue,
     /// Every preflight reply header that does not depend on the request,
-    /// and the slot of the one that always does (the allowed origin).
+    /// and the slots of the allowed origin and of `X-Request-Id`, whose
+    /// values are replaced for each reply.
     preflight: HeaderMap,
     allow_private_network: bool,
     allow_credentials: bool,

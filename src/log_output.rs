@@ -94,24 +94,15 @@ impl<W: Write> Output<W> {
     /// Takes one line (tracing-subscriber writes each line with one
     /// `write_all`).
     fn line(&self, line: &[u8]) -> io::Result<()> {
-        if !self.batching.load(Ordering::Acquire) {
-            let mut sink = lock(&self.sink);
-            // Lines batched before batching stopped go first.
-            let Sink { spare, out } = &mut *sink;
-            std::mem::swap(&mut *lock(&self.pending), spare);
-            spare.extend_from_slice(line);
-            let written = out.write_all(spare);
-            spare.clear();
-            return written;
-        }
         let mut pending = lock(&self.pending);
         let started = pending.is_empty();
         pending.extend_from_slice(line);
         let full = pending.len() >= FULL;
         drop(pending);
-        if full {
-            self.flush();
-        } else if started {
+        if full || !self.batching.load(Ordering::Acquire) {
+            return self.write_pending();
+        }
+        if started {
             self.started.notify_one();
         }
         Ok(())
@@ -120,18 +111,23 @@ impl<W: Write> Output<W> {
     /// Writes the lines gathered so far. A failed write loses them, as a
     /// failed write of one line lost it: logging never stops the gateway.
     pub fn flush(&self) {
+        let _ = self.write_pending();
+    }
+
+    fn write_pending(&self) -> io::Result<()> {
         let mut sink = lock(&self.sink);
         let Sink { spare, out } = &mut *sink;
         std::mem::swap(&mut *lock(&self.pending), spare);
         if spare.is_empty() {
-            return;
+            return Ok(());
         }
-        let _ = out.write_all(spare);
+        let written = out.write_all(spare);
         spare.clear();
         // A burst's buffer is not kept for the quiet that follows.
         if spare.capacity() > 4 * FULL {
             spare.shrink_to(FULL);
         }
+        written
     }
 
     /// Writes each batch [`LATEST`] after its first line at the latest, for
