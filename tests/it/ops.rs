@@ -518,6 +518,28 @@ async fn a_burst_on_two_workers_logs_one_whole_line_per_request() {
     }
 }
 
+/// `log.format = "json"`: one JSON object per line, the request line's
+/// fields as keys, for log shippers.
+#[tokio::test]
+async fn json_log_format_writes_one_object_per_request() {
+    let d = Daemon::start(&screen_pop_config("shipped", "[log]\nformat = \"json\"\n")).await;
+    let reply = Client::new(&d.ca.ca_der).post(d.addr, None, SEED).await;
+    assert_eq!(reply.status, 200);
+    let id = reply.header("x-request-id").unwrap();
+    let line = d.wait_log(&format!("\"id\":\"{id}\"")).await;
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(event["level"], "INFO", "{line}");
+    assert_eq!(event["message"], "request", "{line}");
+    assert_eq!(event["route"], "shipped", "{line}");
+    assert_eq!(event["outcome"], "open", "{line}");
+    assert!(
+        event["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{line}"
+    );
+}
+
 /// systemd-socket-activate (from systemd) hands the gateway a listening
 /// socket as fd 3, as a `.socket` unit would.
 #[tokio::test]
