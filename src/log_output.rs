@@ -8,7 +8,10 @@
 //! the event loop, and an idle gateway still shows a line as soon as its
 //! request is answered. Each batch is whole lines written by one
 //! `write_all`, in the order they were logged, so the journal and `tail -f`
-//! see what they saw before.
+//! see what they saw before. All workers share one buffer rather than one
+//! each, to keep that order across workers; its lock is held for the copy
+//! of one line, never for a write (before, each line's write(2) was made
+//! under the lock of standard output).
 //!
 //! What a batch costs: a process killed by SIGKILL loses the lines of the
 //! turn it was in (nginx's `access_log … buffer=` loses more). Lines logged
