@@ -66,13 +66,12 @@ impl Client {
     /// that is not followed comes back as the reply, for the caller to judge.
     pub async fn send(&self, mut req: BackendRequest) -> Result<RawReply, Failure> {
         let (response, lent) = self.exchange(&mut req).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = self.read_body(response).await?;
+        let (parts, body) = response.into_parts();
+        let body = self.read_body(&parts.headers, body).await?;
         self.pool.checkin(lent);
         Ok(RawReply {
-            status,
-            headers,
+            status: parts.status,
+            headers: parts.headers,
             body,
             url: req.url,
         })
@@ -101,9 +100,11 @@ impl Client {
     ) -> Result<(http::Response<hyper::body::Incoming>, Lent), Failure> {
         let mut hops = 0;
         loop {
+            // The last hop's request is not needed again: its headers move.
+            let last_hop = hops == self.follow_redirects;
             let (response, lent) = self
                 .pool
-                .send(to_hyper(req), &req.url)
+                .send(to_hyper(req, last_hop), &req.url)
                 .await
                 .map_err(classify)?;
             let status = response.status();
@@ -124,11 +125,11 @@ impl Client {
 
     async fn read_body(
         &self,
-        response: http::Response<hyper::body::Incoming>,
+        headers: &HeaderMap,
+        body: hyper::body::Incoming,
     ) -> Result<Bytes, Failure> {
         let limit = self.max_response_bytes;
-        let declared = response
-            .headers()
+        let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -138,7 +139,7 @@ impl Client {
                 format!("reply declares {n} bytes, over max_response_bytes = {limit}"),
             ));
         }
-        match Limited::new(response.into_body(), limit).collect().await {
+        match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::new(
                 NoneReason::TooLarge,
@@ -179,10 +180,16 @@ fn redirect(req: &mut BackendRequest, status: StatusCode, next: Url) {
 }
 
 /// The request as hyper sends it; the pool sets its target and `Host`.
-fn to_hyper(req: &BackendRequest) -> Request<Full<Bytes>> {
+/// `last` moves the headers out instead of copying them (a copy is ≈500
+/// instructions per call, callgrind); only a redirect needs them again.
+fn to_hyper(req: &mut BackendRequest, last: bool) -> Request<Full<Bytes>> {
     let mut out = Request::new(Full::new(req.body.clone()));
     *out.method_mut() = req.method.clone();
-    *out.headers_mut() = req.headers.clone();
+    *out.headers_mut() = if last {
+        std::mem::take(&mut req.headers)
+    } else {
+        req.headers.clone()
+    };
     out
 }
 

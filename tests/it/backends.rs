@@ -484,8 +484,12 @@ async fn redirects_are_followed_only_when_configured() {
         ),
     })
     .await;
+    std::env::set_var("TPGW_TEST_REDIRECT_TOKEN", "hop-token");
     let backends = format!(
-        "[backends.moved]\nurl = \"{}/old\"\nencoding = \"json\"\nfollow_redirects = 1\nreply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n",
+        "[backends.moved]\nurl = \"{}/old\"\nencoding = \"json\"\nfollow_redirects = 1\n\
+         auth = {{ type = \"bearer\", token_env = \"TPGW_TEST_REDIRECT_TOKEN\" }}\n\
+         headers = {{ X-Site = \"lyon\" }}\n\
+         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n",
         crm.url()
     );
     let gw = start_gateway(&config(&backends, &route("redirect-followed", "\"moved\""))).await;
@@ -499,6 +503,16 @@ async fn redirects_are_followed_only_when_configured() {
         ("GET", "/new?x=1")
     );
     assert!(seen[1].body.is_empty());
+    // Same origin: both hops carry the backend's headers and credentials.
+    for hop in &seen {
+        assert_eq!(hop.header("x-site"), Some("lyon"), "{}", hop.target);
+        assert_eq!(
+            hop.header("authorization"),
+            Some("Bearer hop-token"),
+            "{}",
+            hop.target
+        );
+    }
 }
 
 #[tokio::test]
