@@ -214,8 +214,20 @@ impl Visit for Fields<'_> {
         self.write(field, format_args!("{value}"));
     }
 
+    /// `%value` and `?value` fields: quoted by the same rule as strings,
+    /// once written, since their text may hold a client's (a serde error
+    /// quotes the payload value it refused).
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.write(field, format_args!("{value:?}"));
+        if self.result.is_err() {
+            return;
+        }
+        self.name(field);
+        let start = self.line.len();
+        self.result = write!(self.line, "{value:?}");
+        if field.name() != "message" && self.line.get(start..).is_some_and(needs_quotes) {
+            let text = self.line.split_off(start);
+            self.result = write!(self.line, "{text:?}");
+        }
     }
 }
 
@@ -402,7 +414,8 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let id = "ab-1";
-            tracing::info!(%id, route = %"bench", detail = "a \"b\"", reason = "-", origin = "https://x route=y", empty = "", c1 = "a\u{85}", name = "é", status = 404u16, ok = true, "request");
+            let err = "invalid type: string \"x outcome=open\"";
+            tracing::info!(%id, route = %"bench", detail = "a \"b\"", reason = "-", origin = "https://x route=y", empty = "", c1 = "a\u{85}", name = "é", status = 404u16, ok = true, error = %err, "request");
             tracing::warn!(r#type = 3, "it {} {}", "is", 2);
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -412,7 +425,7 @@ mod tests {
         assert!(time.ends_with('Z') && time.contains('T'), "{time}");
         assert_eq!(
             rest,
-            r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" c1="a\u{85}" name=é status=404 ok=true"#
+            r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" c1="a\u{85}" name=é status=404 ok=true error="invalid type: string \"x outcome=open\"""#
         );
         assert!(lines[1].ends_with("  WARN it is 2 type=3"), "{}", lines[1]);
     }
