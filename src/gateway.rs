@@ -34,12 +34,40 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The completion wrapper, when `[wrap]` is configured.
     pub wrapper: Option<Wrapper>,
+    /// Where the process is in a stop (the same across generations).
+    pub stop: Arc<Stop>,
+}
+
+/// How far a stop has gone, for the health check and for the log lines of
+/// requests a stop leaves unanswered.
+#[derive(Debug, Default)]
+pub struct Stop {
+    draining: AtomicBool,
+    gave_up: AtomicBool,
+}
+
+impl Stop {
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether `server.shutdown_grace` ran out with requests still in
+    /// flight: they are dropped unanswered.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
+    }
 }
 
 impl Gateway {
     /// Builds a generation, generating the demo certificate if the config
     /// allows it and loading the certificate pair.
-    pub fn new(config: Config, generation: u64, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
+    pub fn new(
+        config: Config,
+        generation: u64,
+        metrics: Arc<Metrics>,
+        stop: Arc<Stop>,
+    ) -> Result<Self, TlsError> {
         let tls = match &config.tls {
             None => {
                 tracing::warn!("serving plain HTTP (server.plain_http = true): browsers on an HTTPS XucMgt will block it as mixed content");
@@ -74,6 +102,7 @@ impl Gateway {
             generation,
             metrics,
             wrapper,
+            stop,
         })
     }
 }
@@ -150,7 +179,7 @@ pub struct Live {
     file: PathBuf,
     listen_override: Option<SocketAddr>,
     generation: AtomicU64,
-    draining: AtomicBool,
+    stop: Arc<Stop>,
     /// Process-wide metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -166,14 +195,15 @@ impl Live {
             config.server.listen = addr;
         }
         let metrics = Metrics::shared();
-        let gateway = Gateway::new(config, 1, Arc::clone(&metrics))?;
+        let stop = Arc::new(Stop::default());
+        let gateway = Gateway::new(config, 1, Arc::clone(&metrics), Arc::clone(&stop))?;
         metrics.set_generation(1);
         Ok(Arc::new(Self {
             current: ArcSwap::from_pointee(gateway),
             file: file.to_owned(),
             listen_override,
             generation: AtomicU64::new(1),
-            draining: AtomicBool::new(false),
+            stop,
             metrics,
         }))
     }
@@ -223,7 +253,12 @@ impl Live {
             tracing::warn!("{warning}");
         }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let gateway = Gateway::new(config, generation, Arc::clone(&self.metrics))?;
+        let gateway = Gateway::new(
+            config,
+            generation,
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.stop),
+        )?;
         self.current.store(Arc::new(gateway));
         self.generation.store(generation, Ordering::Relaxed);
         Ok(generation)
@@ -231,11 +266,17 @@ impl Live {
 
     /// Marks the gateway as shutting down (health checks turn 503).
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.stop.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the requests still in flight when `server.shutdown_grace` ran
+    /// out as dropped by the stop, not by their clients.
+    pub fn give_up(&self) {
+        self.stop.gave_up.store(true, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.stop.is_draining()
     }
 }

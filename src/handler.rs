@@ -68,13 +68,22 @@ async fn handle_request(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let origin = req.headers().get(ORIGIN).cloned();
+    let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
+    let (method, path) = (method.as_str(), path.as_str());
+    let unanswered = Unanswered {
+        gateway,
+        id,
+        method,
+        path,
+        origin: origin_log,
+        start,
+    };
     let origin_check = gateway.config.cors.check(req.headers());
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
         _ => dispatch(req, gateway, &origin_check, start, id).await,
     };
-    let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
-    let (method, path) = (method.as_str(), path.as_str());
+    std::mem::forget(unanswered);
     let (id_text, elapsed) = (id.text(), start.elapsed());
     let (id_log, latency) = (id_text.as_str(), Short::millis(elapsed));
     let latency_ms = latency.as_str();
@@ -160,6 +169,57 @@ async fn handle_request(
         }
     }
     response
+}
+
+/// The log line and count of a request whose future is dropped before it
+/// has a reply: hyper drops it when the client goes away (an HTTP/1
+/// connection closed, an HTTP/2 stream reset), and a stop drops what
+/// `server.shutdown_grace` left running. Without it such a request would
+/// leave no trace, while the agent's tab may be waiting on exactly it.
+/// Forgotten once the request has its reply; holds only borrows, so
+/// forgetting it leaks nothing.
+struct Unanswered<'a> {
+    gateway: &'a Gateway,
+    id: RequestId,
+    method: &'a str,
+    path: &'a str,
+    origin: &'a str,
+    start: Instant,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let (id, latency) = (self.id.text(), Short::millis(self.start.elapsed()));
+        let (id, latency_ms) = (id.as_str(), latency.as_str());
+        let (method, path, origin) = (self.method, self.path, self.origin);
+        if self.gateway.stop.gave_up() {
+            self.gateway.metrics.cancelled("shutdown");
+            tracing::warn!(
+                id,
+                method,
+                path,
+                origin,
+                outcome = "cancelled",
+                error = "dropped unanswered: server.shutdown_grace ran out",
+                latency_ms,
+                "request"
+            );
+        } else {
+            self.gateway.metrics.cancelled("client");
+            // 499: nginx's status for a request its client gave up on.
+            tracing::info!(
+                id,
+                method,
+                path,
+                origin,
+                outcome = "cancelled",
+                status = 499u16,
+                error = "the client closed the request before its reply",
+                latency_ms,
+                "request"
+            );
+        }
+    }
 }
 
 async fn dispatch<'g>(
@@ -389,9 +449,7 @@ async fn read_body(
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(HttpError::PayloadTooLarge(limit))
         }
-        Ok(Err(err)) => Err(HttpError::BadRequest(format!(
-            "body could not be read: {err}"
-        ))),
+        Ok(Err(err)) => Err(HttpError::BodyUnread(err.to_string())),
     }
 }
 

@@ -22,6 +22,10 @@ pub enum HttpError {
     /// The body is not a valid payload; the text names the field.
     #[error("invalid payload: {0}")]
     BadRequest(String),
+    /// The body could not be read: the client went away while sending it,
+    /// or sent broken framing. Not a payload fault: it never came whole.
+    #[error("request body could not be read: {0}")]
+    BodyUnread(String),
     /// The body did not arrive before the deadline.
     #[error("request body not received in time")]
     Timeout,
@@ -37,7 +41,7 @@ impl From<&HttpError> for StatusCode {
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::BadRequest(_) | HttpError::BodyUnread(_) => StatusCode::BAD_REQUEST,
             HttpError::Timeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::OriginDenied => StatusCode::FORBIDDEN,
         }
@@ -56,6 +60,7 @@ mod tests {
             (HttpError::UnsupportedMediaType, 415),
             (HttpError::PayloadTooLarge(1), 413),
             (HttpError::BadRequest(String::new()), 400),
+            (HttpError::BodyUnread(String::new()), 400),
             (HttpError::Timeout, 408),
             (HttpError::OriginDenied, 403),
         ];

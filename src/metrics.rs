@@ -44,6 +44,11 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByLabel {
+    by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -102,6 +107,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_latency: Histogram,
     errors: Family<StatusLabel, Counter>,
+    cancelled: Family<ByLabel, Counter>,
     preflights: Counter,
     backend_requests: Family<BackendLabels, Counter>,
     backend_latency: Family<BackendName, Histogram>,
@@ -144,6 +150,12 @@ impl Metrics {
             "errors",
             "Requests refused with a 4xx status (bad payload, origin, method, size...)",
             errors.clone(),
+        );
+        let cancelled = Family::<ByLabel, Counter>::default();
+        registry.register(
+            "cancelled",
+            "Requests dropped before their reply, by whom: the client (it closed the connection or reset the HTTP/2 stream; logged as status 499) or the shutdown (shutdown_grace ran out)",
+            cancelled.clone(),
         );
         let preflights = Counter::default();
         registry.register("preflights", "CORS preflights answered", preflights.clone());
@@ -198,6 +210,7 @@ impl Metrics {
             requests,
             request_latency,
             errors,
+            cancelled,
             preflights,
             backend_requests,
             backend_latency,
@@ -232,6 +245,12 @@ impl Metrics {
     /// Counts a refused request.
     pub fn error(&self, status: u16) {
         self.errors.get_or_create(&StatusLabel { status }).inc();
+    }
+
+    /// Counts a request dropped before its reply: `by` is `client` or
+    /// `shutdown`.
+    pub fn cancelled(&self, by: &'static str) {
+        self.cancelled.get_or_create(&ByLabel { by }).inc();
     }
 
     /// Counts a preflight.

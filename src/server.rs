@@ -70,6 +70,7 @@ pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<O
     tracker.close();
     let grace = live.current().config.server.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        live.give_up();
         tracing::warn!(
             open = tracker.len(),
             "shutdown grace period over: closing remaining connections"

@@ -153,18 +153,7 @@ async fn tls_connect(
     tcp: tokio::net::TcpStream,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(gw.ca.ca_der.clone()).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.unwrap()
+    tls_over(&gw.ca.ca_der, tcp, alpn).await
 }
 
 #[tokio::test]
@@ -289,4 +278,36 @@ async fn after_shutdown_the_port_no_longer_accepts() {
     assert_eq!(gw.client().post(addr, None, SEED).await.status, 200);
     gw.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A client that stops sending mid-body gets a 400 that says the body never
+/// came whole, not that its payload is invalid.
+#[tokio::test]
+async fn a_body_cut_short_is_400_body_could_not_be_read() {
+    let gw = gateway().await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let head = "POST / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://cut-short.example.org\r\n\
+         Content-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"user\":";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut reply),
+    )
+    .await
+    .expect("answered")
+    .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
+    assert!(
+        reply.contains(r#"{"error":"request body could not be read: "#),
+        "{reply}"
+    );
+    let line = log_lines("origin=https://cut-short.example.org ").concat();
+    assert!(
+        line.contains("status=400 error=\"request body could not be read: "),
+        "{line}"
+    );
 }

@@ -584,3 +584,135 @@ async fn socket_activation_uses_the_passed_socket() {
         .starts_with("https://crm.example.org/activated"));
     let _ = child.kill().await;
 }
+
+/// A connection to the daemon, TLS with the given ALPN.
+async fn tls_stream(
+    d: &Daemon,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_over(
+        &d.ca.ca_der,
+        TcpStream::connect(d.addr).await.unwrap(),
+        alpn,
+    )
+    .await
+}
+
+/// Waits (bounded) until the CRM has received `n` requests.
+async fn wait_until_seen_n(crm: &Crm, n: usize) {
+    for _ in 0..1000 {
+        if crm.seen().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the CRM received {} calls, not {n}", crm.seen().len());
+}
+
+/// hyper drops a request's future when its client goes away; the request
+/// still gets its line (nginx's 499) and is counted, whether the client
+/// closed an HTTP/1 connection or reset one HTTP/2 stream of a connection
+/// it keeps.
+#[tokio::test]
+async fn a_call_its_client_abandons_is_logged_as_499_and_counted() {
+    let crm = Crm::start(|_| Answer::Hang).await;
+    let d = Daemon::start(&slow_backend_config(&crm, "abandoned")).await;
+    let body = SEED.as_bytes();
+
+    let mut h1 = tls_stream(&d, b"http/1.1").await;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://h1-gone.example.org\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut h1, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut h1, body)
+        .await
+        .unwrap();
+    wait_until_seen_n(&crm, 1).await;
+    drop(h1);
+
+    let h2 = tls_stream(&d, b"h2").await;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(h2),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post(format!("https://localhost:{}/", d.addr.port()))
+        .header("origin", "https://h2-gone.example.org")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let pending = send.send_request(req);
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        tokio::join!(pending, wait_until_seen_n(&crm, 2)).0
+    });
+    // Dropping the unanswered future resets the stream (RST_STREAM CANCEL).
+    assert!(waited.await.is_err(), "a hanging CRM cannot have answered");
+
+    for origin in ["https://h1-gone.example.org", "https://h2-gone.example.org"] {
+        let line = d.wait_log(&format!("origin={origin} ")).await;
+        assert!(
+            line.contains("outcome=cancelled status=499 ")
+                && line.contains("error=\"the client closed the request before its reply\""),
+            "{line}"
+        );
+    }
+    assert!(
+        !conn.is_finished(),
+        "the HTTP/2 connection itself stays open"
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "thirdparty_gateway_cancelled_total",
+            &[("by", "client")]
+        ),
+        2.0
+    );
+    // The stream reset left the connection usable for the next call.
+    let req = http::Request::post(format!("https://localhost:{}/", d.addr.port()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{")))
+        .unwrap();
+    let reply = send.send_request(req).await.unwrap();
+    assert_eq!(reply.status(), 400);
+}
+
+/// A stop whose grace runs out drops the requests still running; each
+/// gets a warning line saying the stop dropped it, not its client.
+#[tokio::test]
+async fn a_stop_past_its_grace_logs_each_request_it_dropped() {
+    let crm = Crm::start(|_| Answer::Hang).await;
+    let config = slow_backend_config(&crm, "cut").replace(
+        "deadline_ms = 3000\n",
+        "deadline_ms = 3000\nshutdown_grace_ms = 200\n",
+    );
+    let d = Daemon::start(&config).await;
+    let (client, addr) = (Client::new(&d.ca.ca_der), d.addr);
+    let req = http::Request::post("/")
+        .header("host", "localhost")
+        .header("origin", "https://cut-off.example.org")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(SEED.as_bytes())))
+        .unwrap();
+    let in_flight = tokio::spawn(async move { client.try_send(addr, req).await });
+    wait_until_seen(&crm).await;
+    d.signal("TERM");
+    let (status, d) = d.wait_exit().await;
+    assert!(status.success(), "{status}");
+    assert!(in_flight.await.unwrap().is_err(), "no reply was sent");
+    let line = d.wait_log("origin=https://cut-off.example.org ").await;
+    assert!(
+        line.contains(" WARN request ")
+            && line.contains("outcome=cancelled")
+            && line.contains("shutdown_grace ran out")
+            && !line.contains("status="),
+        "{line}"
+    );
+}

@@ -177,6 +177,17 @@ pub fn tls_connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rust
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// A TLS connection to `localhost` over `tcp`, trusting one CA, offering
+/// one ALPN protocol.
+pub async fn tls_over(
+    ca: &CertificateDer<'static>,
+    tcp: TcpStream,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    tls_connector(ca, &[alpn]).connect(name, tcp).await.unwrap()
+}
+
 /// A TLS client trusting one CA, offering the given ALPN protocols.
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
