@@ -1,8 +1,9 @@
 //! The fault and load suite: the real binary under many connections,
-//! slowloris clients, malformed and oversized requests, misbehaving backends
-//! and a burst of calls during reloads. Loopback only; every loop is bounded
-//! in count and time. `cargo test` runs a short mode; `bench/faults` runs the
-//! full one (`FAULTS=full`: 10,000 connections) and prints the same report.
+//! slowloris clients, malformed and oversized requests, misbehaving backends,
+//! HTTP/2 multiplexing and rapid reset, and a burst of calls during reloads.
+//! Loopback only; every loop is bounded in count and time. `cargo test` runs
+//! a short mode; `bench/faults` runs the full one (`FAULTS=full`: 10,000
+//! connections) and prints the same report.
 //!
 //! Asserted: no 5xx, every fault answered `none` within the deadline plus a
 //! generous margin, the gateway alive and answering at the end, memory under
@@ -34,6 +35,7 @@ struct Mode {
     slowloris: usize,
     bad_requests: usize,
     fault_calls: usize,
+    rapid_resets: usize,
     burst: usize,
 }
 
@@ -45,6 +47,7 @@ fn mode() -> Mode {
             slowloris: 1_000,
             bad_requests: 2_000,
             fault_calls: 200,
+            rapid_resets: 20_000,
             burst: 5_000,
         }
     } else {
@@ -54,6 +57,7 @@ fn mode() -> Mode {
             slowloris: 50,
             bad_requests: 120,
             fault_calls: 20,
+            rapid_resets: 2_000,
             burst: 300,
         }
     }
@@ -305,7 +309,72 @@ async fn fault_and_load_suite() {
         ));
     }
 
-    // 5. A burst of adapted calls while the config is reloaded.
+    // 5. HTTP/2, which browsers speak to a TLS gateway: calls to the
+    // hanging backend multiplexed on one connection, then a rapid-reset
+    // flood (HEADERS + RST_STREAM, CVE-2023-44487) on another.
+    let (send, conn) = h2_connect(&d).await;
+    let conn = tokio::spawn(conn);
+    let mut tasks = Vec::new();
+    for _ in 0..mode.fault_calls {
+        let send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            let (status, text) = h2_post(send, "/hang").await;
+            (status, text, t0.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (status, text, took) = task.await.unwrap();
+        assert_eq!((status, text.as_str()), (200, r#"{"action":"none"}"#), "h2");
+        assert!(
+            took < Duration::from_millis(DEADLINE_MS) + MARGIN,
+            "h2: {took:?}"
+        );
+        latencies.push(took);
+    }
+    assert!(!conn.is_finished(), "the HTTP/2 connection stays open");
+    report.push(format!(
+        "HTTP/2, one connection: {} calls to the hanging backend, all none; {}",
+        mode.fault_calls,
+        summary(latencies)
+    ));
+    let started = Instant::now();
+    let (send, conn) = h2_connect(&d).await;
+    let conn = tokio::spawn(conn);
+    let mut reset = 0;
+    while reset < mode.rapid_resets {
+        let Ok(mut ready) = send.clone().ready().await else {
+            break;
+        };
+        let req = http::Request::post(format!("https://localhost:{}/hang", addr.port()))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let Ok((_, mut stream)) = ready.send_request(req, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        reset += 1;
+        if reset % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the gateway ends a connection that floods resets"
+    );
+    let (status, text) = h2_post(h2_connect_spawned(&d).await, "/adapted").await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#""action":"open""#), "{text}");
+    report.push(format!(
+        "HTTP/2 rapid reset: {reset} of {} streams opened and reset before the gateway closed the connection ({:.1} s); a new connection's call opened",
+        mode.rapid_resets,
+        started.elapsed().as_secs_f64()
+    ));
+
+    // 6. A burst of adapted calls while the config is reloaded.
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(100));
     let mut tasks = Vec::new();
@@ -334,7 +403,7 @@ async fn fault_and_load_suite() {
         started.elapsed().as_secs_f64()
     ));
 
-    // 6. Still alive, still answering, memory bounded.
+    // 7. Still alive, still answering, memory bounded.
     assert!(d.alive(), "the gateway is still running");
     assert_eq!(client.post(addr, None, SEED).await.json()["action"], "open");
     let (rss, peak) = d.rss_kib();
@@ -347,4 +416,57 @@ async fn fault_and_load_suite() {
 
 fn client_for(d: &Daemon) -> Client {
     Client::new(&d.ca.ca_der)
+}
+
+type H2Send = h2::client::SendRequest<Bytes>;
+
+/// An HTTP/2 connection (ALPN `h2`) and its task, which the caller runs.
+async fn h2_connect(
+    d: &Daemon,
+) -> (
+    H2Send,
+    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>,
+) {
+    let tls = tls_over(
+        &d.ca.ca_der,
+        TcpStream::connect(d.addr).await.unwrap(),
+        b"h2",
+    )
+    .await;
+    h2::client::Builder::new()
+        // Remember every stream we reset, so late frames for them are not
+        // taken for a protocol error on our side.
+        .max_concurrent_reset_streams(1 << 20)
+        .handshake(tls)
+        .await
+        .unwrap()
+}
+
+/// An HTTP/2 connection whose task runs in the background.
+async fn h2_connect_spawned(d: &Daemon) -> H2Send {
+    let (send, conn) = h2_connect(d).await;
+    tokio::spawn(conn);
+    send
+}
+
+/// POSTs the seed call on one stream; status and body.
+async fn h2_post(send: H2Send, path: &str) -> (u16, String) {
+    let mut send = send.ready().await.unwrap();
+    let req = http::Request::post(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut body) = send.send_request(req, false).unwrap();
+    body.send_data(Bytes::from_static(SEED.as_bytes()), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8_lossy(&text).into_owned())
 }
