@@ -169,6 +169,19 @@ async fn http2_is_negotiated_by_alpn_and_http1_still_works() {
     assert_eq!(reply.json()["url"], "https://crm.example.org/1001");
 }
 
+/// Everything the gateway sends until it closes (bounded: 20 s).
+async fn read_to_close(mut stream: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut reply = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut reply),
+    )
+    .await
+    .expect("no reply within 20 s")
+    .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
 /// Whether the gateway closes `stream` within 20 s, far more than this
 /// config's 300 ms header timeout: anything longer is a hang.
 async fn closed_soon(mut stream: impl tokio::io::AsyncRead + Unpin) -> bool {
@@ -223,15 +236,7 @@ async fn a_body_slower_than_the_header_timeout_is_still_read() {
     tls.write_all(first).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     tls.write_all(rest).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        tls.read_to_end(&mut reply),
-    )
-    .await
-    .expect("no reply within 20 s")
-    .unwrap();
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = read_to_close(tls).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("https://crm.example.org/1001"), "{reply}");
 }
@@ -291,15 +296,7 @@ async fn a_body_cut_short_is_400_body_could_not_be_read() {
          Content-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"user\":";
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.shutdown().await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        tls.read_to_end(&mut reply),
-    )
-    .await
-    .expect("answered")
-    .unwrap();
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = read_to_close(tls).await;
     assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
     assert!(
         reply.contains(r#"{"error":"request body could not be read: "#),
