@@ -169,6 +169,40 @@ async fn fault_and_load_suite() {
     ));
     drop(held);
 
+    // 1b. As many idle HTTP/2 connections (what browsers open): each holds
+    // more than an HTTP/1 one (h2's frame buffers and header tables).
+    let started = Instant::now();
+    let h2_connector = tls_connector(&d.ca.ca_der, &[b"h2"]);
+    let mut opening = Vec::with_capacity(mode.idle_connections);
+    for _ in 0..mode.idle_connections {
+        let (connector, gate) = (h2_connector.clone(), Arc::clone(&gate));
+        opening.push(tokio::spawn(async move {
+            let _slot = gate.acquire().await.unwrap();
+            let (send, conn) = h2_open(&connector, addr).await?;
+            Some((send, tokio::spawn(conn)))
+        }));
+    }
+    let mut held = Vec::new();
+    for task in opening {
+        if let Ok(Some(conn)) = task.await {
+            held.push(conn);
+        }
+    }
+    // Settled: the server has read every client's preface and settings.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_held, _) = d.rss_kib();
+    let (status, text, _) = h2_post(held[0].0.clone(), "/adapted").await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#""action":"open""#), "{text}");
+    report.push(format!(
+        "idle HTTP/2 connections: {} of {} open in {:.1} s; RSS with them: {} KiB; a call on one of them opened",
+        held.len(),
+        mode.idle_connections,
+        started.elapsed().as_secs_f64(),
+        rss_held
+    ));
+    drop(held);
+
     // 2. Slowloris: request heads dribbled a byte at a time are cut off.
     let started = Instant::now();
     let mut slow = Vec::new();
@@ -426,26 +460,31 @@ fn client_for(d: &Daemon) -> Client {
 
 type H2Send = h2::client::SendRequest<Bytes>;
 
+type H2Conn = h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+
 /// An HTTP/2 connection (ALPN `h2`) and its task, which the caller runs.
-async fn h2_connect(
-    d: &Daemon,
-) -> (
-    H2Send,
-    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>,
-) {
-    let tls = tls_over(
-        &d.ca.ca_der,
-        TcpStream::connect(d.addr).await.unwrap(),
-        b"h2",
-    )
-    .await;
+async fn h2_connect(d: &Daemon) -> (H2Send, H2Conn) {
+    let connector = tls_connector(&d.ca.ca_der, &[b"h2"]);
+    h2_open(&connector, d.addr)
+        .await
+        .expect("an HTTP/2 connection")
+}
+
+/// Like [`h2_connect`]; `None` when the connection cannot be made.
+async fn h2_open(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> Option<(H2Send, H2Conn)> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::try_from("localhost").ok()?;
+    let tls = connector.connect(name, tcp).await.ok()?;
     h2::client::Builder::new()
         // Remember every stream we reset, so late frames for them are not
         // taken for a protocol error on our side.
         .max_concurrent_reset_streams(1 << 20)
         .handshake(tls)
         .await
-        .unwrap()
+        .ok()
 }
 
 /// An HTTP/2 connection whose task runs in the background.
