@@ -287,15 +287,15 @@ fn post_in_background(d: &Daemon) -> tokio::task::JoinHandle<Reply> {
     tokio::spawn(async move { client.post(addr, None, SEED).await })
 }
 
-/// Waits (bounded) until the CRM has received a request.
-async fn wait_until_seen(crm: &Crm) {
+/// Waits (bounded) until the CRM has received `n` requests.
+async fn wait_until_seen(crm: &Crm, n: usize) {
     for _ in 0..500 {
-        if !crm.seen().is_empty() {
+        if crm.seen().len() >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the CRM never received the call");
+    panic!("the CRM received {} calls, not {n}", crm.seen().len());
 }
 
 #[tokio::test]
@@ -325,7 +325,7 @@ async fn in_flight_request_finishes_on_the_config_it_started_with() {
     .await;
     let d = Daemon::start(&slow_backend_config(&crm, "old")).await;
     let in_flight = post_in_background(&d);
-    wait_until_seen(&crm).await;
+    wait_until_seen(&crm, 1).await;
     assert_eq!(crm.seen().len(), 1, "the first request reached the CRM");
     std::fs::write(d.config_path(), screen_pop_config("new", "")).unwrap();
     let (_, ready) = d.reload().await;
@@ -389,7 +389,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     .await;
     let d = Daemon::start(&slow_backend_config(&crm, "drain")).await;
     let in_flight = post_in_background(&d);
-    wait_until_seen(&crm).await;
+    wait_until_seen(&crm, 1).await;
     d.signal("TERM");
     assert!(d.next_notify().await.contains("STOPPING=1"));
     // While draining, health says so (a load balancer stops sending).
@@ -598,17 +598,6 @@ async fn tls_stream(
     .await
 }
 
-/// Waits (bounded) until the CRM has received `n` requests.
-async fn wait_until_seen_n(crm: &Crm, n: usize) {
-    for _ in 0..1000 {
-        if crm.seen().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the CRM received {} calls, not {n}", crm.seen().len());
-}
-
 /// hyper drops a request's future when its client goes away; the request
 /// still gets its line (nginx's 499) and is counted, whether the client
 /// closed an HTTP/1 connection or reset one HTTP/2 stream of a connection
@@ -631,7 +620,7 @@ async fn a_call_its_client_abandons_is_logged_as_499_and_counted() {
     tokio::io::AsyncWriteExt::write_all(&mut h1, body)
         .await
         .unwrap();
-    wait_until_seen_n(&crm, 1).await;
+    wait_until_seen(&crm, 1).await;
     drop(h1);
 
     let h2 = tls_stream(&d, b"h2").await;
@@ -649,7 +638,7 @@ async fn a_call_its_client_abandons_is_logged_as_499_and_counted() {
         .unwrap();
     let pending = send.send_request(req);
     let waited = tokio::time::timeout(Duration::from_millis(300), async {
-        tokio::join!(pending, wait_until_seen_n(&crm, 2)).0
+        tokio::join!(pending, wait_until_seen(&crm, 2)).0
     });
     // Dropping the unanswered future resets the stream (RST_STREAM CANCEL).
     assert!(waited.await.is_err(), "a hanging CRM cannot have answered");
@@ -702,7 +691,7 @@ async fn a_stop_past_its_grace_logs_each_request_it_dropped() {
         .body(Full::new(Bytes::from_static(SEED.as_bytes())))
         .unwrap();
     let in_flight = tokio::spawn(async move { client.try_send(addr, req).await });
-    wait_until_seen(&crm).await;
+    wait_until_seen(&crm, 1).await;
     d.signal("TERM");
     let (status, d) = d.wait_exit().await;
     assert!(status.success(), "{status}");
