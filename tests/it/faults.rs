@@ -191,7 +191,8 @@ async fn fault_and_load_suite() {
     // Settled: the server has read every client's preface and settings.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_held, _) = d.rss_kib();
-    let (status, text, _) = h2_post(held[0].0.clone(), "/adapted").await;
+    let (first, _) = held.first().expect("at least one HTTP/2 connection opened");
+    let (status, text, _) = h2_post(first.clone(), "/adapted").await;
     assert_eq!(status, 200);
     assert!(text.contains(r#""action":"open""#), "{text}");
     report.push(format!(
