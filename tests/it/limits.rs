@@ -136,7 +136,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connect(gw, tcp, b"http/1.1").await;
+    let tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
     let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();
@@ -146,14 +146,6 @@ where
 
 fn futures_stream<T>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
     tokio_stream::iter(items)
-}
-
-async fn tls_connect(
-    gw: &TestGateway,
-    tcp: tokio::net::TcpStream,
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    tls_over(&gw.ca.ca_der, tcp, alpn).await
 }
 
 #[tokio::test]
@@ -200,7 +192,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let gw = gateway().await;
     for alpn in [&b"http/1.1"[..], b"h2"] {
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let mut tls = tls_connect(&gw, tcp, alpn).await;
+        let mut tls = tls_over(&gw.ca.ca_der, tcp, alpn).await;
         tls.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\n")
             .await
             .unwrap();
@@ -215,7 +207,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 async fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
     let gw = gateway().await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
     assert!(closed_soon(tls).await, "still open after 20 s");
 }
 
@@ -225,7 +217,7 @@ async fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
 async fn a_body_slower_than_the_header_timeout_is_still_read() {
     let gw = gateway().await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let mut tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
     let head = format!(
         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -291,7 +283,7 @@ async fn after_shutdown_the_port_no_longer_accepts() {
 async fn a_body_cut_short_is_400_body_could_not_be_read() {
     let gw = gateway().await;
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut tls = tls_connect(&gw, tcp, b"http/1.1").await;
+    let mut tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
     let head = "POST / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://cut-short.example.org\r\n\
          Content-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"user\":";
     tls.write_all(head.as_bytes()).await.unwrap();

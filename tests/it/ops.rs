@@ -342,11 +342,7 @@ async fn in_flight_request_finishes_on_the_config_it_started_with() {
 async fn renewed_certificate_is_served_after_reload_without_dropping_connections() {
     let d = Daemon::start(&screen_pop_config("certs", "")).await;
     // A keep-alive connection opened before the reload.
-    let tcp = TcpStream::connect(d.addr).await.unwrap();
-    let tls = tls_connector(&d.ca.ca_der, &[b"http/1.1"])
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_stream(&d, b"http/1.1").await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
