@@ -103,6 +103,10 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
         ("-rw-r--r--", "./usr/share/doc/thirdparty-gateway/README.md"),
         (
             "-rw-r--r--",
+            "./usr/share/doc/thirdparty-gateway/docs/configuration.md",
+        ),
+        (
+            "-rw-r--r--",
             "./usr/share/doc/thirdparty-gateway/examples/soap-crm.toml",
         ),
         (
