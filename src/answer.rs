@@ -10,11 +10,11 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
-use crate::logging::Short;
 use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
 use crate::route::Route;
+use crate::short_text::Short;
 use crate::template::Templates;
 
 /// The outcome of one request, for the reply and the log line.

@@ -3,35 +3,12 @@
 //! unrepresentable: `none` serializes to exactly `{"action":"none"}`, and an
 //! `open` can only be built through [`Open::new`], which validates it.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::constants::{MAX_TITLE_CHARS, MAX_URL_LEN};
 
-pub use crate::payload::{parse_payload, Payload};
-
-/// A string that must never be printed: `Debug` shows a placeholder.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub(crate) fn new(secret: String) -> Self {
-        Self(secret)
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::payload::{parse_payload, Payload, Secret};
 
 /// The call event on which XucMgt opens the tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,9 +15,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{self, Config, WrapSecret};
+use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
+use crate::wrap::WrapSecret;
 use crate::wrap::Wrapper;
 
 /// One generation of everything a request needs, built once.

@@ -16,11 +16,11 @@ use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
 use crate::http_error::HttpError;
-use crate::logging::Short;
 use crate::outcome::NoneReason;
 use crate::pages;
 use crate::request_id::{self, RequestId};
 use crate::route::Route;
+use crate::short_text::Short;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;

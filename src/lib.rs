@@ -31,6 +31,7 @@ pub mod plain_http;
 pub mod request_id;
 pub mod route;
 pub mod server;
+pub mod short_text;
 pub mod simulate;
 pub mod template;
 pub mod tls;

@@ -18,8 +18,28 @@ use std::sync::{Arc, OnceLock};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::contract::Secret;
 use crate::json_scan::{self, Key};
+
+/// A string that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub(crate) fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
 
 /// A payload that matched the contract. Unknown fields stay, so a newer
 /// XucMgt never breaks us and templates can still use them; `user.token`

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::logging::Short;
+use crate::short_text::Short;
 
 /// The reply header that carries the id.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");

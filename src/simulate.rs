@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::answer::{answer, Call, Observer};
 use crate::backend::{Backend, BackendRequest, RawReply};
-use crate::config::{self, Config, WrapSecret};
+use crate::config::{self, Config};
 use crate::contract::{Payload, Reply};
 use crate::request_id::RequestId;
 use crate::route::Route;
+use crate::wrap::WrapSecret;
 use crate::wrap::Wrapper;
 
 /// Bodies longer than this are cut in the printout.

@@ -12,7 +12,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
-use crate::config::TlsSettings;
+/// `[tls]`, with paths resolved against the config's folder.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Demo only: make a self-signed pair when both files are missing.
+    pub self_signed_if_missing: bool,
+}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

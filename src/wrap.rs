@@ -10,6 +10,7 @@
 //! it; nothing is stored.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::backend::Client;
-use crate::config::WrapSettings;
 use crate::contract::{Event, Open};
 use crate::cors::Cors;
 use crate::pages;
@@ -35,6 +35,29 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 const FRAMING_TTL: Duration = Duration::from_secs(600);
 /// Verdicts remembered at most (the cache is cleared when full).
 const FRAMING_CACHE_MAX: usize = 1024;
+
+/// `[wrap]`, validated. The wrapper itself is built with the gateway
+/// generation, because the demo secret may have to be generated first.
+#[derive(Debug)]
+pub struct WrapSettings {
+    /// Where the signing secret comes from.
+    pub secret: WrapSecret,
+    /// How long a link stays valid.
+    pub ttl: Duration,
+    /// The gateway's public URL; `None`: the origin the browser used.
+    pub public_url: Option<Url>,
+    /// The client that asks CRM pages whether they may be framed.
+    pub client: Client,
+}
+
+/// The wrapper's signing secret.
+#[derive(Debug)]
+pub enum WrapSecret {
+    /// Read from the environment or a file.
+    Value(Vec<u8>),
+    /// Demo only: the file is missing and may be generated at start.
+    Generate(PathBuf),
+}
 
 /// What a wrapper link carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

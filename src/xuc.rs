@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::backend::{BackendRequest, Client, Failure};
-use crate::contract::Secret;
 use crate::outcome::NoneReason;
+use crate::payload::Secret;
 
 /// Tokens remembered at most; expired ones are dropped when it is full.
 const CACHE_MAX: usize = 10_000;

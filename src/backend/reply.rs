@@ -12,11 +12,24 @@ use url::Url;
 
 use super::client::RawReply;
 use super::Failure;
-use crate::config::ReplyFormat;
 use crate::contract::{Event, Open};
 use crate::extract::{xml_values, JsonPath, XmlPath};
 use crate::outcome::NoneReason;
 use crate::template::{ConditionId, TemplateId, Templates};
+
+/// The shape of a backend's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyFormat {
+    /// JSON; values extracted by JSON pointer or dotted path.
+    Json,
+    /// XML or SOAP; values extracted by element path.
+    Xml,
+    /// Plain text: the trimmed body is `body` (often a bare URL or id).
+    Text,
+    /// The backend already answers the XucMgt contract.
+    Contract,
+}
 
 /// How to read one backend's replies.
 #[derive(Debug)]

@@ -14,10 +14,10 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::diag::Diagnostics;
-use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply, ReplyFormat};
+use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
 use super::{check_variables, compile, PAYLOAD_FIELDS};
-use crate::backend::reply::{Choice, Extract};
+use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};

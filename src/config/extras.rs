@@ -2,7 +2,7 @@
 //! into runtime settings (secrets read, clients built) at load.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use url::Url;
@@ -12,33 +12,11 @@ use super::raw::{RawDemo, RawWrap, RawXuc};
 use super::secrets::{credential_path, secret};
 use crate::backend::Client;
 use crate::constants::*;
+use crate::wrap::{WrapSecret, WrapSettings};
 use crate::xuc::XucCheck;
 
 /// Redirects the framing check follows (a CRM often redirects to a login page).
 const FRAME_CHECK_REDIRECTS: u8 = 3;
-
-/// `[wrap]`, validated. The wrapper itself is built with the gateway
-/// generation, because the demo secret may have to be generated first.
-#[derive(Debug)]
-pub struct WrapSettings {
-    /// Where the signing secret comes from.
-    pub secret: WrapSecret,
-    /// How long a link stays valid.
-    pub ttl: Duration,
-    /// The gateway's public URL; `None`: the origin the browser used.
-    pub public_url: Option<Url>,
-    /// The client that asks CRM pages whether they may be framed.
-    pub client: Client,
-}
-
-/// The wrapper's signing secret.
-#[derive(Debug)]
-pub enum WrapSecret {
-    /// Read from the environment or a file.
-    Value(Vec<u8>),
-    /// Demo only: the file is missing and may be generated at start.
-    Generate(PathBuf),
-}
 
 /// `[demo]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,16 +19,19 @@ use url::Url;
 
 pub use diag::Diagnostic;
 use diag::Diagnostics;
-pub use extras::{DemoSettings, WrapSecret, WrapSettings};
-pub use raw::{Encoding, LogFormat, ReplyFormat};
+pub use extras::DemoSettings;
+pub use raw::Encoding;
 use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
 
 use crate::backend::Backend;
 use crate::constants::*;
 use crate::cors::{AllowedOrigins, Cors};
+use crate::logging::LogSettings;
 use crate::metrics::Handles;
 use crate::route::{Route, Router, ScreenPop};
 use crate::template::{Escape, TemplateId, Templates};
+use crate::tls::TlsSettings;
+use crate::wrap::WrapSettings;
 
 /// Top-level names of the payload, for spotting typos in templates.
 const PAYLOAD_FIELDS: [&str; 6] = [
@@ -106,31 +109,11 @@ impl ServerSettings {
     }
 }
 
-/// `[tls]`, with paths resolved against the config's folder.
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// Demo only: make a self-signed pair when both files are missing.
-    pub self_signed_if_missing: bool,
-}
-
 /// `[ops]`, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpsSettings {
     /// Where `/healthz` and `/metrics` are served; `None` when disabled.
     pub listen: Option<SocketAddr>,
-}
-
-/// `[log]`, with defaults applied.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    /// A tracing filter, e.g. `info` or `thirdparty_gateway=debug`.
-    pub level: String,
-    /// Text or JSON lines.
-    pub format: LogFormat,
 }
 
 /// Why a config could not be loaded.

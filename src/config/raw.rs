@@ -5,7 +5,9 @@
 
 use serde::Deserialize;
 
+use crate::backend::reply::ReplyFormat;
 use crate::contract::Event;
+use crate::logging::LogFormat;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -119,17 +121,6 @@ pub(super) struct RawLog {
     pub(super) level: Option<String>,
     #[serde(default)]
     pub(super) format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines (journald adds the timestamp).
-    #[default]
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
 }
 
 /// One `[[routes]]` entry.
@@ -251,18 +242,4 @@ pub(super) struct RawReply {
     pub(super) url: Option<String>,
     pub(super) title: Option<String>,
     pub(super) autopause: Option<toml::Value>,
-}
-
-/// The shape of a backend's reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReplyFormat {
-    /// JSON; values extracted by JSON pointer or dotted path.
-    Json,
-    /// XML or SOAP; values extracted by element path.
-    Xml,
-    /// Plain text: the trimmed body is `body` (often a bare URL or id).
-    Text,
-    /// The backend already answers the XucMgt contract.
-    Contract,
 }
