@@ -33,8 +33,8 @@ pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
-/// work-stealing queues or cross-thread wake-ups on the request path
-/// (measured: about 15% more calls per second on one core). More workers
+/// work-stealing queues or cross-thread wake-ups on the request path, which
+/// serves more calls per core (docs/performance.md). More workers
 /// share one work-stealing pool; the default is one per core. A worker
 /// about to wait for work writes the log lines gathered meanwhile.
 fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {

@@ -138,14 +138,12 @@ fn generated_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// heads. Both sniff the protocol from the first bytes: hyper's HTTP/1
 /// connection reserves its 8 KiB read buffer as soon as it is polled, while
 /// sniffing reads into a few bytes, so a connection that has sent nothing
-/// yet costs little (10,000 such connections: ≈140 MB of RSS instead of
-/// ≈250 MB, bench/faults).
+/// yet holds little memory (idle connections are what a flood is made of).
 pub struct Http {
     /// For TLS connections whose ALPN chose HTTP/1.1 (or nothing): no
     /// header-read timer, because hyper's arms one per request (a boxed
-    /// timer entry, ≈1.8k instructions per request, callgrind); the
-    /// connection's watcher enforces `server.header_read_timeout` instead
-    /// (`idle::Activity`).
+    /// timer entry); the connection's watcher enforces
+    /// `server.header_read_timeout` instead (`idle::Activity`).
     pub heads_watched: auto::Builder<TokioExecutor>,
     /// For connections that may be HTTP/2 (ALPN `h2`, plain HTTP), where a
     /// connection without a request is not a late head: hyper's own

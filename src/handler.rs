@@ -40,7 +40,8 @@ enum Handled<'g> {
 
 /// Answers one request. Never fails: every problem becomes a status code.
 /// Every log line written for it carries its request id (an `id` field, not
-/// a span: measured cheaper), which the reply carries in `X-Request-Id`.
+/// a span, which costs more per request), which the reply carries in
+/// `X-Request-Id`.
 pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let id = RequestId::next();
     let mut response = handle_request(req, gateway, id).await;
@@ -55,8 +56,8 @@ fn tag(headers: &mut HeaderMap, id: RequestId) {
         Ok(mut value) => {
             // Never indexed by HTTP/2's header compression: a value new on
             // every reply would churn the connection's table, pushing out
-            // the CORS headers that repeat on every reply (h2 preflight:
-            // ≈3.6k fewer instructions, callgrind).
+            // the CORS headers that repeat on every reply, so those would be
+            // sent in full again.
             value.set_sensitive(true);
             headers.insert(request_id::HEADER, value);
         }

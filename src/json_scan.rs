@@ -3,9 +3,9 @@
 //!
 //! Templates read two or three fields of a payload; indexing an object with
 //! serde (every value walked through its grammar, every key copied) cost
-//! more than checking the whole payload (callgrind, bench/run). Text that
-//! is known to be valid JSON only needs its strings and brackets matched to
-//! find where each value starts and ends. The input must be valid JSON: on
+//! more than checking the whole payload. Text that is known to be valid
+//! JSON only needs its strings and brackets matched to find where each value
+//! starts and ends. The input must be valid JSON: on
 //! anything else the result is some spans or none, never a panic.
 
 use std::ops::Range;

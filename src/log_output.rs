@@ -2,11 +2,11 @@
 //! the gateway serves, lines are gathered and written a batch at a time:
 //! when an event-loop thread runs out of ready work (it is about to wait in
 //! epoll), when a batch reaches [`FULL`], and at the latest [`LATEST`] after
-//! a batch's first line. A write(2) per line was a seventh of a preflight's
-//! CPU time (bench/run; nginx pays the same for its unbuffered
-//! `access_log`); under load one write now carries the lines of one turn of
-//! the event loop, and an idle gateway still shows a line as soon as its
-//! request is answered. Each batch is whole lines written by one
+//! a batch's first line. A write(2) per line was a large share of a
+//! preflight's CPU time (nginx pays the same for its unbuffered
+//! `access_log`; docs/performance.md); under load one write carries the
+//! lines of one turn of the event loop, and an idle gateway still shows a
+//! line as soon as its request is answered. Each batch is whole lines written by one
 //! `write_all`, in the order they were logged, so the journal and `tail -f`
 //! see what they saw before. All workers share one buffer rather than one
 //! each, to keep that order across workers; its lock is held for the copy

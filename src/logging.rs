@@ -3,7 +3,7 @@
 //!
 //! Text lines are written by [`TextLine`], not tracing-subscriber's default
 //! formatter: one line per request is the largest cost the gateway adds to a
-//! preflight (bench/run --profile), and the default formatter spends most of
+//! preflight (docs/performance.md), and the default formatter spends most of
 //! it on styling the line even when colours are off. For the same reason the
 //! request line passes its values as `&str` (written as they are, no
 //! `fmt` machinery), with the id and latency already written by [`Short`].
@@ -125,7 +125,7 @@ fn text_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
 }
 
 /// The date and time down to the second, formatted once per second per
-/// thread: formatting a full timestamp per line was a fifth of a line's cost.
+/// thread: formatting a full timestamp was a large part of every line.
 struct SecondCache {
     second: u64,
     /// `2026-11-25T16:57:58.`

@@ -114,7 +114,7 @@ fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 
 /// A request allocates a few hundred small blocks (headers, JSON, template
 /// values) that die with it; mimalloc serves those faster than glibc's
-/// malloc (bench/run: ≈12% more calls per core). Built without transparent
-/// huge pages: with them its eagerly committed arena nearly doubled idle RSS.
+/// malloc. Built without transparent huge pages, whose eagerly committed
+/// arena would cost idle memory (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -7,7 +7,7 @@
 //! finds a field in the JSON text when a template asks for it: a route reads
 //! two or three of a payload's fields, and building a JSON tree of all of
 //! them (every key and string allocated) was the largest single cost of a
-//! call (bench/run, callgrind). Finding fields in text already checked is
+//! call (docs/performance.md). Finding fields in text already checked is
 //! [`json_scan`]'s work.
 
 use std::fmt;

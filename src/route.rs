@@ -17,8 +17,7 @@ use crate::template::{ConditionId, TemplateId, Templates};
 pub struct Router {
     templates: Templates,
     /// Each path with its routes, paths in config order. A site has a few
-    /// paths: comparing them costs less than hashing one (≈250
-    /// instructions per request with the default hasher, callgrind).
+    /// paths: comparing them costs less than hashing one.
     by_path: Vec<(Box<str>, Vec<Route>)>,
 }
 

@@ -9,8 +9,8 @@
 //! Most templates in real configs are one variable (`{{ caller }}`,
 //! `{{ queue.name }}`) and most conditions one flag (`found`). Those are
 //! recognized at compile time and answered by looking the path up, without
-//! starting the template engine (a render costs thousands of instructions;
-//! the look-up, a few hundred); anything the look-up cannot answer exactly as
+//! starting the template engine (a render costs an order of magnitude more
+//! than the look-up); anything the look-up cannot answer exactly as
 //! the engine would (a name not in the context, a list or a map to print)
 //! still goes to the engine.
 

@@ -180,8 +180,8 @@ fn redirect(req: &mut BackendRequest, status: StatusCode, next: Url) {
 }
 
 /// The request as hyper sends it; the pool sets its target and `Host`.
-/// `last` moves the headers out instead of copying them (a copy is ≈500
-/// instructions per call, callgrind); only a redirect needs them again.
+/// `last` moves the headers out instead of copying them: only a redirect
+/// needs them again.
 fn to_hyper(req: &mut BackendRequest, last: bool) -> Request<Full<Bytes>> {
     let mut out = Request::new(Full::new(req.body.clone()));
     *out.method_mut() = req.method.clone();

@@ -2,11 +2,10 @@
 //! connection types: TCP (and TLS with ALPN `h2` / `http/1.1`) set up once,
 //! then reused request after request.
 //!
-//! Why not hyper-util's pooled client: on one core it cost ≈2.6 µs more per
-//! request than hyper's connections kept in a plain list (measured during
-//! development with bench/floor.rs built on each: 71k against 86k forwarded
-//! POSTs per second), mostly a task spawned per request to put the
-//! connection back and the request URI rebuilt. Here, as in that list, a
+//! Why not hyper-util's pooled client: it costs noticeably more per request
+//! than hyper's connections kept in a plain list (docs/performance.md),
+//! mostly a task spawned per request to put the connection back and the
+//! request URI rebuilt. Here, as in that list, a
 //! connection goes back to the pool when its reply has been read, by the
 //! request that used it; the pool is keyed by origin only because redirects
 //! and the framing check may reach other hosts.

@@ -79,9 +79,9 @@ pub enum Extract {
 }
 
 /// What a reply's templates see: the values taken from the reply (the last
-/// of a name wins), then the payload's fields. A look-up in a short list: a
-/// map built and merged with the payload per reply cost ≈3.5k instructions
-/// per call (callgrind).
+/// of a name wins), then the payload's fields. A look-up in a short list:
+/// building a map and merging it with the payload for every reply was a
+/// measurable share of a call (docs/performance.md).
 #[derive(Debug)]
 struct ReplyContext {
     values: Vec<(Value, Value)>,
