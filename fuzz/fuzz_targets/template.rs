@@ -52,9 +52,15 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let out = t.render(&url_var, &ctx).unwrap();
-    let decoded = percent_encoding::percent_decode_str(&out).decode_utf8().expect("UTF-8");
+    let decoded = percent_encoding::percent_decode_str(&out)
+        .decode_utf8()
+        .expect("UTF-8");
     assert_eq!(decoded, value.as_str(), "{out}");
-    assert!(out.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%".contains(&b)), "{out}");
+    assert!(
+        out.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%".contains(&b)),
+        "{out}"
+    );
     let out = t.render(&xml_var, &ctx).unwrap();
     assert!(!out.contains(['<', '>', '"', '\'']), "{out}");
     assert_eq!(t.render(&text_var, &ctx).unwrap(), value);

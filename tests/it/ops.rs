@@ -222,7 +222,19 @@ async fn notify_reload_good_and_broken_configs_then_stop() {
         .as_str()
         .unwrap()
         .starts_with("https://crm.example.org/one"));
-    assert_eq!(d.ops_get("/healthz").await.0, 200);
+    // Health names the running version, so a load balancer's check (or an
+    // operator's curl) tells which build answers.
+    let (status, health) = d.ops_get("/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        (status, &health["status"], &health["version"]),
+        (
+            200,
+            &serde_json::json!("serving"),
+            &serde_json::json!(env!("CARGO_PKG_VERSION"))
+        ),
+        "{health}"
+    );
 
     std::fs::write(d.config_path(), screen_pop_config("two", "")).unwrap();
     let (reloading, ready) = d.reload().await;
