@@ -73,7 +73,7 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Option<Self> {
-        crate::browser::chromium()?;
+        crate::headless::chromium()?;
         let driver_path = require_tool("chromedriver", "apt-get install chromium-driver")?;
         let port = TcpListener::bind("127.0.0.1:0")
             .await

@@ -3,6 +3,7 @@
 //! (preflight included), and fails for an origin the config does not allow.
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,21 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::headless::{chromium, Reaper};
 use crate::support::*;
-
-/// The browser binary, or `None` (with a loud message) when it is missing
-/// outside CI. In CI a missing browser fails the test.
-pub fn chromium() -> Option<&'static str> {
-    const PATH: &str = "/usr/bin/chromium";
-    if std::path::Path::new(PATH).exists() {
-        return Some(PATH);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI is set but {PATH} is missing: .ci/run must install Debian's chromium");
-    }
-    eprintln!("\n!!!!! SKIPPED: {PATH} not found; install Debian's `chromium` to run browser tests !!!!!\n");
-    None
-}
 
 /// Serves one HTML page on an already bound listener (the "XucMgt" origin).
 fn serve_page(listener: TcpListener, html: String) {
@@ -64,29 +52,29 @@ fetch({gateway_url:?}, {{method: "POST", headers: {{"Content-Type": "application
 }
 
 /// Loads `url` in headless Chromium and returns the DOM after scripts ran.
-pub async fn dump_dom(browser: &str, url: &str) -> String {
+pub async fn dump_dom(browser: &Path, url: &str) -> String {
     let profile = tempfile::TempDir::new().unwrap();
-    let child = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (child, _reaper) = Reaper::spawn(
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--ignore-certificate-errors",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        profile.path(),
+    );
     let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .expect("chromium did not finish in 90 s")
@@ -99,7 +87,7 @@ const ROUTE: &str = "[[routes]]\n[routes.open]\nevent = \"EventRinging\"\n\
 
 /// Runs the page on its own origin against a gateway allowing `allowed`
 /// (`None`: the page's own origin) and returns the page's verdict line.
-async fn browser_posts(browser: &str, allowed: Option<&str>) -> String {
+async fn browser_posts(browser: &Path, allowed: Option<&str>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let allowed = allowed.unwrap_or(&page_origin);
@@ -115,9 +103,13 @@ async fn browser_posts(browser: &str, allowed: Option<&str>) -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "chromium not installed: apt-get install chromium"
+)]
 async fn chromium_cross_origin_post_passes_cors_and_gets_the_reply() {
     let Some(browser) = chromium() else { return };
-    let verdict = browser_posts(browser, None).await;
+    let verdict = browser_posts(&browser, None).await;
     assert_eq!(
         verdict,
         r#"OK {"action":"open","event":"EventRinging","url":"https://crm.example.org/?n=1001","autopause":false,"title":"Call 1001"}"#
@@ -125,8 +117,12 @@ async fn chromium_cross_origin_post_passes_cors_and_gets_the_reply() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "chromium not installed: apt-get install chromium"
+)]
 async fn chromium_post_from_a_disallowed_origin_fails_in_the_browser() {
     let Some(browser) = chromium() else { return };
-    let verdict = browser_posts(browser, Some("https://xuc.example.org")).await;
+    let verdict = browser_posts(&browser, Some("https://xuc.example.org")).await;
     assert!(verdict.starts_with("FAIL TypeError"), "{verdict}");
 }

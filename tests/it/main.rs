@@ -10,6 +10,7 @@ mod cors;
 mod crm;
 mod examples;
 mod faults;
+mod headless;
 mod limits;
 mod ops;
 mod package;

@@ -61,13 +61,25 @@ fn check_unit(unit: &str, binary: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_systemd_analyze),
+    ignore = "systemd-analyze not installed: apt-get install systemd"
+)]
 fn unit_passes_verify_and_the_exposure_check() {
     check_unit(UNIT, &binary());
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_cargo_deb, has_dpkg_deb, has_systemd_analyze)),
+    ignore = "cargo-deb, dpkg-deb or systemd-analyze not installed: \
+              cargo install cargo-deb --locked; apt-get install dpkg systemd"
+)]
 fn deb_builds_with_binary_conffile_unit_and_docs() {
     let Some(_) = require_tool("cargo-deb", "cargo install cargo-deb --locked") else {
+        return;
+    };
+    let Some(_) = require_tool("dpkg-deb", "apt-get install dpkg") else {
         return;
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
