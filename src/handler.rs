@@ -5,11 +5,12 @@
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
+use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, VARY};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::accept;
 use crate::answer::{answer, Call, Quiet};
 use crate::backend::Failure;
 use crate::contract::{Payload, Reply};
@@ -24,6 +25,8 @@ use crate::short_text::Short;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
+/// A 405's body depends on `Accept` (HTML page or JSON), caches must know.
+const ACCEPT_VARY: HeaderValue = HeaderValue::from_static("accept");
 
 /// What became of a request, for the reply and the log line.
 enum Handled<'g> {
@@ -94,6 +97,10 @@ async fn handle_request(
         start,
     };
     let origin_check = gateway.config.cors.check(req.headers());
+    // A browser opening the gateway's URL (to try its certificate, say)
+    // gets a page on what the URL is for; a program gets JSON.
+    let wants_html = matches!(*req.method(), Method::GET | Method::HEAD)
+        && accept::prefers_html(req.headers().get(ACCEPT));
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
         _ => dispatch(req, gateway, &origin_check, start, id).await,
@@ -169,7 +176,11 @@ async fn handle_request(
                 id = id_log, method, path, origin = origin_log, outcome = "error",
                 status = status.as_u16(), error = %err, latency_ms, "request"
             );
-            error_response(&err)
+            if wants_html && err == HttpError::MethodNotAllowed {
+                status_page(status)
+            } else {
+                error_response(&err)
+            }
         }
     };
     if let OriginCheck::Allowed(allow) = &origin_check {
@@ -373,15 +384,13 @@ async fn own_page(
                 .await,
         ),
         ("/wrap.js" | "/wrap.css", Some(_)) => pages::asset(req.uri().path()),
+        (pages::PAGE_CSS, _) => pages::asset(pages::PAGE_CSS),
         ("/demo/trust", _) => gateway.config.demo.as_ref().map(|demo| {
-            pages::error(
-                StatusCode::OK,
-                "This browser now trusts the demo gateway",
-                &format!(
-                    "Go back to the demo agent page: http://{}/demo/agent",
-                    demo.listen
-                ),
-            )
+            let mut agent = demo.listen;
+            if agent.ip().is_unspecified() {
+                agent.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            pages::trust(&format!("http://{agent}/demo/agent"))
         }),
         _ => None,
     }
@@ -487,8 +496,19 @@ fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
     let body = serde_json::json!({ "error": err.to_string() }).to_string();
     let mut response = json_response(StatusCode::from(err), Bytes::from(body));
     if *err == HttpError::MethodNotAllowed {
-        response.headers_mut().insert(ALLOW, ALLOWED_METHODS);
+        let headers = response.headers_mut();
+        headers.insert(ALLOW, ALLOWED_METHODS);
+        headers.insert(VARY, ACCEPT_VARY);
     }
+    response
+}
+
+/// The 405 a browser gets: the same status and `Allow`, as an HTML page.
+fn status_page(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = pages::status(status);
+    let headers = response.headers_mut();
+    headers.insert(ALLOW, ALLOWED_METHODS);
+    headers.insert(VARY, ACCEPT_VARY);
     response
 }
 

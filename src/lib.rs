@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
+pub mod accept;
 pub mod answer;
 pub mod backend;
 pub mod check;

@@ -8,8 +8,8 @@
 
   function log(text) {
     var li = document.createElement("li");
-    // 24-hour, zero-padded: the same width at any hour, so the page (and
-    // the screenshot the tests compare) does not reflow with the clock.
+    // 24-hour, zero-padded: the same width at any hour, so the page does
+    // not reflow with the clock.
     li.textContent = new Date().toTimeString().slice(0, 8) + "  " + text;
     $("log").appendChild(li);
   }
@@ -28,7 +28,7 @@
     $("closed").hidden = true;
     document.body.dataset.tab = "open";
     if (r.autopause) { setPaused(true); }
-    log("tab opened on " + r.event + ": " + r.url + (r.autopause ? " (agent paused)" : ""));
+    log("Tab opened on " + r.event + ": " + r.url + (r.autopause ? " (agent paused)" : ""));
   }
 
   function closeTab() {
@@ -51,11 +51,12 @@
     reply = null;
     if (opened) { closeTab(); }
     try { payload = JSON.parse($("payload").value); } catch (e) {
-      $("reply").textContent = "the payload is not JSON: " + e.message;
+      $("reply").textContent = "The payload is not JSON: " + e.message;
       return;
     }
     log("EventRinging: POST " + $("url").value);
     $("reply").textContent = "...";
+    $("failed-help").hidden = true;
     document.body.dataset.reply = "pending";
     fetch($("url").value, {
       method: "POST",
@@ -68,13 +69,13 @@
       reply = j;
       $("reply").textContent = JSON.stringify(j, null, 2);
       document.body.dataset.reply = j.action;
-      log("reply: " + j.action + (j.event ? " on " + j.event : ""));
+      log("Reply: " + j.action + (j.event ? " on " + j.event : ""));
       onEvent("EventRinging");
     }).catch(function (e) {
-      $("reply").textContent = "request failed: " + e + "\n(origin refused by the gateway's CORS policy, gateway down, " +
-        "or this browser does not trust the gateway's certificate yet: open the THIRD_PARTY_URL once and accept it)";
+      $("reply").textContent = "Request failed: " + e;
+      $("failed-help").hidden = false;
       document.body.dataset.reply = "failed";
-      log("request failed: " + e);
+      log("Request failed: " + e);
     });
   });
   $("established").addEventListener("click", function () { log("EventEstablished"); onEvent("EventEstablished"); });

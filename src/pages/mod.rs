@@ -1,8 +1,8 @@
 //! The gateway's own pages (completion wrapper, demo agent and CRM, error
 //! pages): static minijinja templates compiled once per process, with HTML
 //! auto-escaping, so no value from a URL or a CRM can inject markup. Scripts
-//! and styles are separate static files, so every page can carry a CSP that
-//! forbids inline script.
+//! and styles are separate static files (no `style=` attribute either), so
+//! every page can carry a CSP that forbids inline script and style.
 
 use std::sync::OnceLock;
 
@@ -12,8 +12,22 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use minijinja::Environment;
 
+/// XucMgt's side of the integration, linked from the gateway's status page.
+const XIVO_THIRD_PARTY_DOCS: &str = "https://gitlab.com/xivo.solutions/xivo-solutions-doc/-/blob/b03ed4f26a7016786acbad8c4bbe093ae6f84a2b/source/api_sdk/third_party/index.rst";
+
+/// The CSP of the plain pages (errors, status, trust): their stylesheet only.
+const PLAIN_CSP: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'";
+
+/// Where the plain pages' stylesheet is served, on the gateway and the demo.
+pub const PAGE_CSS: &str = "/page.css";
+
 /// Static files: path, content type, body.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 7] = [
+    (
+        PAGE_CSS,
+        "text/css; charset=utf-8",
+        include_str!("page.css"),
+    ),
     (
         "/wrap.js",
         "text/javascript; charset=utf-8",
@@ -35,6 +49,11 @@ const ASSETS: [(&str, &str, &str); 5] = [
         include_str!("agent.css"),
     ),
     (
+        "/demo/crm/card.css",
+        "text/css; charset=utf-8",
+        include_str!("card.css"),
+    ),
+    (
         "/demo/crm/card.js",
         "text/javascript; charset=utf-8",
         include_str!("card.js"),
@@ -50,6 +69,8 @@ fn env() -> &'static Environment<'static> {
             ("error.html", include_str!("error.html")),
             ("agent.html", include_str!("agent.html")),
             ("card.html", include_str!("card.html")),
+            ("trust.html", include_str!("trust.html")),
+            ("status.html", include_str!("status.html")),
         ] {
             // The templates are part of the binary and tested: a failure here
             // is a build defect, reported on first use rather than at start.
@@ -90,14 +111,52 @@ pub fn html(
     response
 }
 
-/// A plain error page (400, 404...) with a CSP that allows nothing.
+/// A plain error page (400, 404...). `message` is shown as a sentence:
+/// its first letter is made a capital (error texts start lowercase).
 pub fn error(status: StatusCode, heading: &str, message: &str) -> Response<Full<Bytes>> {
+    let message = sentence(message);
     html(
         status,
         "error.html",
         minijinja::context! { heading, message },
-        "default-src 'none'",
+        PLAIN_CSP,
     )
+}
+
+/// The demo's certificate-trust page: the browser reached it over TLS, so
+/// it now accepts the certificate; it links back to the agent page.
+pub fn trust(agent_url: &str) -> Response<Full<Bytes>> {
+    html(
+        StatusCode::OK,
+        "trust.html",
+        minijinja::context! { agent_url },
+        PLAIN_CSP,
+    )
+}
+
+/// What a browser sees on a route's path, which only XucMgt's POST serves:
+/// name, version, and where to read on. A 405 all the same (with `Allow`),
+/// so the status does not depend on who asks.
+pub fn status(status: StatusCode) -> Response<Full<Bytes>> {
+    html(
+        status,
+        "status.html",
+        minijinja::context! {
+            name => env!("CARGO_PKG_NAME"),
+            version => env!("CARGO_PKG_VERSION"),
+            docs => XIVO_THIRD_PARTY_DOCS,
+        },
+        PLAIN_CSP,
+    )
+}
+
+/// `text` with its first letter a capital.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// A static script or stylesheet, if `path` names one.
@@ -117,9 +176,45 @@ mod tests {
 
     #[test]
     fn every_built_in_page_compiles() {
-        for name in ["wrap.html", "error.html", "agent.html", "card.html"] {
+        for name in [
+            "wrap.html",
+            "error.html",
+            "agent.html",
+            "card.html",
+            "trust.html",
+            "status.html",
+        ] {
             assert!(env().get_template(name).is_ok(), "{name}");
         }
+    }
+
+    /// Every page's CSP forbids inline style, so a `style=` attribute would
+    /// be dropped by the browser (and logged as a CSP error).
+    #[test]
+    fn no_page_has_a_style_attribute() {
+        let pages = [
+            include_str!("wrap.html"),
+            include_str!("error.html"),
+            include_str!("agent.html"),
+            include_str!("card.html"),
+            include_str!("trust.html"),
+            include_str!("status.html"),
+        ];
+        for page in pages {
+            assert!(!page.contains("style="), "{page}");
+        }
+    }
+
+    #[test]
+    fn error_messages_read_as_sentences() {
+        let body = futures_body(error(
+            StatusCode::BAD_REQUEST,
+            "Bad",
+            "the link has expired",
+        ));
+        assert!(body.contains("<p>The link has expired</p>"), "{body}");
+        assert_eq!(sentence(""), "");
+        assert_eq!(sentence("état"), "État");
     }
 
     #[test]

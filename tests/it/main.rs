@@ -14,6 +14,7 @@ mod headless;
 mod limits;
 mod ops;
 mod package;
+mod pages;
 mod routes;
 mod simulate_cmd;
 mod wrap;
