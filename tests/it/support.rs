@@ -108,6 +108,16 @@ pub async fn start_gateway(config: &str) -> TestGateway {
 
 /// Like [`start_gateway`], with extra files (name, contents) beside the config.
 pub async fn start_gateway_with(config: &str, files: &[(&str, &str)]) -> TestGateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_gateway_on(listener, config, files).await
+}
+
+/// Like [`start_gateway_with`], on a listener the caller bound.
+pub async fn start_gateway_on(
+    listener: TcpListener,
+    config: &str,
+    files: &[(&str, &str)],
+) -> TestGateway {
     capture_logs();
     let dir = TempDir::new().unwrap();
     let ca = TestCa::new();
@@ -119,7 +129,6 @@ pub async fn start_gateway_with(config: &str, files: &[(&str, &str)]) -> TestGat
     std::fs::write(&path, config).unwrap();
     let config = config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     let gateway = Live::new(config, &path, None).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, gateway, async {
