@@ -1,21 +1,22 @@
 //! Finds the external tools some integration tests drive (Chromium,
-//! chromedriver, systemd's tools, cargo-deb) and sets a `has_<tool>` cfg for
-//! each one found, so a test whose tool is missing shows as `ignored, <how
-//! to install it>` in the default `cargo test` output instead of passing
-//! silently. With `CI` set every cfg is on: a missing tool then fails its
-//! test, since `.ci/run` must have installed it.
+//! chromedriver, systemd's tools, cargo-deb, haproxy) and sets a
+//! `has_<tool>` cfg for each one found, so a test whose tool is missing
+//! shows as `ignored, <how to install it>` in the default `cargo test`
+//! output instead of passing silently. With `CI` set every cfg is on: a
+//! missing tool then fails its test, since `.ci/run` must have installed it.
 
 use std::env;
 use std::path::PathBuf;
 
 /// Tool on PATH, and the cfg set when it is there.
-const TOOLS: [(&str, &str); 6] = [
+const TOOLS: [(&str, &str); 7] = [
     ("chromium", "has_chromium"),
     ("chromedriver", "has_chromedriver"),
     ("systemd-analyze", "has_systemd_analyze"),
     ("systemd-socket-activate", "has_systemd_socket_activate"),
     ("cargo-deb", "has_cargo_deb"),
     ("dpkg-deb", "has_dpkg_deb"),
+    ("haproxy", "has_haproxy"),
 ];
 
 fn main() {
