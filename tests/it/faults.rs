@@ -78,6 +78,32 @@ fn summary(mut latencies: Vec<Duration>) -> String {
     )
 }
 
+/// The `none` answers of the `adapted` route so far: those that were late
+/// (`deadline`, `timeout`) and the others by reason.
+fn adapted_nones(
+    scrape: &prometheus_parse::Scrape,
+) -> (f64, std::collections::BTreeMap<String, f64>) {
+    let mut late = 0.0;
+    let mut other = std::collections::BTreeMap::new();
+    for s in scrape.samples.iter().filter(|s| {
+        s.metric == "thirdparty_gateway_requests_total"
+            && s.labels.get("route") == Some("adapted")
+            && s.labels.get("outcome") == Some("none")
+    }) {
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        };
+        match s.labels.get("reason") {
+            Some("deadline" | "timeout") => late += value,
+            reason => {
+                other.insert(reason.unwrap_or("-").to_owned(), value);
+            }
+        }
+    }
+    (late, other)
+}
+
 #[tokio::test]
 async fn fault_and_load_suite() {
     let mode = mode();
@@ -416,6 +442,7 @@ async fn fault_and_load_suite() {
     ));
 
     // 6. A burst of adapted calls while the config is reloaded.
+    let (late_before, other_before) = adapted_nones(&d.metrics().await);
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(100));
     let mut tasks = Vec::new();
@@ -437,9 +464,28 @@ async fn fault_and_load_suite() {
         assert_eq!(status, 200);
         opened += usize::from(open);
     }
-    assert_eq!(opened, mode.burst, "every call of the burst opened");
+    // A reload must lose no call: every call opens, or, on a machine too busy
+    // to answer all of them within the deadline, says so (`deadline` or
+    // `timeout`). Any other reason is a call the reloads broke. How many
+    // opened depends on the machine's speed, so it is reported, not asserted.
+    let (late_after, other_after) = adapted_nones(&d.metrics().await);
+    let late = late_after - late_before;
+    let unexplained: Vec<_> = other_after
+        .iter()
+        .filter(|(reason, n)| other_before.get(*reason) != Some(n))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "burst calls answered none for another reason than lateness: {unexplained:?}"
+    );
+    assert!(opened > 0, "no call of the burst opened");
+    assert_eq!(
+        opened as f64 + late,
+        mode.burst as f64,
+        "every call of the burst opened or was late"
+    );
     report.push(format!(
-        "burst during 5 reloads: {} adapted calls, {opened} opened, 0 errors, {:.1} s",
+        "burst during 5 reloads: {} adapted calls, {opened} opened, {late} late, 0 errors, {:.1} s",
         mode.burst,
         started.elapsed().as_secs_f64()
     ));
