@@ -14,12 +14,20 @@
 //! the engine would (a name not in the context, a list or a map to print)
 //! still goes to the engine.
 
+mod filters;
+mod phone;
+mod secret;
+
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, Output, State, UndefinedBehavior};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+pub use phone::region as phone_region;
+pub use phonenumber::country::Id as Region;
 
 /// Bounds the work one render may do, so no template can spin on hostile data.
 const RENDER_FUEL: u64 = 100_000;
@@ -63,6 +71,14 @@ pub struct TemplateId {
     name: Box<str>,
     escape: Escape,
     path: Option<VarPath>,
+    sensitive: bool,
+}
+
+impl TemplateId {
+    /// Whether it reads a `secret(...)`: what it renders is never shown.
+    pub fn is_sensitive(&self) -> bool {
+        self.sensitive
+    }
 }
 
 /// A compiled `when` condition, tested with [`Templates::test`].
@@ -125,6 +141,9 @@ impl VarPath {
 /// The set of every template and condition a config uses.
 pub struct Templates {
     env: Environment<'static>,
+    /// Every `secret("NAME")` the templates use, read when compiled.
+    secrets: BTreeMap<String, String>,
+    region: Option<Region>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -159,7 +178,61 @@ impl Templates {
         });
         env.set_formatter(format_value);
         env.add_filter("digits", digits);
-        Self { env }
+        filters::register(&mut env);
+        let mut templates = Self {
+            env,
+            secrets: BTreeMap::new(),
+            region: None,
+        };
+        templates.set_phone_region(None);
+        templates
+    }
+
+    /// An empty set with the same phone region, for templates owned apart
+    /// (a backend's login steps).
+    pub fn sibling(&self) -> Self {
+        let mut t = Self::new();
+        t.set_phone_region(self.region);
+        t
+    }
+
+    /// The region phone filters read numbers without a country code in;
+    /// without one such numbers fall back to their digits.
+    pub fn set_phone_region(&mut self, region: Option<Region>) {
+        self.region = region;
+        phone::register(&mut self.env, region);
+    }
+
+    /// The secret values templates use, for `simulate` to hide wherever
+    /// they appear.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets.values().map(String::as_str)
+    }
+
+    /// Reads the secrets `source` names; `true` when it names any.
+    fn read_secrets(&mut self, source: &str) -> Result<bool, Error> {
+        let invalid = |msg: String| Error::new(minijinja::ErrorKind::InvalidOperation, msg);
+        let names = secret::names(source).map_err(invalid)?;
+        let mut added = false;
+        for name in &names {
+            if !self.secrets.contains_key(name) {
+                let value = secret::read(name).map_err(invalid)?;
+                self.secrets.insert(name.clone(), value);
+                added = true;
+            }
+        }
+        if added {
+            let secrets = Arc::new(self.secrets.clone());
+            self.env.add_function("secret", move |name: &str| {
+                secrets.get(name).cloned().ok_or_else(|| {
+                    Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("secret({name:?}) was not read at load"),
+                    )
+                })
+            });
+        }
+        Ok(!names.is_empty())
     }
 
     /// Compiles `source` under `key` (the config key path, which error
@@ -168,10 +241,12 @@ impl Templates {
         let name = format!("{key}{}", escape.suffix());
         self.env
             .add_template_owned(name.clone(), source.to_owned())?;
+        let sensitive = self.read_secrets(source)?;
         Ok(TemplateId {
             name: name.into(),
             escape,
             path: VarPath::of_template(source),
+            sensitive,
         })
     }
 
@@ -179,6 +254,7 @@ impl Templates {
     pub fn add_condition(&mut self, key: &str, expr: &str) -> Result<ConditionId, Error> {
         // Compiling it alone first rejects anything that is not one expression.
         self.env.compile_expression(expr)?;
+        self.read_secrets(expr)?;
         let name = format!("{key}#when");
         self.env
             .add_template_owned(name.clone(), format!("{{% if {expr} %}}1{{% endif %}}"))?;
@@ -195,10 +271,12 @@ impl Templates {
         let name = format!("{key}#json");
         self.env
             .add_template_owned(name.clone(), format!("{{{{ ({expr}) | tojson }}}}"))?;
+        let sensitive = self.read_secrets(expr)?;
         Ok(TemplateId {
             name: name.into(),
             escape: Escape::None,
             path: VarPath::parse(expr),
+            sensitive,
         })
     }
 
@@ -507,6 +585,94 @@ mod tests {
             ),
             "3361234"
         );
+    }
+
+    #[test]
+    fn quoting_filters_keep_hostile_callers_inside_their_string() {
+        let hostile = "x' OR '1'='1\\' -- %_";
+        let vtql = render(
+            "SELECT id FROM Contacts WHERE phone='{{ caller | sql_quote }}';",
+            Escape::None,
+            context! { caller => hostile },
+        );
+        assert_eq!(
+            vtql,
+            "SELECT id FROM Contacts WHERE phone='x'' OR ''1''=''1\\\\'' -- %_';"
+        );
+        let like = render(
+            "(t.phone:like:'%{{ caller | sql_like }}%')",
+            Escape::None,
+            context! { caller => "1%_'" },
+        );
+        assert_eq!(like, "(t.phone:like:'%1\\%\\_''%')");
+        let odata = render(
+            "$filter=telephone1 eq '{{ caller | odata_quote }}'",
+            Escape::Url,
+            context! { caller => "a' or 1 eq 1" },
+        );
+        assert_eq!(odata, "$filter=telephone1 eq 'a''%20or%201%20eq%201'");
+        let sosl = render(
+            "FIND {{ '{' }}{{ caller | sosl_escape }}{{ '}' }}",
+            Escape::None,
+            context! { caller => "+33} RETURNING User(Id) {x" },
+        );
+        assert_eq!(sosl, "FIND {\\+33\\} RETURNING User\\(Id\\) \\{x}");
+    }
+
+    #[test]
+    fn ids_split_and_digests_compose() {
+        assert_eq!(
+            render(
+                "{{ id | split('x') | last }}",
+                Escape::None,
+                context! { id => "12x345" }
+            ),
+            "345"
+        );
+        assert_eq!(
+            render(
+                "{{ md5(a ~ b) }}|{{ 'GET /Contact' | hmac_sha256('k') | length }}",
+                Escape::None,
+                context! { a => "ab", b => "c" }
+            ),
+            "900150983cd24fb0d6963f7d28e17f72|64"
+        );
+    }
+
+    #[test]
+    fn secrets_are_read_at_compile_time_and_mark_the_template() {
+        let name = "TPGW_TEST_SECRET_7F3A";
+        // No other test uses this variable.
+        std::env::set_var(name, "s3cret");
+        let mut t = Templates::new();
+        let id = t
+            .add(
+                "k",
+                &format!("{{{{ md5('tok' ~ secret('{name}')) }}}}"),
+                Escape::None,
+            )
+            .unwrap();
+        assert!(id.is_sensitive());
+        assert_eq!(t.render(&id, &context! {}).unwrap(), digest_of("toks3cret"));
+        assert_eq!(t.secret_values().collect::<Vec<_>>(), ["s3cret"]);
+        let plain = t.add("p", "{{ caller }}", Escape::None).unwrap();
+        assert!(!plain.is_sensitive());
+        let err = t
+            .add(
+                "m",
+                "{{ secret('TPGW_TEST_SECRET_MISSING_9') }}",
+                Escape::None,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("TPGW_TEST_SECRET_MISSING_9"),
+            "{err}"
+        );
+        assert!(t.add("v", "{{ secret(caller) }}", Escape::None).is_err());
+    }
+
+    fn digest_of(s: &str) -> String {
+        render("{{ s | md5 }}", Escape::None, context! { s => s })
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! Template filters for what CRM APIs demand of a request: digests and
+//! signatures (vTiger's `md5(token + accessKey)`, EspoCRM's HMAC), base64,
+//! and escaping for the query languages integrators build from strings
+//! (SQL fragments, OData, SOSL), plus `split`/`last` for ids such as vTiger's
+//! `12x345`.
+//!
+//! The escaping filters only escape: the config author writes the quotes
+//! around the value (`phone='{{ caller | sql_quote }}'`), so a filter never
+//! guesses which quoting the CRM's language uses.
+
+use base64::Engine as _;
+use md5::Digest as _;
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind};
+
+/// Characters Salesforce reserves in a SOSL search term, escaped with `\`.
+const SOSL_RESERVED: &[char] = &[
+    '?', '&', '|', '!', '{', '}', '[', ']', '(', ')', '^', '~', '*', ':', '\\', '"', '\'', '+', '-',
+];
+
+/// Registers every filter of this module.
+pub(super) fn register(env: &mut Environment<'static>) {
+    // Digests also as functions, as integrators write them: `md5(a ~ b)`.
+    env.add_filter("md5", md5_hex);
+    env.add_function("md5", md5_hex);
+    env.add_filter("sha256", sha256_hex);
+    env.add_function("sha256", sha256_hex);
+    env.add_filter("hmac_sha256", hmac_sha256_hex);
+    env.add_function("hmac_sha256", hmac_sha256_hex);
+    env.add_filter("base64", base64_text);
+    env.add_function("base64", base64_text);
+    env.add_filter("sql_quote", |v: Value| sql_quote(&text(&v)));
+    env.add_filter("sql_like", |v: Value| sql_like(&text(&v)));
+    env.add_filter("odata_quote", |v: Value| text(&v).replace('\'', "''"));
+    env.add_filter("sosl_escape", |v: Value| sosl_escape(&text(&v)));
+    env.add_filter("split", split);
+    env.add_filter("last", last);
+}
+
+fn md5_hex(v: Value) -> String {
+    hex(&md5::Md5::digest(text(&v).as_bytes()))
+}
+
+fn sha256_hex(v: Value) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, text(&v).as_bytes()).as_ref())
+}
+
+/// `{{ message | hmac_sha256(key) }}`, hex as PHP's `hash_hmac` gives it.
+fn hmac_sha256_hex(v: Value, key: Value) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, text(&key).as_bytes());
+    hex(ring::hmac::sign(&key, text(&v).as_bytes()).as_ref())
+}
+
+fn base64_text(v: Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text(&v))
+}
+
+/// A value as the text a filter works on: strings as they are, numbers
+/// printed, `none` and undefined empty.
+pub(super) fn text(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => String::new(),
+        _ => match value.as_str() {
+            Some(s) => s.to_owned(),
+            None => value.to_string(),
+        },
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// The inside of a single-quoted SQL string: `'` doubled (standard SQL, which
+/// every SQL dialect reads), and `\` doubled too, because MySQL and MariaDB
+/// (vTiger, SugarCRM, Dolibarr) treat a backslash as an escape by default
+/// and `\'` would otherwise end the string. On a database in standard mode a
+/// backslash in the caller would not match, which is safe; phone numbers
+/// have none.
+fn sql_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// [`sql_quote`] for the pattern of a `LIKE`: `%` and `_` also escaped (with
+/// `\`, MySQL's default `LIKE` escape) so a caller cannot widen the match.
+fn sql_like(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in sql_quote(value).chars() {
+        if matches!(c, '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn sosl_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if SOSL_RESERVED.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `"12x345" | split("x")` → `["12", "345"]`; no separator splits on blanks.
+fn split(value: Value, sep: Option<String>) -> Result<Value, Error> {
+    let text = text(&value);
+    let parts: Vec<Value> = match sep.as_deref() {
+        Some("") => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "split needs a non-empty separator",
+            ))
+        }
+        Some(sep) => text.split(sep).map(Value::from).collect(),
+        None => text.split_whitespace().map(Value::from).collect(),
+    };
+    Ok(Value::from(parts))
+}
+
+/// `last` as Jinja has it (last item of a list, last character of a string),
+/// and `last(n)`: the last `n` digits of a phone number, the way connectors
+/// compare numbers typed in any format.
+fn last(value: Value, n: Option<usize>) -> Result<Value, Error> {
+    if let Some(n) = n {
+        let digits: Vec<char> = text(&value).chars().filter(char::is_ascii_digit).collect();
+        let from = digits.len().saturating_sub(n);
+        return Ok(Value::from(digits[from..].iter().collect::<String>()));
+    }
+    match value.kind() {
+        ValueKind::String => Ok(value
+            .as_str()
+            .and_then(|s| s.chars().next_back())
+            .map(|c| Value::from(c.to_string()))
+            .unwrap_or_default()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = value.try_iter()?.collect();
+            Ok(items.last().cloned().unwrap_or_default())
+        }
+        ValueKind::Undefined | ValueKind::None => Ok(Value::UNDEFINED),
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "last needs a list or a string",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_match_known_vectors() {
+        assert_eq!(
+            md5_hex(Value::from("abc")),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            sha256_hex(Value::from("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // RFC 4231 test case 2.
+        assert_eq!(
+            hmac_sha256_hex(
+                Value::from("what do ya want for nothing?"),
+                Value::from("Jefe")
+            ),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(base64_text(Value::from("k:v")), "azp2");
+        assert_eq!(md5_hex(Value::from(12)), md5_hex(Value::from("12")));
+    }
+
+    #[test]
+    fn sql_quote_doubles_quotes_and_backslashes_and_leaves_wildcards() {
+        assert_eq!(sql_quote("O'Brien"), "O''Brien");
+        assert_eq!(sql_quote("x\\' OR 1=1 -- "), "x\\\\'' OR 1=1 -- ");
+        assert_eq!(sql_quote("50%_"), "50%_");
+        assert_eq!(sql_like("5'0%_\\"), "5''0\\%\\_\\\\");
+    }
+
+    #[test]
+    fn sosl_escape_escapes_every_reserved_character() {
+        assert_eq!(
+            sosl_escape("a?&|!{}[]()^~*:\\\"'+-b"),
+            "a\\?\\&\\|\\!\\{\\}\\[\\]\\(\\)\\^\\~\\*\\:\\\\\\\"\\'\\+\\-b"
+        );
+        assert_eq!(sosl_escape("+33 6"), "\\+33 6");
+    }
+
+    #[test]
+    fn last_keeps_jinja_meaning_and_takes_digits_with_n() {
+        assert_eq!(last(Value::from("abc"), None).unwrap(), Value::from("c"));
+        assert_eq!(
+            last(Value::from(vec!["12", "345"]), None).unwrap(),
+            Value::from("345")
+        );
+        assert_eq!(
+            last(Value::from("+33 6 12 34 56 78"), Some(9)).unwrap(),
+            Value::from("612345678")
+        );
+        assert_eq!(last(Value::from("12"), Some(9)).unwrap(), Value::from("12"));
+        assert!(last(Value::from(3), None).is_err());
+    }
+
+    #[test]
+    fn split_with_an_empty_separator_is_an_error_not_a_panic() {
+        assert!(split(Value::from("a"), Some(String::new())).is_err());
+        assert_eq!(
+            split(Value::from("a b"), None).unwrap(),
+            Value::from(vec!["a", "b"])
+        );
+    }
+}
