@@ -8,6 +8,7 @@ use std::sync::Arc;
 use minijinja::Value;
 use tokio::time::Instant;
 
+use crate::backend::login::{LoginContext, Session, Source};
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub trait Observer: Send {
     fn request(&mut self, _backend: &Backend, _request: &BackendRequest) {}
     /// What came back, before normalization.
     fn response(&mut self, _backend: &Backend, _reply: &RawReply) {}
+    /// The session a look-up uses: cached, or from a login it waited for.
+    fn login(&mut self, _backend: &Backend, _session: &Session, _source: Source) {}
 }
 
 /// The server's observer: logs say enough.
@@ -77,7 +80,15 @@ pub async fn answer(
         };
         for backend in &route.backends {
             let started = Instant::now();
-            let result = ask(templates, backend, &request_ctx, ctx, deadline, observer).await;
+            let result = ask(
+                templates,
+                backend,
+                (&request_ctx, ctx),
+                deadline,
+                metrics,
+                observer,
+            )
+            .await;
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
@@ -133,14 +144,15 @@ pub async fn answer(
     }
 }
 
-/// One backend attempt: concurrency slot, request, send within the time
-/// left, normalization.
+/// One backend attempt: concurrency slot, session, request, send within
+/// the time left, re-login and one retry if the CRM refused the session,
+/// normalization.
 async fn ask(
     templates: &Templates,
     backend: &Backend,
-    request_ctx: &Value,
-    reply_ctx: &Value,
+    (request_ctx, reply_ctx): (&Value, &Value),
     deadline: Instant,
+    metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
     let _permit = match &backend.limit {
@@ -149,6 +161,66 @@ async fn ask(
         })?),
         None => None,
     };
+    let Some(login) = &backend.login else {
+        let raw = exchange(templates, backend, request_ctx, deadline, observer).await?;
+        return backend.reply.normalize(templates, reply_ctx, &raw);
+    };
+    let counters = metrics.login_counters(&backend.name);
+    let (mut session, source) = login.session(deadline, &counters).await?;
+    metrics.login_session(
+        &backend.name,
+        match source {
+            Source::Cached => "hit",
+            Source::Fresh => "fresh",
+        },
+    );
+    observer.login(backend, &session, source);
+    let mut raw = exchange(
+        templates,
+        backend,
+        &with_login(&session, request_ctx),
+        deadline,
+        observer,
+    )
+    .await?;
+    if login.refused(templates, &raw) {
+        tracing::info!(backend = %backend.name, status = raw.status.as_u16(), "session refused: logging in again");
+        metrics.login_session(&backend.name, "relogin");
+        login.invalidate(&session);
+        let (fresh, source) = login.session(deadline, &counters).await?;
+        observer.login(backend, &fresh, source);
+        session = fresh;
+        raw = exchange(
+            templates,
+            backend,
+            &with_login(&session, request_ctx),
+            deadline,
+            observer,
+        )
+        .await?;
+    }
+    backend
+        .reply
+        .normalize(templates, &with_login(&session, reply_ctx), &raw)
+}
+
+/// A context with the session's values as `login`.
+fn with_login(session: &Session, ctx: &Value) -> Value {
+    Value::from_object(LoginContext {
+        login: session.values.clone(),
+        payload: ctx.clone(),
+    })
+}
+
+/// Builds and sends one request within the backend's timeout and the time
+/// left before the deadline.
+async fn exchange(
+    templates: &Templates,
+    backend: &Backend,
+    request_ctx: &Value,
+    deadline: Instant,
+    observer: &mut dyn Observer,
+) -> Result<RawReply, Failure> {
     let request = backend.request.build(templates, request_ctx)?;
     observer.request(backend, &request);
     let now = Instant::now();
@@ -164,5 +236,5 @@ async fn ask(
             Failure::new(reason, format!("no reply within {} ms", budget.as_millis()))
         })??;
     observer.response(backend, &raw);
-    backend.reply.normalize(templates, reply_ctx, &raw)
+    Ok(raw)
 }

@@ -74,3 +74,18 @@ pub const DEFAULT_XUC_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Where the demo agent page and CRM are served (a second origin).
 pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:8444";
+
+/// Time one login (all its steps) may take. A login outlives the call that
+/// started it, so it may take longer than one call's deadline.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cached login is renewed this long before it expires (or a tenth of its
+/// lifetime when that is shorter), so no call meets an expired session.
+pub const LOGIN_RENEW_MARGIN: Duration = Duration::from_secs(60);
+
+/// Wait after a failed login before the next attempt; doubled after each
+/// further failure up to [`MAX_LOGIN_BACKOFF`].
+pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between two login attempts to a broken CRM.
+pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(60);

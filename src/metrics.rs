@@ -115,6 +115,8 @@ pub struct Metrics {
     tls_failures: Counter,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    logins: Family<BackendLabels, Counter>,
+    login_cache: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -197,6 +199,18 @@ impl Metrics {
             "Generation of the config being served (1 at start, +1 per successful reload)",
             generation.clone(),
         );
+        let logins = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Backend logins and OAuth2 token requests by backend and result (ok, failed)",
+            logins.clone(),
+        );
+        let login_cache = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "login_sessions",
+            "Look-ups by backend and how they got their session: hit (cached), fresh (waited for a login), relogin (the CRM refused the session: logged in again and retried)",
+            login_cache.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -218,7 +232,35 @@ impl Metrics {
             tls_failures,
             reloads,
             generation,
+            logins,
+            login_cache,
         }
+    }
+
+    /// The counters a backend's login task updates.
+    pub fn login_counters(&self, backend: &str) -> crate::backend::login::LoginCounters {
+        let get = |result| {
+            self.logins
+                .get_or_create(&BackendLabels {
+                    backend: backend.to_owned(),
+                    result,
+                })
+                .clone()
+        };
+        crate::backend::login::LoginCounters {
+            ok: get("ok"),
+            failed: get("failed"),
+        }
+    }
+
+    /// Counts how a look-up got its session: `hit`, `fresh` or `relogin`.
+    pub fn login_session(&self, backend: &str, how: &'static str) {
+        self.login_cache
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result: how,
+            })
+            .inc();
     }
 
     /// A shared instance.

@@ -34,11 +34,14 @@ pub enum NoneReason {
     Busy,
     /// The agent's xuc token is missing, invalid, or could not be checked.
     Token,
+    /// The backend's login (or OAuth2 token request) failed, timed out, or
+    /// is in its backoff after a failure.
+    Login,
 }
 
 impl NoneReason {
     /// Every reason, in declaration order ([`NoneReason::index`]).
-    pub const ALL: [NoneReason; 14] = [
+    pub const ALL: [NoneReason; 15] = [
         NoneReason::NoRoute,
         NoneReason::Template,
         NoneReason::InvalidReply,
@@ -53,6 +56,7 @@ impl NoneReason {
         NoneReason::Declined,
         NoneReason::Busy,
         NoneReason::Token,
+        NoneReason::Login,
     ];
 
     /// Its position in [`NoneReason::ALL`].
@@ -77,6 +81,7 @@ impl NoneReason {
             NoneReason::Declined => "declined",
             NoneReason::Busy => "busy",
             NoneReason::Token => "token",
+            NoneReason::Login => "login",
         }
     }
 }

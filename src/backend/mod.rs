@@ -4,6 +4,7 @@
 //! contract ([`reply`]). Every failure is a [`Failure`] naming a `none` reason.
 
 pub mod client;
+pub mod login;
 mod pool;
 pub mod reply;
 pub mod request;
@@ -18,6 +19,7 @@ use crate::metrics::Handles;
 use crate::outcome::NoneReason;
 
 pub use client::{Client, RawReply};
+pub use login::Login;
 pub use reply::ReplySpec;
 pub use request::{BackendRequest, RequestSpec};
 
@@ -39,6 +41,8 @@ pub struct Backend {
     pub limit: Option<Arc<Semaphore>>,
     /// Its metric series, found on first use.
     pub metrics: Handles,
+    /// The login its look-ups need first, with the cached session.
+    pub login: Option<Login>,
 }
 
 /// Why a backend call ended in `none`, with the detail for the log line.

@@ -60,67 +60,7 @@ fn backend(
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
-    let url_src = b.url.trim_start();
-    if !url_src.starts_with("http://") && !url_src.starts_with("https://") {
-        diags.error(&format!("{key}.url"), "must start with http:// or https://");
-    }
-    let is_template = b.url.contains("{{") || b.url.contains("{%");
-    let url = if is_template {
-        compile(
-            templates,
-            diags,
-            &format!("{key}.url"),
-            &b.url,
-            Escape::Url,
-            &[],
-        )
-        .map(UrlSpec::Template)
-    } else {
-        match Url::parse(b.url.trim()) {
-            Ok(url) => Some(UrlSpec::Fixed(url)),
-            Err(e) => {
-                diags.error(
-                    &format!("{key}.url"),
-                    format!("{:?} is not a URL: {e}", b.url),
-                );
-                None
-            }
-        }
-    };
-    let method = match &b.method {
-        None if b.encoding == Encoding::Query => Method::GET,
-        None => Method::POST,
-        Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => {
-                diags.error(
-                    &format!("{key}.method"),
-                    format!("{m:?} is not an HTTP method"),
-                );
-                Method::POST
-            }
-        },
-    };
-    let body = body(b, key, templates, diags);
-    let mut headers = Vec::new();
-    for (h, v) in &b.headers {
-        let hkey = format!("{key}.headers.{h}");
-        let Ok(hname) = HeaderName::try_from(h.to_ascii_lowercase()) else {
-            diags.error(&hkey, format!("{h:?} is not a header name"));
-            continue;
-        };
-        let Some(src) = v.as_str() else {
-            diags.error(&hkey, "must be a string (a template)");
-            continue;
-        };
-        if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[]) {
-            headers.push((hname, id));
-        }
-    }
-    let auth = b
-        .auth
-        .as_ref()
-        .and_then(|a| auth(a, &format!("{key}.auth"), base, diags));
+    let request = request_spec(&Parts::of(b), key, base, templates, diags);
     let timeout = match b.timeout_ms {
         None => deadline,
         Some(0) => {
@@ -185,36 +125,145 @@ fn backend(
     let tls = tls(b, key, base, diags);
     let reply = reply(&b.reply, key, public_base, templates, diags);
     let client = Client::new(tls?, timeout, follow_redirects, max_response_bytes);
+    let login = match &b.login {
+        Some(l) => Some(super::login::login(
+            l,
+            name,
+            key,
+            base,
+            client.clone(),
+            templates,
+            diags,
+        )?),
+        None => None,
+    };
     Some(Backend {
         name: name.into(),
-        request: RequestSpec {
-            method,
-            url: url?,
-            body: body?,
-            headers,
-            auth,
-            accept: HeaderValue::from_static(match b.reply.format {
-                ReplyFormat::Json | ReplyFormat::Contract => "application/json",
-                ReplyFormat::Xml => "text/xml, application/xml, application/soap+xml",
-                ReplyFormat::Text => "text/plain, */*",
-            }),
-        },
+        request: request?,
         reply: reply?,
         client,
         timeout,
         limit,
         metrics: Handles::default(),
+        login,
+    })
+}
+
+/// The request fields a look-up and a login step share.
+pub(super) struct Parts<'a> {
+    pub(super) url: &'a str,
+    pub(super) method: &'a Option<String>,
+    pub(super) encoding: Encoding,
+    pub(super) body: &'a Option<toml::Value>,
+    pub(super) headers: &'a toml::Table,
+    pub(super) auth: Option<&'a RawAuth>,
+    pub(super) format: ReplyFormat,
+}
+
+impl<'a> Parts<'a> {
+    fn of(b: &'a RawBackend) -> Self {
+        Self {
+            url: &b.url,
+            method: &b.method,
+            encoding: b.encoding,
+            body: &b.body,
+            headers: &b.headers,
+            auth: b.auth.as_ref(),
+            format: b.reply.format,
+        }
+    }
+}
+
+/// Compiles how to build a request: url, method, body, headers, credentials.
+pub(super) fn request_spec(
+    b: &Parts<'_>,
+    key: &str,
+    base: &Path,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<RequestSpec> {
+    let url_src = b.url.trim_start();
+    if !url_src.starts_with("http://") && !url_src.starts_with("https://") {
+        diags.error(&format!("{key}.url"), "must start with http:// or https://");
+    }
+    let is_template = b.url.contains("{{") || b.url.contains("{%");
+    let url = if is_template {
+        compile(
+            templates,
+            diags,
+            &format!("{key}.url"),
+            &b.url,
+            Escape::Url,
+            &[],
+        )
+        .map(UrlSpec::Template)
+    } else {
+        match Url::parse(b.url.trim()) {
+            Ok(url) => Some(UrlSpec::Fixed(url)),
+            Err(e) => {
+                diags.error(
+                    &format!("{key}.url"),
+                    format!("{:?} is not a URL: {e}", b.url),
+                );
+                None
+            }
+        }
+    };
+    let method = match b.method {
+        None if b.encoding == Encoding::Query => Method::GET,
+        None => Method::POST,
+        Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                diags.error(
+                    &format!("{key}.method"),
+                    format!("{m:?} is not an HTTP method"),
+                );
+                Method::POST
+            }
+        },
+    };
+    let body = body(b, key, templates, diags);
+    let mut headers = Vec::new();
+    for (h, v) in b.headers {
+        let hkey = format!("{key}.headers.{h}");
+        let Ok(hname) = HeaderName::try_from(h.to_ascii_lowercase()) else {
+            diags.error(&hkey, format!("{h:?} is not a header name"));
+            continue;
+        };
+        let Some(src) = v.as_str() else {
+            diags.error(&hkey, "must be a string (a template)");
+            continue;
+        };
+        if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[]) {
+            headers.push((hname, id));
+        }
+    }
+    let auth = b
+        .auth
+        .and_then(|a| auth(a, &format!("{key}.auth"), base, diags));
+    Some(RequestSpec {
+        method,
+        url: url?,
+        body: body?,
+        headers,
+        auth,
+        accept: HeaderValue::from_static(match b.format {
+            ReplyFormat::Json | ReplyFormat::Contract => "application/json",
+            ReplyFormat::Xml => "text/xml, application/xml, application/soap+xml",
+            ReplyFormat::Text => "text/plain, */*",
+        }),
     })
 }
 
 fn body(
-    b: &RawBackend,
+    b: &Parts<'_>,
     key: &str,
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<BodySpec> {
     let bkey = format!("{key}.body");
-    match (b.encoding, &b.body) {
+    match (b.encoding, b.body) {
         (Encoding::Json, None) => Some(BodySpec::Json(JsonSpec::Context)),
         (Encoding::Json, Some(v @ toml::Value::Table(_))) => {
             json_spec(v, &bkey, templates, diags).map(BodySpec::Json)

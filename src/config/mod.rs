@@ -5,6 +5,7 @@
 mod backends;
 mod diag;
 mod extras;
+mod login;
 mod raw;
 mod secrets;
 
@@ -21,7 +22,7 @@ pub use diag::Diagnostic;
 use diag::Diagnostics;
 pub use extras::DemoSettings;
 pub use raw::Encoding;
-use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
+use raw::{RawConfig, RawCors, RawPhone, RawRoute, RawServer, RawTls};
 
 use crate::backend::Backend;
 use crate::constants::*;
@@ -29,7 +30,7 @@ use crate::cors::{AllowedOrigins, Cors};
 use crate::logging::LogSettings;
 use crate::metrics::Handles;
 use crate::route::{Route, Router, ScreenPop};
-use crate::template::{Escape, TemplateId, Templates};
+use crate::template::{phone_region as phone_region_of, Escape, Region, TemplateId, Templates};
 use crate::tls::TlsSettings;
 use crate::wrap::WrapSettings;
 
@@ -45,7 +46,19 @@ const PAYLOAD_FIELDS: [&str; 6] = [
 /// Paths the gateway serves itself; routes cannot use them.
 const RESERVED_PATHS: [&str; 3] = ["/wrap", "/wrap.js", "/wrap.css"];
 /// Template globals that are not payload fields.
-const TEMPLATE_GLOBALS: [&str; 5] = ["range", "dict", "namespace", "debug", "loop"];
+const TEMPLATE_GLOBALS: [&str; 11] = [
+    "login",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "secret",
+    "md5",
+    "sha256",
+    "hmac_sha256",
+    "base64",
+];
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -176,6 +189,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         diags.error("log.level", format!("invalid filter {level:?}: {err}"));
     }
     let mut templates = Templates::new();
+    templates.set_phone_region(phone_region(raw.phone.as_ref(), &mut diags));
     let backends = backends::backends(
         &raw.backends,
         server.deadline,
@@ -225,6 +239,19 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         router,
         warnings: diags.warnings,
     })
+}
+
+/// `[phone] default_region`, an ISO 3166 code such as "FR".
+fn phone_region(raw: Option<&RawPhone>, diags: &mut Diagnostics<'_>) -> Option<Region> {
+    let code = raw?.default_region.as_deref()?;
+    let region = phone_region_of(code);
+    if region.is_none() {
+        diags.error(
+            "phone.default_region",
+            format!("{code:?} is not an ISO 3166 region code such as \"FR\" or \"US\""),
+        );
+    }
+    region
 }
 
 /// Deserializes with the key path of any error and the TOML span.

@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) wrap: Option<RawWrap>,
     pub(super) xuc: Option<RawXuc>,
     pub(super) demo: Option<RawDemo>,
+    pub(super) phone: Option<RawPhone>,
     #[serde(default)]
     pub(super) backends: std::collections::BTreeMap<String, RawBackend>,
     #[serde(default)]
@@ -114,6 +115,13 @@ pub(super) struct RawDemo {
     pub(super) listen: Option<String>,
 }
 
+/// `[phone]`: how phone filters read numbers without a country code.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPhone {
+    pub(super) default_region: Option<String>,
+}
+
 /// `[log]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,7 +209,45 @@ pub(super) struct RawBackend {
     pub(super) max_response_bytes: Option<usize>,
     pub(super) max_concurrency: Option<usize>,
     pub(super) public_base: Option<String>,
+    pub(super) login: Option<RawLogin>,
     pub(super) reply: RawReply,
+}
+
+/// `[backends.NAME.login]`: requests run before a look-up, their result cached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    #[serde(default)]
+    pub(super) steps: Vec<RawStep>,
+    pub(super) ttl_s: Option<u64>,
+    pub(super) idle_ttl_s: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) relogin_when: Option<String>,
+}
+
+/// `[[backends.NAME.login.steps]]`: one login request, shaped like a look-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) url: String,
+    pub(super) method: Option<String>,
+    pub(super) encoding: Encoding,
+    pub(super) body: Option<toml::Value>,
+    #[serde(default)]
+    pub(super) headers: toml::Table,
+    pub(super) auth: Option<RawAuth>,
+    pub(super) reply: RawStepReply,
+}
+
+/// `[backends.NAME.login.steps.reply]`: what a login step keeps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStepReply {
+    pub(super) format: ReplyFormat,
+    #[serde(default)]
+    pub(super) extract: toml::Table,
+    pub(super) accept_status: Option<Vec<u16>>,
+    pub(super) ok_when: Option<String>,
 }
 
 /// `[backends.NAME.auth]`.

@@ -1,0 +1,537 @@
+//! Logins: the requests some CRMs need before a look-up can be sent (vTiger's
+//! challenge then login, Sugar's `login`, an OAuth2 token), and the session
+//! they yield, cached per backend.
+//!
+//! At most one login runs per backend at a time. It runs in its own task,
+//! bounded by its own timeout, so a slow login that misses the deadline of
+//! the call that started it still serves the calls after it; calls that
+//! arrive meanwhile wait for it within their own deadline. A failed login is
+//! not retried before a backoff (1 s, doubling to 60 s); calls in between get
+//! `none` with reason `login` at once, so a broken CRM is not hammered.
+//!
+//! The cache is per gateway process and per config generation: a reload or a
+//! restart logs in afresh, and several gateway instances each hold their own
+//! session. Nothing depends on it but speed; it is not shared state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use minijinja::value::{Enumerator, Object, Value};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::client::{Client, RawReply};
+use super::reply::ReplyFormat;
+use super::request::RequestSpec;
+use super::Failure;
+use crate::constants::{LOGIN_BACKOFF, LOGIN_RENEW_MARGIN, MAX_LOGIN_BACKOFF};
+use crate::extract::{xml_values, JsonPath, XmlPath};
+use crate::outcome::NoneReason;
+use crate::template::{ConditionId, Templates};
+
+/// One request of a login, built and sent like a look-up.
+#[derive(Debug)]
+pub struct Step {
+    /// How to build it; its templates see `login` (earlier steps' values).
+    pub request: RequestSpec,
+    /// The reply's shape (json, xml or text).
+    pub format: ReplyFormat,
+    /// Named values to keep from the reply.
+    pub extract: StepExtract,
+    /// Statuses that count as success; `None` means any 2xx.
+    pub accept_status: Option<Vec<u16>>,
+    /// The step succeeded only when this holds (default: every extracted
+    /// value was found).
+    pub ok_when: Option<ConditionId>,
+}
+
+/// What a step keeps from its reply.
+#[derive(Debug)]
+pub enum StepExtract {
+    /// JSON paths by name.
+    Json(Vec<(Box<str>, JsonPath)>),
+    /// XML element paths by name.
+    Xml(Vec<(Box<str>, XmlPath)>),
+    /// The trimmed body as `body` (text replies).
+    Body,
+}
+
+/// How a backend logs in, and its cached session.
+#[derive(Debug)]
+pub struct Login {
+    inner: Arc<Inner>,
+    /// When a look-up's reply means the session is gone; `None`: HTTP 401.
+    pub relogin_when: Option<ConditionId>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Box<str>,
+    steps: Vec<Step>,
+    /// The steps' own templates, so the login task owns what it renders.
+    templates: Arc<Templates>,
+    client: Client,
+    /// Lifetime when the reply gives no `expires_in`; `None`: until refused.
+    ttl: Option<Duration>,
+    /// Sessions the CRM drops after this long unused.
+    idle_ttl: Option<Duration>,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+/// Settings of a [`Login`] besides its steps.
+#[derive(Debug)]
+pub struct LoginSettings {
+    /// Lifetime when the reply gives no `expires_in`.
+    pub ttl: Option<Duration>,
+    /// Idle lifetime.
+    pub idle_ttl: Option<Duration>,
+    /// Time one login may take, all steps included.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    session: Option<Arc<Session>>,
+    running: Option<watch::Receiver<Option<Result<Arc<Session>, Failure>>>>,
+    failed_until: Option<Instant>,
+    backoff: Option<Duration>,
+    generation: u64,
+}
+
+/// A login's result: the values its steps extracted.
+#[derive(Debug)]
+pub struct Session {
+    /// `login` in templates: every extracted value by name.
+    pub values: Value,
+    /// What each step sent and got, for `simulate` (no secrets, no bodies).
+    pub trace: Vec<String>,
+    /// Counts logins of this backend, so a stale session is dropped once.
+    generation: u64,
+    obtained: Instant,
+    expires: Option<Instant>,
+    last_used: Mutex<Instant>,
+}
+
+/// How a call got its session, for `simulate` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A cached session was still good.
+    Cached,
+    /// This call waited for a login (its own or one already running).
+    Fresh,
+}
+
+/// The counters a login updates (cloned into the login task).
+#[derive(Debug, Clone)]
+pub struct LoginCounters {
+    /// Logins that worked.
+    pub ok: Counter,
+    /// Logins that failed or timed out.
+    pub failed: Counter,
+}
+
+impl Session {
+    /// How old the session is.
+    pub fn age(&self) -> Duration {
+        self.obtained.elapsed()
+    }
+
+    /// Whether it can still be used at `now`, renewal margin included.
+    fn fresh(&self, now: Instant, idle_ttl: Option<Duration>) -> bool {
+        if let Some(expires) = self.expires {
+            let life = expires.saturating_duration_since(self.obtained);
+            let margin = LOGIN_RENEW_MARGIN.min(life / 10);
+            if now + margin >= expires {
+                return false;
+            }
+        }
+        if let Some(idle) = idle_ttl {
+            let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            let margin = LOGIN_RENEW_MARGIN.min(idle / 10);
+            if now + margin >= last + idle {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Login {
+    /// A login for `backend` with its steps compiled in `templates`.
+    pub fn new(
+        backend: &str,
+        steps: Vec<Step>,
+        templates: Templates,
+        client: Client,
+        settings: LoginSettings,
+        relogin_when: Option<ConditionId>,
+    ) -> Self {
+        Self {
+            relogin_when,
+            inner: Arc::new(Inner {
+                backend: backend.into(),
+                steps,
+                templates: Arc::new(templates),
+                client,
+                ttl: settings.ttl,
+                idle_ttl: settings.idle_ttl,
+                timeout: settings.timeout,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Its steps, for `simulate`'s dry run.
+    pub fn steps(&self) -> &[Step] {
+        &self.inner.steps
+    }
+
+    /// The templates its steps are rendered with.
+    pub fn templates(&self) -> &Templates {
+        &self.inner.templates
+    }
+
+    /// A good session: the cached one, or the result of a login (started
+    /// here or already running), waited for until `deadline` at most.
+    pub async fn session(
+        &self,
+        deadline: Instant,
+        counters: &LoginCounters,
+    ) -> Result<(Arc<Session>, Source), Failure> {
+        let now = Instant::now();
+        let mut rx = {
+            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(session) = &state.session {
+                if session.fresh(now, self.inner.idle_ttl) {
+                    *session.last_used.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                    return Ok((Arc::clone(session), Source::Cached));
+                }
+                state.session = None;
+            }
+            match &state.running {
+                Some(rx) => rx.clone(),
+                None => {
+                    if let Some(until) = state.failed_until.filter(|u| *u > now) {
+                        return Err(Failure::new(
+                            NoneReason::Login,
+                            format!(
+                                "the last login failed; next attempt in {} ms",
+                                until.saturating_duration_since(now).as_millis()
+                            ),
+                        ));
+                    }
+                    let (tx, rx) = watch::channel(None);
+                    state.running = Some(rx.clone());
+                    state.generation += 1;
+                    let generation = state.generation;
+                    let inner = Arc::clone(&self.inner);
+                    let counters = counters.clone();
+                    tokio::spawn(async move {
+                        let result = inner.run(generation).await;
+                        inner.finish(&result, &counters);
+                        // Nobody waiting is fine: the session is cached.
+                        let _ = tx.send(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let waited = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(result)) => match result.as_ref() {
+                Some(Ok(session)) => Ok((Arc::clone(session), Source::Fresh)),
+                Some(Err(f)) => Err(f.clone()),
+                None => Err(Failure::new(
+                    NoneReason::Login,
+                    "login ended without result",
+                )),
+            },
+            Ok(Err(_)) => Err(Failure::new(NoneReason::Login, "login task ended")),
+            Err(_) => Err(Failure::new(
+                NoneReason::Login,
+                "login still running at the deadline (it goes on for the next calls)",
+            )),
+        }
+    }
+
+    /// Whether a look-up's reply says the session is gone: `relogin_when`
+    /// over `status` and the reply's JSON fields, or HTTP 401.
+    pub fn refused(&self, templates: &Templates, raw: &RawReply) -> bool {
+        let Some(cond) = &self.relogin_when else {
+            return raw.status == http::StatusCode::UNAUTHORIZED;
+        };
+        let mut fields = match serde_json::from_slice::<serde_json::Value>(&raw.body) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        fields.insert("status".into(), raw.status.as_u16().into());
+        let ctx = Value::from(minijinja::value::Serde(&fields));
+        templates.test(cond, &ctx).unwrap_or(false)
+    }
+
+    /// Drops `session` from the cache (the CRM refused it), unless a newer
+    /// login already replaced it.
+    pub fn invalidate(&self, session: &Session) {
+        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state
+            .session
+            .as_ref()
+            .is_some_and(|s| s.generation == session.generation)
+        {
+            state.session = None;
+        }
+    }
+}
+
+impl Inner {
+    /// Runs every step within the login timeout.
+    async fn run(&self, generation: u64) -> Result<Arc<Session>, Failure> {
+        match tokio::time::timeout(self.timeout, self.steps(generation)).await {
+            Ok(result) => result.map(Arc::new),
+            Err(_) => Err(Failure::new(
+                NoneReason::Login,
+                format!("login took over {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+
+    async fn steps(&self, generation: u64) -> Result<Session, Failure> {
+        let mut values: Vec<(Box<str>, Value)> = Vec::new();
+        let mut trace = Vec::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            let fail = |detail: String| {
+                Failure::new(NoneReason::Login, format!("login step {}: {detail}", i + 1))
+            };
+            let ctx = Value::from_object(LoginContext {
+                login: values_map(&values),
+                payload: Value::UNDEFINED,
+            });
+            let request = step
+                .request
+                .build(&self.templates, &ctx)
+                .map_err(|f| fail(f.to_string()))?;
+            let line = format!("{} {}", request.method, redacted_url(&request.url));
+            let raw = self
+                .client
+                .send(request)
+                .await
+                .map_err(|f| fail(f.to_string()))?;
+            trace.push(format!("{line} -> HTTP {}", raw.status.as_u16()));
+            let accepted = match &step.accept_status {
+                Some(list) => list.contains(&raw.status.as_u16()),
+                None => raw.status.is_success(),
+            };
+            if !accepted {
+                return Err(fail(format!("HTTP {}", raw.status)));
+            }
+            let found = step.read(&raw.body).map_err(fail)?;
+            let reply_ctx = values_map(&found);
+            values.extend(found);
+            match &step.ok_when {
+                Some(cond) => {
+                    let ok = self
+                        .templates
+                        .test(cond, &reply_ctx)
+                        .map_err(|e| fail(e.to_string()))?;
+                    if !ok {
+                        return Err(fail("ok_when is false".into()));
+                    }
+                }
+                None => step.all_found(&values).map_err(fail)?,
+            }
+        }
+        let now = Instant::now();
+        let expires_in = values
+            .iter()
+            .rev()
+            .find(|(n, _)| n.as_ref() == "expires_in")
+            .and_then(|(_, v)| seconds(v));
+        let expires = expires_in.or(self.ttl).map(|d| now + d);
+        Ok(Session {
+            values: values_map(&values),
+            trace,
+            generation,
+            obtained: now,
+            expires,
+            last_used: Mutex::new(now),
+        })
+    }
+
+    /// Caches a good session, or spaces the next attempt after a failure.
+    fn finish(&self, result: &Result<Arc<Session>, Failure>, counters: &LoginCounters) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.running = None;
+        match result {
+            Ok(session) => {
+                counters.ok.inc();
+                state.session = Some(Arc::clone(session));
+                state.failed_until = None;
+                state.backoff = None;
+                tracing::info!(backend = %self.backend, "logged in");
+            }
+            Err(failure) => {
+                counters.failed.inc();
+                let backoff = state
+                    .backoff
+                    .map_or(LOGIN_BACKOFF, |b| (b * 2).min(MAX_LOGIN_BACKOFF));
+                state.backoff = Some(backoff);
+                state.failed_until = Some(Instant::now() + backoff);
+                tracing::warn!(
+                    backend = %self.backend, detail = failure.detail,
+                    retry_in_ms = backoff.as_millis() as u64, "login failed"
+                );
+            }
+        }
+    }
+}
+
+impl Step {
+    /// The values this step extracts from a reply body.
+    fn read(&self, body: &[u8]) -> Result<Vec<(Box<str>, Value)>, String> {
+        let mut out = Vec::new();
+        match (&self.extract, self.format) {
+            (StepExtract::Json(paths), _) => {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
+                for (name, path) in paths {
+                    if let Some(v) = path.lookup(&doc) {
+                        out.push((name.clone(), Value::from(minijinja::value::Serde(v))));
+                    }
+                }
+            }
+            (StepExtract::Xml(paths), _) => {
+                let list: Vec<XmlPath> = paths.iter().map(|(_, p)| p.clone()).collect();
+                let found = xml_values(body, &list).map_err(|e| e.to_string())?;
+                for ((name, _), v) in paths.iter().zip(found) {
+                    if let Some(v) = v {
+                        out.push((name.clone(), Value::from(v)));
+                    }
+                }
+            }
+            (StepExtract::Body, _) => {
+                let text = std::str::from_utf8(body).map_err(|_| "reply is not UTF-8 text")?;
+                out.push(("body".into(), Value::from(text.trim())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Without `ok_when`, a step worked when every value it extracts is there
+    /// (vTiger and Sugar answer a refused login with HTTP 200).
+    fn all_found(&self, values: &[(Box<str>, Value)]) -> Result<(), String> {
+        let names: Vec<&str> = match &self.extract {
+            StepExtract::Json(p) => p.iter().map(|(n, _)| n.as_ref()).collect(),
+            StepExtract::Xml(p) => p.iter().map(|(n, _)| n.as_ref()).collect(),
+            StepExtract::Body => Vec::new(),
+        };
+        for name in names {
+            let present = values
+                .iter()
+                .any(|(n, v)| n.as_ref() == name && !v.is_none() && !v.is_undefined());
+            if !present && name != "expires_in" {
+                return Err(format!("no {name} in the reply"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A login's values as a map; the last of a name wins.
+fn values_map(values: &[(Box<str>, Value)]) -> Value {
+    let map: std::collections::BTreeMap<Value, Value> = values
+        .iter()
+        .map(|(n, v)| (Value::from(n.as_ref()), v.clone()))
+        .collect();
+    Value::from_object(map)
+}
+
+/// `expires_in` as seconds, a number or a numeric string.
+fn seconds(value: &Value) -> Option<Duration> {
+    let n = match value.as_str() {
+        Some(s) => s.trim().parse::<f64>().ok()?,
+        None => f64::try_from(value.clone()).ok()?,
+    };
+    (n.is_finite() && n > 0.0).then(|| Duration::from_secs_f64(n.min(365.0 * 86400.0)))
+}
+
+/// A URL without its query string, which may carry credentials.
+fn redacted_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.query().is_some() {
+        shown.set_query(Some("[redacted]"));
+    }
+    shown.to_string()
+}
+
+/// What a look-up's templates see when its backend logs in: `login` (the
+/// session's values), then the payload as before.
+#[derive(Debug)]
+pub struct LoginContext {
+    /// The session's values.
+    pub login: Value,
+    /// The payload (or reply) context.
+    pub payload: Value,
+}
+
+impl Object for LoginContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if key.as_str() == Some("login") {
+            return Some(self.login.clone());
+        }
+        self.payload
+            .get_item(key)
+            .ok()
+            .filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys = vec![Value::from("login")];
+        keys.extend(self.payload.try_iter().into_iter().flatten());
+        Enumerator::Values(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_a_map_and_the_last_of_a_name_wins() {
+        let v = values_map(&[
+            ("token".into(), Value::from("a")),
+            ("token".into(), Value::from("b")),
+        ]);
+        assert_eq!(v.get_attr("token").unwrap(), Value::from("b"));
+    }
+
+    #[test]
+    fn expires_in_reads_numbers_and_numeric_strings() {
+        assert_eq!(seconds(&Value::from(3600)), Some(Duration::from_secs(3600)));
+        assert_eq!(seconds(&Value::from("60")), Some(Duration::from_secs(60)));
+        assert_eq!(seconds(&Value::from("soon")), None);
+        assert_eq!(seconds(&Value::from(-1)), None);
+    }
+
+    #[test]
+    fn login_values_come_first_and_the_payload_after() {
+        let ctx = Value::from_object(LoginContext {
+            login: Value::from(minijinja::value::Serde(
+                serde_json::json!({"sessionName": "s1"}),
+            )),
+            payload: Value::from(minijinja::value::Serde(
+                serde_json::json!({"caller": "0612"}),
+            )),
+        });
+        assert_eq!(
+            ctx.get_attr("login")
+                .unwrap()
+                .get_attr("sessionName")
+                .unwrap(),
+            Value::from("s1")
+        );
+        assert_eq!(ctx.get_attr("caller").unwrap(), Value::from("0612"));
+        assert!(ctx.get_attr("other").unwrap().is_undefined());
+    }
+}

@@ -1,0 +1,197 @@
+//! `[backends.NAME.login]` and `auth.type = "oauth2"` from raw TOML to a
+//! ready [`Login`]: each step compiled like a look-up request (in the login's
+//! own templates, which the login task owns), its extraction parsed, its
+//! limits checked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::backends::{request_spec, Parts};
+use super::diag::Diagnostics;
+use super::raw::{RawLogin, RawStep};
+use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
+use crate::backend::reply::ReplyFormat;
+use crate::backend::Client;
+use crate::constants::DEFAULT_LOGIN_TIMEOUT;
+use crate::extract::{JsonPath, XmlPath};
+use crate::template::{ConditionId, Templates};
+
+/// Validates a backend's login; `templates` are the config's (for
+/// `relogin_when`, which reads look-up replies).
+pub(super) fn login(
+    raw: &RawLogin,
+    backend: &str,
+    key: &str,
+    base: &Path,
+    client: Client,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Login> {
+    let key = format!("{key}.login");
+    if raw.steps.is_empty() {
+        diags.error(
+            &format!("{key}.steps"),
+            "a login needs at least one [[...login.steps]] request",
+        );
+        return None;
+    }
+    let mut own = templates.sibling();
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for (i, s) in raw.steps.iter().enumerate() {
+        if let Some(step) = step(s, &format!("{key}.steps[{i}]"), base, &mut own, diags) {
+            steps.push(step);
+        }
+    }
+    let seconds = |v: Option<u64>, k: &str, diags: &mut Diagnostics<'_>| match v {
+        Some(0) => {
+            diags.error(&format!("{key}.{k}"), "must be greater than 0");
+            None
+        }
+        other => other.map(Duration::from_secs),
+    };
+    let ttl = seconds(raw.ttl_s, "ttl_s", diags);
+    let idle_ttl = seconds(raw.idle_ttl_s, "idle_ttl_s", diags);
+    let timeout = match raw.timeout_ms {
+        Some(0) => {
+            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
+            DEFAULT_LOGIN_TIMEOUT
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_LOGIN_TIMEOUT,
+    };
+    let relogin_when = relogin_when(raw.relogin_when.as_deref(), &key, templates, diags);
+    if steps.len() != raw.steps.len() {
+        return None;
+    }
+    Some(Login::new(
+        backend,
+        steps,
+        own,
+        client,
+        LoginSettings {
+            ttl,
+            idle_ttl,
+            timeout,
+        },
+        relogin_when?,
+    ))
+}
+
+/// `relogin_when`: `Some(None)` is the default (HTTP 401), `None` an error.
+pub(super) fn relogin_when(
+    expr: Option<&str>,
+    key: &str,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Option<ConditionId>> {
+    let Some(expr) = expr else {
+        return Some(None);
+    };
+    let k = format!("{key}.relogin_when");
+    match templates.add_condition(&k, expr) {
+        Ok(id) => Some(Some(id)),
+        Err(e) => {
+            diags.error(&k, super::describe(&e));
+            None
+        }
+    }
+}
+
+fn step(
+    s: &RawStep,
+    key: &str,
+    base: &Path,
+    templates: &mut Templates,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Step> {
+    let parts = Parts {
+        url: &s.url,
+        method: &s.method,
+        encoding: s.encoding,
+        body: &s.body,
+        headers: &s.headers,
+        auth: s.auth.as_ref(),
+        format: s.reply.format,
+    };
+    let request = request_spec(&parts, key, base, templates, diags);
+    let rkey = format!("{key}.reply");
+    let r = &s.reply;
+    let extract = match r.format {
+        ReplyFormat::Json | ReplyFormat::Xml => {
+            let (mut json, mut xml) = (Vec::new(), Vec::new());
+            for (name, path) in &r.extract {
+                let k = format!("{rkey}.extract.{name}");
+                let Some(path) = path.as_str() else {
+                    diags.error(&k, "must be a path string");
+                    continue;
+                };
+                let parsed = if r.format == ReplyFormat::Json {
+                    JsonPath::parse(path).map(|p| json.push((name.as_str().into(), p)))
+                } else {
+                    XmlPath::parse(path).map(|p| xml.push((name.as_str().into(), p)))
+                };
+                if let Err(msg) = parsed {
+                    diags.error(&k, msg);
+                }
+            }
+            if r.extract.is_empty() {
+                diags.error(
+                    &format!("{rkey}.extract"),
+                    "a login step keeps something: extract = { name = \"path\" }",
+                );
+            }
+            if r.format == ReplyFormat::Json {
+                StepExtract::Json(json)
+            } else {
+                StepExtract::Xml(xml)
+            }
+        }
+        ReplyFormat::Text if r.extract.is_empty() => StepExtract::Body,
+        ReplyFormat::Text => {
+            diags.error(
+                &format!("{rkey}.extract"),
+                "a text reply is kept whole as login.body",
+            );
+            StepExtract::Body
+        }
+        ReplyFormat::Contract => {
+            diags.error(
+                &format!("{rkey}.format"),
+                "a login step's reply is json, xml or text",
+            );
+            return None;
+        }
+    };
+    let ok_when = match r.ok_when.as_deref() {
+        None => None,
+        Some(expr) => {
+            let k = format!("{rkey}.ok_when");
+            match templates.add_condition(&k, expr) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    diags.error(&k, super::describe(&e));
+                    return None;
+                }
+            }
+        }
+    };
+    let mut accept_status = None;
+    if let Some(list) = &r.accept_status {
+        for (i, st) in list.iter().enumerate() {
+            if !(100..=599).contains(st) {
+                diags.error(
+                    &format!("{rkey}.accept_status[{i}]"),
+                    format!("{st} is not an HTTP status"),
+                );
+            }
+        }
+        accept_status = Some(list.clone());
+    }
+    Some(Step {
+        request: request?,
+        format: r.format,
+        extract,
+        accept_status,
+        ok_when,
+    })
+}

@@ -1,0 +1,217 @@
+//! Backends that log in first: a strict vTiger (challenge, md5 access key,
+//! sessions the CRM drops with `INVALID_SESSIONID` over HTTP 200) and an
+//! OAuth2 CRM with a mint limit. A cold call logs in then looks up; later
+//! calls reuse the session; a dropped session is renewed once for many
+//! calls; a broken login gives `none` with reason `login` and is not hammered.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support::*;
+use crate::test_crms::vtiger::Vtiger;
+
+const PAYLOAD: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent","token":"T"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
+
+/// A vTiger backend as `examples/vtiger.toml` configures it, with the
+/// access key in the environment variable `key_var`.
+fn vtiger_config(route: &str, url: &str, key_var: &str) -> String {
+    format!(
+        r#"{TLS_HEAD}
+[server]
+deadline_ms = 5000
+[cors]
+allow_origins = ["*"]
+
+[backends.vtiger]
+url = "{url}"
+encoding = "query"
+body = {{ operation = "query", sessionName = "{{{{ login.sessionName }}}}", query = "SELECT id,firstname,lastname FROM Contacts WHERE phone='{{{{ caller | sql_quote }}}}';" }}
+
+[backends.vtiger.login]
+idle_ttl_s = 1500
+relogin_when = 'error.code in ["INVALID_SESSIONID", "SESSION_EXPIRED", "SESSION_LEFT_IDLE"]'
+
+[[backends.vtiger.login.steps]]
+url = "{url}"
+encoding = "query"
+body = {{ operation = "getchallenge", username = "gateway" }}
+reply = {{ format = "json", extract = {{ token = "result.token" }} }}
+
+[[backends.vtiger.login.steps]]
+url = "{url}"
+encoding = "form"
+body = {{ operation = "login", username = "gateway", accessKey = "{{{{ md5(login.token ~ secret('{key_var}')) }}}}" }}
+reply = {{ format = "json", extract = {{ sessionName = "result.sessionName" }} }}
+
+[backends.vtiger.reply]
+format = "json"
+extract = {{ id = "result.0.id", first = "result.0.firstname", last = "result.0.lastname" }}
+open_when = "id is defined"
+url = "https://crm.example.org/index.php?module=Contacts&view=Detail&record={{{{ id | split('x') | last }}}}"
+title = "{{{{ first }}}} {{{{ last }}}}"
+
+[[routes]]
+name = "{route}"
+backend = "vtiger"
+"#
+    )
+}
+
+fn opened() -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url":"https://crm.example.org/index.php?module=Contacts&view=Detail&record=345",
+           "autopause":false,"title":"Jeanne O'Neil"})
+}
+
+#[tokio::test]
+async fn vtiger_cold_call_logs_in_then_looks_up_and_the_next_call_reuses_the_session() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_COLD", "k3y-cold");
+    let vt = Vtiger::start("gateway", "k3y-cold").await;
+    let gw = start_gateway(&vtiger_config(
+        "vt-cold",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_COLD",
+    ))
+    .await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), opened());
+    }
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.challenges, s.logins, s.queries), (1, 1, 2));
+    assert_eq!(
+        s.vtql[0],
+        "SELECT id,firstname,lastname FROM Contacts WHERE phone='0612345678';"
+    );
+    let seen = vt.crm.seen();
+    let login = seen.iter().find(|r| r.method == "POST").unwrap();
+    assert!(
+        !login.text().contains("k3y-cold"),
+        "the access key itself is never sent"
+    );
+}
+
+#[tokio::test]
+async fn vtiger_session_dropped_by_the_crm_is_renewed_and_the_call_still_opens() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_DROP", "k3y-drop");
+    let vt = Vtiger::start("gateway", "k3y-drop").await;
+    let gw = start_gateway(&vtiger_config(
+        "vt-drop",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_DROP",
+    ))
+    .await;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        opened()
+    );
+    vt.state.lock().unwrap().expire_sessions();
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        opened()
+    );
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.logins, s.refused_sessions, s.queries), (2, 1, 2));
+}
+
+#[tokio::test]
+async fn vtiger_hundred_concurrent_calls_after_the_session_died_cause_one_login() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_HUNDRED", "k3y-100");
+    let vt = Vtiger::start("gateway", "k3y-100").await;
+    let gw = start_gateway(&vtiger_config(
+        "vt-hundred",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_HUNDRED",
+    ))
+    .await;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        opened()
+    );
+    vt.state.lock().unwrap().expire_sessions();
+    let client = Arc::new(gw.client());
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.post(addr, None, PAYLOAD).await.json() })
+        })
+        .collect();
+    for call in calls {
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+            .await
+            .expect("every call answered")
+            .unwrap();
+        assert_eq!(reply, opened());
+    }
+    let s = vt.state.lock().unwrap();
+    assert_eq!(
+        s.logins, 2,
+        "one login at start, one after the sessions died"
+    );
+    assert_eq!(s.challenges, 2);
+}
+
+#[tokio::test]
+async fn vtiger_broken_login_gives_none_with_reason_login_and_is_not_hammered() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_BROKEN", "k3y-broken");
+    let vt = Vtiger::start("gateway", "k3y-broken").await;
+    vt.state.lock().unwrap().broken = true;
+    let gw = start_gateway(&vtiger_config(
+        "vt-broken",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_BROKEN",
+    ))
+    .await;
+    let client = Arc::new(gw.client());
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.post(addr, None, PAYLOAD).await.json() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), json!({"action":"none"}));
+    }
+    let s = vt.state.lock().unwrap();
+    // The calls arrive within the first backoff (1 s); one more attempt at
+    // most if the machine is slow enough for a call to arrive after it.
+    assert!(
+        s.challenges <= 2,
+        "{} challenges for 20 calls",
+        s.challenges
+    );
+    assert_eq!(s.logins, 0);
+    let lines = log_lines("route=vt-broken ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" INFO request ") && l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn vtiger_wrong_access_key_is_a_login_failure_not_a_lookup() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_WRONG", "not-the-key");
+    let vt = Vtiger::start("gateway", "k3y-right").await;
+    let gw = start_gateway(&vtiger_config(
+        "vt-wrong",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_WRONG",
+    ))
+    .await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.challenges, s.logins, s.queries), (1, 0, 0));
+    let lines = log_lines("backend=vtiger ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("login failed") && l.contains("no sessionName")),
+        "{lines:#?}"
+    );
+}

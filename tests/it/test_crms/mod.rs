@@ -1,0 +1,28 @@
+//! Test CRMs that behave like real ones as their documentation and source
+//! describe them (login, sessions, tokens, error codes), strictly: a request
+//! the real CRM would refuse is refused here too.
+
+pub mod vtiger;
+
+use std::collections::HashMap;
+
+/// The query string (or a form body) of a request, decoded.
+pub fn fields(text: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The query string of a request target.
+pub fn query_of(target: &str) -> HashMap<String, String> {
+    fields(target.split_once('?').map_or("", |(_, q)| q))
+}
+
+/// md5 in lowercase hex, as PHP's `md5()`.
+pub fn md5_hex(text: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
