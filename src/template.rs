@@ -79,6 +79,12 @@ impl TemplateId {
     pub fn is_sensitive(&self) -> bool {
         self.sensitive
     }
+
+    /// Marks it sensitive (it renders a credential, e.g. a bearer token).
+    pub fn into_sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
 }
 
 /// A compiled `when` condition, tested with [`Templates::test`].
@@ -209,6 +215,25 @@ impl Templates {
         self.secrets.values().map(String::as_str)
     }
 
+    /// Provides a secret read elsewhere (an OAuth2 client secret), for
+    /// templates to use as `secret(name)`.
+    pub fn add_secret(&mut self, name: &str, value: String) {
+        self.secrets.insert(name.to_owned(), value);
+        self.register_secrets();
+    }
+
+    fn register_secrets(&mut self) {
+        let secrets = Arc::new(self.secrets.clone());
+        self.env.add_function("secret", move |name: &str| {
+            secrets.get(name).cloned().ok_or_else(|| {
+                Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("secret({name:?}) was not read at load"),
+                )
+            })
+        });
+    }
+
     /// Reads the secrets `source` names; `true` when it names any.
     fn read_secrets(&mut self, source: &str) -> Result<bool, Error> {
         let invalid = |msg: String| Error::new(minijinja::ErrorKind::InvalidOperation, msg);
@@ -222,15 +247,7 @@ impl Templates {
             }
         }
         if added {
-            let secrets = Arc::new(self.secrets.clone());
-            self.env.add_function("secret", move |name: &str| {
-                secrets.get(name).cloned().ok_or_else(|| {
-                    Error::new(
-                        minijinja::ErrorKind::InvalidOperation,
-                        format!("secret({name:?}) was not read at load"),
-                    )
-                })
-            });
+            self.register_secrets();
         }
         Ok(!names.is_empty())
     }

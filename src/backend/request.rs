@@ -153,12 +153,13 @@ impl RequestSpec {
         }
         for (name, id) in &self.headers {
             let value = render(id)?;
-            let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
                 Failure::new(
                     NoneReason::Template,
                     format!("header {name} rendered to a value that cannot be sent"),
                 )
             })?;
+            value.set_sensitive(id.is_sensitive());
             headers.insert(name.clone(), value);
         }
         if let Some((name, value)) = &self.auth {

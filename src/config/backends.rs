@@ -125,8 +125,16 @@ fn backend(
     let tls = tls(b, key, base, diags);
     let reply = reply(&b.reply, key, public_base, templates, diags);
     let client = Client::new(tls?, timeout, follow_redirects, max_response_bytes);
-    let login = match &b.login {
-        Some(l) => Some(super::login::login(
+    let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
+    let login = match (&b.login, oauth2) {
+        (Some(_), Some(_)) => {
+            diags.error(
+                &format!("{key}.login"),
+                "auth.type = \"oauth2\" is a login already: use one or the other",
+            );
+            return None;
+        }
+        (Some(l), None) => Some(super::login::login(
             l,
             name,
             key,
@@ -135,11 +143,32 @@ fn backend(
             templates,
             diags,
         )?),
-        None => None,
+        (None, Some(a)) => Some(super::oauth2::oauth2(
+            a,
+            name,
+            &format!("{key}.auth"),
+            base,
+            client.clone(),
+            templates,
+            diags,
+        )?),
+        (None, None) => None,
     };
+    let mut request = request?;
+    if oauth2.is_some() && !request.headers.iter().any(|(h, _)| h == AUTHORIZATION) {
+        let bearer = templates
+            .add(
+                &format!("{key}.auth#bearer"),
+                "Bearer {{ login.access_token }}",
+                Escape::None,
+            )
+            .ok()?
+            .into_sensitive();
+        request.headers.push((AUTHORIZATION, bearer));
+    }
     Some(Backend {
         name: name.into(),
-        request: request?,
+        request,
         reply: reply?,
         client,
         timeout,
@@ -183,7 +212,11 @@ pub(super) fn request_spec(
     diags: &mut Diagnostics<'_>,
 ) -> Option<RequestSpec> {
     let url_src = b.url.trim_start();
-    if !url_src.starts_with("http://") && !url_src.starts_with("https://") {
+    // A url from a login (`{{ login.api_domain }}/...`) is checked per request.
+    if !url_src.starts_with("http://")
+        && !url_src.starts_with("https://")
+        && !url_src.starts_with("{{")
+    {
         diags.error(&format!("{key}.url"), "must start with http:// or https://");
     }
     let is_template = b.url.contains("{{") || b.url.contains("{%");
@@ -236,6 +269,12 @@ pub(super) fn request_spec(
             continue;
         };
         if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[]) {
+            // A header built from a session (a token) is a credential.
+            let id = if templates.variables(&id).contains("login") {
+                id.into_sensitive()
+            } else {
+                id
+            };
             headers.push((hname, id));
         }
     }
@@ -381,10 +420,43 @@ fn auth(
         ("header", a.header.is_some(), AuthKind::Header),
         ("value_env", a.value_env.is_some(), AuthKind::Header),
         ("value_file", a.value_file.is_some(), AuthKind::Header),
+        ("grant", a.grant.is_some(), AuthKind::OAuth2),
+        ("token_url", a.token_url.is_some(), AuthKind::OAuth2),
+        ("client_id", a.client_id.is_some(), AuthKind::OAuth2),
+        (
+            "client_secret_env",
+            a.client_secret_env.is_some(),
+            AuthKind::OAuth2,
+        ),
+        (
+            "client_secret_file",
+            a.client_secret_file.is_some(),
+            AuthKind::OAuth2,
+        ),
+        (
+            "refresh_token_env",
+            a.refresh_token_env.is_some(),
+            AuthKind::OAuth2,
+        ),
+        (
+            "refresh_token_file",
+            a.refresh_token_file.is_some(),
+            AuthKind::OAuth2,
+        ),
+        ("scope", a.scope.is_some(), AuthKind::OAuth2),
+        ("params", !a.params.is_empty(), AuthKind::OAuth2),
+        ("client_auth", a.client_auth.is_some(), AuthKind::OAuth2),
+        ("ttl_s", a.ttl_s.is_some(), AuthKind::OAuth2),
+        ("timeout_ms", a.timeout_ms.is_some(), AuthKind::OAuth2),
+        ("relogin_when", a.relogin_when.is_some(), AuthKind::OAuth2),
     ];
+    // The password grant sends a username and password too.
+    let shared = |field: &str| {
+        a.kind == AuthKind::OAuth2 && matches!(field, "username" | "password_env" | "password_file")
+    };
     let kind_name = |k: AuthKind| format!("{k:?}").to_lowercase();
     for (field, set, owner) in owned {
-        if set && owner != a.kind {
+        if set && owner != a.kind && !shared(field) {
             diags.error(
                 &format!("{key}.{field}"),
                 format!(
@@ -396,6 +468,8 @@ fn auth(
         }
     }
     let (name, value) = match a.kind {
+        // A token from a login, set per request (config::login::oauth2).
+        AuthKind::OAuth2 => return None,
         AuthKind::Basic => {
             let Some(user) = &a.username else {
                 diags.error(key, "type = \"basic\" needs username");

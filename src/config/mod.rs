@@ -6,6 +6,7 @@ mod backends;
 mod diag;
 mod extras;
 mod login;
+mod oauth2;
 mod raw;
 mod secrets;
 

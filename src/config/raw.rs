@@ -264,6 +264,37 @@ pub(super) struct RawAuth {
     pub(super) token_file: Option<String>,
     pub(super) value_env: Option<String>,
     pub(super) value_file: Option<String>,
+    pub(super) grant: Option<Grant>,
+    pub(super) token_url: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret_env: Option<String>,
+    pub(super) client_secret_file: Option<String>,
+    pub(super) refresh_token_env: Option<String>,
+    pub(super) refresh_token_file: Option<String>,
+    pub(super) scope: Option<String>,
+    #[serde(default)]
+    pub(super) params: toml::Table,
+    pub(super) client_auth: Option<ClientAuth>,
+    pub(super) ttl_s: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) relogin_when: Option<String>,
+}
+
+/// Which OAuth2 grant gets the token (RFC 6749).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Grant {
+    ClientCredentials,
+    RefreshToken,
+    Password,
+}
+
+/// How the OAuth2 client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ClientAuth {
+    Basic,
+    Body,
 }
 
 /// Which kind of credentials a backend wants.
@@ -273,6 +304,8 @@ pub(super) enum AuthKind {
     Basic,
     Bearer,
     Header,
+    #[serde(rename = "oauth2")]
+    OAuth2,
 }
 
 /// `[backends.NAME.reply]`: how to read what the backend answers.

@@ -9,6 +9,7 @@ mod check_cmd;
 mod cors;
 mod crm;
 mod crm_login;
+mod crm_oauth;
 mod examples;
 mod faults;
 mod headless;
