@@ -420,4 +420,40 @@ mod tests {
         let count = r#"thirdparty_gateway_backend_duration_seconds_count{backend="crm"}"#;
         assert_eq!(line(&text, count), Some(&*format!("{count} 2")), "{text}");
     }
+
+    #[test]
+    fn logins_and_sessions_are_counted_by_backend_and_result() {
+        let metrics = Metrics::new();
+        let counters = metrics.login_counters("vtiger");
+        counters.ok.inc();
+        metrics.login_counters("vtiger").failed.inc();
+        metrics.login_session("vtiger", "hit");
+        metrics.login_session("vtiger", "hit");
+        metrics.login_session("vtiger", "relogin");
+        let text = metrics.encode();
+        for (series, n) in [
+            (
+                r#"thirdparty_gateway_logins_total{backend="vtiger",result="ok"}"#,
+                1,
+            ),
+            (
+                r#"thirdparty_gateway_logins_total{backend="vtiger",result="failed"}"#,
+                1,
+            ),
+            (
+                r#"thirdparty_gateway_login_sessions_total{backend="vtiger",result="hit"}"#,
+                2,
+            ),
+            (
+                r#"thirdparty_gateway_login_sessions_total{backend="vtiger",result="relogin"}"#,
+                1,
+            ),
+        ] {
+            assert_eq!(
+                line(&text, series),
+                Some(&*format!("{series} {n}")),
+                "{text}"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::answer::{answer, Call, Observer};
+use crate::backend::login::{Session, Source};
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply};
@@ -53,6 +54,7 @@ pub async fn simulate(
     let mut printer = Printer {
         out: String::new(),
         started: Instant::now(),
+        redact: secrets_of(&config, route),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -164,8 +166,20 @@ fn dry(
         ctx.clone()
     };
     for backend in &route.backends {
+        if let Some(login) = &backend.login {
+            let _ = writeln!(
+                out,
+                "\nbackend {:?} login: {} step(s) before the look-up (dry run: not run; login.* is empty below)",
+                backend.name,
+                login.steps().len()
+            );
+        }
         match backend.request.build(templates, &request_ctx) {
-            Ok(req) => show_request(out, backend, &req),
+            Ok(req) => {
+                let mut shown = String::new();
+                show_request(&mut shown, backend, &req);
+                out.push_str(&redacted(&shown, &secrets_of(config, route)));
+            }
             Err(f) => {
                 let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
             }
@@ -192,16 +206,58 @@ fn dry(
 struct Printer {
     out: String,
     started: Instant,
+    /// Secret values and session tokens, hidden wherever they appear.
+    redact: Vec<String>,
 }
 
 impl Observer for Printer {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
         self.started = Instant::now();
-        show_request(&mut self.out, backend, request);
+        let mut shown = String::new();
+        show_request(&mut shown, backend, request);
+        self.out.push_str(&redacted(&shown, &self.redact));
+    }
+
+    fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
+        for (_, value) in session.string_values() {
+            if value.len() >= 4 && !value.starts_with("http") {
+                self.redact.push(value);
+            }
+        }
+        let out = &mut self.out;
+        match source {
+            Source::Cached => {
+                let _ = writeln!(
+                    out,
+                    "\nbackend {:?} login: cached session ({} s old)",
+                    backend.name,
+                    session.age().as_secs()
+                );
+            }
+            Source::Fresh => {
+                let _ = writeln!(out, "\nbackend {:?} login: logged in", backend.name);
+                for line in &session.trace {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+        let names: Vec<String> = session
+            .string_values()
+            .map(|(name, value)| {
+                if value.starts_with("http") {
+                    format!("login.{name} = {value}")
+                } else {
+                    format!("login.{name} = [redacted]")
+                }
+            })
+            .collect();
+        for name in names {
+            let _ = writeln!(out, "  {name}");
+        }
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let out = &mut self.out;
+        let mut out = String::new();
         let _ = writeln!(
             out,
             "\nbackend {:?} replied in {:.1} ms: HTTP {} ({} bytes) from {}",
@@ -211,9 +267,42 @@ impl Observer for Printer {
             reply.body.len(),
             reply.url
         );
-        show_headers(out, &reply.headers);
-        show_body(out, &reply.body);
+        show_headers(&mut out, &reply.headers);
+        show_body(&mut out, &reply.body);
+        self.out.push_str(&redacted(&out, &self.redact));
     }
+}
+
+/// Every secret a route's backends may render, for the printout to hide.
+fn secrets_of(config: &Config, route: &Route) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .router
+        .templates()
+        .secret_values()
+        .map(str::to_owned)
+        .collect();
+    for backend in &route.backends {
+        if let Some(login) = &backend.login {
+            out.extend(login.templates().secret_values().map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// `text` with every value in `secrets` (raw, form- or percent-encoded)
+/// replaced by `[redacted]`.
+fn redacted(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for shape in [secret.as_str(), form.as_str(), percent.as_str()] {
+            out = out.replace(shape, "[redacted]");
+        }
+    }
+    out
 }
 
 fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {

@@ -133,6 +133,22 @@ pub struct LoginCounters {
 }
 
 impl Session {
+    /// The session's string values by name (numbers printed).
+    pub fn string_values(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.values
+            .try_iter()
+            .into_iter()
+            .flatten()
+            .filter_map(move |key| {
+                let value = self.values.get_item(&key).ok()?;
+                let text = match value.as_str() {
+                    Some(s) => s.to_owned(),
+                    None => value.to_string(),
+                };
+                Some((key.to_string(), text))
+            })
+    }
+
     /// How old the session is.
     pub fn age(&self) -> Duration {
         self.obtained.elapsed()

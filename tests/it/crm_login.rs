@@ -215,3 +215,51 @@ async fn vtiger_wrong_access_key_is_a_login_failure_not_a_lookup() {
         "{lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn simulate_shows_the_login_steps_and_hides_the_key_and_the_session() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_SIM", "k3y-sim");
+    let vt = Vtiger::start("gateway", "k3y-sim").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let config = vtiger_config("vt-sim", &vt.url(), "TPGW_IT_VTIGER_KEY_SIM");
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
+    let out = tokio::process::Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", printed(&out));
+    assert!(
+        text.contains("backend \"vtiger\" login: logged in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("GET http://127.0.0.1:")
+            && text.contains("/webservice.php?[redacted] -> HTTP 200"),
+        "{text}"
+    );
+    assert!(text.contains("login.sessionName = [redacted]"), "{text}");
+    assert!(text.contains("\"action\":\"open\""), "{text}");
+    let session = {
+        let s = vt.state.lock().unwrap();
+        assert_eq!(s.logins, 1);
+        s.vtql.len()
+    };
+    assert_eq!(session, 1);
+    assert!(!text.contains("k3y-sim"), "{text}");
+    // The session name the CRM issued appears nowhere in the printout.
+    let seen = vt.crm.seen();
+    let lookup = seen
+        .iter()
+        .find(|r| r.target.contains("operation=query"))
+        .unwrap();
+    let session_name = crate::test_crms::query_of(&lookup.target)["sessionName"].clone();
+    assert!(!text.contains(&session_name), "{session_name} in {text}");
+}
