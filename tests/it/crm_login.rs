@@ -263,3 +263,56 @@ async fn simulate_shows_the_login_steps_and_hides_the_key_and_the_session() {
     let session_name = crate::test_crms::query_of(&lookup.target)["sessionName"].clone();
     assert!(!text.contains(&session_name), "{session_name} in {text}");
 }
+
+/// The errors `check` gives for a config, as one text.
+fn load_errors(config: &str) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    match thirdparty_gateway::config::load(&path) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_regions_missing_secrets_and_incomplete_logins_are_load_errors() {
+    let base = vtiger_config(
+        "vt-check",
+        "http://127.0.0.1:9/webservice.php",
+        "TPGW_IT_NEVER_SET_91",
+    );
+    let errors = load_errors(&base);
+    assert!(errors.contains("TPGW_IT_NEVER_SET_91"), "{errors}");
+    std::env::set_var("TPGW_IT_VTIGER_KEY_CHECK", "k");
+    let good = vtiger_config(
+        "vt-check",
+        "http://127.0.0.1:9/webservice.php",
+        "TPGW_IT_VTIGER_KEY_CHECK",
+    );
+    assert_eq!(load_errors(&good), "");
+    let errors = load_errors(&format!("{good}\n[phone]\ndefault_region = \"XX\"\n"));
+    assert!(errors.contains("phone.default_region"), "{errors}");
+    assert_eq!(
+        load_errors(&format!("{good}\n[phone]\ndefault_region = \"be\"\n")),
+        ""
+    );
+    let errors = load_errors(&good.replace("relogin_when = '", "relogin_when = '(("));
+    assert!(errors.contains("login.relogin_when"), "{errors}");
+    let errors =
+        load_errors(&good.replace("extract = { token = \"result.token\" }", "extract = {}"));
+    assert!(errors.contains("login.steps[0].reply.extract"), "{errors}");
+    let oauth = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n[backends.api]\nurl = \"https://crm.example.org/x\"\nencoding = \"query\"\n\
+         auth = {{ type = \"oauth2\", token_url = \"https://crm.example.org/token\", client_id = \"c\", client_secret_env = \"TPGW_IT_NEVER_SET_92\" }}\n\
+         reply = {{ format = \"json\", extract = {{ url = \"u\" }} }}\n"
+    );
+    let errors = load_errors(&oauth);
+    assert!(errors.contains("needs grant"), "{errors}");
+    let errors = load_errors(&oauth.replace(
+        "client_id = \"c\"",
+        "grant = \"client_credentials\", client_id = \"c\"",
+    ));
+    assert!(errors.contains("TPGW_IT_NEVER_SET_92"), "{errors}");
+}
