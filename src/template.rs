@@ -207,6 +207,9 @@ impl Templates {
     pub fn set_phone_region(&mut self, region: Option<Region>) {
         self.region = region;
         phone::register(&mut self.env, region);
+        if let Some(region) = region {
+            phone::warm(region);
+        }
     }
 
     /// The secret values templates use, for `simulate` to hide wherever

@@ -91,10 +91,13 @@ pub struct LoginSettings {
     pub timeout: Duration,
 }
 
+/// Where waiting calls get a running login's result.
+type Outcome = watch::Receiver<Option<Result<Arc<Session>, Failure>>>;
+
 #[derive(Debug, Default)]
 struct State {
     session: Option<Arc<Session>>,
-    running: Option<watch::Receiver<Option<Result<Arc<Session>, Failure>>>>,
+    running: Option<Outcome>,
     failed_until: Option<Instant>,
     backoff: Option<Duration>,
     generation: u64,

@@ -225,7 +225,7 @@ pub(super) fn request_spec(
             templates,
             diags,
             &format!("{key}.url"),
-            &b.url,
+            b.url,
             Escape::Url,
             &[],
         )

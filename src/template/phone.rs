@@ -26,6 +26,15 @@ pub(super) fn register(env: &mut Environment<'static>, region: Option<Id>) {
     });
 }
 
+/// Loads libphonenumber's metadata and the region's patterns now, at config
+/// load: the first parse costs far more than the next ones (the metadata is
+/// decoded and the patterns compiled on first use), which must not land on
+/// the first call's deadline or block a worker.
+pub(super) fn warm(region: Id) {
+    let _ = &*phonenumber::metadata::DATABASE;
+    let _ = show(&Value::from("0123456789"), Some(region), Mode::National);
+}
+
 /// Parses an ISO 3166 region code such as `FR` (any case).
 pub fn region(code: &str) -> Option<Id> {
     code.trim().to_ascii_uppercase().parse().ok()

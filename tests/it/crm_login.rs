@@ -316,3 +316,29 @@ fn bad_regions_missing_secrets_and_incomplete_logins_are_load_errors() {
     ));
     assert!(errors.contains("TPGW_IT_NEVER_SET_92"), "{errors}");
 }
+
+#[tokio::test]
+async fn vtiger_example_runs_end_to_end_against_the_test_vtiger() {
+    std::env::set_var("VTIGER_ACCESS_KEY", "example-access-key");
+    let vt = Vtiger::start("gateway", "example-access-key").await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vtiger.toml");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("/etc/thirdparty-gateway/tls/fullchain.pem", "cert.pem")
+        .replace("/etc/thirdparty-gateway/tls/privkey.pem", "key.pem")
+        .replace("https://vtiger.example.org/webservice.php", &vt.url());
+    let gw = start_gateway(&text).await;
+    let call = PAYLOAD.replace("\"0612345678\"", "\"+33 6 12 34 56 78\"");
+    let reply = gw.client().post(gw.addr, None, &call).await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://vtiger.example.org/index.php?module=Contacts&view=Detail&record=345",
+               "autopause":false,"title":"Jeanne O'Neil"})
+    );
+    let unknown = PAYLOAD.replace("\"0612345678\"", "\"0298765432\"");
+    let reply = gw.client().post(gw.addr, None, &unknown).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.logins, s.queries), (1, 2));
+}
