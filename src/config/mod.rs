@@ -97,6 +97,9 @@ pub struct ServerSettings {
     pub h2_max_concurrent_streams: u32,
     /// Budget for one request, body read to reply.
     pub deadline: Duration,
+    /// How long a stop keeps serving, health answering 503, before it
+    /// closes idle connections.
+    pub drain: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -322,6 +325,8 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.deadline_ms",
             diags,
         ),
+        // 0 is allowed: stop at once, as before drains existed.
+        drain: raw.drain_ms.map_or(DEFAULT_DRAIN, Duration::from_millis),
         shutdown_grace: millis(
             raw.shutdown_grace_ms,
             DEFAULT_SHUTDOWN_GRACE,

@@ -11,6 +11,7 @@ mod crm;
 mod examples;
 mod faults;
 mod headless;
+mod h2_slots;
 mod limits;
 mod ops;
 mod package;

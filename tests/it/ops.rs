@@ -395,16 +395,26 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         )
     })
     .await;
-    let d = Daemon::start(&slow_backend_config(&crm, "drain")).await;
+    let config = slow_backend_config(&crm, "drain").replace(
+        "deadline_ms = 3000\n",
+        "deadline_ms = 3000\ndrain_ms = 2000\n",
+    );
+    let d = Daemon::start(&config).await;
     let in_flight = post_in_background(&d);
     wait_until_seen(&crm, 1).await;
     d.signal("TERM");
     assert!(d.next_notify().await.contains("STOPPING=1"));
-    // While draining, health says so (a load balancer stops sending).
+    // While draining, health says so (a load balancer stops sending)...
     let (status, body) = d.ops_get("/healthz").await;
     assert_eq!((status, body.contains("draining")), (503, true), "{body}");
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.json()["url"], "https://crm.example.org/drained");
+    assert_eq!(reply.header("connection"), Some("close"));
+    // ...and a client that has not noticed yet is still served, and told
+    // to leave.
+    let late = d.post(SEED).await;
+    assert_eq!(late.json()["url"], "https://crm.example.org/drained");
+    assert_eq!(late.header("connection"), Some("close"));
     let (status, d) = d.wait_exit().await;
     assert!(status.success(), "{status}");
     // Batched log lines are all written before the process exits.
@@ -692,7 +702,7 @@ async fn a_stop_past_its_grace_logs_each_request_it_dropped() {
     let crm = Crm::start(|_| Answer::Hang).await;
     let config = slow_backend_config(&crm, "cut").replace(
         "deadline_ms = 3000\n",
-        "deadline_ms = 3000\nshutdown_grace_ms = 200\n",
+        "deadline_ms = 3000\ndrain_ms = 0\nshutdown_grace_ms = 200\n",
     );
     let d = Daemon::start(&config).await;
     let (client, addr) = (Client::new(&d.ca.ca_der), d.addr);
