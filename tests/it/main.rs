@@ -3,6 +3,7 @@
 mod support;
 
 mod agent_e2e;
+mod arrival;
 mod backends;
 mod browser;
 mod check_cmd;
