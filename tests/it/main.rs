@@ -17,6 +17,7 @@ mod limits;
 mod ops;
 mod package;
 mod pages;
+mod rolling_restart;
 mod routes;
 mod simulate_cmd;
 mod wrap;
