@@ -9,6 +9,7 @@ mod browser;
 mod check_cmd;
 mod cors;
 mod crm;
+mod drain;
 mod examples;
 mod faults;
 mod headless;
