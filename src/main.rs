@@ -18,6 +18,7 @@ use thirdparty_gateway::{check, daemon, simulate};
     thirdparty-gateway                                  run with ./config.toml\n  \
     thirdparty-gateway run --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway run --listen 0.0.0.0:8443        override server.listen\n  \
+    thirdparty-gateway run --watch                      reload when config.toml or a certificate changes\n  \
     thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway simulate --config config.toml call.json --dry-run"
 )]
@@ -36,6 +37,11 @@ enum Command {
         /// Listen on this address instead of server.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Reload when the config file, or a certificate, key, CA or secret
+        /// file it names, changes (checked every second; a config that fails
+        /// the check is logged and the previous one keeps serving, as on SIGHUP).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the config and certificates as `run` would, then exit (0 = ok).
     Check {
@@ -65,8 +71,13 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run {
         config: PathBuf::from("config.toml"),
         listen: None,
+        watch: false,
     }) {
-        Command::Run { config, listen } => run(config, listen),
+        Command::Run {
+            config,
+            listen,
+            watch,
+        } => daemon::run(&config, listen, watch),
         Command::Check { config } => run_check(config),
         Command::Simulate {
             config,
@@ -106,10 +117,6 @@ fn run_simulate(
     let report = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
     print!("{report}");
     Ok(())
-}
-
-fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    daemon::run(&file, listen)
 }
 
 /// A request allocates a few hundred small blocks (headers, JSON, template

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::diag::Diagnostics;
+use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
 use super::{check_variables, compile, PAYLOAD_FIELDS};
@@ -121,49 +122,42 @@ fn backend(
         .auth
         .as_ref()
         .and_then(|a| auth(a, &format!("{key}.auth"), base, diags));
-    let timeout = match b.timeout_ms {
-        None => deadline,
-        Some(0) => {
-            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
-            deadline
-        }
-        Some(ms) if Duration::from_millis(ms) > deadline => {
-            diags.error(
-                &format!("{key}.timeout_ms"),
-                format!(
-                    "{ms} ms exceeds server.deadline_ms ({} ms): the agent would get none first",
-                    deadline.as_millis()
-                ),
-            );
-            deadline
-        }
-        Some(ms) => Duration::from_millis(ms),
-    };
-    let follow_redirects = b.follow_redirects.unwrap_or(0);
-    if follow_redirects > MAX_FOLLOW_REDIRECTS {
+    let timeout = millis(b.timeout_ms, deadline, &format!("{key}.timeout_ms"), diags);
+    if timeout > deadline {
         diags.error(
-            &format!("{key}.follow_redirects"),
-            format!("at most {MAX_FOLLOW_REDIRECTS}"),
+            &format!("{key}.timeout_ms"),
+            format!(
+                "{} ms exceeds server.deadline_ms ({} ms): the agent would get none first",
+                timeout.as_millis(),
+                deadline.as_millis()
+            ),
         );
     }
-    let max_response_bytes = match b.max_response_bytes {
-        Some(0) => {
-            diags.error(
-                &format!("{key}.max_response_bytes"),
-                "must be greater than 0",
-            );
-            DEFAULT_MAX_RESPONSE_BYTES
-        }
-        other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-    };
-    let limit = match b.max_concurrency {
-        Some(0) => {
-            diags.error(&format!("{key}.max_concurrency"), "must be greater than 0");
-            None
-        }
-        Some(n) => Some(Arc::new(Semaphore::new(n))),
-        None => None,
-    };
+    let timeout = timeout.min(deadline);
+    let follow_redirects = within(
+        b.follow_redirects,
+        0..=MAX_FOLLOW_REDIRECTS,
+        0,
+        &format!("{key}.follow_redirects"),
+        diags,
+    );
+    let max_response_bytes = within(
+        b.max_response_bytes,
+        1..=MAX_RESPONSE_BYTES,
+        DEFAULT_MAX_RESPONSE_BYTES,
+        &format!("{key}.max_response_bytes"),
+        diags,
+    );
+    let limit = b.max_concurrency.map(|n| {
+        let n = within(
+            Some(n),
+            1..=MAX_COUNT,
+            1,
+            &format!("{key}.max_concurrency"),
+            diags,
+        );
+        Arc::new(Semaphore::new(n))
+    });
     let public_base = b.public_base.as_deref().and_then(|raw| {
         let k = format!("{key}.public_base");
         match Url::parse(raw) {

@@ -5,6 +5,7 @@
 mod backends;
 mod diag;
 mod extras;
+mod numbers;
 mod raw;
 mod secrets;
 
@@ -20,6 +21,7 @@ use url::Url;
 pub use diag::Diagnostic;
 use diag::Diagnostics;
 pub use extras::DemoSettings;
+use numbers::{millis, within};
 pub use raw::Encoding;
 use raw::{RawConfig, RawCors, RawRoute, RawServer, RawTls};
 
@@ -74,6 +76,9 @@ pub struct Config {
     pub router: Router,
     /// Things that work but are probably not what the author meant.
     pub warnings: Vec<Diagnostic>,
+    /// The other files it names (certificates, keys, CA bundles, secrets):
+    /// `run --watch` reloads when one of them changes.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]`, with defaults applied.
@@ -227,7 +232,41 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         backends,
         router,
         warnings: diags.warnings,
+        files: named_files(&raw, base),
     })
+}
+
+/// Every file the config names, resolved as loading resolves them.
+fn named_files(raw: &RawConfig, base: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<&String> = Vec::new();
+    if let Some(t) = &raw.tls {
+        names.extend([&t.cert, &t.key]);
+    }
+    if let Some(w) = &raw.wrap {
+        names.extend(w.ca_file.iter().chain(&w.secret_file));
+    }
+    if let Some(x) = &raw.xuc {
+        names.extend(&x.ca_file);
+    }
+    for b in raw.backends.values() {
+        names.extend(b.ca_file.iter().chain(&b.client_cert).chain(&b.client_key));
+        if let Some(a) = &b.auth {
+            names.extend(
+                a.password_file
+                    .iter()
+                    .chain(&a.token_file)
+                    .chain(&a.value_file),
+            );
+        }
+    }
+    let mut files: Vec<PathBuf> = names
+        .into_iter()
+        .filter_map(|n| secrets::credential_path(n).ok())
+        .map(|p| base.join(p))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// Deserializes with the key path of any error and the TOML span.
@@ -244,22 +283,6 @@ fn deserialize(
     })
 }
 
-fn millis(
-    value: Option<u64>,
-    default: Duration,
-    key: &str,
-    diags: &mut Diagnostics<'_>,
-) -> Duration {
-    match value {
-        Some(0) => {
-            diags.error(key, "must be greater than 0");
-            default
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => default,
-    }
-}
-
 fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
     let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen.parse().unwrap_or_else(|_| {
@@ -269,19 +292,11 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
         );
         SocketAddr::from(([127, 0, 0, 1], 0))
     });
-    let positive =
-        |v: Option<usize>, default: usize, key: &str, diags: &mut Diagnostics<'_>| match v {
-            Some(0) => {
-                diags.error(key, "must be greater than 0");
-                default
-            }
-            Some(n) => n,
-            None => default,
-        };
     ServerSettings {
         listen,
-        max_body_bytes: positive(
+        max_body_bytes: within(
             raw.max_body_bytes,
+            1..=numbers::MAX_BODY_BYTES,
             DEFAULT_MAX_BODY_BYTES,
             "server.max_body_bytes",
             diags,
@@ -304,21 +319,29 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.tls_handshake_timeout_ms",
             diags,
         ),
-        max_connections: positive(
+        max_connections: within(
             raw.max_connections,
+            1..=numbers::MAX_COUNT,
             DEFAULT_MAX_CONNECTIONS,
             "server.max_connections",
             diags,
         ),
-        workers: raw
-            .workers
-            .map(|n| positive(Some(n), 1, "server.workers", diags)),
-        h2_max_concurrent_streams: positive(
-            raw.h2_max_concurrent_streams.map(|n| n as usize),
-            DEFAULT_H2_MAX_CONCURRENT_STREAMS as usize,
+        workers: raw.workers.map(|n| {
+            within(
+                Some(n),
+                1..=numbers::MAX_WORKERS,
+                1,
+                "server.workers",
+                diags,
+            )
+        }),
+        h2_max_concurrent_streams: within(
+            raw.h2_max_concurrent_streams,
+            1..=numbers::MAX_H2_STREAMS,
+            DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             "server.h2_max_concurrent_streams",
             diags,
-        ) as u32,
+        ),
         deadline: millis(
             raw.deadline_ms,
             DEFAULT_DEADLINE,
@@ -440,7 +463,13 @@ fn cors(raw: Option<&RawCors>, diags: &mut Diagnostics<'_>) -> Option<Cors> {
             ),
         }
     }
-    let max_age = raw.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE);
+    let max_age = within(
+        raw.max_age,
+        0..=numbers::MAX_CORS_MAX_AGE,
+        DEFAULT_CORS_MAX_AGE,
+        "cors.max_age",
+        diags,
+    );
     Some(Cors::new(
         origins,
         headers,
