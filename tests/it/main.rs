@@ -19,6 +19,7 @@ mod ops;
 mod package;
 mod pages;
 mod rolling_restart;
+mod reload_watch;
 mod routes;
 mod simulate_cmd;
 mod wrap;

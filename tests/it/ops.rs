@@ -49,6 +49,11 @@ impl Daemon {
     }
 
     pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config, env, &[]).await
+    }
+
+    /// Started with `run --config FILE` followed by `args`.
+    pub(crate) async fn start_with_args(config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = TempDir::new().unwrap();
         let ca = TestCa::new();
         ca.write(dir.path());
@@ -58,6 +63,7 @@ impl Daemon {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(dir.path().join("config.toml"))
+            .args(args)
             .env("NOTIFY_SOCKET", &socket_path)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -103,6 +109,11 @@ impl Daemon {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The gateway's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the gateway is running")
     }
 
     /// Whether the gateway process is still running.
@@ -201,7 +212,11 @@ impl Daemon {
 }
 
 /// The value of a sample, by name and labels.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
     scrape
         .samples
         .iter()
