@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, daemon, simulate};
+use thirdparty_gateway::{check, config, daemon, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -89,7 +89,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match err.downcast_ref::<config::ConfigError>() {
+                Some(config_error) => eprintln!("{}", config_error.render()),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -98,7 +101,7 @@ fn main() -> ExitCode {
 fn run_check(file: PathBuf) -> anyhow::Result<()> {
     let report = check::check(&file)?;
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("{}\n", warning.render());
     }
     println!("{}", report.summary);
     Ok(())

@@ -17,7 +17,7 @@ use super::diag::Diagnostics;
 use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
-use super::{check_variables, compile, PAYLOAD_FIELDS};
+use super::{compile, probe};
 use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
@@ -274,16 +274,14 @@ fn json_spec(
 ) -> Option<JsonSpec> {
     Some(match v {
         toml::Value::String(src) => match single_expression(src) {
-            Some(expr) => match templates.add_json_expression(key, expr) {
-                Ok(id) => {
-                    check_variables(templates.variables(&id), key, &[], diags);
-                    JsonSpec::Native(id)
-                }
-                Err(e) => {
-                    diags.error(key, super::describe(&e));
-                    return None;
-                }
-            },
+            Some(expr) => {
+                let at = probe::At {
+                    key,
+                    extra: &[],
+                    diags,
+                };
+                JsonSpec::Native(probe::json_expression(templates, at, src, expr)?)
+            }
             None => JsonSpec::Text(compile(templates, diags, key, src, Escape::None, &[])?),
         },
         toml::Value::Table(t) => {
@@ -480,7 +478,10 @@ fn reply(
             let (mut xml_names, mut xml_paths) = (Vec::new(), Vec::new());
             for (name, path) in &r.extract {
                 let k = format!("{rkey}.extract.{name}");
-                if PAYLOAD_FIELDS.contains(&name.as_str()) || REPLY_NAMES.contains(&name.as_str()) {
+                let payload_field = crate::contract::PAYLOAD_FIELDS
+                    .iter()
+                    .any(|(n, _)| n == name);
+                if payload_field || REPLY_NAMES.contains(&name.as_str()) {
                     diags.warn(&k, format!("{name:?} hides the payload or reply value of that name in reply templates"));
                 }
                 let Some(path) = path.as_str() else {
@@ -520,17 +521,12 @@ fn reply(
         ReplyFormat::Text | ReplyFormat::Contract => {}
     }
     let open_when = r.open_when.as_deref().and_then(|expr| {
-        let k = format!("{rkey}.open_when");
-        match templates.add_condition(&k, expr) {
-            Ok(id) => {
-                check_variables(templates.condition_variables(&id), &k, &names, diags);
-                Some(id)
-            }
-            Err(e) => {
-                diags.error(&k, super::describe(&e));
-                None
-            }
-        }
+        let at = probe::At {
+            key: &format!("{rkey}.open_when"),
+            extra: &names,
+            diags,
+        };
+        probe::condition(templates, at, expr)
     });
     let event = match r.event.as_deref() {
         None => Choice::Fixed(Event::EventRinging),
@@ -579,17 +575,12 @@ fn reply(
         None => Choice::Fixed(false),
         Some(toml::Value::Boolean(b)) => Choice::Fixed(*b),
         Some(toml::Value::String(expr)) => {
-            let k = format!("{rkey}.autopause");
-            match templates.add_condition(&k, expr) {
-                Ok(id) => {
-                    check_variables(templates.condition_variables(&id), &k, &names, diags);
-                    Choice::Dynamic(id)
-                }
-                Err(e) => {
-                    diags.error(&k, super::describe(&e));
-                    return None;
-                }
-            }
+            let at = probe::At {
+                key: &format!("{rkey}.autopause"),
+                extra: &names,
+                diags,
+            };
+            Choice::Dynamic(probe::condition(templates, at, expr)?)
         }
         Some(_) => {
             diags.error(

@@ -6,7 +6,10 @@ mod backends;
 mod diag;
 mod extras;
 mod numbers;
+mod probe;
 mod raw;
+mod read;
+mod scan;
 mod secrets;
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,8 +21,8 @@ use std::time::Duration;
 use http::HeaderName;
 use url::Url;
 
-pub use diag::Diagnostic;
 use diag::Diagnostics;
+pub use diag::{Diagnostic, Level, Snippet};
 pub use extras::DemoSettings;
 use numbers::{millis, within};
 pub use raw::Encoding;
@@ -35,20 +38,8 @@ use crate::template::{Escape, TemplateId, Templates};
 use crate::tls::TlsSettings;
 use crate::wrap::WrapSettings;
 
-/// Top-level names of the payload, for spotting typos in templates.
-const PAYLOAD_FIELDS: [&str; 6] = [
-    "user",
-    "caller",
-    "callee",
-    "queue",
-    "userData",
-    "callDataCallId",
-];
 /// Paths the gateway serves itself; routes cannot use them.
 const RESERVED_PATHS: [&str; 3] = ["/wrap", "/wrap.js", "/wrap.css"];
-/// Template globals that are not payload fields.
-const TEMPLATE_GLOBALS: [&str; 5] = ["range", "dict", "namespace", "debug", "loop"];
-
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -137,8 +128,41 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file was read but is not a valid config; each diagnostic says where.
-    #[error("{}", Lines(.0))]
-    Invalid(Vec<Diagnostic>),
+    #[error("{}", Lines(errors))]
+    Invalid {
+        /// Why it cannot be used, in file order.
+        errors: Vec<Diagnostic>,
+        /// What else looks wrong, in file order.
+        warnings: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    /// Every diagnostic as `check` prints it (level, place, the line and a
+    /// caret), errors and warnings in file order, then a count.
+    pub fn render(&self) -> String {
+        match self {
+            ConfigError::Read { file, source } => {
+                format!("error: {}: cannot read config: {source}", file.display())
+            }
+            ConfigError::Invalid { errors, warnings } => {
+                let mut all: Vec<&Diagnostic> = errors.iter().chain(warnings).collect();
+                all.sort_by_key(|d| (d.position.is_none(), d.position, d.level));
+                let mut out = String::new();
+                for d in all {
+                    out.push_str(&d.render());
+                    out.push_str("\n\n");
+                }
+                let plural =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                out.push_str(&format!("error: {}", plural(errors.len(), "error")));
+                if !warnings.is_empty() {
+                    out.push_str(&format!(", {}", plural(warnings.len(), "warning")));
+                }
+                out
+            }
+        }
+    }
 }
 
 struct Lines<'a>(&'a [Diagnostic]);
@@ -167,14 +191,13 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 /// Validates config text as if read from `file`.
 pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut diags = Diagnostics::new(file, source);
-    let raw = match deserialize(source) {
-        Ok(raw) => raw,
-        Err((key, span, message)) => {
-            return Err(ConfigError::Invalid(vec![
-                diags.at_span(&key, span, message)
-            ]))
-        }
+    let Some((raw, removed)) = read::read(source, &mut diags) else {
+        return Err(ConfigError::Invalid {
+            errors: diags.errors,
+            warnings: diags.warnings,
+        });
     };
+    let structural = diags.errors.len();
     let base = file.parent().unwrap_or(Path::new("."));
     let server = server(&raw.server, &mut diags);
     let tls = tls(raw.tls.as_ref(), raw.server.plain_http, base, &mut diags);
@@ -212,8 +235,18 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             }
         }
     }
+    if !removed.is_empty() {
+        // What follows from a key taken out is not news.
+        let independent = |d: &Diagnostic| !removed.iter().any(|r| read::related(&d.key, r));
+        let later = diags.errors.split_off(structural);
+        diags.errors.extend(later.into_iter().filter(independent));
+        diags.warnings.retain(independent);
+    }
     if !diags.errors.is_empty() {
-        return Err(ConfigError::Invalid(diags.errors));
+        return Err(ConfigError::Invalid {
+            errors: diags.errors,
+            warnings: diags.warnings,
+        });
     }
     Ok(Config {
         file: file.to_owned(),
@@ -267,20 +300,6 @@ fn named_files(raw: &RawConfig, base: &Path) -> Vec<PathBuf> {
     files.sort();
     files.dedup();
     files
-}
-
-/// Deserializes with the key path of any error and the TOML span.
-fn deserialize(
-    source: &str,
-) -> Result<RawConfig, (String, Option<std::ops::Range<usize>>, String)> {
-    let de = toml::Deserializer::parse(source)
-        .map_err(|e| (String::new(), e.span(), e.message().to_owned()))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
-        let inner = e.into_inner();
-        (key, inner.span(), inner.message().to_owned())
-    })
 }
 
 fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
@@ -531,17 +550,12 @@ fn routes(
             );
         }
         let when = r.when.as_deref().and_then(|expr| {
-            let when_key = format!("{key}.when");
-            match templates.add_condition(&when_key, expr) {
-                Ok(id) => {
-                    check_variables(templates.condition_variables(&id), &when_key, &[], diags);
-                    Some(id)
-                }
-                Err(err) => {
-                    diags.error(&when_key, describe(&err));
-                    None
-                }
-            }
+            let at = probe::At {
+                key: &format!("{key}.when"),
+                extra: &[],
+                diags,
+            };
+            probe::condition(&mut templates, at, expr)
         });
         let mut route_backends = Vec::new();
         for (j, b) in r.backend.iter().flat_map(|b| b.names()).enumerate() {
@@ -639,53 +653,5 @@ fn compile(
     escape: Escape,
     extra: &[&str],
 ) -> Option<TemplateId> {
-    match templates.add(key, source, escape) {
-        Ok(id) => {
-            check_variables(templates.variables(&id), key, extra, diags);
-            Some(id)
-        }
-        Err(err) => {
-            diags.error(key, describe(&err));
-            None
-        }
-    }
-}
-
-/// Warns about variables that are not payload fields: probably typos, but a
-/// newer XucMgt may send fields we do not know, so not an error.
-fn check_variables(vars: HashSet<String>, key: &str, extra: &[&str], diags: &mut Diagnostics<'_>) {
-    let mut vars: Vec<_> = vars.into_iter().collect();
-    vars.sort();
-    for var in vars {
-        if PAYLOAD_FIELDS.contains(&var.as_str())
-            || TEMPLATE_GLOBALS.contains(&var.as_str())
-            || extra.contains(&var.as_str())
-        {
-            continue;
-        }
-        let hint = PAYLOAD_FIELDS
-            .iter()
-            .chain(extra)
-            .map(|f| (strsim::levenshtein(f, &var), f))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, f)| format!(" (did you mean {f:?}?)"))
-            .unwrap_or_default();
-        diags.warn(
-            key,
-            format!("unknown variable {var:?}{hint}: not a field of the XucMgt payload"),
-        );
-    }
-}
-
-/// A template error without minijinja's internal template name.
-fn describe(err: &minijinja::Error) -> String {
-    let mut text = match err.detail() {
-        Some(detail) => format!("{}: {detail}", err.kind()),
-        None => err.kind().to_string(),
-    };
-    if let Some(line) = err.line().filter(|l| *l > 1) {
-        text.push_str(&format!(" (template line {line})"));
-    }
-    text
+    probe::template(templates, probe::At { key, extra, diags }, source, escape)
 }

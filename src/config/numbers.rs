@@ -40,7 +40,7 @@ pub(super) fn within<T: PartialOrd + Display + Copy>(
     match value {
         Some(v) if range.contains(&v) => v,
         Some(v) => {
-            diags.error(
+            diags.value_error(
                 key,
                 format!(
                     "{v} is out of range: allowed {} to {}",
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(n, 7);
         assert_eq!(
             d.errors[0].to_string(),
-            "c.toml:2:1: backends.crm.max_concurrency: 3000000000000000000 is out of range: allowed 1 to 1000000"
+            "c.toml:2:19: backends.crm.max_concurrency: 3000000000000000000 is out of range: allowed 1 to 1000000"
         );
         assert_eq!(
             millis(Some(0), Duration::from_secs(1), "k", &mut d),
