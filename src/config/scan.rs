@@ -108,12 +108,14 @@ pub(super) fn scan(source: &str, expression: bool) -> Vec<Use<'_>> {
                 .unwrap_or(source.len());
             continue;
         }
+        let mut rest = &toks[..];
         if is_tag && first_ident(source, &toks) == Some("filter") {
             if let Some(t) = toks.get(1).filter(|t| t.kind == Kind::Ident) {
                 uses.push(Use::Filter(&source[t.range.clone()], t.range.clone()));
+                rest = &toks[2..];
             }
         }
-        uses_in(source, &toks, &mut uses);
+        uses_in(source, rest, &mut uses);
         at = end;
     }
     uses
