@@ -7,6 +7,7 @@ mod arrival;
 mod backends;
 mod browser;
 mod check_cmd;
+mod check_errors;
 mod cors;
 mod crm;
 mod drain;
