@@ -224,13 +224,20 @@ pub(super) fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c s
 
 /// The line holding `span.start`, with the span's width on that line.
 fn snippet(source: &str, span: Range<usize>) -> Snippet {
-    let start = span.start.min(source.len());
+    let boundary = |mut i: usize| {
+        i = i.min(source.len());
+        while !source.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = boundary(span.start);
     let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = source[start..]
         .find('\n')
         .map_or(source.len(), |i| start + i);
     let text = source[line_start..line_end].trim_end_matches('\r');
-    let end = span.end.clamp(start, line_start + text.len());
+    let end = boundary(span.end.clamp(start, line_start + text.len()));
     Snippet {
         text: text.to_owned(),
         column: source[line_start..start].chars().count() + 1,

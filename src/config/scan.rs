@@ -254,7 +254,10 @@ fn uses_in<'s>(source: &'s str, toks: &[Token], uses: &mut Vec<Use<'s>>) {
                 }
             }
             if punct(j, b'[') && punct(j + 2, b']') {
-                if let Some(s) = toks.get(j + 1).filter(|t| t.kind == Kind::Str) {
+                if let Some(s) = toks
+                    .get(j + 1)
+                    .filter(|t| t.kind == Kind::Str && t.range.len() >= 2)
+                {
                     let inner = s.range.start + 1..s.range.end - 1;
                     path.push((&source[inner.clone()], inner));
                     j += 3;
