@@ -173,16 +173,19 @@ pub(super) struct At<'k, 'd, 'a> {
 /// Compiles a template and checks it.
 pub(super) fn template(
     templates: &mut Templates,
-    at: At<'_, '_, '_>,
+    mut at: At<'_, '_, '_>,
     source: &str,
     escape: Escape,
 ) -> Option<TemplateId> {
     match templates.add(at.key, source, escape) {
         Ok(id) => {
             let vars = templates.variables(&id);
-            if names(
-                templates, at.key, at.extra, at.diags, source, 0, false, &vars,
-            ) {
+            let text = Text {
+                source,
+                expression: false,
+                offset: 0,
+            };
+            if names(templates, &mut at, text, &vars) {
                 renders(at.key, at.extra, at.diags, |ctx| {
                     templates.render(&id, ctx).map(drop)
                 });
@@ -199,13 +202,18 @@ pub(super) fn template(
 /// Compiles a `when`-style condition and checks it.
 pub(super) fn condition(
     templates: &mut Templates,
-    at: At<'_, '_, '_>,
+    mut at: At<'_, '_, '_>,
     expr: &str,
 ) -> Option<ConditionId> {
     match templates.add_condition(at.key, expr) {
         Ok(id) => {
             let vars = templates.condition_variables(&id);
-            if names(templates, at.key, at.extra, at.diags, expr, 0, true, &vars) {
+            let text = Text {
+                source: expr,
+                expression: true,
+                offset: 0,
+            };
+            if names(templates, &mut at, text, &vars) {
                 renders(at.key, at.extra, at.diags, |ctx| {
                     templates.test(&id, ctx).map(drop)
                 });
@@ -223,7 +231,7 @@ pub(super) fn condition(
 /// (a JSON body value that keeps its type), and checks it.
 pub(super) fn json_expression(
     templates: &mut Templates,
-    at: At<'_, '_, '_>,
+    mut at: At<'_, '_, '_>,
     source: &str,
     expr: &str,
 ) -> Option<TemplateId> {
@@ -232,9 +240,12 @@ pub(super) fn json_expression(
     match templates.add_json_expression(at.key, expr) {
         Ok(id) => {
             let vars = templates.variables(&id);
-            if names(
-                templates, at.key, at.extra, at.diags, expr, offset, true, &vars,
-            ) {
+            let text = Text {
+                source: expr,
+                expression: true,
+                offset,
+            };
+            if names(templates, &mut at, text, &vars) {
                 renders(at.key, at.extra, at.diags, |ctx| {
                     templates.eval_json(&id, ctx).map(drop)
                 });
@@ -265,24 +276,29 @@ fn syntax(diags: &mut Diagnostics<'_>, key: &str, offset: usize, err: &minijinja
     }
 }
 
-/// Judges every name `source` uses; `false` when one is an error.
-#[allow(clippy::too_many_arguments)]
+/// Where a template's text sits: its source, whether it is one bare
+/// expression, and its byte offset inside the TOML value.
+struct Text<'s> {
+    source: &'s str,
+    expression: bool,
+    offset: usize,
+}
+
+/// Judges every name a template uses; `false` when one is an error.
 fn names(
     templates: &Templates,
-    key: &str,
-    extra: &[&str],
-    diags: &mut Diagnostics<'_>,
-    source: &str,
-    offset: usize,
-    expression: bool,
+    at: &mut At<'_, '_, '_>,
+    text: Text<'_>,
     vars: &HashSet<String>,
 ) -> bool {
+    let (key, extra, offset) = (at.key, at.extra, text.offset);
+    let diags = &mut *at.diags;
     let errors = diags.errors.len();
     let mut said = HashSet::new();
     let place = |diags: &mut Diagnostics<'_>, level, range: &std::ops::Range<usize>, msg| {
         diags.in_value(level, key, offset + range.start..offset + range.end, msg);
     };
-    for u in scan(source, expression) {
+    for u in scan(text.source, text.expression) {
         let (kind, what, list, name, range): (_, _, &[&str], _, _) = match &u {
             Use::Filter(n, r) => (Callable::Filter, "filter", &FILTERS, *n, r),
             Use::Test(n, r) => (Callable::Test, "test", &TESTS, *n, r),
