@@ -172,7 +172,9 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                reload::reload(&live, "SIGHUP");
+                // Loading checks every template: off the workers serving calls.
+                let live = Arc::clone(&live);
+                let _ = tokio::task::spawn_blocking(move || reload::reload(&live, "SIGHUP")).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

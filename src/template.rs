@@ -123,7 +123,7 @@ impl VarPath {
 }
 
 /// The kinds of names a template calls, for [`Templates::knows`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Callable {
     /// `x | name`.
     Filter,

@@ -15,8 +15,8 @@
 //!   is a warning naming the sample, because real calls may carry data the
 //!   samples lack.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 
 use minijinja::Value;
 
@@ -161,6 +161,22 @@ static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
         })
         .collect()
 });
+
+/// Names already asked about: every config's engine has the same filters,
+/// tests and methods, and asking costs a template compile.
+static KNOWN: LazyLock<Mutex<HashMap<(Callable, String), bool>>> = LazyLock::new(Mutex::default);
+
+fn knows(templates: &Templates, kind: Callable, name: &str) -> bool {
+    let key = (kind, name.to_owned());
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(&key).copied()) {
+        return known;
+    }
+    let known = templates.knows(kind, name);
+    if let Ok(mut cache) = KNOWN.lock() {
+        cache.insert(key, known);
+    }
+    known
+}
 
 /// What is being checked: the config key, the names besides the payload's
 /// that its templates may use (a reply's extracted values), and diagnostics.
@@ -310,8 +326,8 @@ fn names(
                 continue;
             }
         };
-        if !templates.knows(kind, name) {
-            let known = list.iter().copied().filter(|c| templates.knows(kind, c));
+        if !knows(templates, kind, name) {
+            let known = list.iter().copied().filter(|c| knows(templates, kind, c));
             let msg = format!("unknown {what} {name:?}{}", suggest(name, known));
             place(diags, Level::Error, range, msg);
         }
