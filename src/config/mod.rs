@@ -368,7 +368,13 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             diags,
         ),
         // 0 is allowed: stop at once, as before drains existed.
-        drain: raw.drain_ms.map_or(DEFAULT_DRAIN, Duration::from_millis),
+        drain: Duration::from_millis(within(
+            raw.drain_ms,
+            0..=numbers::MAX_DURATION_MS,
+            DEFAULT_DRAIN.as_millis() as u64,
+            "server.drain_ms",
+            diags,
+        )),
         shutdown_grace: millis(
             raw.shutdown_grace_ms,
             DEFAULT_SHUTDOWN_GRACE,
