@@ -38,6 +38,18 @@ pub const REPLY_MARGIN: Duration = Duration::from_millis(50);
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a stop keeps serving and accepting while `/healthz` answers 503,
+/// so that a load balancer moves new connections away and keep-alive clients
+/// leave after a reply (`Connection: close`, HTTP/2 GOAWAY) rather than
+/// have their connection closed under them. Longer than a balancer's
+/// health-check interval times its fall count.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a connection closed for idling may take to go (HTTP/2: GOAWAY,
+/// then the PING that confirms it) before it is dropped: a client that never
+/// answers, or never opens its flow-control window, must not keep its slot.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// `Access-Control-Max-Age` on preflight replies, in seconds.
 pub const DEFAULT_CORS_MAX_AGE: u32 = 600;
 

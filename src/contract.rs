@@ -10,6 +10,60 @@ use crate::constants::{MAX_TITLE_CHARS, MAX_URL_LEN};
 
 pub use crate::payload::{parse_payload, Payload, Secret};
 
+/// What a payload field holds, as the contract documents it; `check` warns
+/// about template paths that leave it (see `Shape` in `payload`, which
+/// checks the same fields on every call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// A string or a number: nothing inside.
+    Scalar,
+    /// An object with these documented fields.
+    Object(&'static [&'static str]),
+    /// A map whose keys vary by call (`userData`'s dialplan variables).
+    AnyKeys,
+}
+
+/// The payload's top-level fields and what each holds.
+pub const PAYLOAD_FIELDS: [(&str, Field); 6] = [
+    (
+        "user",
+        Field::Object(&[
+            "userId",
+            "agentId",
+            "firstName",
+            "lastName",
+            "fullName",
+            "token",
+        ]),
+    ),
+    ("caller", Field::Scalar),
+    ("callee", Field::Scalar),
+    (
+        "queue",
+        Field::Object(&["id", "name", "displayName", "number"]),
+    ),
+    ("userData", Field::AnyKeys),
+    ("callDataCallId", Field::Scalar),
+];
+
+/// Payloads as XucMgt sends them, one per kind of call (a direct call, a
+/// queue call, a newer XucMgt's call with the agent's token): `check`
+/// renders every template and condition against each.
+pub const SAMPLE_PAYLOADS: [(&str, &str); 3] = [
+    (
+        "a direct call (no queue)",
+        r#"{"user":{"userId":7,"agentId":3,"firstName":"Ada","lastName":"Lovelace","fullName":"Ada Lovelace"},"callee":"1007","caller":"0612345678","userData":{"XIVO_CONTEXT":"default","XIVO_USERID":"7","XIVO_SRCNUM":"0612345678","XIVO_DSTNUM":"1007"}}"#,
+    ),
+    (
+        "a queue call",
+        r#"{"user":{"userId":4,"agentId":1,"firstName":"James","lastName":"Bond","fullName":"James Bond"},"callee":"1000","caller":"1001","queue":{"id":2,"name":"trucks","displayName":"Trucks","number":"3001"},"userData":{"XIVO_CONTEXT":"default","XIVO_USERID":"2","XIVO_SRCNUM":"1001","XIVO_DSTNUM":"3001"}}"#,
+    ),
+    (
+        "a queue call with the agent's token",
+        r#"{"user":{"userId":4,"agentId":1,"firstName":"James","lastName":"Bond","fullName":"James Bond","token":"eyJhbGciOiJIUzI1NiJ9.eyJsb2dpbiI6Impib25kIn0.c2lnbmF0dXJl"},"callee":"3001","caller":"0298765432","queue":{"id":2,"name":"trucks","displayName":"Trucks","number":"3001"},"userData":{"XIVO_CONTEXT":"default","XIVO_USERID":"2","XIVO_SRCNUM":"0298765432","XIVO_DSTNUM":"3001","SIPCALLID":"a84b4c76e66710@pc33.example.org","USR_CONTRACT":"C-1234"},"callDataCallId":"1732520000.42"}"#,
+    ),
+];
+
 /// The call event on which XucMgt opens the tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {

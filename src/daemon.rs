@@ -1,7 +1,7 @@
 //! `thirdparty-gateway run` as a service: listeners (bound, or handed over by
 //! systemd socket activation), systemd notifications (`READY=1`, reload,
 //! `STOPPING=1`, watchdog), and signals: SIGHUP reloads, SIGTERM and SIGINT
-//! drain and stop.
+//! drain and stop; with `--watch`, file changes reload too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::gateway::Live;
-use crate::{demo, log_output, logging, ops, server};
+use crate::{demo, log_output, logging, ops, reload, server};
 
 /// Loads the config and serves until SIGTERM or SIGINT. Errors at start
 /// (config, certificates, ports) are returned for `main` to print.
-pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> anyhow::Result<()> {
     let config = config::load(file)?;
     logging::init(&config.log);
     for warning in &config.warnings {
@@ -29,7 +29,7 @@ pub fn run(file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let _batching = log_output::STDOUT.batching();
     let runtime = runtime(config.server.workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
-    runtime.block_on(serve(config, file, listen))
+    runtime.block_on(serve(config, file, listen, watch))
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
@@ -53,7 +53,12 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    file: &Path,
+    listen: Option<SocketAddr>,
+    watch: bool,
+) -> anyhow::Result<()> {
     let ops_addr = config.ops.listen;
     let demo = config.demo.clone();
     let live = Live::new(config, file, listen)?;
@@ -90,6 +95,7 @@ async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyho
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
         routes,
         "listening on {scheme}://{addr}/"
     );
@@ -123,6 +129,9 @@ async fn serve(config: Config, file: &Path, listen: Option<SocketAddr>) -> anyho
         tokio::spawn(watchdog(period / 2));
     }
     tokio::spawn(signals(Arc::clone(&live), stop.clone()));
+    if watch {
+        tokio::spawn(crate::watch::run(Arc::clone(&live)));
+    }
     server::run(listener, Arc::clone(&live), stop.clone().cancelled_owned()).await;
     ops_stop.cancel();
     for task in [ops_task, demo_task].into_iter().flatten() {
@@ -162,7 +171,11 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&live),
+            _ = hup.recv() => {
+                // Loading checks every template: off the workers serving calls.
+                let live = Arc::clone(&live);
+                let _ = tokio::task::spawn_blocking(move || reload::reload(&live, "SIGHUP")).await;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -171,34 +184,6 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
     notify(&[NotifyState::Stopping]);
     live.start_draining();
     stop.cancel();
-}
-
-fn reload(live: &Live) {
-    let mut reloading = vec![NotifyState::Reloading];
-    // systemd's Type=notify-reload wants the time the reload started.
-    if let Ok(now) = NotifyState::monotonic_usec_now() {
-        reloading.push(now);
-    }
-    notify(&reloading);
-    match live.reload() {
-        Ok(generation) => {
-            tracing::info!(generation, "reloaded config and certificates");
-            notify(&[
-                NotifyState::Ready,
-                NotifyState::Status(&format!("serving, generation {generation}")),
-            ]);
-        }
-        Err(err) => {
-            tracing::error!(
-                error = format!("{err:#}"),
-                "reload failed: still serving the previous config"
-            );
-            notify(&[
-                NotifyState::Ready,
-                NotifyState::Status("serving the previous config: last reload failed"),
-            ]);
-        }
-    }
 }
 
 async fn watchdog(every: std::time::Duration) {
@@ -210,7 +195,7 @@ async fn watchdog(every: std::time::Duration) {
 }
 
 /// Tells systemd, when run under it (`NOTIFY_SOCKET` set); a no-op otherwise.
-fn notify(states: &[NotifyState<'_>]) {
+pub(crate) fn notify(states: &[NotifyState<'_>]) {
     if let Err(err) = sd_notify::notify(states) {
         tracing::warn!(error = %err, "cannot notify systemd");
     }

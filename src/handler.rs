@@ -44,10 +44,16 @@ enum Handled<'g> {
 /// Answers one request. Never fails: every problem becomes a status code.
 /// Every log line written for it carries its request id (an `id` field, not
 /// a span, which costs more per request), which the reply carries in
-/// `X-Request-Id`.
-pub async fn handle(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+/// `X-Request-Id`. Its deadline and logged latency count from `arrived`,
+/// when the request's first byte was read: a client waits from then,
+/// however busy the workers.
+pub async fn handle(
+    req: Request<Incoming>,
+    gateway: &Gateway,
+    arrived: Instant,
+) -> Response<Full<Bytes>> {
     let id = RequestId::next();
-    let mut response = handle_request(req, gateway, id).await;
+    let mut response = handle_request(req, gateway, id, arrived).await;
     tag(response.headers_mut(), id);
     response
 }
@@ -74,6 +80,7 @@ async fn handle_request(
     req: Request<Incoming>,
     gateway: &Gateway,
     id: RequestId,
+    start: Instant,
 ) -> Response<Full<Bytes>> {
     // Boxed, and only for GETs: the wrapper page's future (its framing
     // check) is large and rarely needed.
@@ -82,7 +89,6 @@ async fn handle_request(
             return page;
         }
     }
-    let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let origin = req.headers().get(ORIGIN).cloned();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, daemon, simulate};
+use thirdparty_gateway::{check, config, daemon, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -18,6 +18,7 @@ use thirdparty_gateway::{check, daemon, simulate};
     thirdparty-gateway                                  run with ./config.toml\n  \
     thirdparty-gateway run --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway run --listen 0.0.0.0:8443        override server.listen\n  \
+    thirdparty-gateway run --watch                      reload when config.toml or a certificate changes\n  \
     thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway simulate --config config.toml call.json --dry-run"
 )]
@@ -36,6 +37,11 @@ enum Command {
         /// Listen on this address instead of server.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Reload when the config file, or a certificate, key, CA or secret
+        /// file it names, changes (checked every second; a config that fails
+        /// the check is logged and the previous one keeps serving, as on SIGHUP).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the config and certificates as `run` would, then exit (0 = ok).
     Check {
@@ -65,8 +71,13 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run {
         config: PathBuf::from("config.toml"),
         listen: None,
+        watch: false,
     }) {
-        Command::Run { config, listen } => run(config, listen),
+        Command::Run {
+            config,
+            listen,
+            watch,
+        } => daemon::run(&config, listen, watch),
         Command::Check { config } => run_check(config),
         Command::Simulate {
             config,
@@ -78,7 +89,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match err.downcast_ref::<config::ConfigError>() {
+                Some(config_error) => eprintln!("{}", config_error.render()),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -87,7 +101,7 @@ fn main() -> ExitCode {
 fn run_check(file: PathBuf) -> anyhow::Result<()> {
     let report = check::check(&file)?;
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("{}\n", warning.render());
     }
     println!("{}", report.summary);
     Ok(())
@@ -106,10 +120,6 @@ fn run_simulate(
     let report = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
     print!("{report}");
     Ok(())
-}
-
-fn run(file: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    daemon::run(&file, listen)
 }
 
 /// A request allocates a few hundred small blocks (headers, JSON, template

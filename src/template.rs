@@ -144,6 +144,17 @@ impl VarPath {
     }
 }
 
+/// The kinds of names a template calls, for [`Templates::knows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Callable {
+    /// `x | name`.
+    Filter,
+    /// `x is name`.
+    Test,
+    /// `x.name()`, on a string, a map or a list.
+    Method,
+}
+
 /// The set of every template and condition a config uses.
 pub struct Templates {
     env: Environment<'static>,
@@ -342,6 +353,27 @@ impl Templates {
             return Ok(value.is_true());
         }
         Ok(self.env.get_template(&id.name)?.render(ctx)? == "1")
+    }
+
+    /// Whether a filter, test or method of this name exists. Asked by
+    /// trying it (minijinja resolves them only when a template runs), so
+    /// the answer follows the engine's version. `name` is an identifier.
+    pub fn knows(&self, kind: Callable, name: &str) -> bool {
+        use minijinja::ErrorKind::{UnknownFilter, UnknownMethod, UnknownTest};
+        let tries: &[(String, minijinja::ErrorKind)] = &match kind {
+            Callable::Filter => vec![(format!("{{{{ none | {name} }}}}"), UnknownFilter)],
+            Callable::Test => vec![(format!("{{{{ none is {name} }}}}"), UnknownTest)],
+            Callable::Method => ["''", "{}", "[]"]
+                .iter()
+                .map(|on| (format!("{{{{ {on}.{name}() }}}}"), UnknownMethod))
+                .collect(),
+        };
+        tries
+            .iter()
+            .any(|(source, unknown)| match self.env.render_str(source, ()) {
+                Ok(_) => true,
+                Err(e) => e.kind() != *unknown,
+            })
     }
 
     /// Top-level variables a template reads, to warn about likely typos at load.

@@ -8,12 +8,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(config::ConfigError::Invalid(diags)) =
+    if let Err(err @ config::ConfigError::Invalid { .. }) =
         config::parse(std::path::Path::new("fuzz.toml"), text)
     {
-        assert!(!diags.is_empty());
-        for d in diags {
-            let _ = d.to_string();
+        let config::ConfigError::Invalid { errors, warnings } = &err else {
+            return;
+        };
+        assert!(!errors.is_empty());
+        for d in errors.iter().chain(warnings) {
+            let _ = d.render();
         }
+        let _ = err.render();
     }
 });

@@ -14,9 +14,10 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::diag::Diagnostics;
+use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
-use super::{check_variables, compile, PAYLOAD_FIELDS};
+use super::{compile, probe};
 use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
@@ -61,49 +62,42 @@ fn backend(
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
     let request = request_spec(&Parts::of(b), key, base, templates, diags);
-    let timeout = match b.timeout_ms {
-        None => deadline,
-        Some(0) => {
-            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
-            deadline
-        }
-        Some(ms) if Duration::from_millis(ms) > deadline => {
-            diags.error(
-                &format!("{key}.timeout_ms"),
-                format!(
-                    "{ms} ms exceeds server.deadline_ms ({} ms): the agent would get none first",
-                    deadline.as_millis()
-                ),
-            );
-            deadline
-        }
-        Some(ms) => Duration::from_millis(ms),
-    };
-    let follow_redirects = b.follow_redirects.unwrap_or(0);
-    if follow_redirects > MAX_FOLLOW_REDIRECTS {
+    let timeout = millis(b.timeout_ms, deadline, &format!("{key}.timeout_ms"), diags);
+    if timeout > deadline {
         diags.error(
-            &format!("{key}.follow_redirects"),
-            format!("at most {MAX_FOLLOW_REDIRECTS}"),
+            &format!("{key}.timeout_ms"),
+            format!(
+                "{} ms exceeds server.deadline_ms ({} ms): the agent would get none first",
+                timeout.as_millis(),
+                deadline.as_millis()
+            ),
         );
     }
-    let max_response_bytes = match b.max_response_bytes {
-        Some(0) => {
-            diags.error(
-                &format!("{key}.max_response_bytes"),
-                "must be greater than 0",
-            );
-            DEFAULT_MAX_RESPONSE_BYTES
-        }
-        other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-    };
-    let limit = match b.max_concurrency {
-        Some(0) => {
-            diags.error(&format!("{key}.max_concurrency"), "must be greater than 0");
-            None
-        }
-        Some(n) => Some(Arc::new(Semaphore::new(n))),
-        None => None,
-    };
+    let timeout = timeout.min(deadline);
+    let follow_redirects = within(
+        b.follow_redirects,
+        0..=MAX_FOLLOW_REDIRECTS,
+        0,
+        &format!("{key}.follow_redirects"),
+        diags,
+    );
+    let max_response_bytes = within(
+        b.max_response_bytes,
+        1..=MAX_RESPONSE_BYTES,
+        DEFAULT_MAX_RESPONSE_BYTES,
+        &format!("{key}.max_response_bytes"),
+        diags,
+    );
+    let limit = b.max_concurrency.map(|n| {
+        let n = within(
+            Some(n),
+            1..=MAX_COUNT,
+            1,
+            &format!("{key}.max_concurrency"),
+            diags,
+        );
+        Arc::new(Semaphore::new(n))
+    });
     let public_base = b.public_base.as_deref().and_then(|raw| {
         let k = format!("{key}.public_base");
         match Url::parse(raw) {
@@ -368,16 +362,14 @@ fn json_spec(
 ) -> Option<JsonSpec> {
     Some(match v {
         toml::Value::String(src) => match single_expression(src) {
-            Some(expr) => match templates.add_json_expression(key, expr) {
-                Ok(id) => {
-                    check_variables(templates.variables(&id), key, &[], diags);
-                    JsonSpec::Native(id)
-                }
-                Err(e) => {
-                    diags.error(key, super::describe(&e));
-                    return None;
-                }
-            },
+            Some(expr) => {
+                let at = probe::At {
+                    key,
+                    extra: &[],
+                    diags,
+                };
+                JsonSpec::Native(probe::json_expression(templates, at, src, expr)?)
+            }
             None => JsonSpec::Text(compile(templates, diags, key, src, Escape::None, &[])?),
         },
         toml::Value::Table(t) => {
@@ -609,7 +601,10 @@ fn reply(
             let (mut xml_names, mut xml_paths) = (Vec::new(), Vec::new());
             for (name, path) in &r.extract {
                 let k = format!("{rkey}.extract.{name}");
-                if PAYLOAD_FIELDS.contains(&name.as_str()) || REPLY_NAMES.contains(&name.as_str()) {
+                let payload_field = crate::contract::PAYLOAD_FIELDS
+                    .iter()
+                    .any(|(n, _)| n == name);
+                if payload_field || REPLY_NAMES.contains(&name.as_str()) {
                     diags.warn(&k, format!("{name:?} hides the payload or reply value of that name in reply templates"));
                 }
                 let Some(path) = path.as_str() else {
@@ -649,17 +644,12 @@ fn reply(
         ReplyFormat::Text | ReplyFormat::Contract => {}
     }
     let open_when = r.open_when.as_deref().and_then(|expr| {
-        let k = format!("{rkey}.open_when");
-        match templates.add_condition(&k, expr) {
-            Ok(id) => {
-                check_variables(templates.condition_variables(&id), &k, &names, diags);
-                Some(id)
-            }
-            Err(e) => {
-                diags.error(&k, super::describe(&e));
-                None
-            }
-        }
+        let at = probe::At {
+            key: &format!("{rkey}.open_when"),
+            extra: &names,
+            diags,
+        };
+        probe::condition(templates, at, expr)
     });
     let event = match r.event.as_deref() {
         None => Choice::Fixed(Event::EventRinging),
@@ -708,17 +698,12 @@ fn reply(
         None => Choice::Fixed(false),
         Some(toml::Value::Boolean(b)) => Choice::Fixed(*b),
         Some(toml::Value::String(expr)) => {
-            let k = format!("{rkey}.autopause");
-            match templates.add_condition(&k, expr) {
-                Ok(id) => {
-                    check_variables(templates.condition_variables(&id), &k, &names, diags);
-                    Choice::Dynamic(id)
-                }
-                Err(e) => {
-                    diags.error(&k, super::describe(&e));
-                    return None;
-                }
-            }
+            let at = probe::At {
+                key: &format!("{rkey}.autopause"),
+                extra: &names,
+                diags,
+            };
+            Choice::Dynamic(probe::condition(templates, at, expr)?)
         }
         Some(_) => {
             diags.error(

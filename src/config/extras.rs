@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::diag::Diagnostics;
+use super::numbers::{millis, seconds, MAX_DURATION_MS, MAX_WRAP_TTL_S};
 use super::raw::{RawDemo, RawWrap, RawXuc};
 use super::secrets::{credential_path, secret};
 use crate::backend::Client;
@@ -61,14 +62,13 @@ pub(super) fn wrap(
             diags.error("wrap", "the secret is shorter than 16 bytes: use a long random value (openssl rand -hex 32)");
         }
     }
-    let ttl = match raw.ttl_s {
-        Some(0) => {
-            diags.error("wrap.ttl_s", "must be greater than 0");
-            DEFAULT_WRAP_TTL
-        }
-        Some(s) => Duration::from_secs(s),
-        None => DEFAULT_WRAP_TTL,
-    };
+    let ttl = seconds(
+        raw.ttl_s,
+        1..=MAX_WRAP_TTL_S,
+        DEFAULT_WRAP_TTL,
+        "wrap.ttl_s",
+        diags,
+    );
     let public_url = raw.public_url.as_deref().and_then(|u| match Url::parse(u) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
         _ => {
@@ -76,7 +76,7 @@ pub(super) fn wrap(
             None
         }
     });
-    let timeout = super::millis(
+    let timeout = millis(
         raw.frame_check_timeout_ms,
         DEFAULT_FRAME_CHECK_TIMEOUT,
         "wrap.frame_check_timeout_ms",
@@ -124,17 +124,20 @@ pub(super) fn xuc(
             None
         }
     };
-    let timeout = super::millis(raw.timeout_ms, DEFAULT_XUC_TIMEOUT, "xuc.timeout_ms", diags);
+    let timeout = millis(raw.timeout_ms, DEFAULT_XUC_TIMEOUT, "xuc.timeout_ms", diags);
     if timeout > deadline {
         diags.error(
             "xuc.timeout_ms",
             format!("exceeds server.deadline_ms ({} ms)", deadline.as_millis()),
         );
     }
-    let ttl = match raw.cache_ttl_s {
-        Some(s) => Duration::from_secs(s),
-        None => DEFAULT_XUC_CACHE_TTL,
-    };
+    let ttl = seconds(
+        raw.cache_ttl_s,
+        0..=MAX_DURATION_MS / 1000,
+        DEFAULT_XUC_CACHE_TTL,
+        "xuc.cache_ttl_s",
+        diags,
+    );
     let client = client(
         raw.ca_file.as_deref(),
         base,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use super::backends::{request_spec, Parts};
 use super::diag::Diagnostics;
+use super::numbers::{millis, seconds, MAX_DURATION_MS};
+use super::probe;
 use super::raw::{RawLogin, RawStep};
 use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
 use crate::backend::reply::ReplyFormat;
@@ -42,23 +44,14 @@ pub(super) fn login(
             steps.push(step);
         }
     }
-    let seconds = |v: Option<u64>, k: &str, diags: &mut Diagnostics<'_>| match v {
-        Some(0) => {
-            diags.error(&format!("{key}.{k}"), "must be greater than 0");
-            None
-        }
-        other => other.map(Duration::from_secs),
-    };
-    let ttl = seconds(raw.ttl_s, "ttl_s", diags);
-    let idle_ttl = seconds(raw.idle_ttl_s, "idle_ttl_s", diags);
-    let timeout = match raw.timeout_ms {
-        Some(0) => {
-            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
-            DEFAULT_LOGIN_TIMEOUT
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => DEFAULT_LOGIN_TIMEOUT,
-    };
+    let ttl = session_seconds(raw.ttl_s, &format!("{key}.ttl_s"), diags);
+    let idle_ttl = session_seconds(raw.idle_ttl_s, &format!("{key}.idle_ttl_s"), diags);
+    let timeout = millis(
+        raw.timeout_ms,
+        DEFAULT_LOGIN_TIMEOUT,
+        &format!("{key}.timeout_ms"),
+        diags,
+    );
     let relogin_when = relogin_when(raw.relogin_when.as_deref(), &key, templates, diags);
     if steps.len() != raw.steps.len() {
         return None;
@@ -77,6 +70,17 @@ pub(super) fn login(
     ))
 }
 
+/// A session lifetime (`ttl_s`, `idle_ttl_s`): unset is no limit, set is
+/// 1 s to [`MAX_DURATION_MS`] like every other duration.
+pub(super) fn session_seconds(
+    value: Option<u64>,
+    key: &str,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Duration> {
+    let max = MAX_DURATION_MS / 1000;
+    value.map(|s| seconds(Some(s), 1..=max, Duration::from_secs(max), key, diags))
+}
+
 /// `relogin_when`: `Some(None)` is the default (HTTP 401), `None` an error.
 pub(super) fn relogin_when(
     expr: Option<&str>,
@@ -87,14 +91,12 @@ pub(super) fn relogin_when(
     let Some(expr) = expr else {
         return Some(None);
     };
-    let k = format!("{key}.relogin_when");
-    match templates.add_condition(&k, expr) {
-        Ok(id) => Some(Some(id)),
-        Err(e) => {
-            diags.error(&k, super::describe(&e));
-            None
-        }
-    }
+    let at = probe::At {
+        key: &format!("{key}.relogin_when"),
+        extra: &[],
+        diags,
+    };
+    probe::reply_condition(templates, at, expr).map(Some)
 }
 
 fn step(
@@ -165,14 +167,17 @@ fn step(
     let ok_when = match r.ok_when.as_deref() {
         None => None,
         Some(expr) => {
-            let k = format!("{rkey}.ok_when");
-            match templates.add_condition(&k, expr) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    diags.error(&k, super::describe(&e));
-                    return None;
-                }
-            }
+            // It reads what this step extracts (a text reply: `body`).
+            let names: Vec<&str> = match r.format {
+                ReplyFormat::Text => vec!["body"],
+                _ => r.extract.keys().map(String::as_str).collect(),
+            };
+            let at = probe::At {
+                key: &format!("{rkey}.ok_when"),
+                extra: &names,
+                diags,
+            };
+            Some(probe::condition(templates, at, expr)?)
         }
     };
     let mut accept_status = None;

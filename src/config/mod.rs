@@ -6,8 +6,12 @@ mod backends;
 mod diag;
 mod extras;
 mod login;
+mod numbers;
 mod oauth2;
+mod probe;
 mod raw;
+mod read;
+mod scan;
 mod secrets;
 
 use std::collections::{BTreeMap, HashSet};
@@ -19,9 +23,10 @@ use std::time::Duration;
 use http::HeaderName;
 use url::Url;
 
-pub use diag::Diagnostic;
 use diag::Diagnostics;
+pub use diag::{Diagnostic, Level, Snippet};
 pub use extras::DemoSettings;
+use numbers::{millis, within};
 pub use raw::Encoding;
 use raw::{RawConfig, RawCors, RawPhone, RawRoute, RawServer, RawTls};
 
@@ -35,32 +40,8 @@ use crate::template::{phone_region as phone_region_of, Escape, Region, TemplateI
 use crate::tls::TlsSettings;
 use crate::wrap::WrapSettings;
 
-/// Top-level names of the payload, for spotting typos in templates.
-const PAYLOAD_FIELDS: [&str; 6] = [
-    "user",
-    "caller",
-    "callee",
-    "queue",
-    "userData",
-    "callDataCallId",
-];
 /// Paths the gateway serves itself; routes cannot use them.
 const RESERVED_PATHS: [&str; 3] = ["/wrap", "/wrap.js", "/wrap.css"];
-/// Template globals that are not payload fields.
-const TEMPLATE_GLOBALS: [&str; 11] = [
-    "login",
-    "range",
-    "dict",
-    "namespace",
-    "debug",
-    "loop",
-    "secret",
-    "md5",
-    "sha256",
-    "hmac_sha256",
-    "base64",
-];
-
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -88,6 +69,9 @@ pub struct Config {
     pub router: Router,
     /// Things that work but are probably not what the author meant.
     pub warnings: Vec<Diagnostic>,
+    /// The other files it names (certificates, keys, CA bundles, secrets):
+    /// `run --watch` reloads when one of them changes.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]`, with defaults applied.
@@ -111,6 +95,9 @@ pub struct ServerSettings {
     pub h2_max_concurrent_streams: u32,
     /// Budget for one request, body read to reply.
     pub deadline: Duration,
+    /// How long a stop keeps serving, health answering 503, before it
+    /// closes idle connections.
+    pub drain: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -143,8 +130,41 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file was read but is not a valid config; each diagnostic says where.
-    #[error("{}", Lines(.0))]
-    Invalid(Vec<Diagnostic>),
+    #[error("{}", Lines(errors))]
+    Invalid {
+        /// Why it cannot be used, in file order.
+        errors: Vec<Diagnostic>,
+        /// What else looks wrong, in file order.
+        warnings: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    /// Every diagnostic as `check` prints it (level, place, the line and a
+    /// caret), errors and warnings in file order, then a count.
+    pub fn render(&self) -> String {
+        match self {
+            ConfigError::Read { file, source } => {
+                format!("error: {}: cannot read config: {source}", file.display())
+            }
+            ConfigError::Invalid { errors, warnings } => {
+                let mut all: Vec<&Diagnostic> = errors.iter().chain(warnings).collect();
+                all.sort_by_key(|d| (d.position.is_none(), d.position, d.level));
+                let mut out = String::new();
+                for d in all {
+                    out.push_str(&d.render());
+                    out.push_str("\n\n");
+                }
+                let plural =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                out.push_str(&format!("error: {}", plural(errors.len(), "error")));
+                if !warnings.is_empty() {
+                    out.push_str(&format!(", {}", plural(warnings.len(), "warning")));
+                }
+                out
+            }
+        }
+    }
 }
 
 struct Lines<'a>(&'a [Diagnostic]);
@@ -173,14 +193,13 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 /// Validates config text as if read from `file`.
 pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut diags = Diagnostics::new(file, source);
-    let raw = match deserialize(source) {
-        Ok(raw) => raw,
-        Err((key, span, message)) => {
-            return Err(ConfigError::Invalid(vec![
-                diags.at_span(&key, span, message)
-            ]))
-        }
+    let Some((raw, removed)) = read::read(source, &mut diags) else {
+        return Err(ConfigError::Invalid {
+            errors: diags.errors,
+            warnings: diags.warnings,
+        });
     };
+    let structural = diags.errors.len();
     let base = file.parent().unwrap_or(Path::new("."));
     let server = server(&raw.server, &mut diags);
     let tls = tls(raw.tls.as_ref(), raw.server.plain_http, base, &mut diags);
@@ -219,8 +238,18 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             }
         }
     }
+    if !removed.is_empty() {
+        // What follows from a key taken out is not news.
+        let independent = |d: &Diagnostic| !removed.iter().any(|r| read::related(&d.key, r));
+        let later = diags.errors.split_off(structural);
+        diags.errors.extend(later.into_iter().filter(independent));
+        diags.warnings.retain(independent);
+    }
     if !diags.errors.is_empty() {
-        return Err(ConfigError::Invalid(diags.errors));
+        return Err(ConfigError::Invalid {
+            errors: diags.errors,
+            warnings: diags.warnings,
+        });
     }
     Ok(Config {
         file: file.to_owned(),
@@ -239,6 +268,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         backends,
         router,
         warnings: diags.warnings,
+        files: named_files(&raw, base),
     })
 }
 
@@ -255,34 +285,40 @@ fn phone_region(raw: Option<&RawPhone>, diags: &mut Diagnostics<'_>) -> Option<R
     region
 }
 
-/// Deserializes with the key path of any error and the TOML span.
-fn deserialize(
-    source: &str,
-) -> Result<RawConfig, (String, Option<std::ops::Range<usize>>, String)> {
-    let de = toml::Deserializer::parse(source)
-        .map_err(|e| (String::new(), e.span(), e.message().to_owned()))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
-        let inner = e.into_inner();
-        (key, inner.span(), inner.message().to_owned())
-    })
-}
-
-fn millis(
-    value: Option<u64>,
-    default: Duration,
-    key: &str,
-    diags: &mut Diagnostics<'_>,
-) -> Duration {
-    match value {
-        Some(0) => {
-            diags.error(key, "must be greater than 0");
-            default
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => default,
+/// Every file the config names, resolved as loading resolves them.
+fn named_files(raw: &RawConfig, base: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<&String> = Vec::new();
+    if let Some(t) = &raw.tls {
+        names.extend([&t.cert, &t.key]);
     }
+    if let Some(w) = &raw.wrap {
+        names.extend(w.ca_file.iter().chain(&w.secret_file));
+    }
+    if let Some(x) = &raw.xuc {
+        names.extend(&x.ca_file);
+    }
+    for b in raw.backends.values() {
+        names.extend(b.ca_file.iter().chain(&b.client_cert).chain(&b.client_key));
+        let steps = b.login.iter().flat_map(|l| &l.steps);
+        for a in b.auth.iter().chain(steps.filter_map(|s| s.auth.as_ref())) {
+            names.extend(
+                a.password_file
+                    .iter()
+                    .chain(&a.token_file)
+                    .chain(&a.value_file)
+                    .chain(&a.client_secret_file)
+                    .chain(&a.refresh_token_file),
+            );
+        }
+    }
+    let mut files: Vec<PathBuf> = names
+        .into_iter()
+        .filter_map(|n| secrets::credential_path(n).ok())
+        .map(|p| base.join(p))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
@@ -294,19 +330,11 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
         );
         SocketAddr::from(([127, 0, 0, 1], 0))
     });
-    let positive =
-        |v: Option<usize>, default: usize, key: &str, diags: &mut Diagnostics<'_>| match v {
-            Some(0) => {
-                diags.error(key, "must be greater than 0");
-                default
-            }
-            Some(n) => n,
-            None => default,
-        };
     ServerSettings {
         listen,
-        max_body_bytes: positive(
+        max_body_bytes: within(
             raw.max_body_bytes,
+            1..=numbers::MAX_BODY_BYTES,
             DEFAULT_MAX_BODY_BYTES,
             "server.max_body_bytes",
             diags,
@@ -329,27 +357,43 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.tls_handshake_timeout_ms",
             diags,
         ),
-        max_connections: positive(
+        max_connections: within(
             raw.max_connections,
+            1..=numbers::MAX_COUNT,
             DEFAULT_MAX_CONNECTIONS,
             "server.max_connections",
             diags,
         ),
-        workers: raw
-            .workers
-            .map(|n| positive(Some(n), 1, "server.workers", diags)),
-        h2_max_concurrent_streams: positive(
-            raw.h2_max_concurrent_streams.map(|n| n as usize),
-            DEFAULT_H2_MAX_CONCURRENT_STREAMS as usize,
+        workers: raw.workers.map(|n| {
+            within(
+                Some(n),
+                1..=numbers::MAX_WORKERS,
+                1,
+                "server.workers",
+                diags,
+            )
+        }),
+        h2_max_concurrent_streams: within(
+            raw.h2_max_concurrent_streams,
+            1..=numbers::MAX_H2_STREAMS,
+            DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             "server.h2_max_concurrent_streams",
             diags,
-        ) as u32,
+        ),
         deadline: millis(
             raw.deadline_ms,
             DEFAULT_DEADLINE,
             "server.deadline_ms",
             diags,
         ),
+        // 0 is allowed: stop at once, as before drains existed.
+        drain: Duration::from_millis(within(
+            raw.drain_ms,
+            0..=numbers::MAX_DURATION_MS,
+            DEFAULT_DRAIN.as_millis() as u64,
+            "server.drain_ms",
+            diags,
+        )),
         shutdown_grace: millis(
             raw.shutdown_grace_ms,
             DEFAULT_SHUTDOWN_GRACE,
@@ -463,7 +507,13 @@ fn cors(raw: Option<&RawCors>, diags: &mut Diagnostics<'_>) -> Option<Cors> {
             ),
         }
     }
-    let max_age = raw.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE);
+    let max_age = within(
+        raw.max_age,
+        0..=numbers::MAX_CORS_MAX_AGE,
+        DEFAULT_CORS_MAX_AGE,
+        "cors.max_age",
+        diags,
+    );
     Some(Cors::new(
         origins,
         headers,
@@ -525,17 +575,12 @@ fn routes(
             );
         }
         let when = r.when.as_deref().and_then(|expr| {
-            let when_key = format!("{key}.when");
-            match templates.add_condition(&when_key, expr) {
-                Ok(id) => {
-                    check_variables(templates.condition_variables(&id), &when_key, &[], diags);
-                    Some(id)
-                }
-                Err(err) => {
-                    diags.error(&when_key, describe(&err));
-                    None
-                }
-            }
+            let at = probe::At {
+                key: &format!("{key}.when"),
+                extra: &[],
+                diags,
+            };
+            probe::condition(&mut templates, at, expr)
         });
         let mut route_backends = Vec::new();
         for (j, b) in r.backend.iter().flat_map(|b| b.names()).enumerate() {
@@ -633,53 +678,5 @@ fn compile(
     escape: Escape,
     extra: &[&str],
 ) -> Option<TemplateId> {
-    match templates.add(key, source, escape) {
-        Ok(id) => {
-            check_variables(templates.variables(&id), key, extra, diags);
-            Some(id)
-        }
-        Err(err) => {
-            diags.error(key, describe(&err));
-            None
-        }
-    }
-}
-
-/// Warns about variables that are not payload fields: probably typos, but a
-/// newer XucMgt may send fields we do not know, so not an error.
-fn check_variables(vars: HashSet<String>, key: &str, extra: &[&str], diags: &mut Diagnostics<'_>) {
-    let mut vars: Vec<_> = vars.into_iter().collect();
-    vars.sort();
-    for var in vars {
-        if PAYLOAD_FIELDS.contains(&var.as_str())
-            || TEMPLATE_GLOBALS.contains(&var.as_str())
-            || extra.contains(&var.as_str())
-        {
-            continue;
-        }
-        let hint = PAYLOAD_FIELDS
-            .iter()
-            .chain(extra)
-            .map(|f| (strsim::levenshtein(f, &var), f))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, f)| format!(" (did you mean {f:?}?)"))
-            .unwrap_or_default();
-        diags.warn(
-            key,
-            format!("unknown variable {var:?}{hint}: not a field of the XucMgt payload"),
-        );
-    }
-}
-
-/// A template error without minijinja's internal template name.
-fn describe(err: &minijinja::Error) -> String {
-    let mut text = match err.detail() {
-        Some(detail) => format!("{}: {detail}", err.kind()),
-        None => err.kind().to_string(),
-    };
-    if let Some(line) = err.line().filter(|l| *l > 1) {
-        text.push_str(&format!(" (template line {line})"));
-    }
-    text
+    probe::template(templates, probe::At { key, extra, diags }, source, escape)
 }

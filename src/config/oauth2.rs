@@ -14,7 +14,6 @@
 //! one form POST; the crate's value would be its types, not the exchange.
 
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
@@ -22,7 +21,8 @@ use http::HeaderValue;
 
 use super::backends::{request_spec, Parts};
 use super::diag::Diagnostics;
-use super::login::relogin_when;
+use super::login::{relogin_when, session_seconds};
+use super::numbers::millis;
 use super::raw::{ClientAuth, Encoding, Grant, RawAuth};
 use super::secrets::secret;
 use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
@@ -199,21 +199,20 @@ pub(super) fn oauth2(
         accept_status: None,
         ok_when,
     };
-    let timeout = match a.timeout_ms {
-        Some(0) => {
-            diags.error(&format!("{key}.timeout_ms"), "must be greater than 0");
-            return None;
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => DEFAULT_LOGIN_TIMEOUT,
-    };
+    let timeout = millis(
+        a.timeout_ms,
+        DEFAULT_LOGIN_TIMEOUT,
+        &format!("{key}.timeout_ms"),
+        diags,
+    );
+    let ttl = session_seconds(a.ttl_s, &format!("{key}.ttl_s"), diags);
     Some(Login::new(
         backend,
         vec![step],
         own,
         client,
         LoginSettings {
-            ttl: a.ttl_s.filter(|s| *s > 0).map(Duration::from_secs),
+            ttl,
             idle_ttl: None,
             timeout,
         },

@@ -46,6 +46,7 @@ pub(super) struct RawServer {
     pub(super) workers: Option<usize>,
     pub h2_max_concurrent_streams: Option<u32>,
     pub(super) deadline_ms: Option<u64>,
+    pub(super) drain_ms: Option<u64>,
     pub(super) shutdown_grace_ms: Option<u64>,
 }
 

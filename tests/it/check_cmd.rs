@@ -75,7 +75,7 @@ fn bad_expression_is_reported_at_its_line_and_key() {
     let (out, text) = check(&GOOD.replace(r#"queue.name == "trucks""#, r#"queue.name =="#));
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("config.toml:10:1: routes[0].when: syntax error"),
+        text.contains("config.toml:10:20: routes[0].when: syntax error"),
         "{text}"
     );
 }
@@ -95,7 +95,7 @@ fn bad_template_and_bad_origin_are_both_reported() {
     );
     assert!(
         text.contains(
-            "config.toml:13:1: routes[0].open.url: syntax error: unexpected end of input"
+            "config.toml:13:38: routes[0].open.url: syntax error: unexpected end of input"
         ),
         "{text}"
     );
@@ -105,7 +105,7 @@ fn bad_template_and_bad_origin_are_both_reported() {
 fn unknown_key_is_an_error_listing_the_known_ones() {
     let (out, text) = check(&GOOD.replace("[cors]\n", "[cors]\nallow_origin = []\n"));
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("config.toml:6:1: cors.allow_origin: unknown field `allow_origin`, expected one of `allow_origins`"), "{text}");
+    assert!(text.contains("config.toml:6:1: cors.allow_origin: unknown field `allow_origin` (did you mean `allow_origins`?), expected one of `allow_origins`"), "{text}");
 }
 
 #[test]

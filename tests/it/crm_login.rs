@@ -317,6 +317,50 @@ fn bad_regions_missing_secrets_and_incomplete_logins_are_load_errors() {
     assert!(errors.contains("TPGW_IT_NEVER_SET_92"), "{errors}");
 }
 
+#[test]
+fn login_numbers_out_of_range_and_misspelt_login_templates_are_errors_at_their_keys() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_RANGE", "k");
+    let good = vtiger_config(
+        "vt-range",
+        "http://127.0.0.1:9/webservice.php",
+        "TPGW_IT_VTIGER_KEY_RANGE",
+    );
+    let config = good.replace(
+        "idle_ttl_s = 1500",
+        "idle_ttl_s = 0\nttl_s = 86401\ntimeout_ms = 0",
+    );
+    let errors = load_errors(&config);
+    for key in ["login.idle_ttl_s", "login.ttl_s", "login.timeout_ms"] {
+        assert!(
+            errors.contains(&format!("{key}: ")) && errors.contains("out of range"),
+            "{key} in {errors}"
+        );
+    }
+    let config = good
+        .replace("md5(login.token", "md5(login.token | sql_quot")
+        .replace("error.code in", "error.code | lowr in");
+    let errors = load_errors(&config);
+    assert!(
+        errors.contains("login.steps[1].body.accessKey: unknown filter \"sql_quot\""),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("login.relogin_when: unknown filter \"lowr\""),
+        "{errors}"
+    );
+    let oauth = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n[backends.api]\nurl = \"https://crm.example.org/x\"\nencoding = \"query\"\n\
+         auth = {{ type = \"oauth2\", grant = \"client_credentials\", token_url = \"https://crm.example.org/token\", client_id = \"c\", client_secret_env = \"TPGW_IT_VTIGER_KEY_RANGE\", ttl_s = 0, timeout_ms = 86400001 }}\n\
+         reply = {{ format = \"json\", extract = {{ url = \"u\" }} }}\n"
+    );
+    let errors = load_errors(&oauth);
+    assert!(errors.contains("auth.ttl_s: 0 is out of range"), "{errors}");
+    assert!(
+        errors.contains("auth.timeout_ms: 86400001 is out of range"),
+        "{errors}"
+    );
+}
+
 #[tokio::test]
 async fn vtiger_example_runs_end_to_end_against_the_test_vtiger() {
     std::env::set_var("VTIGER_ACCESS_KEY", "example-access-key");

@@ -3,20 +3,26 @@
 mod support;
 
 mod agent_e2e;
+mod arrival;
 mod backends;
 mod browser;
 mod check_cmd;
+mod check_errors;
 mod cors;
 mod crm;
 mod crm_login;
 mod crm_oauth;
+mod drain;
 mod examples;
 mod faults;
+mod h2_slots;
 mod headless;
 mod limits;
 mod ops;
 mod package;
 mod pages;
+mod reload_watch;
+mod rolling_restart;
 mod routes;
 mod simulate_cmd;
 mod test_crms;

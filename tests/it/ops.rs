@@ -49,6 +49,11 @@ impl Daemon {
     }
 
     pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config, env, &[]).await
+    }
+
+    /// Started with `run --config FILE` followed by `args`.
+    pub(crate) async fn start_with_args(config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = TempDir::new().unwrap();
         let ca = TestCa::new();
         ca.write(dir.path());
@@ -58,6 +63,7 @@ impl Daemon {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(dir.path().join("config.toml"))
+            .args(args)
             .env("NOTIFY_SOCKET", &socket_path)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -103,6 +109,11 @@ impl Daemon {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The gateway's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the gateway is running")
     }
 
     /// Whether the gateway process is still running.
@@ -201,7 +212,11 @@ impl Daemon {
 }
 
 /// The value of a sample, by name and labels.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
     scrape
         .samples
         .iter()
@@ -395,16 +410,26 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         )
     })
     .await;
-    let d = Daemon::start(&slow_backend_config(&crm, "drain")).await;
+    let config = slow_backend_config(&crm, "drain").replace(
+        "deadline_ms = 3000\n",
+        "deadline_ms = 3000\ndrain_ms = 2000\n",
+    );
+    let d = Daemon::start(&config).await;
     let in_flight = post_in_background(&d);
     wait_until_seen(&crm, 1).await;
     d.signal("TERM");
     assert!(d.next_notify().await.contains("STOPPING=1"));
-    // While draining, health says so (a load balancer stops sending).
+    // While draining, health says so (a load balancer stops sending)...
     let (status, body) = d.ops_get("/healthz").await;
     assert_eq!((status, body.contains("draining")), (503, true), "{body}");
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.json()["url"], "https://crm.example.org/drained");
+    assert_eq!(reply.header("connection"), Some("close"));
+    // ...and a client that has not noticed yet is still served, and told
+    // to leave.
+    let late = d.post(SEED).await;
+    assert_eq!(late.json()["url"], "https://crm.example.org/drained");
+    assert_eq!(late.header("connection"), Some("close"));
     let (status, d) = d.wait_exit().await;
     assert!(status.success(), "{status}");
     // Batched log lines are all written before the process exits.
@@ -692,7 +717,7 @@ async fn a_stop_past_its_grace_logs_each_request_it_dropped() {
     let crm = Crm::start(|_| Answer::Hang).await;
     let config = slow_backend_config(&crm, "cut").replace(
         "deadline_ms = 3000\n",
-        "deadline_ms = 3000\nshutdown_grace_ms = 200\n",
+        "deadline_ms = 3000\ndrain_ms = 0\nshutdown_grace_ms = 200\n",
     );
     let d = Daemon::start(&config).await;
     let (client, addr) = (Client::new(&d.ca.ca_der), d.addr);

@@ -1,0 +1,517 @@
+//! Every template and condition, compiled and then looked at the way a call
+//! would use it, so `check` (and every reload) catches at load what would
+//! otherwise fail per call: a misspelt filter, test or method makes every
+//! call that reaches it fail (a `when` that fails skips its route silently).
+//!
+//! Two looks, because neither sees everything:
+//! - the names the template uses ([`scan`]): unknown filters, tests and
+//!   methods are errors, wherever they are, even in a branch the samples do
+//!   not take; a path that leaves the documented payload (`queue.nam`) is a
+//!   warning, since a newer XucMgt may send fields we do not know yet. Each
+//!   is placed at its column, with a "did you mean".
+//! - a render against each sample payload (direct call, queue call, call
+//!   with the agent's token) through the same engine and context a call
+//!   uses: a failure there (a method on the wrong type, a missing argument)
+//!   is a warning naming the sample, because real calls may carry data the
+//!   samples lack.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+
+use minijinja::Value;
+
+use super::diag::{suggest, Diagnostics, Level};
+use super::scan::{scan, Use};
+use crate::contract::{parse_payload, Field, PAYLOAD_FIELDS, SAMPLE_PAYLOADS};
+use crate::template::{Callable, ConditionId, Escape, TemplateId, Templates};
+
+/// Template globals that are not payload fields: the engine's, the
+/// session of a backend that logs in (`login.*`, whatever its steps
+/// extract), and the gateway's functions.
+const TEMPLATE_GLOBALS: [&str; 11] = [
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "login",
+    "secret",
+    "md5",
+    "sha256",
+    "hmac_sha256",
+    "base64",
+];
+
+/// Names offered in "did you mean" (whether a name exists is asked of the
+/// engine itself, see [`Templates::knows`]).
+const FILTERS: [&str; 62] = [
+    "safe",
+    "escape",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+    "tojson",
+    "urlencode",
+    "digits",
+    "e",
+    "d",
+    "md5",
+    "sha256",
+    "hmac_sha256",
+    "base64",
+    "sql_quote",
+    "sql_like",
+    "odata_quote",
+    "sosl_escape",
+    "e164",
+    "international",
+    "national",
+    "national_digits",
+];
+const TESTS: [&str; 30] = [
+    "undefined",
+    "defined",
+    "none",
+    "safe",
+    "escaped",
+    "boolean",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "sameas",
+    "eq",
+    "equalto",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "true",
+];
+const METHODS: [&str; 29] = [
+    "upper",
+    "lower",
+    "islower",
+    "isupper",
+    "isspace",
+    "isdigit",
+    "isnumeric",
+    "isalnum",
+    "isalpha",
+    "isascii",
+    "strip",
+    "lstrip",
+    "rstrip",
+    "replace",
+    "title",
+    "split",
+    "splitlines",
+    "capitalize",
+    "count",
+    "find",
+    "format",
+    "rfind",
+    "startswith",
+    "endswith",
+    "join",
+    "keys",
+    "values",
+    "items",
+    "get",
+];
+
+/// The sample payloads as templates see them: (what it is, context).
+static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
+    SAMPLE_PAYLOADS
+        .iter()
+        .filter_map(|(what, json)| {
+            let payload = parse_payload(json.as_bytes()).ok()?;
+            let ctx = if payload.token().is_some() {
+                payload.context_with_token()
+            } else {
+                payload.context()
+            };
+            Some((*what, ctx))
+        })
+        .collect()
+});
+
+/// Names already asked about: every config's engine has the same filters,
+/// tests and methods, and asking costs a template compile.
+static KNOWN: LazyLock<Mutex<HashMap<(Callable, String), bool>>> = LazyLock::new(Mutex::default);
+
+fn knows(templates: &Templates, kind: Callable, name: &str) -> bool {
+    let key = (kind, name.to_owned());
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(&key).copied()) {
+        return known;
+    }
+    let known = templates.knows(kind, name);
+    if let Ok(mut cache) = KNOWN.lock() {
+        cache.insert(key, known);
+    }
+    known
+}
+
+/// What is being checked: the config key, the names besides the payload's
+/// that its templates may use (a reply's extracted values), and diagnostics.
+pub(super) struct At<'k, 'd, 'a> {
+    pub(super) key: &'k str,
+    pub(super) extra: &'k [&'k str],
+    pub(super) diags: &'d mut Diagnostics<'a>,
+}
+
+/// Compiles a template and checks it.
+pub(super) fn template(
+    templates: &mut Templates,
+    mut at: At<'_, '_, '_>,
+    source: &str,
+    escape: Escape,
+) -> Option<TemplateId> {
+    match templates.add(at.key, source, escape) {
+        Ok(id) => {
+            let vars = templates.variables(&id);
+            let text = Text {
+                source,
+                expression: false,
+                offset: 0,
+            };
+            if names(templates, &mut at, text, &vars) {
+                renders(at.key, at.extra, at.diags, |ctx| {
+                    templates.render(&id, ctx).map(drop)
+                });
+            }
+            Some(id)
+        }
+        Err(err) => {
+            syntax(at.diags, at.key, 0, &err);
+            None
+        }
+    }
+}
+
+/// Compiles a `when`-style condition and checks it.
+pub(super) fn condition(
+    templates: &mut Templates,
+    mut at: At<'_, '_, '_>,
+    expr: &str,
+) -> Option<ConditionId> {
+    match templates.add_condition(at.key, expr) {
+        Ok(id) => {
+            let vars = templates.condition_variables(&id);
+            let text = Text {
+                source: expr,
+                expression: true,
+                offset: 0,
+            };
+            if names(templates, &mut at, text, &vars) {
+                renders(at.key, at.extra, at.diags, |ctx| {
+                    templates.test(&id, ctx).map(drop)
+                });
+            }
+            Some(id)
+        }
+        Err(err) => {
+            syntax(at.diags, at.key, 0, &err);
+            None
+        }
+    }
+}
+
+/// Compiles a condition over what a CRM replied (`relogin_when`: the
+/// reply's own fields, whatever they are named) and checks its filters,
+/// tests and methods; its variables are not the payload's, so they are not
+/// judged, nor is it rendered against the sample payloads.
+pub(super) fn reply_condition(
+    templates: &mut Templates,
+    mut at: At<'_, '_, '_>,
+    expr: &str,
+) -> Option<ConditionId> {
+    match templates.add_condition(at.key, expr) {
+        Ok(id) => {
+            let text = Text {
+                source: expr,
+                expression: true,
+                offset: 0,
+            };
+            // No variable is known, so none is judged.
+            names(templates, &mut at, text, &HashSet::new());
+            Some(id)
+        }
+        Err(err) => {
+            syntax(at.diags, at.key, 0, &err);
+            None
+        }
+    }
+}
+
+/// Compiles `expr`, the expression of the one-expression template `source`
+/// (a JSON body value that keeps its type), and checks it.
+pub(super) fn json_expression(
+    templates: &mut Templates,
+    mut at: At<'_, '_, '_>,
+    source: &str,
+    expr: &str,
+) -> Option<TemplateId> {
+    // `expr` is a slice of `source`: where it starts places errors.
+    let offset = (expr.as_ptr() as usize).saturating_sub(source.as_ptr() as usize);
+    match templates.add_json_expression(at.key, expr) {
+        Ok(id) => {
+            let vars = templates.variables(&id);
+            let text = Text {
+                source: expr,
+                expression: true,
+                offset,
+            };
+            if names(templates, &mut at, text, &vars) {
+                renders(at.key, at.extra, at.diags, |ctx| {
+                    templates.eval_json(&id, ctx).map(drop)
+                });
+            }
+            Some(id)
+        }
+        Err(err) => {
+            syntax(at.diags, at.key, offset, &err);
+            None
+        }
+    }
+}
+
+/// A syntax error, placed at its column inside the value when known.
+fn syntax(diags: &mut Diagnostics<'_>, key: &str, offset: usize, err: &minijinja::Error) {
+    let mut message = match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    match err.range() {
+        Some(r) => diags.in_value(Level::Error, key, offset + r.start..offset + r.end, message),
+        None => {
+            if let Some(line) = err.line().filter(|l| *l > 1) {
+                message.push_str(&format!(" (template line {line})"));
+            }
+            diags.error(key, message);
+        }
+    }
+}
+
+/// Where a template's text sits: its source, whether it is one bare
+/// expression, and its byte offset inside the TOML value.
+struct Text<'s> {
+    source: &'s str,
+    expression: bool,
+    offset: usize,
+}
+
+/// Judges every name a template uses; `false` when one is an error.
+fn names(
+    templates: &Templates,
+    at: &mut At<'_, '_, '_>,
+    text: Text<'_>,
+    vars: &HashSet<String>,
+) -> bool {
+    let (key, extra, offset) = (at.key, at.extra, text.offset);
+    let diags = &mut *at.diags;
+    let errors = diags.errors.len();
+    let mut said = HashSet::new();
+    let place = |diags: &mut Diagnostics<'_>, level, range: &std::ops::Range<usize>, msg| {
+        diags.in_value(level, key, offset + range.start..offset + range.end, msg);
+    };
+    for u in scan(text.source, text.expression) {
+        let (kind, what, list, name, range): (_, _, &[&str], _, _) = match &u {
+            Use::Filter(n, r) => (Callable::Filter, "filter", &FILTERS, *n, r),
+            Use::Test(n, r) => (Callable::Test, "test", &TESTS, *n, r),
+            Use::Method(n, r) => (Callable::Method, "method", &METHODS, *n, r),
+            Use::Path(path) => {
+                path_use(path, extra, vars, &mut said, |level, range, msg| {
+                    place(diags, level, range, msg)
+                });
+                continue;
+            }
+        };
+        if !knows(templates, kind, name) {
+            let known = list.iter().copied().filter(|c| knows(templates, kind, c));
+            let msg = format!("unknown {what} {name:?}{}", suggest(name, known));
+            place(diags, Level::Error, range, msg);
+        }
+    }
+    // Variables the scan could not place (rare), still reported at the key.
+    let mut rest: Vec<&String> = vars.iter().filter(|v| !said.contains(v.as_str())).collect();
+    rest.sort();
+    for var in rest {
+        if let Some(msg) = unknown_variable(var, extra) {
+            diags.warn(key, msg);
+        }
+    }
+    diags.errors.len() == errors
+}
+
+/// Warns about a path that leaves the documented payload.
+fn path_use(
+    path: &[(&str, std::ops::Range<usize>)],
+    extra: &[&str],
+    vars: &HashSet<String>,
+    said: &mut HashSet<String>,
+    mut warn: impl FnMut(Level, &std::ops::Range<usize>, String),
+) {
+    let Some(((root, root_range), steps)) = path.split_first() else {
+        return;
+    };
+    // Locally set (`{% set %}`, loop variables) or a reply's own value.
+    if !vars.contains(*root) || extra.contains(root) {
+        return;
+    }
+    let Some(field) = PAYLOAD_FIELDS
+        .iter()
+        .find(|(n, _)| n == root)
+        .map(|(_, f)| *f)
+    else {
+        if said.insert((*root).to_owned()) {
+            if let Some(msg) = unknown_variable(root, extra) {
+                warn(Level::Warning, root_range, msg);
+            }
+        }
+        return;
+    };
+    said.insert((*root).to_owned());
+    let mut shape = field;
+    let mut at = (*root).to_owned();
+    for (step, range) in steps {
+        match shape {
+            Field::AnyKeys => return,
+            Field::Scalar => {
+                warn(
+                    Level::Warning,
+                    range,
+                    format!("{at} is a string or number in the XucMgt payload: it has no field {step:?}"),
+                );
+                return;
+            }
+            Field::Object(fields) => {
+                if !fields.contains(step) {
+                    warn(
+                        Level::Warning,
+                        range,
+                        format!(
+                            "unknown field {step:?} of {at}{}: not in the XucMgt contract",
+                            suggest(step, fields.iter().copied())
+                        ),
+                    );
+                    return;
+                }
+                shape = Field::Scalar;
+                at = format!("{at}.{step}");
+            }
+        }
+    }
+}
+
+/// The warning for a variable that is not a payload field, if it is not.
+fn unknown_variable(var: &str, extra: &[&str]) -> Option<String> {
+    let payload = PAYLOAD_FIELDS.iter().map(|(n, _)| *n);
+    if payload.clone().any(|n| n == var) || TEMPLATE_GLOBALS.contains(&var) || extra.contains(&var)
+    {
+        return None;
+    }
+    Some(format!(
+        "unknown variable {var:?}{}: not a field of the XucMgt payload",
+        suggest(var, payload.chain(extra.iter().copied()))
+    ))
+}
+
+/// Runs `render` against each sample; the first failure is a warning.
+fn renders(
+    key: &str,
+    extra: &[&str],
+    diags: &mut Diagnostics<'_>,
+    mut render: impl FnMut(&Value) -> Result<(), minijinja::Error>,
+) {
+    for (what, payload) in SAMPLES.iter() {
+        let ctx = if extra.is_empty() {
+            payload.clone()
+        } else {
+            with_reply_values(payload, extra)
+        };
+        if let Err(err) = render(&ctx) {
+            let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            diags.warn(
+                key,
+                format!(
+                    "fails on the sample payload of {what}: {}{detail}",
+                    err.kind()
+                ),
+            );
+            return;
+        }
+    }
+}
+
+/// A reply template's context: the payload and its own values (the reply's
+/// status, body and extracted values, here empty strings).
+fn with_reply_values(payload: &Value, extra: &[&str]) -> Value {
+    let mut map = BTreeMap::new();
+    for key in payload.try_iter().into_iter().flatten() {
+        if let Ok(value) = payload.get_item(&key) {
+            map.insert(key.to_string(), value);
+        }
+    }
+    for name in extra {
+        let value = if *name == "http_status" {
+            Value::from(200)
+        } else {
+            Value::from("")
+        };
+        map.insert((*name).to_owned(), value);
+    }
+    Value::from(map)
+}

@@ -1,0 +1,120 @@
+//! Reloads on the real binary: a config the loader once panicked on is a
+//! failed reload that leaves signals working, and `run --watch` follows
+//! edits of the config file (keeping the old config when an edit is broken).
+
+use std::time::Duration;
+
+use crate::ops::{sample, screen_pop_config, Daemon};
+use crate::support::*;
+
+/// Longest wait for the watcher to see an edit (it polls every second).
+const WATCH_WAIT: Duration = Duration::from_secs(15);
+
+/// A backend whose concurrency limit is valid TOML but beyond any semaphore.
+const HUGE_LIMIT: &str = "[backends.crm]\nurl = \"http://127.0.0.1:9/\"\nencoding = \"json\"\n\
+    max_concurrency = 3000000000000000000\n[backends.crm.reply]\nformat = \"contract\"\n";
+
+async fn url(d: &Daemon) -> String {
+    d.post(SEED).await.json()["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Posts until the screen-pop url names `route`, within [`WATCH_WAIT`].
+async fn wait_for_route(d: &Daemon, route: &str) {
+    let deadline = tokio::time::Instant::now() + WATCH_WAIT;
+    let want = format!("https://crm.example.org/{route}?");
+    loop {
+        let got = url(d).await;
+        if got.starts_with(&want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {got:?}, not route {route}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn reloads(d: &Daemon, result: &str) -> f64 {
+    sample(
+        &d.metrics().await,
+        "thirdparty_gateway_reloads_total",
+        &[("result", result)],
+    )
+}
+
+#[tokio::test]
+async fn an_out_of_range_number_fails_the_reload_and_signals_still_work() {
+    let d = Daemon::start(&screen_pop_config("one", "")).await;
+    std::fs::write(d.config_path(), screen_pop_config("two", HUGE_LIMIT)).unwrap();
+    let (_, ready) = d.reload().await;
+    assert!(ready.contains("READY=1"), "{ready}");
+    let line = d.wait_log("reload failed").await;
+    assert!(
+        line.contains(
+            "backends.crm.max_concurrency: 3000000000000000000 is out of range: allowed 1 to 1000000"
+        ),
+        "{line}"
+    );
+    assert!(url(&d).await.starts_with("https://crm.example.org/one?"));
+    assert_eq!(reloads(&d, "failed").await, 1.0);
+
+    std::fs::write(d.config_path(), screen_pop_config("two", "")).unwrap();
+    let (_, ready) = d.reload().await;
+    assert!(ready.contains("serving, generation 2"), "{ready}");
+    assert!(url(&d).await.starts_with("https://crm.example.org/two?"));
+
+    d.signal("TERM");
+    let (status, _) = d.wait_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn watch_follows_edits_and_keeps_the_old_config_on_a_broken_one() {
+    let d = Daemon::start_with_args(&screen_pop_config("one", ""), &[], &["--watch"]).await;
+    let start = d.wait_log("listening on https://").await;
+    assert!(start.contains(&format!("pid={}", d.pid())), "{start}");
+    d.wait_log("watching the config").await;
+
+    std::fs::write(d.config_path(), screen_pop_config("two", "")).unwrap();
+    wait_for_route(&d, "two").await;
+    let line = d.wait_log("reloaded config").await;
+    assert!(line.contains("config.toml changed"), "{line}");
+
+    std::fs::write(
+        d.config_path(),
+        screen_pop_config("three", "").replace("[[routes]]", "[[routes]"),
+    )
+    .unwrap();
+    let line = d.wait_log("reload failed").await;
+    assert!(line.contains("config.toml changed"), "{line}");
+    assert!(line.contains("config.toml:"), "names where: {line}");
+    assert!(url(&d).await.starts_with("https://crm.example.org/two?"));
+
+    std::fs::write(d.config_path(), screen_pop_config("three", "")).unwrap();
+    wait_for_route(&d, "three").await;
+    assert_eq!(reloads(&d, "ok").await, 2.0);
+    assert_eq!(reloads(&d, "failed").await, 1.0);
+
+    d.signal("TERM");
+    let (status, _) = d.wait_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn watch_reloads_when_the_certificate_is_replaced() {
+    let d = Daemon::start_with_args(&screen_pop_config("one", ""), &[], &["--watch"]).await;
+    d.wait_log("watching the config").await;
+    let dir = d.config_path().parent().unwrap().to_owned();
+    // A renewal as certbot does it: a new file renamed over the old one.
+    let renewed = TestCa::new();
+    std::fs::create_dir(dir.join("new")).unwrap();
+    renewed.write(&dir.join("new"));
+    std::fs::rename(dir.join("new/cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::rename(dir.join("new/key.pem"), dir.join("key.pem")).unwrap();
+    let line = d.wait_log("reloaded config").await;
+    assert!(line.contains(".pem changed"), "{line}");
+}
