@@ -114,8 +114,8 @@ fn wrap_note(config: &Config, open: &crate::contract::Open) -> String {
     let wrapper = Wrapper::from_settings(settings, secret, &config.cors);
     let origin = format!("https://{}", config.server.listen);
     match wrapper.wrap(open, Some(&origin)) {
-        Some(link) => format!("wrapped for XucMgt: {}", json(&Reply::Open(link))),
-        None => "wrapped for XucMgt: (no link could be built)".into(),
+        Ok(link) => format!("wrapped for XucMgt: {}", json(&Reply::Open(link))),
+        Err(err) => format!("not wrapped ({err}): XucMgt gets the url itself, without Done"),
     }
 }
 

@@ -24,4 +24,5 @@ mod rolling_restart;
 mod routes;
 mod simulate_cmd;
 mod wrap;
+mod wrap_limits;
 mod xuc;
