@@ -24,5 +24,6 @@ mod rolling_restart;
 mod routes;
 mod simulate_cmd;
 mod wrap;
+mod wrap_browser;
 mod wrap_limits;
 mod xuc;
