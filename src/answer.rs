@@ -77,7 +77,8 @@ pub async fn answer(
         };
         for backend in &route.backends {
             let started = Instant::now();
-            let result = ask(templates, backend, &request_ctx, ctx, deadline, observer).await;
+            let contexts = (&request_ctx, ctx, route.forward_token);
+            let result = ask(templates, backend, contexts, deadline, observer).await;
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
@@ -134,12 +135,12 @@ pub async fn answer(
 }
 
 /// One backend attempt: concurrency slot, request, send within the time
-/// left, normalization.
+/// left, normalization. The request is built from `request_ctx` (which
+/// holds the token when `with_token`), the reply read with `reply_ctx`.
 async fn ask(
     templates: &Templates,
     backend: &Backend,
-    request_ctx: &Value,
-    reply_ctx: &Value,
+    (request_ctx, reply_ctx, with_token): (&Value, &Value, bool),
     deadline: Instant,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
@@ -149,7 +150,8 @@ async fn ask(
         })?),
         None => None,
     };
-    let request = backend.request.build(templates, request_ctx)?;
+    let mut request = backend.request.build(templates, request_ctx)?;
+    request.carries_token = with_token;
     observer.request(backend, &request);
     let now = Instant::now();
     let remaining = deadline.saturating_duration_since(now);

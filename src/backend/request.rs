@@ -86,6 +86,10 @@ pub struct BackendRequest {
     pub headers: HeaderMap,
     /// The body; empty for GET.
     pub body: Bytes,
+    /// May carry the agent's token (a `forward_token` route): never sent
+    /// to another origin. Any templated header or the body could hold it,
+    /// so a redirect away from the origin is refused, not stripped.
+    pub carries_token: bool,
 }
 
 impl RequestSpec {
@@ -169,6 +173,7 @@ impl RequestSpec {
             url,
             headers,
             body,
+            carries_token: false,
         })
     }
 }
