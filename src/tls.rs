@@ -1,4 +1,4 @@
-//! TLS termination with rustls: TLS 1.2 and 1.3 only, ALPN `h2` then
+//! TLS termination with rustls: TLS 1.2 and 1.3 (or 1.3 only), ALPN `h2` then
 //! `http/1.1`, certificate chain and key from PEM files. For the demo config
 //! only, a self-signed pair for `localhost` is generated when both files are
 //! missing, so the first run works out of the box.
@@ -21,6 +21,8 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// Demo only: make a self-signed pair when both files are missing.
     pub self_signed_if_missing: bool,
+    /// The oldest TLS version clients may use.
+    pub min_version: MinVersion,
 }
 
 /// Why TLS could not be set up.
@@ -57,6 +59,28 @@ pub enum TlsError {
     /// rustls refused the pair (e.g. key does not match certificate).
     #[error("certificate and key rejected")]
     Rustls(#[from] rustls::Error),
+}
+
+/// The oldest TLS version the listener accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3: what every XucMgt browser speaks.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only, for sites that follow the "modern" profile.
+    Tls13,
+}
+
+impl MinVersion {
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            MinVersion::Tls12 => &BOTH,
+            MinVersion::Tls13 => &ONLY_13,
+        }
+    }
 }
 
 /// A certificate the gateway generated, for the startup log.
@@ -147,7 +171,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         .map_err(|e| pem_err(&settings.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(settings.min_version.versions())?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -23,6 +23,7 @@ mod reload_watch;
 mod rolling_restart;
 mod routes;
 mod simulate_cmd;
+mod tls_versions;
 mod token_redirects;
 mod wrap;
 mod wrap_browser;
