@@ -198,6 +198,11 @@ impl Metrics {
             "Config reloads (SIGHUP) by result (ok, failed)",
             reloads.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output (the journal, a pipe) was not read fast enough",
+            crate::log_output::STDOUT.dropped_lines(),
+        );
         let generation = Gauge::default();
         registry.register(
             "config_generation",

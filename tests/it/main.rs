@@ -16,6 +16,7 @@ mod faults;
 mod h2_slots;
 mod headless;
 mod limits;
+mod log_sink;
 mod ops;
 mod package;
 mod pages;
