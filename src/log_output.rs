@@ -175,9 +175,7 @@ impl<W: Write + Send + 'static> Output<W> {
             return;
         }
         let Some(queue) = &*queue else {
-            if self.stalled.load(Ordering::Acquire) {
-                self.lost(&batch);
-            } else if lock(&self.out).write_all(&batch).is_err() {
+            if self.stalled.load(Ordering::Acquire) || lock(&self.out).write_all(&batch).is_err() {
                 self.lost(&batch);
             }
             return;
