@@ -366,6 +366,42 @@ fn write_xml_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Re
     out.write_str(rest)
 }
 
+/// The first segment of a rendered URL's path that a URL parser would read
+/// as `.` or `..`, if any. Values are percent-encoded, but a dot is left as
+/// it is (as `encodeURIComponent` leaves it) and `%2E` is a dot to URL
+/// parsers too, so a payload value `..` in `/customers/{{ caller }}/card`
+/// would move the request to `/card`, with the backend's credentials. Such a
+/// URL must fail its call instead; segments are decoded until nothing is
+/// left to decode, for a server that decodes twice. A backslash separates
+/// segments as `/` does in http(s) URLs. A reference without a scheme (a
+/// reply url resolved against `public_base`) is all path.
+pub fn dot_segment(url: &str) -> Option<&str> {
+    let url = url.trim();
+    let path = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            &after[after.find(['/', '\\', '?', '#']).unwrap_or(after.len())..]
+        }
+        None => url,
+    };
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    path.split(['/', '\\']).find(|segment| {
+        let mut text = Cow::Borrowed(*segment);
+        // Each round removes at least one `%`; a few rounds cover any
+        // server that decodes more than once.
+        for _ in 0..4 {
+            let decoded = percent_encoding::percent_decode_str(&text)
+                .decode_utf8_lossy()
+                .into_owned();
+            if decoded == text {
+                break;
+            }
+            text = Cow::Owned(decoded);
+        }
+        text == "." || text == ".."
+    })
+}
+
 /// `{{ caller | digits }}`: keeps only the digits of a phone number, as most
 /// CRM search APIs want (`+33 6 12-34` → `3361234`).
 fn digits(value: &str) -> String {
@@ -527,6 +563,40 @@ mod tests {
                 "{not_a_path}"
             );
         }
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for (value, dot) in [
+            ("..", true),
+            (".", true),
+            ("%2e", true),
+            ("%2E%2e", true),
+            (".%2E", true),
+            ("%2e.", true),
+            ("%252e%252E", true),
+            ("...", false),
+            ("a..b", false),
+            (".x", false),
+            ("0612", false),
+        ] {
+            let mut t = Templates::new();
+            let id = t
+                .add(
+                    "u",
+                    "https://crm/api/customers/{{ caller }}/card?q={{ caller }}",
+                    Escape::Url,
+                )
+                .unwrap();
+            let url = t.render(&id, &context! { caller => value }).unwrap();
+            assert_eq!(dot_segment(&url).is_some(), dot, "{value}: {url}");
+        }
+        assert_eq!(dot_segment("http://crm/a\\..\\b"), Some(".."));
+        assert_eq!(dot_segment("http://crm/a/b?x=/../#/../"), None);
+        assert_eq!(dot_segment("http://crm"), None);
+        assert_eq!(dot_segment("http://crm/."), Some("."));
+        assert_eq!(dot_segment("../cards/1"), Some(".."));
+        assert_eq!(dot_segment("cards/1?a=.."), None);
     }
 
     #[test]

@@ -216,7 +216,16 @@ impl ReplySpec {
             }
         }
         let url = match &self.url {
-            Some(id) => templates.render(id, &ctx).map_err(failed)?,
+            Some(id) => {
+                let url = templates.render(id, &ctx).map_err(failed)?;
+                if let Some(segment) = crate::template::dot_segment(&url) {
+                    return Err(Failure::new(
+                        NoneReason::Template,
+                        format!("url path has a dot segment {segment:?}: refused, it would move the page"),
+                    ));
+                }
+                url
+            }
             None => implicit_url.unwrap_or_default(),
         };
         if url.trim().is_empty() {

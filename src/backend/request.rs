@@ -104,6 +104,12 @@ impl RequestSpec {
             UrlSpec::Fixed(url) => url.clone(),
             UrlSpec::Template(id) => {
                 let raw_url = render(id)?;
+                if let Some(segment) = crate::template::dot_segment(&raw_url) {
+                    return Err(Failure::new(
+                        NoneReason::Template,
+                        format!("backend url path has a dot segment {segment:?}: refused, it would move the request"),
+                    ));
+                }
                 let url = Url::parse(raw_url.trim()).map_err(|e| {
                     Failure::new(
                         NoneReason::Template,

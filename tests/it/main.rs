@@ -12,6 +12,7 @@ mod cors;
 mod crm;
 mod drain;
 mod examples;
+mod hostile_values;
 mod faults;
 mod h2_slots;
 mod headless;
