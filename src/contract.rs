@@ -116,6 +116,11 @@ pub enum InvalidOpen {
     /// The url is absolute but would run or embed something other than a web page.
     #[error("url scheme {0:?} is not http or https")]
     Scheme(String),
+    /// The url carries a user name or password (`user:pass@host`): a
+    /// credential for the agent's browser to see, or a host that reads as
+    /// another (`https://xuc.example.org@evil.example/`).
+    #[error("url has user info (a name or password before `@host`)")]
+    UserInfo,
     /// The url is longer than a browser should be handed.
     #[error("url is {0} bytes, over the {MAX_URL_LEN}-byte limit")]
     TooLong(usize),
@@ -132,6 +137,9 @@ impl Open {
         let parsed = Url::parse(url).map_err(|_| InvalidOpen::NotAbsolute(url.to_owned()))?;
         if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
             return Err(InvalidOpen::Scheme(parsed.scheme().to_owned()));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(InvalidOpen::UserInfo);
         }
         Ok(Self {
             event,
@@ -260,6 +268,14 @@ mod tests {
             open("file:///etc/passwd"),
             Err(InvalidOpen::Scheme("file".into()))
         );
+        for with_user in [
+            "http://user:pass@crm/x",
+            "https://xuc.example.org@evil.example/",
+            "https://:pw@crm/",
+            "https://u@crm/",
+        ] {
+            assert_eq!(open(with_user), Err(InvalidOpen::UserInfo), "{with_user}");
+        }
         assert!(matches!(
             open(&format!("https://a/{}", "x".repeat(MAX_URL_LEN))),
             Err(InvalidOpen::TooLong(_))

@@ -308,19 +308,29 @@ impl ReplySpec {
         }
     }
 
-    /// Resolves the url against `public_base` and validates the reply.
+    /// Resolves the url against `public_base` and validates the reply. A
+    /// reference without a scheme stays on `public_base`'s origin: `//host/x`,
+    /// and `/\host/x` or `\\host/x` (backslashes are slashes in http URLs),
+    /// would otherwise take the agent's browser to another host.
     fn open(&self, event: Event, url: &str, autopause: bool, title: &str) -> Result<Open, Failure> {
         let url = url.trim();
         let resolved = match &self.public_base {
-            Some(base) => base
-                .join(url)
-                .map_err(|e| {
+            Some(base) => {
+                let resolved = base.join(url).map_err(|e| {
                     Failure::new(
                         NoneReason::InvalidReply,
                         format!("url {url:?} cannot be resolved against public_base: {e}"),
                     )
-                })?
-                .to_string(),
+                })?;
+                let relative = Url::parse(url).is_err();
+                if relative && resolved.origin() != base.origin() {
+                    return Err(Failure::new(
+                        NoneReason::InvalidReply,
+                        format!("relative url {url:?} leaves public_base's host"),
+                    ));
+                }
+                resolved.to_string()
+            }
             None => url.to_owned(),
         };
         Open::new(event, &resolved, autopause, title)
