@@ -349,21 +349,35 @@ fn format_value(
     Ok(())
 }
 
-/// Escapes the five XML special characters; other text is copied as is.
+/// Escapes the five XML special characters and removes the characters XML
+/// 1.0 forbids in a document (C0 controls other than tab, LF and CR;
+/// U+FFFE, U+FFFF): no escape can carry them, and a CRM's parser refuses
+/// the whole body for one of them. Other text is copied as is.
 fn write_xml_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
     let mut rest = text;
-    while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+    while let Some(i) =
+        rest.find(|c: char| matches!(c, '&' | '<' | '>' | '"' | '\'') || !xml_char(c))
+    {
         out.write_str(&rest[..i])?;
-        out.write_str(match rest.as_bytes()[i] {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => "&apos;",
+        let Some(c) = rest[i..].chars().next() else {
+            break;
+        };
+        out.write_str(match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&apos;",
+            _ => "",
         })?;
-        rest = &rest[i + 1..];
+        rest = &rest[i + c.len_utf8()..];
     }
     out.write_str(rest)
+}
+
+/// XML 1.0's `Char` production (surrogates cannot be in a `str`).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// The first segment of a rendered URL's path that a URL parser would read
@@ -445,6 +459,25 @@ mod tests {
             context! { v => "<a href=\"x\">&'" },
         );
         assert_eq!(out, "<n>&lt;a href=&quot;x&quot;&gt;&amp;&apos;</n>");
+    }
+
+    #[test]
+    fn xml_templates_remove_what_xml_forbids() {
+        let value = "a\u{0}b\u{1}\u{8}\u{B}\u{C}\u{1F}c\t\n\rd\u{FFFE}\u{FFFF}e\u{7F}\u{85}é😀<";
+        let want = "<n>abc\t\n\rde\u{7F}\u{85}é😀&lt;</n>";
+        assert_eq!(
+            render("<n>{{ v }}</n>", Escape::Xml, context! { v => value }),
+            want
+        );
+        // The engine's path (more than one variable) escapes the same way.
+        assert_eq!(
+            render(
+                "<n>{{ v }}{{ w }}</n>",
+                Escape::Xml,
+                context! { v => value, w => "" }
+            ),
+            want
+        );
     }
 
     #[test]

@@ -154,3 +154,74 @@ async fn screen_pop_urls_with_user_info_are_refused() {
     assert_eq!(reply.json(), json!({"action": "none"}));
     assert_logged_none("userinfo-pop", "invalid_reply");
 }
+
+/// Whether a body is a well-formed XML 1.0 document: every character one
+/// XML allows, and quick-xml reads it to the end with matching end tags.
+fn well_formed_xml(body: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    if let Some(c) = text.chars().find(|&c| !allowed(c)) {
+        return Err(format!("character {c:?} is not allowed in XML 1.0"));
+    }
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            quick_xml::events::Event::Start(_) => depth += 1,
+            quick_xml::events::Event::End(_) => depth -= 1,
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    if depth == 0 {
+        Ok(())
+    } else {
+        Err("unclosed element".into())
+    }
+}
+
+#[tokio::test]
+async fn soap_bodies_stay_well_formed_whatever_the_values() {
+    let crm = Crm::start(|seen| match well_formed_xml(&seen.body) {
+        Ok(()) => Answer::Reply(
+            200,
+            "text/xml",
+            "<Envelope><Body><Card>https://crm.example.org/card/1</Card></Body></Envelope>".into(),
+        ),
+        Err(e) => Answer::Reply(400, "text/plain", e),
+    })
+    .await;
+    let backends = format!(
+        r#"
+[backends.soap]
+url = "{}/soap"
+encoding = "xml"
+body = '''<?xml version="1.0"?><Envelope><Body><Lookup><Phone>{{{{ caller }}}}</Phone><Data>{{{{ userData.note }}}}</Data></Lookup></Body></Envelope>'''
+reply = {{ format = "xml", extract = {{ url = "Envelope/Body/Card" }} }}
+"#,
+        crm.url()
+    );
+    let routes = "[[routes]]\nname = \"xml-controls\"\nbackend = \"soap\"\n";
+    let gw = start_gateway(&config(&backends, routes)).await;
+    let payload = json!({
+        "user": {"userId": 4},
+        "caller": "06\u{0}12\u{1}\u{8}\u{b}\u{c}\u{1f}34",
+        "callee": "1000",
+        "userData": {"note": "a\u{fffe}b\u{ffff}c\td\u{1b}[0m <&>"},
+    })
+    .to_string();
+    let reply = gw.client().post(gw.addr, None, &payload).await;
+    assert_eq!(
+        reply.json()["url"],
+        "https://crm.example.org/card/1",
+        "the CRM read the body: {:?}",
+        crm.seen().first().map(|s| s.text())
+    );
+    let body = crm.seen()[0].text();
+    assert!(body.contains("<Phone>061234</Phone>"), "{body}");
+    assert!(
+        body.contains("<Data>abc\td[0m &lt;&amp;&gt;</Data>"),
+        "{body}"
+    );
+}
