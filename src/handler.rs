@@ -617,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             bad(r#"{"user":{"userId":1,"token":5},"caller":"1","callee":"2"}"#),
-            "user.token: invalid type: integer `5`, expected a string"
+            "user.token: invalid type: a number, expected a string"
         );
     }
 

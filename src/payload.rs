@@ -203,10 +203,40 @@ struct User {
     token: Option<Token>,
 }
 
-/// The agent's credential, the one string kept.
-#[derive(Deserialize)]
-#[serde(transparent)]
+/// The agent's credential, the one string kept. Anything else is refused
+/// naming its type only: serde's message quotes the value (`invalid type:
+/// integer `5``), and the refusal goes to the 400 body and the log.
 struct Token(String);
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Token;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, token: &str) -> Result<Token, E> {
+                Ok(Token(token.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a boolean"), &self))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+        }
+        // `deserialize_str` would let serde_json write the refusal, value
+        // included.
+        d.deserialize_any(V)
+    }
+}
 
 /// The queue the call came through.
 #[derive(Deserialize)]
@@ -619,6 +649,29 @@ mod tests {
             compared < 100 * keys,
             "{compared} key comparisons for {keys} keys"
         );
+    }
+
+    /// A token that is not a string is refused by its type: the value is
+    /// a credential, and the refusal reaches the 400 body and the log.
+    #[test]
+    fn a_token_of_another_type_is_named_not_quoted() {
+        for (token, kind) in [
+            ("123456789", "a number"),
+            ("-123456789", "a number"),
+            ("1234.5678", "a number"),
+            ("true", "a boolean"),
+            (r#"["s3cr3t"]"#, "sequence"),
+            (r#"{"k":"s3cr3t"}"#, "map"),
+        ] {
+            let body =
+                format!(r#"{{"user":{{"userId":1,"token":{token}}},"caller":"1","callee":"2"}}"#);
+            let err = parse_payload(body.as_bytes()).unwrap_err();
+            assert!(err.starts_with("user.token: invalid type"), "{err}");
+            assert!(err.contains(kind), "{err}");
+            for secret in ["123456789", "1234.5678", "true", "s3cr3t"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+        }
     }
 
     /// A contract field given twice is refused; other duplicates are read

@@ -225,3 +225,29 @@ reply = {{ format = "xml", extract = {{ url = "Envelope/Body/Card" }} }}
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_token_that_is_not_a_string_is_named_by_type_not_echoed() {
+    let routes = "[[routes]]\nname = \"token-type\"\n[routes.open]\nevent = \"EventRinging\"\n\
+                  url = \"https://crm.example.org/?n={{ caller }}\"\n";
+    let gw = start_gateway(&config("", routes)).await;
+    for (token, kind) in [("98765432123", "a number"), (r#"{"t":"zx8q-k3y"}"#, "map")] {
+        let body =
+            format!(r#"{{"user":{{"userId":1,"token":{token}}},"caller":"1","callee":"2"}}"#);
+        let reply = gw.client().post(gw.addr, None, &body).await;
+        assert_eq!(reply.status, 400);
+        let text = reply.text();
+        assert!(
+            text.contains("user.token: invalid type") && text.contains(kind),
+            "{text}"
+        );
+        for secret in ["98765432123", "zx8q-k3y"] {
+            assert!(!text.contains(secret), "{text}");
+            assert!(log_lines(secret).is_empty(), "{:#?}", log_lines(secret));
+        }
+    }
+    assert!(
+        !log_lines("user.token: invalid type").is_empty(),
+        "the refusal is logged"
+    );
+}
