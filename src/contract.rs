@@ -181,7 +181,7 @@ fn clean_title(raw: &str) -> String {
             pending_space = !out.is_empty();
             continue;
         }
-        if c.is_control() || is_bidi_control(c) {
+        if c.is_control() || is_invisible_format(c) {
             continue;
         }
         if chars + usize::from(pending_space) >= MAX_TITLE_CHARS {
@@ -198,9 +198,27 @@ fn clean_title(raw: &str) -> String {
     out
 }
 
-/// Bidirectional overrides can make a title read differently from what it is.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+/// The invisible format characters (Unicode category Cf, less those that
+/// show a mark): bidirectional controls can make a title read differently
+/// from what it is, zero-width ones can make two titles that look alike
+/// differ, or hide text in one.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' // soft hyphen
+            | '\u{061C}' // Arabic letter mark
+            | '\u{180E}' // Mongolian vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width space, (non-)joiner, LRM, RLM
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+            | '\u{2066}'..='\u{206F}' // bidi isolates, deprecated format controls
+            | '\u{FEFF}' // zero-width no-break space (BOM)
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+            | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}' // musical format controls
+            | '\u{E0001}' // language tag
+            | '\u{E0020}'..='\u{E007F}' // tags
+    )
 }
 
 #[cfg(test)]
@@ -293,6 +311,40 @@ mod tests {
             MAX_TITLE_CHARS
         );
         assert_eq!(clean_title(""), "");
+        let hidden = [
+            '\u{AD}',
+            '\u{61C}',
+            '\u{180E}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{206F}',
+            '\u{FEFF}',
+            '\u{FFF9}',
+            '\u{1BCA0}',
+            '\u{1D173}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+        ];
+        for c in hidden {
+            assert_eq!(
+                clean_title(&format!("Dup{c}ont")),
+                "Dupont",
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        // Visible text, including joined scripts, stays.
+        assert_eq!(clean_title("Dupont é ش 日本 😀"), "Dupont é ش 日本 😀");
     }
 
     #[test]
