@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::answer::{answer, Call, Observer};
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
-use crate::contract::{Payload, Reply};
+use crate::contract::{Payload, Reply, Secret};
 use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::wrap::WrapSecret;
@@ -53,6 +53,7 @@ pub async fn simulate(
     let mut printer = Printer {
         out: String::new(),
         started: Instant::now(),
+        token: payload.token().cloned(),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -165,7 +166,7 @@ fn dry(
     };
     for backend in &route.backends {
         match backend.request.build(templates, &request_ctx) {
-            Ok(req) => show_request(out, backend, &req),
+            Ok(req) => show_request(out, backend, &req, payload.token()),
             Err(f) => {
                 let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
             }
@@ -192,16 +193,20 @@ fn dry(
 struct Printer {
     out: String,
     started: Instant,
+    /// The agent's token, shown `[redacted]` wherever a request (or a reply
+    /// that echoes it) carries it.
+    token: Option<Secret>,
 }
 
 impl Observer for Printer {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
         self.started = Instant::now();
-        show_request(&mut self.out, backend, request);
+        show_request(&mut self.out, backend, request, self.token.as_ref());
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let out = &mut self.out;
+        let mut shown = String::new();
+        let out = &mut shown;
         let _ = writeln!(
             out,
             "\nbackend {:?} replied in {:.1} ms: HTTP {} ({} bytes) from {}",
@@ -213,14 +218,42 @@ impl Observer for Printer {
         );
         show_headers(out, &reply.headers);
         show_body(out, &reply.body);
+        self.out.push_str(&redact(&shown, self.token.as_ref()));
     }
 }
 
-fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
-    let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    let _ = writeln!(out, "  {} {}", req.method, req.url);
-    show_headers(out, &req.headers);
-    show_body(out, &req.body);
+fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest, token: Option<&Secret>) {
+    let mut shown = String::new();
+    let _ = writeln!(shown, "\nbackend {:?} request:", backend.name);
+    let _ = writeln!(shown, "  {} {}", req.method, req.url);
+    show_headers(&mut shown, &req.headers);
+    show_body(&mut shown, &req.body);
+    out.push_str(&redact(&shown, token));
+}
+
+/// `text` with the agent's token replaced by `[redacted]`, as it is and in
+/// each encoding a request can give it (JSON, form, URL), as credentials
+/// are: a `forward_token` route puts it in a header, a body or a URL.
+fn redact(text: &str, token: Option<&Secret>) -> String {
+    let Some(token) = token.map(Secret::expose).filter(|t| !t.is_empty()) else {
+        return text.to_owned();
+    };
+    let json = serde_json::to_string(token).unwrap_or_default();
+    let spellings = [
+        token.to_owned(),
+        json.trim_matches('"').to_owned(),
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect(),
+        percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        crate::template::url_component(token),
+    ];
+    let mut text = text.to_owned();
+    for spelling in spellings.iter().filter(|s| !s.is_empty()) {
+        if text.contains(spelling.as_str()) {
+            text = text.replace(spelling.as_str(), "[redacted]");
+        }
+    }
+    text
 }
 
 /// Prints headers; credential headers (marked sensitive) show `[redacted]`.

@@ -304,6 +304,11 @@ pub fn single_expression(source: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
 }
 
+/// `text` percent-encoded as a url template prints a value.
+pub fn url_component(text: &str) -> String {
+    utf8_percent_encode(text, URL_COMPONENT).to_string()
+}
+
 /// What [`format_value`] prints for a scalar, for templates answered without
 /// the engine; `None` for values only the engine prints (lists, maps, ...).
 fn print(value: &Value, escape: Escape) -> Option<String> {

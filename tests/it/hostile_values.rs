@@ -251,3 +251,56 @@ async fn a_token_that_is_not_a_string_is_named_by_type_not_echoed() {
         "the refusal is logged"
     );
 }
+
+/// `simulate` on a `forward_token` route: the token is in the request's
+/// header, URL and body, and echoed by the CRM; everywhere it shows
+/// `[redacted]`, dry run or not.
+#[tokio::test]
+async fn simulate_redacts_a_forwarded_token() {
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJsb2dpbiI6Impib25kIn0.c2lnbmF0dXJl";
+    let crm = Crm::start(|seen| {
+        Answer::Reply(
+            200,
+            "application/json",
+            json!({"url": "https://crm.example.org/card", "echo": seen.text()}).to_string(),
+        )
+    })
+    .await;
+    let config = config(
+        &format!(
+            "[backends.api]\nurl = \"{}/api?t={{{{ user.token }}}}\"\nencoding = \"json\"\n\
+             headers = {{ X-Agent-Token = \"Bearer {{{{ user.token }}}}\" }}\n\
+             reply = {{ format = \"json\", extract = {{ url = \"/url\" }} }}\n",
+            crm.url()
+        ),
+        "[[routes]]\nname = \"sim-forward\"\nbackend = \"api\"\nforward_token = true\n",
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(dir.path().join("call.json"), WITH_TOKEN).unwrap();
+    assert!(WITH_TOKEN.contains(token));
+    for extra in [&["--dry-run"][..], &[]] {
+        let out = tokio::process::Command::new(binary())
+            .arg("simulate")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg(dir.path().join("call.json"))
+            .args(extra)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("x-agent-token: Bearer [redacted]"), "{text}");
+        assert!(text.contains("/api?t=[redacted]"), "{text}");
+        assert!(text.contains(r#""token":"[redacted]""#), "{text}");
+        assert!(!text.contains(token), "{text}");
+        assert!(!text.contains("c2lnbmF0dXJl"), "{text}");
+    }
+    assert_eq!(crm.seen().len(), 1, "the live run sent the request");
+    assert!(
+        crm.seen()[0].text().contains(token),
+        "the CRM got the token"
+    );
+}
