@@ -86,3 +86,11 @@ pub const DEFAULT_XUC_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Where the demo agent page and CRM are served (a second origin).
 pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:8444";
+
+/// How long a generated demo certificate is valid: browsers and tools warn
+/// about (or refuse) longer lives, and a demo should not outlive its use.
+pub const DEMO_CERT_DAYS: i64 = 90;
+
+/// A generated demo certificate this close to its end, or past it, is
+/// replaced at start.
+pub const DEMO_CERT_RENEW_DAYS: i64 = 7;
