@@ -334,6 +334,7 @@ mod tests {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             self_signed_if_missing: true,
+            min_version: MinVersion::default(),
         }
     }
 
