@@ -158,6 +158,7 @@ async fn forward(
         url,
         headers,
         body: body.to_bytes(),
+        carries_token: false,
     };
     match client.send(out).await {
         Ok(reply) => Response::new(Full::new(reply.body)),

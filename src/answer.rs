@@ -80,15 +80,8 @@ pub async fn answer(
         };
         for backend in &route.backends {
             let started = Instant::now();
-            let result = ask(
-                templates,
-                backend,
-                (&request_ctx, ctx),
-                deadline,
-                metrics,
-                observer,
-            )
-            .await;
+            let contexts = (&request_ctx, ctx, route.forward_token);
+            let result = ask(templates, backend, contexts, deadline, metrics, observer).await;
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
@@ -146,11 +139,12 @@ pub async fn answer(
 
 /// One backend attempt: concurrency slot, session, request, send within
 /// the time left, re-login and one retry if the CRM refused the session,
-/// normalization.
+/// normalization. The request is built from `request_ctx` (which holds the
+/// token when `with_token`), the reply read with `reply_ctx`.
 async fn ask(
     templates: &Templates,
     backend: &Backend,
-    (request_ctx, reply_ctx): (&Value, &Value),
+    (request_ctx, reply_ctx, with_token): (&Value, &Value, bool),
     deadline: Instant,
     metrics: &Metrics,
     observer: &mut dyn Observer,
@@ -162,7 +156,14 @@ async fn ask(
         None => None,
     };
     let Some(login) = &backend.login else {
-        let raw = exchange(templates, backend, request_ctx, deadline, observer).await?;
+        let raw = exchange(
+            templates,
+            backend,
+            (request_ctx, with_token),
+            deadline,
+            observer,
+        )
+        .await?;
         return backend.reply.normalize(templates, reply_ctx, &raw);
     };
     let counters = metrics.login_counters(&backend.name);
@@ -178,7 +179,7 @@ async fn ask(
     let mut raw = exchange(
         templates,
         backend,
-        &with_login(&session, request_ctx),
+        (&with_login(&session, request_ctx), with_token),
         deadline,
         observer,
     )
@@ -193,7 +194,7 @@ async fn ask(
         raw = exchange(
             templates,
             backend,
-            &with_login(&session, request_ctx),
+            (&with_login(&session, request_ctx), with_token),
             deadline,
             observer,
         )
@@ -217,11 +218,12 @@ fn with_login(session: &Session, ctx: &Value) -> Value {
 async fn exchange(
     templates: &Templates,
     backend: &Backend,
-    request_ctx: &Value,
+    (request_ctx, with_token): (&Value, bool),
     deadline: Instant,
     observer: &mut dyn Observer,
 ) -> Result<RawReply, Failure> {
-    let request = backend.request.build(templates, request_ctx)?;
+    let mut request = backend.request.build(templates, request_ctx)?;
+    request.carries_token = with_token;
     observer.request(backend, &request);
     let now = Instant::now();
     let remaining = deadline.saturating_duration_since(now);

@@ -101,3 +101,11 @@ pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The longest wait between two login attempts to a broken CRM.
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How long a generated demo certificate is valid: browsers and tools warn
+/// about (or refuse) longer lives, and a demo should not outlive its use.
+pub const DEMO_CERT_DAYS: i64 = 90;
+
+/// A generated demo certificate this close to its end, or past it, is
+/// replaced at start.
+pub const DEMO_CERT_RENEW_DAYS: i64 = 7;

@@ -116,6 +116,11 @@ pub enum InvalidOpen {
     /// The url is absolute but would run or embed something other than a web page.
     #[error("url scheme {0:?} is not http or https")]
     Scheme(String),
+    /// The url carries a user name or password (`user:pass@host`): a
+    /// credential for the agent's browser to see, or a host that reads as
+    /// another (`https://xuc.example.org@evil.example/`).
+    #[error("url has user info (a name or password before `@host`)")]
+    UserInfo,
     /// The url is longer than a browser should be handed.
     #[error("url is {0} bytes, over the {MAX_URL_LEN}-byte limit")]
     TooLong(usize),
@@ -132,6 +137,9 @@ impl Open {
         let parsed = Url::parse(url).map_err(|_| InvalidOpen::NotAbsolute(url.to_owned()))?;
         if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
             return Err(InvalidOpen::Scheme(parsed.scheme().to_owned()));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(InvalidOpen::UserInfo);
         }
         Ok(Self {
             event,
@@ -173,7 +181,7 @@ fn clean_title(raw: &str) -> String {
             pending_space = !out.is_empty();
             continue;
         }
-        if c.is_control() || is_bidi_control(c) {
+        if c.is_control() || is_invisible_format(c) {
             continue;
         }
         if chars + usize::from(pending_space) >= MAX_TITLE_CHARS {
@@ -190,9 +198,27 @@ fn clean_title(raw: &str) -> String {
     out
 }
 
-/// Bidirectional overrides can make a title read differently from what it is.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+/// The invisible format characters (Unicode category Cf, less those that
+/// show a mark): bidirectional controls can make a title read differently
+/// from what it is, zero-width ones can make two titles that look alike
+/// differ, or hide text in one.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' // soft hyphen
+            | '\u{061C}' // Arabic letter mark
+            | '\u{180E}' // Mongolian vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width space, (non-)joiner, LRM, RLM
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+            | '\u{2066}'..='\u{206F}' // bidi isolates, deprecated format controls
+            | '\u{FEFF}' // zero-width no-break space (BOM)
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+            | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}' // musical format controls
+            | '\u{E0001}' // language tag
+            | '\u{E0020}'..='\u{E007F}' // tags
+    )
 }
 
 #[cfg(test)]
@@ -260,6 +286,14 @@ mod tests {
             open("file:///etc/passwd"),
             Err(InvalidOpen::Scheme("file".into()))
         );
+        for with_user in [
+            "http://user:pass@crm/x",
+            "https://xuc.example.org@evil.example/",
+            "https://:pw@crm/",
+            "https://u@crm/",
+        ] {
+            assert_eq!(open(with_user), Err(InvalidOpen::UserInfo), "{with_user}");
+        }
         assert!(matches!(
             open(&format!("https://a/{}", "x".repeat(MAX_URL_LEN))),
             Err(InvalidOpen::TooLong(_))
@@ -277,6 +311,40 @@ mod tests {
             MAX_TITLE_CHARS
         );
         assert_eq!(clean_title(""), "");
+        let hidden = [
+            '\u{AD}',
+            '\u{61C}',
+            '\u{180E}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{206F}',
+            '\u{FEFF}',
+            '\u{FFF9}',
+            '\u{1BCA0}',
+            '\u{1D173}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+        ];
+        for c in hidden {
+            assert_eq!(
+                clean_title(&format!("Dup{c}ont")),
+                "Dupont",
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        // Visible text, including joined scripts, stays.
+        assert_eq!(clean_title("Dupont é ش 日本 😀"), "Dupont é ش 日本 😀");
     }
 
     #[test]

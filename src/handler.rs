@@ -22,6 +22,7 @@ use crate::pages;
 use crate::request_id::{self, RequestId};
 use crate::route::Route;
 use crate::short_text::Short;
+use crate::wrap::PageOutcome;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NONE_BODY: &[u8] = br#"{"action":"none"}"#;
@@ -82,13 +83,6 @@ async fn handle_request(
     id: RequestId,
     start: Instant,
 ) -> Response<Full<Bytes>> {
-    // Boxed, and only for GETs: the wrapper page's future (its framing
-    // check) is large and rarely needed.
-    if req.method() == Method::GET {
-        if let Some(page) = Box::pin(own_page(&req, gateway, id)).await {
-            return page;
-        }
-    }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let origin = req.headers().get(ORIGIN).cloned();
@@ -102,6 +96,15 @@ async fn handle_request(
         origin: origin_log,
         start,
     };
+    // Boxed, and only for GETs: the wrapper page's future (its framing
+    // check) is large and rarely needed.
+    if req.method() == Method::GET {
+        if let Some((page, wrap)) = Box::pin(own_page(&req, gateway, id)).await {
+            std::mem::forget(unanswered);
+            log_page(&page, wrap, gateway, id, (path, origin_log), start);
+            return page;
+        }
+    }
     let origin_check = gateway.config.cors.check(req.headers());
     // A browser opening the gateway's URL (to try its certificate, say)
     // gets a page on what the URL is for; a program gets JSON.
@@ -348,9 +351,46 @@ async fn call<'g>(
     Ok((handled, response))
 }
 
-/// An `open` reply pointed at the completion wrapper page. Without a way to
-/// name the gateway (no `wrap.public_url`, no usable Host) the url goes out
-/// unwrapped, with a warning: better a tab without Done than no tab.
+/// The request line of one of the gateway's own pages, and for `/wrap`
+/// its count by what the page showed.
+fn log_page(
+    page: &Response<Full<Bytes>>,
+    wrap: Option<PageOutcome>,
+    gateway: &Gateway,
+    id: RequestId,
+    (path, origin): (&str, &str),
+    start: Instant,
+) {
+    let (id, latency) = (id.text(), Short::millis(start.elapsed()));
+    let (id, latency_ms) = (id.as_str(), latency.as_str());
+    let status = page.status().as_u16();
+    let shown = wrap.map_or("-", PageOutcome::as_str);
+    if let Some(outcome) = wrap {
+        gateway.metrics.wrap_page(outcome.as_str());
+    }
+    match wrap {
+        Some(PageOutcome::Refused(err)) => tracing::info!(
+            id, method = "GET", path, origin, outcome = "error", status, wrap = shown,
+            error = %err, latency_ms, "request"
+        ),
+        _ => tracing::info!(
+            id,
+            method = "GET",
+            path,
+            origin,
+            outcome = "page",
+            status,
+            wrap = shown,
+            latency_ms,
+            "request"
+        ),
+    }
+}
+
+/// An `open` reply pointed at the completion wrapper page. When no link
+/// can be made (no `wrap.public_url` and no usable Host, or a target too
+/// long even compressed) the url goes out unwrapped, with a warning that
+/// says why: better a tab without Done than no tab.
 fn wrapped(
     reply: Reply,
     gateway: &Gateway,
@@ -362,9 +402,9 @@ fn wrapped(
         return reply;
     };
     match wrapper.wrap(open, origin_of(host, gateway).as_deref()) {
-        Some(link) => Reply::Open(link),
-        None => {
-            tracing::warn!(%id, route, "cannot build the wrapper link (no wrap.public_url, no usable Host): url sent unwrapped");
+        Ok(link) => Reply::Open(link),
+        Err(err) => {
+            tracing::warn!(%id, route, error = %err, "cannot build the wrapper link: url sent unwrapped (no Done button)");
             reply
         }
     }
@@ -373,30 +413,28 @@ fn wrapped(
 /// The gateway's own pages: the completion wrapper and its assets, and the
 /// demo's certificate-trust page. They are navigations, not API calls, so
 /// they bypass CORS (browsers send no `Origin` on a frame's GET).
-/// Only asked for GET requests.
+/// Only asked for GET requests. For `/wrap`, also what the page showed.
 async fn own_page(
     req: &Request<Incoming>,
     gateway: &Gateway,
     id: RequestId,
-) -> Option<Response<Full<Bytes>>> {
+) -> Option<(Response<Full<Bytes>>, Option<PageOutcome>)> {
     match (req.uri().path(), &gateway.wrapper) {
-        ("/wrap", Some(wrapper)) => Some(
-            wrapper
-                .page(
-                    req.uri().query(),
-                    origin_of(requested_host(req).as_ref(), gateway).as_deref(),
-                    id,
-                )
-                .await,
-        ),
-        ("/wrap.js" | "/wrap.css", Some(_)) => pages::asset(req.uri().path()),
-        (pages::PAGE_CSS, _) => pages::asset(pages::PAGE_CSS),
+        ("/wrap", Some(wrapper)) => {
+            let origin = origin_of(requested_host(req).as_ref(), gateway);
+            let (page, outcome) = wrapper.page(req.uri().query(), origin.as_deref(), id).await;
+            Some((page, Some(outcome)))
+        }
+        ("/wrap.js" | "/wrap.css", Some(_)) => {
+            pages::asset(req.uri().path()).map(|page| (page, None))
+        }
+        (pages::PAGE_CSS, _) => pages::asset(pages::PAGE_CSS).map(|page| (page, None)),
         ("/demo/trust", _) => gateway.config.demo.as_ref().map(|demo| {
             let mut agent = demo.listen;
             if agent.ip().is_unspecified() {
                 agent.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            pages::trust(&format!("http://{agent}/demo/agent"))
+            (pages::trust(&format!("http://{agent}/demo/agent")), None)
         }),
         _ => None,
     }
@@ -579,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             bad(r#"{"user":{"userId":1,"token":5},"caller":"1","callee":"2"}"#),
-            "user.token: invalid type: integer `5`, expected a string"
+            "user.token: invalid type: a number, expected a string"
         );
     }
 

@@ -109,6 +109,7 @@ pub struct Metrics {
     errors: Family<StatusLabel, Counter>,
     cancelled: Family<ByLabel, Counter>,
     preflights: Counter,
+    wrap_pages: Family<ResultLabel, Counter>,
     backend_requests: Family<BackendLabels, Counter>,
     backend_latency: Family<BackendName, Histogram>,
     connections: Gauge,
@@ -161,6 +162,12 @@ impl Metrics {
         );
         let preflights = Counter::default();
         registry.register("preflights", "CORS preflights answered", preflights.clone());
+        let wrap_pages = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "wrap_pages",
+            "Completion wrapper pages served, by what they showed: framed, framing_refused or check_timeout (the new-window link), invalid_link or expired_link (a 400)",
+            wrap_pages.clone(),
+        );
         let backend_requests = Family::<BackendLabels, Counter>::default();
         registry.register(
             "backend_requests",
@@ -192,6 +199,11 @@ impl Metrics {
             "reloads",
             "Config reloads (SIGHUP) by result (ok, failed)",
             reloads.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output (the journal, a pipe) was not read fast enough",
+            crate::log_output::STDOUT.dropped_lines(),
         );
         let generation = Gauge::default();
         registry.register(
@@ -226,6 +238,7 @@ impl Metrics {
             errors,
             cancelled,
             preflights,
+            wrap_pages,
             backend_requests,
             backend_latency,
             connections,
@@ -298,6 +311,11 @@ impl Metrics {
     /// Counts a preflight.
     pub fn preflight(&self) {
         self.preflights.inc();
+    }
+
+    /// Counts a wrapper page by what it showed.
+    pub fn wrap_page(&self, result: &'static str) {
+        self.wrap_pages.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Counts a backend call (`open`, or the `none` reason) and its latency.

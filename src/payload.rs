@@ -10,6 +10,8 @@
 //! call (docs/performance.md). Finding fields in text already checked is
 //! [`json_scan`]'s work.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -201,10 +203,40 @@ struct User {
     token: Option<Token>,
 }
 
-/// The agent's credential, the one string kept.
-#[derive(Deserialize)]
-#[serde(transparent)]
+/// The agent's credential, the one string kept. Anything else is refused
+/// naming its type only: serde's message quotes the value (`invalid type:
+/// integer `5``), and the refusal goes to the 400 body and the log.
 struct Token(String);
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Token;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, token: &str) -> Result<Token, E> {
+                Ok(Token(token.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a boolean"), &self))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Token, E> {
+                Err(E::invalid_type(de::Unexpected::Other("a number"), &self))
+            }
+        }
+        // `deserialize_str` would let serde_json write the refusal, value
+        // included.
+        d.deserialize_any(V)
+    }
+}
 
 /// The queue the call came through.
 #[derive(Deserialize)]
@@ -262,6 +294,12 @@ impl<'de> Deserialize<'de> for AnyObject {
     }
 }
 
+/// An object with more keys than this is indexed by a hash map: a look-up
+/// in the list of keys costs a comparison per key, so serializing an
+/// object (a look-up per key) of thousands of keys (`userData` is the
+/// caller's to fill) would cost their square.
+const LISTED_KEYS: usize = 16;
+
 /// A JSON object of the payload as templates see it, read in place: its
 /// keys are indexed on the first look-up (one scan, values not parsed), a
 /// value is parsed when a template reads it.
@@ -273,9 +311,93 @@ struct JsonObject {
     /// This is `user`, whose `token` only some routes see.
     hides_token: bool,
     show_token: bool,
-    /// Each key and where its value is in `text`, in order, duplicates
-    /// included, found on the first look-up.
-    index: OnceLock<Vec<(Key, Range<usize>)>>,
+    /// Its keys and where their values are in `text`, found on the first
+    /// look-up.
+    index: OnceLock<Index>,
+}
+
+/// An object's keys: a list for the few keys of most objects, a map for
+/// more than [`LISTED_KEYS`].
+#[derive(Debug)]
+enum Index {
+    /// Each key and where its value is, in order, duplicates included: the
+    /// last of duplicates wins, as JSON parsers read them, so it is
+    /// searched from its end (a payload has no duplicates to pay for).
+    Listed(Vec<(Key, Range<usize>)>),
+    /// Each distinct key, in the order of its first occurrence, and the
+    /// value of its last.
+    Mapped {
+        keys: Vec<Box<str>>,
+        values: HashMap<Box<str>, Range<usize>>,
+    },
+}
+
+impl Index {
+    fn new(text: &str, entries: Vec<(Key, Range<usize>)>) -> Self {
+        if entries.len() <= LISTED_KEYS {
+            return Index::Listed(entries);
+        }
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut values = HashMap::with_capacity(entries.len());
+        for (key, span) in entries {
+            match values.entry(Box::<str>::from(key.text(text))) {
+                Entry::Occupied(mut seen) => {
+                    seen.insert(span);
+                }
+                Entry::Vacant(new) => {
+                    keys.push(new.key().clone());
+                    new.insert(span);
+                }
+            }
+        }
+        Index::Mapped { keys, values }
+    }
+
+    fn find(&self, text: &str, key: &str) -> Option<Range<usize>> {
+        match self {
+            Index::Listed(entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _)| compared(k.text(text) == key))
+                .map(|(_, span)| span.clone()),
+            Index::Mapped { values, .. } => values.get(key).cloned(),
+        }
+    }
+
+    /// Each distinct key, in the order of its first occurrence.
+    fn keys<'a>(&'a self, text: &'a str) -> Vec<&'a str> {
+        match self {
+            Index::Listed(entries) => {
+                let mut keys: Vec<&str> = Vec::with_capacity(entries.len());
+                for key in entries.iter().map(|(k, _)| k.text(text)) {
+                    if !keys.iter().any(|k| compared(*k == key)) {
+                        keys.push(key);
+                    }
+                }
+                keys
+            }
+            Index::Mapped { keys, .. } => keys.iter().map(|k| &**k).collect(),
+        }
+    }
+}
+
+/// Counts the key comparisons of a thread, for the test that shows their
+/// number grows with the keys, not with their square.
+#[cfg(test)]
+fn compared(equal: bool) -> bool {
+    COMPARISONS.with(|n| n.set(n.get() + 1));
+    equal
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn compared(equal: bool) -> bool {
+    equal
+}
+
+#[cfg(test)]
+thread_local! {
+    static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 impl JsonObject {
@@ -283,28 +405,18 @@ impl JsonObject {
         self.hides_token && !self.show_token && key == "token"
     }
 
-    fn index(&self) -> &[(Key, Range<usize>)] {
-        self.index
-            .get_or_init(|| json_scan::entries(&self.text, self.span.start).unwrap_or_default())
-    }
-
-    /// Where the value of `key` is: the last of duplicates wins, as JSON
-    /// parsers read them, so the index is searched from its end and never
-    /// deduplicated (a payload has no duplicates to pay for).
-    fn find(&self, key: &str) -> Option<Range<usize>> {
-        let text = &*self.text;
-        self.index()
-            .iter()
-            .rev()
-            .find(|(k, _)| k.text(text) == key)
-            .map(|(_, span)| span.clone())
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let entries = json_scan::entries(&self.text, self.span.start).unwrap_or_default();
+            Index::new(&self.text, entries)
+        })
     }
 
     fn value(self: &Arc<Self>, key: &str) -> Option<minijinja::Value> {
         if self.hidden(key) {
             return None;
         }
-        let span = self.find(key)?;
+        let span = self.index().find(&self.text, key)?;
         let json = self.text.get(span.clone())?;
         if json.starts_with('{') {
             return Some(minijinja::Value::from_object(JsonObject {
@@ -322,14 +434,13 @@ impl JsonObject {
         }))
     }
 
-    fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = Vec::new();
-        for key in self.index().iter().map(|(k, _)| k.text(&self.text)) {
-            if !self.hidden(key) && !keys.iter().any(|k| k == key) {
-                keys.push(key.to_owned());
-            }
-        }
-        keys
+    fn keys(&self) -> Vec<minijinja::Value> {
+        self.index()
+            .keys(&self.text)
+            .into_iter()
+            .filter(|key| !self.hidden(key))
+            .map(minijinja::Value::from)
+            .collect()
     }
 }
 
@@ -361,12 +472,7 @@ impl minijinja::value::Object for JsonObject {
     }
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
-        minijinja::value::Enumerator::Values(
-            self.keys()
-                .into_iter()
-                .map(minijinja::Value::from)
-                .collect(),
-        )
+        minijinja::value::Enumerator::Values(self.keys())
     }
 }
 
@@ -499,6 +605,73 @@ mod tests {
                 .is_ok()
         );
         assert!(parse_payload(br#"{"user":{"userId":1},"caller":"1","callee":"2"} x"#).is_err());
+    }
+
+    /// A payload with thousands of keys reads as a full parse does (the
+    /// last of duplicates wins, keys in the order of their first
+    /// occurrence), and serializing it compares keys a bounded number of
+    /// times per key, not once per pair of keys.
+    #[test]
+    fn many_keys_cost_comparisons_in_proportion() {
+        let keys = 8_500;
+        let mut data = String::from("{");
+        for i in 0..keys {
+            data.push_str(&format!("\"k{i}\":\"v{i}\","));
+        }
+        data.push_str("\"k7\":\"again\",\"k\\u0038\":{\"x\":1},\"small\":{\"a\":1,\"a\":2}}");
+        let body = format!(
+            r#"{{"user":{{"userId":1,"token":"T"}},"caller":"1","callee":"2","userData":{data}}}"#
+        );
+        let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let payload = parse_payload(body.as_bytes()).unwrap();
+        COMPARISONS.with(|n| n.set(0));
+        let ctx = payload.context();
+        let data = ctx.get_attr("userData").unwrap();
+        assert_eq!(serde_json::to_value(&data).unwrap(), full["userData"]);
+        assert_eq!(data.get_attr("k7").unwrap().as_str(), Some("again"));
+        assert_eq!(
+            data.get_attr("small")
+                .unwrap()
+                .get_attr("a")
+                .unwrap()
+                .as_i64(),
+            Some(2)
+        );
+        let order: Vec<String> = data
+            .try_iter()
+            .unwrap()
+            .take(3)
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(order, ["k0", "k1", "k2"]);
+        let compared = COMPARISONS.with(std::cell::Cell::get);
+        assert!(
+            compared < 100 * keys,
+            "{compared} key comparisons for {keys} keys"
+        );
+    }
+
+    /// A token that is not a string is refused by its type: the value is
+    /// a credential, and the refusal reaches the 400 body and the log.
+    #[test]
+    fn a_token_of_another_type_is_named_not_quoted() {
+        for (token, kind) in [
+            ("123456789", "a number"),
+            ("-123456789", "a number"),
+            ("1234.5678", "a number"),
+            ("true", "a boolean"),
+            (r#"["s3cr3t"]"#, "sequence"),
+            (r#"{"k":"s3cr3t"}"#, "map"),
+        ] {
+            let body =
+                format!(r#"{{"user":{{"userId":1,"token":{token}}},"caller":"1","callee":"2"}}"#);
+            let err = parse_payload(body.as_bytes()).unwrap_err();
+            assert!(err.starts_with("user.token: invalid type"), "{err}");
+            assert!(err.contains(kind), "{err}");
+            for secret in ["123456789", "1234.5678", "true", "s3cr3t"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+        }
     }
 
     /// A contract field given twice is refused; other duplicates are read

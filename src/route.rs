@@ -127,6 +127,13 @@ impl ScreenPop {
             })
         };
         let url = render(&self.url)?;
+        if let Some(segment) = crate::template::dot_segment(&url) {
+            tracing::warn!(%id, route, "screen-pop url path has a dot segment: refused");
+            return Err(Failure::new(
+                NoneReason::Template,
+                format!("url path has a dot segment {segment:?}: refused, it would move the page"),
+            ));
+        }
         let title = render(&self.title)?;
         Open::new(self.event, &url, self.autopause, &title).map_err(|err| {
             tracing::warn!(%id, route, error = %err, "screen-pop reply refused");

@@ -14,7 +14,7 @@ use crate::answer::{answer, Call, Observer};
 use crate::backend::login::{Session, Source};
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
-use crate::contract::{Payload, Reply};
+use crate::contract::{Payload, Reply, Secret};
 use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::wrap::WrapSecret;
@@ -54,7 +54,7 @@ pub async fn simulate(
     let mut printer = Printer {
         out: String::new(),
         started: Instant::now(),
-        redact: secrets_of(&config, route),
+        redact: secrets_of(&config, route, payload.token()),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -116,8 +116,8 @@ fn wrap_note(config: &Config, open: &crate::contract::Open) -> String {
     let wrapper = Wrapper::from_settings(settings, secret, &config.cors);
     let origin = format!("https://{}", config.server.listen);
     match wrapper.wrap(open, Some(&origin)) {
-        Some(link) => format!("wrapped for XucMgt: {}", json(&Reply::Open(link))),
-        None => "wrapped for XucMgt: (no link could be built)".into(),
+        Ok(link) => format!("wrapped for XucMgt: {}", json(&Reply::Open(link))),
+        Err(err) => format!("not wrapped ({err}): XucMgt gets the url itself, without Done"),
     }
 }
 
@@ -178,7 +178,10 @@ fn dry(
             Ok(req) => {
                 let mut shown = String::new();
                 show_request(&mut shown, backend, &req);
-                out.push_str(&redacted(&shown, &secrets_of(config, route)));
+                out.push_str(&redacted(
+                    &shown,
+                    &secrets_of(config, route, payload.token()),
+                ));
             }
             Err(f) => {
                 let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
@@ -206,7 +209,8 @@ fn dry(
 struct Printer {
     out: String,
     started: Instant,
-    /// Secret values and session tokens, hidden wherever they appear.
+    /// Secret values, session tokens and the agent's token, hidden
+    /// wherever they appear (a request or a reply that echoes them).
     redact: Vec<String>,
 }
 
@@ -273,8 +277,9 @@ impl Observer for Printer {
     }
 }
 
-/// Every secret a route's backends may render, for the printout to hide.
-fn secrets_of(config: &Config, route: &Route) -> Vec<String> {
+/// Every secret a route's backends may render, and the agent's token, for
+/// the printout to hide.
+fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<String> {
     let mut out: Vec<String> = config
         .router
         .templates()
@@ -286,20 +291,30 @@ fn secrets_of(config: &Config, route: &Route) -> Vec<String> {
             out.extend(login.templates().secret_values().map(str::to_owned));
         }
     }
+    out.extend(token.map(|t| t.expose().to_owned()));
     out
 }
 
-/// `text` with every value in `secrets` (raw, form- or percent-encoded)
-/// replaced by `[redacted]`.
+/// `text` with every value in `secrets` replaced by `[redacted]`, as it is
+/// and in each encoding a request can give it (JSON, form, URL): a secret,
+/// a session token or the agent's token (a `forward_token` route puts it in
+/// a header, a body or a URL).
 fn redacted(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        let percent =
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let spellings = [
+            secret.to_owned(),
+            json.trim_matches('"').to_owned(),
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        for shape in [secret.as_str(), form.as_str(), percent.as_str()] {
-            out = out.replace(shape, "[redacted]");
+                .to_string(),
+            crate::template::url_component(secret),
+        ];
+        for spelling in spellings.iter().filter(|s| !s.is_empty()) {
+            if out.contains(spelling.as_str()) {
+                out = out.replace(spelling.as_str(), "[redacted]");
+            }
         }
     }
     out

@@ -402,6 +402,11 @@ pub fn single_expression(source: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
 }
 
+/// `text` percent-encoded as a url template prints a value.
+pub fn url_component(text: &str) -> String {
+    utf8_percent_encode(text, URL_COMPONENT).to_string()
+}
+
 /// What [`format_value`] prints for a scalar, for templates answered without
 /// the engine; `None` for values only the engine prints (lists, maps, ...).
 fn print(value: &Value, escape: Escape) -> Option<String> {
@@ -447,21 +452,71 @@ fn format_value(
     Ok(())
 }
 
-/// Escapes the five XML special characters; other text is copied as is.
+/// Escapes the five XML special characters and removes the characters XML
+/// 1.0 forbids in a document (C0 controls other than tab, LF and CR;
+/// U+FFFE, U+FFFF): no escape can carry them, and a CRM's parser refuses
+/// the whole body for one of them. Other text is copied as is.
 fn write_xml_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
     let mut rest = text;
-    while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+    while let Some(i) =
+        rest.find(|c: char| matches!(c, '&' | '<' | '>' | '"' | '\'') || !xml_char(c))
+    {
         out.write_str(&rest[..i])?;
-        out.write_str(match rest.as_bytes()[i] {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => "&apos;",
+        let Some(c) = rest[i..].chars().next() else {
+            break;
+        };
+        out.write_str(match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&apos;",
+            _ => "",
         })?;
-        rest = &rest[i + 1..];
+        rest = &rest[i + c.len_utf8()..];
     }
     out.write_str(rest)
+}
+
+/// XML 1.0's `Char` production (surrogates cannot be in a `str`).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// The first segment of a rendered URL's path that a URL parser would read
+/// as `.` or `..`, if any. Values are percent-encoded, but a dot is left as
+/// it is (as `encodeURIComponent` leaves it) and `%2E` is a dot to URL
+/// parsers too, so a payload value `..` in `/customers/{{ caller }}/card`
+/// would move the request to `/card`, with the backend's credentials. Such a
+/// URL must fail its call instead; segments are decoded until nothing is
+/// left to decode, for a server that decodes twice. A backslash separates
+/// segments as `/` does in http(s) URLs. A reference without a scheme (a
+/// reply url resolved against `public_base`) is all path.
+pub fn dot_segment(url: &str) -> Option<&str> {
+    let url = url.trim();
+    let path = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            &after[after.find(['/', '\\', '?', '#']).unwrap_or(after.len())..]
+        }
+        None => url,
+    };
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    path.split(['/', '\\']).find(|segment| {
+        let mut text = Cow::Borrowed(*segment);
+        // Each round removes at least one `%`; a few rounds cover any
+        // server that decodes more than once.
+        for _ in 0..4 {
+            let decoded = percent_encoding::percent_decode_str(&text)
+                .decode_utf8_lossy()
+                .into_owned();
+            if decoded == text {
+                break;
+            }
+            text = Cow::Owned(decoded);
+        }
+        text == "." || text == ".."
+    })
 }
 
 /// `{{ caller | digits }}`: keeps only the digits of a phone number, as most
@@ -507,6 +562,25 @@ mod tests {
             context! { v => "<a href=\"x\">&'" },
         );
         assert_eq!(out, "<n>&lt;a href=&quot;x&quot;&gt;&amp;&apos;</n>");
+    }
+
+    #[test]
+    fn xml_templates_remove_what_xml_forbids() {
+        let value = "a\u{0}b\u{1}\u{8}\u{B}\u{C}\u{1F}c\t\n\rd\u{FFFE}\u{FFFF}e\u{7F}\u{85}é😀<";
+        let want = "<n>abc\t\n\rde\u{7F}\u{85}é😀&lt;</n>";
+        assert_eq!(
+            render("<n>{{ v }}</n>", Escape::Xml, context! { v => value }),
+            want
+        );
+        // The engine's path (more than one variable) escapes the same way.
+        assert_eq!(
+            render(
+                "<n>{{ v }}{{ w }}</n>",
+                Escape::Xml,
+                context! { v => value, w => "" }
+            ),
+            want
+        );
     }
 
     #[test]
@@ -625,6 +699,40 @@ mod tests {
                 "{not_a_path}"
             );
         }
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for (value, dot) in [
+            ("..", true),
+            (".", true),
+            ("%2e", true),
+            ("%2E%2e", true),
+            (".%2E", true),
+            ("%2e.", true),
+            ("%252e%252E", true),
+            ("...", false),
+            ("a..b", false),
+            (".x", false),
+            ("0612", false),
+        ] {
+            let mut t = Templates::new();
+            let id = t
+                .add(
+                    "u",
+                    "https://crm/api/customers/{{ caller }}/card?q={{ caller }}",
+                    Escape::Url,
+                )
+                .unwrap();
+            let url = t.render(&id, &context! { caller => value }).unwrap();
+            assert_eq!(dot_segment(&url).is_some(), dot, "{value}: {url}");
+        }
+        assert_eq!(dot_segment("http://crm/a\\..\\b"), Some(".."));
+        assert_eq!(dot_segment("http://crm/a/b?x=/../#/../"), None);
+        assert_eq!(dot_segment("http://crm"), None);
+        assert_eq!(dot_segment("http://crm/."), Some("."));
+        assert_eq!(dot_segment("../cards/1"), Some(".."));
+        assert_eq!(dot_segment("cards/1?a=.."), None);
     }
 
     #[test]

@@ -5,11 +5,19 @@
 //! or a link to open it in a new window when the CRM refuses framing.
 //!
 //! The page's link is stateless: `/wrap?t=PAYLOAD.SIG`, where PAYLOAD is the
-//! target url, title and expiry as base64url JSON and SIG its HMAC-SHA256
-//! under the configured secret. Any instance with the same secret can serve
-//! it; nothing is stored.
+//! target url, title and expiry as JSON, zlib-compressed and base64url, and
+//! SIG its HMAC-SHA256 under the configured secret. Any instance with the
+//! same secret can serve it; nothing is stored. Compressed because the link
+//! must stay within the contract's url limit, and CRM urls with long query
+//! strings are common.
+//!
+//! A CRM page framed in the wrapper that ends the work the way XucMgt's
+//! documentation says (`parent.postMessage("closeThirdParty", "*")`) reaches
+//! the wrapper, not XucMgt: `wrap.js` relays that one message, from that one
+//! frame, to XucMgt.
 
 use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::backend::Client;
+use crate::constants::MAX_URL_LEN;
 use crate::contract::{Event, Open};
 use crate::cors::Cors;
 use crate::pages;
@@ -31,6 +40,9 @@ use crate::request_id::RequestId;
 
 /// Longest token accepted; a url is at most 4 KiB, so this is generous.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Largest inflated payload read from a (signed) token: a url of at most
+/// 4 KiB and a title, JSON-escaped.
+const MAX_CLAIMS_LEN: usize = 32 * 1024;
 /// How long a framing verdict is remembered.
 const FRAMING_TTL: Duration = Duration::from_secs(600);
 /// Verdicts remembered at most (the cache is cleared when full).
@@ -48,6 +60,8 @@ pub struct WrapSettings {
     pub public_url: Option<Url>,
     /// The client that asks CRM pages whether they may be framed.
     pub client: Client,
+    /// Time allowed for that whole check, connect to reply head.
+    pub frame_check_timeout: Duration,
 }
 
 /// The wrapper's signing secret.
@@ -81,12 +95,63 @@ pub enum TokenError {
     Expired,
 }
 
+/// Why an `open` reply could not be pointed at the wrapper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WrapError {
+    /// Neither `wrap.public_url` nor a usable Host header names the gateway.
+    #[error("no wrap.public_url and no usable Host header to name the gateway")]
+    NoOrigin,
+    /// The signed link would be over the contract's url limit.
+    #[error(
+        "the signed link would be {0} bytes, over the {MAX_URL_LEN}-byte url limit even compressed"
+    )]
+    TooLong(usize),
+}
+
+/// What a `GET /wrap` showed, for its log line and metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// The CRM page in a frame.
+    Framed,
+    /// The CRM page refuses framing: a link to open it in a new window.
+    FramingRefused,
+    /// The framing check did not finish in time: the new-window link.
+    CheckTimeout,
+    /// A 400: the link was refused.
+    Refused(TokenError),
+}
+
+impl PageOutcome {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageOutcome::Framed => "framed",
+            PageOutcome::FramingRefused => "framing_refused",
+            PageOutcome::CheckTimeout => "check_timeout",
+            PageOutcome::Refused(TokenError::Invalid) => "invalid_link",
+            PageOutcome::Refused(TokenError::Expired) => "expired_link",
+        }
+    }
+}
+
+/// The framing check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Allowed,
+    Refused,
+    /// No head within `frame_check_timeout_ms`; not remembered.
+    TimedOut,
+}
+
 /// Makes and checks wrapper links, and serves the wrapper page.
 pub struct Wrapper {
     key: hmac::Key,
     ttl: Duration,
     public_url: Option<Url>,
     client: Client,
+    /// Bounds the whole framing check (connect, TLS, request, head), so a
+    /// CRM that accepts and never answers cannot hold `GET /wrap`.
+    check_timeout: Duration,
     frame_ancestors: String,
     cache: Mutex<HashMap<String, (bool, Instant)>>,
 }
@@ -102,12 +167,13 @@ impl std::fmt::Debug for Wrapper {
 
 impl Wrapper {
     /// A wrapper signing with `secret`. `frame_ancestors` is who may frame
-    /// the page (XucMgt's origins, or `*`); `client` checks framing rules.
+    /// the page (XucMgt's origins, or `*`); `client` checks framing rules,
+    /// within `check_timeout`.
     pub fn new(
         secret: &[u8],
         ttl: Duration,
         public_url: Option<Url>,
-        client: Client,
+        (client, check_timeout): (Client, Duration),
         frame_ancestors: String,
     ) -> Self {
         Self {
@@ -115,6 +181,7 @@ impl Wrapper {
             ttl,
             public_url,
             client,
+            check_timeout,
             frame_ancestors,
             cache: Mutex::new(HashMap::new()),
         }
@@ -126,7 +193,7 @@ impl Wrapper {
             secret,
             settings.ttl,
             settings.public_url.clone(),
-            settings.client.clone(),
+            (settings.client.clone(), settings.frame_check_timeout),
             cors.origins_as_sources(),
         )
     }
@@ -134,16 +201,20 @@ impl Wrapper {
     /// Replaces an `open` reply's url by a signed link to the wrapper page.
     /// `origin` is the gateway's origin as the browser reached it, used when
     /// `wrap.public_url` is not set.
-    pub fn wrap(&self, open: &Open, origin: Option<&str>) -> Option<Open> {
+    pub fn wrap(&self, open: &Open, origin: Option<&str>) -> Result<Open, WrapError> {
         let base = match (&self.public_url, origin) {
             (Some(url), _) => url.clone(),
-            (None, Some(origin)) => Url::parse(origin).ok()?,
-            (None, None) => return None,
+            (None, Some(origin)) => Url::parse(origin).map_err(|_| WrapError::NoOrigin)?,
+            (None, None) => return Err(WrapError::NoOrigin),
         };
         let token = self.sign(open.url(), open.title(), SystemTime::now());
-        let mut link = base.join("wrap").ok()?;
+        let mut link = base.join("wrap").map_err(|_| WrapError::NoOrigin)?;
         link.query_pairs_mut().append_pair("t", &token);
-        Open::new(open.event(), link.as_str(), open.autopause(), open.title()).ok()
+        if link.as_str().len() > MAX_URL_LEN {
+            return Err(WrapError::TooLong(link.as_str().len()));
+        }
+        Open::new(open.event(), link.as_str(), open.autopause(), open.title())
+            .map_err(|_| WrapError::TooLong(link.as_str().len()))
     }
 
     fn sign(&self, url: &str, title: &str, now: SystemTime) -> String {
@@ -157,7 +228,7 @@ impl Wrapper {
             x: expiry,
         };
         let json = serde_json::to_vec(&claims).unwrap_or_default();
-        let payload = URL_SAFE_NO_PAD.encode(json);
+        let payload = URL_SAFE_NO_PAD.encode(compress(&json));
         let tag = hmac::sign(&self.key, payload.as_bytes());
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
@@ -172,9 +243,10 @@ impl Wrapper {
             .decode(sig)
             .map_err(|_| TokenError::Invalid)?;
         hmac::verify(&self.key, payload.as_bytes(), &sig).map_err(|_| TokenError::Invalid)?;
-        let json = URL_SAFE_NO_PAD
+        let packed = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TokenError::Invalid)?;
+        let json = inflate(&packed).ok_or(TokenError::Invalid)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Invalid)?;
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if now >= claims.x {
@@ -187,14 +259,14 @@ impl Wrapper {
         Ok((url, open.title().to_owned()))
     }
 
-    /// Serves `GET /wrap?t=...`: the page, or a clear 400. `origin` is the
-    /// gateway's origin as the browser reached it.
+    /// Serves `GET /wrap?t=...`: the page, or a clear 400, and what it
+    /// showed. `origin` is the gateway's origin as the browser reached it.
     pub async fn page(
         &self,
         query: Option<&str>,
         origin: Option<&str>,
         id: RequestId,
-    ) -> Response<Full<Bytes>> {
+    ) -> (Response<Full<Bytes>>, PageOutcome) {
         let token = query
             .into_iter()
             .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
@@ -204,12 +276,12 @@ impl Wrapper {
         let (url, title) = match self.verify(&token, SystemTime::now()) {
             Ok(found) => found,
             Err(err) => {
-                tracing::info!(%id, error = %err, "wrapper link refused");
-                return pages::error(
+                let page = pages::error(
                     StatusCode::BAD_REQUEST,
                     "This link cannot be opened",
                     &format!("{err}. Ask for the screen-pop again from the next call."),
                 );
+                return (page, PageOutcome::Refused(err));
             }
         };
         // The CRM frame's ancestors: this page, and XucMgt when its origins are known.
@@ -222,25 +294,32 @@ impl Wrapper {
         if self.frame_ancestors != "*" {
             ancestors.extend(self.frame_ancestors.split_whitespace());
         }
-        let framable = self.framable(&url, &ancestors, id).await;
+        let framing = self.framing(&url, &ancestors, id).await;
         let frame_src = url.origin().ascii_serialization();
         let csp = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; frame-src {frame_src}; \
              frame-ancestors {}; base-uri 'none'; form-action 'none'",
             self.frame_ancestors
         );
-        pages::html(
+        let (framable, slow, outcome) = match framing {
+            Framing::Allowed => (true, false, PageOutcome::Framed),
+            Framing::Refused => (false, false, PageOutcome::FramingRefused),
+            Framing::TimedOut => (false, true, PageOutcome::CheckTimeout),
+        };
+        let page = pages::html(
             StatusCode::OK,
             "wrap.html",
-            minijinja::context! { url => url.as_str(), title, framable },
+            minijinja::context! { url => url.as_str(), title, framable, slow },
             &csp,
-        )
+        );
+        (page, outcome)
     }
 
     /// Whether the target lets itself be framed by another origin, asked
-    /// once (short timeout) and remembered. Unknown counts as framable: the
-    /// page always offers the new-window link too.
-    async fn framable(&self, url: &Url, ancestors: &[&str], id: RequestId) -> bool {
+    /// once and remembered. A failed check counts as framable (the page
+    /// always offers the new-window link too); one that ran out of time
+    /// does not, since a page that slow would leave the frame blank.
+    async fn framing(&self, url: &Url, ancestors: &[&str], id: RequestId) -> Framing {
         let mut key = url.clone();
         key.set_query(None);
         key.set_fragment(None);
@@ -248,15 +327,24 @@ impl Wrapper {
         if let Ok(cache) = self.cache.lock() {
             if let Some((verdict, at)) = cache.get(&key) {
                 if at.elapsed() < FRAMING_TTL {
-                    return *verdict;
+                    return if *verdict {
+                        Framing::Allowed
+                    } else {
+                        Framing::Refused
+                    };
                 }
             }
         }
-        let verdict = match self.client.headers_of(url.clone()).await {
-            Ok((_, headers)) => !refuses_framing(&headers, ancestors),
-            Err(failure) => {
+        let check = tokio::time::timeout(self.check_timeout, self.client.headers_of(url.clone()));
+        let verdict = match check.await {
+            Ok(Ok((_, headers))) => !refuses_framing(&headers, ancestors),
+            Ok(Err(failure)) => {
                 tracing::info!(%id, url = %key, reason = %failure, "framing check failed: assuming the page can be framed");
                 true
+            }
+            Err(_) => {
+                tracing::info!(%id, url = %key, timeout_ms = self.check_timeout.as_millis(), "framing check: no reply in time: showing the new-window link");
+                return Framing::TimedOut;
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
@@ -265,8 +353,40 @@ impl Wrapper {
             }
             cache.insert(key, (verdict, Instant::now()));
         }
-        verdict
+        if verdict {
+            Framing::Allowed
+        } else {
+            Framing::Refused
+        }
     }
+}
+
+/// zlib-compresses the claims (zlib rather than raw deflate: its first byte,
+/// 0x78, never starts JSON, so links made before compression still open).
+fn compress(json: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(json.len()),
+        flate2::Compression::best(),
+    );
+    // Writing to a Vec cannot fail; an empty payload fails verification.
+    encoder
+        .write_all(json)
+        .and_then(|()| encoder.finish())
+        .unwrap_or_default()
+}
+
+/// The claims' JSON from a verified payload: inflated, at most
+/// [`MAX_CLAIMS_LEN`] bytes, or as is when it is plain JSON.
+fn inflate(packed: &[u8]) -> Option<Vec<u8>> {
+    if packed.first() == Some(&b'{') {
+        return Some(packed.to_vec());
+    }
+    let mut json = Vec::new();
+    flate2::read::ZlibDecoder::new(packed)
+        .take(MAX_CLAIMS_LEN as u64 + 1)
+        .read_to_end(&mut json)
+        .ok()?;
+    (json.len() <= MAX_CLAIMS_LEN).then_some(json)
 }
 
 /// Whether headers forbid framing by another origin: `X-Frame-Options`
@@ -315,7 +435,10 @@ mod tests {
             b"test secret",
             Duration::from_secs(60),
             Url::parse("https://gw.example.org:8443/").ok(),
-            Client::new(tls, Duration::from_millis(100), 0, 1024),
+            (
+                Client::new(tls, Duration::from_millis(100), 0, 1024),
+                Duration::from_millis(100),
+            ),
             "*".into(),
         )
     }
@@ -350,7 +473,7 @@ mod tests {
             b"other",
             Duration::from_secs(60),
             None,
-            wrapper().client,
+            (wrapper().client, Duration::from_millis(100)),
             "*".into(),
         );
         assert_eq!(other.verify(&token, now), Err(TokenError::Invalid));
@@ -359,6 +482,29 @@ mod tests {
             w.verify(&token, now + Duration::from_secs(61)),
             Err(TokenError::Expired)
         );
+    }
+
+    /// Signs an arbitrary payload as `sign` would, for shapes `sign` never makes.
+    fn signed(w: &Wrapper, payload: &[u8]) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(payload);
+        let tag = hmac::sign(&w.key, payload.as_bytes());
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn links_from_before_compression_still_open_and_bombs_do_not() {
+        let w = wrapper();
+        let now = SystemTime::now();
+        let plain = signed(
+            &w,
+            br#"{"u":"https://crm.example.org/c","t":"T","x":99999999999}"#,
+        );
+        let (url, _) = w.verify(&plain, now).unwrap();
+        assert_eq!(url.as_str(), "https://crm.example.org/c");
+        // Even signed by us, a payload inflating past the bound is refused.
+        let bomb = compress(&vec![b' '; 4 * MAX_CLAIMS_LEN]);
+        assert!(bomb.len() < 1024);
+        assert_eq!(w.verify(&signed(&w, &bomb), now), Err(TokenError::Invalid));
     }
 
     #[test]

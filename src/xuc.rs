@@ -82,6 +82,7 @@ impl XucCheck {
             url: self.url.clone(),
             headers,
             body: Bytes::new(),
+            carries_token: true,
         };
         let budget = self.timeout.min(deadline.saturating_duration_since(now));
         let reply = tokio::time::timeout(budget, self.client.send(request))

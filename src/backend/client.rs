@@ -87,6 +87,7 @@ impl Client {
             url,
             headers,
             body: Bytes::new(),
+            carries_token: false,
         };
         let (response, _closed_unread) = self.exchange(&mut req).await?;
         Ok((response.status(), response.headers().clone()))
@@ -115,6 +116,15 @@ impl Client {
                 .and_then(|v| req.url.join(v).ok());
             match next {
                 Some(next) if status.is_redirection() && hops < self.follow_redirects => {
+                    if req.carries_token && next.origin() != req.url.origin() {
+                        return Err(Failure::new(
+                            NoneReason::Redirect,
+                            format!(
+                                "redirect to another origin ({}) not followed: the request carries the agent's token (forward_token)",
+                                next.origin().ascii_serialization()
+                            ),
+                        ));
+                    }
                     hops += 1;
                     redirect(req, status, next);
                 }
@@ -154,7 +164,8 @@ impl Client {
 }
 
 /// Rewrites a request to follow a redirect as browsers do: 303, and 301/302
-/// after a POST, become a GET without body; credentials never leave the origin.
+/// after a POST, become a GET without body; credentials never leave the
+/// origin (a request carrying the agent's token never gets here).
 fn redirect(req: &mut BackendRequest, status: StatusCode, next: Url) {
     let to_get = status == StatusCode::SEE_OTHER
         || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)

@@ -216,7 +216,16 @@ impl ReplySpec {
             }
         }
         let url = match &self.url {
-            Some(id) => templates.render(id, &ctx).map_err(failed)?,
+            Some(id) => {
+                let url = templates.render(id, &ctx).map_err(failed)?;
+                if let Some(segment) = crate::template::dot_segment(&url) {
+                    return Err(Failure::new(
+                        NoneReason::Template,
+                        format!("url path has a dot segment {segment:?}: refused, it would move the page"),
+                    ));
+                }
+                url
+            }
             None => implicit_url.unwrap_or_default(),
         };
         if url.trim().is_empty() {
@@ -299,19 +308,29 @@ impl ReplySpec {
         }
     }
 
-    /// Resolves the url against `public_base` and validates the reply.
+    /// Resolves the url against `public_base` and validates the reply. A
+    /// reference without a scheme stays on `public_base`'s origin: `//host/x`,
+    /// and `/\host/x` or `\\host/x` (backslashes are slashes in http URLs),
+    /// would otherwise take the agent's browser to another host.
     fn open(&self, event: Event, url: &str, autopause: bool, title: &str) -> Result<Open, Failure> {
         let url = url.trim();
         let resolved = match &self.public_base {
-            Some(base) => base
-                .join(url)
-                .map_err(|e| {
+            Some(base) => {
+                let resolved = base.join(url).map_err(|e| {
                     Failure::new(
                         NoneReason::InvalidReply,
                         format!("url {url:?} cannot be resolved against public_base: {e}"),
                     )
-                })?
-                .to_string(),
+                })?;
+                let relative = Url::parse(url).is_err();
+                if relative && resolved.origin() != base.origin() {
+                    return Err(Failure::new(
+                        NoneReason::InvalidReply,
+                        format!("relative url {url:?} leaves public_base's host"),
+                    ));
+                }
+                resolved.to_string()
+            }
             None => url.to_owned(),
         };
         Open::new(event, &resolved, autopause, title)

@@ -86,6 +86,10 @@ pub struct BackendRequest {
     pub headers: HeaderMap,
     /// The body; empty for GET.
     pub body: Bytes,
+    /// May carry the agent's token (a `forward_token` route): never sent
+    /// to another origin. Any templated header or the body could hold it,
+    /// so a redirect away from the origin is refused, not stripped.
+    pub carries_token: bool,
 }
 
 impl RequestSpec {
@@ -100,6 +104,12 @@ impl RequestSpec {
             UrlSpec::Fixed(url) => url.clone(),
             UrlSpec::Template(id) => {
                 let raw_url = render(id)?;
+                if let Some(segment) = crate::template::dot_segment(&raw_url) {
+                    return Err(Failure::new(
+                        NoneReason::Template,
+                        format!("backend url path has a dot segment {segment:?}: refused, it would move the request"),
+                    ));
+                }
                 let url = Url::parse(raw_url.trim()).map_err(|e| {
                     Failure::new(
                         NoneReason::Template,
@@ -170,6 +180,7 @@ impl RequestSpec {
             url,
             headers,
             body,
+            carries_token: false,
         })
     }
 }

@@ -95,6 +95,7 @@ pub(super) fn wrap(
         ttl,
         public_url,
         client,
+        frame_check_timeout: timeout,
     })
 }
 

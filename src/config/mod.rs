@@ -37,7 +37,7 @@ use crate::logging::LogSettings;
 use crate::metrics::Handles;
 use crate::route::{Route, Router, ScreenPop};
 use crate::template::{phone_region as phone_region_of, Escape, Region, TemplateId, Templates};
-use crate::tls::TlsSettings;
+use crate::tls::{MinVersion, TlsSettings};
 use crate::wrap::WrapSettings;
 
 /// Paths the gateway serves itself; routes cannot use them.
@@ -450,10 +450,23 @@ fn tls(
                     PathBuf::new()
                 }
             };
+            let (cert, key) = (path("tls.cert", &t.cert), path("tls.key", &t.key));
+            let min_version = match t.min_version.as_deref() {
+                None | Some("1.2") => MinVersion::Tls12,
+                Some("1.3") => MinVersion::Tls13,
+                Some(other) => {
+                    diags.error(
+                        "tls.min_version",
+                        format!("{other:?} is not offered: use \"1.2\" (TLS 1.2 and 1.3, the default) or \"1.3\" (TLS 1.3 only)"),
+                    );
+                    MinVersion::Tls12
+                }
+            };
             Some(TlsSettings {
-                cert: path("tls.cert", &t.cert),
-                key: path("tls.key", &t.key),
+                cert,
+                key,
                 self_signed_if_missing: t.self_signed_if_missing,
+                min_version,
             })
         }
     }

@@ -58,6 +58,7 @@ pub(super) struct RawTls {
     pub(super) key: String,
     #[serde(default)]
     pub(super) self_signed_if_missing: bool,
+    pub(super) min_version: Option<String>,
 }
 
 /// `[cors]`: which browser origins may call the gateway.

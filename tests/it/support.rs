@@ -65,6 +65,8 @@ pub const TLS_HEAD: &str = "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub ca: TestCa,
+    /// The served generations and the process-wide metrics.
+    pub live: Arc<Live>,
     /// Holds the config and certificates for as long as the server runs.
     _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -131,12 +133,13 @@ pub async fn start_gateway_on(
     let gateway = Live::new(config, &path, None).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, gateway, async {
+    let task = tokio::spawn(server::run(listener, Arc::clone(&gateway), async {
         let _ = stopped.await;
     }));
     TestGateway {
         addr,
         ca,
+        live: gateway,
         _dir: dir,
         stop: Some(stop),
         task: Some(task),
