@@ -51,8 +51,9 @@ fetch({gateway_url:?}, {{method: "POST", headers: {{"Content-Type": "application
     )
 }
 
-/// Loads `url` in headless Chromium and returns the DOM after scripts ran.
-pub async fn dump_dom(browser: &Path, url: &str) -> String {
+/// Loads `url` in headless Chromium and returns the DOM after scripts ran
+/// (`extra`: more flags, the virtual time budget among them).
+pub(crate) async fn dump_dom(browser: &Path, url: &str, extra: &[&str]) -> String {
     let profile = tempfile::TempDir::new().unwrap();
     let (child, _reaper) = Reaper::spawn(
         tokio::process::Command::new(browser)
@@ -66,9 +67,9 @@ pub async fn dump_dom(browser: &Path, url: &str) -> String {
                 "--disable-component-update",
                 "--disable-sync",
                 "--ignore-certificate-errors",
-                "--virtual-time-budget=10000",
                 "--dump-dom",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
             .stdout(Stdio::piped())
@@ -93,7 +94,12 @@ async fn browser_posts(browser: &Path, allowed: Option<&str>) -> String {
     let allowed = allowed.unwrap_or(&page_origin);
     let gw = start_gateway(&format!("{TLS_HEAD}{}{ROUTE}", cors_for(allowed))).await;
     serve_page(listener, page(&gw.url("/")));
-    let dom = dump_dom(browser, &format!("{page_origin}/")).await;
+    let dom = dump_dom(
+        browser,
+        &format!("{page_origin}/"),
+        &["--virtual-time-budget=10000"],
+    )
+    .await;
     let start = dom.find("<pre id=\"out\">").map(|i| i + 14).unwrap_or(0);
     let end = dom[start..]
         .find("</pre>")

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{ChildStdout, Command};
 
-use crate::ops::screen_pop_config;
+use crate::ops::{ops_get_at, screen_pop_config};
 use crate::support::*;
 
 /// Time allowed for anything that should happen "at once" (generous: CI).
@@ -43,29 +43,8 @@ fn address_after(line: &str, prefix: &str) -> SocketAddr {
     rest.split('/').next().unwrap().parse().unwrap()
 }
 
-/// One GET on the ops listener, on a connection of its own.
-async fn ops_get(ops: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(SOON, async {
-        let tcp = TcpStream::connect(ops).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("GET {path} on the ops listener got no answer in time"))
-}
-
 async fn dropped_lines(ops: SocketAddr) -> f64 {
-    let (status, text) = ops_get(ops, "/metrics").await;
+    let (status, text) = ops_get_at(ops, "/metrics").await;
     assert_eq!(status, 200);
     text.lines()
         .find_map(|l| l.strip_prefix("thirdparty_gateway_log_lines_dropped_total "))
@@ -130,7 +109,7 @@ async fn a_stuck_log_reader_never_stops_calls_or_health() {
         }
         assert!(calls < MAX_CALLS, "no line dropped after {calls} calls");
     }
-    assert_eq!(ops_get(ops, "/healthz").await.0, 200);
+    assert_eq!(ops_get_at(ops, "/healthz").await.0, 200);
 
     // Reading again: the queued lines arrive, then one warning with the count.
     let warning = line_with(&mut lines, "lines dropped")

@@ -180,19 +180,7 @@ impl Daemon {
     }
 
     pub(crate) async fn ops_get(&self, path: &str) -> (u16, String) {
-        let tcp = TcpStream::connect(self.ops).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        ops_get_at(self.ops, path).await
     }
 
     pub(crate) async fn metrics(&self) -> prometheus_parse::Scrape {
@@ -209,6 +197,27 @@ impl Daemon {
             .unwrap();
         (status, self)
     }
+}
+
+/// One GET on an ops listener, on a connection of its own.
+pub(crate) async fn ops_get_at(ops: SocketAddr, path: &str) -> (u16, String) {
+    tokio::time::timeout(SOON, async {
+        let tcp = TcpStream::connect(ops).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("GET {path} on the ops listener got no answer in time"))
 }
 
 /// The value of a sample, by name and labels.

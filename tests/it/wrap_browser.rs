@@ -6,23 +6,17 @@
 //! the wrapper, and nothing the wrapper receives from any other window.
 
 use std::convert::Infallible;
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+use crate::browser::dump_dom;
 use crate::crm::{Answer, Crm};
-use crate::headless::{chromium, Reaper};
+use crate::headless::chromium;
 use crate::support::*;
-
-/// Far above what the pages need: only a stuck browser reaches it.
-const BROWSER_LIMIT: Duration = Duration::from_secs(90);
 
 /// A CRM page that says something else first, then ends the work, after a
 /// moment as a user would.
@@ -77,42 +71,13 @@ fn serve_page(listener: TcpListener, html: String) -> tokio::task::JoinHandle<()
     })
 }
 
-/// Loads `url` and returns the DOM once scripts ran (virtual time).
-async fn dump_dom(browser: &Path, url: &str) -> String {
-    let profile = tempfile::TempDir::new().unwrap();
-    let mut command = tokio::process::Command::new(browser);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            // One renderer for every frame, so virtual time runs the
-            // three pages' timers and messages in one order.
-            "--disable-site-isolation-trials",
-            "--disable-features=IsolateOrigins,site-per-process",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // Ends the browser and its renderers, also when the test fails.
-    let (mut child, _reaper) = Reaper::spawn(&mut command, profile.path());
-    let mut stdout = child.stdout.take().unwrap();
-    let mut dom = Vec::new();
-    tokio::time::timeout(BROWSER_LIMIT, stdout.read_to_end(&mut dom))
-        .await
-        .expect("chromium did not finish")
-        .unwrap();
-    String::from_utf8_lossy(&dom).into_owned()
-}
+/// Every frame in one renderer, so virtual time runs the three pages'
+/// timers and messages in one order.
+const ONE_RENDERER: [&str; 3] = [
+    "--disable-site-isolation-trials",
+    "--disable-features=IsolateOrigins,site-per-process",
+    "--virtual-time-budget=15000",
+];
 
 #[tokio::test]
 #[cfg_attr(
@@ -154,7 +119,7 @@ autopause = true
     let wrapper = gw.url(&format!("/wrap?{}", link.query().unwrap()));
     let _page = serve_page(xuc, xuc_page(&wrapper));
 
-    let dom = dump_dom(&browser, &format!("{xuc_origin}/")).await;
+    let dom = dump_dom(&browser, &format!("{xuc_origin}/"), &ONE_RENDERER).await;
     let start = dom.find("<pre id=\"out\">").map(|i| i + 14).unwrap_or(0);
     let end = dom[start..]
         .find("</pre>")
