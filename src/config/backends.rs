@@ -713,18 +713,7 @@ fn reply(
             return None;
         }
     };
-    let mut accept_status = None;
-    if let Some(list) = &r.accept_status {
-        for (i, s) in list.iter().enumerate() {
-            if !(100..=599).contains(s) {
-                diags.error(
-                    &format!("{rkey}.accept_status[{i}]"),
-                    format!("{s} is not an HTTP status"),
-                );
-            }
-        }
-        accept_status = Some(list.clone());
-    }
+    let accept_status = accept_status(r.accept_status.as_ref(), &rkey, diags);
     // Converting a whole reply for templates costs; only do it when one reads it.
     let mut used = std::collections::HashSet::new();
     for id in [&url, &title].into_iter().flatten() {
@@ -757,4 +746,23 @@ fn reply(
         autopause,
         public_base,
     })
+}
+
+/// A reply's `accept_status` list, each entry checked to be an HTTP status
+/// (look-ups and login steps share it).
+pub(super) fn accept_status(
+    list: Option<&Vec<u16>>,
+    rkey: &str,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Vec<u16>> {
+    let list = list?;
+    for (i, status) in list.iter().enumerate() {
+        if !(100..=599).contains(status) {
+            diags.error(
+                &format!("{rkey}.accept_status[{i}]"),
+                format!("{status} is not an HTTP status"),
+            );
+        }
+    }
+    Some(list.clone())
 }

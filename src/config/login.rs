@@ -180,18 +180,7 @@ fn step(
             Some(probe::condition(templates, at, expr)?)
         }
     };
-    let mut accept_status = None;
-    if let Some(list) = &r.accept_status {
-        for (i, st) in list.iter().enumerate() {
-            if !(100..=599).contains(st) {
-                diags.error(
-                    &format!("{rkey}.accept_status[{i}]"),
-                    format!("{st} is not an HTTP status"),
-                );
-            }
-        }
-        accept_status = Some(list.clone());
-    }
+    let accept_status = super::backends::accept_status(r.accept_status.as_ref(), &rkey, diags);
     Some(Step {
         request: request?,
         format: r.format,

@@ -10,8 +10,7 @@ use serde_json::json;
 
 use crate::support::*;
 use crate::test_crms::vtiger::Vtiger;
-
-const PAYLOAD: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent","token":"T"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
+use crate::test_crms::PAYLOAD;
 
 /// A vTiger backend as `examples/vtiger.toml` configures it, with the
 /// access key in the environment variable `key_var`.

@@ -10,8 +10,7 @@ use serde_json::json;
 
 use crate::support::*;
 use crate::test_crms::oauth::OAuthCrm;
-
-const PAYLOAD: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent","token":"T"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
+use crate::test_crms::PAYLOAD;
 
 fn config(route: &str, token_url: &str, auth: &str) -> String {
     format!(

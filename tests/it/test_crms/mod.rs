@@ -7,6 +7,10 @@ pub mod vtiger;
 
 use std::collections::HashMap;
 
+/// A queue call from a logged-in agent (with token), whose caller the test
+/// CRMs know as a national French number.
+pub const PAYLOAD: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent","token":"T"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
+
 /// The query string (or a form body) of a request, decoded.
 pub fn fields(text: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(text.as_bytes())
