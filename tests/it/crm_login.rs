@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::examples::example_config;
 use crate::support::*;
 use crate::test_crms::vtiger::Vtiger;
 use crate::test_crms::PAYLOAD;
@@ -364,12 +365,10 @@ fn login_numbers_out_of_range_and_misspelt_login_templates_are_errors_at_their_k
 async fn vtiger_example_runs_end_to_end_against_the_test_vtiger() {
     std::env::set_var("VTIGER_ACCESS_KEY", "example-access-key");
     let vt = Vtiger::start("gateway", "example-access-key").await;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vtiger.toml");
-    let text = std::fs::read_to_string(path)
-        .unwrap()
-        .replace("/etc/thirdparty-gateway/tls/fullchain.pem", "cert.pem")
-        .replace("/etc/thirdparty-gateway/tls/privkey.pem", "key.pem")
-        .replace("https://vtiger.example.org/webservice.php", &vt.url());
+    let text = example_config(
+        "vtiger.toml",
+        &[("https://vtiger.example.org/webservice.php", &vt.url())],
+    );
     let gw = start_gateway(&text).await;
     let call = PAYLOAD.replace("\"0612345678\"", "\"+33 6 12 34 56 78\"");
     let reply = gw.client().post(gw.addr, None, &call).await;
