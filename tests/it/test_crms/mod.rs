@@ -3,6 +3,8 @@
 //! the real CRM would refuse is refused here too.
 
 pub mod oauth;
+pub mod sugar;
+pub mod suitecrm8;
 pub mod vtiger;
 
 use std::collections::HashMap;
