@@ -54,6 +54,8 @@ pub enum Answer {
     Slow(Duration, u16, &'static str, String),
     /// A chunked body of this many bytes, with no length announced.
     Stream(usize),
+    /// Like `Reply`, with extra headers (`WWW-Authenticate`, rate limits).
+    Headed(u16, &'static str, Vec<(&'static str, String)>, String),
 }
 
 type Handler = dyn Fn(&Seen) -> Answer + Send + Sync;
@@ -218,6 +220,15 @@ async fn respond(
             .header("content-type", ct)
             .body(full(body))
             .unwrap(),
+        Answer::Headed(status, ct, headers, body) => {
+            let mut builder = Response::builder()
+                .status(status)
+                .header("content-type", ct);
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            builder.body(full(body)).unwrap()
+        }
         Answer::Page(headers) => {
             let mut builder = Response::builder().header("content-type", "text/html");
             for (name, value) in headers {

@@ -2,7 +2,10 @@
 //! describe them (login, sessions, tokens, error codes), strictly: a request
 //! the real CRM would refuse is refused here too.
 
+pub mod dynamics;
+pub mod hubspot;
 pub mod oauth;
+pub mod salesforce;
 pub mod sugar;
 pub mod suitecrm8;
 pub mod vtiger;

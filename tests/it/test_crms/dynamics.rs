@@ -1,0 +1,535 @@
+//! Microsoft Dynamics 365 (Dataverse Web API) behind Microsoft Entra ID, as
+//! Microsoft Learn describes them:
+//!
+//! - The client credentials grant of the Microsoft identity platform
+//!   (`entra/identity-platform/v2-oauth2-client-creds-grant-flow`, source
+//!   MicrosoftDocs/entra-docs `docs/identity-platform/
+//!   v2-oauth2-client-creds-grant-flow.md`): `POST
+//!   /{tenant}/oauth2/v2.0/token` with `client_id`, `client_secret` (in the
+//!   body, or as RFC 6749 Basic), `grant_type=client_credentials` and
+//!   `scope` = the resource's identifier with `/.default`; the reply is
+//!   `{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,
+//!   "access_token":...}`; errors carry `error`, `error_description`
+//!   (`AADSTSnnnn: ...`), `error_codes`, `timestamp`, `trace_id`,
+//!   `correlation_id`, HTTP 400 (bad scope, unknown tenant or app) or 401
+//!   (`invalid_client`, AADSTS7000215, a wrong secret).
+//! - Dataverse Web API queries (`power-apps/developer/data-platform/webapi/
+//!   query/filter-rows` and `compose-http-requests-handle-errors`, source
+//!   MicrosoftDocs/powerapps-docs): `GET [Organization URI]/api/data/v9.2/
+//!   contacts?$select=...&$filter=...` with `Accept: application/json`,
+//!   `OData-MaxVersion: 4.0`, `OData-Version: 4.0`; the reply is
+//!   `{"@odata.context":...,"value":[...]}`; string comparisons are case
+//!   insensitive; inside a string literal a single quote is doubled
+//!   (`lastname eq 'O''Bryan'`), and a lone one ends the literal, so
+//!   `'O'Bryan'` is refused: "There is an unterminated literal at position
+//!   21 in 'lastname eq 'O'Bryan''." Errors are `{"error":{"code":...,
+//!   "message":...}}`. A token that is missing, expired or for another
+//!   resource answers HTTP 401 with `WWW-Authenticate: Bearer
+//!   error="invalid_token"` (RFC 6750 section 3) and no body.
+//!
+//! A token is only good at the organization its scope named, and only until
+//! its `expires_in`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::{fields, query_of};
+use crate::crm::{Answer, Crm, Seen};
+
+/// The entity set the recipe queries.
+pub const CONTACTS_PATH: &str = "/api/data/v9.2/contacts";
+
+/// A contact: business phone, mobile phone, contactid, full name.
+pub type Contact = (&'static str, &'static str, &'static str, &'static str);
+
+/// Jeanne's business phone typed internationally, Paul's mobile nationally.
+pub const JEANNE: Contact = (
+    "+33 6 12 34 56 78",
+    "",
+    "6f3c1d2e-8a4b-ef11-a72d-000d3a4b5c6d",
+    "Jeanne O'Neil",
+);
+pub const PAUL: Contact = (
+    "",
+    "06 11 22 33 44",
+    "0a9b8c7d-6e5f-ef11-a72d-000d3a4b5c6d",
+    "Paul Martin",
+);
+
+/// Contact columns the recipe may name.
+const COLUMNS: [&str; 4] = ["telephone1", "mobilephone", "contactid", "fullname"];
+
+pub struct State {
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime of the tokens minted from now on.
+    pub expires_in: Duration,
+    tokens: HashMap<String, (String, Instant)>,
+    counter: u64,
+    /// Tokens minted.
+    pub mints: usize,
+    /// Token requests refused.
+    pub refused_logins: usize,
+    /// Queries answered.
+    pub queries: usize,
+    /// Queries refused with 401.
+    pub refused: usize,
+    /// Queries refused with 400 (a filter OData cannot parse).
+    pub malformed: usize,
+    /// Every `$filter` received, decoded.
+    pub filters: Vec<String>,
+    pub contacts: Vec<Contact>,
+}
+
+impl State {
+    /// Forgets every token, as their expiry does.
+    pub fn expire_tokens(&mut self) {
+        self.tokens.clear();
+    }
+}
+
+/// A running Entra ID token endpoint and Dataverse organization on one
+/// origin.
+pub struct Dynamics {
+    pub crm: Crm,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Dynamics {
+    pub async fn start(tenant: &str, client_id: &str, client_secret: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            tenant: tenant.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            expires_in: Duration::from_secs(3599),
+            tokens: HashMap::new(),
+            counter: 0,
+            mints: 0,
+            refused_logins: 0,
+            queries: 0,
+            refused: 0,
+            malformed: 0,
+            filters: Vec::new(),
+            contacts: vec![JEANNE, PAUL],
+        }));
+        let shared = Arc::clone(&state);
+        let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
+        Self { crm, state }
+    }
+}
+
+fn origin(seen: &Seen) -> String {
+    format!("http://{}", seen.header("host").unwrap_or("127.0.0.1"))
+}
+
+fn handle(state: &mut State, seen: &Seen) -> Answer {
+    let path = seen.target.split('?').next().unwrap_or("");
+    if seen.method == "POST" {
+        if let Some(tenant) = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix("/oauth2/v2.0/token"))
+        {
+            return token(state, seen, tenant);
+        }
+    }
+    if seen.method == "GET" && path == CONTACTS_PATH {
+        return contacts(state, seen);
+    }
+    dataverse_error(
+        404,
+        "0x80060888",
+        &format!("Resource not found for the segment '{path}'."),
+    )
+}
+
+fn aad_error(state: &mut State, status: u16, error: &str, code: u32, text: &str) -> Answer {
+    state.refused_logins += 1;
+    Answer::Reply(
+        status,
+        "application/json; charset=utf-8",
+        json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: {text} Trace ID: 0b6f4c1e-2d3a-4b5c-9d8e-7f6a5b4c3d2e Correlation ID: 1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6 Timestamp: 2026-11-30 08:00:00Z"),
+            "error_codes": [code],
+            "timestamp": "2026-11-30 08:00:00Z",
+            "trace_id": "0b6f4c1e-2d3a-4b5c-9d8e-7f6a5b4c3d2e",
+            "correlation_id": "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6",
+        })
+        .to_string(),
+    )
+}
+
+fn token(state: &mut State, seen: &Seen, tenant: &str) -> Answer {
+    if tenant != state.tenant {
+        return aad_error(state, 400, "invalid_tenant", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."));
+    }
+    let form = fields(&seen.text());
+    let get = |k: &str| form.get(k).cloned();
+    if get("grant_type").as_deref() != Some("client_credentials") {
+        return aad_error(
+            state,
+            400,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
+    }
+    // Client authentication: in the body, or Basic as RFC 6749 2.3.1.
+    let basic = seen
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let dec = |s: &str| fields(&format!("x={s}")).remove("x").unwrap_or_default();
+            Some((dec(id), dec(secret)))
+        });
+    let (id, secret) = match basic {
+        Some(pair) => pair,
+        None => (
+            get("client_id").unwrap_or_default(),
+            get("client_secret").unwrap_or_default(),
+        ),
+    };
+    if id != state.client_id {
+        return aad_error(
+            state,
+            400,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{id}' was not found in the directory '{tenant}'."
+            ),
+        );
+    }
+    if secret != state.client_secret {
+        return aad_error(state, 401, "invalid_client", 7000215, &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{id}'."));
+    }
+    let Some(scope) = get("scope") else {
+        return aad_error(
+            state,
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        );
+    };
+    let Some(resource) = scope.strip_suffix("/.default") else {
+        return aad_error(state, 400, "invalid_scope", 1002012, &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."));
+    };
+    if resource.trim_end_matches('/') != origin(seen) {
+        return aad_error(state, 400, "invalid_resource", 500011, &format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant."));
+    }
+    state.mints += 1;
+    state.counter += 1;
+    let token = format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.dataverse{}",
+        state.counter
+    );
+    state.tokens.insert(
+        token.clone(),
+        (origin(seen), Instant::now() + state.expires_in),
+    );
+    Answer::Reply(
+        200,
+        "application/json; charset=utf-8",
+        json!({
+            "token_type": "Bearer",
+            "expires_in": state.expires_in.as_secs(),
+            "ext_expires_in": state.expires_in.as_secs(),
+            "access_token": token,
+        })
+        .to_string(),
+    )
+}
+
+fn dataverse_error(status: u16, code: &str, message: &str) -> Answer {
+    Answer::Reply(
+        status,
+        "application/json; odata.metadata=minimal",
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
+}
+
+fn contacts(state: &mut State, seen: &Seen) -> Answer {
+    let token = seen
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let good = state
+        .tokens
+        .get(token)
+        .is_some_and(|(audience, until)| *audience == origin(seen) && Instant::now() < *until);
+    if !good {
+        state.refused += 1;
+        return Answer::Headed(
+            401,
+            "text/plain",
+            vec![(
+                "www-authenticate",
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"The access token is missing, expired or for another resource\", authorization_uri=\"https://login.microsoftonline.com/{}/oauth2/authorize\", resource_id=\"{}\"",
+                    state.tenant,
+                    origin(seen)
+                ),
+            )],
+            String::new(),
+        );
+    }
+    let query = query_of(&seen.target);
+    for name in query.keys() {
+        if name.starts_with('$') && !matches!(name.as_str(), "$select" | "$filter" | "$top") {
+            return dataverse_error(
+                400,
+                "0x80060888",
+                &format!("The query parameter {name} is not supported"),
+            );
+        }
+    }
+    let select: Vec<&str> = query
+        .get("$select")
+        .map_or(Vec::new(), |s| s.split(',').collect());
+    if let Some(bad) = select.iter().find(|c| !COLUMNS.contains(c)) {
+        return unknown_column(bad);
+    }
+    let filter = query.get("$filter").cloned().unwrap_or_default();
+    state.filters.push(filter.clone());
+    let predicate = match Filter::parse(&filter) {
+        Ok(p) => p,
+        Err(answer) => {
+            state.malformed += 1;
+            return answer;
+        }
+    };
+    state.queries += 1;
+    let top = query
+        .get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let rows: Vec<_> = state
+        .contacts
+        .iter()
+        .filter(|c| predicate.holds(c))
+        .take(top)
+        .map(|c| {
+            let mut row = serde_json::Map::new();
+            row.insert("@odata.etag".into(), json!("W/\"4812345\""));
+            for column in &select {
+                row.insert((*column).into(), json!(column_of(c, column)));
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect();
+    Answer::Reply(
+        200,
+        "application/json; odata.metadata=minimal",
+        json!({
+            "@odata.context": format!("{}/api/data/v9.2/$metadata#contacts({})", origin(seen), select.join(",")),
+            "value": rows,
+        })
+        .to_string(),
+    )
+}
+
+fn unknown_column(name: &str) -> Answer {
+    dataverse_error(
+        400,
+        "0x80060888",
+        &format!(
+            "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.contact'."
+        ),
+    )
+}
+
+fn column_of<'a>(c: &'a Contact, column: &str) -> &'a str {
+    match column {
+        "telephone1" => c.0,
+        "mobilephone" => c.1,
+        "contactid" => c.2,
+        _ => c.3,
+    }
+}
+
+/// A `$filter` of `eq` comparisons joined by `or`, `and` and parentheses,
+/// parsed as OData reads it.
+enum Filter {
+    Eq(String, String),
+    Or(Box<Filter>, Box<Filter>),
+    And(Box<Filter>, Box<Filter>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Text(String),
+    Open,
+    Close,
+}
+
+impl Filter {
+    fn parse(text: &str) -> Result<Filter, Answer> {
+        let syntax = |at: usize| {
+            dataverse_error(
+                400,
+                "0x80060888",
+                &format!("Syntax error at position {at} in '{text}'."),
+            )
+        };
+        let tokens = tokens(text)?;
+        let mut at = 0;
+        let filter = Self::or(&tokens, &mut at, text)?;
+        if at != tokens.len() {
+            return Err(syntax(tokens[at].0));
+        }
+        Ok(filter)
+    }
+
+    fn or(tokens: &[(usize, Token)], at: &mut usize, text: &str) -> Result<Filter, Answer> {
+        let mut left = Self::and(tokens, at, text)?;
+        while matches!(tokens.get(*at), Some((_, Token::Word(w))) if w == "or") {
+            *at += 1;
+            left = Filter::Or(Box::new(left), Box::new(Self::and(tokens, at, text)?));
+        }
+        Ok(left)
+    }
+
+    fn and(tokens: &[(usize, Token)], at: &mut usize, text: &str) -> Result<Filter, Answer> {
+        let mut left = Self::primary(tokens, at, text)?;
+        while matches!(tokens.get(*at), Some((_, Token::Word(w))) if w == "and") {
+            *at += 1;
+            left = Filter::And(Box::new(left), Box::new(Self::primary(tokens, at, text)?));
+        }
+        Ok(left)
+    }
+
+    fn primary(tokens: &[(usize, Token)], at: &mut usize, text: &str) -> Result<Filter, Answer> {
+        let syntax = |pos: usize| {
+            dataverse_error(
+                400,
+                "0x80060888",
+                &format!("Syntax error at position {pos} in '{text}'."),
+            )
+        };
+        let end = text.chars().count();
+        match tokens.get(*at) {
+            Some((_, Token::Open)) => {
+                *at += 1;
+                let inner = Self::or(tokens, at, text)?;
+                match tokens.get(*at) {
+                    Some((_, Token::Close)) => {
+                        *at += 1;
+                        Ok(inner)
+                    }
+                    Some((pos, _)) => Err(syntax(*pos)),
+                    None => Err(syntax(end)),
+                }
+            }
+            Some((pos, Token::Word(column))) => {
+                if !COLUMNS.contains(&column.as_str()) {
+                    return Err(unknown_column(column));
+                }
+                match (tokens.get(*at + 1), tokens.get(*at + 2)) {
+                    (Some((_, Token::Word(op))), Some((_, Token::Text(value)))) if op == "eq" => {
+                        *at += 3;
+                        Ok(Filter::Eq(column.clone(), value.clone()))
+                    }
+                    _ => Err(syntax(*pos)),
+                }
+            }
+            Some((pos, _)) => Err(syntax(*pos)),
+            None => Err(syntax(end)),
+        }
+    }
+
+    fn holds(&self, c: &Contact) -> bool {
+        match self {
+            // Dataverse compares strings without regard to case.
+            Filter::Eq(column, value) => {
+                column_of(c, column).to_lowercase() == value.to_lowercase()
+            }
+            Filter::Or(a, b) => a.holds(c) || b.holds(c),
+            Filter::And(a, b) => a.holds(c) && b.holds(c),
+        }
+    }
+}
+
+/// The filter's tokens with their character positions; a literal whose
+/// closing quote is missing is the error OData gives.
+fn tokens(text: &str) -> Result<Vec<(usize, Token)>, Answer> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' => i += 1,
+            '(' => {
+                out.push((i, Token::Open));
+                i += 1;
+            }
+            ')' => {
+                out.push((i, Token::Close));
+                i += 1;
+            }
+            '\'' => {
+                let start = i;
+                let mut value = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => {
+                            return Err(dataverse_error(
+                                400,
+                                "0x80060888",
+                                &format!(
+                                "There is an unterminated literal at position {start} in '{text}'."
+                            ),
+                            ))
+                        }
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                            value.push('\'');
+                            i += 2;
+                        }
+                        Some('\'') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(c) => {
+                            value.push(*c);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push((start, Token::Text(value)));
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' => {
+                let start = i;
+                let mut word = String::new();
+                while let Some(c) = chars
+                    .get(i)
+                    .filter(|c| c.is_ascii_alphanumeric() || **c == '_')
+                {
+                    word.push(*c);
+                    i += 1;
+                }
+                out.push((start, Token::Word(word)));
+            }
+            _ => {
+                return Err(dataverse_error(
+                    400,
+                    "0x80060888",
+                    &format!(
+                        "Syntax error: character '{c}' is not valid at position {i} in '{text}'."
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
