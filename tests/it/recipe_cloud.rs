@@ -1,0 +1,504 @@
+//! The SaaS CRM recipes (`examples/salesforce.toml`, `dynamics365.toml`,
+//! `hubspot.toml`) run end to end against test CRMs that behave as the real
+//! ones document: a cold call gets a token then looks up, the next reuses
+//! it, a token the CRM dropped is renewed once, callers in any input shape
+//! match, hostile callers cannot change the query, and the CRMs' refusals
+//! (wrong secret, unknown tenant, rate limit) give `none`.
+//!
+//! Each test renames the example's secret variable, so tests running in
+//! parallel never read each other's secrets.
+
+use serde_json::{json, Value};
+
+use crate::examples::example_config;
+use crate::support::*;
+use crate::test_crms::dynamics::{self, Dynamics};
+use crate::test_crms::hubspot::{self, HubSpot};
+use crate::test_crms::salesforce::{self, Salesforce};
+use crate::test_crms::{fields, query_of, PAYLOAD};
+
+/// The seed payload with another caller.
+fn call(caller: &str) -> String {
+    PAYLOAD.replace("\"0612345678\"", &Value::from(caller).to_string())
+}
+
+fn opened(url: &str, title: &str) -> Value {
+    json!({"action":"open","event":"EventRinging","url":url,"autopause":false,"title":title})
+}
+
+/// Shapes XucMgt may send Jeanne's number in (+33 6 12 34 56 78).
+const JEANNE_SHAPES: [&str; 5] = [
+    "0612345678",
+    "+33612345678",
+    "0033612345678",
+    "612345678",
+    "06 12 34 56 78",
+];
+
+/// Callers that try to leave the quoted value or widen the match; each
+/// still holds six digits, so the route asks the CRM.
+const HOSTILE: [&str; 6] = [
+    "0612345678' or '1'='1",
+    "06123456\\' OR 1=1 --",
+    "0612%345678_",
+    "0612345678\"} OR {*",
+    "*0612345678*",
+    "06-12-34-56-78) OR (Name:*",
+];
+
+// ---------------------------------------------------------------- Salesforce
+
+const SF_KEY: &str = "3MVG9_REPLACE_WITH_YOUR_CONSUMER_KEY";
+
+fn sf_card(contact: salesforce::Contact) -> Value {
+    opened(
+        &format!(
+            "https://mydomain.lightning.force.com/lightning/r/Contact/{}/view",
+            contact.1
+        ),
+        contact.2,
+    )
+}
+
+/// The Salesforce example against `sf`, its secret read from `var`, with
+/// more `(from, to)` swaps.
+async fn salesforce_gateway(sf: &Salesforce, var: &str, more: &[(&str, &str)]) -> TestGateway {
+    let url = sf.crm.url();
+    let mut swaps = vec![
+        ("https://mydomain.my.salesforce.com", url.as_str()),
+        ("SALESFORCE_CLIENT_SECRET", var),
+    ];
+    swaps.extend_from_slice(more);
+    start_gateway(&example_config("salesforce.toml", &swaps)).await
+}
+
+#[tokio::test]
+async fn salesforce_cold_call_gets_a_token_then_searches_and_the_next_call_reuses_it() {
+    std::env::set_var("TPGW_IT_SF_SECRET_COLD", "sf-cold:s3cret/+");
+    let sf = Salesforce::start(SF_KEY, "sf-cold:s3cret/+").await;
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_COLD", &[]).await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    }
+    let s = sf.state.lock().unwrap();
+    assert_eq!((s.mints, s.searches, s.refused), (1, 2, 0));
+    assert_eq!(
+        s.sosl[0],
+        r"FIND {\+33612345678 OR 0612345678} IN PHONE FIELDS RETURNING Contact(Id,Name)"
+    );
+    let seen = sf.crm.seen();
+    let login = seen.iter().find(|r| r.method == "POST").unwrap();
+    let form = fields(&login.text());
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], SF_KEY);
+    let search = seen.iter().find(|r| r.method == "GET").unwrap();
+    assert!(search
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer 00DQy000000Org!"));
+}
+
+#[tokio::test]
+async fn salesforce_session_ended_by_the_org_is_renewed_once_and_the_call_still_opens() {
+    std::env::set_var("TPGW_IT_SF_SECRET_EXPIRED", "sf-expired");
+    let sf = Salesforce::start(SF_KEY, "sf-expired").await;
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_EXPIRED", &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    sf.state.lock().unwrap().expire_sessions();
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    }
+    let s = sf.state.lock().unwrap();
+    assert_eq!(
+        (s.mints, s.refused, s.searches),
+        (2, 1, 3),
+        "one new token after INVALID_SESSION_ID, then reused"
+    );
+}
+
+#[tokio::test]
+async fn salesforce_caller_in_any_shape_finds_numbers_stored_in_either_shape() {
+    std::env::set_var("TPGW_IT_SF_SECRET_SHAPES", "sf-shapes");
+    let sf = Salesforce::start(SF_KEY, "sf-shapes").await;
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_SHAPES", &[]).await;
+    for caller in JEANNE_SHAPES {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), sf_card(salesforce::JEANNE), "{caller}");
+    }
+    // Paul's number was typed nationally (06 11 22 33 44).
+    for caller in ["+33 6 11 22 33 44", "0611223344", "0033611223344"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), sf_card(salesforce::PAUL), "{caller}");
+    }
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = sf.state.lock().unwrap();
+    assert_eq!((s.mints, s.malformed), (1, 0));
+    assert_eq!(s.searches, JEANNE_SHAPES.len() + 4);
+}
+
+#[tokio::test]
+async fn salesforce_hostile_callers_cannot_change_the_sosl() {
+    std::env::set_var("TPGW_IT_SF_SECRET_HOSTILE", "sf-hostile");
+    let sf = Salesforce::start(SF_KEY, "sf-hostile").await;
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_HOSTILE", &[]).await;
+    for caller in HOSTILE {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        let json = reply.json();
+        assert!(
+            json == json!({"action":"none"}) || json == sf_card(salesforce::JEANNE),
+            "{caller}: {json}"
+        );
+    }
+    let s = sf.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "every search parsed: {:#?}", s.sosl);
+    assert_eq!(s.terms.len(), HOSTILE.len());
+    for terms in &s.terms {
+        assert_eq!(terms.len(), 2, "{terms:?}");
+        for term in terms {
+            assert!(
+                term.chars().all(|c| c.is_ascii_digit() || c == '+'),
+                "{term:?} of {:#?}",
+                s.sosl
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn salesforce_search_without_sosl_escape_is_refused_by_the_org() {
+    // The org refuses the unescaped + of E.164, as Salesforce does: the
+    // escaping of the recipe is what makes its search valid.
+    std::env::set_var("TPGW_IT_SF_SECRET_RAW", "sf-raw");
+    let sf = Salesforce::start(SF_KEY, "sf-raw").await;
+    let gw = salesforce_gateway(
+        &sf,
+        "TPGW_IT_SF_SECRET_RAW",
+        &[("(caller | e164 | sosl_escape)", "(caller | e164)")],
+    )
+    .await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = sf.state.lock().unwrap();
+    assert_eq!((s.malformed, s.searches), (1, 0));
+}
+
+#[tokio::test]
+async fn salesforce_wrong_client_secret_is_a_login_failure_and_nothing_is_searched() {
+    std::env::set_var("TPGW_IT_SF_SECRET_WRONG", "not-the-secret");
+    let sf = Salesforce::start(SF_KEY, "sf-right").await;
+    let gw = salesforce_gateway(
+        &sf,
+        "TPGW_IT_SF_SECRET_WRONG",
+        &[("name = \"salesforce-contact\"", "name = \"sf-wrong\"")],
+    )
+    .await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = sf.state.lock().unwrap();
+    assert_eq!((s.refused_logins, s.mints, s.searches), (1, 0, 0));
+    let lines = log_lines("route=sf-wrong ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}
+
+// ---------------------------------------------------------------- Dynamics 365
+
+const TENANT: &str = "00000000-0000-0000-0000-000000000000";
+const APP_ID: &str = "11111111-1111-1111-1111-111111111111";
+
+fn dyn_card(d: &Dynamics, contact: dynamics::Contact) -> Value {
+    opened(
+        &format!(
+            "{}/main.aspx?pagetype=entityrecord&etn=contact&id={}",
+            d.crm.url(),
+            contact.2
+        ),
+        contact.3,
+    )
+}
+
+/// The Dynamics example against `d` (as both Entra ID and the
+/// organization), its secret read from `var`.
+async fn dynamics_gateway(d: &Dynamics, var: &str) -> TestGateway {
+    let url = d.crm.url();
+    start_gateway(&example_config(
+        "dynamics365.toml",
+        &[
+            ("https://login.microsoftonline.com", &url),
+            ("https://contoso.crm.dynamics.com", &url),
+            ("DYNAMICS_CLIENT_SECRET", var),
+        ],
+    ))
+    .await
+}
+
+/// The `$filter` the recipe sends for a caller whose shapes are these.
+fn dyn_filter(shapes: [&str; 4]) -> String {
+    shapes
+        .iter()
+        .map(|n| format!("telephone1 eq '{n}' or mobilephone eq '{n}'"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[tokio::test]
+async fn dynamics_cold_call_gets_a_token_then_queries_and_the_next_call_reuses_it() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_COLD", "dyn~cold.s3cret");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn~cold.s3cret").await;
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_COLD").await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    }
+    {
+        let s = d.state.lock().unwrap();
+        assert_eq!((s.mints, s.queries, s.refused), (1, 2, 0));
+        assert_eq!(
+            s.filters[0],
+            dyn_filter([
+                "+33612345678",
+                "+33 6 12 34 56 78",
+                "06 12 34 56 78",
+                "0612345678"
+            ])
+        );
+    }
+    let seen = d.crm.seen();
+    let login = seen.iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(login.target, format!("/{TENANT}/oauth2/v2.0/token"));
+    let form = fields(&login.text());
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], APP_ID);
+    assert_eq!(form["scope"], format!("{}/.default", d.crm.url()));
+    let query = seen.iter().find(|r| r.method == "GET").unwrap();
+    for (name, value) in [
+        ("odata-maxversion", "4.0"),
+        ("odata-version", "4.0"),
+        ("accept", "application/json"),
+    ] {
+        assert_eq!(query.header(name), Some(value), "{name}");
+    }
+    let q = query_of(&query.target);
+    assert_eq!(q["$select"], "fullname,contactid");
+    assert_eq!(q["$top"], "1");
+}
+
+#[tokio::test]
+async fn dynamics_expired_token_is_renewed_once_and_the_call_still_opens() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_EXPIRED", "dyn-expired");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-expired").await;
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_EXPIRED").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    d.state.lock().unwrap().expire_tokens();
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    }
+    let s = d.state.lock().unwrap();
+    assert_eq!(
+        (s.mints, s.refused, s.queries),
+        (2, 1, 3),
+        "one new token after the 401, then reused"
+    );
+}
+
+#[tokio::test]
+async fn dynamics_caller_in_any_shape_finds_numbers_typed_in_any_shape() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_SHAPES", "dyn-shapes");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-shapes").await;
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_SHAPES").await;
+    for caller in JEANNE_SHAPES {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE), "{caller}");
+    }
+    // Paul's mobile was typed nationally (06 11 22 33 44).
+    for caller in ["+33611223344", "0033 6 11 22 33 44", "0611223344"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::PAUL), "{caller}");
+    }
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = d.state.lock().unwrap();
+    assert_eq!((s.mints, s.malformed), (1, 0));
+}
+
+#[tokio::test]
+async fn dynamics_hostile_callers_cannot_change_the_filter() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_HOSTILE", "dyn-hostile");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-hostile").await;
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_HOSTILE").await;
+    for caller in HOSTILE {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        let json = reply.json();
+        assert!(
+            json == json!({"action":"none"}) || json == dyn_card(&d, dynamics::JEANNE),
+            "{caller}: {json}"
+        );
+    }
+    let s = d.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "every filter parsed: {:#?}", s.filters);
+    assert_eq!(s.queries, HOSTILE.len());
+    for filter in &s.filters {
+        // Eight comparisons of a quoted number, nothing else.
+        assert_eq!(filter.matches(" eq '").count(), 8, "{filter}");
+        assert_eq!(filter.matches('\'').count(), 16, "{filter}");
+        assert!(!filter.contains("1=1") && !filter.contains('*'), "{filter}");
+    }
+}
+
+#[tokio::test]
+async fn dynamics_unknown_tenant_is_a_login_failure_and_nothing_is_queried() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_TENANT", "dyn-tenant");
+    let d = Dynamics::start("another-tenant.onmicrosoft.com", APP_ID, "dyn-tenant").await;
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_TENANT").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = d.state.lock().unwrap();
+    assert_eq!((s.refused_logins, s.mints, s.queries), (1, 0, 0));
+}
+
+// ---------------------------------------------------------------- HubSpot
+
+fn hs_card(contact: hubspot::Contact) -> Value {
+    opened(
+        &format!(
+            "https://app.hubspot.com/contacts/12345678/record/0-1/{}",
+            contact.0
+        ),
+        &format!("{} {}", contact.3, contact.4),
+    )
+}
+
+/// The HubSpot example against `hs`, its token read from `var`, its route
+/// named `route`.
+async fn hubspot_gateway(hs: &HubSpot, var: &str, route: &str) -> TestGateway {
+    let url = hs.crm.url();
+    let name = format!("name = \"{route}\"");
+    start_gateway(&example_config(
+        "hubspot.toml",
+        &[
+            ("https://api.hubapi.com", &url),
+            ("HUBSPOT_ACCESS_TOKEN", var),
+            ("name = \"hubspot-contact\"", &name),
+        ],
+    ))
+    .await
+}
+
+/// The search body the recipe sends for a number in E.164.
+fn hs_body(e164: &str) -> Value {
+    json!({
+        "filterGroups": [
+            {"filters": [{"propertyName": "phone", "operator": "EQ", "value": e164}]},
+            {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": e164}]},
+        ],
+        "properties": ["firstname", "lastname"],
+        "limit": 1,
+    })
+}
+
+#[tokio::test]
+async fn hubspot_search_sends_the_token_and_both_phone_groups_and_opens_the_card() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_COLD", "pat-eu1-cold-0000");
+    let hs = HubSpot::start("pat-eu1-cold-0000").await;
+    let gw = hubspot_gateway(&hs, "TPGW_IT_HS_TOKEN_COLD", "hs-cold").await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), hs_card(hubspot::JEANNE));
+    }
+    let s = hs.state.lock().unwrap();
+    assert_eq!((s.searches, s.refused, s.invalid), (2, 0, 0));
+    assert_eq!(s.bodies[0], hs_body("+33612345678"));
+    let seen = hs.crm.seen();
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some("Bearer pat-eu1-cold-0000")
+    );
+}
+
+#[tokio::test]
+async fn hubspot_caller_in_any_shape_finds_the_phone_or_the_mobile() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_SHAPES", "pat-eu1-shapes-0000");
+    let hs = HubSpot::start("pat-eu1-shapes-0000").await;
+    let gw = hubspot_gateway(&hs, "TPGW_IT_HS_TOKEN_SHAPES", "hs-shapes").await;
+    for caller in JEANNE_SHAPES {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), hs_card(hubspot::JEANNE), "{caller}");
+    }
+    for caller in ["06 11 22 33 44", "0033611223344"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), hs_card(hubspot::PAUL), "{caller}");
+    }
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = hs.state.lock().unwrap();
+    assert_eq!(s.bodies.last(), Some(&hs_body("+33298765432")));
+    assert_eq!(s.invalid, 0);
+}
+
+#[tokio::test]
+async fn hubspot_hostile_callers_stay_inside_the_json_value() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_HOSTILE", "pat-eu1-hostile-0000");
+    let hs = HubSpot::start("pat-eu1-hostile-0000").await;
+    let gw = hubspot_gateway(&hs, "TPGW_IT_HS_TOKEN_HOSTILE", "hs-hostile").await;
+    for caller in HOSTILE {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        let json = reply.json();
+        assert!(
+            json == json!({"action":"none"}) || json == hs_card(hubspot::JEANNE),
+            "{caller}: {json}"
+        );
+    }
+    let s = hs.state.lock().unwrap();
+    assert_eq!((s.invalid, s.searches), (0, HOSTILE.len()));
+    for body in &s.bodies {
+        let value = body["filterGroups"][0]["filters"][0]["value"]
+            .as_str()
+            .unwrap();
+        assert!(
+            value.chars().all(|c| c.is_ascii_digit() || c == '+'),
+            "{body}"
+        );
+        assert_eq!(body, &hs_body(value));
+    }
+}
+
+#[tokio::test]
+async fn hubspot_rate_limited_search_is_none_at_once_and_not_retried() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_429", "pat-eu1-429-0000");
+    let hs = HubSpot::start("pat-eu1-429-0000").await;
+    hs.state.lock().unwrap().throttle_next = 1;
+    let gw = hubspot_gateway(&hs, "TPGW_IT_HS_TOKEN_429", "hs-429").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    assert_eq!(hs.crm.seen().len(), 1, "no retry against a rate limit");
+    let lines = log_lines("route=hs-429 ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=status ")),
+        "{lines:#?}"
+    );
+    // The limit is per second: the next call asks again and opens.
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), hs_card(hubspot::JEANNE));
+    let s = hs.state.lock().unwrap();
+    assert_eq!((s.throttled, s.searches), (1, 1));
+}
+
+#[tokio::test]
+async fn hubspot_revoked_token_is_none_without_retry() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_REVOKED", "pat-eu1-revoked-0000");
+    let hs = HubSpot::start("pat-eu1-current-0000").await;
+    let gw = hubspot_gateway(&hs, "TPGW_IT_HS_TOKEN_REVOKED", "hs-revoked").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = hs.state.lock().unwrap();
+    assert_eq!((s.refused, s.searches), (1, 0));
+    assert_eq!(hs.crm.seen().len(), 1);
+}
