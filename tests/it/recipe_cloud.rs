@@ -120,6 +120,53 @@ async fn salesforce_session_ended_by_the_org_is_renewed_once_and_the_call_still_
 }
 
 #[tokio::test]
+async fn salesforce_hundred_calls_after_the_session_ended_cause_one_new_token() {
+    std::env::set_var("TPGW_IT_SF_SECRET_HUNDRED", "sf-hundred");
+    let sf = Salesforce::start(SF_KEY, "sf-hundred").await;
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_HUNDRED", &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    sf.state.lock().unwrap().expire_sessions();
+    let client = std::sync::Arc::new(gw.client());
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let client = std::sync::Arc::clone(&client);
+            tokio::spawn(async move { client.post(addr, None, PAYLOAD).await.json() })
+        })
+        .collect();
+    for call in calls {
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+            .await
+            .expect("every call answered")
+            .unwrap();
+        assert_eq!(reply, sf_card(salesforce::JEANNE));
+    }
+    assert_eq!(sf.state.lock().unwrap().mints, 2);
+}
+
+#[tokio::test]
+async fn salesforce_token_is_renewed_after_ttl_s_without_waiting_for_a_refusal() {
+    // Salesforce says nothing of the token's life: ttl_s (shortened here)
+    // is what renews it.
+    std::env::set_var("TPGW_IT_SF_SECRET_TTL", "sf-ttl");
+    let sf = Salesforce::start(SF_KEY, "sf-ttl").await;
+    let gw = salesforce_gateway(
+        &sf,
+        "TPGW_IT_SF_SECRET_TTL",
+        &[("ttl_s = 7200", "ttl_s = 1")],
+    )
+    .await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    let s = sf.state.lock().unwrap();
+    assert_eq!((s.mints, s.refused, s.searches), (2, 0, 2));
+}
+
+#[tokio::test]
 async fn salesforce_caller_in_any_shape_finds_numbers_stored_in_either_shape() {
     std::env::set_var("TPGW_IT_SF_SECRET_SHAPES", "sf-shapes");
     let sf = Salesforce::start(SF_KEY, "sf-shapes").await;
@@ -307,6 +354,21 @@ async fn dynamics_expired_token_is_renewed_once_and_the_call_still_opens() {
         (2, 1, 3),
         "one new token after the 401, then reused"
     );
+}
+
+#[tokio::test]
+async fn dynamics_token_is_renewed_before_its_expires_in_without_a_refusal() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_LIFE", "dyn-life");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-life").await;
+    d.state.lock().unwrap().expires_in = std::time::Duration::from_secs(1);
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_LIFE").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    let s = d.state.lock().unwrap();
+    assert_eq!((s.mints, s.refused, s.queries), (2, 0, 2));
 }
 
 #[tokio::test]

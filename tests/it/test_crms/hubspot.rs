@@ -1,14 +1,16 @@
 //! HubSpot's CRM search API for contacts, as HubSpot's developer
 //! documentation describes it (developers.hubspot.com/docs/api-reference/
-//! crm/search-the-crm, the CRM search limits of the changelog, and
-//! developers.hubspot.com/docs/guides/apps/api-usage/usage-details):
+//! crm/search-the-crm; developers.hubspot.com/changelog/breaking-change-
+//! expanded-filtering-capabilities-and-error-messaging-in-hubspots-search-api
+//! for the filter limits since August 2024; developers.hubspot.com/docs/
+//! guides/apps/api-usage/usage-details for the rate limit):
 //!
 //! - `POST /crm/v3/objects/contacts/search` with a private app's access
 //!   token as `Authorization: Bearer`; a token HubSpot does not know answers
 //!   HTTP 401 `{"status":"error","message":"Authentication credentials not
 //!   found...","correlationId":...,"category":"INVALID_AUTHENTICATION"}`.
 //! - The JSON body: `filterGroups` (groups are ORed, the filters of a group
-//!   ANDed; at most 5 groups, 6 filters a group, 18 in all), each filter
+//!   ANDed; at most 5 groups, 10 filters a group, 25 in all), each filter
 //!   `{"propertyName","operator","value"}`; `properties`; `limit` (at most
 //!   200). A body HubSpot cannot read answers HTTP 400 with `"category":
 //!   "VALIDATION_ERROR"`.
@@ -244,8 +246,8 @@ fn groups(body: &Value) -> Result<Vec<Vec<(String, String)>>, String> {
             .get("filters")
             .and_then(Value::as_array)
             .ok_or("a filter group needs filters")?;
-        if filters.len() > 6 {
-            return Err("Too many filters in a group; the limit is 6".into());
+        if filters.len() > 10 {
+            return Err("Too many filters in a group; the limit is 10".into());
         }
         total += filters.len();
         let mut conditions = Vec::new();
@@ -277,8 +279,8 @@ fn groups(body: &Value) -> Result<Vec<Vec<(String, String)>>, String> {
         }
         out.push(conditions);
     }
-    if total > 18 {
-        return Err("Too many filters; the limit is 18".into());
+    if total > 25 {
+        return Err("Too many filters; the limit is 25".into());
     }
     Ok(out)
 }
