@@ -254,6 +254,54 @@ async fn salesforce_wrong_client_secret_is_a_login_failure_and_nothing_is_search
     );
 }
 
+#[tokio::test]
+async fn salesforce_simulate_shows_the_token_step_and_hides_the_secret_and_the_token() {
+    std::env::set_var("TPGW_IT_SF_SECRET_SIM", "sf-sim-s3cret");
+    let sf = Salesforce::start(SF_KEY, "sf-sim-s3cret").await;
+    let url = sf.crm.url();
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let config = example_config(
+        "salesforce.toml",
+        &[
+            ("https://mydomain.my.salesforce.com", &url),
+            ("SALESFORCE_CLIENT_SECRET", "TPGW_IT_SF_SECRET_SIM"),
+        ],
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    // A long agent token: simulate redacts it wherever it appears.
+    let payload = PAYLOAD.replace("\"token\":\"T\"", "\"token\":\"agent-token-4f2a9c\"");
+    assert_ne!(payload, PAYLOAD);
+    std::fs::write(dir.path().join("call.json"), payload).unwrap();
+    let out = tokio::process::Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", printed(&out));
+    assert!(
+        text.contains(&format!("POST {url}/services/oauth2/token")),
+        "{text}"
+    );
+    assert!(text.contains("login.access_token = [redacted]"), "{text}");
+    assert!(
+        text.contains(&format!("GET {url}{}", salesforce::SEARCH_PATH)),
+        "{text}"
+    );
+    assert!(text.contains("\"action\":\"open\""), "{text}");
+    assert!(!text.contains("sf-sim-s3cret"), "{text}");
+    assert!(
+        !text.contains("00DQy000000Org!"),
+        "the token itself: {text}"
+    );
+    assert_eq!(sf.state.lock().unwrap().mints, 1);
+}
+
 // ---------------------------------------------------------------- Dynamics 365
 
 const TENANT: &str = "00000000-0000-0000-0000-000000000000";
