@@ -16,7 +16,10 @@
 //!   "VALIDATION_ERROR"`.
 //! - `EQ` on a text property (`phone`, `mobilephone`) matches the stored
 //!   value as a whole, without regard to case: a number stored as
-//!   `+33612345678` is not found by `0612345678`.
+//!   `+33612345678` is not found by `0612345678`. With phone number
+//!   validation on, HubSpot saves numbers in E.164 without formatting
+//!   (knowledge.hubspot.com/properties/phone-number-property-validation:
+//!   `+1 (888) 482-7768` is saved as `+18884827768`).
 //! - The reply: `{"total":N,"results":[{"id":...,"properties":{...},
 //!   "createdAt":...,"updatedAt":...,"archived":false}]}`.
 //! - Search requests are rate limited per account (a few a second); over
@@ -42,7 +45,7 @@ pub type Contact = (
 );
 
 /// Jeanne's phone and Paul's mobile, both in E.164 as HubSpot's phone
-/// validation keeps them.
+/// number validation saves them.
 pub const JEANNE: Contact = ("51", "+33612345678", "", "Jeanne", "O'Neil");
 pub const PAUL: Contact = ("52", "", "+33611223344", "Paul", "Martin");
 

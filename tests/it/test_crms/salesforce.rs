@@ -28,8 +28,12 @@
 //!   so this CRM treats them as the injection they would be.
 //! - `IN PHONE FIELDS` compares the digits of a phone number: a stored
 //!   `+33 6 12 34 56 78` is found by `\+33612345678`, a stored
-//!   `06 12 34 56 78` by `0612345678` (Salesforce keeps phone numbers as
-//!   typed; its search ignores their punctuation).
+//!   `06 12 34 56 78` by `0612345678`. Salesforce keeps phone numbers as
+//!   typed (Help article 000385963) and its own sample phone search (SOAP
+//!   API Developer Guide, `sample_search_call.htm`) passes bare digits
+//!   (`4155551212`) to `FIND {...} IN Phone FIELDS`: its phone search
+//!   ignores their punctuation. How it tokenizes a number beyond that is
+//!   not documented; this CRM compares all the digits.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
