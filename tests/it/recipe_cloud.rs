@@ -123,7 +123,16 @@ async fn salesforce_session_ended_by_the_org_is_renewed_once_and_the_call_still_
 async fn salesforce_hundred_calls_after_the_session_ended_cause_one_new_token() {
     std::env::set_var("TPGW_IT_SF_SECRET_HUNDRED", "sf-hundred");
     let sf = Salesforce::start(SF_KEY, "sf-hundred").await;
-    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_HUNDRED", &[]).await;
+    // A deadline for 100 calls at once on a busy test machine.
+    let gw = salesforce_gateway(
+        &sf,
+        "TPGW_IT_SF_SECRET_HUNDRED",
+        &[(
+            "listen = \"0.0.0.0:8443\"",
+            "listen = \"0.0.0.0:8443\"\ndeadline_ms = 10000",
+        )],
+    )
+    .await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
     sf.state.lock().unwrap().expire_sessions();
@@ -140,7 +149,7 @@ async fn salesforce_hundred_calls_after_the_session_ended_cause_one_new_token() 
             .await
             .expect("every call answered")
             .unwrap();
-        assert_eq!(reply, sf_card(salesforce::JEANNE));
+        assert_eq!(reply, sf_card(salesforce::JEANNE), "{reply}");
     }
     assert_eq!(sf.state.lock().unwrap().mints, 2);
 }
