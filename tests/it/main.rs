@@ -23,6 +23,7 @@ mod log_sink;
 mod ops;
 mod package;
 mod pages;
+mod recipe_espo_dolibarr;
 mod recipe_sugar;
 mod reload_watch;
 mod rolling_restart;
