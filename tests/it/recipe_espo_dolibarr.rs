@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::examples::example_config;
 use crate::support::*;
+use crate::test_crms::dolibarr::Dolibarr;
 use crate::test_crms::espocrm::EspoCrm;
 use crate::test_crms::PAYLOAD;
 
@@ -185,4 +186,192 @@ async fn espocrm_hostile_caller_stays_one_query_value() {
     assert_eq!(fields["maxSize"], "1");
     assert_eq!(fields["where[0][type]"], "equals");
     assert!(!s.values[0].contains('&'), "{:?}", s.values);
+}
+
+/// `examples/dolibarr.toml` against `doli`, its key renamed to
+/// `TPGW_IT_DOLI_{tag}_KEY` and set to `key`.
+async fn doli_gateway(
+    doli: &Dolibarr,
+    tag: &str,
+    key: &str,
+    swaps: &[(&str, &str)],
+) -> TestGateway {
+    let key_var = format!("TPGW_IT_DOLI_{tag}_KEY");
+    std::env::set_var(&key_var, key);
+    let api = format!("{}/api", doli.crm.url());
+    let quoted_var = format!("\"{key_var}\"");
+    let mut all = swaps.to_vec();
+    all.extend_from_slice(&[
+        ("https://erp.example.org/api", api.as_str()),
+        ("\"DOLIBARR_API_KEY\"", quoted_var.as_str()),
+    ]);
+    start_gateway(&example_config("dolibarr.toml", &all)).await
+}
+
+fn doli_contact_opened() -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url":"https://erp.example.org/contact/card.php?id=7",
+           "autopause":false,"title":"Jeanne O'Neil"})
+}
+
+/// The criteria a look-up sends for each column: the last nine digits
+/// `tail` in a row, and `grouped` (the national grouping, `_` between).
+fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<(String, String, String)> {
+    columns
+        .iter()
+        .flat_map(|c| [tail, grouped].map(|p| (c.to_string(), "LIKE".to_owned(), format!("%{p}"))))
+        .collect()
+}
+
+fn contact_criteria() -> Vec<(String, String, String)> {
+    criteria(
+        &["t.phone", "t.phone_mobile", "t.phone_perso"],
+        "612345678",
+        "6_12_34_56_78",
+    )
+}
+
+#[tokio::test]
+async fn dolibarr_example_finds_a_contact_typed_with_spaces_and_opens_its_card() {
+    let doli = Dolibarr::start("doli-key-contact-5b1").await;
+    let gw = doli_gateway(&doli, "CONTACT", "doli-key-contact-5b1", &[]).await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), doli_contact_opened());
+    }
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.thirdparty_lookups, s.refused),
+        (2, 0, 0)
+    );
+    assert_eq!(s.filters[0].1, contact_criteria());
+    let seen = doli.crm.seen();
+    assert_eq!(seen[0].header("dolapikey"), Some("doli-key-contact-5b1"));
+}
+
+#[tokio::test]
+async fn dolibarr_no_contact_404_falls_through_to_the_thirdparty_card() {
+    let doli = Dolibarr::start("doli-key-company").await;
+    let gw = doli_gateway(&doli, "COMPANY", "doli-key-company", &[]).await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("0298765432"))
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://erp.example.org/societe/card.php?socid=3",
+               "autopause":false,"title":"ACME SARL"})
+    );
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.contact_lookups, s.thirdparty_lookups), (1, 1));
+    assert_eq!(
+        s.filters[1].1,
+        criteria(&["t.phone"], "298765432", "2_98_76_54_32")
+    );
+    let statuses: Vec<_> = doli.crm.seen().iter().map(|r| r.target.clone()).collect();
+    assert!(
+        statuses[0].starts_with("/api/index.php/contacts?"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_unknown_caller_two_404s_give_none() {
+    let doli = Dolibarr::start("doli-key-none").await;
+    let gw = doli_gateway(&doli, "NONE", "doli-key-none", &[]).await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("0311223344"))
+        .await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.thirdparty_lookups, s.bad_filters),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_caller_in_any_shape_matches_on_its_last_nine_digits() {
+    let doli = Dolibarr::start("doli-key-shapes").await;
+    let gw = doli_gateway(&doli, "SHAPES", "doli-key-shapes", &[]).await;
+    for caller in [
+        "+33612345678",
+        "0033 6 12 34 56 78",
+        "612345678",
+        "+33 (0)6-12-34-56-78",
+    ] {
+        let reply = gw.client().post(gw.addr, None, &call_from(caller)).await;
+        assert_eq!(reply.json(), doli_contact_opened(), "caller {caller}");
+    }
+    let s = doli.state.lock().unwrap();
+    assert!(s.filters.iter().all(|f| f.1 == contact_criteria()));
+}
+
+#[tokio::test]
+async fn dolibarr_wrong_api_key_is_401_on_both_lookups_and_gives_none() {
+    let doli = Dolibarr::start("doli-key-right").await;
+    let gw = doli_gateway(&doli, "WRONG", "doli-key-not-it", &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.refused, s.contact_lookups, s.thirdparty_lookups),
+        (2, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_hostile_caller_reaches_the_filter_as_digits_and_wildcards_only() {
+    let doli = Dolibarr::start("doli-key-hostile").await;
+    let gw = doli_gateway(&doli, "HOSTILE", "doli-key-hostile", &[]).await;
+    // Digits only where a number's are: the rest tries to close the string
+    // and the criterion and add one that holds for every row.
+    let hostile = r#"06') or (t.rowid:like:'%' "\%_12345678"#;
+    let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
+    // Not a valid number, so no national grouping: its digits in a row do
+    // not match "06 12 34 56 78", and nothing else was asked.
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
+    assert_eq!(s.filters.len(), 2);
+    assert_eq!(
+        s.filters[0].1,
+        criteria(
+            &["t.phone", "t.phone_mobile", "t.phone_perso"],
+            "612345678",
+            "612345678"
+        )
+    );
+    assert_eq!(
+        s.filters[1].1,
+        criteria(&["t.phone"], "612345678", "612345678")
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
+    // The raw caller in the filter: a parenthesis in it is refused (400).
+    let doli = Dolibarr::start("doli-key-strict").await;
+    let gw = doli_gateway(
+        &doli,
+        "STRICT",
+        "doli-key-strict",
+        &[(
+            "((t.phone:like:'%{{ tail }}') or (t.phone:like:'%{{ grouped }}'))\"",
+            "(t.phone:like:'%{{ caller }}')\"",
+        )],
+    )
+    .await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("02 98 (76) 54 32"))
+        .await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.bad_filters, s.thirdparty_lookups),
+        (1, 1, 0)
+    );
 }

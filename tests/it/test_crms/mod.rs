@@ -2,6 +2,7 @@
 //! describe them (login, sessions, tokens, error codes), strictly: a request
 //! the real CRM would refuse is refused here too.
 
+pub mod dolibarr;
 pub mod espocrm;
 pub mod oauth;
 pub mod sugar;
