@@ -375,3 +375,33 @@ async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
         (1, 1, 0)
     );
 }
+
+#[test]
+fn check_reports_a_misspelt_binary_argument_at_its_column() {
+    let legacy = LEGACY_LINE.trim_start_matches("# ");
+    let text = example_config(
+        "espocrm.toml",
+        &[
+            (LEGACY_LINE, ""),
+            (HEX_LINE, &legacy.replace("binary=", "bianry=")),
+        ],
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let out = std::process::Command::new(binary())
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.toml"])
+        .env("ESPOCRM_API_KEY", "k")
+        .env("ESPOCRM_SECRET_KEY", "s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"backends.espocrm.headers.X-Hmac-Authorization: unknown argument "bianry" of hmac_sha256 (did you mean "binary"?)"#
+        ),
+        "{stderr}"
+    );
+}
