@@ -209,7 +209,7 @@ fn uses_in<'s>(source: &'s str, toks: &[Token], uses: &mut Vec<Use<'s>>) {
         if t.kind != Kind::Ident {
             match t.kind {
                 Kind::Punct(b'(') => {
-                    calls.push(i.checked_sub(1).and_then(|p| ident(p)).map(text));
+                    calls.push(i.checked_sub(1).and_then(&ident).map(text));
                 }
                 Kind::Punct(b')') => {
                     calls.pop();

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::examples::example_config;
 use crate::support::*;
-use crate::test_crms::dolibarr::Dolibarr;
+use crate::test_crms::dolibarr::{Criterion, Dolibarr};
 use crate::test_crms::espocrm::EspoCrm;
 use crate::test_crms::PAYLOAD;
 
@@ -216,14 +216,14 @@ fn doli_contact_opened() -> serde_json::Value {
 
 /// The criteria a look-up sends for each column: the last nine digits
 /// `tail` in a row, and `grouped` (the national grouping, `_` between).
-fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<(String, String, String)> {
+fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<Criterion> {
     columns
         .iter()
         .flat_map(|c| [tail, grouped].map(|p| (c.to_string(), "LIKE".to_owned(), format!("%{p}"))))
         .collect()
 }
 
-fn contact_criteria() -> Vec<(String, String, String)> {
+fn contact_criteria() -> Vec<Criterion> {
     criteria(
         &["t.phone", "t.phone_mobile", "t.phone_perso"],
         "612345678",

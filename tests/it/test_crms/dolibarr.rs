@@ -50,6 +50,10 @@ pub struct Thirdparty {
     pub phone: String,
 }
 
+/// One criterion as Dolibarr reads it: field, operator (upper case), and
+/// the value the SQL compares with (a `LIKE` pattern).
+pub type Criterion = (String, String, String);
+
 /// What the CRM knows and counts.
 #[derive(Default)]
 pub struct State {
@@ -63,9 +67,8 @@ pub struct State {
     pub refused: usize,
     pub bad_filters: usize,
     pub sql_errors: usize,
-    /// Each `sqlfilters` received, decoded, with its criteria as parsed:
-    /// (field, operator, LIKE pattern or value).
-    pub filters: Vec<(String, Vec<(String, String, String)>)>,
+    /// Each `sqlfilters` received, decoded, with its criteria as parsed.
+    pub filters: Vec<(String, Vec<Criterion>)>,
 }
 
 /// A running Dolibarr.
@@ -240,7 +243,7 @@ enum Expr {
 }
 
 impl Expr {
-    fn criteria(&self, out: &mut Vec<(String, String, String)>) {
+    fn criteria(&self, out: &mut Vec<Criterion>) {
         match self {
             Expr::Criterion(f, o, v) => out.push((f.clone(), o.clone(), v.clone())),
             Expr::And(a, b) | Expr::Or(a, b) => {
