@@ -21,7 +21,7 @@
 //!   `application/Espo/Core/Utils/Database/Orm/FieldConverters/Phone.php`);
 //!   numbers are stored in E.164 when international format is on. The query
 //!   string is decoded as PHP does (`+` is a space). `maxSize` over 200 is
-//!   refused (403). The reply is `{"total":N,"list":[{"id":..,"name":..}]}`,
+//!   refused (403; `application/Espo/Core/Record/SearchParamsFetcher.php`). The reply is `{"total":N,"list":[{"id":..,"name":..}]}`,
 //!   `total` 0 and an empty list when nothing matches
 //!   (docs.espocrm.com/development/api-search-params).
 
@@ -36,7 +36,8 @@ use crate::crm::{Answer, Crm, Seen};
 /// Where EspoCRM's API lives; the signed resource path is what follows.
 const BASE_PATH: &str = "/api/v1";
 
-/// The most records a list request may ask for (`recordListMaxSizeLimit`).
+/// The most records a list request may ask for, and what it gets without
+/// `maxSize` (`recordListMaxSizeLimit`).
 const MAX_SIZE: usize = 200;
 
 /// What the CRM knows and counts.
@@ -140,7 +141,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
     let query = query_of(&seen.target);
     let get = |k: &str| query.get(k).map(String::as_str);
     let max_size = match get("maxSize").map(str::parse::<usize>) {
-        None => 20,
+        None => MAX_SIZE,
         Some(Ok(n)) if n <= MAX_SIZE => n,
         _ => return Answer::Reply(403, "text/html", String::new()),
     };
