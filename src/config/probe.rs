@@ -108,6 +108,13 @@ const FILTERS: [&str; 62] = [
     "national",
     "national_digits",
 ];
+/// The keyword arguments of the gateway's own filters and functions; a
+/// misspelt one fails every call that reaches it.
+const KEYWORD_ARGS: [(&str, &[&str]); 3] = [
+    ("md5", &["binary"]),
+    ("sha256", &["binary"]),
+    ("hmac_sha256", &["binary"]),
+];
 const TESTS: [&str; 30] = [
     "undefined",
     "defined",
@@ -376,6 +383,17 @@ fn names(
                 path_use(path, extra, vars, &mut said, |level, range, msg| {
                     place(diags, level, range, msg)
                 });
+                continue;
+            }
+            Use::Keyword(callee, name, range) => {
+                let known = KEYWORD_ARGS.iter().find(|(c, _)| c == callee);
+                if let Some((_, args)) = known.filter(|(_, args)| !args.contains(name)) {
+                    let msg = format!(
+                        "unknown argument {name:?} of {callee}{}",
+                        suggest(name, args.iter().copied())
+                    );
+                    place(diags, Level::Error, range, msg);
+                }
                 continue;
             }
         };

@@ -19,6 +19,9 @@ pub(super) enum Use<'s> {
     Method(&'s str, Range<usize>),
     /// `a.b["c"]`: a variable and the attributes read from it.
     Path(Vec<(&'s str, Range<usize>)>),
+    /// `name=` inside the call of `callee` (a filter, test, method or
+    /// function): `md5(x, binary=true)` is `("md5", "binary")`.
+    Keyword(&'s str, &'s str, Range<usize>),
 }
 
 /// Words of the template language, never variables.
@@ -198,10 +201,21 @@ fn uses_in<'s>(source: &'s str, toks: &[Token], uses: &mut Vec<Use<'s>>) {
     let text = |t: &Token| &source[t.range.clone()];
     let punct = |i: usize, c: u8| toks.get(i).is_some_and(|t| t.kind == Kind::Punct(c));
     let ident = |i: usize| toks.get(i).filter(|t| t.kind == Kind::Ident);
+    // The callee of each open parenthesis (none for a grouping one).
+    let mut calls: Vec<Option<&'s str>> = Vec::new();
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
         if t.kind != Kind::Ident {
+            match t.kind {
+                Kind::Punct(b'(') => {
+                    calls.push(i.checked_sub(1).and_then(&ident).map(text));
+                }
+                Kind::Punct(b')') => {
+                    calls.pop();
+                }
+                _ => {}
+            }
             i += 1;
             continue;
         }
@@ -268,7 +282,11 @@ fn uses_in<'s>(source: &'s str, toks: &[Token], uses: &mut Vec<Use<'s>>) {
         }
         let called = path.len() == 1 && punct(i + 1, b'(');
         let keyword_arg = path.len() == 1 && punct(i + 1, b'=') && !punct(i + 2, b'=');
-        if !called && !keyword_arg {
+        if keyword_arg {
+            if let Some(Some(callee)) = calls.last() {
+                uses.push(Use::Keyword(callee, name, t.range.clone()));
+            }
+        } else if !called {
             uses.push(Use::Path(path));
         }
         i = j.max(i + 1);
@@ -286,6 +304,7 @@ mod tests {
                 Use::Test(n, _) => format!("is {n}"),
                 Use::Method(n, _) => format!(".{n}()"),
                 Use::Path(p) => p.iter().map(|(s, _)| *s).collect::<Vec<_>>().join("."),
+                Use::Keyword(c, n, _) => format!("{c}({n}=)"),
             })
             .collect()
     }
@@ -318,7 +337,24 @@ mod tests {
     fn expressions_calls_keyword_arguments_and_raw_blocks() {
         assert_eq!(
             names(&scan(r#"caller.startwith("0") or range(n=3)"#, true)),
-            [".startwith()", "caller"]
+            [".startwith()", "caller", "range(n=)"]
+        );
+        assert_eq!(
+            names(&scan(
+                "{{ md5(a ~ (b | hmac_sha256(k, binary=true)), bianry=x == 1) | join(d=',') }}",
+                false
+            )),
+            [
+                "a",
+                "b",
+                "|hmac_sha256",
+                "k",
+                "hmac_sha256(binary=)",
+                "md5(bianry=)",
+                "x",
+                "|join",
+                "join(d=)"
+            ]
         );
         assert_eq!(
             names(&scan(

@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use md5::Digest as _;
-use minijinja::value::{Value, ValueKind};
+use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 
 /// Characters Salesforce reserves in a SOSL search term, escaped with `\`.
@@ -21,14 +21,14 @@ const SOSL_RESERVED: &[char] = &[
 /// Registers every filter of this module.
 pub(super) fn register(env: &mut Environment<'static>) {
     // Digests also as functions, as integrators write them: `md5(a ~ b)`.
-    env.add_filter("md5", md5_hex);
-    env.add_function("md5", md5_hex);
-    env.add_filter("sha256", sha256_hex);
-    env.add_function("sha256", sha256_hex);
-    env.add_filter("hmac_sha256", hmac_sha256_hex);
-    env.add_function("hmac_sha256", hmac_sha256_hex);
-    env.add_filter("base64", base64_text);
-    env.add_function("base64", base64_text);
+    env.add_filter("md5", md5);
+    env.add_function("md5", md5);
+    env.add_filter("sha256", sha256);
+    env.add_function("sha256", sha256);
+    env.add_filter("hmac_sha256", hmac_sha256);
+    env.add_function("hmac_sha256", hmac_sha256);
+    env.add_filter("base64", base64_of);
+    env.add_function("base64", base64_of);
     env.add_filter("sql_quote", |v: Value| sql_quote(&text(&v)));
     env.add_filter("sql_like", |v: Value| sql_like(&text(&v)));
     env.add_filter("odata_quote", |v: Value| text(&v).replace('\'', "''"));
@@ -37,22 +37,62 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("last", last);
 }
 
-fn md5_hex(v: Value) -> String {
-    hex(&md5::Md5::digest(text(&v).as_bytes()))
+fn md5(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    digest_out(&md5::Md5::digest(bytes_of(&v)), &kwargs)
 }
 
-fn sha256_hex(v: Value) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, text(&v).as_bytes()).as_ref())
+fn sha256(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    digest_out(
+        ring::digest::digest(&ring::digest::SHA256, &bytes_of(&v)).as_ref(),
+        &kwargs,
+    )
 }
 
 /// `{{ message | hmac_sha256(key) }}`, hex as PHP's `hash_hmac` gives it.
-fn hmac_sha256_hex(v: Value, key: Value) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, text(&key).as_bytes());
-    hex(ring::hmac::sign(&key, text(&v).as_bytes()).as_ref())
+fn hmac_sha256(v: Value, key: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes_of(&key));
+    digest_out(ring::hmac::sign(&key, &bytes_of(&v)).as_ref(), &kwargs)
 }
 
-fn base64_text(v: Value) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text(&v))
+/// A digest as lowercase hex, or with `binary=true` as raw bytes (PHP's
+/// `hash_hmac(..., true)`): what a signature wants to base64 (EspoCRM
+/// before 8.4.1) or to feed to another digest. Raw bytes are not text, so
+/// printed as they are they would be garbled: they go to `base64` or a
+/// digest.
+fn digest_out(digest: &[u8], kwargs: &Kwargs) -> Result<Value, Error> {
+    let binary = kwargs.get::<Option<bool>>(BINARY)?.unwrap_or(false);
+    kwargs.assert_all_used()?;
+    Ok(if binary {
+        Value::from_bytes(digest.to_vec())
+    } else {
+        Value::from(hex(digest))
+    })
+}
+
+/// The keyword argument of the digests: raw bytes instead of hex.
+const BINARY: &str = "binary";
+
+/// `base64` of a string (its UTF-8), raw bytes, or a list of those one
+/// after the other: `base64([key ~ ":", digest])` with a binary digest.
+fn base64_of(v: Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes_of(&v))
+}
+
+/// The bytes a digest or `base64` works on: a string's UTF-8, raw bytes as
+/// they are, a list's items (each as a string or bytes) one after the other,
+/// anything else as its text.
+fn bytes_of(value: &Value) -> Vec<u8> {
+    let one = |v: &Value| match v.kind() {
+        ValueKind::Bytes => v.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+        _ => text(v).into_bytes(),
+    };
+    match value.kind() {
+        ValueKind::Seq => value
+            .try_iter()
+            .map(|items| items.flat_map(|item| one(&item)).collect())
+            .unwrap_or_default(),
+        _ => one(value),
+    }
 }
 
 /// A value as the text a filter works on: strings as they are, numbers
@@ -166,26 +206,74 @@ fn last(value: Value, n: Option<usize>) -> Result<Value, Error> {
 mod tests {
     use super::*;
 
+    /// Renders `source` with the gateway's filters.
+    fn render(source: &str) -> Result<String, Error> {
+        let mut env = Environment::new();
+        register(&mut env);
+        env.render_str(source, ())
+    }
+
     #[test]
     fn digests_match_known_vectors() {
         assert_eq!(
-            md5_hex(Value::from("abc")),
+            render("{{ md5('abc') }}").unwrap(),
             "900150983cd24fb0d6963f7d28e17f72"
         );
         assert_eq!(
-            sha256_hex(Value::from("abc")),
+            render("{{ 'abc' | sha256 }}").unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         // RFC 4231 test case 2.
         assert_eq!(
-            hmac_sha256_hex(
-                Value::from("what do ya want for nothing?"),
-                Value::from("Jefe")
-            ),
+            render("{{ 'what do ya want for nothing?' | hmac_sha256('Jefe') }}").unwrap(),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert_eq!(base64_text(Value::from("k:v")), "azp2");
-        assert_eq!(md5_hex(Value::from(12)), md5_hex(Value::from("12")));
+        assert_eq!(render("{{ base64('k:v') }}").unwrap(), "azp2");
+        assert_eq!(
+            render("{{ md5(12) }}").unwrap(),
+            render("{{ md5('12') }}").unwrap()
+        );
+    }
+
+    #[test]
+    fn binary_digests_are_raw_bytes_for_base64_and_other_digests() {
+        // Computed apart: python3 hmac.new(b"Jefe", msg, sha256).digest(),
+        // base64-encoded (with and without a `key:` prefix).
+        assert_eq!(
+            render(
+                "{{ base64(hmac_sha256('what do ya want for nothing?', 'Jefe', binary=true)) }}"
+            )
+            .unwrap(),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+        );
+        assert_eq!(
+            render("{{ base64(['key:', 'what do ya want for nothing?' | hmac_sha256('Jefe', binary=true)]) }}")
+                .unwrap(),
+            "a2V5OlvcwUa/YHVOagQkJgiVdcdaAD8InSc5g53sWLlk7DhD"
+        );
+        // EspoCRM's legacy X-Hmac-Authorization for api key `apikey-1` and
+        // secret `s3cret` (openssl dgst -sha256 -hmac s3cret -binary).
+        assert_eq!(
+            render("{{ base64(['apikey-1' ~ ':', hmac_sha256('GET /Contact', 's3cret', binary=true)]) }}")
+                .unwrap(),
+            "YXBpa2V5LTE6xnjv5fcGpspLG3iVuIoN1ofs7d1NKbG6gPVwsaJ8p8I="
+        );
+        // A binary digest hashed again, or used as a key, is its bytes.
+        assert_eq!(
+            render("{{ md5(md5('abc', binary=true)) }}").unwrap(),
+            // python3: md5(md5(b"abc").digest()).hexdigest()
+            "af5da9f45af7a300e3aded972f8ff687"
+        );
+        assert_eq!(
+            render("{{ md5('abc', binary=false) }}").unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_digest_argument_is_an_error() {
+        assert!(render("{{ md5('abc', bianry=true) }}").is_err());
+        assert!(render("{{ 'a' | hmac_sha256('k', binary='yes') }}").is_err());
     }
 
     #[test]

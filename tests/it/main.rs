@@ -24,6 +24,7 @@ mod ops;
 mod package;
 mod pages;
 mod recipe_cloud;
+mod recipe_espo_dolibarr;
 mod recipe_sugar;
 mod reload_watch;
 mod rolling_restart;

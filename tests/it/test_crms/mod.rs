@@ -2,7 +2,9 @@
 //! describe them (login, sessions, tokens, error codes), strictly: a request
 //! the real CRM would refuse is refused here too.
 
+pub mod dolibarr;
 pub mod dynamics;
+pub mod espocrm;
 pub mod hubspot;
 pub mod oauth;
 pub mod salesforce;

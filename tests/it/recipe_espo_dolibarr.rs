@@ -1,0 +1,407 @@
+//! The EspoCRM and Dolibarr recipes (`examples/espocrm.toml`,
+//! `examples/dolibarr.toml`) run end to end against test CRMs that check
+//! what the real ones check: EspoCRM's HMAC signature recomputed over the
+//! request received, E.164 numbers compared exactly; Dolibarr's API key, its
+//! `sqlfilters` parsed and matched as Dolibarr and MySQL would, and its HTTP
+//! 404 for no match. Each test renames the example's secrets so tests in
+//! parallel never share an environment variable.
+
+use serde_json::json;
+
+use crate::examples::example_config;
+use crate::support::*;
+use crate::test_crms::dolibarr::{Criterion, Dolibarr};
+use crate::test_crms::espocrm::EspoCrm;
+use crate::test_crms::PAYLOAD;
+
+/// A call whose caller is `caller`.
+fn call_from(caller: &str) -> String {
+    let caller = serde_json::to_string(caller).unwrap();
+    PAYLOAD.replace("\"0612345678\"", &caller)
+}
+
+const NONE: &str = r#"{"action":"none"}"#;
+
+/// `examples/espocrm.toml` against `espo`, its two secrets renamed to
+/// `TPGW_IT_ESPO_{tag}_KEY`/`_SECRET` and set to the CRM's values; `swaps`
+/// are applied too.
+async fn espo_gateway(espo: &EspoCrm, tag: &str, swaps: &[(&str, &str)]) -> TestGateway {
+    let (key, secret) = {
+        let s = espo.state.lock().unwrap();
+        (s.api_key.clone(), s.secret_key.clone())
+    };
+    espo_gateway_with(espo, tag, (&key, &secret), swaps).await
+}
+
+/// [`espo_gateway`] with the gateway's api key and secret key given.
+async fn espo_gateway_with(
+    espo: &EspoCrm,
+    tag: &str,
+    (key, secret): (&str, &str),
+    swaps: &[(&str, &str)],
+) -> TestGateway {
+    let (key_var, secret_var) = (
+        format!("TPGW_IT_ESPO_{tag}_KEY"),
+        format!("TPGW_IT_ESPO_{tag}_SECRET"),
+    );
+    std::env::set_var(&key_var, key);
+    std::env::set_var(&secret_var, secret);
+    let api = espo.api_url();
+    // The caller's swaps first: they may name the example's secrets.
+    let mut all = swaps.to_vec();
+    all.extend_from_slice(&[
+        ("https://crm.example.org/api/v1", api.as_str()),
+        ("ESPOCRM_API_KEY", key_var.as_str()),
+        ("ESPOCRM_SECRET_KEY", secret_var.as_str()),
+    ]);
+    start_gateway(&example_config("espocrm.toml", &all)).await
+}
+
+fn espo_opened() -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url":"https://crm.example.org/#Contact/view/6571f0a2c3b9d4e18",
+           "autopause":false,"title":"Jeanne O'Neil"})
+}
+
+#[tokio::test]
+async fn espocrm_example_signs_every_lookup_and_opens_the_contact_card() {
+    let espo = EspoCrm::start("ak-cold-41c2", "sk-cold-9e0f77").await;
+    let gw = espo_gateway(&espo, "COLD", &[]).await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), espo_opened());
+    }
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.lookups, s.refused), (2, 0));
+    assert_eq!(s.values, ["+33612345678", "+33612345678"]);
+    let seen = espo.crm.seen();
+    let header = seen[0].header("x-hmac-authorization").unwrap();
+    assert_eq!(
+        header,
+        crate::test_crms::espocrm::hmac_header("ak-cold-41c2", "sk-cold-9e0f77", "GET", "/Contact")
+    );
+    assert!(seen
+        .iter()
+        .all(|r| !format!("{:?}", r.headers).contains("sk-cold-9e0f77")
+            && !r.target.contains("sk-cold-9e0f77")));
+}
+
+#[tokio::test]
+async fn espocrm_caller_in_any_shape_is_sent_as_e164_and_matches() {
+    let espo = EspoCrm::start("ak-shapes", "sk-shapes").await;
+    let gw = espo_gateway(&espo, "SHAPES", &[]).await;
+    for caller in [
+        "+33 6 12 34 56 78",
+        "0033612345678",
+        "612345678",
+        "06.12.34.56.78",
+    ] {
+        let reply = gw.client().post(gw.addr, None, &call_from(caller)).await;
+        assert_eq!(reply.json(), espo_opened(), "caller {caller}");
+    }
+    let s = espo.state.lock().unwrap();
+    assert!(
+        s.values.iter().all(|v| v == "+33612345678"),
+        "{:?}",
+        s.values
+    );
+}
+
+#[tokio::test]
+async fn espocrm_unknown_caller_is_none() {
+    let espo = EspoCrm::start("ak-none", "sk-none").await;
+    let gw = espo_gateway(&espo, "NONE", &[]).await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("0298765432"))
+        .await;
+    assert_eq!(
+        reply.json(),
+        serde_json::from_str::<serde_json::Value>(NONE).unwrap()
+    );
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.lookups, s.refused), (1, 0));
+    assert_eq!(s.values, ["+33298765432"]);
+}
+
+#[tokio::test]
+async fn espocrm_wrong_secret_key_is_refused_with_401_and_gives_none() {
+    let espo = EspoCrm::start("ak-wrong", "sk-right").await;
+    let gw = espo_gateway_with(&espo, "WRONG", ("ak-wrong", "sk-not-it"), &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.lookups, s.refused), (0, 1));
+}
+
+/// The example's header line for EspoCRM 8.4.1+ and, in its comment, the
+/// one for earlier versions.
+const HEX_LINE: &str = r#""X-Hmac-Authorization" = "{{ base64(secret('ESPOCRM_API_KEY') ~ ':' ~ hmac_sha256('GET /Contact', secret('ESPOCRM_SECRET_KEY'))) }}""#;
+const LEGACY_LINE: &str = r#"# "X-Hmac-Authorization" = "{{ base64([secret('ESPOCRM_API_KEY') ~ ':', hmac_sha256('GET /Contact', secret('ESPOCRM_SECRET_KEY'), binary=true)]) }}""#;
+
+#[tokio::test]
+async fn espocrm_before_8_4_1_takes_the_raw_digest_line_of_the_example_and_refuses_hex() {
+    let espo = EspoCrm::start("ak-legacy", "sk-legacy").await;
+    espo.state.lock().unwrap().legacy_only = true;
+    // As written (hex): an old EspoCRM refuses it.
+    let gw = espo_gateway(&espo, "LEGACY_HEX", &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    assert_eq!(espo.state.lock().unwrap().refused, 1);
+    // With the commented line in place of the hex one: accepted.
+    let legacy = LEGACY_LINE.trim_start_matches("# ");
+    let gw = espo_gateway(
+        &espo,
+        "LEGACY_RAW",
+        &[(LEGACY_LINE, ""), (HEX_LINE, legacy)],
+    )
+    .await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), espo_opened());
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.lookups, s.refused), (1, 1));
+}
+
+#[tokio::test]
+async fn espocrm_hostile_caller_stays_one_query_value() {
+    let espo = EspoCrm::start("ak-hostile", "sk-hostile").await;
+    let gw = espo_gateway(&espo, "HOSTILE", &[]).await;
+    let hostile = r#"06'12"34%5_6\78&where[1][type]=isNotNull&maxSize=200#"#;
+    let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = espo.state.lock().unwrap();
+    assert_eq!(s.lookups, 1);
+    let names: Vec<&str> = s.queries[0].iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "maxSize",
+            "select",
+            "where[0][attribute]",
+            "where[0][type]",
+            "where[0][value]"
+        ]
+    );
+    let fields: std::collections::HashMap<_, _> = s.queries[0].iter().cloned().collect();
+    assert_eq!(fields["maxSize"], "1");
+    assert_eq!(fields["where[0][type]"], "equals");
+    assert!(!s.values[0].contains('&'), "{:?}", s.values);
+}
+
+/// `examples/dolibarr.toml` against `doli`, its key renamed to
+/// `TPGW_IT_DOLI_{tag}_KEY` and set to `key`.
+async fn doli_gateway(
+    doli: &Dolibarr,
+    tag: &str,
+    key: &str,
+    swaps: &[(&str, &str)],
+) -> TestGateway {
+    let key_var = format!("TPGW_IT_DOLI_{tag}_KEY");
+    std::env::set_var(&key_var, key);
+    let api = format!("{}/api", doli.crm.url());
+    let quoted_var = format!("\"{key_var}\"");
+    let mut all = swaps.to_vec();
+    all.extend_from_slice(&[
+        ("https://erp.example.org/api", api.as_str()),
+        ("\"DOLIBARR_API_KEY\"", quoted_var.as_str()),
+    ]);
+    start_gateway(&example_config("dolibarr.toml", &all)).await
+}
+
+fn doli_contact_opened() -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url":"https://erp.example.org/contact/card.php?id=7",
+           "autopause":false,"title":"Jeanne O'Neil"})
+}
+
+/// The criteria a look-up sends for each column: the last nine digits
+/// `tail` in a row, and `grouped` (the national grouping, `_` between).
+fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<Criterion> {
+    columns
+        .iter()
+        .flat_map(|c| [tail, grouped].map(|p| (c.to_string(), "LIKE".to_owned(), format!("%{p}"))))
+        .collect()
+}
+
+fn contact_criteria() -> Vec<Criterion> {
+    criteria(
+        &["t.phone", "t.phone_mobile", "t.phone_perso"],
+        "612345678",
+        "6_12_34_56_78",
+    )
+}
+
+#[tokio::test]
+async fn dolibarr_example_finds_a_contact_typed_with_spaces_and_opens_its_card() {
+    let doli = Dolibarr::start("doli-key-contact-5b1").await;
+    let gw = doli_gateway(&doli, "CONTACT", "doli-key-contact-5b1", &[]).await;
+    for _ in 0..2 {
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        assert_eq!(reply.json(), doli_contact_opened());
+    }
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.thirdparty_lookups, s.refused),
+        (2, 0, 0)
+    );
+    assert_eq!(s.filters[0].1, contact_criteria());
+    let seen = doli.crm.seen();
+    assert_eq!(seen[0].header("dolapikey"), Some("doli-key-contact-5b1"));
+}
+
+#[tokio::test]
+async fn dolibarr_no_contact_404_falls_through_to_the_thirdparty_card() {
+    let doli = Dolibarr::start("doli-key-company").await;
+    let gw = doli_gateway(&doli, "COMPANY", "doli-key-company", &[]).await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("0298765432"))
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://erp.example.org/societe/card.php?socid=3",
+               "autopause":false,"title":"ACME SARL"})
+    );
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.contact_lookups, s.thirdparty_lookups), (1, 1));
+    assert_eq!(
+        s.filters[1].1,
+        criteria(&["t.phone"], "298765432", "2_98_76_54_32")
+    );
+    let statuses: Vec<_> = doli.crm.seen().iter().map(|r| r.target.clone()).collect();
+    assert!(
+        statuses[0].starts_with("/api/index.php/contacts?"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_unknown_caller_two_404s_give_none() {
+    let doli = Dolibarr::start("doli-key-none").await;
+    let gw = doli_gateway(&doli, "NONE", "doli-key-none", &[]).await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("0311223344"))
+        .await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.thirdparty_lookups, s.bad_filters),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_caller_in_any_shape_matches_on_its_last_nine_digits() {
+    let doli = Dolibarr::start("doli-key-shapes").await;
+    let gw = doli_gateway(&doli, "SHAPES", "doli-key-shapes", &[]).await;
+    for caller in [
+        "+33612345678",
+        "0033 6 12 34 56 78",
+        "612345678",
+        "+33 (0)6-12-34-56-78",
+    ] {
+        let reply = gw.client().post(gw.addr, None, &call_from(caller)).await;
+        assert_eq!(reply.json(), doli_contact_opened(), "caller {caller}");
+    }
+    let s = doli.state.lock().unwrap();
+    assert!(s.filters.iter().all(|f| f.1 == contact_criteria()));
+}
+
+#[tokio::test]
+async fn dolibarr_wrong_api_key_is_401_on_both_lookups_and_gives_none() {
+    let doli = Dolibarr::start("doli-key-right").await;
+    let gw = doli_gateway(&doli, "WRONG", "doli-key-not-it", &[]).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.refused, s.contact_lookups, s.thirdparty_lookups),
+        (2, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_hostile_caller_reaches_the_filter_as_digits_and_wildcards_only() {
+    let doli = Dolibarr::start("doli-key-hostile").await;
+    let gw = doli_gateway(&doli, "HOSTILE", "doli-key-hostile", &[]).await;
+    // Digits only where a number's are: the rest tries to close the string
+    // and the criterion and add one that holds for every row.
+    let hostile = r#"06') or (t.rowid:like:'%' "\%_12345678"#;
+    let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
+    // Not a valid number, so no national grouping: its digits in a row do
+    // not match "06 12 34 56 78", and nothing else was asked.
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
+    assert_eq!(s.filters.len(), 2);
+    assert_eq!(
+        s.filters[0].1,
+        criteria(
+            &["t.phone", "t.phone_mobile", "t.phone_perso"],
+            "612345678",
+            "612345678"
+        )
+    );
+    assert_eq!(
+        s.filters[1].1,
+        criteria(&["t.phone"], "612345678", "612345678")
+    );
+}
+
+#[tokio::test]
+async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
+    // The raw caller in the filter: a parenthesis in it is refused (400).
+    let doli = Dolibarr::start("doli-key-strict").await;
+    let gw = doli_gateway(
+        &doli,
+        "STRICT",
+        "doli-key-strict",
+        &[(
+            "((t.phone:like:'%{{ tail }}') or (t.phone:like:'%{{ grouped }}'))\"",
+            "(t.phone:like:'%{{ caller }}')\"",
+        )],
+    )
+    .await;
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call_from("02 98 (76) 54 32"))
+        .await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.bad_filters, s.thirdparty_lookups),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn check_reports_a_misspelt_binary_argument_at_its_column() {
+    let legacy = LEGACY_LINE.trim_start_matches("# ");
+    let text = example_config(
+        "espocrm.toml",
+        &[
+            (LEGACY_LINE, ""),
+            (HEX_LINE, &legacy.replace("binary=", "bianry=")),
+        ],
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let out = std::process::Command::new(binary())
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.toml"])
+        .env("ESPOCRM_API_KEY", "k")
+        .env("ESPOCRM_SECRET_KEY", "s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"backends.espocrm.headers.X-Hmac-Authorization: unknown argument "bianry" of hmac_sha256 (did you mean "binary"?)"#
+        ),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,513 @@
+//! A Dolibarr REST API (`/api/index.php/...`, Restler), as Dolibarr 19+
+//! answers it:
+//! - The user's API key comes in the `DOLAPIKEY` header; a missing or
+//!   unknown key is HTTP 401 (Dolibarr/dolibarr
+//!   `htdocs/api/class/api_access.class.php`).
+//! - `GET thirdparties` and `GET contacts` take `sqlfilters`, checked and
+//!   turned into SQL by `forgeSQLFromUniversalSearchCriteria`
+//!   (`htdocs/core/lib/functions.lib.php`): parentheses must balance, every
+//!   criterion is `(field:operator:value)` with a field of `[a-zA-Z0-9_.]`,
+//!   and only `and`/`or`/spaces may join them, else HTTP 400 `Error when
+//!   validating parameter sqlfilters -> ...` (before 19: 503). The value is
+//!   the third `:`-separated part; for `like`, surrounding quotes are
+//!   dropped only if it holds no other quote, then Dolibarr escapes it for
+//!   MySQL itself (`$db->escape`) and leaves `%` and `_` as wildcards, so a
+//!   quote in a value is searched for, never ends the string. A column the
+//!   table lacks is an SQL error: HTTP 503 `Error when retrieve ...`.
+//! - No row is HTTP 404 `Thirdparties not found` / `Contacts not found`
+//!   (`htdocs/societe/class/api_thirdparties.class.php`,
+//!   `htdocs/contact/class/api_contacts.class.php`).
+//! - Errors are Restler's `{"error":{"code":N,"message":"<reason>: <text>"}}`
+//!   plus `debug` outside production mode (Luracast Restler `Compose.php`).
+//!
+//! Phones are stored as typed ("06 12 34 56 78"), and `LIKE` is MySQL's:
+//! `%` any run, `_` one character, `\` escapes, case-insensitive.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::query_of;
+use crate::crm::{Answer, Crm, Seen};
+
+/// A contact (`llx_socpeople`): rowid, first name, last name, and its
+/// `phone`, `phone_mobile`, `phone_perso` columns.
+#[derive(Clone)]
+pub struct Contact {
+    pub id: u32,
+    pub first: String,
+    pub last: String,
+    pub phone: String,
+    pub phone_mobile: String,
+    pub phone_perso: String,
+}
+
+/// A third party (`llx_societe`): rowid, name, `phone`.
+#[derive(Clone)]
+pub struct Thirdparty {
+    pub id: u32,
+    pub name: String,
+    pub phone: String,
+}
+
+/// One criterion as Dolibarr reads it: field, operator (upper case), and
+/// the value the SQL compares with (a `LIKE` pattern).
+pub type Criterion = (String, String, String);
+
+/// What the CRM knows and counts.
+#[derive(Default)]
+pub struct State {
+    pub api_key: String,
+    pub contacts: Vec<Contact>,
+    pub thirdparties: Vec<Thirdparty>,
+    /// Look-ups run (SQL sent), by resource.
+    pub contact_lookups: usize,
+    pub thirdparty_lookups: usize,
+    /// Requests refused: 401 (key), 400 (sqlfilters), 503 (SQL error).
+    pub refused: usize,
+    pub bad_filters: usize,
+    pub sql_errors: usize,
+    /// Each `sqlfilters` received, decoded, with its criteria as parsed.
+    pub filters: Vec<(String, Vec<Criterion>)>,
+}
+
+/// A running Dolibarr.
+pub struct Dolibarr {
+    pub crm: Crm,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Dolibarr {
+    pub async fn start(api_key: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            api_key: api_key.into(),
+            contacts: vec![Contact {
+                id: 7,
+                first: "Jeanne".into(),
+                last: "O'Neil".into(),
+                phone: String::new(),
+                phone_mobile: "06 12 34 56 78".into(),
+                phone_perso: String::new(),
+            }],
+            thirdparties: vec![Thirdparty {
+                id: 3,
+                name: "ACME SARL".into(),
+                phone: "+33 (0)2.98.76.54.32".into(),
+            }],
+            ..State::default()
+        }));
+        let shared = Arc::clone(&state);
+        let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
+        Self { crm, state }
+    }
+}
+
+/// Restler's error reply.
+fn error(status: u16, message: &str) -> Answer {
+    let reason = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        _ => "Service Unavailable",
+    };
+    let body = json!({
+        "error": {"code": status, "message": format!("{reason}: {message}")},
+        "debug": {"source": "api.class.php:0 at call stage",
+                  "stages": {"success": ["get", "route", "negotiate", "authenticate", "validate"],
+                             "failure": ["call", "message"]}},
+    });
+    Answer::Reply(status, "application/json; charset=utf-8", body.to_string())
+}
+
+fn handle(state: &mut State, seen: &Seen) -> Answer {
+    let path = seen.target.split('?').next().unwrap_or("");
+    let resource = match path {
+        "/api/index.php/contacts" => Resource::Contacts,
+        "/api/index.php/thirdparties" => Resource::Thirdparties,
+        _ => return error(404, "Not Found"),
+    };
+    match seen.header("dolapikey") {
+        None => {
+            state.refused += 1;
+            return error(401, "Failed to login to API. Neither parameter 'HTTP_DOLAPIKEY' nor 'Authentication: Bearer' found on HTTP header (and no parameter DOLAPIKEY in URL).");
+        }
+        Some(key) if key != state.api_key => {
+            state.refused += 1;
+            return error(401, "Error user not valid (not found with api key or bad status or bad validity dates) (conf->entity=1)");
+        }
+        Some(_) => {}
+    }
+    if seen.method != "GET" {
+        return error(405, "Method not allowed");
+    }
+    let query = query_of(&seen.target);
+    let limit: usize = match query.get("limit").map(|l| l.parse()) {
+        None => 100,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return error(400, "Invalid value specified for `limit`"),
+    };
+    let filter = query.get("sqlfilters").cloned().unwrap_or_default();
+    let expr = if filter.is_empty() {
+        None
+    } else {
+        match parse(&filter) {
+            Ok(expr) => {
+                let mut criteria = Vec::new();
+                expr.criteria(&mut criteria);
+                state.filters.push((filter.clone(), criteria));
+                Some(expr)
+            }
+            Err(message) => {
+                state.bad_filters += 1;
+                return error(
+                    400,
+                    &format!("Error when validating parameter sqlfilters -> {message}"),
+                );
+            }
+        }
+    };
+    let (what, columns): (&str, &[&str]) = match resource {
+        Resource::Contacts => ("contacts", &["t.phone", "t.phone_mobile", "t.phone_perso"]),
+        Resource::Thirdparties => ("thirdparties", &["t.phone"]),
+    };
+    if let Some(unknown) = expr.as_ref().and_then(|e| e.unknown_column(columns)) {
+        state.sql_errors += 1;
+        return error(
+            503,
+            &format!("Error when retrieve {what} : Unknown column '{unknown}' in 'where clause'"),
+        );
+    }
+    let matches = |row: &dyn Fn(&str) -> String| expr.as_ref().is_none_or(|e| e.holds(row));
+    let rows: Vec<serde_json::Value> = match resource {
+        Resource::Contacts => {
+            state.contact_lookups += 1;
+            state
+                .contacts
+                .iter()
+                .filter(|c| {
+                    matches(&|col| match col {
+                        "t.phone" => c.phone.clone(),
+                        "t.phone_mobile" => c.phone_mobile.clone(),
+                        _ => c.phone_perso.clone(),
+                    })
+                })
+                .take(limit)
+                .map(|c| {
+                    json!({"id": c.id.to_string(), "firstname": c.first, "lastname": c.last,
+                           "phone_pro": c.phone, "phone_mobile": c.phone_mobile,
+                           "phone_perso": c.phone_perso, "socid": "3", "entity": "1"})
+                })
+                .collect()
+        }
+        Resource::Thirdparties => {
+            state.thirdparty_lookups += 1;
+            state
+                .thirdparties
+                .iter()
+                .filter(|t| matches(&|_| t.phone.clone()))
+                .take(limit)
+                .map(|t| {
+                    json!({"id": t.id.to_string(), "name": t.name, "phone": t.phone,
+                           "client": "1", "entity": "1"})
+                })
+                .collect()
+        }
+    };
+    if rows.is_empty() {
+        let message = match resource {
+            Resource::Contacts => "Contacts not found",
+            Resource::Thirdparties => "Thirdparties not found",
+        };
+        return error(404, message);
+    }
+    Answer::Reply(
+        200,
+        "application/json; charset=utf-8",
+        serde_json::Value::from(rows).to_string(),
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Resource {
+    Contacts,
+    Thirdparties,
+}
+
+/// A parsed `sqlfilters` expression.
+#[derive(Debug)]
+enum Expr {
+    /// Field, operator (upper case), the value as the SQL will see it.
+    Criterion(String, String, String),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    fn criteria(&self, out: &mut Vec<Criterion>) {
+        match self {
+            Expr::Criterion(f, o, v) => out.push((f.clone(), o.clone(), v.clone())),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.criteria(out);
+                b.criteria(out);
+            }
+        }
+    }
+
+    fn unknown_column(&self, columns: &[&str]) -> Option<String> {
+        match self {
+            Expr::Criterion(f, ..) => (!columns.contains(&f.as_str())).then(|| f.clone()),
+            Expr::And(a, b) | Expr::Or(a, b) => a
+                .unknown_column(columns)
+                .or_else(|| b.unknown_column(columns)),
+        }
+    }
+
+    fn holds(&self, row: &dyn Fn(&str) -> String) -> bool {
+        match self {
+            Expr::Criterion(field, op, value) => {
+                let stored = row(field);
+                match op.as_str() {
+                    "LIKE" => like(&stored, value),
+                    "NOT LIKE" => !like(&stored, value),
+                    "=" => stored.eq_ignore_ascii_case(value),
+                    _ => false,
+                }
+            }
+            Expr::And(a, b) => a.holds(row) && b.holds(row),
+            Expr::Or(a, b) => a.holds(row) || b.holds(row),
+        }
+    }
+}
+
+/// `forgeSQLFromUniversalSearchCriteria`'s checks, then the expression.
+fn parse(filter: &str) -> Result<Expr, String> {
+    let filter = if filter.starts_with('(') && filter.ends_with(')') {
+        filter.to_owned()
+    } else {
+        format!("({filter})")
+    };
+    // dolCheckFilters: the balance of every parenthesis, quoted or not.
+    let mut depth = 0i32;
+    for c in filter.chars() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return Err(format!(
+                "Wrong balance of parenthesis in sqlfilters={filter}"
+            ));
+        }
+    }
+    if depth != 0 {
+        return Err(format!(
+            "Wrong balance of parenthesis in sqlfilters={filter}"
+        ));
+    }
+    let tokens = tokens(&filter);
+    // Only criteria, parentheses, and/or and spaces may be left.
+    if tokens.iter().any(|t| matches!(t, Token::Other)) {
+        return Err(format!("Bad syntax of the search string: {filter}"));
+    }
+    let mut at = 0;
+    let expr =
+        or_expr(&tokens, &mut at).ok_or_else(|| format!("SQL syntax error near {filter}"))?;
+    if at != tokens.len() {
+        return Err(format!("SQL syntax error near {filter}"));
+    }
+    Ok(expr)
+}
+
+#[derive(Debug)]
+enum Token {
+    Criterion(String, String, String),
+    Open,
+    Close,
+    And,
+    Or,
+    Other,
+}
+
+/// Dolibarr's criterion regex `\(([a-zA-Z0-9_.]+:[<>!=insotlke]+:[^()]+)\)`
+/// (case-insensitive) at `s`, if it matches: the inside and its length.
+fn criterion_at(s: &str) -> Option<(&str, usize)> {
+    let inner = s.strip_prefix('(')?;
+    let end = inner.find([')', '('])?;
+    if !inner[end..].starts_with(')') {
+        return None;
+    }
+    let body = &inner[..end];
+    let mut parts = body.splitn(3, ':');
+    let field = parts.next()?;
+    let op = parts.next()?;
+    let value = parts.next()?;
+    let field_ok = !field.is_empty()
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'));
+    let op_ok = !op.is_empty() && op.chars().all(|c| "<>!=insotlkeINSOTLKE".contains(c));
+    (field_ok && op_ok && !value.is_empty()).then_some((body, end + 2))
+}
+
+fn tokens(filter: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut rest = filter;
+    while let Some(c) = rest.chars().next() {
+        if let Some((body, len)) = criterion_at(rest) {
+            out.push(criterion(body));
+            rest = &rest[len..];
+            continue;
+        }
+        let (token, len) = match c {
+            '(' => (Some(Token::Open), 1),
+            ')' => (Some(Token::Close), 1),
+            ' ' => (None, 1),
+            _ if rest.starts_with("and") || rest.starts_with("AND") => (Some(Token::And), 3),
+            _ if rest.starts_with("or") || rest.starts_with("OR") => (Some(Token::Or), 2),
+            _ => (Some(Token::Other), c.len_utf8()),
+        };
+        out.extend(token);
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// dolForgeCriteriaCallback: the operator, and the value the SQL compares
+/// with once Dolibarr has escaped it (the text itself).
+fn criterion(body: &str) -> Token {
+    let parts: Vec<&str> = body.split(':').collect();
+    let field = parts[0].trim().to_owned();
+    let op: String = parts[1]
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic() || "<>!=".contains(*c))
+        .collect::<String>()
+        .to_uppercase();
+    let op = match op.as_str() {
+        "NOTLIKE" => "NOT LIKE".to_owned(),
+        "!=" => "<>".to_owned(),
+        _ => op,
+    };
+    // Only the third part: a ':' in the value cuts it there.
+    let raw = parts[2];
+    let value = match op.as_str() {
+        "LIKE" | "NOT LIKE" => raw
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .filter(|v| !v.contains('\''))
+            .unwrap_or(raw),
+        _ => raw
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .unwrap_or(raw),
+    };
+    Token::Criterion(field, op, value.to_owned())
+}
+
+fn or_expr(tokens: &[Token], at: &mut usize) -> Option<Expr> {
+    let mut left = and_expr(tokens, at)?;
+    while matches!(tokens.get(*at), Some(Token::Or)) {
+        *at += 1;
+        left = Expr::Or(Box::new(left), Box::new(and_expr(tokens, at)?));
+    }
+    Some(left)
+}
+
+fn and_expr(tokens: &[Token], at: &mut usize) -> Option<Expr> {
+    let mut left = primary(tokens, at)?;
+    while matches!(tokens.get(*at), Some(Token::And)) {
+        *at += 1;
+        left = Expr::And(Box::new(left), Box::new(primary(tokens, at)?));
+    }
+    Some(left)
+}
+
+fn primary(tokens: &[Token], at: &mut usize) -> Option<Expr> {
+    match tokens.get(*at)? {
+        Token::Criterion(f, o, v) => {
+            *at += 1;
+            Some(Expr::Criterion(f.clone(), o.clone(), v.clone()))
+        }
+        Token::Open => {
+            *at += 1;
+            let inner = or_expr(tokens, at)?;
+            matches!(tokens.get(*at), Some(Token::Close)).then(|| *at += 1)?;
+            Some(inner)
+        }
+        _ => None,
+    }
+}
+
+/// MySQL's `LIKE` with its default escape `\`, case-insensitive (the
+/// default collations are; ASCII is enough here).
+fn like(text: &str, pattern: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut pat = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        pat.push(match c {
+            '%' => P::Any,
+            '_' => P::One,
+            '\\' => P::Char(chars.next().unwrap_or('\\').to_ascii_lowercase()),
+            c => P::Char(c.to_ascii_lowercase()),
+        });
+    }
+    // prev[j]: the text read so far matches the first j pattern items.
+    let mut prev = vec![false; pat.len() + 1];
+    prev[0] = true;
+    for j in 1..=pat.len() {
+        prev[j] = prev[j - 1] && pat[j - 1] == P::Any;
+    }
+    for t in text.chars().map(|c| c.to_ascii_lowercase()) {
+        let mut cur = vec![false; pat.len() + 1];
+        for j in 1..=pat.len() {
+            cur[j] = match pat[j - 1] {
+                P::Any => cur[j - 1] || prev[j],
+                P::One => prev[j - 1],
+                P::Char(c) => prev[j - 1] && c == t,
+            };
+        }
+        prev = cur;
+    }
+    prev[pat.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_is_mysqls() {
+        assert!(like("06 12 34 56 78", "%6%1%2%3%4%5%6%7%8"));
+        assert!(like("+33 (0)2.98.76.54.32", "%2%9%8%7%6%5%4%3%2"));
+        assert!(!like("06 12 34 56 78 9", "%6%1%2%3%4%5%6%7%8"));
+        assert!(like("O'Neil", "o'n%"));
+        assert!(like("a_b", "a\\_b") && !like("axb", "a\\_b") && like("axb", "a_b"));
+        assert!(like("50%", "50\\%") && !like("500", "50\\%"));
+    }
+
+    #[test]
+    fn filters_are_checked_as_dolibarr_checks_them() {
+        assert!(parse("(t.phone:like:'%1')").is_ok());
+        assert!(parse("((t.phone:like:'%1') or (t.phone_mobile:like:'%1'))").is_ok());
+        assert!(parse("t.phone:like:'%1'").is_ok());
+        assert!(parse("(t.phone:like:'%1'))")
+            .unwrap_err()
+            .starts_with("Wrong balance"));
+        assert!(parse("(t.phone:like:'%1') xor (t.phone:=:'1')")
+            .unwrap_err()
+            .starts_with("Bad syntax"));
+        assert!(parse("(t.phone:like:'1' OR 1=1 --)").is_ok()); // a value, not SQL
+                                                                // A quote inside keeps the outer quotes as part of the pattern.
+        let Ok(Expr::Criterion(_, _, v)) = parse("(t.phone:like:'%O'Neil%')") else {
+            panic!()
+        };
+        assert_eq!(v, "'%O'Neil%'");
+    }
+}
