@@ -25,6 +25,7 @@ mod package;
 mod pages;
 mod recipe_cloud;
 mod recipe_sugar;
+mod recipe_zoho_odoo;
 mod reload_watch;
 mod rolling_restart;
 mod routes;
