@@ -256,6 +256,47 @@ async fn zoho_hostile_callers_cannot_change_the_criteria() {
     }
 }
 
+#[tokio::test]
+async fn zoho_simulate_shows_the_token_request_and_never_a_secret_or_token() {
+    let zoho = Zoho::start("zs3cret-sim", "1000.refresh.sim").await;
+    std::env::set_var("TPGW_IT_ZOHO_SECRET_SIM", "zs3cret-sim");
+    std::env::set_var("TPGW_IT_ZOHO_REFRESH_SIM", "1000.refresh.sim");
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            ("\"ZOHO_CLIENT_SECRET\"", "\"TPGW_IT_ZOHO_SECRET_SIM\""),
+            ("\"ZOHO_REFRESH_TOKEN\"", "\"TPGW_IT_ZOHO_REFRESH_SIM\""),
+        ],
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
+    let out = tokio::process::Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = printed(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("/oauth/v2/token"), "{text}");
+    assert!(text.contains("login.access_token = [redacted]"), "{text}");
+    assert!(text.contains("\"action\":\"open\""), "{text}");
+    let seen = zoho.api.seen();
+    let token = seen[0]
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Zoho-oauthtoken "))
+        .unwrap();
+    for secret in ["zs3cret-sim", "1000.refresh.sim", token] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
 /// `examples/odoo.toml` (or `odoo-jsonrpc.toml`) against `odoo`, its key in
 /// a variable named after `tag`, its route named `tag`.
 async fn odoo_gateway(example: &str, odoo: &Odoo, tag: &str) -> TestGateway {
@@ -422,8 +463,10 @@ async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused
     odoo.state.lock().unwrap().uid = 9;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), jeanne);
+    let reply = gw.client().post(gw.addr, None, &call("0299999999")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
     let s = odoo.state.lock().unwrap();
-    assert_eq!((s.logins, s.searches, s.refused), (2, 3, 1));
+    assert_eq!((s.logins, s.searches, s.refused), (2, 4, 1));
 }
 
 #[tokio::test]

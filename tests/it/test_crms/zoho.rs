@@ -27,8 +27,11 @@
 //!   "invalid oauth token","status":"error"}` (solspace/craft-freeform issue
 //!   1372 quotes it); no token at all, 401 `AUTHENTICATION_FAILURE`.
 //!
-//! `equals` here compares the stored value exactly: the recipe must send the
-//! number in the form it is stored in.
+//! `equals` here compares the stored value exactly. Zoho documents v8's
+//! `equals` as looser ("behaves like contains"), so a recipe that matches
+//! here matches there too. The accounts server's `Access Denied` is HTTP 200
+//! as Zoho says; some clients report a 400: the gateway fails the token
+//! request either way, since the reply has no `access_token`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
