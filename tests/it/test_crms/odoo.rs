@@ -3,15 +3,17 @@
 //!
 //! - JSON-2 (Odoo 19+, odoo/documentation
 //!   content/developer/reference/external_api.rst; odoo/odoo
-//!   odoo/addons/base/models/ir_http.py `_auth_method_bearer`): `POST
+//!   odoo/addons/base/models/ir_http.py `_auth_method_bearer`,
+//!   addons/rpc/controllers/json2.py): `POST
 //!   /json/2/<model>/<method>` with `Authorization: bearer <API key>` (the
 //!   scheme read case-insensitively), `X-Odoo-Database` naming the database
 //!   on a server that hosts several, and a JSON object of the method's named
 //!   parameters (`domain`, `fields`, `limit` for `search_read`). Success is
 //!   200 with the method's value (a list of records, `id` always included);
 //!   errors are 4xx/5xx with `{"name", "message", "arguments", "context",
-//!   "debug"}`, a bad key 401 `werkzeug.exceptions.Unauthorized` "Invalid
-//!   apikey".
+//!   "debug"}`: a bad key 401 `werkzeug.exceptions.Unauthorized` "Invalid
+//!   apikey", a parameter the method does not take 422
+//!   `UnprocessableEntity`, a bad domain a 500.
 //! - JSON-RPC (Odoo 8 to 19, odoo/odoo odoo/addons/base/controllers/rpc.py
 //!   `/jsonrpc`, odoo/service/common.py `login`, odoo/service/model.py
 //!   `execute_kw`): `common.login(db, login, password)` answers the uid, or
@@ -177,8 +179,8 @@ fn json2(state: &mut State, seen: &Seen, body: &Value) -> Answer {
     }) {
         return json2_error(
             422,
-            "builtins.TypeError",
-            &format!("search_read() got an unexpected keyword argument '{name}'"),
+            "werkzeug.exceptions.UnprocessableEntity",
+            &format!("422 Unprocessable Entity: got an unexpected keyword argument '{name}'"),
         );
     }
     match search_read(
@@ -188,7 +190,7 @@ fn json2(state: &mut State, seen: &Seen, body: &Value) -> Answer {
         params.get("limit"),
     ) {
         Ok(rows) => json_reply(200, rows),
-        Err(message) => json2_error(422, "builtins.ValueError", &message),
+        Err(message) => json2_error(500, "builtins.ValueError", &message),
     }
 }
 
