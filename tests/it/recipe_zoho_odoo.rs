@@ -213,6 +213,24 @@ async fn zoho_mint_limit_reached_gives_none_with_reason_login_without_hammering(
 }
 
 #[tokio::test]
+async fn zoho_revoked_refresh_token_gives_none_with_reason_login() {
+    let zoho = Zoho::start("zs3cret-rev", "1000.refresh.rev").await;
+    let gw = zoho_gateway(&zoho, "zoho-revoked").await;
+    // Revoked in Zoho's console after the gateway was configured: the
+    // accounts server answers {"error":"invalid_code"} with HTTP 200.
+    zoho.state.lock().unwrap().refresh_token = "1000.refresh.new".into();
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = zoho.state.lock().unwrap();
+    assert_eq!((s.mints, s.searches), (0, 0));
+    let lines = log_lines("route=zoho-revoked ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
 async fn zoho_hostile_callers_cannot_change_the_criteria() {
     let zoho = Zoho::start("zs3cret-hostile", "1000.refresh.hostile").await;
     let gw = zoho_gateway(&zoho, "zoho-hostile").await;
