@@ -153,12 +153,20 @@ impl ReplySpec {
         self.check_status(raw)?;
         let mut values: Vec<(Value, Value)> = Vec::with_capacity(8);
         values.push((Value::from("http_status"), Value::from(raw.status.as_u16())));
+        // A 204 has no content by definition (RFC 9110 15.3.5), which is how
+        // Zoho answers a search without a match: nothing to parse or
+        // extract, and `open_when` decides, as for an empty list.
+        let no_content = raw.status == http::StatusCode::NO_CONTENT && raw.body.is_empty();
         match self.format {
             ReplyFormat::Contract => return self.contract(&raw.body),
             ReplyFormat::Json => {
-                let doc: serde_json::Value = serde_json::from_slice(&raw.body).map_err(|e| {
-                    Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
-                })?;
+                let doc: serde_json::Value = if no_content {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::from_slice(&raw.body).map_err(|e| {
+                        Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
+                    })?
+                };
                 if let Extract::Json(paths) = &self.extract {
                     for (name, path) in paths {
                         if let Some(v) = path.lookup(&doc) {
@@ -174,7 +182,7 @@ impl ReplySpec {
                 }
             }
             ReplyFormat::Xml => {
-                if let Extract::Xml(names, paths) = &self.extract {
+                if let (false, Extract::Xml(names, paths)) = (no_content, &self.extract) {
                     let found = xml_values(&raw.body, paths)
                         .map_err(|e| Failure::new(NoneReason::BadReply, e))?;
                     for (name, v) in names.iter().zip(found) {

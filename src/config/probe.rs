@@ -44,7 +44,7 @@ const TEMPLATE_GLOBALS: [&str; 11] = [
 
 /// Names offered in "did you mean" (whether a name exists is asked of the
 /// engine itself, see [`Templates::knows`]).
-const FILTERS: [&str; 62] = [
+const FILTERS: [&str; 63] = [
     "safe",
     "escape",
     "lower",
@@ -103,6 +103,7 @@ const FILTERS: [&str; 62] = [
     "sql_like",
     "odata_quote",
     "sosl_escape",
+    "backslash_escape",
     "e164",
     "international",
     "national",

@@ -1,7 +1,8 @@
 //! Template filters for what CRM APIs demand of a request: digests and
 //! signatures (vTiger's `md5(token + accessKey)`, EspoCRM's HMAC), base64,
 //! and escaping for the query languages integrators build from strings
-//! (SQL fragments, OData, SOSL), plus `split`/`last` for ids such as vTiger's
+//! (SQL fragments, OData, SOSL, or any language that escapes with a
+//! backslash: Zoho's criteria, Odoo's `ilike` patterns), plus `split`/`last` for ids such as vTiger's
 //! `12x345`.
 //!
 //! The escaping filters only escape: the config author writes the quotes
@@ -33,6 +34,9 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("sql_like", |v: Value| sql_like(&text(&v)));
     env.add_filter("odata_quote", |v: Value| text(&v).replace('\'', "''"));
     env.add_filter("sosl_escape", |v: Value| sosl_escape(&text(&v)));
+    env.add_filter("backslash_escape", |v: Value, chars: String| {
+        backslash_escape(&text(&v), &chars)
+    });
     env.add_filter("split", split);
     env.add_filter("last", last);
 }
@@ -152,6 +156,21 @@ fn sosl_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     for c in value.chars() {
         if SOSL_RESERVED.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A `\` before each of `chars` and before `\` itself: Zoho's criteria
+/// (`(`, `)`, `,`) and the pattern of a `LIKE` whose value the CRM binds as
+/// a parameter (Odoo's `ilike`: `%`, `_`, as Odoo's own `escape_psql`),
+/// where quotes need no doubling.
+fn backslash_escape(value: &str, chars: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if c == '\\' || chars.contains(c) {
             out.push('\\');
         }
         out.push(c);
@@ -282,6 +301,16 @@ mod tests {
         assert_eq!(sql_quote("x\\' OR 1=1 -- "), "x\\\\'' OR 1=1 -- ");
         assert_eq!(sql_quote("50%_"), "50%_");
         assert_eq!(sql_like("5'0%_\\"), "5''0\\%\\_\\\\");
+    }
+
+    #[test]
+    fn backslash_escape_escapes_the_given_characters_and_backslash_only() {
+        assert_eq!(
+            backslash_escape("a(b),c\\d'%", "(),"),
+            "a\\(b\\)\\,c\\\\d'%"
+        );
+        assert_eq!(backslash_escape("5%_'\\", "%_"), "5\\%\\_'\\\\");
+        assert_eq!(backslash_escape("+33612345678", "(),"), "+33612345678");
     }
 
     #[test]

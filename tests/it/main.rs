@@ -26,6 +26,7 @@ mod pages;
 mod recipe_cloud;
 mod recipe_espo_dolibarr;
 mod recipe_sugar;
+mod recipe_zoho_odoo;
 mod reload_watch;
 mod rolling_restart;
 mod routes;

@@ -7,10 +7,12 @@ pub mod dynamics;
 pub mod espocrm;
 pub mod hubspot;
 pub mod oauth;
+pub mod odoo;
 pub mod salesforce;
 pub mod sugar;
 pub mod suitecrm8;
 pub mod vtiger;
+pub mod zoho;
 
 use std::collections::HashMap;
 

@@ -1,0 +1,515 @@
+//! `examples/zoho.toml`, `examples/odoo.toml` and `examples/odoo-jsonrpc.toml`
+//! run end to end against strict test CRMs (tests/it/test_crms/zoho.rs and
+//! odoo.rs): Zoho's accounts server and API server apart, its mint limit,
+//! its 204 for no match; Odoo's JSON-2 bearer key, its JSON-RPC uid, and
+//! `ilike` read as SQL `LIKE`. Each test renames the example's secrets to
+//! variables of its own, so tests running at once do not share a value.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::examples::example_config;
+use crate::support::*;
+use crate::test_crms::odoo::Odoo;
+use crate::test_crms::zoho::{self, Criteria, Zoho};
+use crate::test_crms::{fields, PAYLOAD};
+
+/// PAYLOAD with another caller.
+fn call(caller: &str) -> String {
+    PAYLOAD.replace(
+        "\"0612345678\"",
+        &serde_json::to_string(caller).unwrap_or_default(),
+    )
+}
+
+fn opened(url: &str, title: &str) -> Value {
+    json!({"action":"open","event":"EventRinging","url":url,"autopause":false,"title":title})
+}
+
+/// The longer deadline some tests need on a loaded machine.
+const DEADLINE: (&str, &str) = (
+    "listen = \"0.0.0.0:8443\"",
+    "listen = \"0.0.0.0:8443\"\ndeadline_ms = 10000",
+);
+
+/// `examples/zoho.toml` against `zoho`, its secrets in variables named
+/// after `tag`, its route named `tag`.
+async fn zoho_gateway(zoho: &Zoho, tag: &str) -> TestGateway {
+    let secret_var = format!("TPGW_IT_ZOHO_SECRET_{tag}");
+    let refresh_var = format!("TPGW_IT_ZOHO_REFRESH_{tag}");
+    {
+        let s = zoho.state.lock().unwrap();
+        std::env::set_var(&secret_var, &s.client_secret);
+        std::env::set_var(&refresh_var, &s.refresh_token);
+    }
+    let route = format!("name = \"{tag}\"");
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            ("\"ZOHO_CLIENT_SECRET\"", &format!("\"{secret_var}\"")),
+            ("\"ZOHO_REFRESH_TOKEN\"", &format!("\"{refresh_var}\"")),
+            ("name = \"zoho-contact\"", &route),
+            DEADLINE,
+        ],
+    );
+    start_gateway(&text).await
+}
+
+fn jeanne_in_zoho() -> Value {
+    opened(
+        "https://crm.zoho.eu/crm/org20101234567/tab/Contacts/554023000000238121",
+        "Jeanne O'Neil",
+    )
+}
+
+#[tokio::test]
+async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse_the_token() {
+    let zoho = Zoho::start("zs3cret-cold", "1000.refresh.cold").await;
+    let gw = zoho_gateway(&zoho, "zoho-cold").await;
+    for caller in ["0612345678", "+33 6 12 34 56 78", "0033612345678"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), jeanne_in_zoho(), "{caller}");
+    }
+    {
+        let s = zoho.state.lock().unwrap();
+        assert_eq!((s.mints, s.searches, s.refused, s.denied), (1, 3, 0, 0));
+        assert_eq!(
+            s.criteria[0],
+            "((Phone:equals:+33612345678)or(Mobile:equals:+33612345678))"
+        );
+    }
+    // The token comes from the accounts server, the search goes to the
+    // server its reply named: never the other way round.
+    let minted = zoho.accounts.seen();
+    assert_eq!(minted.len(), 1);
+    assert_eq!(minted[0].target, "/oauth/v2/token");
+    let form = fields(&minted[0].text());
+    assert_eq!(form["grant_type"], "refresh_token");
+    assert_eq!(form["client_id"], "1000.GATEWAYCLIENTID");
+    assert_eq!(form["client_secret"], "zs3cret-cold");
+    assert_eq!(form["refresh_token"], "1000.refresh.cold");
+    let searches = zoho.api.seen();
+    assert_eq!(searches.len(), 3);
+    for s in &searches {
+        assert!(s.target.starts_with("/crm/v8/Contacts/search?criteria="));
+        assert!(
+            s.header("authorization")
+                .is_some_and(|h| h.starts_with("Zoho-oauthtoken 1000.")),
+            "{:?}",
+            s.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn zoho_no_match_is_a_204_read_as_none_and_a_mobile_number_matches_too() {
+    let zoho = Zoho::start("zs3cret-204", "1000.refresh.204").await;
+    let gw = zoho_gateway(&zoho, "zoho-nomatch").await;
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let lines = log_lines("route=zoho-nomatch ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=declined ") && l.contains("open_when is false")),
+        "a 204 is no match, not a bad reply: {lines:#?}"
+    );
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call("06 98 76 54 32"))
+        .await;
+    assert_eq!(
+        reply.json(),
+        opened(
+            "https://crm.zoho.eu/crm/org20101234567/tab/Contacts/554023000000238177",
+            "Paul Martin"
+        )
+    );
+    let s = zoho.state.lock().unwrap();
+    assert_eq!((s.mints, s.searches), (1, 2));
+}
+
+#[tokio::test]
+async fn zoho_token_the_crm_expired_is_renewed_once_and_the_call_still_opens() {
+    let zoho = Zoho::start("zs3cret-exp", "1000.refresh.exp").await;
+    let gw = zoho_gateway(&zoho, "zoho-expired").await;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        jeanne_in_zoho()
+    );
+    zoho.state.lock().unwrap().expire_tokens();
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        jeanne_in_zoho()
+    );
+    let s = zoho.state.lock().unwrap();
+    assert_eq!((s.mints, s.refused, s.searches), (2, 1, 2));
+}
+
+#[tokio::test]
+async fn zoho_hundred_concurrent_calls_after_expiry_mint_exactly_one_token() {
+    let zoho = Zoho::start("zs3cret-100", "1000.refresh.100").await;
+    zoho.state.lock().unwrap().expires_in = Duration::from_secs(2);
+    let gw = zoho_gateway(&zoho, "zoho-hundred").await;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        jeanne_in_zoho()
+    );
+    // The next token lives an hour; the first one runs out meanwhile.
+    zoho.state.lock().unwrap().expires_in = Duration::from_secs(3600);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let client = Arc::new(gw.client());
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.post(addr, None, PAYLOAD).await.json() })
+        })
+        .collect();
+    for call in calls {
+        let reply = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("every call answered")
+            .unwrap();
+        assert_eq!(reply, jeanne_in_zoho());
+    }
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(s.mints, 2, "one token at start, exactly one after expiry");
+    assert_eq!(s.denied, 0, "never over Zoho's mint limit");
+    assert_eq!(s.refused, 0, "no call sent the expired token");
+    assert_eq!(s.searches, 101);
+}
+
+#[tokio::test]
+async fn zoho_mint_limit_reached_gives_none_with_reason_login_without_hammering() {
+    let zoho = Zoho::start("zs3cret-lim", "1000.refresh.lim").await;
+    // Another client of the same refresh token used up the ten mints.
+    zoho.state.lock().unwrap().spend_mints(10);
+    let gw = zoho_gateway(&zoho, "zoho-limit").await;
+    let client = Arc::new(gw.client());
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.post(addr, None, PAYLOAD).await.json() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), json!({"action":"none"}));
+    }
+    let s = zoho.state.lock().unwrap();
+    // The calls arrive within the first backoff (1 s); one more attempt at
+    // most on a machine slow enough for a call to arrive after it.
+    assert!(s.denied <= 2, "{} token requests for 20 calls", s.denied);
+    assert_eq!((s.mints, s.searches), (0, 0));
+    let lines = log_lines("route=zoho-limit ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn zoho_revoked_refresh_token_gives_none_with_reason_login() {
+    let zoho = Zoho::start("zs3cret-rev", "1000.refresh.rev").await;
+    let gw = zoho_gateway(&zoho, "zoho-revoked").await;
+    // Revoked in Zoho's console after the gateway was configured: the
+    // accounts server answers {"error":"invalid_code"} with HTTP 200.
+    zoho.state.lock().unwrap().refresh_token = "1000.refresh.new".into();
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = zoho.state.lock().unwrap();
+    assert_eq!((s.mints, s.searches), (0, 0));
+    let lines = log_lines("route=zoho-revoked ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn zoho_hostile_callers_cannot_change_the_criteria() {
+    let zoho = Zoho::start("zs3cret-hostile", "1000.refresh.hostile").await;
+    let gw = zoho_gateway(&zoho, "zoho-hostile").await;
+    let hostile = [
+        "0612345678)or(Full_Name:equals:Jeanne O'Neil",
+        "061234(5678),x",
+        "06\\12345678'\"",
+        "0612345%_678",
+    ];
+    for caller in hostile {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        let reply = reply.json();
+        assert!(
+            reply["action"] == "none" || reply == jeanne_in_zoho(),
+            "{caller}: {reply}"
+        );
+    }
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(
+        s.criteria.len(),
+        hostile.len(),
+        "no call refused as malformed"
+    );
+    for criteria in &s.criteria {
+        // Zoho reads each one as the recipe wrote it: Phone or Mobile equal
+        // to a number made of "+" and digits, nothing else.
+        let Ok(Criteria::Any(parts)) = zoho::parse(criteria) else {
+            panic!("{criteria} is not the recipe's shape");
+        };
+        assert_eq!(parts.len(), 2, "{criteria}");
+        for (part, field) in parts.iter().zip(["Phone", "Mobile"]) {
+            let Criteria::Equals(f, v) = part else {
+                panic!("{criteria}");
+            };
+            assert_eq!(f, field);
+            assert!(
+                v.chars().all(|c| c == '+' || c.is_ascii_digit()),
+                "{criteria}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn zoho_simulate_shows_the_token_request_and_never_a_secret_or_token() {
+    let zoho = Zoho::start("zs3cret-sim", "1000.refresh.sim").await;
+    std::env::set_var("TPGW_IT_ZOHO_SECRET_SIM", "zs3cret-sim");
+    std::env::set_var("TPGW_IT_ZOHO_REFRESH_SIM", "1000.refresh.sim");
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            ("\"ZOHO_CLIENT_SECRET\"", "\"TPGW_IT_ZOHO_SECRET_SIM\""),
+            ("\"ZOHO_REFRESH_TOKEN\"", "\"TPGW_IT_ZOHO_REFRESH_SIM\""),
+        ],
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
+    let out = tokio::process::Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = printed(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("/oauth/v2/token"), "{text}");
+    assert!(text.contains("login.access_token = [redacted]"), "{text}");
+    assert!(text.contains("\"action\":\"open\""), "{text}");
+    let seen = zoho.api.seen();
+    let token = seen[0]
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Zoho-oauthtoken "))
+        .unwrap();
+    for secret in ["zs3cret-sim", "1000.refresh.sim", token] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+/// `examples/odoo.toml` (or `odoo-jsonrpc.toml`) against `odoo`, its key in
+/// a variable named after `tag`, its route named `tag`.
+async fn odoo_gateway(example: &str, odoo: &Odoo, tag: &str) -> TestGateway {
+    let key_var = format!("TPGW_IT_ODOO_KEY_{tag}");
+    std::env::set_var(&key_var, &odoo.state.lock().unwrap().api_key);
+    let route = format!("name = \"{tag}\"");
+    let url = format!("{}/json", odoo.crm.url());
+    let mut swaps: Vec<(&str, &str)> = vec![
+        ("https://odoo.example.org/json", &url),
+        ("name = \"odoo-contact\"", &route),
+        DEADLINE,
+    ];
+    let quoted = format!("'{key_var}'");
+    let env = format!("\"{key_var}\"");
+    if example == "odoo.toml" {
+        swaps.push(("\"ODOO_API_KEY\"", &env));
+    } else {
+        swaps.push(("'ODOO_API_KEY'", &quoted));
+    }
+    let text = example_config(example, &swaps);
+    start_gateway(&text).await
+}
+
+fn jeanne_in_odoo() -> Value {
+    opened("https://odoo.example.org/odoo/contacts/42", "Jeanne O'Neil")
+}
+
+#[tokio::test]
+async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
+    let odoo = Odoo::start("0dd0-key-shapes").await;
+    let gw = odoo_gateway("odoo.toml", &odoo, "odoo-shapes").await;
+    // Stored "+33 6 12 34 56 78" (Odoo's own formatting).
+    for caller in ["0612345678", "+33612345678", "0033 6 12 34 56 78"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), jeanne_in_odoo(), "{caller}");
+    }
+    // Stored "06 98 76 54 32" (typed the French way).
+    let reply = gw.client().post(gw.addr, None, &call("+33698765432")).await;
+    assert_eq!(
+        reply.json(),
+        opened("https://odoo.example.org/odoo/contacts/43", "Paul Martin")
+    );
+    // Stored "0033298112233" (typed without spaces): its last 9 digits.
+    let reply = gw
+        .client()
+        .post(gw.addr, None, &call("02 98 11 22 33"))
+        .await;
+    assert_eq!(
+        reply.json(),
+        opened("https://odoo.example.org/odoo/contacts/44", "Luc Petit")
+    );
+    let reply = gw.client().post(gw.addr, None, &call("0299999999")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = odoo.state.lock().unwrap();
+    assert_eq!((s.searches, s.refused), (6, 0));
+    assert_eq!(
+        s.domains[0],
+        json!([
+            "|",
+            "|",
+            ["phone", "ilike", "+33 6 12 34 56 78"],
+            ["phone", "ilike", "06 12 34 56 78"],
+            ["phone", "ilike", "612345678"]
+        ])
+    );
+    let seen = odoo.crm.seen();
+    assert_eq!(seen[0].target, "/json/2/res.partner/search_read");
+    assert_eq!(seen[0].header("x-odoo-database"), Some("odoo"));
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        (&body["fields"], &body["limit"]),
+        (&json!(["name"]), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn odoo_json2_wrong_key_is_refused_and_gives_none() {
+    let odoo = Odoo::start("0dd0-key-right").await;
+    std::env::set_var("TPGW_IT_ODOO_KEY_WRONG_VALUE", "0dd0-key-wrong");
+    let text = example_config(
+        "odoo.toml",
+        &[
+            (
+                "https://odoo.example.org/json",
+                &format!("{}/json", odoo.crm.url()),
+            ),
+            ("\"ODOO_API_KEY\"", "\"TPGW_IT_ODOO_KEY_WRONG_VALUE\""),
+            ("name = \"odoo-contact\"", "name = \"odoo-wrong-key\""),
+        ],
+    );
+    let gw = start_gateway(&text).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = odoo.state.lock().unwrap();
+    assert_eq!((s.refused, s.searches), (1, 0));
+    let lines = log_lines("route=odoo-wrong-key ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=status ") && l.contains("401")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn odoo_hostile_callers_cannot_widen_the_ilike() {
+    let odoo = Odoo::start("0dd0-key-hostile").await;
+    let gw = odoo_gateway("odoo.toml", &odoo, "odoo-hostile").await;
+    // Without the phone filters and escaping, "%" or "_" would match every
+    // partner; a quote or backslash would reach the value as is.
+    for caller in ["0%1%2%3%4%5", "0_1_2_3_4_5", "01'23\\45\"67%", "029876%%%%"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), json!({"action":"none"}), "{caller}");
+    }
+    let s = odoo.state.lock().unwrap();
+    assert_eq!(s.searches, 4);
+    for domain in &s.domains {
+        for leaf in domain.as_array().unwrap().iter().skip(2) {
+            let value = leaf[2].as_str().unwrap();
+            assert!(
+                value
+                    .chars()
+                    .all(|c| c == '+' || c == ' ' || c.is_ascii_digit()),
+                "{domain}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused() {
+    let odoo = Odoo::start("0dd0-key-rpc").await;
+    let gw = odoo_gateway("odoo-jsonrpc.toml", &odoo, "odoo-rpc").await;
+    let jeanne = opened(
+        "https://odoo.example.org/web#id=42&model=res.partner&view_type=form",
+        "Jeanne O'Neil",
+    );
+    for caller in ["0612345678", "+33 6 12 34 56 78"] {
+        let reply = gw.client().post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), jeanne, "{caller}");
+    }
+    {
+        let s = odoo.state.lock().unwrap();
+        assert_eq!((s.logins, s.searches, s.refused), (1, 2, 0));
+    }
+    let seen = odoo.crm.seen();
+    let login: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        login["params"],
+        json!({"service": "common", "method": "login", "args": ["odoo", "gateway@example.org", "0dd0-key-rpc"]})
+    );
+    let search: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert_eq!(
+        search["params"]["args"][1],
+        json!(7),
+        "the uid stays a number"
+    );
+    assert_eq!(
+        search["params"]["args"][6],
+        json!({"fields": ["name"], "limit": 1})
+    );
+    // The user was recreated: the old uid is refused (AccessDenied over
+    // HTTP 200), the gateway logs in again once and the call still opens.
+    odoo.state.lock().unwrap().uid = 9;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), jeanne);
+    let reply = gw.client().post(gw.addr, None, &call("0299999999")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = odoo.state.lock().unwrap();
+    assert_eq!((s.logins, s.searches, s.refused), (2, 4, 1));
+}
+
+#[tokio::test]
+async fn odoo_jsonrpc_wrong_key_is_a_login_failure_not_a_search() {
+    let odoo = Odoo::start("0dd0-key-rpc-right").await;
+    std::env::set_var("TPGW_IT_ODOO_KEY_RPC_WRONG_VALUE", "0dd0-key-rpc-wrong");
+    let text = example_config(
+        "odoo-jsonrpc.toml",
+        &[
+            (
+                "https://odoo.example.org/json",
+                &format!("{}/json", odoo.crm.url()),
+            ),
+            ("'ODOO_API_KEY'", "'TPGW_IT_ODOO_KEY_RPC_WRONG_VALUE'"),
+            ("name = \"odoo-contact\"", "name = \"odoo-rpc-wrong\""),
+        ],
+    );
+    let gw = start_gateway(&text).await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = odoo.state.lock().unwrap();
+    assert_eq!((s.failed_logins, s.logins, s.searches), (1, 0, 0));
+    let lines = log_lines("route=odoo-rpc-wrong ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=login ")),
+        "{lines:#?}"
+    );
+}

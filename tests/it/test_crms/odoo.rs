@@ -1,0 +1,396 @@
+//! Odoo's two external APIs over one partner table, as Odoo's documentation
+//! and source describe them.
+//!
+//! - JSON-2 (Odoo 19+, odoo/documentation
+//!   content/developer/reference/external_api.rst; odoo/odoo
+//!   odoo/addons/base/models/ir_http.py `_auth_method_bearer`,
+//!   addons/rpc/controllers/json2.py): `POST
+//!   /json/2/<model>/<method>` with `Authorization: bearer <API key>` (the
+//!   scheme read case-insensitively), `X-Odoo-Database` naming the database
+//!   on a server that hosts several, and a JSON object of the method's named
+//!   parameters (`domain`, `fields`, `limit` for `search_read`). Success is
+//!   200 with the method's value (a list of records, `id` always included);
+//!   errors are 4xx/5xx with `{"name", "message", "arguments", "context",
+//!   "debug"}`: a bad key 401 `werkzeug.exceptions.Unauthorized` "Invalid
+//!   apikey", a parameter the method does not take 422
+//!   `UnprocessableEntity`, a bad domain a 500.
+//! - JSON-RPC (Odoo 8 to 19, odoo/odoo odoo/addons/base/controllers/rpc.py
+//!   `/jsonrpc`, odoo/service/common.py `login`, odoo/service/model.py
+//!   `execute_kw`): `common.login(db, login, password)` answers the uid, or
+//!   `false` for bad credentials (an API key stands for the password);
+//!   `object.execute_kw(db, uid, password, model, method, args, kwargs)`
+//!   answers `result`, and an exception is HTTP 200 with `{"error": {"code":
+//!   200, "message": "Odoo Server Error", "data": {"name":
+//!   "odoo.exceptions.AccessDenied", ...}}}` (odoo/http.py
+//!   `JsonRPCDispatcher.handle_error`).
+//!
+//! Domains are Odoo's: a list of `[field, operator, value]` terms in Polish
+//! notation with `"|"`, `"&"`, `"!"` prefixes and an implicit `&`. `ilike`
+//! is SQL's: the value is wrapped in `%...%` and its own `%` and `_` stay
+//! wildcards (the documentation's own example searches `"%deco%"`); `\`
+//! escapes the next character, as PostgreSQL's `LIKE` and Odoo's
+//! `escape_psql` (odoo/tools/sql.py) have it. Phones are stored as typed (or
+//! as Odoo's phone_validation formats them: `+33 6 12 34 56 78`).
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::crm::{Answer, Crm, Seen};
+
+/// A partner: id, name, phone as stored.
+pub struct Partner {
+    pub id: u64,
+    pub name: &'static str,
+    pub phone: &'static str,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub db: String,
+    pub login: String,
+    pub api_key: String,
+    /// The gateway user's id; changing it makes an old uid fail.
+    pub uid: u64,
+    pub partners: Vec<Partner>,
+    /// JSON-RPC logins that worked, and those that answered `false`.
+    pub logins: usize,
+    pub failed_logins: usize,
+    /// Searches answered, and refused (bad key, uid or password).
+    pub searches: usize,
+    pub refused: usize,
+    /// Every search's domain, as received.
+    pub domains: Vec<Value>,
+}
+
+pub struct Odoo {
+    pub crm: Crm,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Odoo {
+    pub async fn start(api_key: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            db: "odoo".into(),
+            login: "gateway@example.org".into(),
+            api_key: api_key.into(),
+            uid: 7,
+            partners: vec![
+                Partner {
+                    id: 42,
+                    name: "Jeanne O'Neil",
+                    phone: "+33 6 12 34 56 78",
+                },
+                Partner {
+                    id: 43,
+                    name: "Paul Martin",
+                    phone: "06 98 76 54 32",
+                },
+                Partner {
+                    id: 44,
+                    name: "Luc Petit",
+                    phone: "0033298112233",
+                },
+            ],
+            ..State::default()
+        }));
+        let shared = Arc::clone(&state);
+        let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
+        Self { crm, state }
+    }
+}
+
+fn json_reply(status: u16, body: Value) -> Answer {
+    Answer::Reply(status, "application/json; charset=utf-8", body.to_string())
+}
+
+/// A JSON-2 error: the Python exception's name and message.
+fn json2_error(status: u16, name: &str, message: &str) -> Answer {
+    json_reply(
+        status,
+        json!({"name": name, "message": message, "arguments": [message, status],
+               "context": {}, "debug": format!("Traceback (most recent call last):\n{name}: {message}\n")}),
+    )
+}
+
+/// A JSON-RPC error, HTTP 200 as Odoo sends every one.
+fn rpc_error(id: &Value, name: &str, message: &str) -> Answer {
+    json_reply(
+        200,
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": 200, "message": "Odoo Server Error",
+               "data": {"name": name, "debug": "Traceback (most recent call last):\n", "message": message,
+                        "arguments": [message], "context": {}}}}),
+    )
+}
+
+fn handle(state: &mut State, seen: &Seen) -> Answer {
+    if seen.method != "POST" {
+        return json2_error(
+            405,
+            "werkzeug.exceptions.MethodNotAllowed",
+            "405 Method Not Allowed",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&seen.body) else {
+        return json2_error(
+            400,
+            "werkzeug.exceptions.BadRequest",
+            "400 Bad Request: invalid JSON",
+        );
+    };
+    match seen.target.as_str() {
+        "/json/2/res.partner/search_read" => json2(state, seen, &body),
+        "/jsonrpc" => jsonrpc(state, &body),
+        _ => json2_error(404, "werkzeug.exceptions.NotFound", "404 Not Found"),
+    }
+}
+
+fn json2(state: &mut State, seen: &Seen, body: &Value) -> Answer {
+    let key = seen.header("authorization").and_then(|h| {
+        let (scheme, key) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    if key != Some(state.api_key.as_str()) {
+        state.refused += 1;
+        return json2_error(401, "werkzeug.exceptions.Unauthorized", "Invalid apikey");
+    }
+    if seen.header("x-odoo-database") != Some(state.db.as_str()) {
+        return json2_error(
+            404,
+            "werkzeug.exceptions.NotFound",
+            "404 Not Found: no such database",
+        );
+    }
+    if !seen
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        return json2_error(
+            415,
+            "werkzeug.exceptions.UnsupportedMediaType",
+            "415 Unsupported Media Type",
+        );
+    }
+    let Some(params) = body.as_object() else {
+        return json2_error(400, "werkzeug.exceptions.BadRequest", "400 Bad Request");
+    };
+    if let Some(name) = params.keys().find(|k| {
+        !["domain", "fields", "limit", "offset", "order", "context"].contains(&k.as_str())
+    }) {
+        return json2_error(
+            422,
+            "werkzeug.exceptions.UnprocessableEntity",
+            &format!("422 Unprocessable Entity: got an unexpected keyword argument '{name}'"),
+        );
+    }
+    match search_read(
+        state,
+        params.get("domain"),
+        params.get("fields"),
+        params.get("limit"),
+    ) {
+        Ok(rows) => json_reply(200, rows),
+        Err(message) => json2_error(500, "builtins.ValueError", &message),
+    }
+}
+
+fn jsonrpc(state: &mut State, body: &Value) -> Answer {
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    if body["jsonrpc"] != "2.0" || body["method"] != "call" {
+        return rpc_error(
+            &id,
+            "werkzeug.exceptions.BadRequest",
+            "Invalid JSON-RPC request",
+        );
+    }
+    let params = &body["params"];
+    let args = params["args"].as_array().cloned().unwrap_or_default();
+    let text = |i: usize| args.get(i).and_then(Value::as_str).unwrap_or("");
+    match (params["service"].as_str(), params["method"].as_str()) {
+        (Some("common"), Some("login")) => {
+            if args.len() != 3 {
+                return rpc_error(
+                    &id,
+                    "builtins.TypeError",
+                    "login() takes 3 positional arguments",
+                );
+            }
+            if text(0) != state.db {
+                return rpc_error(&id, "psycopg2.OperationalError", "database does not exist");
+            }
+            if text(1) != state.login || text(2) != state.api_key {
+                state.failed_logins += 1;
+                return json_reply(200, json!({"jsonrpc": "2.0", "id": id, "result": false}));
+            }
+            state.logins += 1;
+            json_reply(
+                200,
+                json!({"jsonrpc": "2.0", "id": id, "result": state.uid}),
+            )
+        }
+        (Some("object"), Some("execute_kw")) => {
+            let uid = args.get(1).and_then(Value::as_u64);
+            if text(0) != state.db || uid != Some(state.uid) || text(2) != state.api_key {
+                state.refused += 1;
+                return rpc_error(&id, "odoo.exceptions.AccessDenied", "Access Denied");
+            }
+            if text(3) != "res.partner" || text(4) != "search_read" {
+                return rpc_error(&id, "builtins.AttributeError", "unexpected model or method");
+            }
+            let positional = args
+                .get(5)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let kwargs = args.get(6).cloned().unwrap_or(json!({}));
+            if positional.len() != 1 {
+                return rpc_error(&id, "builtins.TypeError", "search_read() takes a domain");
+            }
+            match search_read(
+                state,
+                positional.first(),
+                kwargs.get("fields"),
+                kwargs.get("limit"),
+            ) {
+                Ok(rows) => json_reply(200, json!({"jsonrpc": "2.0", "id": id, "result": rows})),
+                Err(message) => rpc_error(&id, "builtins.ValueError", &message),
+            }
+        }
+        _ => rpc_error(&id, "builtins.KeyError", "unknown service or method"),
+    }
+}
+
+fn search_read(
+    state: &mut State,
+    domain: Option<&Value>,
+    fields: Option<&Value>,
+    limit: Option<&Value>,
+) -> Result<Value, String> {
+    let domain = domain.cloned().unwrap_or(json!([]));
+    state.domains.push(domain.clone());
+    let terms = domain.as_array().ok_or("domain must be a list")?;
+    let fields: Vec<String> = match fields {
+        None => vec!["name".into(), "phone".into()],
+        Some(f) => f
+            .as_array()
+            .ok_or("fields must be a list")?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or("a field name is a string")
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let limit = match limit {
+        None | Some(Value::Null) => usize::MAX,
+        Some(v) => v.as_u64().ok_or("limit must be an integer")? as usize,
+    };
+    let mut rows = Vec::new();
+    for p in &state.partners {
+        let mut at = 0;
+        let mut ok = true;
+        // An implicit "&" between the top-level expressions.
+        while at < terms.len() {
+            ok &= eval(terms, &mut at, p, 0)?;
+        }
+        if ok && rows.len() < limit {
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), json!(p.id));
+            for f in &fields {
+                let v = match f.as_str() {
+                    "id" => json!(p.id),
+                    "name" | "display_name" => json!(p.name),
+                    "phone" => json!(p.phone),
+                    _ => return Err(format!("Invalid field '{f}' on model 'res.partner'")),
+                };
+                row.insert(f.clone(), v);
+            }
+            rows.push(Value::Object(row));
+        }
+    }
+    state.searches += 1;
+    Ok(Value::Array(rows))
+}
+
+fn eval(terms: &[Value], at: &mut usize, p: &Partner, depth: usize) -> Result<bool, String> {
+    if depth > 32 {
+        return Err("domain too deep".into());
+    }
+    let term = terms.get(*at).ok_or("domain ends early")?;
+    *at += 1;
+    match term.as_str() {
+        Some("|") => Ok(eval(terms, at, p, depth + 1)? | eval(terms, at, p, depth + 1)?),
+        Some("&") => Ok(eval(terms, at, p, depth + 1)? & eval(terms, at, p, depth + 1)?),
+        Some("!") => Ok(!eval(terms, at, p, depth + 1)?),
+        Some(other) => Err(format!("Invalid domain operator {other:?}")),
+        None => {
+            let leaf = term
+                .as_array()
+                .filter(|l| l.len() == 3)
+                .ok_or("Invalid leaf")?;
+            let (field, op, value) = (leaf[0].as_str(), leaf[1].as_str(), &leaf[2]);
+            let stored = match field {
+                Some("phone") => p.phone,
+                Some("name") => p.name,
+                _ => return Err(format!("Invalid field {field:?} in leaf")),
+            };
+            let value = value.as_str().ok_or("ilike wants a string")?;
+            match op {
+                Some("ilike") => Ok(like(&format!("%{value}%"), stored)),
+                Some("=") => Ok(stored == value),
+                _ => Err(format!("Invalid operator {op:?}")),
+            }
+        }
+    }
+}
+
+/// PostgreSQL's `ILIKE` with its default escape `\`: `%` any run, `_` one
+/// character, `\x` the character x, case folded.
+pub fn like(pattern: &str, text: &str) -> bool {
+    enum Tok {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut toks = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        toks.push(match c {
+            '%' => Tok::Any,
+            '_' => Tok::One,
+            '\\' => Tok::Char(chars.next().unwrap_or('\\')),
+            c => Tok::Char(c),
+        });
+    }
+    let text: Vec<char> = text.to_lowercase().chars().collect();
+    // matched[j]: the tokens so far match text[..j].
+    let mut matched = vec![false; text.len() + 1];
+    matched[0] = true;
+    for tok in &toks {
+        let mut next = vec![false; text.len() + 1];
+        for j in 0..=text.len() {
+            match tok {
+                Tok::Any => next[j] = matched[j] || (j > 0 && next[j - 1]),
+                Tok::One => next[j] = j > 0 && matched[j - 1],
+                Tok::Char(c) => {
+                    next[j] =
+                        j > 0 && matched[j - 1] && c.to_lowercase().eq(text[j - 1].to_lowercase())
+                }
+            }
+        }
+        matched = next;
+    }
+    matched[text.len()]
+}
+
+#[test]
+fn ilike_is_sql_like_with_backslash_escapes() {
+    assert!(like("%12 34%", "+33 6 12 34 56 78"));
+    assert!(like("%%%", "anything"));
+    assert!(like("%6_1%", "+33 6 12"));
+    assert!(!like("%6\\_1%", "+33 6 12"));
+    assert!(like("%6\\_1%", "x6_1y"));
+    assert!(like("%O'NEIL%", "Jeanne O'Neil"));
+    assert!(!like("%612345678%", "+33 6 12 34 56 78"));
+}
