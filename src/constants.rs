@@ -102,6 +102,12 @@ pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between two login attempts to a broken CRM.
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
 
+/// A call stops waiting for a running login this long before its deadline
+/// (or a tenth of the time it has left, if less): a session that arrives
+/// later leaves no time for the look-up, and the call's `none` then says
+/// `login`, not a race with the request's own deadline.
+pub const LOGIN_WAIT_MARGIN: Duration = Duration::from_millis(10);
+
 /// How long a generated demo certificate is valid: browsers and tools warn
 /// about (or refuse) longer lives, and a demo should not outlive its use.
 pub const DEMO_CERT_DAYS: i64 = 90;

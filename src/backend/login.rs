@@ -25,7 +25,7 @@ use super::client::{Client, RawReply};
 use super::reply::ReplyFormat;
 use super::request::RequestSpec;
 use super::Failure;
-use crate::constants::{LOGIN_BACKOFF, LOGIN_RENEW_MARGIN, MAX_LOGIN_BACKOFF};
+use crate::constants::{LOGIN_BACKOFF, LOGIN_RENEW_MARGIN, LOGIN_WAIT_MARGIN, MAX_LOGIN_BACKOFF};
 use crate::extract::{xml_values, JsonPath, XmlPath};
 use crate::outcome::NoneReason;
 use crate::template::{ConditionId, Templates};
@@ -213,7 +213,8 @@ impl Login {
     }
 
     /// A good session: the cached one, or the result of a login (started
-    /// here or already running), waited for until `deadline` at most.
+    /// here or already running), waited for until shortly before `deadline`
+    /// ([`LOGIN_WAIT_MARGIN`]).
     pub async fn session(
         &self,
         deadline: Instant,
@@ -257,7 +258,9 @@ impl Login {
                 }
             }
         };
-        let waited = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+        let margin = LOGIN_WAIT_MARGIN.min(deadline.saturating_duration_since(now) / 10);
+        let until = deadline.checked_sub(margin).unwrap_or(deadline);
+        let waited = tokio::time::timeout_at(until, rx.wait_for(Option::is_some)).await;
         match waited {
             Ok(Ok(result)) => match result.as_ref() {
                 Some(Ok(session)) => Ok((Arc::clone(session), Source::Fresh)),
@@ -515,6 +518,157 @@ impl Object for LoginContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::request::{BodySpec, UrlSpec};
+    use crate::template::Escape;
+
+    /// A client that is never used: these logins send nothing.
+    fn idle_client() -> Client {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Client::new(tls, Duration::from_secs(1), 0, 1024)
+    }
+
+    /// A login that works at once (no steps) or fails at once (a step
+    /// whose url is not a URL), without any I/O, so paused time only moves
+    /// when the test says.
+    fn login(works: bool, ttl: Option<u64>, idle_ttl: Option<u64>) -> Login {
+        let mut templates = Templates::new();
+        let steps = if works {
+            Vec::new()
+        } else {
+            let url = templates.add("t#url", "not a url", Escape::Url).unwrap();
+            vec![Step {
+                request: RequestSpec {
+                    method: http::Method::GET,
+                    url: UrlSpec::Template(url),
+                    body: BodySpec::Query(Vec::new()),
+                    headers: Vec::new(),
+                    auth: None,
+                    accept: http::HeaderValue::from_static("application/json"),
+                },
+                format: ReplyFormat::Json,
+                extract: StepExtract::Json(Vec::new()),
+                accept_status: None,
+                ok_when: None,
+            }]
+        };
+        let settings = LoginSettings {
+            ttl: ttl.map(Duration::from_secs),
+            idle_ttl: idle_ttl.map(Duration::from_secs),
+            timeout: Duration::from_secs(10),
+        };
+        Login::new("crm", steps, templates, idle_client(), settings, None)
+    }
+
+    fn counters() -> LoginCounters {
+        LoginCounters {
+            ok: Counter::default(),
+            failed: Counter::default(),
+        }
+    }
+
+    /// Asks for a session at `t0 + secs` (a call with 1.5 s of deadline).
+    async fn call_at(
+        login: &Login,
+        counters: &LoginCounters,
+        t0: Instant,
+        secs: f64,
+    ) -> Result<Source, Failure> {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(secs)).await;
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        login.session(deadline, counters).await.map(|(_, s)| s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_are_spaced_one_second_doubling_to_sixty() {
+        let login = login(false, None, None);
+        let counters = counters();
+        let t0 = Instant::now();
+        let mut attempts_at = Vec::new();
+        // A call every half second for 200 s: only the attempts reach the CRM.
+        for half in 0..=400u32 {
+            let secs = f64::from(half) / 2.0;
+            let before = counters.failed.get();
+            let failure = call_at(&login, &counters, t0, secs).await.unwrap_err();
+            assert_eq!(failure.reason, NoneReason::Login);
+            if counters.failed.get() > before {
+                attempts_at.push(secs);
+            } else {
+                assert!(
+                    failure.detail.contains("next attempt in"),
+                    "{}",
+                    failure.detail
+                );
+            }
+        }
+        // Waits of 1, 2, 4, 8, 16, 32 s, then 60 s at most.
+        assert_eq!(
+            attempts_at,
+            [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 183.0]
+        );
+        assert_eq!(counters.ok.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_is_renewed_a_margin_before_its_ttl_and_reused_until_then() {
+        let login = login(true, Some(10), None);
+        let counters = counters();
+        let t0 = Instant::now();
+        let mut fresh_at = Vec::new();
+        // Margin: a tenth of 10 s, so each session serves 9 s.
+        for tenth in 0..=250u32 {
+            let secs = f64::from(tenth) / 10.0;
+            if call_at(&login, &counters, t0, secs).await.unwrap() == Source::Fresh {
+                fresh_at.push(secs);
+            }
+        }
+        assert_eq!(fresh_at, [0.0, 9.0, 18.0]);
+        assert_eq!(counters.ok.get(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_is_dropped_and_a_session_in_use_is_kept() {
+        let login = login(true, None, Some(10));
+        let counters = counters();
+        let t0 = Instant::now();
+        // Used every 5 s for two minutes: never idle for 10 s, one login.
+        for i in 0..=24u32 {
+            call_at(&login, &counters, t0, f64::from(i * 5))
+                .await
+                .unwrap();
+        }
+        assert_eq!(counters.ok.get(), 1);
+        // Unused for 8.9 s (plus the 1 s margin: under 10 s): still good.
+        let source = call_at(&login, &counters, t0, 128.9).await.unwrap();
+        assert_eq!(source, Source::Cached);
+        // Unused for 9 s: the CRM may drop it before the look-up arrives.
+        let source = call_at(&login, &counters, t0, 137.9).await.unwrap();
+        assert_eq!(source, Source::Fresh);
+        assert_eq!(counters.ok.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expires_in_ends_a_session_a_minute_or_a_tenth_of_its_life_early() {
+        let now = Instant::now();
+        let session = |life: u64| Session {
+            values: Value::UNDEFINED,
+            trace: Vec::new(),
+            generation: 1,
+            obtained: now,
+            expires: Some(now + Duration::from_secs(life)),
+            last_used: Mutex::new(now),
+        };
+        let hour = session(3600);
+        assert!(hour.fresh(now + Duration::from_secs(3539), None));
+        assert!(!hour.fresh(now + Duration::from_secs(3540), None));
+        let short = session(30);
+        assert!(short.fresh(now + Duration::from_secs(26), None));
+        assert!(!short.fresh(now + Duration::from_secs(27), None));
+    }
 
     #[test]
     fn values_are_a_map_and_the_last_of_a_name_wins() {

@@ -13,11 +13,12 @@ use http::{HeaderName, HeaderValue, Method};
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::compile;
 use super::diag::Diagnostics;
 use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
+use super::probe::{self, Sees};
 use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
-use super::{compile, probe};
 use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
@@ -61,7 +62,11 @@ fn backend(
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
-    let request = request_spec(&Parts::of(b), key, base, templates, diags);
+    let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
+    let sees = Sees::Call {
+        login: b.login.is_some() || oauth2.is_some(),
+    };
+    let request = request_spec(&Parts::of(b, sees), key, base, templates, diags);
     let timeout = millis(b.timeout_ms, deadline, &format!("{key}.timeout_ms"), diags);
     if timeout > deadline {
         diags.error(
@@ -117,9 +122,8 @@ fn backend(
         }
     });
     let tls = tls(b, key, base, diags);
-    let reply = reply(&b.reply, key, public_base, templates, diags);
+    let reply = reply(&b.reply, key, public_base, sees, templates, diags);
     let client = Client::new(tls?, timeout, follow_redirects, max_response_bytes);
-    let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
     let login = match (&b.login, oauth2) {
         (Some(_), Some(_)) => {
             diags.error(
@@ -181,10 +185,12 @@ pub(super) struct Parts<'a> {
     pub(super) headers: &'a toml::Table,
     pub(super) auth: Option<&'a RawAuth>,
     pub(super) format: ReplyFormat,
+    /// What its templates see at run time.
+    pub(super) sees: Sees<'a>,
 }
 
 impl<'a> Parts<'a> {
-    fn of(b: &'a RawBackend) -> Self {
+    fn of(b: &'a RawBackend, sees: Sees<'a>) -> Self {
         Self {
             url: &b.url,
             method: &b.method,
@@ -193,6 +199,7 @@ impl<'a> Parts<'a> {
             headers: &b.headers,
             auth: b.auth.as_ref(),
             format: b.reply.format,
+            sees,
         }
     }
 }
@@ -222,6 +229,7 @@ pub(super) fn request_spec(
             b.url,
             Escape::Url,
             &[],
+            b.sees,
         )
         .map(UrlSpec::Template)
     } else {
@@ -262,7 +270,7 @@ pub(super) fn request_spec(
             diags.error(&hkey, "must be a string (a template)");
             continue;
         };
-        if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[]) {
+        if let Some(id) = compile(templates, diags, &hkey, src, Escape::None, &[], b.sees) {
             // A header built from a session (a token) is a credential.
             let id = if templates.variables(&id).contains("login") {
                 id.into_sensitive()
@@ -299,7 +307,7 @@ fn body(
     match (b.encoding, b.body) {
         (Encoding::Json, None) => Some(BodySpec::Json(JsonSpec::Context)),
         (Encoding::Json, Some(v @ toml::Value::Table(_))) => {
-            json_spec(v, &bkey, templates, diags).map(BodySpec::Json)
+            json_spec(v, &bkey, b.sees, templates, diags).map(BodySpec::Json)
         }
         (Encoding::Json, Some(_)) => {
             diags.error(
@@ -334,7 +342,8 @@ fn body(
                         continue;
                     }
                 };
-                if let Some(id) = compile(templates, diags, &fkey, &src, Escape::None, &[]) {
+                if let Some(id) = compile(templates, diags, &fkey, &src, Escape::None, &[], b.sees)
+                {
                     fields.push((field.as_str().into(), id));
                 }
             }
@@ -345,7 +354,7 @@ fn body(
             })
         }
         (Encoding::Xml, Some(toml::Value::String(src))) => {
-            compile(templates, diags, &bkey, src, Escape::Xml, &[]).map(BodySpec::Xml)
+            compile(templates, diags, &bkey, src, Escape::Xml, &[], b.sees).map(BodySpec::Xml)
         }
         (Encoding::Xml, _) => {
             diags.error(&bkey, "with encoding = \"xml\", body is the document template (e.g. a SOAP envelope) as a string");
@@ -357,6 +366,7 @@ fn body(
 fn json_spec(
     v: &toml::Value,
     key: &str,
+    sees: Sees<'_>,
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<JsonSpec> {
@@ -366,18 +376,27 @@ fn json_spec(
                 let at = probe::At {
                     key,
                     extra: &[],
+                    sees,
                     diags,
                 };
                 JsonSpec::Native(probe::json_expression(templates, at, src, expr)?)
             }
-            None => JsonSpec::Text(compile(templates, diags, key, src, Escape::None, &[])?),
+            None => JsonSpec::Text(compile(
+                templates,
+                diags,
+                key,
+                src,
+                Escape::None,
+                &[],
+                sees,
+            )?),
         },
         toml::Value::Table(t) => {
             let mut fields = Vec::with_capacity(t.len());
             for (k, v) in t {
                 fields.push((
                     k.as_str().into(),
-                    json_spec(v, &format!("{key}.{k}"), templates, diags)?,
+                    json_spec(v, &format!("{key}.{k}"), sees, templates, diags)?,
                 ));
             }
             JsonSpec::Object(fields)
@@ -385,7 +404,13 @@ fn json_spec(
         toml::Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, v) in items.iter().enumerate() {
-                out.push(json_spec(v, &format!("{key}[{i}]"), templates, diags)?);
+                out.push(json_spec(
+                    v,
+                    &format!("{key}[{i}]"),
+                    sees,
+                    templates,
+                    diags,
+                )?);
             }
             JsonSpec::Array(out)
         }
@@ -571,6 +596,7 @@ fn reply(
     r: &RawReply,
     key: &str,
     public_base: Option<Url>,
+    sees: Sees<'_>,
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<ReplySpec> {
@@ -647,6 +673,7 @@ fn reply(
         let at = probe::At {
             key: &format!("{rkey}.open_when"),
             extra: &names,
+            sees,
             diags,
         };
         probe::condition(templates, at, expr)
@@ -660,6 +687,7 @@ fn reply(
             src,
             Escape::None,
             &names,
+            sees,
         )?),
         Some(src) => match Event::parse(src) {
             Some(e) => Choice::Fixed(e),
@@ -680,6 +708,7 @@ fn reply(
             src,
             Escape::Url,
             &names,
+            sees,
         )?),
         None => None,
     };
@@ -691,6 +720,7 @@ fn reply(
             src,
             Escape::None,
             &names,
+            sees,
         )?),
         None => None,
     };
@@ -701,6 +731,7 @@ fn reply(
             let at = probe::At {
                 key: &format!("{rkey}.autopause"),
                 extra: &names,
+                sees,
                 diags,
             };
             Choice::Dynamic(probe::condition(templates, at, expr)?)

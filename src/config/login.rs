@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::backends::{request_spec, Parts};
 use super::diag::Diagnostics;
 use super::numbers::{millis, seconds, MAX_DURATION_MS};
-use super::probe;
+use super::probe::{self, Sees};
 use super::raw::{RawLogin, RawStep};
 use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
 use crate::backend::reply::ReplyFormat;
@@ -39,9 +39,16 @@ pub(super) fn login(
     }
     let mut own = templates.sibling();
     let mut steps = Vec::with_capacity(raw.steps.len());
+    // What `login.*` holds when each step runs: what the steps before it extract.
+    let mut earlier: Vec<&str> = Vec::new();
     for (i, s) in raw.steps.iter().enumerate() {
-        if let Some(step) = step(s, &format!("{key}.steps[{i}]"), base, &mut own, diags) {
+        let at = &format!("{key}.steps[{i}]");
+        if let Some(step) = step(s, at, &earlier, base, &mut own, diags) {
             steps.push(step);
+        }
+        match s.reply.format {
+            ReplyFormat::Text => earlier.push("body"),
+            _ => earlier.extend(s.reply.extract.keys().map(String::as_str)),
         }
     }
     let ttl = session_seconds(raw.ttl_s, &format!("{key}.ttl_s"), diags);
@@ -94,14 +101,17 @@ pub(super) fn relogin_when(
     let at = probe::At {
         key: &format!("{key}.relogin_when"),
         extra: &[],
+        sees: Sees::Call { login: true },
         diags,
     };
     probe::reply_condition(templates, at, expr).map(Some)
 }
 
+/// One step; `earlier` names the values the steps before it extract.
 fn step(
     s: &RawStep,
     key: &str,
+    earlier: &[&str],
     base: &Path,
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
@@ -114,6 +124,7 @@ fn step(
         headers: &s.headers,
         auth: s.auth.as_ref(),
         format: s.reply.format,
+        sees: Sees::LoginStep(earlier),
     };
     let request = request_spec(&parts, key, base, templates, diags);
     let rkey = format!("{key}.reply");
@@ -167,7 +178,8 @@ fn step(
     let ok_when = match r.ok_when.as_deref() {
         None => None,
         Some(expr) => {
-            // It reads what this step extracts (a text reply: `body`).
+            // It reads what this step extracts (a text reply: `body`),
+            // nothing else.
             let names: Vec<&str> = match r.format {
                 ReplyFormat::Text => vec!["body"],
                 _ => r.extract.keys().map(String::as_str).collect(),
@@ -175,6 +187,7 @@ fn step(
             let at = probe::At {
                 key: &format!("{rkey}.ok_when"),
                 extra: &names,
+                sees: Sees::LoginStep(&[]),
                 diags,
             };
             Some(probe::condition(templates, at, expr)?)

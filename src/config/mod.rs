@@ -591,6 +591,7 @@ fn routes(
             let at = probe::At {
                 key: &format!("{key}.when"),
                 extra: &[],
+                sees: probe::Sees::Call { login: false },
                 diags,
             };
             probe::condition(&mut templates, at, expr)
@@ -664,6 +665,7 @@ fn screen_pop(
         &open.url,
         Escape::Url,
         &[],
+        probe::Sees::Call { login: false },
     );
     let title = compile(
         templates,
@@ -672,6 +674,7 @@ fn screen_pop(
         &open.title,
         Escape::None,
         &[],
+        probe::Sees::Call { login: false },
     );
     Some(ScreenPop {
         event: open.event,
@@ -682,7 +685,9 @@ fn screen_pop(
 }
 
 /// Compiles a template at `key`, reporting errors and likely typos there.
-/// `extra` names variables the template may use besides the payload's.
+/// `extra` names variables the template may use besides the payload's;
+/// `sees` is the context it runs in.
+#[allow(clippy::too_many_arguments)]
 fn compile(
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
@@ -690,6 +695,13 @@ fn compile(
     source: &str,
     escape: Escape,
     extra: &[&str],
+    sees: probe::Sees<'_>,
 ) -> Option<TemplateId> {
-    probe::template(templates, probe::At { key, extra, diags }, source, escape)
+    let at = probe::At {
+        key,
+        extra,
+        sees,
+        diags,
+    };
+    probe::template(templates, at, source, escape)
 }

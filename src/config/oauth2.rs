@@ -181,6 +181,7 @@ pub(super) fn oauth2(
         headers: &headers,
         auth: None,
         format: ReplyFormat::Json,
+        sees: super::probe::Sees::LoginStep(&[]),
     };
     let mut request = request_spec(&parts, key, base, &mut own, diags)?;
     request.auth = basic;

@@ -14,6 +14,11 @@
 //!   uses: a failure there (a method on the wrong type, a missing argument)
 //!   is a warning naming the sample, because real calls may carry data the
 //!   samples lack.
+//!
+//! What a template may read depends on where it runs ([`Sees`]): a call's
+//! templates read the payload, and `login.*` only in a backend that logs
+//! in; a login step runs once for all calls, so it reads only `login.*`
+//! from the steps before it and secrets, and is rendered against that.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
@@ -213,12 +218,32 @@ fn knows(templates: &Templates, kind: Callable, name: &str) -> bool {
 }
 
 /// What is being checked: the config key, the names besides the payload's
-/// that its templates may use (a reply's extracted values), and diagnostics.
+/// that its templates may use (a reply's extracted values), what context
+/// it runs in, and diagnostics.
 pub(super) struct At<'k, 'd, 'a> {
     pub(super) key: &'k str,
     pub(super) extra: &'k [&'k str],
+    pub(super) sees: Sees<'k>,
     pub(super) diags: &'d mut Diagnostics<'a>,
 }
+
+/// The context a template gets at run time.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Sees<'k> {
+    /// A call's: the payload, and `login.*` when `login` (its backend logs
+    /// in; elsewhere `login` is always empty).
+    Call {
+        /// Whether `login.*` holds a session here.
+        login: bool,
+    },
+    /// A login step's: `login.*` with the values the earlier steps extract
+    /// (these names), and `secret(...)`; no payload, since one login serves
+    /// every call.
+    LoginStep(&'k [&'k str]),
+}
+
+/// What a template of a backend without a session reads from `login`.
+const EMPTY_LOGIN: &str = "login.* is always empty here: only the templates of a backend with [backends.NAME.login] or auth.type = \"oauth2\" see a session";
 
 /// Compiles a template and checks it.
 pub(super) fn template(
@@ -236,9 +261,7 @@ pub(super) fn template(
                 offset: 0,
             };
             if names(templates, &mut at, text, &vars) {
-                renders(at.key, at.extra, at.diags, |ctx| {
-                    templates.render(&id, ctx).map(drop)
-                });
+                renders(&mut at, |ctx| templates.render(&id, ctx).map(drop));
             }
             Some(id)
         }
@@ -264,9 +287,7 @@ pub(super) fn condition(
                 offset: 0,
             };
             if names(templates, &mut at, text, &vars) {
-                renders(at.key, at.extra, at.diags, |ctx| {
-                    templates.test(&id, ctx).map(drop)
-                });
+                renders(&mut at, |ctx| templates.test(&id, ctx).map(drop));
             }
             Some(id)
         }
@@ -323,9 +344,7 @@ pub(super) fn json_expression(
                 offset,
             };
             if names(templates, &mut at, text, &vars) {
-                renders(at.key, at.extra, at.diags, |ctx| {
-                    templates.eval_json(&id, ctx).map(drop)
-                });
+                renders(&mut at, |ctx| templates.eval_json(&id, ctx).map(drop));
             }
             Some(id)
         }
@@ -368,7 +387,7 @@ fn names(
     text: Text<'_>,
     vars: &HashSet<String>,
 ) -> bool {
-    let (key, extra, offset) = (at.key, at.extra, text.offset);
+    let (key, extra, sees, offset) = (at.key, at.extra, at.sees, text.offset);
     let diags = &mut *at.diags;
     let errors = diags.errors.len();
     let mut said = HashSet::new();
@@ -381,7 +400,8 @@ fn names(
             Use::Test(n, r) => (Callable::Test, "test", &TESTS, *n, r),
             Use::Method(n, r) => (Callable::Method, "method", &METHODS, *n, r),
             Use::Path(path) => {
-                path_use(path, extra, vars, &mut said, |level, range, msg| {
+                let names = Names { extra, sees, vars };
+                path_use(path, &names, &mut said, |level, range, msg| {
                     place(diags, level, range, msg)
                 });
                 continue;
@@ -408,18 +428,55 @@ fn names(
     let mut rest: Vec<&String> = vars.iter().filter(|v| !said.contains(v.as_str())).collect();
     rest.sort();
     for var in rest {
-        if let Some(msg) = unknown_variable(var, extra) {
-            diags.warn(key, msg);
+        match judge_root(var, extra, sees) {
+            Some((Level::Error, msg)) => diags.error(key, msg),
+            Some((Level::Warning, msg)) => diags.warn(key, msg),
+            None => {}
         }
     }
     diags.errors.len() == errors
 }
 
-/// Warns about a path that leaves the documented payload.
+/// What a template may read besides its locals.
+struct Names<'n> {
+    extra: &'n [&'n str],
+    sees: Sees<'n>,
+    /// The variables the template reads that it does not set itself.
+    vars: &'n HashSet<String>,
+}
+
+/// Judges a variable a template reads, where it runs: `None` when fine.
+fn judge_root(var: &str, extra: &[&str], sees: Sees<'_>) -> Option<(Level, String)> {
+    if extra.contains(&var) {
+        return None;
+    }
+    let payload = PAYLOAD_FIELDS.iter().any(|(n, _)| *n == var);
+    match sees {
+        Sees::LoginStep(_) if payload => Some((
+            Level::Error,
+            format!("a login step runs once for all calls: it cannot read `{var}`"),
+        )),
+        Sees::LoginStep(_) if var == "login" || TEMPLATE_GLOBALS.contains(&var) => None,
+        Sees::LoginStep(_) => Some((
+            Level::Error,
+            format!(
+                "unknown variable {var:?}: a login step sees only login.* (what the steps before it extract) and secret(...){}",
+                suggest(var, ["login"].into_iter().chain(extra.iter().copied()))
+            ),
+        )),
+        Sees::Call { login: false } if var == "login" => {
+            Some((Level::Warning, EMPTY_LOGIN.to_owned()))
+        }
+        Sees::Call { .. } => unknown_variable(var, extra).map(|m| (Level::Warning, m)),
+    }
+}
+
+/// Judges a path: a variable the template cannot read where it runs, a
+/// path that leaves the documented payload, a login value no earlier
+/// step extracts.
 fn path_use(
     path: &[(&str, std::ops::Range<usize>)],
-    extra: &[&str],
-    vars: &HashSet<String>,
+    names: &Names<'_>,
     said: &mut HashSet<String>,
     mut warn: impl FnMut(Level, &std::ops::Range<usize>, String),
 ) {
@@ -427,7 +484,30 @@ fn path_use(
         return;
     };
     // Locally set (`{% set %}`, loop variables) or a reply's own value.
-    if !vars.contains(*root) || extra.contains(root) {
+    if !names.vars.contains(*root) || names.extra.contains(root) {
+        return;
+    }
+    let first = said.insert((*root).to_owned());
+    if let Some((level, msg)) = judge_root(root, names.extra, names.sees) {
+        // Said once per template; an error at every place it is read.
+        if first || level == Level::Error {
+            warn(level, root_range, msg);
+        }
+        return;
+    }
+    if let (Sees::LoginStep(earlier), "login", Some((value, range))) =
+        (names.sees, *root, steps.first())
+    {
+        if !earlier.contains(value) {
+            let msg = match earlier {
+                [] => format!("login.{value} is empty here: no login step runs before this one"),
+                _ => format!(
+                    "login.{value} is empty here: no earlier login step extracts {value:?}{}",
+                    suggest(value, earlier.iter().copied())
+                ),
+            };
+            warn(Level::Warning, range, msg);
+        }
         return;
     }
     let Some(field) = PAYLOAD_FIELDS
@@ -435,14 +515,8 @@ fn path_use(
         .find(|(n, _)| n == root)
         .map(|(_, f)| *f)
     else {
-        if said.insert((*root).to_owned()) {
-            if let Some(msg) = unknown_variable(root, extra) {
-                warn(Level::Warning, root_range, msg);
-            }
-        }
         return;
     };
-    said.insert((*root).to_owned());
     let mut shape = field;
     let mut at = (*root).to_owned();
     for (step, range) in steps {
@@ -488,13 +562,29 @@ fn unknown_variable(var: &str, extra: &[&str]) -> Option<String> {
     ))
 }
 
-/// Runs `render` against each sample; the first failure is a warning.
+/// Runs `render` against each sample (a login step: against the login
+/// values it gets); the first failure is a warning.
 fn renders(
-    key: &str,
-    extra: &[&str],
-    diags: &mut Diagnostics<'_>,
+    at: &mut At<'_, '_, '_>,
     mut render: impl FnMut(&Value) -> Result<(), minijinja::Error>,
 ) {
+    let (key, extra, diags) = (at.key, at.extra, &mut *at.diags);
+    if let Sees::LoginStep(earlier) = at.sees {
+        let login: BTreeMap<String, Value> = earlier
+            .iter()
+            .map(|n| ((*n).to_owned(), Value::from("")))
+            .collect();
+        let only_login = BTreeMap::from([("login".to_owned(), Value::from(login))]);
+        let ctx = with_reply_values(&Value::from(only_login), extra);
+        if let Err(err) = render(&ctx) {
+            let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            diags.warn(
+                key,
+                format!("fails with empty login values: {}{detail}", err.kind()),
+            );
+        }
+        return;
+    }
     for (what, payload) in SAMPLES.iter() {
         let ctx = if extra.is_empty() {
             payload.clone()
