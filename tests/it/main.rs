@@ -20,6 +20,7 @@ mod headless;
 mod hostile_values;
 mod limits;
 mod log_sink;
+mod login_edges;
 mod ops;
 mod package;
 mod pages;

@@ -1,8 +1,11 @@
 //! An OAuth2 CRM: a token endpoint as RFC 6749 describes it (section 4.4
 //! client credentials with HTTP Basic client authentication, section 6
-//! refresh token; errors as section 5.2: HTTP 400 with `{"error": ...}`;
-//! HTTP 401 `invalid_client` for bad client credentials), tokens that
-//! expire, and an API that answers HTTP 401 to an unknown or expired token.
+//! refresh token, section 4.3 resource owner password; errors as section
+//! 5.2: HTTP 400 with `{"error": ...}`; HTTP 401 `invalid_client` for bad
+//! client credentials), tokens that expire, and an API that answers HTTP
+//! 401 to an unknown or expired token. Like Entra ID v1 (`resource`) or
+//! Auth0 (`audience`), it can require extra token parameters and refuse a
+//! request without them.
 //!
 //! It enforces a mint limit like Zoho's (10 tokens per 10 minutes per
 //! refresh token), stricter: a token minted while the previous one was
@@ -23,6 +26,15 @@ pub struct State {
     pub client_id: String,
     pub client_secret: String,
     pub refresh_token: String,
+    /// The resource owner of the password grant.
+    pub username: String,
+    pub password: String,
+    /// Token parameters the endpoint requires, with their values.
+    pub required: Vec<(String, String)>,
+    /// How long the token endpoint takes to answer.
+    pub token_delay: Option<Duration>,
+    /// Requests to the token endpoint, answered or refused.
+    pub token_requests: usize,
     /// Lifetime of the tokens minted from now on.
     pub expires_in: Duration,
     tokens: HashMap<String, Instant>,
@@ -57,6 +69,11 @@ impl OAuthCrm {
             client_id: "gw-client".into(),
             client_secret: "s3cr:et/+".into(),
             refresh_token: "1000.refresh.abc".into(),
+            username: "gw@example.org".into(),
+            password: "pa ss&w=rd%".into(),
+            required: Vec::new(),
+            token_delay: None,
+            token_requests: 0,
             expires_in,
             tokens: HashMap::new(),
             last: None,
@@ -73,10 +90,14 @@ impl OAuthCrm {
 }
 
 fn oauth_error(status: u16, error: &str) -> Answer {
+    oauth_error_says(status, error, "")
+}
+
+fn oauth_error_says(status: u16, error: &str, description: &str) -> Answer {
     Answer::Reply(
         status,
         "application/json",
-        json!({"error": error}).to_string(),
+        json!({"error": error, "error_description": description}).to_string(),
     )
 }
 
@@ -122,6 +143,14 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
 }
 
 fn token(state: &mut State, seen: &Seen) -> Answer {
+    state.token_requests += 1;
+    match (minted(state, seen), state.token_delay) {
+        (Answer::Reply(status, kind, body), Some(delay)) => Answer::Slow(delay, status, kind, body),
+        (answer, _) => answer,
+    }
+}
+
+fn minted(state: &mut State, seen: &Seen) -> Answer {
     if seen.header("content-type") != Some("application/x-www-form-urlencoded") {
         return oauth_error(400, "invalid_request");
     }
@@ -159,8 +188,22 @@ fn token(state: &mut State, seen: &Seen) -> Answer {
                 return oauth_error(400, "invalid_grant");
             }
         }
+        Some("password") => {
+            if form.get("username") != Some(&state.username)
+                || form.get("password") != Some(&state.password)
+            {
+                return oauth_error(400, "invalid_grant");
+            }
+        }
         Some(_) => return oauth_error(400, "unsupported_grant_type"),
         None => return oauth_error(400, "invalid_request"),
+    }
+    for (name, value) in &state.required {
+        if form.get(name) != Some(value) {
+            // Entra ID v1: AADSTS900144; Auth0: no audience, no token.
+            let says = format!("The request body must contain the parameter '{name}'");
+            return oauth_error_says(400, "invalid_request", &says);
+        }
     }
     let now = Instant::now();
     if let Some((at, life)) = state.last {
