@@ -652,6 +652,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_call_stops_waiting_for_a_running_login_before_its_deadline() {
+        let login = login(true, None, None);
+        // A login that is still running (its result never comes).
+        let (_running, rx) = watch::channel(None);
+        login.inner.state.lock().unwrap().running = Some(rx);
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let failure = login.session(deadline, &counters()).await.unwrap_err();
+        assert_eq!(failure.reason, NoneReason::Login);
+        assert!(
+            failure.detail.contains("still running"),
+            "{}",
+            failure.detail
+        );
+        // Before the request's own deadline fires, so the reason is not
+        // lost in a race with it.
+        assert_eq!(Instant::now(), deadline - LOGIN_WAIT_MARGIN);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn expires_in_ends_a_session_a_minute_or_a_tenth_of_its_life_early() {
         let now = Instant::now();
         let session = |life: u64| Session {

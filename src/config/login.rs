@@ -187,7 +187,7 @@ fn step(
             let at = probe::At {
                 key: &format!("{rkey}.ok_when"),
                 extra: &names,
-                sees: Sees::LoginStep(&[]),
+                sees: Sees::StepReply,
                 diags,
             };
             Some(probe::condition(templates, at, expr)?)

@@ -240,6 +240,8 @@ pub(super) enum Sees<'k> {
     /// (these names), and `secret(...)`; no payload, since one login serves
     /// every call.
     LoginStep(&'k [&'k str]),
+    /// A login step's `ok_when`: only what that step extracts (`extra`).
+    StepReply,
 }
 
 /// What a template of a backend without a session reads from `login`.
@@ -452,11 +454,19 @@ fn judge_root(var: &str, extra: &[&str], sees: Sees<'_>) -> Option<(Level, Strin
     }
     let payload = PAYLOAD_FIELDS.iter().any(|(n, _)| *n == var);
     match sees {
-        Sees::LoginStep(_) if payload => Some((
+        Sees::LoginStep(_) | Sees::StepReply if payload => Some((
             Level::Error,
             format!("a login step runs once for all calls: it cannot read `{var}`"),
         )),
         Sees::LoginStep(_) if var == "login" || TEMPLATE_GLOBALS.contains(&var) => None,
+        Sees::StepReply if var != "login" && TEMPLATE_GLOBALS.contains(&var) => None,
+        Sees::StepReply => Some((
+            Level::Error,
+            format!(
+                "unknown variable {var:?}: ok_when sees only what this step extracts{}",
+                suggest(var, extra.iter().copied())
+            ),
+        )),
         Sees::LoginStep(_) => Some((
             Level::Error,
             format!(
@@ -569,7 +579,12 @@ fn renders(
     mut render: impl FnMut(&Value) -> Result<(), minijinja::Error>,
 ) {
     let (key, extra, diags) = (at.key, at.extra, &mut *at.diags);
-    if let Sees::LoginStep(earlier) = at.sees {
+    let earlier = match at.sees {
+        Sees::LoginStep(earlier) => Some(earlier),
+        Sees::StepReply => Some(&[][..]),
+        Sees::Call { .. } => None,
+    };
+    if let Some(earlier) = earlier {
         let login: BTreeMap<String, Value> = earlier
             .iter()
             .map(|n| ((*n).to_owned(), Value::from("")))

@@ -542,6 +542,34 @@ error: 1 error"#
 }
 
 #[test]
+fn a_login_step_or_its_ok_when_reading_a_name_it_never_gets_is_an_error() {
+    let (ok, text) = check(&session_crm("md5(login.token)", "md5(token)"));
+    assert!(!ok);
+    assert!(
+        text.starts_with("error: config.toml:22:37: backends.crm.login.steps[1].body.key: unknown variable \"token\": a login step sees only login.* (what the steps before it extract) and secret(...)\n"),
+        "{text}"
+    );
+    let (ok, text) = check(&session_crm(
+        r#"extract = { sid = "sid" } }"#,
+        r#"extract = { sid = "sid" }, ok_when = 'sid and caller' }"#,
+    ));
+    assert!(!ok);
+    assert!(
+        text.contains("backends.crm.login.steps[1].reply.ok_when: a login step runs once for all calls: it cannot read `caller`\n"),
+        "{text}"
+    );
+    let (ok, text) = check(&session_crm(
+        r#"extract = { sid = "sid" } }"#,
+        r#"extract = { sid = "sid" }, ok_when = 'login.token' }"#,
+    ));
+    assert!(!ok);
+    assert!(
+        text.contains("backends.crm.login.steps[1].reply.ok_when: unknown variable \"login\": ok_when sees only what this step extracts\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_login_step_reading_a_value_no_earlier_step_extracts_is_a_warning() {
     let (ok, text) = check(&session_crm("md5(login.token)", "md5(login.tokn)"));
     assert!(ok, "{text}");
