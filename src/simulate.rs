@@ -173,6 +173,9 @@ fn dry(
                 backend.name,
                 login.steps().len()
             );
+            for line in login.dry_run() {
+                let _ = writeln!(out, "  {line} (not sent)");
+            }
         }
         match backend.request.build(templates, &request_ctx) {
             Ok(req) => {

@@ -207,6 +207,27 @@ impl Login {
         &self.inner.steps
     }
 
+    /// What each step would send, built with empty login values and not
+    /// sent (`simulate --dry-run`): method and url, query redacted.
+    pub fn dry_run(&self) -> Vec<String> {
+        let ctx = Value::from_object(LoginContext {
+            login: values_map(&[]),
+            payload: Value::UNDEFINED,
+        });
+        let inner = &self.inner;
+        inner
+            .steps
+            .iter()
+            .enumerate()
+            .map(
+                |(i, step)| match step.request.build(&inner.templates, &ctx) {
+                    Ok(r) => format!("step {}: {} {}", i + 1, r.method, redacted_url(&r.url)),
+                    Err(f) => format!("step {}: not built: {f}", i + 1),
+                },
+            )
+            .collect()
+    }
+
     /// The templates its steps are rendered with.
     pub fn templates(&self) -> &Templates {
         &self.inner.templates

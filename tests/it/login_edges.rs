@@ -428,6 +428,8 @@ async fn simulate_dry_run_sends_no_login_to_the_crm() {
             "{text}"
         );
     }
+    let step = format!("  step 1: POST {}/oauth/token (not sent)", crm.crm.url());
+    assert_eq!(text.matches(&step).count(), 2, "{text}");
     assert!(crm.crm.seen().is_empty(), "{:#?}", crm.crm.seen());
     assert!(
         !text.contains("pa ss&w=rd%") && !text.contains("s3cr:et"),
