@@ -367,6 +367,41 @@ async fn calls_in_the_backoff_window_never_reach_the_crm_and_the_next_attempt_co
     assert_eq!((s.token_requests, s.mints, s.lookups), (2, 0, 0));
 }
 
+#[tokio::test]
+async fn a_login_that_works_again_resets_the_backoff_to_one_second() {
+    std::env::set_var("TPGW_IT_EDGE_RESET_SECRET", "s3cr:et/+");
+    let crm = OAuthCrm::start(Duration::from_secs(3600)).await;
+    crm.state.lock().unwrap().client_secret = "rotated".into();
+    let auth = oauth2(
+        &crm,
+        r#"grant = "client_credentials", client_secret_env = "TPGW_IT_EDGE_RESET_SECRET""#,
+    );
+    let gw = start_gateway(&config("edge-reset", 5000, &auth)).await;
+    let client = gw.client();
+    let past = |from: Instant| {
+        (from + Duration::from_millis(1200)).saturating_duration_since(Instant::now())
+    };
+    // A failure (backoff 1 s), then the CRM takes the secret again.
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    let failed = Instant::now();
+    crm.state.lock().unwrap().client_secret = "s3cr:et/+".into();
+    tokio::time::sleep(past(failed)).await;
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), opened());
+    // The session is refused and the secret rotated: the re-login fails.
+    {
+        let mut s = crm.state.lock().unwrap();
+        s.revoke_all();
+        s.client_secret = "rotated".into();
+    }
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    let failed = Instant::now();
+    assert_eq!(crm.state.lock().unwrap().token_requests, 3);
+    // After a success the backoff starts again at 1 s, not 2 s.
+    tokio::time::sleep(past(failed)).await;
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    assert_eq!(crm.state.lock().unwrap().token_requests, 4);
+}
+
 // 5. `simulate`.
 
 /// Runs the real binary's `simulate` on `config` with the test payload.
