@@ -220,22 +220,8 @@ async fn vtiger_wrong_access_key_is_a_login_failure_not_a_lookup() {
 async fn simulate_shows_the_login_steps_and_hides_the_key_and_the_session() {
     std::env::set_var("TPGW_IT_VTIGER_KEY_SIM", "k3y-sim");
     let vt = Vtiger::start("gateway", "k3y-sim").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
     let config = vtiger_config("vt-sim", &vt.url(), "TPGW_IT_VTIGER_KEY_SIM");
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
-    let out = tokio::process::Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", printed(&out));
+    let text = simulate_cli(&config, PAYLOAD, &[], &[]).await;
     assert!(
         text.contains("backend \"vtiger\" login: logged in"),
         "{text}"

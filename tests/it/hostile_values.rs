@@ -275,23 +275,9 @@ async fn simulate_redacts_a_forwarded_token() {
         ),
         "[[routes]]\nname = \"sim-forward\"\nbackend = \"api\"\nforward_token = true\n",
     );
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    std::fs::write(dir.path().join("call.json"), WITH_TOKEN).unwrap();
     assert!(WITH_TOKEN.contains(token));
     for extra in [&["--dry-run"][..], &[]] {
-        let out = tokio::process::Command::new(binary())
-            .arg("simulate")
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .arg(dir.path().join("call.json"))
-            .args(extra)
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}");
+        let text = simulate_cli(&config, WITH_TOKEN, &[], extra).await;
         assert!(text.contains("x-agent-token: Bearer [redacted]"), "{text}");
         assert!(text.contains("/api?t=[redacted]"), "{text}");
         assert!(text.contains(r#""token":"[redacted]""#), "{text}");

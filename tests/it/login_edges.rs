@@ -406,29 +406,8 @@ async fn a_login_that_works_again_resets_the_backoff_to_one_second() {
 
 /// Runs the real binary's `simulate` on `config` with the test payload.
 async fn simulate(config: &str, dry_run: bool) -> String {
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
-    let mut cmd = tokio::process::Command::new(binary());
-    cmd.arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"));
-    if dry_run {
-        cmd.arg("--dry-run");
-    }
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        cmd.arg(dir.path().join("call.json"))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("simulate ends")
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", printed(&out));
-    text
+    let extra: &[&str] = if dry_run { &["--dry-run"] } else { &[] };
+    simulate_cli(config, PAYLOAD, &[], extra).await
 }
 
 /// A password-grant backend and a login-steps backend on one route.

@@ -268,8 +268,6 @@ async fn salesforce_simulate_shows_the_token_step_and_hides_the_secret_and_the_t
     std::env::set_var("TPGW_IT_SF_SECRET_SIM", "sf-sim-s3cret");
     let sf = Salesforce::start(SF_KEY, "sf-sim-s3cret").await;
     let url = sf.crm.url();
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
     let config = example_config(
         "salesforce.toml",
         &[
@@ -277,22 +275,10 @@ async fn salesforce_simulate_shows_the_token_step_and_hides_the_secret_and_the_t
             ("SALESFORCE_CLIENT_SECRET", "TPGW_IT_SF_SECRET_SIM"),
         ],
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
     // A long agent token: simulate redacts it wherever it appears.
     let payload = PAYLOAD.replace("\"token\":\"T\"", "\"token\":\"agent-token-4f2a9c\"");
     assert_ne!(payload, PAYLOAD);
-    std::fs::write(dir.path().join("call.json"), payload).unwrap();
-    let out = tokio::process::Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", printed(&out));
+    let text = simulate_cli(&config, &payload, &[], &[]).await;
     assert!(
         text.contains(&format!("POST {url}/services/oauth2/token")),
         "{text}"

@@ -287,21 +287,7 @@ async fn zoho_simulate_shows_the_token_request_and_never_a_secret_or_token() {
             ("\"ZOHO_REFRESH_TOKEN\"", "\"TPGW_IT_ZOHO_REFRESH_SIM\""),
         ],
     );
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
-    std::fs::write(dir.path().join("config.toml"), text).unwrap();
-    std::fs::write(dir.path().join("call.json"), PAYLOAD).unwrap();
-    let out = tokio::process::Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let text = printed(&out);
-    assert!(out.status.success(), "{text}");
+    let text = simulate_cli(&text, PAYLOAD, &[], &[]).await;
     assert!(text.contains("/oauth/v2/token"), "{text}");
     assert!(text.contains("login.access_token = [redacted]"), "{text}");
     assert!(text.contains("\"action\":\"open\""), "{text}");

@@ -1,37 +1,12 @@
 //! `thirdparty-gateway simulate`: the route chosen and why, the backend
 //! request with secrets redacted, the raw reply and the normalized one.
 
-use tokio::process::Command;
-
 use crate::crm::{Answer, Crm};
 use crate::support::*;
 
-/// Writes `config` and `files` beside a certificate pair and the seed call,
-/// runs `simulate` on them, and returns what it printed (it must succeed).
+/// `simulate` on `config` and `files` with the seed call.
 async fn run_simulate(config: &str, files: &[(&str, &str)], extra: &[&str]) -> String {
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    for (name, contents) in files {
-        std::fs::write(dir.path().join(name), contents).unwrap();
-    }
-    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
-    let out = Command::new(binary())
-        .arg("simulate")
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg(dir.path().join("call.json"))
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    simulate_cli(config, SEED, files, extra).await
 }
 
 async fn simulate(crm: &Crm, extra: &[&str]) -> String {

@@ -352,6 +352,40 @@ pub fn require_tool(name: &str, install: &str) -> Option<PathBuf> {
 }
 
 /// What a finished command printed, stdout then stderr.
+/// Runs the real binary's `simulate` on `config` (written beside a test
+/// certificate pair and `files`) with `payload` as the call, and returns
+/// all it printed (standard output, then standard error, so a secret shown
+/// on either is caught); it must succeed within 30 s.
+pub async fn simulate_cli(
+    config: &str,
+    payload: &str,
+    files: &[(&str, &str)],
+    extra: &[&str],
+) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    std::fs::write(dir.path().join("call.json"), payload).unwrap();
+    let run = tokio::process::Command::new(binary())
+        .arg("simulate")
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg(dir.path().join("call.json"))
+        .args(extra)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("simulate ends")
+        .unwrap();
+    let text = printed(&out);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 pub fn printed(out: &std::process::Output) -> String {
     format!(
         "{}{}",
