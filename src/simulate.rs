@@ -188,6 +188,14 @@ fn dry(
             }
             Err(f) => {
                 let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
+                if backend.login.is_some() {
+                    // A url from the token reply (Zoho's api_domain) is empty
+                    // here, which is the dry run's doing, not the config's.
+                    let _ = writeln!(
+                        out,
+                        "(login.* is empty in a dry run: simulate without --dry-run logs in and builds it)"
+                    );
+                }
             }
         }
         let _ = writeln!(out, "(dry run: not sent)");

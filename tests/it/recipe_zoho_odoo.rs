@@ -287,6 +287,23 @@ async fn zoho_simulate_shows_the_token_request_and_never_a_secret_or_token() {
             ("\"ZOHO_REFRESH_TOKEN\"", "\"TPGW_IT_ZOHO_REFRESH_SIM\""),
         ],
     );
+    // A dry run sends nothing; the look-up's url comes from the token reply,
+    // so it says why it cannot build it rather than blame the config.
+    let dry = simulate_cli(&text, PAYLOAD, &[], &["--dry-run"]).await;
+    assert!(
+        dry.contains(&format!(
+            "step 1: POST {}/oauth/v2/token (not sent)",
+            zoho.accounts.url()
+        )),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(
+            "(login.* is empty in a dry run: simulate without --dry-run logs in and builds it)"
+        ),
+        "{dry}"
+    );
+    assert!(zoho.accounts.seen().is_empty() && zoho.api.seen().is_empty());
     let text = simulate_cli(&text, PAYLOAD, &[], &[]).await;
     assert!(text.contains("/oauth/v2/token"), "{text}");
     assert!(text.contains("login.access_token = [redacted]"), "{text}");
