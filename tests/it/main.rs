@@ -24,6 +24,7 @@ mod login_edges;
 mod ops;
 mod package;
 mod pages;
+mod phone_variants;
 mod recipe_cloud;
 mod recipe_espo_dolibarr;
 mod recipe_sugar;
