@@ -342,9 +342,10 @@ async fn calls_in_the_backoff_window_never_reach_the_crm_and_the_next_attempt_co
     let failed = Instant::now();
     assert_eq!(crm.state.lock().unwrap().token_requests, 1);
     // The window is 1 s from the failure, which came before its reply:
-    // calls sent within half of it are surely inside it.
+    // calls sent within its first 300 ms are inside it even if a loaded
+    // machine takes most of a second to hand one to the gateway.
     let mut inside = 0;
-    while inside < 20 && failed.elapsed() < Duration::from_millis(500) {
+    while inside < 20 && failed.elapsed() < Duration::from_millis(300) {
         assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
         inside += 1;
     }
