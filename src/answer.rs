@@ -166,7 +166,9 @@ async fn ask(
         .await?;
         return backend.reply.normalize(templates, reply_ctx, &raw);
     };
-    let counters = metrics.login_counters(&backend.name);
+    // Logins are counted by the backend whose login it is (shared or not);
+    // how each look-up got its session, by the backend that looks up.
+    let counters = metrics.login_counters(login.owner());
     let (mut session, source) = login.session(deadline, &counters).await?;
     metrics.login_session(
         &backend.name,

@@ -166,7 +166,18 @@ fn dry(
         ctx.clone()
     };
     for backend in &route.backends {
-        if let Some(login) = &backend.login {
+        if let Some(login) = backend
+            .login
+            .as_ref()
+            .filter(|l| l.owner() != &*backend.name)
+        {
+            let _ = writeln!(
+                out,
+                "\nbackend {:?} login: shares the login of {:?} (dry run: not run; login.* is empty below)",
+                backend.name,
+                login.owner()
+            );
+        } else if let Some(login) = &backend.login {
             let _ = writeln!(
                 out,
                 "\nbackend {:?} login: {} step(s) before the look-up (dry run: not run; login.* is empty below)",
@@ -240,17 +251,21 @@ impl Observer for Printer {
             }
         }
         let out = &mut self.out;
+        let shared = match backend.login.as_ref().map(|l| l.owner()) {
+            Some(owner) if owner != &*backend.name => format!(" (the login of {owner:?})"),
+            _ => String::new(),
+        };
         match source {
             Source::Cached => {
                 let _ = writeln!(
                     out,
-                    "\nbackend {:?} login: cached session ({} s old)",
+                    "\nbackend {:?} login: cached session ({} s old){shared}",
                     backend.name,
                     session.age().as_secs()
                 );
             }
             Source::Fresh => {
-                let _ = writeln!(out, "\nbackend {:?} login: logged in", backend.name);
+                let _ = writeln!(out, "\nbackend {:?} login: logged in{shared}", backend.name);
                 for line in &session.trace {
                     let _ = writeln!(out, "  {line}");
                 }

@@ -9,6 +9,10 @@
 //! not retried before a backoff (1 s, doubling to 60 s); calls in between get
 //! `none` with reason `login` at once, so a broken CRM is not hammered.
 //!
+//! Backends that query several modules of one CRM can share one login
+//! (`login = "OTHER"`): one session, one login at a time for all of them,
+//! and a session refused to any of them is dropped for all.
+//!
 //! The cache is per gateway process and per config generation: a reload or a
 //! restart logs in afresh, and several gateway instances each hold their own
 //! session. Nothing depends on it but speed; it is not shared state.
@@ -57,8 +61,10 @@ pub enum StepExtract {
     Body,
 }
 
-/// How a backend logs in, and its cached session.
-#[derive(Debug)]
+/// How a backend logs in, and its cached session. A clone is the same
+/// login: backends that share one (`login = "OTHER"`) hold clones, so they
+/// share the session, the single flight, the backoff and the re-login.
+#[derive(Debug, Clone)]
 pub struct Login {
     inner: Arc<Inner>,
     /// When a look-up's reply means the session is gone; `None`: HTTP 401.
@@ -200,6 +206,12 @@ impl Login {
                 state: Mutex::new(State::default()),
             }),
         }
+    }
+
+    /// The backend whose login this is: the one that configured it, also
+    /// when other backends share it (login metrics and log lines name it).
+    pub fn owner(&self) -> &str {
+        &self.inner.backend
     }
 
     /// Its steps, for `simulate`'s dry run.
@@ -669,6 +681,50 @@ mod tests {
         // Unused for 9 s: the CRM may drop it before the look-up arrives.
         let source = call_at(&login, &counters, t0, 137.9).await.unwrap();
         assert_eq!(source, Source::Fresh);
+        assert_eq!(counters.ok.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_one_session_and_a_refusal_through_any_drops_it_for_all() {
+        let contacts = login(true, None, None);
+        let leads = contacts.clone();
+        let counters = counters();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (first, source) = contacts.session(deadline, &counters).await.unwrap();
+        assert_eq!(source, Source::Fresh);
+        let (same, source) = leads.session(deadline, &counters).await.unwrap();
+        assert_eq!(source, Source::Cached);
+        assert!(Arc::ptr_eq(&first, &same));
+        assert_eq!(leads.owner(), "crm");
+        // The CRM refused the session to a look-up of the second backend:
+        // the next calls of both log in once, together.
+        leads.invalidate(&same);
+        let calls: Vec<_> = (0..100)
+            .map(|i| {
+                let login = if i % 2 == 0 {
+                    contacts.clone()
+                } else {
+                    leads.clone()
+                };
+                let counters = counters.clone();
+                tokio::spawn(async move { login.session(deadline, &counters).await })
+            })
+            .collect();
+        let mut sessions = Vec::new();
+        for call in calls {
+            sessions.push(call.await.unwrap().unwrap().0);
+        }
+        assert_eq!(
+            counters.ok.get(),
+            2,
+            "one login at start, one after the refusal"
+        );
+        assert!(sessions.iter().all(|s| Arc::ptr_eq(s, &sessions[0])));
+        assert!(!Arc::ptr_eq(&sessions[0], &first));
+        // A late refusal of the old session does not drop the new one.
+        contacts.invalidate(&first);
+        let (_, source) = leads.session(deadline, &counters).await.unwrap();
+        assert_eq!(source, Source::Cached);
         assert_eq!(counters.ok.get(), 2);
     }
 

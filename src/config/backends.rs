@@ -14,14 +14,15 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::compile;
+use super::diag::suggest;
 use super::diag::Diagnostics;
 use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::probe::{self, Sees};
-use super::raw::{AuthKind, Encoding, RawAuth, RawBackend, RawReply};
+use super::raw::{AuthKind, Encoding, LoginField, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
 use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
-use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
+use crate::backend::{Backend, Client, Login, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
 use crate::contract::Event;
 use crate::extract::{JsonPath, XmlPath};
@@ -42,17 +43,81 @@ pub(super) fn backends(
     diags: &mut Diagnostics<'_>,
 ) -> BTreeMap<Box<str>, Arc<Backend>> {
     let mut out = BTreeMap::new();
-    for (name, b) in raw {
-        let key = format!("backends.{name}");
-        let errors = diags.errors.len();
-        let backend = backend(name, b, &key, deadline, base, templates, diags);
-        if let (Some(backend), true) = (backend, diags.errors.len() == errors) {
-            out.insert(name.as_str().into(), Arc::new(backend));
+    // Backends with a login of their own first: a backend that shares one
+    // (`login = "OTHER"`) takes a clone of OTHER's.
+    let shares = |b: &RawBackend| matches!(b.login, Some(LoginField::Shared(_)));
+    for second in [false, true] {
+        for (name, b) in raw.iter().filter(|(_, b)| shares(b) == second) {
+            let key = format!("backends.{name}");
+            let errors = diags.errors.len();
+            let others = Others { raw, built: &out };
+            let backend = backend(name, b, &key, deadline, base, templates, &others, diags);
+            if let (Some(backend), true) = (backend, diags.errors.len() == errors) {
+                out.insert(name.as_str().into(), Arc::new(backend));
+            }
         }
     }
     out
 }
 
+/// The other backends, for a backend that shares the login of one of them.
+struct Others<'a> {
+    raw: &'a BTreeMap<String, RawBackend>,
+    built: &'a BTreeMap<Box<str>, Arc<Backend>>,
+}
+
+/// `login = "OTHER"`: OTHER's login, which must be its own (a login table or
+/// OAuth2), not itself shared: one level, so the owner is always plain.
+fn shared_login(
+    name: &str,
+    owner: &str,
+    key: &str,
+    others: &Others<'_>,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Login> {
+    let key = format!("{key}.login");
+    let has_own = |b: &RawBackend| {
+        matches!(b.login, Some(LoginField::Own(_)))
+            || b.auth.as_ref().is_some_and(|a| a.kind == AuthKind::OAuth2)
+    };
+    if owner == name {
+        diags.error(&key, "a backend cannot share its own login: give it a [backends.NAME.login] table, or name another backend");
+        return None;
+    }
+    let Some(raw_owner) = others.raw.get(owner) else {
+        let owners = others
+            .raw
+            .iter()
+            .filter(|(n, b)| n.as_str() != name && has_own(b))
+            .map(|(n, _)| n.as_str());
+        diags.error(
+            &key,
+            format!(
+                "no [backends.{owner}] to share the login of{}",
+                suggest(owner, owners)
+            ),
+        );
+        return None;
+    };
+    if let Some(LoginField::Shared(further)) = &raw_owner.login {
+        diags.error(
+            &key,
+            format!("backends.{owner} shares the login of {further:?} itself: name {further:?} here (a shared login is named by the backend that has it)"),
+        );
+        return None;
+    }
+    if !has_own(raw_owner) {
+        diags.error(
+            &key,
+            format!("backends.{owner} has no login to share: it needs [backends.{owner}.login] or auth.type = \"oauth2\""),
+        );
+        return None;
+    }
+    // Not built: its own errors are reported already.
+    others.built.get(owner).and_then(|b| b.login.clone())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn backend(
     name: &str,
     b: &RawBackend,
@@ -60,6 +125,7 @@ fn backend(
     deadline: Duration,
     base: &Path,
     templates: &mut Templates,
+    others: &Others<'_>,
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
     let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
@@ -125,6 +191,13 @@ fn backend(
     let reply = reply(&b.reply, key, public_base, sees, templates, diags);
     let client = Client::new(tls?, timeout, follow_redirects, max_response_bytes);
     let login = match (&b.login, oauth2) {
+        (Some(LoginField::Shared(_)), Some(_)) => {
+            diags.error(
+                &format!("{key}.auth"),
+                "a backend that shares a login cannot have auth.type = \"oauth2\" too: the shared login is its session",
+            );
+            return None;
+        }
         (Some(_), Some(_)) => {
             diags.error(
                 &format!("{key}.login"),
@@ -132,7 +205,10 @@ fn backend(
             );
             return None;
         }
-        (Some(l), None) => Some(super::login::login(
+        (Some(LoginField::Shared(owner)), None) => {
+            Some(shared_login(name, owner, key, others, diags)?)
+        }
+        (Some(LoginField::Own(l)), None) => Some(super::login::login(
             l,
             name,
             key,

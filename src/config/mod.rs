@@ -299,7 +299,11 @@ fn named_files(raw: &RawConfig, base: &Path) -> Vec<PathBuf> {
     }
     for b in raw.backends.values() {
         names.extend(b.ca_file.iter().chain(&b.client_cert).chain(&b.client_key));
-        let steps = b.login.iter().flat_map(|l| &l.steps);
+        let steps = b
+            .login
+            .iter()
+            .filter_map(|l| l.own())
+            .flat_map(|l| &l.steps);
         for a in b.auth.iter().chain(steps.filter_map(|s| s.auth.as_ref())) {
             names.extend(
                 a.password_file

@@ -211,8 +211,52 @@ pub(super) struct RawBackend {
     pub(super) max_response_bytes: Option<usize>,
     pub(super) max_concurrency: Option<usize>,
     pub(super) public_base: Option<String>,
-    pub(super) login: Option<RawLogin>,
+    pub(super) login: Option<LoginField>,
     pub(super) reply: RawReply,
+}
+
+/// `login`: a `[backends.NAME.login]` table of the backend's own, or
+/// `login = "OTHER"`, the login of backend OTHER shared (one session for
+/// backends that query several modules of one CRM).
+#[derive(Debug)]
+pub(super) enum LoginField {
+    Own(RawLogin),
+    Shared(String),
+}
+
+impl LoginField {
+    /// The backend's own login table, if it has one.
+    pub(super) fn own(&self) -> Option<&RawLogin> {
+        match self {
+            LoginField::Own(l) => Some(l),
+            LoginField::Shared(_) => None,
+        }
+    }
+}
+
+// By hand rather than `#[serde(untagged)]`, so a misspelt key in the table
+// keeps serde's "unknown field ..., expected one of ..." message.
+impl<'de> Deserialize<'de> for LoginField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = LoginField;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [login] table, or the name of the backend whose login to share")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LoginField, E> {
+                Ok(LoginField::Shared(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<LoginField, A::Error> {
+                RawLogin::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(LoginField::Own)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// `[backends.NAME.login]`: requests run before a look-up, their result cached.
