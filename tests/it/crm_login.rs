@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::examples::example_config;
 use crate::support::*;
 use crate::test_crms::vtiger::Vtiger;
 use crate::test_crms::PAYLOAD;
@@ -348,25 +347,35 @@ fn login_numbers_out_of_range_and_misspelt_login_templates_are_errors_at_their_k
 }
 
 #[tokio::test]
-async fn vtiger_example_runs_end_to_end_against_the_test_vtiger() {
-    std::env::set_var("VTIGER_ACCESS_KEY", "example-access-key");
-    let vt = Vtiger::start("gateway", "example-access-key").await;
-    let text = example_config(
-        "vtiger.toml",
-        &[("https://vtiger.example.org/webservice.php", &vt.url())],
-    );
-    let gw = start_gateway(&text).await;
-    let call = PAYLOAD.replace("\"0612345678\"", "\"+33 6 12 34 56 78\"");
-    let reply = gw.client().post(gw.addr, None, &call).await;
-    assert_eq!(
-        reply.json(),
-        json!({"action":"open","event":"EventRinging",
-               "url":"https://vtiger.example.org/index.php?module=Contacts&view=Detail&record=345",
-               "autopause":false,"title":"Jeanne O'Neil"})
-    );
-    let unknown = PAYLOAD.replace("\"0612345678\"", "\"0298765432\"");
-    let reply = gw.client().post(gw.addr, None, &unknown).await;
-    assert_eq!(reply.json(), json!({"action":"none"}));
+async fn vtiger_hostile_callers_stay_inside_their_sql_quoted_vtql_string() {
+    std::env::set_var("TPGW_IT_VTIGER_KEY_HOSTILE", "k3y-hostile");
+    let vt = Vtiger::start("gateway", "k3y-hostile").await;
+    let gw = start_gateway(&vtiger_config(
+        "vt-hostile",
+        &vt.url(),
+        "TPGW_IT_VTIGER_KEY_HOSTILE",
+    ))
+    .await;
+    // Unquoted, each would change the query: end the string and match every
+    // contact, leave a backslash that MySQL reads as escaping our closing
+    // quote, or (with LIKE) be a wildcard.
+    let hostile = [
+        "x' OR '1'='1",
+        "x' OR phone LIKE '%",
+        "0612345678\\",
+        "\\' OR '1'='1",
+        "%",
+        "06123456_8",
+        "O'Neil\"",
+    ];
+    for caller in hostile {
+        let call = PAYLOAD.replace("\"0612345678\"", &serde_json::to_string(caller).unwrap());
+        let reply = gw.client().post(gw.addr, None, &call).await;
+        assert_eq!(reply.json(), json!({"action":"none"}), "{caller}");
+    }
     let s = vt.state.lock().unwrap();
-    assert_eq!((s.logins, s.queries), (1, 2));
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+    // Each query compared exactly the caller, as MySQL read it.
+    let compared: Vec<&str> = s.values.iter().map(|v| v[0].as_str()).collect();
+    assert_eq!(compared, hostile);
 }

@@ -12,6 +12,7 @@ pub mod salesforce;
 pub mod sugar;
 pub mod suitecrm8;
 pub mod vtiger;
+pub mod vtql;
 pub mod zoho;
 
 use std::collections::HashMap;

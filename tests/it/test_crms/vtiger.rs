@@ -2,9 +2,17 @@
 //! `include/Webservices` answers: `getchallenge` gives a token valid for 5
 //! minutes and good for one login; `login` wants `accessKey = md5(token +
 //! userAccessKey)` and gives a `sessionName`; `query` takes one VTQL
-//! `SELECT ... FROM <one module> WHERE ...;` and answers `result` as a list.
-//! Every error is HTTP 200 with `{"success":false,"error":{"code":...}}`;
-//! a session the CRM dropped answers `INVALID_SESSIONID`.
+//! `SELECT ... FROM <one module> WHERE ...;`, read strictly as vtiger reads
+//! it ([`super::vtql`]), and answers `result` as a list. Every error is
+//! HTTP 200 with `{"success":false,"error":{"code":...}}`; a session the
+//! CRM dropped answers `INVALID_SESSIONID`. Sources: vtiger-crm/vtigercrm
+//! `webservice.php`, `include/Webservices/` (`Login.php`, `AuthToken.php`,
+//! `SessionManager.php`, `Query.php`, `WebServiceErrorCode.php`).
+//!
+//! It holds Contacts (phone, mobile, homephone, otherphone), Leads (phone,
+//! mobile) and Accounts (phone, otherphone), ids `12x`, `10x`, `11x`; the
+//! numbers are stored as people type them and compared as MySQL compares
+//! strings, so only a query that asks for the stored shape finds them.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -12,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::vtql::{self, Record};
 use super::{fields, md5_hex, query_of};
 use crate::crm::{Answer, Crm, Seen};
 
@@ -33,10 +42,17 @@ pub struct State {
     /// Queries answered, and refused for a bad session.
     pub queries: usize,
     pub refused_sessions: usize,
-    /// Queries as received (VTQL).
+    /// Queries as received (VTQL), and the session each came with.
     pub vtql: Vec<String>,
-    /// Contacts: phone, id, first name, last name.
-    pub contacts: Vec<(String, String, String, String)>,
+    pub query_sessions: Vec<String>,
+    /// The strings each query compared, as MySQL read them.
+    pub values: Vec<Vec<String>>,
+    /// The error code of each query refused (syntax, field, module...).
+    pub query_errors: Vec<&'static str>,
+    /// The records of every module.
+    pub records: Vec<Record>,
+    /// Drops every session when a query on this module arrives (once).
+    pub expire_before: Option<&'static str>,
     /// When set, `getchallenge` answers HTTP 500 (a broken CRM).
     pub broken: bool,
 }
@@ -45,6 +61,40 @@ impl State {
     /// Drops every session, as vtiger does after 30 minutes idle.
     pub fn expire_sessions(&mut self) {
         self.sessions.clear();
+    }
+
+    /// Adds a record: `module` one of Contacts, Leads, Accounts; `id` the
+    /// record number (the webservice id is the module's prefix, `x`, it).
+    pub fn add(&mut self, module: &'static str, id: u32, fields: &[(&'static str, &str)]) {
+        let prefix = vtql::MODULES
+            .iter()
+            .find(|m| m.name == module)
+            .map(|m| m.prefix)
+            .expect("a known module");
+        for (f, _) in fields {
+            assert!(
+                vtql::MODULES
+                    .iter()
+                    .any(|m| m.name == module && m.fields.contains(f)),
+                "{module} has no field {f}"
+            );
+        }
+        self.records.push(Record {
+            module,
+            id: format!("{prefix}x{id}"),
+            fields: fields.iter().map(|(f, v)| (*f, (*v).to_owned())).collect(),
+        });
+    }
+
+    /// The modules the queries asked, in order (FROM's word).
+    pub fn modules_asked(&self) -> Vec<String> {
+        self.vtql
+            .iter()
+            .map(|q| {
+                let at = q.find(" FROM ").map_or(0, |i| i + 6);
+                q[at..].split([' ', ';']).next().unwrap_or("").to_owned()
+            })
+            .collect()
     }
 }
 
@@ -72,17 +122,21 @@ fn ok(result: serde_json::Value) -> Answer {
 
 impl Vtiger {
     pub async fn start(user: &str, access_key: &str) -> Self {
-        let state = Arc::new(Mutex::new(State {
+        let mut state = State {
             user: user.into(),
             access_key: access_key.into(),
-            contacts: vec![(
-                "0612345678".into(),
-                "12x345".into(),
-                "Jeanne".into(),
-                "O'Neil".into(),
-            )],
             ..State::default()
-        }));
+        };
+        state.add(
+            "Contacts",
+            345,
+            &[
+                ("firstname", "Jeanne"),
+                ("lastname", "O'Neil"),
+                ("phone", "0612345678"),
+            ],
+        );
+        let state = Arc::new(Mutex::new(state));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
         Self { crm, state }
@@ -141,6 +195,13 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             )
         }
         ("GET", "query") => {
+            let vtql = get("query").to_owned();
+            if let Some(module) = state.expire_before {
+                if vtql.contains(&format!(" FROM {module} ")) {
+                    state.expire_before = None;
+                    state.sessions.clear();
+                }
+            }
             if !state.sessions.contains(get("sessionName")) {
                 state.refused_sessions += 1;
                 return error(
@@ -149,51 +210,24 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                 );
             }
             state.queries += 1;
-            let vtql = get("query").to_owned();
             state.vtql.push(vtql.clone());
-            match phone_of(&vtql) {
-                Ok(phone) => {
-                    let rows: Vec<_> = state
-                        .contacts
-                        .iter()
-                        .filter(|c| c.0 == phone)
-                        .map(|c| json!({"id": c.1, "firstname": c.2, "lastname": c.3}))
-                        .collect();
-                    ok(json!(rows))
+            state.query_sessions.push(get("sessionName").to_owned());
+            match vtql::parse(&vtql) {
+                Ok(query) => {
+                    let strings = query.filter.iter().flatten().flat_map(|c| &c.values);
+                    let strings = strings.filter_map(|v| match v {
+                        vtql::Val::Str(s) => Some(s.clone()),
+                        vtql::Val::Num(_) => None,
+                    });
+                    state.values.push(strings.collect());
+                    ok(vtql::run(&query, &state.records))
                 }
-                Err(msg) => error("QUERY_SYNTAX_ERROR", &msg),
+                Err(e) => {
+                    state.query_errors.push(e.code);
+                    error(e.code, &e.message)
+                }
             }
         }
         _ => error("UNKNOWN_OPERATION", "Unsupported operation"),
     }
-}
-
-/// The phone a `SELECT id,firstname,lastname FROM Contacts WHERE
-/// phone='...';` asks for; the quoted string read as MySQL reads it.
-fn phone_of(vtql: &str) -> Result<String, String> {
-    let rest = vtql
-        .strip_prefix("SELECT id,firstname,lastname FROM Contacts WHERE phone='")
-        .ok_or("unexpected query shape")?;
-    let mut value = String::new();
-    let mut chars = rest.chars();
-    loop {
-        match chars.next() {
-            None => return Err("unterminated string".into()),
-            Some('\\') => value.push(chars.next().ok_or("dangling backslash")?),
-            Some('\'') => {
-                let mut peek = chars.clone();
-                if peek.next() == Some('\'') {
-                    value.push('\'');
-                    chars = peek;
-                } else {
-                    break;
-                }
-            }
-            Some(c) => value.push(c),
-        }
-    }
-    if chars.as_str() != ";" {
-        return Err(format!("syntax error near {:?}", chars.as_str()));
-    }
-    Ok(value)
 }
