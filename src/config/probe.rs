@@ -245,7 +245,7 @@ pub(super) enum Sees<'k> {
 }
 
 /// What a template of a backend without a session reads from `login`.
-const EMPTY_LOGIN: &str = "login.* is always empty here: only the templates of a backend with [backends.NAME.login] or auth.type = \"oauth2\" see a session";
+const EMPTY_LOGIN: &str = "login.* is always empty here: only the templates of a backend with [backends.NAME.login], login = \"OTHER\" (a shared login) or auth.type = \"oauth2\" see a session";
 
 /// Compiles a template and checks it.
 pub(super) fn template(

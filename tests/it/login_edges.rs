@@ -611,7 +611,7 @@ fn login_values_in_a_backend_without_a_login_are_a_warning() {
     assert!(ok, "{text}");
     assert_eq!(
         text.trim_end(),
-        r#"warning: config.toml:11:24: backends.crm.body.session: login.* is always empty here: only the templates of a backend with [backends.NAME.login] or auth.type = "oauth2" see a session
+        r#"warning: config.toml:11:24: backends.crm.body.session: login.* is always empty here: only the templates of a backend with [backends.NAME.login], login = "OTHER" (a shared login) or auth.type = "oauth2" see a session
    |
 11 | body = { session = "{{ login.sid }}", phone = "{{ caller }}" }
    |                        ^^^^^"#

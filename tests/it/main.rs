@@ -28,6 +28,7 @@ mod phone_variants;
 mod recipe_cloud;
 mod recipe_espo_dolibarr;
 mod recipe_sugar;
+mod recipe_vtiger;
 mod recipe_zoho_odoo;
 mod reload_watch;
 mod rolling_restart;

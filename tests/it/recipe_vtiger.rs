@@ -1,0 +1,522 @@
+//! `examples/vtiger.toml` end to end against the strict test vTiger: one
+//! VTQL query per module (Contacts, then Leads, then Accounts) over one
+//! shared session, phone numbers found in whatever shape they were typed,
+//! a session vTiger drops renewed once for all three backends, and the
+//! `login = "OTHER"` references `check` refuses.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::examples::example_config;
+use crate::support::*;
+use crate::test_crms::vtiger::Vtiger;
+use crate::test_crms::PAYLOAD;
+
+const VT: &str = "https://vtiger.example.org";
+
+/// The example against `vt`, its access key read from `key_var` (each test
+/// its own variable and key), plus `extra` appended.
+async fn start(vt: &Vtiger, key_var: &str, key: &str, extra: &str) -> TestGateway {
+    std::env::set_var(key_var, key);
+    let secret = format!("secret('{key_var}')");
+    let text = example_config(
+        "vtiger.toml",
+        &[
+            ("https://vtiger.example.org/webservice.php", &vt.url()),
+            ("secret('VTIGER_ACCESS_KEY')", &secret),
+        ],
+    );
+    start_gateway(&format!("{text}\n{extra}")).await
+}
+
+fn call(caller: &str) -> String {
+    PAYLOAD.replace("\"0612345678\"", &serde_json::to_string(caller).unwrap())
+}
+
+fn card(module: &str, record: u32, title: &str) -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url": format!("{VT}/index.php?module={module}&view=Detail&record={record}"),
+           "autopause":false,"title":title})
+}
+
+/// A lead and an account the contacts do not share numbers with.
+fn with_lead_and_account(vt: &Vtiger) {
+    let mut s = vt.state.lock().unwrap();
+    s.add(
+        "Leads",
+        77,
+        &[
+            ("firstname", "Paul"),
+            ("lastname", "Martin"),
+            ("company", "ACME"),
+            ("mobile", "+33 6 98 76 54 32"),
+        ],
+    );
+    s.add(
+        "Accounts",
+        501,
+        &[
+            ("accountname", "Dupont SARL"),
+            ("otherphone", "+33145678901"),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_contact_opens_its_card_after_one_login_and_the_next_call_reuses_the_session() {
+    let vt = Vtiger::start("gateway", "k-recipe-contact").await;
+    let gw = start(&vt, "TPGW_IT_VTR_CONTACT", "k-recipe-contact", "").await;
+    let client = gw.client();
+    for _ in 0..2 {
+        let reply = client.post(gw.addr, None, &call("0612345678")).await;
+        assert_eq!(reply.json(), card("Contacts", 345, "Jeanne O'Neil"));
+    }
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.challenges, s.logins, s.queries), (1, 1, 2));
+    let shapes = "('0612345678','06 12 34 56 78','+33612345678','+33 6 12 34 56 78')";
+    assert_eq!(
+        s.vtql[0],
+        format!(
+            "SELECT id,firstname,lastname FROM Contacts WHERE phone IN {shapes} OR mobile IN {shapes} OR homephone IN {shapes} OR otherphone IN {shapes} LIMIT 1;"
+        )
+    );
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+    let login = vt
+        .crm
+        .seen()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert!(!login.text().contains("k-recipe-contact"));
+}
+
+#[tokio::test]
+async fn a_caller_only_in_leads_opens_the_leads_card_after_a_contacts_query_on_the_same_session() {
+    let vt = Vtiger::start("gateway", "k-recipe-leads").await;
+    with_lead_and_account(&vt);
+    let gw = start(&vt, "TPGW_IT_VTR_LEADS", "k-recipe-leads", "").await;
+    let reply = gw.client().post(gw.addr, None, &call("0698765432")).await;
+    assert_eq!(reply.json(), card("Leads", 77, "Paul Martin (ACME)"));
+    let s = vt.state.lock().unwrap();
+    assert_eq!(s.modules_asked(), ["Contacts", "Leads"]);
+    assert_eq!((s.challenges, s.logins), (1, 1));
+    assert_eq!(s.query_sessions[0], s.query_sessions[1]);
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+}
+
+#[tokio::test]
+async fn a_caller_only_in_accounts_is_found_by_the_third_query_and_nobody_gives_none() {
+    let vt = Vtiger::start("gateway", "k-recipe-accounts").await;
+    with_lead_and_account(&vt);
+    let gw = start(&vt, "TPGW_IT_VTR_ACCOUNTS", "k-recipe-accounts", "").await;
+    let client = gw.client();
+    let reply = client.post(gw.addr, None, &call("01 45 67 89 01")).await;
+    assert_eq!(reply.json(), card("Accounts", 501, "Dupont SARL"));
+    {
+        let s = vt.state.lock().unwrap();
+        assert_eq!(s.modules_asked(), ["Contacts", "Leads", "Accounts"]);
+        assert_eq!(s.logins, 1);
+        assert!(s.query_sessions.iter().all(|q| *q == s.query_sessions[0]));
+    }
+    let reply = client.post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = vt.state.lock().unwrap();
+    assert_eq!(
+        s.modules_asked()[3..],
+        ["Contacts", "Leads", "Accounts"],
+        "none only after the three modules"
+    );
+    assert_eq!((s.challenges, s.logins, s.queries), (1, 1, 6));
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+}
+
+#[tokio::test]
+async fn numbers_stored_in_each_typed_shape_are_found_from_each_caller_shape() {
+    let vt = Vtiger::start("gateway", "k-recipe-shapes").await;
+    // One number per stored shape, each in another phone field.
+    let stored = [
+        (501, "phone", "06 11 22 33 44", "611223344"),
+        (502, "mobile", "+33 6 22 33 44 55", "622334455"),
+        (503, "homephone", "0633445566", "633445566"),
+        (504, "otherphone", "+33644556677", "644556677"),
+    ];
+    {
+        let mut s = vt.state.lock().unwrap();
+        for (id, field, typed, _) in stored {
+            s.add(
+                "Contacts",
+                id,
+                &[
+                    ("firstname", "C"),
+                    ("lastname", &id.to_string()),
+                    (field, typed),
+                ],
+            );
+        }
+    }
+    let gw = start(&vt, "TPGW_IT_VTR_SHAPES", "k-recipe-shapes", "").await;
+    let client = gw.client();
+    for (id, field, typed, significant) in stored {
+        // As the PBX may present it: national, E.164, international
+        // prefix, without the trunk 0.
+        for caller in [
+            format!("0{significant}"),
+            format!("+33{significant}"),
+            format!("0033{significant}"),
+            significant.to_owned(),
+        ] {
+            let reply = client.post(gw.addr, None, &call(&caller)).await;
+            assert_eq!(
+                reply.json(),
+                card("Contacts", id, &format!("C {id}")),
+                "{caller} against {field} = {typed:?}"
+            );
+        }
+    }
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.logins, s.queries), (1, 16));
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+}
+
+#[tokio::test]
+async fn a_session_dropped_while_querying_leads_is_renewed_once_and_serves_the_next_contacts_query()
+{
+    let vt = Vtiger::start("gateway", "k-recipe-drop").await;
+    with_lead_and_account(&vt);
+    vt.state.lock().unwrap().expire_before = Some("Leads");
+    let gw = start(&vt, "TPGW_IT_VTR_DROP", "k-recipe-drop", "").await;
+    let client = gw.client();
+    let reply = client.post(gw.addr, None, &call("0698765432")).await;
+    assert_eq!(reply.json(), card("Leads", 77, "Paul Martin (ACME)"));
+    let reply = client.post(gw.addr, None, &call("0612345678")).await;
+    assert_eq!(reply.json(), card("Contacts", 345, "Jeanne O'Neil"));
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.challenges, s.logins, s.refused_sessions), (2, 2, 1));
+    // Accepted queries: Contacts on the first session, then Leads retried
+    // and the next call's Contacts on the second.
+    assert_eq!(s.modules_asked(), ["Contacts", "Leads", "Contacts"]);
+    let q = &s.query_sessions;
+    assert_ne!(q[0], q[1]);
+    assert_eq!(q[1], q[2]);
+}
+
+/// One route per module, so concurrent calls reach all three backends.
+const PER_MODULE_ROUTES: &str = r#"
+[[routes]]
+name = "vt-contacts-only"
+path = "/contacts"
+backend = "vtiger-contacts"
+
+[[routes]]
+name = "vt-leads-only"
+path = "/leads"
+backend = "vtiger-leads"
+
+[[routes]]
+name = "vt-accounts-only"
+path = "/accounts"
+backend = "vtiger-accounts"
+"#;
+
+#[tokio::test]
+async fn hundred_concurrent_calls_on_the_three_backends_after_the_session_died_log_in_once() {
+    let vt = Vtiger::start("gateway", "k-recipe-100").await;
+    with_lead_and_account(&vt);
+    let gw = start(
+        &vt,
+        "TPGW_IT_VTR_HUNDRED",
+        "k-recipe-100",
+        PER_MODULE_ROUTES,
+    )
+    .await;
+    let client = Arc::new(gw.client());
+    let warm = client
+        .post_at(gw.addr, "/contacts", None, &call("0612345678"))
+        .await;
+    assert_eq!(warm.json(), card("Contacts", 345, "Jeanne O'Neil"));
+    vt.state.lock().unwrap().expire_sessions();
+    let targets = [
+        (
+            "/contacts",
+            "0612345678",
+            card("Contacts", 345, "Jeanne O'Neil"),
+        ),
+        (
+            "/leads",
+            "0698765432",
+            card("Leads", 77, "Paul Martin (ACME)"),
+        ),
+        (
+            "/accounts",
+            "0145678901",
+            card("Accounts", 501, "Dupont SARL"),
+        ),
+    ];
+    let addr = gw.addr;
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let (path, caller, want) = targets[i % 3].clone();
+            let client = Arc::clone(&client);
+            tokio::spawn(async move {
+                let reply = client.post_at(addr, path, None, &call(caller)).await;
+                (reply.json(), want)
+            })
+        })
+        .collect();
+    for c in calls {
+        let (got, want) = tokio::time::timeout(std::time::Duration::from_secs(60), c)
+            .await
+            .expect("every call answered")
+            .unwrap();
+        assert_eq!(got, want);
+    }
+    let s = vt.state.lock().unwrap();
+    assert_eq!(
+        s.logins, 2,
+        "one login at start, one after the session died"
+    );
+    assert_eq!(s.challenges, 2);
+}
+
+#[tokio::test]
+async fn hostile_callers_stay_digits_and_quotes_inside_their_vtql_strings() {
+    let vt = Vtiger::start("gateway", "k-recipe-hostile").await;
+    let gw = start(&vt, "TPGW_IT_VTR_HOSTILE", "k-recipe-hostile", "").await;
+    let client = gw.client();
+    let hostile = [
+        "0612345678' OR '1'='1",
+        "06123456\\'78",
+        "061234567%",
+        "06_12345678",
+        "0612\"345678",
+        "0612345678\\",
+    ];
+    for caller in hostile {
+        let reply = client.post(gw.addr, None, &call(caller)).await;
+        let action = reply.json()["action"].clone();
+        assert!(action == "open" || action == "none", "{caller}: {action}");
+    }
+    let s = vt.state.lock().unwrap();
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+    // The phone filters keep digits, '+' and spaces; sql_quote is there for
+    // whatever else a template puts in a string.
+    for values in &s.values {
+        for v in values {
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_digit() || c == '+' || c == ' '),
+                "{v:?} reached the query"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_metrics_name_the_owner_and_session_metrics_the_backend_that_looked_up() {
+    let vt = Vtiger::start("gateway", "k-recipe-metrics").await;
+    with_lead_and_account(&vt);
+    let gw = start(&vt, "TPGW_IT_VTR_METRICS", "k-recipe-metrics", "").await;
+    let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_addr = ops.local_addr().unwrap();
+    let ops_task = tokio::spawn(thirdparty_gateway::ops::run(
+        ops,
+        Arc::clone(&gw.live),
+        std::future::pending(),
+    ));
+    let reply = gw.client().post(gw.addr, None, &call("0698765432")).await;
+    assert_eq!(reply.json(), card("Leads", 77, "Paul Martin (ACME)"));
+    let (status, text) = crate::ops::ops_get_at(ops_addr, "/metrics").await;
+    ops_task.abort();
+    assert_eq!(status, 200);
+    let has = |series: &str| text.lines().any(|l| l.starts_with(series));
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(
+        value(r#"thirdparty_gateway_logins_total{backend="vtiger-contacts",result="ok"}"#),
+        1.0
+    );
+    assert!(
+        !has(r#"thirdparty_gateway_logins_total{backend="vtiger-leads""#),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            r#"thirdparty_gateway_login_sessions_total{backend="vtiger-contacts",result="fresh"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(r#"thirdparty_gateway_login_sessions_total{backend="vtiger-leads",result="hit"}"#),
+        1.0
+    );
+}
+
+/// The errors `check` gives for the example with `(from, to)` swapped in.
+fn load_errors(swaps: &[(&str, &str)], extra: &str) -> String {
+    std::env::set_var("TPGW_IT_VTR_CHECK", "k");
+    let mut all = vec![("secret('VTIGER_ACCESS_KEY')", "secret('TPGW_IT_VTR_CHECK')")];
+    all.extend_from_slice(swaps);
+    let text = format!("{}\n{extra}", example_config("vtiger.toml", &all));
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    match thirdparty_gateway::config::load(&path) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_shared_login_must_name_a_backend_with_a_login_of_its_own() {
+    assert_eq!(load_errors(&[], ""), "");
+    let leads = "url = \"https://vtiger.example.org/webservice.php\"\nencoding = \"query\"\nlogin = \"vtiger-contacts\"\n\n[backends.vtiger-leads.body]";
+    let accounts = "url = \"https://vtiger.example.org/webservice.php\"\nencoding = \"query\"\nlogin = \"vtiger-contacts\"\n\n[backends.vtiger-accounts.body]";
+    let errors = load_errors(
+        &[(
+            leads,
+            &leads.replace("\"vtiger-contacts\"", "\"vtiger-contact\""),
+        )],
+        "",
+    );
+    assert!(
+        errors.contains("backends.vtiger-leads.login: no [backends.vtiger-contact] to share the login of (did you mean \"vtiger-contacts\"?)"),
+        "{errors}"
+    );
+    let errors = load_errors(
+        &[(
+            accounts,
+            &accounts.replace("\"vtiger-contacts\"", "\"vtiger-leads\""),
+        )],
+        "",
+    );
+    assert!(
+        errors.contains("backends.vtiger-accounts.login: backends.vtiger-leads shares the login of \"vtiger-contacts\" itself"),
+        "{errors}"
+    );
+    let errors = load_errors(
+        &[(
+            accounts,
+            &accounts.replace("\"vtiger-contacts\"", "\"vtiger-accounts\""),
+        )],
+        "",
+    );
+    assert!(
+        errors.contains("backends.vtiger-accounts.login: a backend cannot share its own login"),
+        "{errors}"
+    );
+    let plain = "[backends.plain]\nurl = \"https://crm.example.org/x\"\nencoding = \"query\"\nreply = { format = \"json\", extract = { url = \"u\" } }\n";
+    let errors = load_errors(
+        &[(
+            accounts,
+            &accounts.replace("\"vtiger-contacts\"", "\"plain\""),
+        )],
+        plain,
+    );
+    assert!(
+        errors.contains("backends.vtiger-accounts.login: backends.plain has no login to share: it needs [backends.plain.login] or auth.type = \"oauth2\""),
+        "{errors}"
+    );
+    let oauth = "login = \"vtiger-contacts\"\nauth = { type = \"oauth2\", grant = \"client_credentials\", token_url = \"https://crm.example.org/token\", client_id = \"c\", client_secret_env = \"TPGW_IT_VTR_CHECK\" }\n\n[backends.vtiger-leads.body]";
+    let errors = load_errors(
+        &[(
+            leads,
+            &leads.replace(
+                "login = \"vtiger-contacts\"\n\n[backends.vtiger-leads.body]",
+                oauth,
+            ),
+        )],
+        "",
+    );
+    assert!(
+        errors.contains("backends.vtiger-leads.auth: a backend that shares a login cannot have auth.type = \"oauth2\" too"),
+        "{errors}"
+    );
+    // A login table keeps serde's own message for a misspelt key.
+    let errors = load_errors(&[("idle_ttl_s = 1800", "idle_ttl = 1800")], "");
+    assert!(
+        errors.contains("unknown field `idle_ttl` (did you mean `idle_ttl_s`?)"),
+        "{errors}"
+    );
+    let errors = load_errors(
+        &[(
+            leads,
+            &leads.replace("login = \"vtiger-contacts\"", "login = 3"),
+        )],
+        "",
+    );
+    assert!(
+        errors.contains("backends.vtiger-leads.login")
+            && errors.contains("the name of the backend whose login to share"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn check_reads_login_values_in_a_sharing_backend_without_a_warning_but_not_elsewhere() {
+    // The example itself loads with no warning (check_cmd proves it); a
+    // backend sharing nothing that reads login.* is still warned about.
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::env::set_var("TPGW_IT_VTR_PROBE", "k");
+    let text = example_config(
+        "vtiger.toml",
+        &[
+            ("secret('VTIGER_ACCESS_KEY')", "secret('TPGW_IT_VTR_PROBE')"),
+            (
+                "login = \"vtiger-contacts\"\n\n[backends.vtiger-accounts.body]",
+                "\n[backends.vtiger-accounts.body]",
+            ),
+        ],
+    );
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = thirdparty_gateway::config::load(&path).unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("backends.vtiger-accounts.body.sessionName")
+            && warnings[0].contains("login.* is always empty here"),
+        "{warnings:#?}"
+    );
+}
+
+#[tokio::test]
+async fn simulate_shows_the_second_module_on_the_login_of_the_first() {
+    std::env::set_var("TPGW_IT_VTR_SIM", "k-recipe-sim");
+    let vt = Vtiger::start("gateway", "k-recipe-sim").await;
+    with_lead_and_account(&vt);
+    let config = example_config(
+        "vtiger.toml",
+        &[
+            ("https://vtiger.example.org/webservice.php", &vt.url()),
+            ("secret('VTIGER_ACCESS_KEY')", "secret('TPGW_IT_VTR_SIM')"),
+        ],
+    );
+    let text = simulate_cli(&config, &call("0698765432"), &[], &[]).await;
+    assert!(
+        text.contains("backend \"vtiger-contacts\" login: logged in\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backend \"vtiger-leads\" login: cached session (0 s old) (the login of \"vtiger-contacts\")"),
+        "{text}"
+    );
+    assert!(text.contains("login.sessionName = [redacted]"), "{text}");
+    assert!(!text.contains("k-recipe-sim"), "{text}");
+    let dry = simulate_cli(&config, &call("0698765432"), &[], &["--dry-run"]).await;
+    assert!(
+        dry.contains("backend \"vtiger-leads\" login: shares the login of \"vtiger-contacts\""),
+        "{dry}"
+    );
+    assert_eq!(
+        vt.state.lock().unwrap().logins,
+        1,
+        "the dry run logs in nowhere"
+    );
+}
