@@ -14,7 +14,6 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::compile;
-use super::diag::suggest;
 use super::diag::Diagnostics;
 use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::probe::{self, Sees};
@@ -22,7 +21,7 @@ use super::raw::{AuthKind, Encoding, LoginField, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
 use crate::backend::reply::{Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
-use crate::backend::{Backend, Client, Login, ReplySpec, RequestSpec};
+use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
 use crate::contract::Event;
 use crate::extract::{JsonPath, XmlPath};
@@ -50,8 +49,14 @@ pub(super) fn backends(
         for (name, b) in raw.iter().filter(|(_, b)| shares(b) == second) {
             let key = format!("backends.{name}");
             let errors = diags.errors.len();
-            let others = Others { raw, built: &out };
-            let backend = backend(name, b, &key, deadline, base, templates, &others, diags);
+            let backend =
+                backend(name, b, &key, deadline, base, templates, diags).and_then(|mut backend| {
+                    if let Some(LoginField::Shared(owner)) = &b.login {
+                        backend.login =
+                            Some(super::login::shared(name, owner, &key, raw, &out, diags)?);
+                    }
+                    Some(backend)
+                });
             if let (Some(backend), true) = (backend, diags.errors.len() == errors) {
                 out.insert(name.as_str().into(), Arc::new(backend));
             }
@@ -60,64 +65,6 @@ pub(super) fn backends(
     out
 }
 
-/// The other backends, for a backend that shares the login of one of them.
-struct Others<'a> {
-    raw: &'a BTreeMap<String, RawBackend>,
-    built: &'a BTreeMap<Box<str>, Arc<Backend>>,
-}
-
-/// `login = "OTHER"`: OTHER's login, which must be its own (a login table or
-/// OAuth2), not itself shared: one level, so the owner is always plain.
-fn shared_login(
-    name: &str,
-    owner: &str,
-    key: &str,
-    others: &Others<'_>,
-    diags: &mut Diagnostics<'_>,
-) -> Option<Login> {
-    let key = format!("{key}.login");
-    let has_own = |b: &RawBackend| {
-        matches!(b.login, Some(LoginField::Own(_)))
-            || b.auth.as_ref().is_some_and(|a| a.kind == AuthKind::OAuth2)
-    };
-    if owner == name {
-        diags.error(&key, "a backend cannot share its own login: give it a [backends.NAME.login] table, or name another backend");
-        return None;
-    }
-    let Some(raw_owner) = others.raw.get(owner) else {
-        let owners = others
-            .raw
-            .iter()
-            .filter(|(n, b)| n.as_str() != name && has_own(b))
-            .map(|(n, _)| n.as_str());
-        diags.error(
-            &key,
-            format!(
-                "no [backends.{owner}] to share the login of{}",
-                suggest(owner, owners)
-            ),
-        );
-        return None;
-    };
-    if let Some(LoginField::Shared(further)) = &raw_owner.login {
-        diags.error(
-            &key,
-            format!("backends.{owner} shares the login of {further:?} itself: name {further:?} here (a shared login is named by the backend that has it)"),
-        );
-        return None;
-    }
-    if !has_own(raw_owner) {
-        diags.error(
-            &key,
-            format!("backends.{owner} has no login to share: it needs [backends.{owner}.login] or auth.type = \"oauth2\""),
-        );
-        return None;
-    }
-    // Not built: its own errors are reported already.
-    others.built.get(owner).and_then(|b| b.login.clone())
-}
-
-#[allow(clippy::too_many_arguments)]
 fn backend(
     name: &str,
     b: &RawBackend,
@@ -125,7 +72,6 @@ fn backend(
     deadline: Duration,
     base: &Path,
     templates: &mut Templates,
-    others: &Others<'_>,
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
     let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
@@ -205,9 +151,8 @@ fn backend(
             );
             return None;
         }
-        (Some(LoginField::Shared(owner)), None) => {
-            Some(shared_login(name, owner, key, others, diags)?)
-        }
+        // Set by the caller, once OTHER is built.
+        (Some(LoginField::Shared(_)), None) => None,
         (Some(LoginField::Own(l)), None) => Some(super::login::login(
             l,
             name,

@@ -1,19 +1,21 @@
 //! `[backends.NAME.login]` and `auth.type = "oauth2"` from raw TOML to a
 //! ready [`Login`]: each step compiled like a look-up request (in the login's
 //! own templates, which the login task owns), its extraction parsed, its
-//! limits checked.
+//! limits checked; `login = "OTHER"` checked and resolved to OTHER's.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backends::{request_spec, Parts};
-use super::diag::Diagnostics;
+use super::diag::{suggest, Diagnostics};
 use super::numbers::{millis, seconds, MAX_DURATION_MS};
 use super::probe::{self, Sees};
-use super::raw::{RawLogin, RawStep};
+use super::raw::{AuthKind, LoginField, RawBackend, RawLogin, RawStep};
 use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
 use crate::backend::reply::ReplyFormat;
-use crate::backend::Client;
+use crate::backend::{Backend, Client};
 use crate::constants::DEFAULT_LOGIN_TIMEOUT;
 use crate::extract::{JsonPath, XmlPath};
 use crate::template::{ConditionId, Templates};
@@ -75,6 +77,58 @@ pub(super) fn login(
         },
         relogin_when?,
     ))
+}
+
+/// `login = "OTHER"`: a clone of OTHER's login (`built`), which must be its
+/// own (a login table or OAuth2), not itself shared: one level, so the
+/// backend whose login it is stays plain to see.
+pub(super) fn shared(
+    name: &str,
+    owner: &str,
+    key: &str,
+    raw: &BTreeMap<String, RawBackend>,
+    built: &BTreeMap<Box<str>, Arc<Backend>>,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Login> {
+    let key = format!("{key}.login");
+    let has_own = |b: &RawBackend| {
+        matches!(b.login, Some(LoginField::Own(_)))
+            || b.auth.as_ref().is_some_and(|a| a.kind == AuthKind::OAuth2)
+    };
+    if owner == name {
+        diags.error(&key, "a backend cannot share its own login: give it a [backends.NAME.login] table, or name another backend");
+        return None;
+    }
+    let Some(raw_owner) = raw.get(owner) else {
+        let owners = raw
+            .iter()
+            .filter(|(n, b)| n.as_str() != name && has_own(b))
+            .map(|(n, _)| n.as_str());
+        diags.error(
+            &key,
+            format!(
+                "no [backends.{owner}] to share the login of{}",
+                suggest(owner, owners)
+            ),
+        );
+        return None;
+    };
+    if let Some(LoginField::Shared(further)) = &raw_owner.login {
+        diags.error(
+            &key,
+            format!("backends.{owner} shares the login of {further:?} itself: name {further:?} here (a shared login is named by the backend that has it)"),
+        );
+        return None;
+    }
+    if !has_own(raw_owner) {
+        diags.error(
+            &key,
+            format!("backends.{owner} has no login to share: it needs [backends.{owner}.login] or auth.type = \"oauth2\""),
+        );
+        return None;
+    }
+    // Not built: its own errors are reported already.
+    built.get(owner).and_then(|b| b.login.clone())
 }
 
 /// A session lifetime (`ttl_s`, `idle_ttl_s`): unset is no limit, set is
