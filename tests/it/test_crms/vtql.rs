@@ -673,3 +673,34 @@ fn one_module_per_query_and_only_its_fields() {
         "DATABASE_QUERY_ERROR"
     );
 }
+
+#[test]
+fn comparisons_are_mysql_s() {
+    let records = [Record {
+        module: "Contacts",
+        id: "12x1".into(),
+        fields: vec![
+            ("phone", "0612345678".into()),
+            ("lastname", "O'Neil".into()),
+        ],
+    }];
+    let hits = |where_: &str| {
+        let q = parse(&format!("SELECT id FROM Contacts WHERE {where_};")).unwrap();
+        run(&q, &records).as_array().unwrap().len()
+    };
+    assert_eq!(hits("phone = '0612345678 '"), 1, "PAD SPACE");
+    assert_eq!(hits("lastname = 'o''neil'"), 1, "case-insensitive");
+    assert_eq!(hits("phone = '06%'"), 0, "= has no wildcard");
+    assert_eq!(hits("phone LIKE '06%'"), 1);
+    assert_eq!(hits("phone LIKE '06\\%'"), 0, "an escaped % is a %");
+    assert_eq!(hits("phone LIKE '061234567_'"), 1);
+    // Unquoted, a number is compared as a number: 0612... is 612...
+    assert_eq!(hits("phone = 612345678"), 1);
+    assert_eq!(hits("phone = '612345678'"), 0);
+    // AND binds before OR.
+    assert_eq!(
+        hits("phone = 'x' AND lastname = 'x' OR phone = '0612345678'"),
+        1
+    );
+    assert_eq!(hits("phone = 'x' AND lastname = 'x' OR phone = 'y'"), 0);
+}
