@@ -1,8 +1,8 @@
 //! Logins: the requests some CRMs need before a look-up can be sent (vTiger's
 //! challenge then login, Sugar's `login`, an OAuth2 token), and the session
-//! they yield, cached per backend.
+//! they yield, cached per login (a backend's own, or one several share).
 //!
-//! At most one login runs per backend at a time. It runs in its own task,
+//! At most one login runs at a time per cache. It runs in its own task,
 //! bounded by its own timeout, so a slow login that misses the deadline of
 //! the call that started it still serves the calls after it; calls that
 //! arrive meanwhile wait for it within their own deadline. A failed login is
