@@ -49,14 +49,17 @@ pub(super) fn backends(
         for (name, b) in raw.iter().filter(|(_, b)| shares(b) == second) {
             let key = format!("backends.{name}");
             let errors = diags.errors.len();
-            let backend =
-                backend(name, b, &key, deadline, base, templates, diags).and_then(|mut backend| {
-                    if let Some(LoginField::Shared(owner)) = &b.login {
-                        backend.login =
-                            Some(super::login::shared(name, owner, &key, raw, &out, diags)?);
+            let mut backend = backend(name, b, &key, deadline, base, templates, diags);
+            if let Some(LoginField::Shared(owner)) = &b.login {
+                backend = backend.and_then(|mut built| {
+                    built.login = Some(super::login::shared(name, owner, &key, raw, &out, diags)?);
+                    let owner_auth = raw.get(owner).and_then(|o| o.auth.as_ref());
+                    if owner_auth.is_some_and(|a| a.kind == AuthKind::OAuth2) {
+                        bearer(&mut built.request, &key, templates)?;
                     }
-                    Some(backend)
+                    Some(built)
                 });
+            }
             if let (Some(backend), true) = (backend, diags.errors.len() == errors) {
                 out.insert(name.as_str().into(), Arc::new(backend));
             }
@@ -174,16 +177,8 @@ fn backend(
         (None, None) => None,
     };
     let mut request = request?;
-    if oauth2.is_some() && !request.headers.iter().any(|(h, _)| h == AUTHORIZATION) {
-        let bearer = templates
-            .add(
-                &format!("{key}.auth#bearer"),
-                "Bearer {{ login.access_token }}",
-                Escape::None,
-            )
-            .ok()?
-            .into_sensitive();
-        request.headers.push((AUTHORIZATION, bearer));
+    if oauth2.is_some() {
+        bearer(&mut request, key, templates)?;
     }
     Some(Backend {
         name: name.into(),
@@ -195,6 +190,25 @@ fn backend(
         metrics: Handles::default(),
         login,
     })
+}
+
+/// `Authorization: Bearer {{ login.access_token }}` on the look-ups of a
+/// backend whose login is OAuth2 (its own or shared), unless it sets its own
+/// `Authorization` header (Zoho's `Zoho-oauthtoken`).
+fn bearer(request: &mut RequestSpec, key: &str, templates: &mut Templates) -> Option<()> {
+    if request.headers.iter().any(|(h, _)| h == AUTHORIZATION) {
+        return Some(());
+    }
+    let bearer = templates
+        .add(
+            &format!("{key}.auth#bearer"),
+            "Bearer {{ login.access_token }}",
+            Escape::None,
+        )
+        .ok()?
+        .into_sensitive();
+    request.headers.push((AUTHORIZATION, bearer));
+    Some(())
 }
 
 /// The request fields a look-up and a login step share.

@@ -33,6 +33,7 @@ mod recipe_zoho_odoo;
 mod reload_watch;
 mod rolling_restart;
 mod routes;
+mod shared_login;
 mod simulate_cmd;
 mod test_crms;
 mod tls_versions;
