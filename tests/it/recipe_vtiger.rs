@@ -520,3 +520,35 @@ async fn simulate_shows_the_second_module_on_the_login_of_the_first() {
         "the dry run logs in nowhere"
     );
 }
+
+#[tokio::test]
+async fn sessions_left_idle_or_past_their_life_span_are_renewed_for_all_three_modules() {
+    let vt = Vtiger::start("gateway", "k-recipe-idle").await;
+    with_lead_and_account(&vt);
+    let gw = start(&vt, "TPGW_IT_VTR_IDLE", "k-recipe-idle", "").await;
+    let client = gw.client();
+    let accounts = card("Accounts", 501, "Dupont SARL");
+    assert_eq!(
+        client.post(gw.addr, None, &call("0145678901")).await.json(),
+        accounts
+    );
+    vt.state.lock().unwrap().idle_sessions();
+    assert_eq!(
+        client.post(gw.addr, None, &call("0145678901")).await.json(),
+        accounts
+    );
+    vt.state.lock().unwrap().age_sessions();
+    assert_eq!(
+        client.post(gw.addr, None, &call("0145678901")).await.json(),
+        accounts
+    );
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.logins, s.refused_sessions), (3, 2));
+    // Each call: three modules on one session; a new one per call here.
+    let q = &s.query_sessions;
+    assert_eq!(q.len(), 9);
+    for call in q.chunks(3) {
+        assert!(call.iter().all(|x| *x == call[0]), "{q:?}");
+    }
+    assert!(q[0] != q[3] && q[3] != q[6]);
+}

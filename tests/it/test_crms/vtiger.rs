@@ -5,7 +5,8 @@
 //! `SELECT ... FROM <one module> WHERE ...;`, read strictly as vtiger reads
 //! it ([`super::vtql`]), and answers `result` as a list. Every error is
 //! HTTP 200 with `{"success":false,"error":{"code":...}}`; a session the
-//! CRM dropped answers `INVALID_SESSIONID`. Sources: vtiger-crm/vtigercrm
+//! CRM dropped answers `INVALID_SESSIONID`, one left idle
+//! `SESSION_LEFT_IDLE`, one past its life span `SESSION_EXPIRED`. Sources: vtiger-crm/vtigercrm
 //! `webservice.php`, `include/Webservices/` (`Login.php`, `AuthToken.php`,
 //! `SessionManager.php`, `Query.php`, `WebServiceErrorCode.php`).
 //!
@@ -14,7 +15,7 @@
 //! numbers are stored as people type them and compared as MySQL compares
 //! strings, so only a query that asks for the stored shape finds them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,13 +28,23 @@ use crate::crm::{Answer, Crm, Seen};
 /// How long a challenge token is good for (vtiger: 5 minutes).
 const TOKEN_LIFE: Duration = Duration::from_secs(300);
 
+/// Where a session is in its life (`SessionManager.php`: 30 min idle, 24 h
+/// in all).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    Live,
+    Idle,
+    Over,
+}
+
 /// What the CRM knows and counts.
 #[derive(Default)]
 pub struct State {
     pub user: String,
     pub access_key: String,
     tokens: Vec<(String, Instant)>,
-    sessions: HashSet<String>,
+    /// Live sessions, and how the next use of each ends if not `Live`.
+    sessions: HashMap<String, Life>,
     counter: u64,
     /// Successful logins.
     pub logins: usize,
@@ -61,6 +72,17 @@ impl State {
     /// Drops every session, as vtiger does after 30 minutes idle.
     pub fn expire_sessions(&mut self) {
         self.sessions.clear();
+    }
+
+    /// Leaves every session unused past vtiger's idle limit: its next use
+    /// answers `SESSION_LEFT_IDLE`.
+    pub fn idle_sessions(&mut self) {
+        self.sessions.values_mut().for_each(|l| *l = Life::Idle);
+    }
+
+    /// Ages every session past its life span: `SESSION_EXPIRED`.
+    pub fn age_sessions(&mut self) {
+        self.sessions.values_mut().for_each(|l| *l = Life::Over);
     }
 
     /// Adds a record: `module` one of Contacts, Leads, Accounts; `id` the
@@ -189,7 +211,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             state.logins += 1;
             state.counter += 1;
             let session = format!("{:x}{}", 0x7a11_u32, state.counter);
-            state.sessions.insert(session.clone());
+            state.sessions.insert(session.clone(), Life::Live);
             ok(
                 json!({"sessionName": session, "userId": "19x1", "version": "0.22", "vtigerVersion": "7.5.0"}),
             )
@@ -202,12 +224,29 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                     state.sessions.clear();
                 }
             }
-            if !state.sessions.contains(get("sessionName")) {
-                state.refused_sessions += 1;
-                return error(
+            let session = get("sessionName");
+            if session.is_empty() {
+                return error("AUTHENTICATION_REQUIRED", "Authencation required");
+            }
+            let refused = match state.sessions.get(session).copied() {
+                Some(Life::Live) => None,
+                Some(Life::Idle) => Some((
+                    "SESSION_LEFT_IDLE",
+                    "Session has been invalidated to due lack activity",
+                )),
+                Some(Life::Over) => Some((
+                    "SESSION_EXPIRED",
+                    "Session has life span over please login again",
+                )),
+                None => Some((
                     "INVALID_SESSIONID",
                     "Session Identifier provided is Invalid",
-                );
+                )),
+            };
+            if let Some((code, message)) = refused {
+                state.sessions.remove(session);
+                state.refused_sessions += 1;
+                return error(code, message);
             }
             state.queries += 1;
             state.vtql.push(vtql.clone());
