@@ -250,54 +250,40 @@ const EMPTY_LOGIN: &str = "login.* is always empty here: only the templates of a
 /// Compiles a template and checks it.
 pub(super) fn template(
     templates: &mut Templates,
-    mut at: At<'_, '_, '_>,
+    at: At<'_, '_, '_>,
     source: &str,
     escape: Escape,
 ) -> Option<TemplateId> {
-    match templates.add(at.key, source, escape) {
-        Ok(id) => {
-            let vars = templates.variables(&id);
-            let text = Text {
-                source,
-                expression: false,
-                offset: 0,
-            };
-            if names(templates, &mut at, text, &vars) {
-                renders(&mut at, |ctx| templates.render(&id, ctx).map(drop));
-            }
-            Some(id)
-        }
-        Err(err) => {
-            syntax(at.diags, at.key, 0, &err);
-            None
-        }
-    }
+    let compiled = templates.add(at.key, source, escape);
+    let text = Text {
+        source,
+        expression: false,
+        offset: 0,
+    };
+    let look = Look {
+        vars: Templates::variables,
+        render: Some(&|t, id, ctx| t.render(id, ctx).map(drop)),
+    };
+    checked(templates, at, compiled, text, look)
 }
 
 /// Compiles a `when`-style condition and checks it.
 pub(super) fn condition(
     templates: &mut Templates,
-    mut at: At<'_, '_, '_>,
+    at: At<'_, '_, '_>,
     expr: &str,
 ) -> Option<ConditionId> {
-    match templates.add_condition(at.key, expr) {
-        Ok(id) => {
-            let vars = templates.condition_variables(&id);
-            let text = Text {
-                source: expr,
-                expression: true,
-                offset: 0,
-            };
-            if names(templates, &mut at, text, &vars) {
-                renders(&mut at, |ctx| templates.test(&id, ctx).map(drop));
-            }
-            Some(id)
-        }
-        Err(err) => {
-            syntax(at.diags, at.key, 0, &err);
-            None
-        }
-    }
+    let compiled = templates.add_condition(at.key, expr);
+    let text = Text {
+        source: expr,
+        expression: true,
+        offset: 0,
+    };
+    let look = Look {
+        vars: Templates::condition_variables,
+        render: Some(&|t, id, ctx| t.test(id, ctx).map(drop)),
+    };
+    checked(templates, at, compiled, text, look)
 }
 
 /// Compiles a condition over what a CRM replied (`relogin_when`: the
@@ -306,52 +292,78 @@ pub(super) fn condition(
 /// judged, nor is it rendered against the sample payloads.
 pub(super) fn reply_condition(
     templates: &mut Templates,
-    mut at: At<'_, '_, '_>,
+    at: At<'_, '_, '_>,
     expr: &str,
 ) -> Option<ConditionId> {
-    match templates.add_condition(at.key, expr) {
-        Ok(id) => {
-            let text = Text {
-                source: expr,
-                expression: true,
-                offset: 0,
-            };
-            // No variable is known, so none is judged.
-            names(templates, &mut at, text, &HashSet::new());
-            Some(id)
-        }
-        Err(err) => {
-            syntax(at.diags, at.key, 0, &err);
-            None
-        }
-    }
+    let compiled = templates.add_condition(at.key, expr);
+    let text = Text {
+        source: expr,
+        expression: true,
+        offset: 0,
+    };
+    let look = Look {
+        vars: |_, _| HashSet::new(),
+        render: None,
+    };
+    checked(templates, at, compiled, text, look)
 }
 
 /// Compiles `expr`, the expression of the one-expression template `source`
 /// (a JSON body value that keeps its type), and checks it.
 pub(super) fn json_expression(
     templates: &mut Templates,
-    mut at: At<'_, '_, '_>,
+    at: At<'_, '_, '_>,
     source: &str,
     expr: &str,
 ) -> Option<TemplateId> {
     // `expr` is a slice of `source`: where it starts places errors.
     let offset = (expr.as_ptr() as usize).saturating_sub(source.as_ptr() as usize);
-    match templates.add_json_expression(at.key, expr) {
+    let compiled = templates.add_json_expression(at.key, expr);
+    let text = Text {
+        source: expr,
+        expression: true,
+        offset,
+    };
+    let look = Look {
+        vars: Templates::variables,
+        render: Some(&|t, id, ctx| t.eval_json(id, ctx).map(drop)),
+    };
+    checked(templates, at, compiled, text, look)
+}
+
+/// How to look at a compiled template or condition: the variables whose
+/// names are judged, and how to render it against the samples (`None`:
+/// not rendered).
+struct Look<'r, I> {
+    vars: fn(&Templates, &I) -> HashSet<String>,
+    render: Option<Render<'r, I>>,
+}
+
+/// Renders a compiled template or condition against a context.
+type Render<'r, I> = &'r dyn Fn(&Templates, &I, &Value) -> Result<(), minijinja::Error>;
+
+/// The checks every kind of template gets once compiled: a syntax error
+/// placed in the value, else its names judged and, if they are sound, a
+/// render against the samples.
+fn checked<I>(
+    templates: &Templates,
+    mut at: At<'_, '_, '_>,
+    compiled: Result<I, minijinja::Error>,
+    text: Text<'_>,
+    look: Look<'_, I>,
+) -> Option<I> {
+    match compiled {
         Ok(id) => {
-            let vars = templates.variables(&id);
-            let text = Text {
-                source: expr,
-                expression: true,
-                offset,
-            };
+            let vars = (look.vars)(templates, &id);
             if names(templates, &mut at, text, &vars) {
-                renders(&mut at, |ctx| templates.eval_json(&id, ctx).map(drop));
+                if let Some(render) = look.render {
+                    renders(&mut at, |ctx| render(templates, &id, ctx));
+                }
             }
             Some(id)
         }
         Err(err) => {
-            syntax(at.diags, at.key, offset, &err);
+            syntax(at.diags, at.key, text.offset, &err);
             None
         }
     }
