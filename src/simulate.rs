@@ -166,27 +166,27 @@ fn dry(
         ctx.clone()
     };
     for backend in &route.backends {
-        if let Some(login) = backend
-            .login
-            .as_ref()
-            .filter(|l| l.owner() != &*backend.name)
-        {
-            let _ = writeln!(
-                out,
-                "\nbackend {:?} login: shares the login of {:?} (dry run: not run; login.* is empty below)",
-                backend.name,
-                login.owner()
-            );
-        } else if let Some(login) = &backend.login {
-            let _ = writeln!(
-                out,
-                "\nbackend {:?} login: {} step(s) before the look-up (dry run: not run; login.* is empty below)",
-                backend.name,
-                login.steps().len()
-            );
-            for line in login.dry_run() {
-                let _ = writeln!(out, "  {line} (not sent)");
+        match &backend.login {
+            Some(login) if login.owner() != &*backend.name => {
+                let _ = writeln!(
+                    out,
+                    "\nbackend {:?} login: shares the login of {:?} (dry run: not run; login.* is empty below)",
+                    backend.name,
+                    login.owner()
+                );
             }
+            Some(login) => {
+                let _ = writeln!(
+                    out,
+                    "\nbackend {:?} login: {} step(s) before the look-up (dry run: not run; login.* is empty below)",
+                    backend.name,
+                    login.steps().len()
+                );
+                for line in login.dry_run() {
+                    let _ = writeln!(out, "  {line} (not sent)");
+                }
+            }
+            None => {}
         }
         match backend.request.build(templates, &request_ctx) {
             Ok(req) => {
