@@ -53,8 +53,7 @@ pub(super) fn backends(
             if let Some(LoginField::Shared(owner)) = &b.login {
                 backend = backend.and_then(|mut built| {
                     built.login = Some(super::login::shared(name, owner, &key, raw, &out, diags)?);
-                    let owner_auth = raw.get(owner).and_then(|o| o.auth.as_ref());
-                    if owner_auth.is_some_and(|a| a.kind == AuthKind::OAuth2) {
+                    if raw.get(owner).and_then(RawBackend::oauth2).is_some() {
                         bearer(&mut built.request, &key, templates)?;
                     }
                     Some(built)
@@ -77,7 +76,7 @@ fn backend(
     templates: &mut Templates,
     diags: &mut Diagnostics<'_>,
 ) -> Option<Backend> {
-    let oauth2 = b.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2);
+    let oauth2 = b.oauth2();
     let sees = Sees::Call {
         login: b.login.is_some() || oauth2.is_some(),
     };

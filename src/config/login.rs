@@ -12,7 +12,7 @@ use super::backends::{request_spec, Parts};
 use super::diag::{suggest, Diagnostics};
 use super::numbers::{millis, seconds, MAX_DURATION_MS};
 use super::probe::{self, Sees};
-use super::raw::{AuthKind, LoginField, RawBackend, RawLogin, RawStep};
+use super::raw::{LoginField, RawBackend, RawLogin, RawStep};
 use crate::backend::login::{Login, LoginSettings, Step, StepExtract};
 use crate::backend::reply::ReplyFormat;
 use crate::backend::{Backend, Client};
@@ -91,10 +91,8 @@ pub(super) fn shared(
     diags: &mut Diagnostics<'_>,
 ) -> Option<Login> {
     let key = format!("{key}.login");
-    let has_own = |b: &RawBackend| {
-        matches!(b.login, Some(LoginField::Own(_)))
-            || b.auth.as_ref().is_some_and(|a| a.kind == AuthKind::OAuth2)
-    };
+    let has_own =
+        |b: &RawBackend| matches!(b.login, Some(LoginField::Own(_))) || b.oauth2().is_some();
     if owner == name {
         diags.error(&key, "a backend cannot share its own login: give it a [backends.NAME.login] table, or name another backend");
         return None;

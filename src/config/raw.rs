@@ -215,6 +215,13 @@ pub(super) struct RawBackend {
     pub(super) reply: RawReply,
 }
 
+impl RawBackend {
+    /// Its `auth`, when that is `type = "oauth2"`: a login of its own.
+    pub(super) fn oauth2(&self) -> Option<&RawAuth> {
+        self.auth.as_ref().filter(|a| a.kind == AuthKind::OAuth2)
+    }
+}
+
 /// `login`: a `[backends.NAME.login]` table of the backend's own, or
 /// `login = "OTHER"`, the login of backend OTHER shared (one session for
 /// backends that query several modules of one CRM).
