@@ -28,6 +28,7 @@ pub mod ops;
 pub mod outcome;
 pub mod pages;
 pub mod payload;
+pub mod phone;
 pub mod plain_http;
 pub mod reload;
 pub mod request_id;

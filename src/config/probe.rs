@@ -6,9 +6,12 @@
 //! Two looks, because neither sees everything:
 //! - the names the template uses ([`scan`]): unknown filters, tests and
 //!   methods are errors, wherever they are, even in a branch the samples do
-//!   not take; a path that leaves the documented payload (`queue.nam`) is a
-//!   warning, since a newer XucMgt may send fields we do not know yet. Each
-//!   is placed at its column, with a "did you mean".
+//!   not take; so is a variable that is neither a payload field, a value the
+//!   template may read where it runs, nor set by the template itself (a
+//!   typo renders empty, and a search for nothing finds every record); a
+//!   path that leaves the documented payload (`queue.nam`, anything under
+//!   `userData`) is a warning, since a newer XucMgt may send fields we do
+//!   not know yet. Each is placed at its column, with a "did you mean".
 //! - a render against each sample payload (direct call, queue call, call
 //!   with the agent's token) through the same engine and context a call
 //!   uses: a failure there (a method on the wrong type, a missing argument)
@@ -49,7 +52,9 @@ const TEMPLATE_GLOBALS: [&str; 11] = [
 
 /// Names offered in "did you mean" (whether a name exists is asked of the
 /// engine itself, see [`Templates::knows`]).
-const FILTERS: [&str; 63] = [
+const FILTERS: [&str; 65] = [
+    "significant",
+    "phone_like",
     "safe",
     "escape",
     "lower",
@@ -116,7 +121,9 @@ const FILTERS: [&str; 63] = [
 ];
 /// The keyword arguments of the gateway's own filters and functions; a
 /// misspelt one fails every call that reaches it.
-const KEYWORD_ARGS: [(&str, &[&str]); 3] = [
+const KEYWORD_ARGS: [(&str, &[&str]); 5] = [
+    ("significant", &["last"]),
+    ("phone_like", &["last", "wildcard"]),
     ("md5", &["binary"]),
     ("sha256", &["binary"]),
     ("hmac_sha256", &["binary"]),
@@ -489,7 +496,9 @@ fn judge_root(var: &str, extra: &[&str], sees: Sees<'_>) -> Option<(Level, Strin
         Sees::Call { login: false } if var == "login" => {
             Some((Level::Warning, EMPTY_LOGIN.to_owned()))
         }
-        Sees::Call { .. } => unknown_variable(var, extra).map(|m| (Level::Warning, m)),
+        // A misspelt variable renders empty: a search for nothing, which
+        // a CRM answers with every record. Refused, not warned.
+        Sees::Call { .. } => unknown_variable(var, extra).map(|m| (Level::Error, m)),
     }
 }
 

@@ -1,18 +1,23 @@
-//! Phone-number filters backed by libphonenumber's metadata (the
-//! `phonenumber` crate): XucMgt sends the caller as the PBX saw it
+//! Phone-number filters backed by libphonenumber's metadata (through
+//! [`crate::phone`]): XucMgt sends the caller as the PBX saw it
 //! (`0612345678`, `+33612345678`, `0033612345678`, `612345678`) while CRMs
 //! store E.164, a national format, or whatever was typed. A number without a
 //! country code is read in `[phone] default_region`.
 //!
-//! A number that does not parse (an internal extension, a withheld caller)
-//! falls back to its digits: a filter never fails a call.
+//! Two kinds: shapes of the number to ask a CRM that compares exactly
+//! (`e164`, `national`, `international`, `national_digits`), and patterns to
+//! ask a CRM broadly for candidates that the gateway then compares itself
+//! (`phone_like`, `significant`). None of them renders a value that holds
+//! no digit (an undefined variable, `anonymous`): a search for nothing would
+//! match every record, so the render fails and the call gets `none`.
 
-use minijinja::value::Value;
-use minijinja::Environment;
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind};
 use phonenumber::country::Id;
-use phonenumber::{Mode, PhoneNumber};
+use phonenumber::Mode;
 
 use super::filters::text;
+use crate::phone::Number;
 
 /// Registers the phone filters, reading local numbers in `region`.
 pub(super) fn register(env: &mut Environment<'static>, region: Option<Id>) {
@@ -22,42 +27,110 @@ pub(super) fn register(env: &mut Environment<'static>, region: Option<Id>) {
     });
     env.add_filter("national", move |v: Value| show(&v, region, Mode::National));
     env.add_filter("national_digits", move |v: Value| {
-        digits(&show(&v, region, Mode::National))
+        show(&v, region, Mode::National).map(|s| digits(&s))
+    });
+    env.add_filter("significant", move |v: Value, kwargs: Kwargs| {
+        let last = last_of(&kwargs)?;
+        kwargs.assert_all_used()?;
+        Ok::<_, Error>(tail(&significant(&v, region)?, last).to_owned())
+    });
+    env.add_filter("phone_like", move |v: Value, kwargs: Kwargs| {
+        let last = last_of(&kwargs)?;
+        let wildcard = kwargs.get::<Option<String>>("wildcard")?;
+        kwargs.assert_all_used()?;
+        let wildcard = wildcard.unwrap_or_else(|| "%".to_owned());
+        if wildcard.is_empty() || wildcard.chars().any(|c| c.is_ascii_digit()) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "phone_like's wildcard must be a non-empty text without digits, e.g. \"%\" or \"*\"",
+            ));
+        }
+        Ok(like(tail(&significant(&v, region)?, last), &wildcard))
     });
 }
 
-/// Loads libphonenumber's metadata and the region's patterns now, at config
-/// load: the first parse costs far more than the next ones (the metadata is
-/// decoded and the patterns compiled on first use), which must not land on
-/// the first call's deadline or block a worker.
+/// `last=N`: keep the last N significant digits (at least 4).
+fn last_of(kwargs: &Kwargs) -> Result<Option<usize>, Error> {
+    let last = kwargs.get::<Option<usize>>("last")?;
+    if let Some(n) = last {
+        if n < 4 {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("last={n} is too few digits to tell callers apart: 4 or more"),
+            ));
+        }
+    }
+    Ok(last)
+}
+
+fn tail(digits: &str, last: Option<usize>) -> &str {
+    match last {
+        Some(n) => &digits[digits.len().saturating_sub(n)..],
+        None => digits,
+    }
+}
+
+/// `%6%1%2%3%4%5%6%7%8%`: the digits in order with anything between, before
+/// and after, so a SQL `LIKE` finds the number however it was punctuated
+/// (`06.12.34.56.78`, `+33 (0)6 12 34 56 78`, `06 12 34 56 78 x12`).
+fn like(digits: &str, wildcard: &str) -> String {
+    let mut out = String::with_capacity(digits.len() * (1 + wildcard.len()) + wildcard.len());
+    out.push_str(wildcard);
+    for d in digits.chars() {
+        out.push(d);
+        out.push_str(wildcard);
+    }
+    out
+}
+
+/// A value's text, refused when it holds no digit: an undefined variable (a
+/// typo) or a withheld caller must not become a search for nothing.
+fn with_digits(value: &Value) -> Result<String, Error> {
+    if matches!(value.kind(), ValueKind::Undefined | ValueKind::None) {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "a phone filter was given an undefined value: is the variable's name right?",
+        ));
+    }
+    let raw = text(value);
+    if !raw.bytes().any(|b| b.is_ascii_digit()) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{raw:?} holds no phone number (no digit)"),
+        ));
+    }
+    Ok(raw)
+}
+
+/// A number libphonenumber validates, in `mode`; one it does not validate
+/// but that carries its country (`+`, `00`) keeps it (`+32 2 123 45 67` is
+/// `+3221234567`); anything else (an internal extension) its digits.
+fn show(value: &Value, region: Option<Id>, mode: Mode) -> Result<String, Error> {
+    let raw = with_digits(value)?;
+    Ok(match Number::read_caller(&raw, region) {
+        Some(n) if n.is_valid() || n.is_explicit() => n.format(mode),
+        _ => digits(&raw),
+    })
+}
+
+/// The national significant number's digits (`612345678`), or the digits
+/// of what does not read as a number.
+fn significant(value: &Value, region: Option<Id>) -> Result<String, Error> {
+    let raw = with_digits(value)?;
+    Ok(match Number::read_caller(&raw, region) {
+        Some(n) => n.significant(),
+        None => digits(&raw),
+    })
+}
+
+/// Loads libphonenumber's metadata and the region's patterns at config load.
 pub(super) fn warm(region: Id) {
-    let _ = &*phonenumber::metadata::DATABASE;
-    let _ = show(&Value::from("0123456789"), Some(region), Mode::National);
+    crate::phone::warm(region);
 }
 
 /// Parses an ISO 3166 region code such as `FR` (any case).
 pub fn region(code: &str) -> Option<Id> {
-    code.trim().to_ascii_uppercase().parse().ok()
-}
-
-/// A number libphonenumber knows as valid: a short extension or a typo is
-/// not given a country code it does not have.
-fn parse(raw: &str, region: Option<Id>) -> Option<PhoneNumber> {
-    // A payload field past this length is not a phone number.
-    if raw.len() > 64 {
-        return None;
-    }
-    phonenumber::parse(region, raw)
-        .ok()
-        .filter(phonenumber::is_valid)
-}
-
-fn show(value: &Value, region: Option<Id>, mode: Mode) -> String {
-    let raw = text(value);
-    match parse(&raw, region) {
-        Some(number) => number.format().mode(mode).to_string(),
-        None => digits(&raw),
-    }
+    crate::phone::region(code)
 }
 
 fn digits(text: &str) -> String {
@@ -68,15 +141,26 @@ fn digits(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn env(region: &str) -> Environment<'static> {
+        let mut env = Environment::new();
+        register(&mut env, super::region(region));
+        env
+    }
+
+    fn render(region: &str, source: &str, caller: Value) -> Result<String, Error> {
+        let env = env(region);
+        env.render_str(source, minijinja::context! { caller })
+    }
+
     fn all(raw: &str, region: &str) -> [String; 4] {
         let r = super::region(region);
         assert!(r.is_some(), "{region}");
         let v = Value::from(raw);
         [
-            show(&v, r, Mode::E164),
-            show(&v, r, Mode::National),
-            show(&v, r, Mode::International),
-            digits(&show(&v, r, Mode::National)),
+            show(&v, r, Mode::E164).unwrap(),
+            show(&v, r, Mode::National).unwrap(),
+            show(&v, r, Mode::International).unwrap(),
+            digits(&show(&v, r, Mode::National).unwrap()),
         ]
     }
 
@@ -140,27 +224,92 @@ mod tests {
     fn a_foreign_number_keeps_its_country_whatever_the_region() {
         assert_eq!(all("+32470123456", "FR")[0], "+32470123456");
         assert_eq!(all("0032470123456", "FR")[0], "+32470123456");
+        assert_eq!(all("+39 06 1234 5678", "FR")[0], "+390612345678");
     }
 
     #[test]
-    fn what_does_not_parse_falls_back_to_its_digits() {
-        for (raw, want) in [
-            ("1001", "1001"),
-            ("", ""),
-            ("anonymous", ""),
-            ("12-x", "12"),
-        ] {
-            assert_eq!(all(raw, "FR")[0], want, "{raw:?}");
+    fn a_number_libphonenumber_does_not_validate_keeps_its_country_prefix() {
+        // Not in the metadata's patterns, but written with its country.
+        for raw in ["+32 2 123 45 67", "0032 2 123 45 67"] {
+            let [e164, _, international, _] = all(raw, "FR");
+            assert_eq!(e164, "+3221234567", "{raw}");
+            assert_eq!(international, "+32 21234567", "{raw}");
         }
-        assert_eq!(all(&"9".repeat(200), "FR")[0].len(), 200);
+        // Nothing better than its digits: an internal extension.
+        assert_eq!(all("1001", "FR"), ["1001", "1001", "1001", "1001"]);
+    }
+
+    #[test]
+    fn what_holds_no_digit_or_is_undefined_fails_the_render() {
+        for filter in [
+            "e164",
+            "national",
+            "international",
+            "national_digits",
+            "significant",
+            "phone_like",
+        ] {
+            let src = format!("{{{{ caller | {filter} }}}}");
+            for caller in [
+                Value::UNDEFINED,
+                Value::from(()),
+                Value::from("anonymous"),
+                Value::from(""),
+            ] {
+                let err = render("FR", &src, caller.clone()).unwrap_err();
+                assert!(
+                    matches!(
+                        err.kind(),
+                        ErrorKind::UndefinedError | ErrorKind::InvalidOperation
+                    ),
+                    "{filter} of {caller:?}: {err}"
+                );
+            }
+        }
+        assert!(render(
+            "FR",
+            "{{ calller | phone_like }}",
+            Value::from("0612345678")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn patterns_put_a_wildcard_between_the_significant_digits() {
+        let caller = || Value::from("+33 6 12 34 56 78");
+        let r = |src: &str| render("FR", src, caller()).unwrap();
+        assert_eq!(r("{{ caller | phone_like }}"), "%6%1%2%3%4%5%6%7%8%");
+        assert_eq!(r("{{ caller | phone_like(last=6) }}"), "%3%4%5%6%7%8%");
+        assert_eq!(
+            r("{{ caller | phone_like(wildcard='*') }}"),
+            "*6*1*2*3*4*5*6*7*8*"
+        );
+        assert_eq!(r("{{ caller | significant }}"), "612345678");
+        assert_eq!(r("{{ caller | significant(last=7) }}"), "2345678");
+        // Italy's leading zero is part of the number.
+        let it = render(
+            "IT",
+            "{{ caller | phone_like }}",
+            Value::from("+39 06 1234 5678"),
+        )
+        .unwrap();
+        assert_eq!(it, "%0%6%1%2%3%4%5%6%7%8%");
+        for bad in [
+            "{{ caller | phone_like(last=2) }}",
+            "{{ caller | phone_like(wildcard='') }}",
+            "{{ caller | phone_like(wildcard='1') }}",
+            "{{ caller | phone_like(lst=9) }}",
+        ] {
+            assert!(render("FR", bad, caller()).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn without_a_region_only_international_numbers_parse() {
         let v = Value::from("0612345678");
-        assert_eq!(show(&v, None, Mode::E164), "0612345678");
+        assert_eq!(show(&v, None, Mode::E164).unwrap(), "0612345678");
         let v = Value::from("+33 6 12 34 56 78");
-        assert_eq!(show(&v, None, Mode::E164), "+33612345678");
+        assert_eq!(show(&v, None, Mode::E164).unwrap(), "+33612345678");
     }
 
     #[test]
