@@ -9,6 +9,7 @@ use minijinja::Value;
 use tokio::time::Instant;
 
 use crate::backend::login::{LoginContext, Session, Source};
+use crate::backend::reply::Candidate;
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
 use crate::metrics::Metrics;
@@ -37,6 +38,13 @@ pub trait Observer: Send {
     fn response(&mut self, _backend: &Backend, _reply: &RawReply) {}
     /// The session a look-up uses: cached, or from a login it waited for.
     fn login(&mut self, _backend: &Backend, _session: &Session, _source: Source) {}
+    /// Whether to collect the candidates a reply offered (costs a read of
+    /// every stored number; the server does not).
+    fn wants_candidates(&self) -> bool {
+        false
+    }
+    /// The records a reply offered and which one was kept.
+    fn candidates(&mut self, _backend: &Backend, _seen: &[Candidate]) {}
 }
 
 /// The server's observer: logs say enough.
@@ -164,7 +172,7 @@ async fn ask(
             observer,
         )
         .await?;
-        return backend.reply.normalize(templates, reply_ctx, &raw);
+        return normalize(templates, backend, reply_ctx, &raw, observer);
     };
     // Logins are counted by the backend whose login it is (shared or not);
     // how each look-up got its session, by the backend that looks up.
@@ -202,9 +210,27 @@ async fn ask(
         )
         .await?;
     }
-    backend
+    let reply_ctx = with_login(&session, reply_ctx);
+    normalize(templates, backend, &reply_ctx, &raw, observer)
+}
+
+/// Normalizes a reply, showing the observer the candidates it compared.
+fn normalize(
+    templates: &Templates,
+    backend: &Backend,
+    reply_ctx: &Value,
+    raw: &RawReply,
+    observer: &mut dyn Observer,
+) -> Result<Open, Failure> {
+    if backend.reply.candidates.is_none() || !observer.wants_candidates() {
+        return backend.reply.normalize(templates, reply_ctx, raw, None);
+    }
+    let mut seen = Vec::new();
+    let result = backend
         .reply
-        .normalize(templates, &with_login(&session, reply_ctx), &raw)
+        .normalize(templates, reply_ctx, raw, Some(&mut seen));
+    observer.candidates(backend, &seen);
+    result
 }
 
 /// A context with the session's values as `login`.

@@ -39,11 +39,49 @@ impl JsonPath {
 
     /// The value at this path, if there is one; numeric segments index arrays.
     pub fn lookup<'v>(&self, doc: &'v Value) -> Option<&'v Value> {
-        self.0.iter().try_fold(doc, |node, segment| match node {
-            Value::Object(map) => map.get(segment.as_ref()),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
+        self.0
+            .iter()
+            .try_fold(doc, |node, segment| step(node, segment))
+    }
+
+    /// Every value at this path, where a `*` segment stands for each item
+    /// of an array (or each value of an object): `phoneNumberData.*.phoneNumber`
+    /// reads every number of a record that keeps a list of them. An array at
+    /// the end of the path gives its items. At most `limit` values.
+    pub fn lookup_all<'v>(&self, doc: &'v Value, limit: usize, out: &mut Vec<&'v Value>) {
+        fn walk<'v>(node: &'v Value, rest: &[Box<str>], limit: usize, out: &mut Vec<&'v Value>) {
+            if out.len() >= limit {
+                return;
+            }
+            let Some((segment, rest)) = rest.split_first() else {
+                match node {
+                    Value::Array(items) => out.extend(items.iter().take(limit - out.len())),
+                    _ => out.push(node),
+                }
+                return;
+            };
+            if segment.as_ref() == "*" {
+                let items: Box<dyn Iterator<Item = &'v Value>> = match node {
+                    Value::Array(items) => Box::new(items.iter()),
+                    Value::Object(map) => Box::new(map.values()),
+                    _ => return,
+                };
+                for item in items {
+                    walk(item, rest, limit, out);
+                }
+            } else if let Some(next) = step(node, segment) {
+                walk(next, rest, limit, out);
+            }
+        }
+        walk(doc, &self.0, limit, out);
+    }
+}
+
+fn step<'v>(node: &'v Value, segment: &str) -> Option<&'v Value> {
+    match node {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
     }
 }
 
@@ -297,6 +335,32 @@ mod tests {
             xml_values(deep.as_bytes(), &p),
             Err(XmlError::TooDeep)
         ));
+    }
+
+    #[test]
+    fn star_segments_read_every_item_and_lists_give_their_items() {
+        let doc = serde_json::json!({
+            "phone": "01", "mobile": ["02", "03"],
+            "data": [{"n": "04"}, {"n": "05"}, {"x": 1}],
+            "map": {"a": {"n": "06"}, "b": {"n": "07"}}
+        });
+        let all = |path: &str, limit: usize| {
+            let mut out = Vec::new();
+            JsonPath::parse(path)
+                .unwrap()
+                .lookup_all(&doc, limit, &mut out);
+            out.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(all("phone", 10), r#""01""#);
+        assert_eq!(all("mobile", 10), r#""02","03""#);
+        assert_eq!(all("data.*.n", 10), r#""04","05""#);
+        assert_eq!(all("/map/*/n", 10), r#""06","07""#);
+        assert_eq!(all("data.*.n", 1), r#""04""#);
+        assert_eq!(all("missing.*", 10), "");
+        assert_eq!(all("phone.*", 10), "");
     }
 
     #[test]

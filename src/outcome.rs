@@ -37,11 +37,14 @@ pub enum NoneReason {
     /// The backend's login (or OAuth2 token request) failed, timed out, or
     /// is in its backoff after a failure.
     Login,
+    /// The CRM's candidates hold no record with the caller's phone number
+    /// (`records`/`phones`), or the caller is not a number to compare.
+    NoMatch,
 }
 
 impl NoneReason {
     /// Every reason, in declaration order ([`NoneReason::index`]).
-    pub const ALL: [NoneReason; 15] = [
+    pub const ALL: [NoneReason; 16] = [
         NoneReason::NoRoute,
         NoneReason::Template,
         NoneReason::InvalidReply,
@@ -57,6 +60,7 @@ impl NoneReason {
         NoneReason::Busy,
         NoneReason::Token,
         NoneReason::Login,
+        NoneReason::NoMatch,
     ];
 
     /// Its position in [`NoneReason::ALL`].
@@ -82,6 +86,7 @@ impl NoneReason {
             NoneReason::Busy => "busy",
             NoneReason::Token => "token",
             NoneReason::Login => "login",
+            NoneReason::NoMatch => "no_match",
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::answer::{answer, Call, Observer};
 use crate::backend::login::{Session, Source};
+use crate::backend::reply::Candidate;
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply, Secret};
@@ -55,6 +56,11 @@ pub async fn simulate(
         out: String::new(),
         started: Instant::now(),
         redact: secrets_of(&config, route, payload.token()),
+        caller: ctx
+            .get_attr("caller")
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -234,6 +240,8 @@ struct Printer {
     /// Secret values, session tokens and the agent's token, hidden
     /// wherever they appear (a request or a reply that echoes them).
     redact: Vec<String>,
+    /// The payload's caller, to show how it reads beside the candidates.
+    caller: String,
 }
 
 impl Observer for Printer {
@@ -283,6 +291,43 @@ impl Observer for Printer {
             .collect();
         for name in names {
             let _ = writeln!(out, "  {name}");
+        }
+    }
+
+    fn wants_candidates(&self) -> bool {
+        true
+    }
+
+    fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
+        let Some(c) = &backend.reply.candidates else {
+            return;
+        };
+        let out = &mut self.out;
+        let caller = match crate::phone::Number::read_caller(&self.caller, c.caller_region) {
+            Some(n) => format!("the caller {:?} reads as {}", self.caller, n.e164()),
+            None => format!("the caller {:?} is not a phone number", self.caller),
+        };
+        let _ = writeln!(
+            out,
+            "
+backend {:?} candidates: {} record(s) compared, {caller}",
+            backend.name,
+            seen.len()
+        );
+        for record in seen {
+            let verdict = if record.kept {
+                "kept: holds the caller's number"
+            } else {
+                "dropped: no stored number is the caller's"
+            };
+            let _ = writeln!(out, "  record {}: {verdict}", record.index);
+            if record.phones.is_empty() {
+                let _ = writeln!(out, "    (no phone field holds a number)");
+            }
+            for (field, stored, read) in &record.phones {
+                let read = read.as_deref().unwrap_or("not a phone number");
+                let _ = writeln!(out, "    {field} = {stored:?} -> {read}");
+            }
         }
     }
 

@@ -223,6 +223,12 @@ impl Templates {
         }
     }
 
+    /// The region phone filters read numbers without a country code in
+    /// (`[phone] default_region`).
+    pub fn region(&self) -> Option<Region> {
+        self.region
+    }
+
     /// The secret values templates use, for `simulate` to hide wherever
     /// they appear.
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {

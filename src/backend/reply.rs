@@ -15,7 +15,8 @@ use super::Failure;
 use crate::contract::{Event, Open};
 use crate::extract::{xml_values, JsonPath, XmlPath};
 use crate::outcome::NoneReason;
-use crate::template::{ConditionId, TemplateId, Templates};
+use crate::phone::Number;
+use crate::template::{ConditionId, Region, TemplateId, Templates};
 
 /// The shape of a backend's reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,130 @@ pub struct ReplySpec {
     pub autopause: Choice<bool, ConditionId>,
     /// Where relative urls in replies are resolved, as the agent's browser sees it.
     pub public_base: Option<Url>,
+    /// The reply is a list of candidate records, the caller's picked by
+    /// phone number; `extract` then reads the picked record.
+    pub candidates: Option<Candidates>,
+}
+
+/// Records a CRM offered for a broad search, and where each keeps its
+/// phone numbers: the gateway, not the CRM's string comparison, decides
+/// which record is the caller's.
+#[derive(Debug)]
+pub struct Candidates {
+    /// Where the list of records is (`result`, or the whole reply).
+    pub records: JsonPath,
+    /// Each record's phone fields, as written in the config and parsed.
+    pub phones: Vec<(Box<str>, JsonPath)>,
+    /// The region stored numbers without a country code are read in.
+    pub region: Option<Region>,
+    /// The region the caller is read in (`[phone] default_region`).
+    pub caller_region: Option<Region>,
+}
+
+/// Records compared at most per reply; a CRM's search is bounded by its
+/// own limit (`LIMIT`, `limit=`), this only bounds the work of one reply.
+const MAX_CANDIDATES: usize = 1000;
+
+/// Numbers read at most per phone field of a record (a list of numbers).
+const MAX_NUMBERS_PER_FIELD: usize = 16;
+
+/// One record of a reply as `simulate` shows it: its stored numbers, how
+/// each reads, and whether it was kept.
+#[derive(Debug)]
+pub struct Candidate {
+    /// Its position in the reply's list.
+    pub index: usize,
+    /// Each stored number: the field's path, the text, and the number it
+    /// reads as (E.164), if any.
+    pub phones: Vec<(Box<str>, String, Option<String>)>,
+    /// Whether it holds the caller's number (and was picked).
+    pub kept: bool,
+}
+
+impl Candidates {
+    /// The first record that holds the caller's number.
+    fn pick<'d>(
+        &self,
+        doc: &'d serde_json::Value,
+        payload: &Value,
+        mut trace: Option<&mut Vec<Candidate>>,
+    ) -> Result<&'d serde_json::Value, Failure> {
+        let caller = payload
+            .get_attr("caller")
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let caller = Number::read_caller(&caller, self.caller_region).ok_or_else(|| {
+            Failure::new(
+                NoneReason::NoMatch,
+                "the caller is not a phone number the gateway can compare",
+            )
+        })?;
+        let tail = crate::phone::tail(&caller);
+        let records: &[serde_json::Value] = match self.records.lookup(doc) {
+            None | Some(serde_json::Value::Null) => &[],
+            Some(serde_json::Value::Array(items)) => items,
+            Some(one @ serde_json::Value::Object(_)) => std::slice::from_ref(one),
+            Some(_) => {
+                return Err(Failure::new(
+                    NoneReason::BadReply,
+                    "records is neither a list of records nor one record",
+                ))
+            }
+        };
+        let mut numbers = 0usize;
+        let mut values = Vec::new();
+        for (index, record) in records.iter().take(MAX_CANDIDATES).enumerate() {
+            let mut seen = Vec::new();
+            let mut kept = false;
+            for (name, path) in &self.phones {
+                values.clear();
+                path.lookup_all(record, MAX_NUMBERS_PER_FIELD, &mut values);
+                for value in &values {
+                    let stored = match value {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        _ => continue,
+                    };
+                    numbers += 1;
+                    let read = if trace.is_some() || crate::phone::may_hold(&stored, &tail) {
+                        Number::read(&stored, self.region)
+                    } else {
+                        None
+                    };
+                    kept |= read.as_ref() == Some(&caller);
+                    if trace.is_some() {
+                        seen.push((name.clone(), stored, read.map(|n| n.e164())));
+                    }
+                }
+            }
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.push(Candidate {
+                    index,
+                    phones: seen,
+                    kept,
+                });
+            }
+            if kept {
+                return Ok(record);
+            }
+        }
+        let cut = if records.len() > MAX_CANDIDATES {
+            format!(
+                " (only the first {MAX_CANDIDATES} of {} compared: narrow the search)",
+                records.len()
+            )
+        } else {
+            String::new()
+        };
+        Err(Failure::new(
+            NoneReason::NoMatch,
+            format!(
+                "{} record(s) with {numbers} stored number(s), none is the caller's number{cut}",
+                records.len().min(MAX_CANDIDATES)
+            ),
+        ))
+    }
 }
 
 /// A reply field given either once in the config or per reply.
@@ -144,11 +269,14 @@ enum ContractReply {
 
 impl ReplySpec {
     /// Normalizes a backend's reply; `Err` says why the agent gets `none`.
+    ///
+    /// With candidates, `trace` (when given) gets each record compared.
     pub fn normalize(
         &self,
         templates: &Templates,
         payload: &Value,
         raw: &RawReply,
+        trace: Option<&mut Vec<Candidate>>,
     ) -> Result<Open, Failure> {
         self.check_status(raw)?;
         let mut values: Vec<(Value, Value)> = Vec::with_capacity(8);
@@ -167,9 +295,13 @@ impl ReplySpec {
                         Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
                     })?
                 };
+                let record = match &self.candidates {
+                    Some(c) => c.pick(&doc, payload, trace)?,
+                    None => &doc,
+                };
                 if let Extract::Json(paths) = &self.extract {
                     for (name, path) in paths {
-                        if let Some(v) = path.lookup(&doc) {
+                        if let Some(v) = path.lookup(record) {
                             values.push((name.clone(), Value::from(minijinja::value::Serde(v))));
                         }
                     }

@@ -19,7 +19,7 @@ use super::numbers::{millis, within, MAX_COUNT, MAX_RESPONSE_BYTES};
 use super::probe::{self, Sees};
 use super::raw::{AuthKind, Encoding, LoginField, RawAuth, RawBackend, RawReply};
 use super::secrets::secret;
-use crate::backend::reply::{Choice, Extract, ReplyFormat};
+use crate::backend::reply::{Candidates, Choice, Extract, ReplyFormat};
 use crate::backend::request::{BodySpec, JsonSpec, UrlSpec};
 use crate::backend::{Backend, Client, ReplySpec, RequestSpec};
 use crate::constants::{DEFAULT_MAX_RESPONSE_BYTES, MAX_FOLLOW_REDIRECTS};
@@ -703,6 +703,7 @@ fn reply(
         }
         ReplyFormat::Text | ReplyFormat::Contract => {}
     }
+    let candidates = candidates(r, &rkey, templates.region(), diags);
     let open_when = r.open_when.as_deref().and_then(|expr| {
         let at = probe::At {
             key: &format!("{rkey}.open_when"),
@@ -810,7 +811,115 @@ fn reply(
         title,
         autopause,
         public_base,
+        candidates,
     })
+}
+
+/// `records` and `phones`: the reply is a list of candidate records and the
+/// caller's is picked by phone number, so both go together, in JSON, with a
+/// region to read numbers stored without their country code.
+fn candidates(
+    r: &RawReply,
+    rkey: &str,
+    caller_region: Option<crate::template::Region>,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Candidates> {
+    let (records, phones) = match (&r.records, &r.phones) {
+        (None, None) => {
+            if r.region.is_some() {
+                diags.error(
+                    &format!("{rkey}.region"),
+                    "region reads the numbers of records: set records and phones too",
+                );
+            }
+            return None;
+        }
+        (Some(records), Some(phones)) => (records, phones),
+        (Some(_), None) => {
+            diags.error(
+                &format!("{rkey}.records"),
+                "records needs phones: the fields of a record that hold its phone numbers, e.g. phones = [\"phone\", \"mobile\"]",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            diags.error(
+                &format!("{rkey}.phones"),
+                "phones needs records: where the list of records is in the reply, e.g. records = \"result\" (\"\" for a reply that is the list)",
+            );
+            return None;
+        }
+    };
+    if r.format != ReplyFormat::Json {
+        diags.error(
+            &format!("{rkey}.records"),
+            "candidate records are read from JSON replies: set format = \"json\"",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let records_path = match JsonPath::parse(if records == "/" { "" } else { records }) {
+        Ok(p) => Some(p),
+        Err(msg) => {
+            diags.error(&format!("{rkey}.records"), msg);
+            None
+        }
+    };
+    if phones.is_empty() {
+        diags.error(
+            &format!("{rkey}.phones"),
+            "no phone field: name at least one, e.g. phones = [\"phone\", \"mobile\"]",
+        );
+        ok = false;
+    }
+    let mut parsed = Vec::new();
+    for (i, path) in phones.iter().enumerate() {
+        match JsonPath::parse(path) {
+            Ok(p) if !path.is_empty() => parsed.push((path.as_str().into(), p)),
+            Ok(_) => {
+                diags.error(
+                    &format!("{rkey}.phones[{i}]"),
+                    "an empty path: name a field of the record",
+                );
+                ok = false;
+            }
+            Err(msg) => {
+                diags.error(&format!("{rkey}.phones[{i}]"), msg);
+                ok = false;
+            }
+        }
+    }
+    let region = match &r.region {
+        Some(code) => match crate::template::phone_region(code) {
+            Some(region) => Some(region),
+            None => {
+                diags.error(
+                    &format!("{rkey}.region"),
+                    format!("{code:?} is not a region: an ISO 3166 code such as \"FR\" or \"US\""),
+                );
+                ok = false;
+                None
+            }
+        },
+        None => caller_region,
+    };
+    if region.is_none() && r.region.is_none() {
+        diags.error(
+            &format!("{rkey}.records"),
+            "comparing phone numbers needs a region to read numbers stored without a country code: set [phone] default_region (or reply.region)",
+        );
+        ok = false;
+    }
+    if let Some(region) = region {
+        crate::phone::warm(region);
+    }
+    Some(Candidates {
+        records: records_path?,
+        phones: parsed,
+        region,
+        caller_region,
+    })
+    .filter(|_| ok)
 }
 
 /// A reply's `accept_status` list, each entry checked to be an HTTP status

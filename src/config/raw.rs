@@ -374,4 +374,7 @@ pub(super) struct RawReply {
     pub(super) url: Option<String>,
     pub(super) title: Option<String>,
     pub(super) autopause: Option<toml::Value>,
+    pub(super) records: Option<String>,
+    pub(super) phones: Option<Vec<String>>,
+    pub(super) region: Option<String>,
 }

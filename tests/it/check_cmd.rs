@@ -140,10 +140,10 @@ fn credentials_with_any_origin_are_refused() {
 }
 
 #[test]
-fn likely_typo_in_a_variable_is_a_warning_with_a_suggestion() {
+fn likely_typo_in_a_variable_is_an_error_with_a_suggestion() {
     let (out, text) = check(&GOOD.replace("queue.name", "queu.name"));
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("warning: "), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("error: "), "{text}");
     assert!(
         text.contains("routes[0].when: unknown variable \"queu\" (did you mean \"queue\"?)"),
         "{text}"

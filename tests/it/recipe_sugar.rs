@@ -168,7 +168,7 @@ async fn sugar_hostile_callers_stay_inside_their_sql_strings() {
         ("06123456%", &none),
         ("0612345_78", &none),
         ("0612345678\" OR \"\"=\"", &none),
-        ("')) OR contacts.id IN (('0612345678", &jeanne),
+        ("')) OR contacts.id IN (('0612345678", &none),
     ];
     for (caller, want) in hostile {
         let reply = client.post(gw.addr, None, &call(caller)).await;
@@ -336,9 +336,9 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
     let none = json!({"action": "none"});
     let hostile = [
         ("0612345678' OR '1'='1", &none),
-        ("0612345678\\", &jeanne),
+        ("0612345678\\", &none),
         ("06123456%_", &none),
-        ("0612345678\"", &jeanne),
+        ("0612345678\"", &none),
         (
             "06 12 34 56 78&filter[operator]=and&filter[id][neq]=x",
             &none,
