@@ -200,6 +200,13 @@ fn split(value: Value, sep: Option<String>) -> Result<Value, Error> {
 fn last(value: Value, n: Option<usize>) -> Result<Value, Error> {
     if let Some(n) = n {
         let digits: Vec<char> = text(&value).chars().filter(char::is_ascii_digit).collect();
+        // `LIKE '%{{ calller | last(9) }}'` must not become `LIKE '%'`.
+        if digits.is_empty() || n == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "last(n) takes the last digits of a number, and this value has none (undefined, or no digit)",
+            ));
+        }
         let from = digits.len().saturating_sub(n);
         return Ok(Value::from(digits[from..].iter().collect::<String>()));
     }
@@ -335,6 +342,11 @@ mod tests {
         );
         assert_eq!(last(Value::from("12"), Some(9)).unwrap(), Value::from("12"));
         assert!(last(Value::from(3), None).is_err());
+        // A search for the last digits of nothing would match everything.
+        for nothing in [Value::UNDEFINED, Value::from(()), Value::from("anonymous")] {
+            assert!(last(nothing, Some(9)).is_err());
+        }
+        assert!(last(Value::from("0612345678"), Some(0)).is_err());
     }
 
     #[test]
