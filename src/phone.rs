@@ -54,7 +54,8 @@ impl Number {
         if raw.len() > MAX_FIELD_CHARS * 4 || raw.chars().nth(MAX_FIELD_CHARS).is_some() {
             return None;
         }
-        let whole = number_part(raw)?;
+        let raw = ascii_digits(raw);
+        let whole = number_part(&raw)?;
         if let Some(n) = Self::read_part(whole, region) {
             return Some(n);
         }
@@ -70,6 +71,7 @@ impl Number {
     /// stored field may carry a label or an extension around its number;
     /// a caller that does (`0612345678' OR '1'='1`) is not a number.
     pub fn read_caller(raw: &str, region: Option<Id>) -> Option<Self> {
+        let raw = ascii_digits(raw);
         let raw = raw.trim();
         if raw.is_empty() || number_part(raw) != Some(raw) || raw.contains('/') {
             return None;
@@ -221,6 +223,46 @@ fn number_part(raw: &str) -> Option<&str> {
     Some(&part[..=last])
 }
 
+/// `raw` with the decimal digits of every script (Arabic-Indic `٠٦١٢`,
+/// fullwidth `０６`, Devanagari `०६`) written as ASCII digits, as
+/// libphonenumber normalizes them before reading: a caller typed or sent in
+/// another script is the same number. Borrowed when there is nothing to
+/// change (the common case costs one scan).
+pub fn ascii_digits(raw: &str) -> std::borrow::Cow<'_, str> {
+    if raw.is_ascii() {
+        return raw.into();
+    }
+    raw.chars()
+        .map(|c| digit_value(c).map_or(c, |d| char::from(b'0' + d)))
+        .collect::<String>()
+        .into()
+}
+
+/// The value of a decimal digit of any script. Unicode keeps each script's
+/// digits as a run of ten code points from 0 to 9 (runs may follow one
+/// another, as the mathematical digits do), so a digit's value is its
+/// distance from the start of its runs, modulo ten.
+fn digit_value(c: char) -> Option<u8> {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    let nd = |c: char| get_general_category(c) == GeneralCategory::DecimalNumber;
+    if c.is_ascii_digit() {
+        return Some(c as u8 - b'0');
+    }
+    if !nd(c) {
+        return None;
+    }
+    let mut before = 0u32;
+    let mut at = u32::from(c);
+    while let Some(prev) = at.checked_sub(1).and_then(char::from_u32) {
+        if !nd(prev) {
+            break;
+        }
+        before += 1;
+        at -= 1;
+    }
+    u8::try_from(before % 10).ok()
+}
+
 /// Loads libphonenumber's metadata and the region's patterns now, at config
 /// load: the first parse costs far more than the next ones (the metadata is
 /// decoded and the patterns compiled on first use), which must not land on
@@ -243,7 +285,7 @@ pub fn may_hold(stored: &str, tail: &[u8]) -> bool {
     if tail.is_empty() {
         return true;
     }
-    let digits: Vec<u8> = stored
+    let digits: Vec<u8> = ascii_digits(stored)
         .bytes()
         .filter(u8::is_ascii_digit)
         .take(MAX_FIELD_CHARS)
@@ -382,6 +424,30 @@ mod tests {
         assert_eq!(us("011 33 6 12 34 56 78").as_deref(), Some("+33612345678"));
         assert_eq!(us("011 39 06 1234 5678").as_deref(), Some("+390612345678"));
         assert_eq!(us("1 (415) 555-0100").as_deref(), Some("+14155550100"));
+    }
+
+    #[test]
+    fn digits_of_every_script_are_read_as_digits() {
+        for raw in [
+            "٠٦١٢٣٤٥٦٧٨",
+            "۰۶۱۲۳۴۵۶۷۸",
+            "０６１２３４５６７８",
+            "०६१२३४५६७८",
+            "+٣٣ ٦ ١٢ ٣٤ ٥٦ ٧٨",
+        ] {
+            assert_eq!(
+                Number::read_caller(raw, region("FR"))
+                    .map(|n| n.e164())
+                    .as_deref(),
+                Some("+33612345678"),
+                "{raw}"
+            );
+        }
+        // Mathematical digits: runs of ten one after another.
+        assert_eq!(ascii_digits("\u{1d7ce}\u{1d7d8}\u{1d7e1}\u{1d7ff}"), "0099");
+        // Not decimal digits: left as they are.
+        assert_eq!(ascii_digits("²½Ⅻ"), "²½Ⅻ");
+        assert_eq!(ascii_digits("06 12"), "06 12");
     }
 
     #[test]

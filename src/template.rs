@@ -528,7 +528,10 @@ pub fn dot_segment(url: &str) -> Option<&str> {
 /// `{{ caller | digits }}`: keeps only the digits of a phone number, as most
 /// CRM search APIs want (`+33 6 12-34` → `3361234`).
 fn digits(value: &str) -> String {
-    value.chars().filter(char::is_ascii_digit).collect()
+    crate::phone::ascii_digits(value)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 #[cfg(test)]

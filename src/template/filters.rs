@@ -199,7 +199,10 @@ fn split(value: Value, sep: Option<String>) -> Result<Value, Error> {
 /// compare numbers typed in any format.
 fn last(value: Value, n: Option<usize>) -> Result<Value, Error> {
     if let Some(n) = n {
-        let digits: Vec<char> = text(&value).chars().filter(char::is_ascii_digit).collect();
+        let digits: Vec<char> = crate::phone::ascii_digits(&text(&value))
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         // `LIKE '%{{ calller | last(9) }}'` must not become `LIKE '%'`.
         if digits.is_empty() || n == 0 {
             return Err(Error::new(

@@ -92,7 +92,7 @@ fn with_digits(value: &Value) -> Result<String, Error> {
             "a phone filter was given an undefined value: is the variable's name right?",
         ));
     }
-    let raw = text(value);
+    let raw = crate::phone::ascii_digits(&text(value)).into_owned();
     if !raw.bytes().any(|b| b.is_ascii_digit()) {
         return Err(Error::new(
             ErrorKind::InvalidOperation,

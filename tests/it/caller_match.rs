@@ -272,3 +272,29 @@ fn check_text(config: &str) -> (bool, String) {
         .unwrap();
     (out.status.success(), printed(&out))
 }
+
+#[tokio::test]
+async fn callers_in_the_digits_of_other_scripts_are_found() {
+    let crm = everything(json!([{"id": 7, "name": "Jeanne", "phone": "06 12 34 56 78"}])).await;
+    let gw = start_gateway(&config(&backend("crm", &crm, None), &["crm"])).await;
+    let client = gw.client();
+    for caller in [
+        "٠٦١٢٣٤٥٦٧٨",
+        "۰۶۱۲۳۴۵۶۷۸",
+        "０６１２３４５６７８",
+        "०६१२३४५६७८",
+        "+٣٣٦١٢٣٤٥٦٧٨",
+    ] {
+        let reply = client.post(gw.addr, None, &call(caller)).await;
+        assert_eq!(opened(&reply), Some(7), "{caller}");
+    }
+    // The CRM was asked in ASCII digits.
+    for seen in crm.seen() {
+        assert!(
+            seen.target
+                .ends_with("q=%256%251%252%253%254%255%256%257%258%25"),
+            "{}",
+            seen.target
+        );
+    }
+}
