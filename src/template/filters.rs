@@ -139,17 +139,20 @@ fn sql_quote(value: &str) -> String {
     out
 }
 
-/// [`sql_quote`] for the pattern of a `LIKE`: `%` and `_` also escaped (with
-/// `\`, MySQL's default `LIKE` escape) so a caller cannot widen the match.
+/// A value matched literally inside a `LIKE` pattern, in a quoted string:
+/// escaped for `LIKE` first (`\` → `\\`, `%` → `\%`, `_` → `\_`, MySQL's
+/// default `LIKE` escape) so a caller can neither widen the match nor eat
+/// the pattern's own wildcard with a trailing `\`, then for the string
+/// literal ([`sql_quote`]).
 fn sql_like(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    for c in sql_quote(value).chars() {
-        if matches!(c, '%' | '_') {
-            out.push('\\');
+    let mut pattern = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
         }
-        out.push(c);
+        pattern.push(c);
     }
-    out
+    sql_quote(&pattern)
 }
 
 fn sosl_escape(value: &str) -> String {
@@ -310,7 +313,64 @@ mod tests {
         assert_eq!(sql_quote("O'Brien"), "O''Brien");
         assert_eq!(sql_quote("x\\' OR 1=1 -- "), "x\\\\'' OR 1=1 -- ");
         assert_eq!(sql_quote("50%_"), "50%_");
-        assert_eq!(sql_like("5'0%_\\"), "5''0\\%\\_\\\\");
+        assert_eq!(sql_like("5'0%_\\"), "5''0\\\\%\\\\_\\\\\\\\");
+    }
+
+    /// A quoted MySQL string literal's value (the quotes are the caller's):
+    /// `''` is a quote, `\x` is `x` except `\%` and `\_`, which stay two
+    /// characters (MySQL keeps them for `LIKE`).
+    fn mysql_literal(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    assert_eq!(chars.next(), Some('\''), "a lone quote ends the literal: {text}");
+                    out.push('\'');
+                }
+                '\\' => match chars.next() {
+                    Some(e @ ('%' | '_')) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                    Some(e) => out.push(e),
+                    None => panic!("a trailing backslash escapes the closing quote: {text}"),
+                },
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// MySQL's `LIKE` with its default escape `\`.
+    fn mysql_like(value: &str, pattern: &str) -> bool {
+        fn go(v: &[char], p: &[char]) -> bool {
+            match p.split_first() {
+                None => v.is_empty(),
+                Some(('%', rest)) => (0..=v.len()).any(|i| go(&v[i..], rest)),
+                Some(('_', rest)) => !v.is_empty() && go(&v[1..], rest),
+                Some(('\\', rest)) if !rest.is_empty() => {
+                    v.first() == Some(&rest[0]) && go(&v[1..], &rest[1..])
+                }
+                Some((c, rest)) => v.first() == Some(c) && go(&v[1..], rest),
+            }
+        }
+        let (v, p): (Vec<char>, Vec<char>) = (value.chars().collect(), pattern.chars().collect());
+        go(&v, &p)
+    }
+
+    #[test]
+    fn sql_like_values_match_only_themselves_inside_a_mysql_pattern() {
+        for hostile in ["\\%", "50%", "a_b", "x\\", "\\", "O'Brien\\", "%_\\'"] {
+            let pattern = mysql_literal(&format!("%{}%", sql_like(hostile)));
+            assert!(mysql_like(&format!("tel {hostile} x"), &pattern), "{hostile:?} -> {pattern:?}");
+            // Never a wildcard: the same length with other characters fails.
+            let other: String = hostile.chars().map(|_| 'z').collect();
+            assert!(!mysql_like(&other, &pattern), "{hostile:?} -> {pattern:?} matches {other:?}");
+        }
+        // The closing wildcard survives a trailing backslash.
+        let pattern = mysql_literal(&format!("{}%", sql_like("ab\\")));
+        assert!(mysql_like("ab\\cd", &pattern), "{pattern:?}");
     }
 
     #[test]
