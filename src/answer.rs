@@ -197,7 +197,7 @@ async fn ask(
     if login.refused(templates, &raw) {
         tracing::info!(backend = %backend.name, status = raw.status.as_u16(), "session refused: logging in again");
         metrics.login_session(&backend.name, "relogin");
-        login.invalidate(&session);
+        login.invalidate(&session, &counters);
         let (fresh, source) = login.session(deadline, &counters).await?;
         observer.login(backend, &fresh, source);
         session = fresh;
@@ -209,7 +209,18 @@ async fn ask(
             observer,
         )
         .await?;
+        if login.refused(templates, &raw) {
+            login.invalidate(&session, &counters);
+            return Err(Failure::new(
+                NoneReason::Login,
+                format!(
+                    "the CRM refused a fresh session too (HTTP {})",
+                    raw.status.as_u16()
+                ),
+            ));
+        }
     }
+    login.accepted(&session);
     let reply_ctx = with_login(&session, reply_ctx);
     normalize(templates, backend, &reply_ctx, &raw, observer)
 }

@@ -102,6 +102,12 @@ pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between two login attempts to a broken CRM.
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The shortest a session or token is kept, whatever its `expires_in` says
+/// (`0.001` would fetch a token per call): at most one login a second per
+/// login cache. A CRM that really ends it sooner answers 401, and the
+/// gateway logs in again, within the backoff. (The same floor as `ttl_s`.)
+pub const MIN_SESSION_LIFE: Duration = Duration::from_secs(1);
+
 /// A call stops waiting for a running login this long before its deadline
 /// (or a tenth of the time it has left, if less): a session that arrives
 /// later leaves no time for the look-up, and the call's `none` then says

@@ -29,7 +29,9 @@ use super::client::{Client, RawReply};
 use super::reply::ReplyFormat;
 use super::request::RequestSpec;
 use super::Failure;
-use crate::constants::{LOGIN_BACKOFF, LOGIN_RENEW_MARGIN, LOGIN_WAIT_MARGIN, MAX_LOGIN_BACKOFF};
+use crate::constants::{
+    LOGIN_BACKOFF, LOGIN_RENEW_MARGIN, LOGIN_WAIT_MARGIN, MAX_LOGIN_BACKOFF, MIN_SESSION_LIFE,
+};
 use crate::extract::{xml_values, JsonPath, XmlPath};
 use crate::outcome::NoneReason;
 use crate::template::{ConditionId, Templates};
@@ -109,6 +111,18 @@ struct State {
     generation: u64,
 }
 
+impl State {
+    /// Spaces the next login after a failure: 1 s, doubling to 60 s.
+    fn next_backoff(&mut self) -> Duration {
+        let backoff = self
+            .backoff
+            .map_or(LOGIN_BACKOFF, |b| (b * 2).min(MAX_LOGIN_BACKOFF));
+        self.backoff = Some(backoff);
+        self.failed_until = Some(Instant::now() + backoff);
+        backoff
+    }
+}
+
 /// A login's result: the values its steps extracted.
 #[derive(Debug)]
 pub struct Session {
@@ -121,6 +135,9 @@ pub struct Session {
     obtained: Instant,
     expires: Option<Instant>,
     last_used: Mutex<Instant>,
+    /// Whether a look-up was accepted with it: a session refused before
+    /// that was never good, and counts as a failed login.
+    served: std::sync::atomic::AtomicBool,
 }
 
 /// How a call got its session, for `simulate` and metrics.
@@ -327,8 +344,12 @@ impl Login {
     }
 
     /// Drops `session` from the cache (the CRM refused it), unless a newer
-    /// login already replaced it.
-    pub fn invalidate(&self, session: &Session) {
+    /// login already replaced it. A session refused before any look-up was
+    /// accepted with it was never good (the user lost access to the module,
+    /// an API that refuses every token): that counts as a failed login, so
+    /// the backoff bounds how often the CRM sees a login, whatever the call
+    /// rate.
+    pub fn invalidate(&self, session: &Session, counters: &LoginCounters) {
         let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if state
             .session
@@ -336,6 +357,27 @@ impl Login {
             .is_some_and(|s| s.generation == session.generation)
         {
             state.session = None;
+            if !session.served.load(std::sync::atomic::Ordering::Relaxed) {
+                counters.failed.inc();
+                let backoff = state.next_backoff();
+                tracing::warn!(
+                    backend = %self.inner.backend,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "the CRM refused a session before any look-up was accepted with it: counted as a failed login"
+                );
+            }
+        }
+    }
+
+    /// A look-up was accepted with `session`: the login works, and the
+    /// backoff starts again from its first step.
+    pub fn accepted(&self, session: &Session) {
+        if !session
+            .served
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.backoff = None;
         }
     }
 }
@@ -403,14 +445,27 @@ impl Inner {
             .rev()
             .find(|(n, _)| n.as_ref() == "expires_in")
             .and_then(|(_, v)| seconds(v));
-        let expires = expires_in.or(self.ttl).map(|d| now + d);
+        // `ttl_s` is range-checked at load; a reply's `expires_in` is the
+        // CRM's word, and gets a floor.
+        let expires_in = expires_in.map(|life| {
+            if life < MIN_SESSION_LIFE {
+                tracing::warn!(
+                    backend = %self.backend, expires_in_ms = life.as_millis() as u64,
+                    floor_ms = MIN_SESSION_LIFE.as_millis() as u64,
+                    "the CRM's expires_in is under the floor: the session is kept that long (a CRM that ends it sooner answers 401 and the gateway logs in again, within the backoff)"
+                );
+            }
+            life.max(MIN_SESSION_LIFE)
+        });
+        let life = expires_in.or(self.ttl);
         Ok(Session {
             values: values_map(&values),
             trace,
             generation,
             obtained: now,
-            expires,
+            expires: life.map(|d| now + d),
             last_used: Mutex::new(now),
+            served: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -423,16 +478,14 @@ impl Inner {
                 counters.ok.inc();
                 state.session = Some(Arc::clone(session));
                 state.failed_until = None;
-                state.backoff = None;
+                // The backoff is reset when a look-up is accepted with the
+                // session ([`Login::accepted`]), not here: a CRM that issues
+                // sessions and refuses them must still be spaced out.
                 tracing::info!(backend = %self.backend, "logged in");
             }
             Err(failure) => {
                 counters.failed.inc();
-                let backoff = state
-                    .backoff
-                    .map_or(LOGIN_BACKOFF, |b| (b * 2).min(MAX_LOGIN_BACKOFF));
-                state.backoff = Some(backoff);
-                state.failed_until = Some(Instant::now() + backoff);
+                let backoff = state.next_backoff();
                 tracing::warn!(
                     backend = %self.backend, detail = failure.detail,
                     retry_in_ms = backoff.as_millis() as u64, "login failed"
@@ -696,9 +749,11 @@ mod tests {
         assert_eq!(source, Source::Cached);
         assert!(Arc::ptr_eq(&first, &same));
         assert_eq!(leads.owner(), "crm");
-        // The CRM refused the session to a look-up of the second backend:
-        // the next calls of both log in once, together.
-        leads.invalidate(&same);
+        // A look-up was accepted with it, then the CRM refused the session
+        // to a look-up of the second backend: the next calls of both log in
+        // once, together.
+        contacts.accepted(&first);
+        leads.invalidate(&same, &counters);
         let calls: Vec<_> = (0..100)
             .map(|i| {
                 let login = if i % 2 == 0 {
@@ -722,10 +777,50 @@ mod tests {
         assert!(sessions.iter().all(|s| Arc::ptr_eq(s, &sessions[0])));
         assert!(!Arc::ptr_eq(&sessions[0], &first));
         // A late refusal of the old session does not drop the new one.
-        contacts.invalidate(&first);
+        contacts.invalidate(&first, &counters);
         let (_, source) = leads.session(deadline, &counters).await.unwrap();
         assert_eq!(source, Source::Cached);
         assert_eq!(counters.ok.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_refused_before_it_served_is_a_failed_login_and_the_backoff_grows() {
+        let login = login(true, None, None);
+        let counters = counters();
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(5);
+        let (session, _) = login.session(deadline, &counters).await.unwrap();
+        login.invalidate(&session, &counters);
+        assert_eq!((counters.ok.get(), counters.failed.get()), (1, 1));
+        // In the backoff: no login.
+        let failure = login.session(deadline, &counters).await.unwrap_err();
+        assert_eq!(failure.reason, NoneReason::Login);
+        // After 1 s a login; refused again unserved: the next wait is 2 s.
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        let (session, _) = login
+            .session(t0 + Duration::from_secs(10), &counters)
+            .await
+            .unwrap();
+        login.invalidate(&session, &counters);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(login
+            .session(t0 + Duration::from_secs(10), &counters)
+            .await
+            .is_err());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        let (session, _) = login
+            .session(t0 + Duration::from_secs(10), &counters)
+            .await
+            .unwrap();
+        // A look-up accepted: the backoff starts again from 1 s.
+        login.accepted(&session);
+        login.invalidate(&session, &counters);
+        assert_eq!(
+            counters.failed.get(),
+            2,
+            "a session that served is not a failed login"
+        );
+        assert_eq!(login.inner.state.lock().unwrap().backoff, None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -757,6 +852,7 @@ mod tests {
             obtained: now,
             expires: Some(now + Duration::from_secs(life)),
             last_used: Mutex::new(now),
+            served: std::sync::atomic::AtomicBool::new(false),
         };
         let hour = session(3600);
         assert!(hour.fresh(now + Duration::from_secs(3539), None));

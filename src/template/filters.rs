@@ -325,7 +325,11 @@ mod tests {
         while let Some(c) = chars.next() {
             match c {
                 '\'' => {
-                    assert_eq!(chars.next(), Some('\''), "a lone quote ends the literal: {text}");
+                    assert_eq!(
+                        chars.next(),
+                        Some('\''),
+                        "a lone quote ends the literal: {text}"
+                    );
                     out.push('\'');
                 }
                 '\\' => match chars.next() {
@@ -363,10 +367,16 @@ mod tests {
     fn sql_like_values_match_only_themselves_inside_a_mysql_pattern() {
         for hostile in ["\\%", "50%", "a_b", "x\\", "\\", "O'Brien\\", "%_\\'"] {
             let pattern = mysql_literal(&format!("%{}%", sql_like(hostile)));
-            assert!(mysql_like(&format!("tel {hostile} x"), &pattern), "{hostile:?} -> {pattern:?}");
+            assert!(
+                mysql_like(&format!("tel {hostile} x"), &pattern),
+                "{hostile:?} -> {pattern:?}"
+            );
             // Never a wildcard: the same length with other characters fails.
             let other: String = hostile.chars().map(|_| 'z').collect();
-            assert!(!mysql_like(&other, &pattern), "{hostile:?} -> {pattern:?} matches {other:?}");
+            assert!(
+                !mysql_like(&other, &pattern),
+                "{hostile:?} -> {pattern:?} matches {other:?}"
+            );
         }
         // The closing wildcard survives a trailing backslash.
         let pattern = mysql_literal(&format!("{}%", sql_like("ab\\")));

@@ -403,6 +403,58 @@ async fn a_login_that_works_again_resets_the_backoff_to_one_second() {
     assert_eq!(crm.state.lock().unwrap().token_requests, 4);
 }
 
+#[tokio::test]
+async fn a_crm_that_refuses_every_fresh_session_sees_a_bounded_number_of_logins() {
+    std::env::set_var("TPGW_IT_EDGE_STORM_SECRET", "s3cr:et/+");
+    let crm = OAuthCrm::start(Duration::from_secs(3600)).await;
+    crm.state.lock().unwrap().refuse_lookups = true;
+    let auth = oauth2(
+        &crm,
+        r#"grant = "client_credentials", client_secret_env = "TPGW_IT_EDGE_STORM_SECRET""#,
+    );
+    let gw = start_gateway(&config("edge-storm", 5000, &auth)).await;
+    let client = gw.client();
+    let started = Instant::now();
+    for _ in 0..50 {
+        assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    }
+    // Each token refused before any look-up was accepted with it counts as
+    // a failed login: 1 s, 2 s, 4 s... between tokens, whatever the call
+    // rate (before: two tokens per call).
+    let elapsed = started.elapsed().as_secs_f64();
+    let bound = 2 + (elapsed + 1.0).log2().ceil() as usize;
+    let tokens = crm.state.lock().unwrap().token_requests;
+    assert!(tokens <= bound, "{tokens} tokens in {elapsed:.1} s");
+    let lines = log_lines("before any look-up was accepted");
+    assert!(!lines.is_empty());
+}
+
+#[tokio::test]
+async fn a_token_said_to_expire_at_once_is_kept_a_second() {
+    std::env::set_var("TPGW_IT_EDGE_FLOOR_SECRET", "s3cr:et/+");
+    let crm = OAuthCrm::start(Duration::from_secs(3600)).await;
+    crm.state.lock().unwrap().says_expires_in = Some(0.001);
+    let auth = oauth2(
+        &crm,
+        r#"grant = "client_credentials", client_secret_env = "TPGW_IT_EDGE_FLOOR_SECRET""#,
+    );
+    let gw = start_gateway(&config("edge-floor", 5000, &auth)).await;
+    let client = gw.client();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), opened());
+    }
+    // At most one token a second (renewed 10 % before its floor), not one
+    // per call.
+    let elapsed = started.elapsed().as_millis() as usize;
+    let tokens = crm.state.lock().unwrap().token_requests;
+    assert!(
+        tokens <= 2 + elapsed / 900,
+        "{tokens} tokens in {elapsed} ms"
+    );
+    assert!(!log_lines("under the floor").is_empty());
+}
+
 // 5. `simulate`.
 
 /// Runs the real binary's `simulate` on `config` with the test payload.

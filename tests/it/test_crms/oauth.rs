@@ -48,6 +48,12 @@ pub struct State {
     pub refused: usize,
     /// API calls answered.
     pub lookups: usize,
+    /// Refuse every API call with 401, good token or not (the client lost
+    /// access to the module, an API refusing every token).
+    pub refuse_lookups: bool,
+    /// The `expires_in` the token reply says, when it is not the tokens'
+    /// real life (`0.001`).
+    pub says_expires_in: Option<f64>,
 }
 
 impl State {
@@ -82,6 +88,8 @@ impl OAuthCrm {
             early_mints: 0,
             refused: 0,
             lookups: 0,
+            refuse_lookups: false,
+            says_expires_in: None,
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -114,7 +122,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                 .tokens
                 .get(token)
                 .is_some_and(|until| Instant::now() < *until);
-            if !good {
+            if !good || state.refuse_lookups {
                 state.refused += 1;
                 return Answer::Reply(
                     401,
@@ -222,7 +230,7 @@ fn minted(state: &mut State, seen: &Seen) -> Answer {
         json!({
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": state.expires_in.as_secs(),
+            "expires_in": state.says_expires_in.map_or(json!(state.expires_in.as_secs()), |s| json!(s)),
             "api_domain": format!("http://{}", seen.header("host").unwrap_or("127.0.0.1")),
         })
         .to_string(),
