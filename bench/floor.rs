@@ -159,6 +159,8 @@ async fn forward(
         headers,
         body: body.to_bytes(),
         carries_token: false,
+        confidential: false,
+        follows_redirects: true,
     };
     match client.send(out).await {
         Ok(reply) => Response::new(Full::new(reply.body)),

@@ -83,6 +83,8 @@ impl XucCheck {
             headers,
             body: Bytes::new(),
             carries_token: true,
+            confidential: true,
+            follows_redirects: true,
         };
         let budget = self.timeout.min(deadline.saturating_duration_since(now));
         let reply = tokio::time::timeout(budget, self.client.send(request))

@@ -88,6 +88,8 @@ impl Client {
             headers,
             body: Bytes::new(),
             carries_token: false,
+            confidential: false,
+            follows_redirects: true,
         };
         let (response, _closed_unread) = self.exchange(&mut req).await?;
         Ok((response.status(), response.headers().clone()))
@@ -100,9 +102,17 @@ impl Client {
         req: &mut BackendRequest,
     ) -> Result<(http::Response<hyper::body::Incoming>, Lent), Failure> {
         let mut hops = 0;
+        let max_hops = if req.follows_redirects {
+            self.follow_redirects
+        } else {
+            0
+        };
+        // Where the backend's own url is, when a redirect goes to a
+        // link-local address (looked up only then).
+        let mut first: Option<Url> = None;
         loop {
             // The last hop's request is not needed again: its headers move.
-            let last_hop = hops == self.follow_redirects;
+            let last_hop = hops == max_hops;
             let (response, lent) = self
                 .pool
                 .send(to_hyper(req, last_hop), &req.url)
@@ -115,12 +125,30 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| req.url.join(v).ok());
             match next {
-                Some(next) if status.is_redirection() && hops < self.follow_redirects => {
-                    if req.carries_token && next.origin() != req.url.origin() {
+                Some(next) if status.is_redirection() && hops < max_hops => {
+                    let elsewhere = next.origin() != req.url.origin();
+                    let carried = if req.carries_token {
+                        Some("the agent's token (forward_token)")
+                    } else if req.confidential {
+                        Some("a secret or a session value in its url or body")
+                    } else {
+                        None
+                    };
+                    if let (true, Some(what)) = (elsewhere, carried) {
                         return Err(Failure::new(
                             NoneReason::Redirect,
                             format!(
-                                "redirect to another origin ({}) not followed: the request carries the agent's token (forward_token)",
+                                "redirect to another origin ({}) not followed: the request carries {what}",
+                                next.origin().ascii_serialization()
+                            ),
+                        ));
+                    }
+                    let first = first.get_or_insert_with(|| req.url.clone());
+                    if link_local(&next).await && !link_local(first).await {
+                        return Err(Failure::new(
+                            NoneReason::Redirect,
+                            format!(
+                                "redirect to a link-local address ({}) not followed: cloud metadata services live there",
                                 next.origin().ascii_serialization()
                             ),
                         ));
@@ -160,6 +188,35 @@ impl Client {
                 format!("reading the reply failed: {}", chain(e.as_ref())),
             )),
         }
+    }
+}
+
+/// Whether `url`'s host is, or resolves to, a link-local address
+/// (`169.254.0.0/16`, where cloud metadata services answer, `fe80::/10`):
+/// a CRM redirecting there would make the gateway fetch them. A name is
+/// looked up (bounded) only here, on a redirect.
+async fn link_local(url: &Url) -> bool {
+    use std::net::IpAddr;
+    let local = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => local(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => local(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            let port = url.port_or_known_default().unwrap_or(80);
+            let lookup = tokio::net::lookup_host((name, port));
+            match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+                Ok(Ok(mut addrs)) => addrs.any(|a| local(a.ip())),
+                // Unresolvable: the connection will fail on its own.
+                _ => false,
+            }
+        }
+        None => false,
     }
 }
 
@@ -224,4 +281,27 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn link_local_addresses_are_known_by_their_literals() {
+        for (url, want) in [
+            ("http://169.254.169.254/latest/meta-data/", true),
+            ("http://169.254.0.1:8080/", true),
+            ("http://[fe80::1]/", true),
+            ("http://[febf::1]/", true),
+            ("http://[::ffff:169.254.169.254]/", true),
+            ("http://127.0.0.1/", false),
+            ("http://10.0.0.1/", false),
+            ("http://[fec0::1]/", false),
+            ("http://[::1]/", false),
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(link_local(&url).await, want, "{url}");
+        }
+    }
 }

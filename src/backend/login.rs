@@ -204,12 +204,18 @@ impl Login {
     /// A login for `backend` with its steps compiled in `templates`.
     pub fn new(
         backend: &str,
-        steps: Vec<Step>,
+        mut steps: Vec<Step>,
         templates: Templates,
         client: Client,
         settings: LoginSettings,
         relogin_when: Option<ConditionId>,
     ) -> Self {
+        // A login sends credentials in its body (a password, a client
+        // secret, a refresh token): it never follows a redirect, as the
+        // `oauth2` crate advises for token requests.
+        for step in &mut steps {
+            step.request.follows_redirects = false;
+        }
         Self {
             relogin_when,
             inner: Arc::new(Inner {
@@ -421,6 +427,17 @@ impl Inner {
                 None => raw.status.is_success(),
             };
             if !accepted {
+                if raw.status.is_redirection() {
+                    let to = raw
+                        .headers
+                        .get(http::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("?");
+                    return Err(fail(format!(
+                        "HTTP {} to {to:?}: a login never follows redirects (its body carries credentials); set the step's url to where it points",
+                        raw.status
+                    )));
+                }
                 return Err(fail(format!("HTTP {}", raw.status)));
             }
             let found = step.read(&raw.body).map_err(fail)?;
@@ -635,6 +652,8 @@ mod tests {
                     headers: Vec::new(),
                     auth: None,
                     accept: http::HeaderValue::from_static("application/json"),
+                    confidential: false,
+                    follows_redirects: false,
                 },
                 format: ReplyFormat::Json,
                 extract: StepExtract::Json(Vec::new()),

@@ -31,6 +31,12 @@ pub struct RequestSpec {
     pub auth: Option<(HeaderName, HeaderValue)>,
     /// What the reply format wants to receive.
     pub accept: HeaderValue,
+    /// Its url or body renders a secret or a session value (`login.*`):
+    /// a redirect to another origin would hand them over, so it is refused.
+    pub confidential: bool,
+    /// Redirects may be followed (up to the backend's `follow_redirects`);
+    /// a login step's or token request's never are.
+    pub follows_redirects: bool,
 }
 
 /// A backend URL: most are fixed, parsed once at load; a templated one is
@@ -90,6 +96,11 @@ pub struct BackendRequest {
     /// to another origin. Any templated header or the body could hold it,
     /// so a redirect away from the origin is refused, not stripped.
     pub carries_token: bool,
+    /// Its url or body holds a secret or a session value: a redirect away
+    /// from the origin is refused, as for the agent's token.
+    pub confidential: bool,
+    /// Whether redirects may be followed at all (never for a login).
+    pub follows_redirects: bool,
 }
 
 impl RequestSpec {
@@ -181,7 +192,34 @@ impl RequestSpec {
             headers,
             body,
             carries_token: false,
+            confidential: self.confidential,
+            follows_redirects: self.follows_redirects,
         })
+    }
+
+    /// Every template the url and body render (headers apart: a header
+    /// that holds a credential is marked sensitive and stripped on its own).
+    pub fn url_and_body_templates(&self) -> Vec<&TemplateId> {
+        fn json<'a>(spec: &'a JsonSpec, out: &mut Vec<&'a TemplateId>) {
+            match spec {
+                JsonSpec::Context | JsonSpec::Literal(_) => {}
+                JsonSpec::Text(id) | JsonSpec::Native(id) => out.push(id),
+                JsonSpec::Object(fields) => fields.iter().for_each(|(_, s)| json(s, out)),
+                JsonSpec::Array(items) => items.iter().for_each(|s| json(s, out)),
+            }
+        }
+        let mut out = Vec::new();
+        if let UrlSpec::Template(id) = &self.url {
+            out.push(id);
+        }
+        match &self.body {
+            BodySpec::Json(spec) => json(spec, &mut out),
+            BodySpec::Form(fields) | BodySpec::Query(fields) => {
+                out.extend(fields.iter().map(|(_, id)| id));
+            }
+            BodySpec::Xml(id) => out.push(id),
+        }
+        out
     }
 }
 

@@ -317,7 +317,7 @@ pub(super) fn request_spec(
     let auth = b
         .auth
         .and_then(|a| auth(a, &format!("{key}.auth"), base, diags));
-    Some(RequestSpec {
+    let mut spec = RequestSpec {
         method,
         url: url?,
         body: body?,
@@ -328,7 +328,14 @@ pub(super) fn request_spec(
             ReplyFormat::Xml => "text/xml, application/xml, application/soap+xml",
             ReplyFormat::Text => "text/plain, */*",
         }),
-    })
+        confidential: false,
+        follows_redirects: true,
+    };
+    spec.confidential = spec
+        .url_and_body_templates()
+        .into_iter()
+        .any(|id| id.is_sensitive() || templates.variables(id).contains("login"));
+    Some(spec)
 }
 
 fn body(

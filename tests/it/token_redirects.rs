@@ -109,3 +109,149 @@ backend = "cross"
     assert_eq!(other.seen().len(), 1);
     assert!(!holds_token(&other.seen()[0]), "{:?}", other.seen()[0]);
 }
+
+/// Whether a request holds `needle` anywhere: target, headers or body.
+fn holds(seen: &Seen, needle: &str) -> bool {
+    seen.target.contains(needle)
+        || seen.text().contains(needle)
+        || seen
+            .headers
+            .values()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(needle))
+}
+
+#[tokio::test]
+async fn credentials_in_a_body_or_url_never_follow_a_redirect_to_another_origin() {
+    std::env::set_var("TPGW_IT_REDIRECT_PASSWORD", "pw-never-elsewhere");
+    std::env::set_var("TPGW_IT_REDIRECT_SECRET", "cs-never-elsewhere");
+    let other = Crm::start(|_| {
+        Answer::Reply(
+            200,
+            "application/json",
+            r#"{"access_token":"other-token","sessionName":"other-session","url":"https://crm.example.org/other"}"#.into(),
+        )
+    })
+    .await;
+    let elsewhere = other.url();
+    let first = Crm::start(move |seen| {
+        let path = seen.target.split('?').next().unwrap_or("");
+        match path {
+            // Every login and token request is sent elsewhere with a 307.
+            "/login-away" | "/token-away" => Answer::Redirect(307, format!("{elsewhere}{path}")),
+            "/login" => Answer::Reply(
+                200,
+                "application/json",
+                r#"{"sessionName":"sess-never-elsewhere"}"#.into(),
+            ),
+            "/lookup-away" => Answer::Redirect(307, format!("{elsewhere}/lookup")),
+            "/lookup-same" => Answer::Redirect(307, "/lookup-final".into()),
+            "/lookup-meta" => {
+                Answer::Redirect(307, "http://169.254.169.254/latest/meta-data/".into())
+            }
+            _ => Answer::Reply(
+                200,
+                "application/json",
+                r#"{"url":"https://crm.example.org/same"}"#.into(),
+            ),
+        }
+    })
+    .await;
+    let login = |name: &str, path: &str| {
+        format!(
+            r#"
+[backends.{name}.login]
+[[backends.{name}.login.steps]]
+url = "{}{path}"
+encoding = "form"
+body = {{ user = "gw", password = "{{{{ secret('TPGW_IT_REDIRECT_PASSWORD') }}}}" }}
+reply = {{ format = "json", extract = {{ sessionName = "sessionName" }} }}
+"#,
+            first.url()
+        )
+    };
+    let lookup = |name: &str, path: &str, auth: &str| {
+        format!(
+            r#"
+[backends.{name}]
+url = "{}{path}"
+encoding = "json"
+follow_redirects = 3
+body = {{ session = "{{{{ login.sessionName }}}}", phone = "{{{{ caller }}}}" }}
+{auth}
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+"#,
+            first.url()
+        )
+    };
+    let token = format!(
+        r#"auth = {{ type = "oauth2", token_url = "{}/token-away", grant = "client_credentials", client_id = "gw", client_secret_env = "TPGW_IT_REDIRECT_SECRET" }}"#,
+        first.url()
+    );
+    let config = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n{}{}{}{}{}{}{}{}{}\n\
+         [[routes]]\nname = \"r-login\"\npath = \"/login\"\nbackend = \"login-away\"\n\
+         [[routes]]\nname = \"r-token\"\npath = \"/token\"\nbackend = \"token-away\"\n\
+         [[routes]]\nname = \"r-away\"\npath = \"/away\"\nbackend = \"lookup-away\"\n\
+         [[routes]]\nname = \"r-same\"\npath = \"/same\"\nbackend = \"lookup-same\"\n\
+         [[routes]]\nname = \"r-meta\"\npath = \"/meta\"\nbackend = \"lookup-meta\"\n",
+        lookup("login-away", "/lookup-same", ""),
+        login("login-away", "/login-away"),
+        lookup("token-away", "/lookup-same", &token),
+        lookup("lookup-away", "/lookup-away", ""),
+        login("lookup-away", "/login"),
+        lookup("lookup-same", "/lookup-same", ""),
+        login("lookup-same", "/login"),
+        // No credential at all: still not sent to a metadata service.
+        lookup("lookup-meta", "/lookup-meta", "")
+            .replace("session = \"{{ login.sessionName }}\", ", "",),
+        "",
+    );
+    let gw = start_gateway(&config).await;
+    let client = gw.client();
+    let none = serde_json::json!({"action": "none"});
+    for path in ["/login", "/token", "/away", "/meta"] {
+        let reply = client.post_at(gw.addr, path, None, SEED).await;
+        assert_eq!(reply.json(), none, "{path}");
+    }
+    // The same origin is still followed, session and all.
+    let reply = client.post_at(gw.addr, "/same", None, SEED).await;
+    assert_eq!(reply.json()["url"], "https://crm.example.org/same");
+    // Nothing reached the other origin: no password, client secret, session.
+    assert!(other.seen().is_empty(), "{:#?}", other.seen());
+    for needle in [
+        "pw-never-elsewhere",
+        "cs-never-elsewhere",
+        "sess-never-elsewhere",
+    ] {
+        assert!(other.seen().iter().all(|s| !holds(s, needle)));
+    }
+    let reasons = |route: &str| log_lines(&format!("route={route} "));
+    assert!(
+        reasons("r-away")
+            .iter()
+            .any(|l| l.contains("reason=redirect") && l.contains("a secret or a session value")),
+        "{:#?}",
+        reasons("r-away")
+    );
+    assert!(
+        reasons("r-meta")
+            .iter()
+            .any(|l| l.contains("reason=redirect") && l.contains("link-local")),
+        "{:#?}",
+        reasons("r-meta")
+    );
+    assert!(
+        reasons("r-login")
+            .iter()
+            .any(|l| l.contains("reason=login")),
+        "{:#?}",
+        reasons("r-login")
+    );
+    assert!(
+        reasons("r-token")
+            .iter()
+            .any(|l| l.contains("reason=login")),
+        "{:#?}",
+        reasons("r-token")
+    );
+}
