@@ -75,6 +75,12 @@ pub struct TemplateId {
 }
 
 impl TemplateId {
+    /// The config key it was compiled from (`backends.crm.url`).
+    pub fn key(&self) -> &str {
+        let name = self.name.as_ref();
+        name.rsplit_once('#').map_or(name, |(key, _)| key)
+    }
+
     /// Whether it reads a `secret(...)`: what it renders is never shown.
     pub fn is_sensitive(&self) -> bool {
         self.sensitive

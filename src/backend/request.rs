@@ -122,9 +122,16 @@ impl RequestSpec {
                     ));
                 }
                 let url = Url::parse(raw_url.trim()).map_err(|e| {
+                    // A url that holds a secret or a session is named by
+                    // its key, never quoted: log lines would show them.
+                    let shown = if self.confidential || id.is_sensitive() {
+                        format!("{} (it reads a secret or login.*)", id.key())
+                    } else {
+                        format!("{} = {raw_url:?}", id.key())
+                    };
                     Failure::new(
                         NoneReason::Template,
-                        format!("backend url {raw_url:?} is not a URL: {e}"),
+                        format!("backend url {shown} is not a URL: {e}"),
                     )
                 })?;
                 if !matches!(url.scheme(), "http" | "https") {

@@ -255,3 +255,31 @@ reply = {{ format = "json", extract = {{ url = "url" }} }}
         reasons("r-token")
     );
 }
+
+#[tokio::test]
+async fn a_url_that_does_not_parse_is_named_by_its_key_not_quoted_with_its_secret() {
+    std::env::set_var("TPGW_IT_URL_SECRET", "not a host s3cret-in-url");
+    let config = format!(
+        r#"{TLS_HEAD}[cors]
+allow_origins = ["*"]
+[backends.leaky]
+url = "https://{{{{ secret('TPGW_IT_URL_SECRET') }}}}/api"
+encoding = "query"
+body = {{ phone = "{{{{ caller }}}}" }}
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+
+[[routes]]
+name = "leaky-url"
+backend = "leaky"
+"#
+    );
+    let gw = start_gateway(&config).await;
+    let reply = gw.client().post(gw.addr, None, SEED).await;
+    assert_eq!(reply.json(), serde_json::json!({"action": "none"}));
+    let lines = log_lines("route=leaky-url ");
+    assert!(
+        lines.iter().any(|l| l.contains("backends.leaky.url (it reads a secret or login.*) is not a URL")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("s3cret-in-url")), "{lines:#?}");
+}
