@@ -161,6 +161,8 @@ async fn forward(
         carries_token: false,
         confidential: false,
         follows_redirects: true,
+        hidden: Vec::new(),
+        url_hidden: false,
     };
     match client.send(out).await {
         Ok(reply) => Response::new(Full::new(reply.body)),

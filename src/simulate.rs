@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::answer::{answer, Call, Observer};
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
+use crate::backend::request::redacted;
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply, Secret};
@@ -198,10 +199,9 @@ fn dry(
             Ok(req) => {
                 let mut shown = String::new();
                 show_request(&mut shown, backend, &req);
-                out.push_str(&redacted(
-                    &shown,
-                    &secrets_of(config, route, payload.token()),
-                ));
+                let mut secrets = secrets_of(config, route, payload.token());
+                secrets.extend(req.hidden.iter().filter(|v| v.len() >= 4).cloned());
+                out.push_str(&redacted(&shown, &secrets));
             }
             Err(f) => {
                 let _ = writeln!(out, "\nbackend {:?}: request not built: {f}", backend.name);
@@ -249,6 +249,13 @@ impl Observer for Printer {
         self.started = Instant::now();
         let mut shown = String::new();
         show_request(&mut shown, backend, request);
+        // What templates reading a secret or a session rendered (values
+        // derived from a secret are no known secret), hidden too.
+        for value in request.hidden.iter().filter(|v| v.len() >= 4) {
+            if !self.redact.contains(value) {
+                self.redact.push(value.clone());
+            }
+        }
         self.out.push_str(&redacted(&shown, &self.redact));
     }
 
@@ -366,34 +373,9 @@ fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<Str
     out
 }
 
-/// `text` with every value in `secrets` replaced by `[redacted]`, as it is
-/// and in each encoding a request can give it (JSON, form, URL): a secret,
-/// a session token or the agent's token (a `forward_token` route puts it in
-/// a header, a body or a URL).
-fn redacted(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let json = serde_json::to_string(secret).unwrap_or_default();
-        let spellings = [
-            secret.to_owned(),
-            json.trim_matches('"').to_owned(),
-            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
-            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-                .to_string(),
-            crate::template::url_component(secret),
-        ];
-        for spelling in spellings.iter().filter(|s| !s.is_empty()) {
-            if out.contains(spelling.as_str()) {
-                out = out.replace(spelling.as_str(), "[redacted]");
-            }
-        }
-    }
-    out
-}
-
 fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
     let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    let _ = writeln!(out, "  {} {}", req.method, req.url);
+    let _ = writeln!(out, "  {} {}", req.method, req.shown_url());
     show_headers(out, &req.headers);
     show_body(out, &req.body);
 }

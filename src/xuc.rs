@@ -85,6 +85,8 @@ impl XucCheck {
             carries_token: true,
             confidential: true,
             follows_redirects: true,
+            hidden: Vec::new(),
+            url_hidden: false,
         };
         let budget = self.timeout.min(deadline.saturating_duration_since(now));
         let reply = tokio::time::timeout(budget, self.client.send(request))

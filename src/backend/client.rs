@@ -90,6 +90,8 @@ impl Client {
             carries_token: false,
             confidential: false,
             follows_redirects: true,
+            hidden: Vec::new(),
+            url_hidden: false,
         };
         let (response, _closed_unread) = self.exchange(&mut req).await?;
         Ok((response.status(), response.headers().clone()))

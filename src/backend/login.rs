@@ -256,7 +256,12 @@ impl Login {
             .enumerate()
             .map(
                 |(i, step)| match step.request.build(&inner.templates, &ctx) {
-                    Ok(r) => format!("step {}: {} {}", i + 1, r.method, redacted_url(&r.url)),
+                    Ok(r) => {
+                        let hidden: Vec<String> =
+                            r.hidden.iter().filter(|v| v.len() >= 4).cloned().collect();
+                        let line = format!("step {}: {} {}", i + 1, r.method, shown_url(&r));
+                        super::request::redacted(&line, &hidden)
+                    }
                     Err(f) => format!("step {}: not built: {f}", i + 1),
                 },
             )
@@ -415,7 +420,21 @@ impl Inner {
                 .request
                 .build(&self.templates, &ctx)
                 .map_err(|f| fail(f.to_string()))?;
-            let line = format!("{} {}", request.method, redacted_url(&request.url));
+            // A path may hold a secret or an earlier step's session too.
+            let earlier = values
+                .iter()
+                .filter_map(|(_, v)| v.as_str().map(str::to_owned));
+            let hidden: Vec<String> = request
+                .hidden
+                .iter()
+                .cloned()
+                .chain(earlier)
+                .filter(|v| v.len() >= 4 && !v.starts_with("http"))
+                .collect();
+            let line = super::request::redacted(
+                &format!("{} {}", request.method, shown_url(&request)),
+                &hidden,
+            );
             let raw = self
                 .client
                 .send(request)
@@ -579,6 +598,16 @@ fn seconds(value: &Value) -> Option<Duration> {
         None => f64::try_from(value.clone()).ok()?,
     };
     (n.is_finite() && n > 0.0).then(|| Duration::from_secs_f64(n.min(365.0 * 86400.0)))
+}
+
+/// A login step's url as `simulate` shows it: its origin only when a
+/// secret or a session went into it, else without its query string.
+fn shown_url(request: &super::BackendRequest) -> String {
+    if request.url_hidden {
+        request.shown_url()
+    } else {
+        redacted_url(&request.url)
+    }
 }
 
 /// A URL without its query string, which may carry credentials.

@@ -101,20 +101,46 @@ pub struct BackendRequest {
     pub confidential: bool,
     /// Whether redirects may be followed at all (never for a login).
     pub follows_redirects: bool,
+    /// What the templates that read a secret or a session rendered, for
+    /// `simulate` to hide wherever it shows the request (a value derived
+    /// from a secret, `base64('gw:' ~ secret(...))`, is no known secret).
+    pub hidden: Vec<String>,
+    /// Its url was rendered from a secret or a session: shown by its
+    /// origin only.
+    pub url_hidden: bool,
+}
+
+impl BackendRequest {
+    /// The url as logs and `simulate` may show it: whole, or only its
+    /// origin when a secret or a session went into it.
+    pub fn shown_url(&self) -> String {
+        if self.url_hidden {
+            format!("{}/[redacted]", self.url.origin().ascii_serialization())
+        } else {
+            self.url.to_string()
+        }
+    }
 }
 
 impl RequestSpec {
     /// Renders the request for one payload.
     pub fn build(&self, templates: &Templates, ctx: &Value) -> Result<BackendRequest, Failure> {
-        let render = |id: &TemplateId| {
-            templates
+        let mut hidden = Vec::new();
+        let render = |id: &TemplateId, hidden: &mut Vec<String>| {
+            let value = templates
                 .render(id, ctx)
-                .map_err(|e| Failure::new(NoneReason::Template, e))
+                .map_err(|e| Failure::new(NoneReason::Template, e))?;
+            if id.is_sensitive() {
+                hidden.push(value.clone());
+            }
+            Ok::<_, Failure>(value)
         };
         let mut url = match &self.url {
             UrlSpec::Fixed(url) => url.clone(),
             UrlSpec::Template(id) => {
-                let raw_url = render(id)?;
+                // Its whole text is not a value to hide by substitution:
+                // `shown_url` shows its origin only.
+                let raw_url = render(id, &mut Vec::new())?;
                 if let Some(segment) = crate::template::dot_segment(&raw_url) {
                     return Err(Failure::new(
                         NoneReason::Template,
@@ -148,7 +174,7 @@ impl RequestSpec {
         headers.insert(ACCEPT, self.accept.clone());
         let (content_type, body) = match &self.body {
             BodySpec::Json(spec) => {
-                let value = spec.render(templates, ctx)?;
+                let value = spec.render(templates, ctx, &mut hidden)?;
                 let body = serde_json::to_vec(&value)
                     .map_err(|e| Failure::new(NoneReason::Template, e))?;
                 (Some("application/json"), Bytes::from(body))
@@ -156,7 +182,7 @@ impl RequestSpec {
             BodySpec::Form(fields) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 for (name, id) in fields {
-                    form.append_pair(name, &render(id)?);
+                    form.append_pair(name, &render(id, &mut hidden)?);
                 }
                 (
                     Some("application/x-www-form-urlencoded"),
@@ -167,20 +193,23 @@ impl RequestSpec {
                 if !fields.is_empty() {
                     let mut rendered = Vec::with_capacity(fields.len());
                     for (name, id) in fields {
-                        rendered.push((name, render(id)?));
+                        rendered.push((name, render(id, &mut hidden)?));
                     }
                     url.query_pairs_mut()
                         .extend_pairs(rendered.iter().map(|(n, v)| (n.as_ref(), v.as_str())));
                 }
                 (None, Bytes::new())
             }
-            BodySpec::Xml(id) => (Some("text/xml; charset=utf-8"), Bytes::from(render(id)?)),
+            BodySpec::Xml(id) => (
+                Some("text/xml; charset=utf-8"),
+                Bytes::from(render(id, &mut hidden)?),
+            ),
         };
         if let Some(ct) = content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         for (name, id) in &self.headers {
-            let value = render(id)?;
+            let value = render(id, &mut hidden)?;
             let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
                 Failure::new(
                     NoneReason::Template,
@@ -201,28 +230,30 @@ impl RequestSpec {
             carries_token: false,
             confidential: self.confidential,
             follows_redirects: self.follows_redirects,
+            hidden,
+            url_hidden: matches!(&self.url, UrlSpec::Template(id) if id.is_sensitive()),
         })
     }
 
     /// Every template the url and body render (headers apart: a header
     /// that holds a credential is marked sensitive and stripped on its own).
-    pub fn url_and_body_templates(&self) -> Vec<&TemplateId> {
-        fn json<'a>(spec: &'a JsonSpec, out: &mut Vec<&'a TemplateId>) {
+    pub fn url_and_body_templates(&mut self) -> Vec<&mut TemplateId> {
+        fn json<'a>(spec: &'a mut JsonSpec, out: &mut Vec<&'a mut TemplateId>) {
             match spec {
                 JsonSpec::Context | JsonSpec::Literal(_) => {}
                 JsonSpec::Text(id) | JsonSpec::Native(id) => out.push(id),
-                JsonSpec::Object(fields) => fields.iter().for_each(|(_, s)| json(s, out)),
-                JsonSpec::Array(items) => items.iter().for_each(|s| json(s, out)),
+                JsonSpec::Object(fields) => fields.iter_mut().for_each(|(_, s)| json(s, out)),
+                JsonSpec::Array(items) => items.iter_mut().for_each(|s| json(s, out)),
             }
         }
         let mut out = Vec::new();
-        if let UrlSpec::Template(id) = &self.url {
+        if let UrlSpec::Template(id) = &mut self.url {
             out.push(id);
         }
-        match &self.body {
+        match &mut self.body {
             BodySpec::Json(spec) => json(spec, &mut out),
             BodySpec::Form(fields) | BodySpec::Query(fields) => {
-                out.extend(fields.iter().map(|(_, id)| id));
+                out.extend(fields.iter_mut().map(|(_, id)| id));
             }
             BodySpec::Xml(id) => out.push(id),
         }
@@ -231,7 +262,12 @@ impl RequestSpec {
 }
 
 impl JsonSpec {
-    fn render(&self, templates: &Templates, ctx: &Value) -> Result<serde_json::Value, Failure> {
+    fn render(
+        &self,
+        templates: &Templates,
+        ctx: &Value,
+        hidden: &mut Vec<String>,
+    ) -> Result<serde_json::Value, Failure> {
         let failed = |e: minijinja::Error| Failure::new(NoneReason::Template, e);
         Ok(match self {
             JsonSpec::Context => {
@@ -239,22 +275,60 @@ impl JsonSpec {
             }
             JsonSpec::Literal(v) => v.clone(),
             JsonSpec::Text(id) => {
-                serde_json::Value::String(templates.render(id, ctx).map_err(failed)?)
+                let text = templates.render(id, ctx).map_err(failed)?;
+                if id.is_sensitive() {
+                    hidden.push(text.clone());
+                }
+                serde_json::Value::String(text)
             }
-            JsonSpec::Native(id) => templates.eval_json(id, ctx).map_err(failed)?,
+            JsonSpec::Native(id) => {
+                let value = templates.eval_json(id, ctx).map_err(failed)?;
+                if id.is_sensitive() {
+                    hidden.push(match &value {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                }
+                value
+            }
             JsonSpec::Object(fields) => {
                 let mut map = serde_json::Map::with_capacity(fields.len());
                 for (name, spec) in fields {
-                    map.insert(name.to_string(), spec.render(templates, ctx)?);
+                    map.insert(name.to_string(), spec.render(templates, ctx, hidden)?);
                 }
                 serde_json::Value::Object(map)
             }
             JsonSpec::Array(items) => serde_json::Value::Array(
                 items
                     .iter()
-                    .map(|spec| spec.render(templates, ctx))
+                    .map(|spec| spec.render(templates, ctx, hidden))
                     .collect::<Result<_, _>>()?,
             ),
         })
     }
+}
+
+/// `text` with every value in `secrets` replaced by `[redacted]`, as it is
+/// and in each encoding a request can give it (JSON, form, URL): a secret,
+/// a session token or the agent's token (a `forward_token` route puts it in
+/// a header, a body or a URL).
+pub fn redacted(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let spellings = [
+            secret.to_owned(),
+            json.trim_matches('"').to_owned(),
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+            crate::template::url_component(secret),
+        ];
+        for spelling in spellings.iter().filter(|s| !s.is_empty()) {
+            if out.contains(spelling.as_str()) {
+                out = out.replace(spelling.as_str(), "[redacted]");
+            }
+        }
+    }
+    out
 }

@@ -331,10 +331,24 @@ pub(super) fn request_spec(
         confidential: false,
         follows_redirects: true,
     };
+    // A url or body that holds a secret or a session value never crosses
+    // origins on a redirect.
     spec.confidential = spec
         .url_and_body_templates()
         .into_iter()
         .any(|id| id.is_sensitive() || templates.variables(id).contains("login"));
+    // A body value built from a session is a credential too: `simulate`
+    // hides what it renders. (A url reading login.* is shown with the
+    // session's values redacted; one reading a secret by its origin.)
+    let url_template = match &spec.url {
+        UrlSpec::Template(id) => Some(id.key().to_owned()),
+        UrlSpec::Fixed(_) => None,
+    };
+    for id in spec.url_and_body_templates() {
+        if Some(id.key()) != url_template.as_deref() && templates.variables(id).contains("login") {
+            *id = id.clone().into_sensitive();
+        }
+    }
     Some(spec)
 }
 

@@ -719,3 +719,57 @@ async fn metrics_count_logins_cache_hits_and_relogins_by_backend() {
     assert_eq!(sessions("relogin"), 1.0);
     assert_eq!(logins("failed"), 0.0);
 }
+
+#[tokio::test]
+async fn simulate_hides_secrets_in_step_paths_sessions_and_values_derived_from_secrets() {
+    use base64::Engine as _;
+    const SECRET: &str = "pathsecret-4242";
+    const SESSION: &str = "sess-tok-98765";
+    let crm = crate::crm::Crm::start(|seen| {
+        let path = seen.target.split('?').next().unwrap_or("");
+        let body = if path == format!("/auth/{SECRET}/challenge") {
+            json!({"token": SESSION})
+        } else if path == format!("/login/{SESSION}") {
+            json!({"sessionName": "sessname-5678"})
+        } else {
+            json!({"url": "https://crm.example.org/c/1"})
+        };
+        crate::crm::Answer::Reply(200, "application/json", body.to_string())
+    })
+    .await;
+    std::env::set_var("TPGW_IT_SIM_PATH_SECRET", SECRET);
+    let config = format!(
+        r#"{}
+[backends.sim-leak]
+url = "{url}/lookup/{{{{ login.sessionName }}}}"
+encoding = "json"
+body = {{ basic = "{{{{ base64('gw:' ~ secret('TPGW_IT_SIM_PATH_SECRET')) }}}}", phone = "{{{{ caller }}}}" }}
+reply = {{ format = "json", extract = {{ url = "url" }} }}
+
+[backends.sim-leak.login]
+[[backends.sim-leak.login.steps]]
+url = "{url}/auth/{{{{ secret('TPGW_IT_SIM_PATH_SECRET') }}}}/challenge"
+encoding = "query"
+reply = {{ format = "json", extract = {{ token = "token" }} }}
+
+[[backends.sim-leak.login.steps]]
+url = "{url}/login/{{{{ login.token }}}}"
+encoding = "query"
+reply = {{ format = "json", extract = {{ sessionName = "sessionName" }} }}
+{}"#,
+        head(5000),
+        route("sim-leak", &["sim-leak"]),
+        url = crm.url()
+    );
+    let derived = base64::engine::general_purpose::STANDARD.encode(format!("gw:{SECRET}"));
+    for dry_run in [false, true] {
+        let text = simulate(&config, dry_run).await;
+        for leak in [SECRET, SESSION, "sessname-5678", derived.as_str()] {
+            assert!(
+                !text.contains(leak),
+                "{leak} shown (dry run: {dry_run}):\n{text}"
+            );
+        }
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+}

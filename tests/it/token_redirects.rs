@@ -278,8 +278,13 @@ backend = "leaky"
     assert_eq!(reply.json(), serde_json::json!({"action": "none"}));
     let lines = log_lines("route=leaky-url ");
     assert!(
-        lines.iter().any(|l| l.contains("backends.leaky.url (it reads a secret or login.*) is not a URL")),
+        lines
+            .iter()
+            .any(|l| l.contains("backends.leaky.url (it reads a secret or login.*) is not a URL")),
         "{lines:#?}"
     );
-    assert!(lines.iter().all(|l| !l.contains("s3cret-in-url")), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("s3cret-in-url")),
+        "{lines:#?}"
+    );
 }
