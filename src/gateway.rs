@@ -251,6 +251,18 @@ impl Live {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        // Logins that did not change keep their session and backoff.
+        for (name, backend) in &config.backends {
+            let (Some(login), Some(before)) = (
+                backend.login.as_ref().filter(|l| l.owner() == &**name),
+                old.config.backends.get(name).and_then(|b| b.login.as_ref()),
+            ) else {
+                continue;
+            };
+            if login.adopt(before) {
+                tracing::debug!(backend = %name, "login unchanged: its session carries over");
+            }
+        }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let gateway = Gateway::new(
             config,

@@ -229,6 +229,22 @@ impl Templates {
         }
     }
 
+    /// Feeds every template's name and source and every secret value to
+    /// `state`: two sets that hash alike render alike (a login whose
+    /// definition did not change keeps its session across a reload).
+    pub fn hash_into(&self, state: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let mut all: Vec<(String, String)> = self
+            .env
+            .templates()
+            .map(|(n, t)| (n.to_owned(), t.source().to_owned()))
+            .collect();
+        all.sort_unstable();
+        all.hash(state);
+        self.secrets.hash(state);
+        self.region.map(|r| r.as_ref().to_owned()).hash(state);
+    }
+
     /// The region phone filters read numbers without a country code in
     /// (`[phone] default_region`).
     pub fn region(&self) -> Option<Region> {

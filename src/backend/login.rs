@@ -13,8 +13,9 @@
 //! (`login = "OTHER"`): one session, one login at a time for all of them,
 //! and a session refused to any of them is dropped for all.
 //!
-//! The cache is per gateway process and per config generation: a reload or a
-//! restart logs in afresh, and several gateway instances each hold their own
+//! The cache is per gateway process: a reload hands the session and backoff
+//! of an unchanged login to the new generation ([`Login::adopt`]), a restart
+//! logs in afresh, and several gateway instances each hold their own
 //! session. Nothing depends on it but speed; it is not shared state.
 
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,10 @@ struct Inner {
     /// Sessions the CRM drops after this long unused.
     idle_ttl: Option<Duration>,
     timeout: Duration,
+    /// A hash of everything that makes its sessions: steps, templates,
+    /// secrets, lifetimes. A reload keeps the session of a login whose
+    /// definition did not change ([`Login::adopt`]).
+    definition: u64,
     state: Mutex<State>,
 }
 
@@ -216,6 +221,23 @@ impl Login {
         for step in &mut steps {
             step.request.follows_redirects = false;
         }
+        let definition = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            backend.hash(&mut h);
+            // Method, urls, body fields, header names, formats, paths.
+            format!("{steps:?}").hash(&mut h);
+            // Credential headers print as `Sensitive`: their bytes too.
+            for step in &steps {
+                if let Some((name, value)) = &step.request.auth {
+                    name.as_str().hash(&mut h);
+                    value.as_bytes().hash(&mut h);
+                }
+            }
+            templates.hash_into(&mut h);
+            (settings.ttl, settings.idle_ttl, settings.timeout).hash(&mut h);
+            h.finish()
+        };
         Self {
             relogin_when,
             inner: Arc::new(Inner {
@@ -226,9 +248,28 @@ impl Login {
                 ttl: settings.ttl,
                 idle_ttl: settings.idle_ttl,
                 timeout: settings.timeout,
+                definition,
                 state: Mutex::new(State::default()),
             }),
         }
+    }
+
+    /// Takes over `old`'s session and backoff when both are the same login
+    /// (same backend, steps, templates, secrets and lifetimes): a reload of
+    /// an unchanged config, `run --watch` or a certificate renewal must not
+    /// log in again or forget that the CRM is failing, as long-lived
+    /// proxies keep their upstream state. Returns whether it did.
+    pub fn adopt(&self, old: &Login) -> bool {
+        if Arc::ptr_eq(&self.inner, &old.inner) || self.inner.definition != old.inner.definition {
+            return false;
+        }
+        let from = old.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut to = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        to.session = from.session.clone();
+        to.failed_until = from.failed_until;
+        to.backoff = from.backoff;
+        to.generation = from.generation;
+        true
     }
 
     /// The backend whose login this is: the one that configured it, also

@@ -773,3 +773,45 @@ reply = {{ format = "json", extract = {{ sessionName = "sessionName" }} }}
         assert!(text.contains("[redacted]"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn reloads_of_an_unchanged_login_keep_its_session_and_its_backoff() {
+    std::env::set_var("TPGW_IT_EDGE_RELOAD_SECRET", "s3cr:et/+");
+    let crm = OAuthCrm::start(Duration::from_secs(3600)).await;
+    let auth = oauth2(
+        &crm,
+        r#"grant = "client_credentials", client_secret_env = "TPGW_IT_EDGE_RELOAD_SECRET""#,
+    );
+    let gw = start_gateway(&config("edge-reload", 5000, &auth)).await;
+    let client = gw.client();
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), opened());
+    for _ in 0..5 {
+        gw.live.reload().unwrap();
+        assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), opened());
+    }
+    assert_eq!(
+        crm.state.lock().unwrap().token_requests,
+        1,
+        "one token for six generations"
+    );
+
+    // A login that fails: its backoff survives a reload too.
+    crm.state.lock().unwrap().client_secret = "rotated".into();
+    crm.state.lock().unwrap().revoke_all();
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    let tokens = crm.state.lock().unwrap().token_requests;
+    gw.live.reload().unwrap();
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), none());
+    assert_eq!(
+        crm.state.lock().unwrap().token_requests,
+        tokens,
+        "still in its backoff"
+    );
+
+    // A changed login (its secret) logs in afresh.
+    crm.state.lock().unwrap().client_secret = "rotated".into();
+    std::env::set_var("TPGW_IT_EDGE_RELOAD_SECRET", "rotated");
+    gw.live.reload().unwrap();
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), opened());
+    assert_eq!(crm.state.lock().unwrap().token_requests, tokens + 1);
+}
