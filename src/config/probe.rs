@@ -52,7 +52,7 @@ const TEMPLATE_GLOBALS: [&str; 11] = [
 
 /// Names offered in "did you mean" (whether a name exists is asked of the
 /// engine itself, see [`Templates::knows`]).
-const FILTERS: [&str; 65] = [
+const FILTERS: [&str; 66] = [
     "significant",
     "phone_like",
     "safe",
@@ -114,6 +114,7 @@ const FILTERS: [&str; 65] = [
     "odata_quote",
     "sosl_escape",
     "backslash_escape",
+    "html_unescape",
     "e164",
     "international",
     "national",

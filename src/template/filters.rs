@@ -3,7 +3,8 @@
 //! and escaping for the query languages integrators build from strings
 //! (SQL fragments, OData, SOSL, or any language that escapes with a
 //! backslash: Zoho's criteria, Odoo's `ilike` patterns), plus `split`/`last` for ids such as vTiger's
-//! `12x345`.
+//! `12x345`, and `html_unescape` for CRMs that hand back text HTML-encoded
+//! (SugarCRM, SuiteCRM: `D&#039;Artagnan &amp; Fils`).
 //!
 //! The escaping filters only escape: the config author writes the quotes
 //! around the value (`phone='{{ caller | sql_quote }}'`), so a filter never
@@ -39,6 +40,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     });
     env.add_filter("split", split);
     env.add_filter("last", last);
+    env.add_filter("html_unescape", |v: Value| html_unescape(&text(&v)));
 }
 
 fn md5(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
@@ -181,6 +183,16 @@ fn backslash_escape(value: &str, chars: &str) -> String {
     out
 }
 
+/// Text a CRM stored or sent HTML-encoded, decoded once: every character
+/// reference (`&amp;`, `&#039;`, `&#x27;`, `&euml;`, the whole HTML5 list)
+/// becomes its character, as a browser would show it; anything that is not
+/// a reference stays as it is. Once only: `&amp;amp;` gives `&amp;`, so a
+/// CRM that encodes twice (SuiteCRM 7.10+ stores `&` as `&amp;amp;`) gets
+/// the filter twice.
+fn html_unescape(value: &str) -> String {
+    html_escape::decode_html_entities(value).into_owned()
+}
+
 /// `"12x345" | split("x")` → `["12", "345"]`; no separator splits on blanks.
 fn split(value: Value, sep: Option<String>) -> Result<Value, Error> {
     let text = text(&value);
@@ -243,6 +255,36 @@ mod tests {
         let mut env = Environment::new();
         register(&mut env);
         env.render_str(source, ())
+    }
+
+    #[test]
+    fn html_unescape_decodes_every_reference_once_and_leaves_the_rest() {
+        let cases = [
+            // SuiteCRM 7.10+ saves `Zoë D'Artagnan & Fils` so.
+            (
+                "Zo&euml; D&#039;Artagnan &amp;amp; Fils",
+                "Zoë D'Artagnan &amp; Fils",
+            ),
+            ("Zoë D'Artagnan &amp; Fils", "Zoë D'Artagnan & Fils"),
+            (
+                "&quot;Lou&quot; &lt;3 &#x27;x&#39; &eacute;&ccedil;&Oslash;",
+                "\"Lou\" <3 'x' éçØ",
+            ),
+            // Not references: kept as typed.
+            ("A & B", "A & B"),
+            ("R&D &nosuchentity; &#;", "R&D &nosuchentity; &#;"),
+            ("", ""),
+        ];
+        for (source, want) in cases {
+            let template = format!("{{{{ {} | html_unescape }}}}", serde_json::json!(source));
+            assert_eq!(render(&template).unwrap(), want, "{source:?}");
+        }
+        assert_eq!(
+            render("{{ 'a &amp;amp; b' | html_unescape | html_unescape }}").unwrap(),
+            "a & b"
+        );
+        assert_eq!(render("{{ none | html_unescape }}").unwrap(), "");
+        assert_eq!(render("{{ 42 | html_unescape }}").unwrap(), "42");
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! OAuth2 token endpoint: a cold call logs in (or mints) then opens the
 //! contact's card, later calls reuse the session or token, one the CRM
 //! dropped is renewed once, an unknown caller gets none, callers in other
-//! shapes still match, and hostile callers cannot change the query.
+//! shapes still match, and hostile callers cannot change the query. Each
+//! recipe also runs the caller-match matrix (`phone_matrix`): every stored
+//! shape found from every caller shape, no look-alike's card, and names
+//! the CRM hands back HTML-encoded shown as typed. `examples/suitecrm7.toml`
+//! is run as the SuiteCRM 8 one, with SuiteCRM 7's card address.
 //!
 //! Each test gives its secret a variable name of its own (swapped into the
 //! example), so tests running at once never read each other's value.
@@ -11,9 +15,10 @@
 use serde_json::{json, Value};
 
 use crate::examples::example_config;
+use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
-use crate::test_crms::sugar::Sugar;
-use crate::test_crms::suitecrm8::{php_query, SuiteCrm8};
+use crate::test_crms::sugar::{self, saved_text, Sugar, PHONES};
+use crate::test_crms::suitecrm8::{self, php_query, SuiteCrm8};
 use crate::test_crms::{fields, PAYLOAD};
 
 const SUGAR_USER: &str = "gateway";
@@ -90,10 +95,13 @@ async fn sugar_example_logs_in_once_then_opens_the_contact_for_every_caller_shap
     {
         let s = sugar.state.lock().unwrap();
         assert_eq!((s.logins, s.failed_logins, s.lookups), (1, 0, 5));
-        let shapes = "'0612345678', '06 12 34 56 78', '+33612345678', '+33 6 12 34 56 78'";
+        let like = " LIKE '%6%1%2%3%4%5%6%7%8%'";
         assert_eq!(
             s.queries[0],
-            format!("contacts.phone_work IN ({shapes}) OR contacts.phone_mobile IN ({shapes})")
+            format!(
+                "contacts.phone_home{like} OR contacts.phone_mobile{like} OR contacts.phone_work{like} \
+                 OR contacts.phone_other{like} OR contacts.phone_fax{like}"
+            )
         );
     }
     let login = fields(&sugar.crm.seen()[0].text());
@@ -107,8 +115,18 @@ async fn sugar_example_logs_in_once_then_opens_the_contact_for_every_caller_shap
     assert_eq!(lookup["module_name"], "Contacts");
     assert_eq!(
         lookup["select_fields"],
-        json!(["id", "first_name", "last_name"])
+        json!([
+            "id",
+            "first_name",
+            "last_name",
+            "phone_home",
+            "phone_mobile",
+            "phone_work",
+            "phone_other",
+            "phone_fax"
+        ])
     );
+    assert_eq!(lookup["max_results"], 50);
 }
 
 #[tokio::test]
@@ -177,14 +195,14 @@ async fn sugar_hostile_callers_stay_inside_their_sql_strings() {
     {
         let s = sugar.state.lock().unwrap();
         // Every fragment parsed as the recipe wrote it, and only compared phone
-        // columns with phone-number text: nothing a caller typed became SQL.
+        // columns with patterns of digits: nothing a caller typed became SQL.
         assert_eq!((s.refused_queries, s.lookups), (0, hostile.len()));
         for (query, values) in s.queries.iter().zip(&s.compared) {
-            assert_eq!(values.len(), 8, "{query}");
+            assert_eq!(values.len(), 5, "{query}");
             assert!(
-                values.iter().all(|v| v
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == ' ' || c == '+')),
+                values
+                    .iter()
+                    .all(|v| v.chars().all(|c| c.is_ascii_digit() || c == '%')),
                 "{query}"
             );
         }
@@ -199,10 +217,7 @@ async fn sugar_hostile_callers_stay_inside_their_sql_strings() {
         &[
             ("https://crm.example.org/service/v4_1/rest.php", &raw.url()),
             ("\"SUGAR_PASSWORD\"", "\"SUGAR_RECIPE_PW_HOSTILE_RAW\""),
-            (
-                "[caller | national_digits, caller | national, caller | e164, caller | international]",
-                "[caller]",
-            ),
+            ("caller | phone_like | sql_quote", "caller | sql_quote"),
         ],
     );
     let gw = start_gateway(&text).await;
@@ -226,17 +241,27 @@ async fn sugar_hostile_callers_stay_inside_their_sql_strings() {
     let s = raw.state.lock().unwrap();
     assert_eq!((s.refused_queries, s.lookups), (0, callers.len()));
     for (caller, values) in callers.iter().zip(&s.compared) {
-        assert_eq!(values, &[caller.to_string(), caller.to_string()]);
+        assert_eq!(values, &vec![caller.to_string(); 5]);
     }
 }
 
 /// The SuiteCRM 8 example against `suite`, its client secret read from `var`.
 async fn suite_gateway(suite: &SuiteCrm8, var: &str, secret: &str) -> TestGateway {
+    suite_example_gateway("suitecrm8.toml", suite, var, secret).await
+}
+
+/// A SuiteCRM example (`suitecrm8.toml`, `suitecrm7.toml`) against `suite`.
+async fn suite_example_gateway(
+    example: &str,
+    suite: &SuiteCrm8,
+    var: &str,
+    secret: &str,
+) -> TestGateway {
     std::env::set_var(var, secret);
     let base = format!("{}/Api", suite.crm.url());
     let quoted = format!("\"{var}\"");
     start_gateway(&example_config(
-        "suitecrm8.toml",
+        example,
         &[
             ("https://crm.example.org/Api", &base),
             ("\"SUITECRM_CLIENT_SECRET\"", &quoted),
@@ -276,12 +301,20 @@ async fn suitecrm8_example_mints_once_then_opens_the_contact_for_every_caller_sh
         (s.mints, s.refused_mints, s.lookups, s.refused),
         (1, 0, 5, 0)
     );
+    let like = json!({"like": "%6%1%2%3%4%5%6%7%8%"});
     assert_eq!(
         s.queries[0],
         json!({
-            "filter": {"operator": "or", "phone_work": {"eq": "06 12 34 56 78"}, "phone_mobile": {"eq": "06 12 34 56 78"}},
-            "fields": {"Contacts": "first_name,last_name"},
-            "page": {"size": "1"},
+            "filter": {
+                "operator": "or",
+                "phone_home": like,
+                "phone_mobile": like,
+                "phone_work": like,
+                "phone_other": like,
+                "phone_fax": like,
+            },
+            "fields": {"Contacts": "first_name,last_name,phone_home,phone_mobile,phone_work,phone_other,phone_fax"},
+            "page": {"size": "50"},
         })
     );
     let seen = suite.crm.seen();
@@ -356,15 +389,26 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
             let filter = &query["filter"];
             assert_eq!(filter["operator"], "or", "{query}");
             let keys: Vec<&String> = filter.as_object().unwrap().keys().collect();
-            assert_eq!(keys, ["operator", "phone_mobile", "phone_work"], "{query}");
-            let value = filter["phone_work"]["eq"].as_str().unwrap();
-            assert!(
-                value
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == ' ' || c == '+'),
+            assert_eq!(
+                keys,
+                [
+                    "operator",
+                    "phone_fax",
+                    "phone_home",
+                    "phone_mobile",
+                    "phone_other",
+                    "phone_work"
+                ],
                 "{query}"
             );
-            assert_eq!(filter["phone_mobile"]["eq"], value);
+            let value = filter["phone_work"]["like"].as_str().unwrap();
+            assert!(
+                value.chars().all(|c| c.is_ascii_digit() || c == '%'),
+                "{query}"
+            );
+            for field in ["phone_home", "phone_mobile", "phone_other", "phone_fax"] {
+                assert_eq!(filter[field], json!({ "like": value }), "{query}");
+            }
         }
     }
 
@@ -383,7 +427,7 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
                 "\"SUITECRM_CLIENT_SECRET\"",
                 "\"SUITE_RECIPE_SECRET_HOSTILE_RAW\"",
             ),
-            ("{{ caller | national }}", "{{ caller }}"),
+            ("{{ caller | phone_like }}", "{{ caller }}"),
         ],
     );
     let gw = start_gateway(&text).await;
@@ -409,9 +453,16 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
     for (caller, query) in callers.iter().zip(&s.queries) {
         let filter = &query["filter"];
         assert_eq!(filter["operator"], "or", "{query}");
-        assert_eq!(filter.as_object().unwrap().len(), 3, "{query}");
-        assert_eq!(filter["phone_work"], json!({"eq": caller}), "{query}");
-        assert_eq!(filter["phone_mobile"], json!({"eq": caller}), "{query}");
+        assert_eq!(filter.as_object().unwrap().len(), 6, "{query}");
+        for field in [
+            "phone_home",
+            "phone_mobile",
+            "phone_work",
+            "phone_other",
+            "phone_fax",
+        ] {
+            assert_eq!(filter[field], json!({ "like": caller }), "{query}");
+        }
     }
 
     // The parser reads nested keys as PHP does.
@@ -419,4 +470,211 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
         php_query("filter%5Ba%5D%5Beq%5D=1&x=2"),
         json!({"filter": {"a": {"eq": "1"}}, "x": "2"})
     );
+}
+
+/// SuiteCRM 7's card address, and SuiteCRM 8's, before the record id.
+const SUITE7_CARD: &str =
+    "https://crm.example.org/index.php?module=Contacts&action=DetailView&record=";
+const SUITE8_CARD: &str = "https://crm.example.org/#/contacts/record/";
+
+/// The id a matrix person has in the test CRMs: a uuid ending in its number.
+fn matrix_id(id: u32) -> String {
+    format!("{id:08x}-5a5a-4b4b-8c8c-{id:012x}")
+}
+
+/// Whose card a reply opened (`None` for none), read from the id at the
+/// end of a url that must start with `card`.
+fn matrix_person(reply: &Reply, card: &str) -> Option<u32> {
+    let v = reply.json();
+    if v == json!({"action": "none"}) {
+        return None;
+    }
+    let url = v["url"].as_str().expect("an open reply has a url");
+    let id = url.strip_prefix(card).unwrap_or_else(|| panic!("{url}"));
+    u32::from_str_radix(&id[id.len() - 12..], 16).ok()
+}
+
+/// The phone field person `id` keeps its number in: each field in turn.
+fn matrix_field(id: u32) -> &'static str {
+    PHONES[id as usize % PHONES.len()]
+}
+
+/// Names holding what Sugar and SuiteCRM encode, each with its number.
+const NAMES: [(&str, &str, &str); 3] = [
+    ("Zoë", "D'Artagnan & Fils", "+33 6 11 22 33 01"),
+    ("Lou \"Le Roi\"", "<3 Ça & Œuvre", "06.11.22.33.02"),
+    ("Jean-Noël", "Dupré-L'Hôte > 2", "0033 6 11 22 33 03"),
+];
+
+#[test]
+fn the_test_crms_store_names_as_suitecrm_7_14_saves_them() {
+    // What PHP 8.2's htmlentities over HTMLPurifier's output (purify_html)
+    // stores for these names.
+    for (typed, stored) in [
+        (
+            "Zoë D'Artagnan & Fils",
+            "Zo&euml; D&#039;Artagnan &amp;amp; Fils",
+        ),
+        (
+            "Lou \"Le Roi\" <3 Ça",
+            "Lou &quot;Le Roi&quot; &amp;lt;3 &Ccedil;a",
+        ),
+        (
+            "Noël > 2 < 3 & Œuvre",
+            "No&euml;l &amp;gt; 2 &amp;lt; 3 &amp;amp; &OElig;uvre",
+        ),
+        ("+33 (0)6 12 34 56 82", "+33 (0)6 12 34 56 82"),
+        (
+            "+33 1 23 45 67 91 / 06 12 34 56 92",
+            "+33 1 23 45 67 91 / 06 12 34 56 92",
+        ),
+    ] {
+        assert_eq!(saved_text(typed), stored, "{typed}");
+    }
+    // MySQL LIKE: wildcards, escapes, case.
+    for (text, pattern, want) in [
+        ("+33 (0)6 12 34 56 82", "%6%1%2%3%4%5%6%8%2%", true),
+        ("+33 (0)6 12 34 56 82", "%6%1%2%3%4%5%6%8%3%", false),
+        ("06 12", "06_12", true),
+        ("06  12", "06_12", false),
+        ("50%", "50\\%", true),
+        ("500", "50\\%", false),
+        ("Mobile", "%MOBILE", true),
+        ("", "%", true),
+    ] {
+        assert_eq!(
+            sugar::mysql_like(text, pattern),
+            want,
+            "{text} LIKE {pattern}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sugar_example_finds_every_stored_shape_from_every_caller_shape_and_no_look_alike() {
+    // Look-alikes first, as a database may return them.
+    let contacts = people()
+        .iter()
+        .rev()
+        .map(|p| {
+            let last = format!("Person {}", p.id);
+            sugar::Contact::saved(
+                &matrix_id(p.id),
+                "Matrix",
+                &last,
+                &[(matrix_field(p.id), p.stored)],
+            )
+        })
+        .collect();
+    let sugar = Sugar::with_contacts(SUGAR_USER, "pw-matrix-6", contacts).await;
+    let gw = sugar_gateway(&sugar, "SUGAR_RECIPE_PW_MATRIX", "pw-matrix-6").await;
+    let client = gw.client();
+    let card = JEANNE_SUGAR.trim_end_matches(|c| c != '=');
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, matrix_person(&reply, card)));
+    }
+    assert_all("sugarcrm.toml", &results);
+    let s = sugar.state.lock().unwrap();
+    assert_eq!((s.refused_queries, s.lookups), (0, results.len()));
+}
+
+#[tokio::test]
+async fn sugar_example_shows_names_as_typed_though_sugar_sends_them_html_encoded() {
+    let contacts = NAMES
+        .iter()
+        .zip(1..)
+        .map(|((first, last, phone), id)| {
+            sugar::Contact::saved(&matrix_id(id), first, last, &[("phone_other", phone)])
+        })
+        .collect();
+    let sugar = Sugar::with_contacts(SUGAR_USER, "pw-names-7", contacts).await;
+    let gw = sugar_gateway(&sugar, "SUGAR_RECIPE_PW_NAMES", "pw-names-7").await;
+    let client = gw.client();
+    for ((first, last, _), caller) in NAMES
+        .iter()
+        .zip(["0611223301", "+33611223302", "611223303"])
+    {
+        let reply = client.post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json()["title"], format!("{first} {last}"), "{caller}");
+    }
+    // What Sugar sent was encoded.
+    let sent = &sugar.state.lock().unwrap().sent;
+    assert!(
+        sent[0].contains(r#""value":"D&#039;Artagnan &amp;amp; Fils""#),
+        "{sent:?}"
+    );
+}
+
+/// A SuiteCRM example run through the matrix: every call and whose card.
+async fn suite_matrix(example: &str, card: &str, var: &str) {
+    let contacts = people()
+        .iter()
+        .rev()
+        .map(|p| {
+            let last = format!("Person {}", p.id);
+            suitecrm8::Contact::saved(
+                &matrix_id(p.id),
+                "Matrix",
+                &last,
+                &[(matrix_field(p.id), p.stored)],
+            )
+        })
+        .collect();
+    let suite = SuiteCrm8::with_contacts(CLIENT_ID, "secret-matrix", contacts).await;
+    let gw = suite_example_gateway(example, &suite, var, "secret-matrix").await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, matrix_person(&reply, card)));
+    }
+    assert_all(example, &results);
+    let s = suite.state.lock().unwrap();
+    assert_eq!((s.mints, s.lookups), (1, results.len()));
+}
+
+#[tokio::test]
+async fn suitecrm8_example_finds_every_stored_shape_from_every_caller_shape_and_no_look_alike() {
+    suite_matrix("suitecrm8.toml", SUITE8_CARD, "SUITE_RECIPE_SECRET_MATRIX8").await;
+}
+
+#[tokio::test]
+async fn suitecrm7_example_finds_every_stored_shape_and_opens_suitecrm_7_s_card() {
+    suite_matrix("suitecrm7.toml", SUITE7_CARD, "SUITE_RECIPE_SECRET_MATRIX7").await;
+}
+
+#[tokio::test]
+async fn suitecrm_examples_show_names_as_typed_though_suitecrm_sends_them_html_encoded() {
+    for (example, card, var) in [
+        ("suitecrm8.toml", SUITE8_CARD, "SUITE_RECIPE_SECRET_NAMES8"),
+        ("suitecrm7.toml", SUITE7_CARD, "SUITE_RECIPE_SECRET_NAMES7"),
+    ] {
+        let contacts = NAMES
+            .iter()
+            .zip(1..)
+            .map(|((first, last, phone), id)| {
+                suitecrm8::Contact::saved(&matrix_id(id), first, last, &[("phone_fax", phone)])
+            })
+            .collect();
+        let suite = SuiteCrm8::with_contacts(CLIENT_ID, "secret-names", contacts).await;
+        let gw = suite_example_gateway(example, &suite, var, "secret-names").await;
+        let client = gw.client();
+        for (((first, last, _), caller), id) in NAMES
+            .iter()
+            .zip(["0611223301", "+33611223302", "0033611223303"])
+            .zip(1..)
+        {
+            let reply = client.post(gw.addr, None, &call(caller)).await;
+            assert_eq!(
+                reply.json(),
+                opened(
+                    &format!("{card}{}", matrix_id(id)),
+                    &format!("{first} {last}")
+                ),
+                "{example} {caller}"
+            );
+        }
+    }
 }

@@ -22,13 +22,28 @@
 //!   "name_value_list": {"<field>": {"name", "value"}}}` with the selected
 //!   fields (`get_name_value_list_for_fields`).
 //!
+//! - `get_entry_list`'s `max_results` > 0 replaces
+//!   `list_max_entries_per_page` (20 by default): at most that many entries.
+//!   Values go out as the database holds them (`get_name_value_list_for_fields`
+//!   decodes nothing).
+//!
 //! The where fragment is parsed as MySQL reads it (strings in single quotes,
-//! `''` and `\` escapes) and evaluated against the contacts by exact
-//! comparison of the stored text, as the database compares a `varchar`
-//! phone field: `=` and `IN (...)` over the contact columns, `AND`, `OR`
-//! and parentheses. Any other fragment gets number 40, as a real Sugar
-//! refuses what its validator rejects; a real Sugar would run more SQL than
-//! this one understands, never less.
+//! `''` and `\` escapes) and evaluated against the contacts as MySQL
+//! compares a `varchar` phone field: `=` and `IN (...)` the stored text
+//! exactly, `LIKE` with `%` (any run of characters), `_` (one character),
+//! `\` before a character that stands for itself, letters in either case
+//! (`utf8_general_ci`); over the contact columns (the five phone fields of
+//! Sugar's Person template: `phone_home`, `phone_mobile`, `phone_work`,
+//! `phone_other`, `phone_fax`), with `AND`, `OR` and parentheses
+//! (`SugarSQLValidate` lets all of these through). Any other fragment gets
+//! number 40, as a real Sugar refuses what its validator rejects; a real
+//! Sugar would run more SQL than this one understands, never less.
+//!
+//! Text is stored as SuiteCRM 7.14 saves it (`SugarBean::cleanBean` →
+//! `purify_html`, `include/utils.php`: `htmlentities` of HTMLPurifier's
+//! output, which already wrote `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`):
+//! see [`saved_text`]. Phone numbers typed with digits and `+ ( ) . - / ;`
+//! come back as typed; a name with `'`, `"`, `&`, `<` or an accent does not.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -60,29 +75,139 @@ const COLUMNS: &[&str] = &[
     "id",
     "first_name",
     "last_name",
-    "phone_work",
+    "phone_home",
     "phone_mobile",
+    "phone_work",
+    "phone_other",
+    "phone_fax",
 ];
 
-/// A contact row.
+/// The phone fields of a Contact (Sugar's Person template).
+pub const PHONES: &[&str] = &[
+    "phone_home",
+    "phone_mobile",
+    "phone_work",
+    "phone_other",
+    "phone_fax",
+];
+
+/// A contact row: its columns as the database holds them.
 #[derive(Clone)]
 pub struct Contact {
     pub id: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub phone_work: String,
-    pub phone_mobile: String,
+    columns: Vec<(&'static str, String)>,
 }
 
 impl Contact {
-    fn column(&self, name: &str) -> &str {
-        match name {
-            "id" => &self.id,
-            "first_name" => &self.first_name,
-            "last_name" => &self.last_name,
-            "phone_work" => &self.phone_work,
-            _ => &self.phone_mobile,
+    /// A contact saved through Sugar (UI, API or import): every text as
+    /// [`saved_text`] stores it; phones named by their field.
+    pub fn saved(id: &str, first: &str, last: &str, phones: &[(&str, &str)]) -> Self {
+        let columns = COLUMNS
+            .iter()
+            .filter(|c| **c != "id")
+            .map(|c| {
+                let typed = match *c {
+                    "first_name" => first,
+                    "last_name" => last,
+                    field => phones
+                        .iter()
+                        .find(|(f, _)| *f == field)
+                        .map_or("", |(_, v)| *v),
+                };
+                (*c, saved_text(typed))
+            })
+            .collect();
+        Self {
+            id: id.into(),
+            columns,
         }
+    }
+
+    fn column(&self, name: &str) -> &str {
+        if name == "id" {
+            return &self.id;
+        }
+        self.columns
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// What SuiteCRM 7.10+ stores for `typed` (plain text, no tag-like `<x`,
+/// which HTMLPurifier would remove): `htmlentities($purified, ENT_QUOTES |
+/// ENT_HTML401)` where HTMLPurifier's text already has `&amp;`, `&lt;`,
+/// `&gt;`. So `'` is `&#039;`, `"` `&quot;`, `&` `&amp;amp;`, `<` `&amp;lt;`,
+/// `>` `&amp;gt;`, and a Latin-1 letter its HTML 4.01 name (`ë` `&euml;`; also
+/// `Œ œ Š š Ÿ €`). Checked against PHP 8.2's `htmlentities` and HTMLPurifier.
+/// Digits, spaces and `+ ( ) . - / ;` stay as typed.
+pub fn saved_text(typed: &str) -> String {
+    let mut out = String::with_capacity(typed.len());
+    for c in typed.chars() {
+        match c {
+            '&' => out.push_str("&amp;amp;"),
+            '<' => out.push_str("&amp;lt;"),
+            '>' => out.push_str("&amp;gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#039;"),
+            c => match entity_name(c) {
+                Some(name) => {
+                    out.push('&');
+                    out.push_str(name);
+                    out.push(';');
+                }
+                None => out.push(c),
+            },
+        }
+    }
+    out
+}
+
+/// PHP's HTML 4.01 entity name for `c` (`get_html_translation_table`),
+/// for U+00A0..U+00FF and the few Latin letters and signs beyond it.
+fn entity_name(c: char) -> Option<&'static str> {
+    const LATIN1: [&str; 96] = [
+        "nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy", "ordf",
+        "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute", "micro",
+        "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12", "frac34", "iquest",
+        "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig", "Ccedil", "Egrave",
+        "Eacute", "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml", "ETH", "Ntilde", "Ograve",
+        "Oacute", "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc",
+        "Uuml", "Yacute", "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring",
+        "aelig", "ccedil", "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc",
+        "iuml", "eth", "ntilde", "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash",
+        "ugrave", "uacute", "ucirc", "uuml", "yacute", "thorn", "yuml",
+    ];
+    match c {
+        '\u{a0}'..='\u{ff}' => LATIN1.get(c as usize - 0xa0).copied(),
+        'Œ' => Some("OElig"),
+        'œ' => Some("oelig"),
+        'Š' => Some("Scaron"),
+        'š' => Some("scaron"),
+        'Ÿ' => Some("Yuml"),
+        '€' => Some("euro"),
+        _ => None,
+    }
+}
+
+/// `text LIKE pattern` as MySQL matches it: `%` any run of characters
+/// (none too), `_` exactly one, `\` before a character makes it literal,
+/// letters compared without case.
+pub fn mysql_like(text: &str, pattern: &str) -> bool {
+    let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+    let pattern: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
+    like_at(&text, &pattern)
+}
+
+fn like_at(text: &[char], pattern: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some(('%', rest)) => (0..=text.len()).any(|skip| like_at(&text[skip..], rest)),
+        Some(('_', rest)) => !text.is_empty() && like_at(&text[1..], rest),
+        Some(('\\', rest)) if !rest.is_empty() => {
+            text.first() == rest.first() && like_at(&text[1..], &rest[1..])
+        }
+        Some((c, rest)) => text.first() == Some(c) && like_at(&text[1..], rest),
     }
 }
 
@@ -104,6 +229,8 @@ pub struct State {
     pub refused_queries: usize,
     /// The values each received fragment compared the phone columns with.
     pub compared: Vec<Vec<String>>,
+    /// Each `get_entry_list` reply body sent.
+    pub sent: Vec<String>,
     pub contacts: Vec<Contact>,
 }
 
@@ -125,25 +252,36 @@ impl Sugar {
     /// O'Neil, work phone typed `+33 6 12 34 56 78`, and Paul Durand, mobile
     /// typed `0698765432`.
     pub async fn start(user: &str, password: &str) -> Self {
+        Self::with_contacts(
+            user,
+            password,
+            vec![
+                Contact::saved(
+                    "1b7c3a52-4d1e-9f0a-6c2b-5e8d7f9a0b1c",
+                    "Jeanne",
+                    "O'Neil",
+                    &[("phone_work", "+33 6 12 34 56 78")],
+                ),
+                Contact::saved(
+                    "2c8d4b63-5e2f-a01b-7d3c-6f9e8a0b1c2d",
+                    "Paul",
+                    "Durand",
+                    &[
+                        ("phone_work", "01 44 55 66 77"),
+                        ("phone_mobile", "0698765432"),
+                    ],
+                ),
+            ],
+        )
+        .await
+    }
+
+    /// A Sugar with the user `user`/`password` and these contacts.
+    pub async fn with_contacts(user: &str, password: &str, contacts: Vec<Contact>) -> Self {
         let state = Arc::new(Mutex::new(State {
             user: user.into(),
             password: password.into(),
-            contacts: vec![
-                Contact {
-                    id: "1b7c3a52-4d1e-9f0a-6c2b-5e8d7f9a0b1c".into(),
-                    first_name: "Jeanne".into(),
-                    last_name: "O'Neil".into(),
-                    phone_work: "+33 6 12 34 56 78".into(),
-                    phone_mobile: String::new(),
-                },
-                Contact {
-                    id: "2c8d4b63-5e2f-a01b-7d3c-6f9e8a0b1c2d".into(),
-                    first_name: "Paul".into(),
-                    last_name: "Durand".into(),
-                    phone_work: "01 44 55 66 77".into(),
-                    phone_mobile: "0698765432".into(),
-                },
-            ],
+            contacts,
             ..State::default()
         }));
         let shared = Arc::clone(&state);
@@ -321,13 +459,15 @@ fn get_entry_list(state: &mut State, args: &[(&str, &Value)]) -> Answer {
             json!({"id": c.id, "module_name": "Contacts", "name_value_list": list})
         })
         .collect();
-    json_reply(json!({
+    let body = json!({
         "result_count": entries.len(),
         "total_count": matching.len(),
         "next_offset": offset + entries.len(),
         "entry_list": entries,
         "relationship_list": [],
-    }))
+    });
+    state.sent.push(body.to_string());
+    json_reply(body)
 }
 
 /// A JSON object with its keys in the order they were written, as PHP's
@@ -367,6 +507,8 @@ enum Where {
     And(Vec<Where>),
     /// A column equal to one of the strings (`=` is a one-string `IN`).
     In(String, Vec<String>),
+    /// A column `LIKE` a pattern.
+    Like(String, String),
 }
 
 impl Where {
@@ -420,6 +562,10 @@ impl Where {
                         Token::Str(s) => Ok(Self::In(column.to_owned(), vec![s.clone()])),
                         _ => Err(()),
                     },
+                    w if w.is_word("like") => match next(at)? {
+                        Token::Str(s) => Ok(Self::Like(column.to_owned(), s.clone())),
+                        _ => Err(()),
+                    },
                     w if w.is_word("in") => {
                         if next(at)? != &Token::Punct('(') {
                             return Err(());
@@ -450,6 +596,7 @@ impl Where {
             Self::Or(terms) => terms.iter().any(|w| w.holds(c)),
             Self::And(terms) => terms.iter().all(|w| w.holds(c)),
             Self::In(column, values) => values.iter().any(|v| v == c.column(column)),
+            Self::Like(column, pattern) => mysql_like(c.column(column), pattern),
         }
     }
 
@@ -460,7 +607,8 @@ impl Where {
                 terms.iter().flat_map(Self::phone_values).collect()
             }
             Self::In(column, values) if column.starts_with("phone_") => values.clone(),
-            Self::In(..) => Vec::new(),
+            Self::Like(column, pattern) if column.starts_with("phone_") => vec![pattern.clone()],
+            Self::In(..) | Self::Like(..) => Vec::new(),
         }
     }
 }

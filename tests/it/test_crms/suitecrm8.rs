@@ -21,12 +21,22 @@
 //!   of the module, operators eq, neq, gt, gte, lt, lte, like) joined by
 //!   `filter[operator]` (and, or), `fields[<module>]=a,b`, `page[size]`,
 //!   `page[number]`, `sort`; anything else is HTTP 400 with a JSON:API
-//!   `errors` object. `filter` values are compared as SQL `=` compares a
-//!   varchar: the stored text exactly (SuiteCRM quotes them itself).
+//!   `errors` object. `Api/V8/JsonApi/Repository/Filter::parseWhere` writes
+//!   each `filter[<field>][<op>]` as `contacts.<field> <OP> <quoted value>`
+//!   (`$db->quoted`: the value is one SQL string whatever it holds, `%` and
+//!   `_` included) and joins them with the operator; so `like` is MySQL's
+//!   `LIKE` with the value as its pattern (`%`, `_`, `\` escapes, letters in
+//!   either case), `eq` the stored text exactly. One field takes one value per
+//!   operator (a PHP array key), so a search over several fields names each.
+//!   `page[size]` bounds the records (no cap of its own).
 //!   Records are `{"type":"Contact","id":<uuid>,"attributes":{...}}` (the
-//!   bean's object name); no match is `{"meta":{"message":...},"data":[]}`.
+//!   bean's object name) with the bean's values as the database holds them
+//!   (`AttributeObjectHelper` decodes nothing): text as SuiteCRM saves it,
+//!   HTML-encoded ([`saved_text`]). No match is
+//!   `{"meta":{"message":...},"data":[]}`.
 //!
-//! This CRM compares `eq` and `neq` only; another operator gets HTTP 400.
+//! This CRM compares with `eq`, `neq` and `like`; `gt`, `gte`, `lt`, `lte`
+//! get HTTP 400 here (a real SuiteCRM would run them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -36,19 +46,53 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::fields;
+use super::sugar::{mysql_like, saved_text};
 use crate::crm::{Answer, Crm, Seen};
 
 /// Token lifetime: `new DateInterval('PT1H')` for every grant.
 pub const TOKEN_LIFE: Duration = Duration::from_secs(3600);
 
-/// The Contacts attributes this CRM has.
-const ATTRIBUTES: &[&str] = &["first_name", "last_name", "phone_work", "phone_mobile"];
+/// The Contacts attributes this CRM has: names and the five phone fields.
+const ATTRIBUTES: &[&str] = &[
+    "first_name",
+    "last_name",
+    "phone_home",
+    "phone_mobile",
+    "phone_work",
+    "phone_other",
+    "phone_fax",
+];
 
 /// A contact: id and attributes.
 #[derive(Clone)]
 pub struct Contact {
     pub id: String,
     pub attributes: BTreeMap<String, String>,
+}
+
+impl Contact {
+    /// A contact saved through SuiteCRM: every text as [`saved_text`]
+    /// stores it, phones named by their field, the others empty.
+    pub fn saved(id: &str, first: &str, last: &str, phones: &[(&str, &str)]) -> Self {
+        let attributes = ATTRIBUTES
+            .iter()
+            .map(|a| {
+                let typed = match *a {
+                    "first_name" => first,
+                    "last_name" => last,
+                    field => phones
+                        .iter()
+                        .find(|(f, _)| *f == field)
+                        .map_or("", |(_, v)| *v),
+                };
+                ((*a).to_owned(), saved_text(typed))
+            })
+            .collect();
+        Self {
+            id: id.into(),
+            attributes,
+        }
+    }
 }
 
 /// What the CRM knows and counts.
@@ -90,18 +134,36 @@ impl SuiteCrm8 {
     /// Jeanne O'Neil, work phone typed `06 12 34 56 78`, and Paul Durand,
     /// mobile typed `06 98 76 54 32`.
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
-        let contact = |id: &str, first: &str, last: &str, work: &str, mobile: &str| Contact {
-            id: id.into(),
-            attributes: [
-                ("first_name", first),
-                ("last_name", last),
-                ("phone_work", work),
-                ("phone_mobile", mobile),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        };
+        Self::with_contacts(
+            client_id,
+            client_secret,
+            vec![
+                Contact::saved(
+                    "8d2e6f10-3a4b-4c5d-9e8f-0a1b2c3d4e5f",
+                    "Jeanne",
+                    "O'Neil",
+                    &[("phone_work", "06 12 34 56 78")],
+                ),
+                Contact::saved(
+                    "9e3f7021-4b5c-4d6e-8f90-1b2c3d4e5f60",
+                    "Paul",
+                    "Durand",
+                    &[
+                        ("phone_work", "01 44 55 66 77"),
+                        ("phone_mobile", "06 98 76 54 32"),
+                    ],
+                ),
+            ],
+        )
+        .await
+    }
+
+    /// A SuiteCRM with one client-credentials client and these contacts.
+    pub async fn with_contacts(
+        client_id: &str,
+        client_secret: &str,
+        contacts: Vec<Contact>,
+    ) -> Self {
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.into(),
             secret_sha256: sha256_hex(client_secret),
@@ -112,22 +174,7 @@ impl SuiteCrm8 {
             lookups: 0,
             refused: 0,
             queries: Vec::new(),
-            contacts: vec![
-                contact(
-                    "8d2e6f10-3a4b-4c5d-9e8f-0a1b2c3d4e5f",
-                    "Jeanne",
-                    "O'Neil",
-                    "06 12 34 56 78",
-                    "",
-                ),
-                contact(
-                    "9e3f7021-4b5c-4d6e-8f90-1b2c3d4e5f60",
-                    "Paul",
-                    "Durand",
-                    "01 44 55 66 77",
-                    "06 98 76 54 32",
-                ),
-            ],
+            contacts,
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -380,10 +427,18 @@ fn page(value: Option<&Value>) -> Result<(Option<usize>, usize), String> {
     Ok((read("size")?, read("number")?.unwrap_or(1)))
 }
 
+/// The comparisons this CRM runs.
+#[derive(Clone, Copy)]
+enum Op {
+    Eq,
+    Neq,
+    Like,
+}
+
 /// `filter[...]` as `Api/V8/JsonApi/Repository/Filter::parseWhere` reads it.
 struct Filter {
     any: bool,
-    terms: Vec<(String, bool, String)>,
+    terms: Vec<(String, Op, String)>,
 }
 
 impl Filter {
@@ -409,24 +464,30 @@ impl Filter {
                 .as_object()
                 .ok_or(format!("Filter field {field} must be an array"))?;
             for (op, v) in ops {
-                let equal = match op.to_ascii_lowercase().as_str() {
-                    "eq" => true,
-                    "neq" => false,
-                    "gt" | "gte" | "lt" | "lte" | "like" => {
+                let op_ = match op.to_ascii_lowercase().as_str() {
+                    "eq" => Op::Eq,
+                    "neq" => Op::Neq,
+                    "like" => Op::Like,
+                    "gt" | "gte" | "lt" | "lte" => {
                         return Err(format!("operator {op}: not in this test CRM"))
                     }
                     _ => return Err(format!("Filter operator {op} is invalid")),
                 };
                 let v = v.as_str().ok_or("Array to string conversion")?;
-                terms.push((field.clone(), equal, v.to_owned()));
+                terms.push((field.clone(), op_, v.to_owned()));
             }
         }
         Ok(Self { any, terms })
     }
 
     fn holds(&self, c: &Contact) -> bool {
-        let term = |(field, equal, v): &(String, bool, String)| {
-            (c.attributes.get(field).map(String::as_str) == Some(v.as_str())) == *equal
+        let term = |(field, op, v): &(String, Op, String)| {
+            let stored = c.attributes.get(field).map_or("", String::as_str);
+            match op {
+                Op::Eq => stored == v,
+                Op::Neq => stored != v,
+                Op::Like => mysql_like(stored, v),
+            }
         };
         if self.terms.is_empty() {
             true
