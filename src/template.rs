@@ -795,7 +795,8 @@ mod tests {
             Escape::None,
             context! { caller => "1%_'" },
         );
-        assert_eq!(like, "(t.phone:like:'%1\\%\\_''%')");
+        // Escaped for LIKE (`\%`), then for the string (`\\%`).
+        assert_eq!(like, "(t.phone:like:'%1\\\\%\\\\_''%')");
         let odata = render(
             "$filter=telephone1 eq '{{ caller | odata_quote }}'",
             Escape::Url,
