@@ -11,6 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::examples::example_config;
+use crate::phone_matrix::{self, assert_all, Person};
 use crate::support::*;
 use crate::test_crms::dynamics::{self, Dynamics};
 use crate::test_crms::hubspot::{self, HubSpot};
@@ -24,6 +25,24 @@ fn call(caller: &str) -> String {
 
 fn opened(url: &str, title: &str) -> Value {
     json!({"action":"open","event":"EventRinging","url":url,"autopause":false,"title":title})
+}
+
+/// Every call of the phone matrix through `gw`: whose card opened, read
+/// from the url of an open reply by `whose`, checked by
+/// [`assert_all`].
+async fn run_matrix(crm: &str, gw: &TestGateway, whose: impl Fn(&str) -> Option<u32>) {
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in phone_matrix::calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = match reply["url"].as_str() {
+            // An open reply whose url is nobody of the matrix: a wrong card.
+            Some(url) => Some(whose(url).unwrap_or(0)),
+            None => None,
+        };
+        results.push((caller, want, got));
+    }
+    assert_all(crm, &results);
 }
 
 /// Shapes XucMgt may send Jeanne's number in (+33 6 12 34 56 78).
@@ -307,9 +326,9 @@ fn dyn_card(d: &Dynamics, contact: dynamics::Contact) -> Value {
         &format!(
             "{}/main.aspx?pagetype=entityrecord&etn=contact&id={}",
             d.crm.url(),
-            contact.2
+            contact.id
         ),
-        contact.3,
+        &contact.name,
     )
 }
 
@@ -328,11 +347,11 @@ async fn dynamics_gateway(d: &Dynamics, var: &str) -> TestGateway {
     .await
 }
 
-/// The `$filter` the recipe sends for a caller whose shapes are these.
-fn dyn_filter(shapes: [&str; 4]) -> String {
-    shapes
+/// The `$filter` the recipe sends for a caller whose pattern is this.
+fn dyn_filter(pattern: &str) -> String {
+    ["telephone1", "telephone2", "telephone3", "mobilephone"]
         .iter()
-        .map(|n| format!("telephone1 eq '{n}' or mobilephone eq '{n}'"))
+        .map(|c| format!("contains({c},'{pattern}')"))
         .collect::<Vec<_>>()
         .join(" or ")
 }
@@ -344,20 +363,12 @@ async fn dynamics_cold_call_gets_a_token_then_queries_and_the_next_call_reuses_i
     let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_COLD").await;
     for _ in 0..2 {
         let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()));
     }
     {
         let s = d.state.lock().unwrap();
         assert_eq!((s.mints, s.queries, s.refused), (1, 2, 0));
-        assert_eq!(
-            s.filters[0],
-            dyn_filter([
-                "+33612345678",
-                "+33 6 12 34 56 78",
-                "06 12 34 56 78",
-                "0612345678"
-            ])
-        );
+        assert_eq!(s.filters[0], dyn_filter("%6%1%2%3%4%5%6%7%8%"));
     }
     let seen = d.crm.seen();
     let login = seen.iter().find(|r| r.method == "POST").unwrap();
@@ -375,8 +386,11 @@ async fn dynamics_cold_call_gets_a_token_then_queries_and_the_next_call_reuses_i
         assert_eq!(query.header(name), Some(value), "{name}");
     }
     let q = query_of(&query.target);
-    assert_eq!(q["$select"], "fullname,contactid");
-    assert_eq!(q["$top"], "1");
+    assert_eq!(
+        q["$select"],
+        "fullname,contactid,telephone1,telephone2,telephone3,mobilephone"
+    );
+    assert_eq!(q["$top"], "50");
 }
 
 #[tokio::test]
@@ -385,11 +399,11 @@ async fn dynamics_expired_token_is_renewed_once_and_the_call_still_opens() {
     let d = Dynamics::start(TENANT, APP_ID, "dyn-expired").await;
     let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_EXPIRED").await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()));
     d.state.lock().unwrap().expire_tokens();
     for _ in 0..2 {
         let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()));
     }
     let s = d.state.lock().unwrap();
     assert_eq!(
@@ -406,10 +420,10 @@ async fn dynamics_token_is_renewed_before_its_expires_in_without_a_refusal() {
     d.state.lock().unwrap().expires_in = std::time::Duration::from_secs(1);
     let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_LIFE").await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE));
+    assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()));
     let s = d.state.lock().unwrap();
     assert_eq!((s.mints, s.refused, s.queries), (2, 0, 2));
 }
@@ -421,12 +435,12 @@ async fn dynamics_caller_in_any_shape_finds_numbers_typed_in_any_shape() {
     let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_SHAPES").await;
     for caller in JEANNE_SHAPES {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
-        assert_eq!(reply.json(), dyn_card(&d, dynamics::JEANNE), "{caller}");
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::jeanne()), "{caller}");
     }
     // Paul's mobile was typed nationally (06 11 22 33 44).
     for caller in ["+33611223344", "0033 6 11 22 33 44", "0611223344"] {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
-        assert_eq!(reply.json(), dyn_card(&d, dynamics::PAUL), "{caller}");
+        assert_eq!(reply.json(), dyn_card(&d, dynamics::paul()), "{caller}");
     }
     let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
@@ -443,7 +457,7 @@ async fn dynamics_hostile_callers_cannot_change_the_filter() {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         let json = reply.json();
         assert!(
-            json == json!({"action":"none"}) || json == dyn_card(&d, dynamics::JEANNE),
+            json == json!({"action":"none"}) || json == dyn_card(&d, dynamics::jeanne()),
             "{caller}: {json}"
         );
     }
@@ -451,11 +465,49 @@ async fn dynamics_hostile_callers_cannot_change_the_filter() {
     assert_eq!(s.malformed, 0, "every filter parsed: {:#?}", s.filters);
     assert_eq!(s.queries, HOSTILE.len());
     for filter in &s.filters {
-        // Eight comparisons of a quoted number, nothing else.
-        assert_eq!(filter.matches(" eq '").count(), 8, "{filter}");
-        assert_eq!(filter.matches('\'').count(), 16, "{filter}");
-        assert!(!filter.contains("1=1") && !filter.contains('*'), "{filter}");
+        // Four contains() of a pattern of digits and %, nothing else.
+        let pattern = filter
+            .strip_prefix("contains(telephone1,'")
+            .and_then(|f| f.split_once('\''))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| panic!("{filter}"));
+        assert!(
+            pattern.chars().all(|c| c.is_ascii_digit() || c == '%'),
+            "{filter}"
+        );
+        assert_eq!(filter, &dyn_filter(pattern));
     }
+}
+
+/// A matrix person as a Dataverse contact, the number in one of the four
+/// phone columns in turn.
+fn dyn_person(p: &Person) -> dynamics::Contact {
+    let mut c = dynamics::Contact::new(
+        &format!("00000000-0000-4000-8000-{:012}", p.id),
+        &format!("Person {}", p.id),
+    );
+    match p.id % 4 {
+        0 => c.telephone1 = p.stored,
+        1 => c.telephone2 = p.stored,
+        2 => c.telephone3 = p.stored,
+        _ => c.mobilephone = p.stored,
+    }
+    c
+}
+
+#[tokio::test]
+async fn dynamics_matrix_every_stored_format_from_every_caller_shape_and_no_wrong_card() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_MATRIX", "dyn-matrix");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-matrix").await;
+    d.state.lock().unwrap().contacts = phone_matrix::people().iter().map(dyn_person).collect();
+    let gw = dynamics_gateway(&d, "TPGW_IT_DYN_SECRET_MATRIX").await;
+    run_matrix("Dynamics 365", &gw, |url| {
+        url.rsplit('-').next().and_then(|n| n.parse().ok())
+    })
+    .await;
+    let s = d.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "{:#?}", s.filters);
+    assert_eq!(s.queries, phone_matrix::calls().len());
 }
 
 #[tokio::test]
