@@ -73,9 +73,22 @@ fn sf_card(contact: salesforce::Contact) -> Value {
     opened(
         &format!(
             "https://mydomain.lightning.force.com/lightning/r/Contact/{}/view",
-            contact.1
+            contact.id
         ),
-        contact.2,
+        &contact.name,
+    )
+}
+
+/// The SOQL the recipe sends for a caller whose pattern is this.
+fn sf_query(pattern: &str) -> String {
+    let fields = ["Phone", "MobilePhone", "HomePhone", "OtherPhone"];
+    let like: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{f} LIKE '{pattern}'"))
+        .collect();
+    format!(
+        "SELECT Id, Name, Phone, MobilePhone, HomePhone, OtherPhone FROM Contact WHERE {} LIMIT 50",
+        like.join(" OR ")
     )
 }
 
@@ -92,20 +105,17 @@ async fn salesforce_gateway(sf: &Salesforce, var: &str, more: &[(&str, &str)]) -
 }
 
 #[tokio::test]
-async fn salesforce_cold_call_gets_a_token_then_searches_and_the_next_call_reuses_it() {
+async fn salesforce_cold_call_gets_a_token_then_queries_and_the_next_call_reuses_it() {
     std::env::set_var("TPGW_IT_SF_SECRET_COLD", "sf-cold:s3cret/+");
     let sf = Salesforce::start(SF_KEY, "sf-cold:s3cret/+").await;
     let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_COLD", &[]).await;
     for _ in 0..2 {
         let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-        assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+        assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     }
     let s = sf.state.lock().unwrap();
-    assert_eq!((s.mints, s.searches, s.refused), (1, 2, 0));
-    assert_eq!(
-        s.sosl[0],
-        r"FIND {\+33612345678 OR 0612345678} IN PHONE FIELDS RETURNING Contact(Id,Name)"
-    );
+    assert_eq!((s.mints, s.queries, s.refused), (1, 2, 0));
+    assert_eq!(s.soql[0], sf_query("%6%1%2%3%4%5%6%7%8%"));
     let seen = sf.crm.seen();
     let login = seen.iter().find(|r| r.method == "POST").unwrap();
     let form = fields(&login.text());
@@ -124,15 +134,15 @@ async fn salesforce_session_ended_by_the_org_is_renewed_once_and_the_call_still_
     let sf = Salesforce::start(SF_KEY, "sf-expired").await;
     let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_EXPIRED", &[]).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     sf.state.lock().unwrap().expire_sessions();
     for _ in 0..2 {
         let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-        assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+        assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     }
     let s = sf.state.lock().unwrap();
     assert_eq!(
-        (s.mints, s.refused, s.searches),
+        (s.mints, s.refused, s.queries),
         (2, 1, 3),
         "one new token after INVALID_SESSION_ID, then reused"
     );
@@ -153,7 +163,7 @@ async fn salesforce_hundred_calls_after_the_session_ended_cause_one_new_token() 
     )
     .await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     sf.state.lock().unwrap().expire_sessions();
     let client = std::sync::Arc::new(gw.client());
     let addr = gw.addr;
@@ -168,7 +178,7 @@ async fn salesforce_hundred_calls_after_the_session_ended_cause_one_new_token() 
             .await
             .expect("every call answered")
             .unwrap();
-        assert_eq!(reply, sf_card(salesforce::JEANNE), "{reply}");
+        assert_eq!(reply, sf_card(salesforce::jeanne()), "{reply}");
     }
     assert_eq!(sf.state.lock().unwrap().mints, 2);
 }
@@ -186,12 +196,12 @@ async fn salesforce_token_is_renewed_after_ttl_s_without_waiting_for_a_refusal()
     )
     .await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
-    assert_eq!(reply.json(), sf_card(salesforce::JEANNE));
+    assert_eq!(reply.json(), sf_card(salesforce::jeanne()));
     let s = sf.state.lock().unwrap();
-    assert_eq!((s.mints, s.refused, s.searches), (2, 0, 2));
+    assert_eq!((s.mints, s.refused, s.queries), (2, 0, 2));
 }
 
 #[tokio::test]
@@ -201,22 +211,22 @@ async fn salesforce_caller_in_any_shape_finds_numbers_stored_in_either_shape() {
     let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_SHAPES", &[]).await;
     for caller in JEANNE_SHAPES {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
-        assert_eq!(reply.json(), sf_card(salesforce::JEANNE), "{caller}");
+        assert_eq!(reply.json(), sf_card(salesforce::jeanne()), "{caller}");
     }
-    // Paul's number was typed nationally (06 11 22 33 44).
+    // Paul's mobile was typed nationally (06 11 22 33 44).
     for caller in ["+33 6 11 22 33 44", "0611223344", "0033611223344"] {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
-        assert_eq!(reply.json(), sf_card(salesforce::PAUL), "{caller}");
+        assert_eq!(reply.json(), sf_card(salesforce::paul()), "{caller}");
     }
     let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = sf.state.lock().unwrap();
     assert_eq!((s.mints, s.malformed), (1, 0));
-    assert_eq!(s.searches, JEANNE_SHAPES.len() + 4);
+    assert_eq!(s.queries, JEANNE_SHAPES.len() + 4);
 }
 
 #[tokio::test]
-async fn salesforce_hostile_callers_cannot_change_the_sosl() {
+async fn salesforce_hostile_callers_cannot_change_the_soql() {
     std::env::set_var("TPGW_IT_SF_SECRET_HOSTILE", "sf-hostile");
     let sf = Salesforce::start(SF_KEY, "sf-hostile").await;
     let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_HOSTILE", &[]).await;
@@ -224,45 +234,82 @@ async fn salesforce_hostile_callers_cannot_change_the_sosl() {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         let json = reply.json();
         assert!(
-            json == json!({"action":"none"}) || json == sf_card(salesforce::JEANNE),
+            json == json!({"action":"none"}) || json == sf_card(salesforce::jeanne()),
             "{caller}: {json}"
         );
     }
     let s = sf.state.lock().unwrap();
-    assert_eq!(s.malformed, 0, "every search parsed: {:#?}", s.sosl);
-    assert_eq!(s.terms.len(), HOSTILE.len());
-    for terms in &s.terms {
-        assert_eq!(terms.len(), 2, "{terms:?}");
-        for term in terms {
-            assert!(
-                term.chars().all(|c| c.is_ascii_digit() || c == '+'),
-                "{term:?} of {:#?}",
-                s.sosl
-            );
-        }
+    assert_eq!(s.malformed, 0, "every query parsed: {:#?}", s.soql);
+    assert_eq!(s.queries, HOSTILE.len());
+    for soql in &s.soql {
+        // The recipe's query around a pattern of digits and %, nothing else.
+        let pattern = soql
+            .split_once("WHERE Phone LIKE '")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| panic!("{soql}"));
+        assert!(
+            pattern.chars().all(|c| c.is_ascii_digit() || c == '%'),
+            "{soql}"
+        );
+        assert_eq!(soql, &sf_query(pattern));
     }
 }
 
 #[tokio::test]
-async fn salesforce_search_without_sosl_escape_is_refused_by_the_org() {
-    // The org refuses the unescaped + of E.164, as Salesforce does: the
-    // escaping of the recipe is what makes its search valid.
+async fn salesforce_query_without_escaping_is_refused_by_the_org() {
+    // The org refuses a quote that ends the literal early, as Salesforce
+    // does: escaping is what keeps a caller's text inside it.
     std::env::set_var("TPGW_IT_SF_SECRET_RAW", "sf-raw");
     let sf = Salesforce::start(SF_KEY, "sf-raw").await;
     let gw = salesforce_gateway(
         &sf,
         "TPGW_IT_SF_SECRET_RAW",
-        &[("(caller | e164 | sosl_escape)", "(caller | e164)")],
+        &[(
+            "caller | phone_like | backslash_escape(\\\"'\\\")",
+            "caller",
+        )],
     )
     .await;
-    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    let reply = gw.client().post(gw.addr, None, &call("06 12' 34 56")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = sf.state.lock().unwrap();
-    assert_eq!((s.malformed, s.searches), (1, 0));
+    assert_eq!((s.malformed, s.queries), (1, 0));
+}
+
+/// A matrix person as a Salesforce contact, the number in one of the four
+/// phone fields in turn.
+fn sf_person(p: &Person) -> salesforce::Contact {
+    let mut c =
+        salesforce::Contact::new(&format!("003Qy{:013}", p.id), &format!("Person {}", p.id));
+    match p.id % 4 {
+        0 => c.phone = p.stored,
+        1 => c.mobile_phone = p.stored,
+        2 => c.home_phone = p.stored,
+        _ => c.other_phone = p.stored,
+    }
+    c
 }
 
 #[tokio::test]
-async fn salesforce_wrong_client_secret_is_a_login_failure_and_nothing_is_searched() {
+async fn salesforce_matrix_every_stored_format_from_every_caller_shape_and_no_wrong_card() {
+    std::env::set_var("TPGW_IT_SF_SECRET_MATRIX", "sf-matrix");
+    let sf = Salesforce::start(SF_KEY, "sf-matrix").await;
+    sf.state.lock().unwrap().contacts = phone_matrix::people().iter().map(sf_person).collect();
+    let gw = salesforce_gateway(&sf, "TPGW_IT_SF_SECRET_MATRIX", &[]).await;
+    run_matrix("Salesforce", &gw, |url| {
+        url.strip_suffix("/view")
+            .and_then(|u| u.rsplit_once("/003Qy"))
+            .and_then(|(_, id)| id.parse().ok())
+    })
+    .await;
+    let s = sf.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "{:#?}", s.soql);
+    assert_eq!(s.queries, phone_matrix::calls().len());
+}
+
+#[tokio::test]
+async fn salesforce_wrong_client_secret_is_a_login_failure_and_nothing_is_queried() {
     std::env::set_var("TPGW_IT_SF_SECRET_WRONG", "not-the-secret");
     let sf = Salesforce::start(SF_KEY, "sf-right").await;
     let gw = salesforce_gateway(
@@ -274,7 +321,7 @@ async fn salesforce_wrong_client_secret_is_a_login_failure_and_nothing_is_search
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = sf.state.lock().unwrap();
-    assert_eq!((s.refused_logins, s.mints, s.searches), (1, 0, 0));
+    assert_eq!((s.refused_logins, s.mints, s.queries), (1, 0, 0));
     let lines = log_lines("route=sf-wrong ");
     assert!(
         lines.iter().any(|l| l.contains("reason=login ")),
@@ -304,7 +351,7 @@ async fn salesforce_simulate_shows_the_token_step_and_hides_the_secret_and_the_t
     );
     assert!(text.contains("login.access_token = [redacted]"), "{text}");
     assert!(
-        text.contains(&format!("GET {url}{}", salesforce::SEARCH_PATH)),
+        text.contains(&format!("GET {url}{}", salesforce::QUERY_PATH)),
         "{text}"
     );
     assert!(text.contains("\"action\":\"open\""), "{text}");
