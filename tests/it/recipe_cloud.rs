@@ -3,8 +3,8 @@
 //! ones document: a cold call gets a token then looks up, the next reuses
 //! it, a token the CRM dropped is renewed once, the phone matrix (numbers
 //! stored as people type them, called in every shape) finds each person and
-//! never opens someone else's card (HubSpot: but for the two numbers its
-//! search cannot express), hostile callers cannot change the query, and the
+//! never opens someone else's card (HubSpot: but for the two numbers in one
+//! field its search cannot express), hostile callers cannot change the query, and the
 //! CRMs' refusals (wrong secret, unknown tenant, rate limit) give `none`.
 //!
 //! Each test renames the example's secret variable, so tests running in
@@ -605,7 +605,7 @@ async fn hubspot_gateway(hs: &HubSpot, var: &str, route: &str) -> TestGateway {
 /// The search body the recipe sends for a caller whose last significant
 /// digits are these.
 fn hs_body(tail: &str) -> Value {
-    let value = format!("*{tail}");
+    let value = format!("*{tail}*");
     json!({
         "filterGroups": [
             {"filters": [{"propertyName": "hs_searchable_calculated_phone_number", "operator": "CONTAINS_TOKEN", "value": value}]},
@@ -674,7 +674,10 @@ async fn hubspot_hostile_callers_stay_inside_the_json_value() {
         let value = body["filterGroups"][0]["filters"][0]["value"]
             .as_str()
             .unwrap();
-        let tail = value.strip_prefix('*').unwrap_or_else(|| panic!("{body}"));
+        let tail = value
+            .strip_prefix('*')
+            .and_then(|v| v.strip_suffix('*'))
+            .unwrap_or_else(|| panic!("{body}"));
         assert!(
             tail.len() <= 8 && tail.chars().all(|c| c.is_ascii_digit()),
             "{body}"
@@ -718,17 +721,11 @@ async fn hubspot_revoked_token_is_none_without_retry() {
 
 /// Matrix numbers the HubSpot recipe cannot find, and why: HubSpot's
 /// searchable number is libphonenumber's reading of the whole field, which
-/// takes a word after the number for more digits and two numbers for none.
-const HS_NOT_FOUND: [(&str, &str); 2] = [
-    (
-        "06 12 34 56 88 (mobile)",
-        "the label is read as digits: 612345688662453",
-    ),
-    (
-        "+33 1 23 45 67 91 / 06 12 34 56 92",
-        "two numbers: too long, no searchable number",
-    ),
-];
+/// reads two numbers as none.
+const HS_NOT_FOUND: [(&str, &str); 1] = [(
+    "+33 1 23 45 67 91 / 06 12 34 56 92",
+    "two numbers: too long, no searchable number",
+)];
 
 /// A matrix person as a HubSpot contact, the number in the phone or the
 /// mobile phone in turn.
@@ -743,7 +740,7 @@ fn hs_person(p: &Person) -> hubspot::Contact {
 }
 
 #[tokio::test]
-async fn hubspot_matrix_every_stored_format_but_labelled_or_double_numbers_and_no_wrong_card() {
+async fn hubspot_matrix_every_stored_format_but_two_numbers_in_a_field_and_no_wrong_card() {
     std::env::set_var("TPGW_IT_HS_TOKEN_MATRIX", "pat-eu1-matrix-0000");
     let hs = HubSpot::start("pat-eu1-matrix-0000").await;
     let people = phone_matrix::people();
@@ -755,7 +752,7 @@ async fn hubspot_matrix_every_stored_format_but_labelled_or_double_numbers_and_n
             let p = people.iter().find(|p| p.stored == *stored).unwrap();
             let searchable = hubspot::searchable(p.stored, phonenumber::country::Id::FR);
             assert!(
-                !searchable.ends_with(&p.e164[p.e164.len() - 8..]),
+                !searchable.contains(&p.e164[p.e164.len() - 8..]),
                 "{stored}: {searchable} ({why})"
             );
             p.id

@@ -36,7 +36,7 @@
 //!   nothing when libphonenumber cannot read the text (two numbers in one
 //!   field: too long). A word after the number is read as libphonenumber
 //!   reads letters, as a vanity number (`06 12 34 56 88 (mobile)` gives
-//!   `612345688662453`): that contact cannot be found by its digits.
+//!   `612345688662453`).
 //! - The reply: `{"total":N,"results":[{"id":...,"properties":{...},
 //!   "createdAt":...,"updatedAt":...,"archived":false}]}`.
 //! - Search requests are rate limited per account (a few a second); over
@@ -415,5 +415,6 @@ fn searchable_numbers_and_tokens_are_read_as_hubspot_reads_them() {
     assert!(glob("33612345678", "*12345678"));
     assert!(glob("612345678", "*612345678"));
     assert!(!glob("612345679", "*12345678"));
+    assert!(glob("612345688662453", "*12345688*"));
     assert!(glob("jeanne@hubspot.com", "*@hubspot.com"));
 }
