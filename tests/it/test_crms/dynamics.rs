@@ -26,6 +26,18 @@
 //!   "message":...}}`. A token that is missing, expired or for another
 //!   resource answers HTTP 401 with `WWW-Authenticate: Bearer
 //!   error="invalid_token"` (RFC 6750 section 3) and no body.
+//! - String functions in `$filter` (same page, "Use OData query functions"
+//!   and "Use wildcard characters"; `developer/data-platform/
+//!   wildcard-characters.md`): `contains`, `startswith`, `endswith` take
+//!   Transact-SQL `LIKE` wildcards in their value: `%` any run of
+//!   characters, `_` one character, `[...]` one of a set or range, `[^...]`
+//!   one not in it; a wildcard in brackets is literal (`[%]`). So
+//!   `contains(telephone1,'%6%1%2%')` is `telephone1 LIKE '%%6%1%2%%'`,
+//!   without regard to case; a column without a value (null) matches
+//!   nothing.
+//! - Phone columns of a contact (`telephone1` Business Phone, `telephone2`
+//!   Home Phone, `telephone3`, `mobilephone`) are single-line text kept as
+//!   typed: Dataverse neither normalizes nor validates them.
 //!
 //! A token is only good at the organization its scope named, and only until
 //! its `expires_in`.
@@ -43,25 +55,57 @@ use crate::crm::{Answer, Crm, Seen};
 /// The entity set the recipe queries.
 pub const CONTACTS_PATH: &str = "/api/data/v9.2/contacts";
 
-/// A contact: business phone, mobile phone, contactid, full name.
-pub type Contact = (&'static str, &'static str, &'static str, &'static str);
+/// A contact: its phone columns as typed (empty: null), contactid, full
+/// name.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub telephone1: &'static str,
+    pub telephone2: &'static str,
+    pub telephone3: &'static str,
+    pub mobilephone: &'static str,
+    pub id: String,
+    pub name: String,
+}
 
-/// Jeanne's business phone typed internationally, Paul's mobile nationally.
-pub const JEANNE: Contact = (
-    "+33 6 12 34 56 78",
-    "",
-    "6f3c1d2e-8a4b-ef11-a72d-000d3a4b5c6d",
-    "Jeanne O'Neil",
-);
-pub const PAUL: Contact = (
-    "",
-    "06 11 22 33 44",
-    "0a9b8c7d-6e5f-ef11-a72d-000d3a4b5c6d",
-    "Paul Martin",
-);
+impl Contact {
+    /// A contact with no phone yet.
+    pub fn new(id: &str, name: &str) -> Self {
+        Self {
+            telephone1: "",
+            telephone2: "",
+            telephone3: "",
+            mobilephone: "",
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// Jeanne's business phone typed internationally.
+pub fn jeanne() -> Contact {
+    Contact {
+        telephone1: "+33 6 12 34 56 78",
+        ..Contact::new("6f3c1d2e-8a4b-ef11-a72d-000d3a4b5c6d", "Jeanne O'Neil")
+    }
+}
+
+/// Paul's mobile typed nationally.
+pub fn paul() -> Contact {
+    Contact {
+        mobilephone: "06 11 22 33 44",
+        ..Contact::new("0a9b8c7d-6e5f-ef11-a72d-000d3a4b5c6d", "Paul Martin")
+    }
+}
 
 /// Contact columns the recipe may name.
-const COLUMNS: [&str; 4] = ["telephone1", "mobilephone", "contactid", "fullname"];
+const COLUMNS: [&str; 6] = [
+    "telephone1",
+    "telephone2",
+    "telephone3",
+    "mobilephone",
+    "contactid",
+    "fullname",
+];
 
 pub struct State {
     pub tenant: String,
@@ -115,7 +159,7 @@ impl Dynamics {
             refused: 0,
             malformed: 0,
             filters: Vec::new(),
-            contacts: vec![JEANNE, PAUL],
+            contacts: vec![jeanne(), paul()],
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -347,19 +391,25 @@ fn unknown_column(name: &str) -> Answer {
     )
 }
 
-fn column_of<'a>(c: &'a Contact, column: &str) -> &'a str {
-    match column {
-        "telephone1" => c.0,
-        "mobilephone" => c.1,
-        "contactid" => c.2,
-        _ => c.3,
-    }
+/// A column's value; `None` for a phone column without one (null).
+fn column_of<'a>(c: &'a Contact, column: &str) -> Option<&'a str> {
+    let value = match column {
+        "telephone1" => c.telephone1,
+        "telephone2" => c.telephone2,
+        "telephone3" => c.telephone3,
+        "mobilephone" => c.mobilephone,
+        "contactid" => &c.id,
+        _ => &c.name,
+    };
+    (!value.is_empty()).then_some(value)
 }
 
-/// A `$filter` of `eq` comparisons joined by `or`, `and` and parentheses,
-/// parsed as OData reads it.
+/// A `$filter` of `eq` comparisons and `contains`/`startswith`/`endswith`
+/// calls joined by `or`, `and` and parentheses, parsed as OData reads it.
 enum Filter {
     Eq(String, String),
+    /// A string function as the `LIKE` pattern it stands for.
+    Like(String, String),
     Or(Box<Filter>, Box<Filter>),
     And(Box<Filter>, Box<Filter>),
 }
@@ -370,22 +420,16 @@ enum Token {
     Text(String),
     Open,
     Close,
+    Comma,
 }
 
 impl Filter {
     fn parse(text: &str) -> Result<Filter, Answer> {
-        let syntax = |at: usize| {
-            dataverse_error(
-                400,
-                "0x80060888",
-                &format!("Syntax error at position {at} in '{text}'."),
-            )
-        };
         let tokens = tokens(text)?;
         let mut at = 0;
         let filter = Self::or(&tokens, &mut at, text)?;
         if at != tokens.len() {
-            return Err(syntax(tokens[at].0));
+            return Err(syntax(text, tokens[at].0));
         }
         Ok(filter)
     }
@@ -409,26 +453,48 @@ impl Filter {
     }
 
     fn primary(tokens: &[(usize, Token)], at: &mut usize, text: &str) -> Result<Filter, Answer> {
-        let syntax = |pos: usize| {
-            dataverse_error(
-                400,
-                "0x80060888",
-                &format!("Syntax error at position {pos} in '{text}'."),
-            )
-        };
         let end = text.chars().count();
+        let expect = |at: &mut usize, want: Token| match tokens.get(*at) {
+            Some((_, t)) if *t == want => {
+                *at += 1;
+                Ok(())
+            }
+            Some((pos, _)) => Err(syntax(text, *pos)),
+            None => Err(syntax(text, end)),
+        };
         match tokens.get(*at) {
             Some((_, Token::Open)) => {
                 *at += 1;
                 let inner = Self::or(tokens, at, text)?;
-                match tokens.get(*at) {
-                    Some((_, Token::Close)) => {
-                        *at += 1;
-                        Ok(inner)
-                    }
-                    Some((pos, _)) => Err(syntax(*pos)),
-                    None => Err(syntax(end)),
-                }
+                expect(at, Token::Close)?;
+                Ok(inner)
+            }
+            Some((_, Token::Word(f)))
+                if matches!(f.as_str(), "contains" | "startswith" | "endswith") =>
+            {
+                *at += 1;
+                expect(at, Token::Open)?;
+                let column = match tokens.get(*at) {
+                    Some((_, Token::Word(c))) if COLUMNS.contains(&c.as_str()) => c.clone(),
+                    Some((_, Token::Word(c))) => return Err(unknown_column(c)),
+                    Some((pos, _)) => return Err(syntax(text, *pos)),
+                    None => return Err(syntax(text, end)),
+                };
+                *at += 1;
+                expect(at, Token::Comma)?;
+                let value = match tokens.get(*at) {
+                    Some((_, Token::Text(v))) => v.clone(),
+                    Some((pos, _)) => return Err(syntax(text, *pos)),
+                    None => return Err(syntax(text, end)),
+                };
+                *at += 1;
+                expect(at, Token::Close)?;
+                let pattern = match f.as_str() {
+                    "contains" => format!("%{value}%"),
+                    "startswith" => format!("{value}%"),
+                    _ => format!("%{value}"),
+                };
+                Ok(Filter::Like(column, pattern))
             }
             Some((pos, Token::Word(column))) => {
                 if !COLUMNS.contains(&column.as_str()) {
@@ -439,24 +505,87 @@ impl Filter {
                         *at += 3;
                         Ok(Filter::Eq(column.clone(), value.clone()))
                     }
-                    _ => Err(syntax(*pos)),
+                    _ => Err(syntax(text, *pos)),
                 }
             }
-            Some((pos, _)) => Err(syntax(*pos)),
-            None => Err(syntax(end)),
+            Some((pos, _)) => Err(syntax(text, *pos)),
+            None => Err(syntax(text, end)),
         }
     }
 
     fn holds(&self, c: &Contact) -> bool {
         match self {
-            // Dataverse compares strings without regard to case.
+            // Dataverse compares strings without regard to case; a null
+            // column equals and contains nothing.
             Filter::Eq(column, value) => {
-                column_of(c, column).to_lowercase() == value.to_lowercase()
+                column_of(c, column).is_some_and(|v| v.to_lowercase() == value.to_lowercase())
+            }
+            Filter::Like(column, pattern) => {
+                column_of(c, column).is_some_and(|v| tsql_like(v, pattern))
             }
             Filter::Or(a, b) => a.holds(c) || b.holds(c),
             Filter::And(a, b) => a.holds(c) && b.holds(c),
         }
     }
+}
+
+fn syntax(text: &str, at: usize) -> Answer {
+    dataverse_error(
+        400,
+        "0x80060888",
+        &format!("Syntax error at position {at} in '{text}'."),
+    )
+}
+
+/// `value LIKE pattern` as SQL Server reads it under Dataverse's case
+/// insensitive collation: `%` any run, `_` one character, `[abc]`/`[a-c]`
+/// one of a set or range, `[^...]` one not in it (a wildcard in brackets is
+/// literal).
+pub fn tsql_like(value: &str, pattern: &str) -> bool {
+    let value: Vec<char> = value.to_lowercase().chars().collect();
+    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
+    like_at(&value, &pattern)
+}
+
+fn like_at(value: &[char], pattern: &[char]) -> bool {
+    match pattern.first() {
+        None => value.is_empty(),
+        Some('%') => (0..=value.len()).any(|skip| like_at(&value[skip..], &pattern[1..])),
+        Some('_') => !value.is_empty() && like_at(&value[1..], &pattern[1..]),
+        Some('[') => match pattern.iter().position(|c| *c == ']') {
+            // An unclosed bracket is a literal `[`.
+            None => value.first() == Some(&'[') && like_at(&value[1..], &pattern[1..]),
+            Some(close) => {
+                let Some(c) = value.first() else {
+                    return false;
+                };
+                let (negated, set) = match pattern.get(1) {
+                    Some('^') => (true, &pattern[2..close]),
+                    _ => (false, &pattern[1..close]),
+                };
+                in_set(*c, set) != negated && like_at(&value[1..], &pattern[close + 1..])
+            }
+        },
+        Some(p) => value.first() == Some(p) && like_at(&value[1..], &pattern[1..]),
+    }
+}
+
+fn in_set(c: char, set: &[char]) -> bool {
+    let mut i = 0;
+    while i < set.len() {
+        if set.get(i + 1) == Some(&'-') && i + 2 < set.len() {
+            if set[i] <= c && c <= set[i + 2] {
+                return true;
+            }
+            i += 3;
+        } else {
+            if set[i] == c {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
 }
 
 /// The filter's tokens with their character positions; a literal whose
@@ -469,12 +598,13 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>, Answer> {
         let c = chars[i];
         match c {
             ' ' => i += 1,
-            '(' => {
-                out.push((i, Token::Open));
-                i += 1;
-            }
-            ')' => {
-                out.push((i, Token::Close));
+            '(' | ')' | ',' => {
+                let token = match c {
+                    '(' => Token::Open,
+                    ')' => Token::Close,
+                    _ => Token::Comma,
+                };
+                out.push((i, token));
                 i += 1;
             }
             '\'' => {
@@ -532,4 +662,17 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>, Answer> {
         }
     }
     Ok(out)
+}
+
+#[test]
+fn tsql_like_reads_wildcards_sets_and_case_as_sql_server() {
+    assert!(tsql_like("+33 6 12 34 56 78", "%%6%1%2%3%4%5%6%7%8%%"));
+    assert!(tsql_like("06.12.34.56.78", "%6%1%2%3%4%5%6%7%8%"));
+    assert!(!tsql_like("06 12 34 56 79", "%6%1%2%3%4%5%6%7%8%"));
+    assert!(tsql_like("ABC", "a_c"));
+    assert!(tsql_like("a5", "a[0-9]"));
+    assert!(!tsql_like("a5", "a[^0-9]"));
+    assert!(tsql_like("50%", "50[%]"));
+    assert!(!tsql_like("500", "50[%]"));
+    assert!(tsql_like("x[y", "x[y"));
 }

@@ -12,28 +12,32 @@
 //!   timeout. Errors are HTTP 400 `{"error":"invalid_client",
 //!   "error_description":"invalid client credentials"}` (and
 //!   `invalid_client_id`, `unsupported_grant_type`).
-//! - The REST API search resource (REST API Developer Guide,
-//!   `resources_search.htm` and `dome_search.htm`): `GET
-//!   /services/data/vXX.X/search/?q=<SOSL>` answering `{"searchRecords":
-//!   [{"attributes":{"type":"Contact","url":...},"Id":...,"Name":...}]}`.
-//!   REST errors are a list `[{"message":...,"errorCode":...}]`; a token the
-//!   org no longer knows answers HTTP 401 `INVALID_SESSION_ID`, a query SOSL
-//!   cannot parse HTTP 400 `MALFORMED_SEARCH`.
-//! - SOSL `FIND {SearchQuery}` (SOQL and SOSL Reference,
-//!   `sforce_api_calls_sosl_find.htm`): terms joined by `OR`; the characters
-//!   `? & | ! { } [ ] ( ) ^ ~ * : \ " ' + -` are reserved and "an error occurs
-//!   if you do not precede reserved characters with a backslash". Here an
-//!   unescaped reserved character is always refused: the wildcards, phrases
-//!   and grouping it could also mean are how a caller would widen the search,
-//!   so this CRM treats them as the injection they would be.
-//! - `IN PHONE FIELDS` compares the digits of a phone number: a stored
-//!   `+33 6 12 34 56 78` is found by `\+33612345678`, a stored
-//!   `06 12 34 56 78` by `0612345678`. Salesforce keeps phone numbers as
-//!   typed (Help article 000385963) and its own sample phone search (SOAP
-//!   API Developer Guide, `sample_search_call.htm`) passes bare digits
-//!   (`4155551212`) to `FIND {...} IN Phone FIELDS`: its phone search
-//!   ignores their punctuation. How it tokenizes a number beyond that is
-//!   not documented; this CRM compares all the digits.
+//! - The REST API query resource (REST API Developer Guide,
+//!   `resources_query.htm` and `dome_query.htm`): `GET
+//!   /services/data/vXX.X/query/?q=<SOQL>` answering `{"totalSize":N,
+//!   "done":true,"records":[{"attributes":{"type":"Contact","url":...},
+//!   "Id":...,"Name":...,"Phone":...}]}` (a field without a value is
+//!   `null`). REST errors are a list `[{"message":...,"errorCode":...}]`; a
+//!   token the org no longer knows answers HTTP 401 `INVALID_SESSION_ID`, a
+//!   query SOQL cannot parse HTTP 400 `MALFORMED_QUERY`, a field Contact does
+//!   not have HTTP 400 `INVALID_FIELD` ("No such column ... on entity
+//!   'Contact'").
+//! - SOQL (SOQL and SOSL Reference): `SELECT fields FROM Contact WHERE ...
+//!   LIMIT n`, keywords and field names without regard to case;
+//!   `sforce_api_calls_soql_select_logicaloperators.htm`: AND, OR, NOT,
+//!   "parentheses are required whenever you mix the operators";
+//!   `sforce_api_calls_soql_select_comparisonoperators.htm`: `=` and `LIKE`
+//!   compare strings without regard to case, `LIKE` takes `%` (any run of
+//!   characters) and `_` (one character);
+//!   `sforce_api_calls_soql_select_quotedstringescapes.htm`: a string
+//!   literal is in single quotes, `\'` `\"` `\\` `\n` `\r` `\t` `\b` `\f`
+//!   `\uXXXX` are its escapes, `\%` and `\_` (a literal `%`, `_`) in a
+//!   `LIKE` value only, and "if you use a backslash character in any other
+//!   context, an error occurs". A lone quote ends the literal, so an
+//!   unescaped one is a `MALFORMED_QUERY`.
+//! - Phone fields (`Phone`, `MobilePhone`, `HomePhone`, `OtherPhone` on
+//!   Contact) keep numbers as typed (Help article 000385963): a `LIKE`
+//!   compares that text, punctuation and all.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -43,14 +47,62 @@ use serde_json::json;
 use super::{fields, query_of};
 use crate::crm::{Answer, Crm, Seen};
 
-/// The SOSL characters that must be escaped with `\`.
-const RESERVED: &str = "?&|!{}[]()^~*:\\\"'+-";
-
 /// The API version the recipe asks for.
-pub const SEARCH_PATH: &str = "/services/data/v62.0/search/";
+pub const QUERY_PATH: &str = "/services/data/v62.0/query/";
 
-/// A contact: phone as typed, id, name.
-pub type Contact = (&'static str, &'static str, &'static str);
+/// A contact: its phone fields as typed (empty: null), Id, Name.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub phone: &'static str,
+    pub mobile_phone: &'static str,
+    pub home_phone: &'static str,
+    pub other_phone: &'static str,
+    pub id: String,
+    pub name: String,
+}
+
+impl Contact {
+    /// A contact with no phone yet.
+    pub fn new(id: &str, name: &str) -> Self {
+        Self {
+            phone: "",
+            mobile_phone: "",
+            home_phone: "",
+            other_phone: "",
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    /// A field's value by its API name (any case); `Ok(None)` for a field
+    /// without a value, `Err` for a field Contact does not have.
+    fn field(&self, name: &str) -> Result<Option<&str>, ()> {
+        let value = match name.to_ascii_lowercase().as_str() {
+            "id" => &self.id,
+            "name" => &self.name,
+            "phone" => self.phone,
+            "mobilephone" => self.mobile_phone,
+            "homephone" => self.home_phone,
+            "otherphone" => self.other_phone,
+            "fax" | "assistantphone" | "email" => "",
+            _ => return Err(()),
+        };
+        Ok((!value.is_empty()).then_some(value))
+    }
+}
+
+/// Contact's fields by API name, as a reply spells them.
+const FIELDS: [&str; 9] = [
+    "Id",
+    "Name",
+    "Phone",
+    "MobilePhone",
+    "HomePhone",
+    "OtherPhone",
+    "Fax",
+    "AssistantPhone",
+    "Email",
+];
 
 /// What the org knows and counts.
 pub struct State {
@@ -62,16 +114,14 @@ pub struct State {
     pub mints: usize,
     /// Token requests refused.
     pub refused_logins: usize,
-    /// Searches answered.
-    pub searches: usize,
-    /// Searches refused with 401 (unknown or expired token).
+    /// Queries answered.
+    pub queries: usize,
+    /// Queries refused with 401 (unknown or expired token).
     pub refused: usize,
-    /// Searches refused with 400 `MALFORMED_SEARCH`.
+    /// Queries refused with 400 (`MALFORMED_QUERY`, `INVALID_FIELD`).
     pub malformed: usize,
-    /// Every SOSL query received, decoded.
-    pub sosl: Vec<String>,
-    /// The terms of each well-formed query, unescaped.
-    pub terms: Vec<Vec<String>>,
+    /// Every SOQL query received, decoded.
+    pub soql: Vec<String>,
     pub contacts: Vec<Contact>,
 }
 
@@ -88,9 +138,21 @@ pub struct Salesforce {
     pub state: Arc<Mutex<State>>,
 }
 
-/// Jeanne's number typed in E.164 with spaces, Paul's in French national form.
-pub const JEANNE: Contact = ("+33 6 12 34 56 78", "003Qy00000JeanIAAA", "Jeanne O'Neil");
-pub const PAUL: Contact = ("06 11 22 33 44", "003Qy00000PaulIAAA", "Paul Martin");
+/// Jeanne's phone typed in E.164 with spaces.
+pub fn jeanne() -> Contact {
+    Contact {
+        phone: "+33 6 12 34 56 78",
+        ..Contact::new("003Qy00000JeanIAAA", "Jeanne O'Neil")
+    }
+}
+
+/// Paul's mobile typed in French national form.
+pub fn paul() -> Contact {
+    Contact {
+        mobile_phone: "06 11 22 33 44",
+        ..Contact::new("003Qy00000PaulIAAA", "Paul Martin")
+    }
+}
 
 impl Salesforce {
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
@@ -101,12 +163,11 @@ impl Salesforce {
             counter: 0,
             mints: 0,
             refused_logins: 0,
-            searches: 0,
+            queries: 0,
             refused: 0,
             malformed: 0,
-            sosl: Vec::new(),
-            terms: Vec::new(),
-            contacts: vec![JEANNE, PAUL],
+            soql: Vec::new(),
+            contacts: vec![jeanne(), paul()],
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -126,8 +187,8 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
     let path = seen.target.split('?').next().unwrap_or("");
     match (seen.method.as_str(), path) {
         ("POST", "/services/oauth2/token") => token(state, seen),
-        ("GET", p) if p == SEARCH_PATH || p == SEARCH_PATH.trim_end_matches('/') => {
-            search(state, seen)
+        ("GET", p) if p == QUERY_PATH || p == QUERY_PATH.trim_end_matches('/') => {
+            query(state, seen)
         }
         _ => rest_error(404, "NOT_FOUND", "The requested resource does not exist"),
     }
@@ -171,7 +232,7 @@ fn token(state: &mut State, seen: &Seen) -> Answer {
     )
 }
 
-fn search(state: &mut State, seen: &Seen) -> Answer {
+fn query(state: &mut State, seen: &Seen) -> Answer {
     let token = seen
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -182,101 +243,422 @@ fn search(state: &mut State, seen: &Seen) -> Answer {
     }
     let Some(q) = query_of(&seen.target).remove("q") else {
         state.malformed += 1;
-        return rest_error(
-            400,
-            "MALFORMED_SEARCH",
-            "No search term found. The search term must be enclosed in braces.",
-        );
+        return rest_error(400, "MALFORMED_QUERY", "unexpected token: <EOF>");
     };
-    state.sosl.push(q.clone());
-    let terms = match parse(&q) {
-        Ok(terms) => terms,
-        Err(message) => {
+    state.soql.push(q.clone());
+    let query = match Query::parse(&q) {
+        Ok(query) => query,
+        Err((code, message)) => {
             state.malformed += 1;
-            return rest_error(400, "MALFORMED_SEARCH", &message);
+            return rest_error(400, code, &message);
         }
     };
-    state.searches += 1;
-    let wanted: Vec<String> = terms.iter().map(|t| digits(t)).collect();
-    state.terms.push(terms);
+    // Every field named must be one of Contact's.
+    let probe = Contact::new("", "");
+    let unknown = query
+        .fields
+        .iter()
+        .chain(query.filter.iter().flat_map(Condition::fields))
+        .find(|f| probe.field(f).is_err());
+    if let Some(field) = unknown {
+        state.malformed += 1;
+        return rest_error(
+            400,
+            "INVALID_FIELD",
+            &format!("\n{q}\n^\nERROR at Row:1:Column:1\nNo such column '{field}' on entity 'Contact'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names."),
+        );
+    }
+    state.queries += 1;
     let records: Vec<_> = state
         .contacts
         .iter()
-        .filter(|(phone, _, _)| wanted.iter().any(|w| *w == digits(phone)))
-        .map(|(_, id, name)| {
-            json!({
-                "attributes": {"type": "Contact", "url": format!("/services/data/v62.0/sobjects/Contact/{id}")},
-                "Id": id,
-                "Name": name,
-            })
+        .filter(|c| query.filter.as_ref().is_none_or(|f| f.holds(c)))
+        .take(query.limit.unwrap_or(usize::MAX))
+        .map(|c| {
+            let mut record = serde_json::Map::new();
+            record.insert(
+                "attributes".into(),
+                json!({"type": "Contact", "url": format!("/services/data/v62.0/sobjects/Contact/{}", c.id)}),
+            );
+            for f in &query.fields {
+                let name = FIELDS
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(f))
+                    .map_or(f.as_str(), |n| *n);
+                record.insert(name.into(), json!(c.field(f).ok().flatten()));
+            }
+            serde_json::Value::Object(record)
         })
         .collect();
-    json_reply(200, json!({ "searchRecords": records }))
+    json_reply(
+        200,
+        json!({"totalSize": records.len(), "done": true, "records": records}),
+    )
 }
 
-fn digits(text: &str) -> String {
-    text.chars().filter(char::is_ascii_digit).collect()
+/// `SELECT fields FROM Contact [WHERE condition] [LIMIT n]`.
+struct Query {
+    fields: Vec<String>,
+    filter: Option<Condition>,
+    limit: Option<usize>,
 }
 
-/// The terms of `FIND {a OR b} IN PHONE FIELDS RETURNING Contact(Id,Name)`,
-/// unescaped; an unescaped reserved character, a missing operand or another
-/// query shape is a `MALFORMED_SEARCH` message.
-fn parse(sosl: &str) -> Result<Vec<String>, String> {
-    let rest = sosl
-        .strip_prefix("FIND {")
-        .ok_or("No search term found. The search term must be enclosed in braces.")?;
-    let mut words: Vec<(String, bool)> = Vec::new();
-    let mut word = String::new();
-    let mut escaped_any = false;
-    let mut chars = rest.char_indices();
-    let tail = loop {
-        let Some((at, c)) = chars.next() else {
-            return Err("line 1:6 mismatched character '<EOF>' expecting '}'".into());
+/// A WHERE condition: `=` and `LIKE` on a field, AND, OR, NOT and
+/// parentheses.
+enum Condition {
+    Eq(String, String),
+    Like(String, Vec<Like>),
+    And(Vec<Condition>),
+    Or(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+/// One element of a `LIKE` pattern.
+#[derive(Debug, Clone, PartialEq)]
+enum Like {
+    Any,
+    One,
+    Char(char),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    /// A string literal: its characters, each with whether it was escaped.
+    Text(Vec<(char, bool)>),
+    Number(String),
+    Comma,
+    Open,
+    Close,
+    Eq,
+}
+
+/// An error code and its message.
+type SoqlError = (&'static str, String);
+
+fn malformed(message: String) -> SoqlError {
+    ("MALFORMED_QUERY", message)
+}
+
+impl Query {
+    fn parse(soql: &str) -> Result<Query, SoqlError> {
+        let toks = soql_tokens(soql)?;
+        let mut p = Parser { toks, at: 0 };
+        p.keyword("SELECT")?;
+        let mut fields = vec![p.word()?];
+        while p.peek() == Some(&Tok::Comma) {
+            p.at += 1;
+            fields.push(p.word()?);
+        }
+        p.keyword("FROM")?;
+        let object = p.word()?;
+        if !object.eq_ignore_ascii_case("Contact") {
+            return Err((
+                "INVALID_TYPE",
+                format!("sObject type '{object}' is not supported."),
+            ));
+        }
+        let filter = if p.is_keyword("WHERE") {
+            p.at += 1;
+            Some(p.condition()?)
+        } else {
+            None
         };
-        match c {
-            '\\' => {
-                let (_, next) = chars
-                    .next()
-                    .ok_or("line 1:6 mismatched character '<EOF>' expecting '}'")?;
-                word.push(next);
-                escaped_any = true;
+        let limit = if p.is_keyword("LIMIT") {
+            p.at += 1;
+            match p.next() {
+                Some(Tok::Number(n)) => Some(n.parse().map_err(|_| malformed(n))?),
+                other => return Err(malformed(format!("unexpected token: {other:?}"))),
             }
-            '}' => {
-                words.push((std::mem::take(&mut word), escaped_any));
-                break &rest[at + 1..];
-            }
-            c if c.is_whitespace() => {
-                words.push((std::mem::take(&mut word), escaped_any));
-                escaped_any = false;
-            }
-            c if RESERVED.contains(c) => {
-                return Err(format!(
-                    "line 1:{} mismatched character '{c}' expecting '}}'",
-                    at + 6
-                ))
-            }
-            c => word.push(c),
+        } else {
+            None
+        };
+        if let Some(tok) = p.peek() {
+            return Err(malformed(format!("unexpected token: {tok:?}")));
         }
+        Ok(Query {
+            fields,
+            filter,
+            limit,
+        })
+    }
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    at: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let tok = self.toks.get(self.at).cloned();
+        self.at += 1;
+        tok
+    }
+
+    fn is_keyword(&self, k: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k))
+    }
+
+    fn keyword(&mut self, k: &str) -> Result<(), SoqlError> {
+        if self.is_keyword(k) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(malformed(format!(
+                "unexpected token: {:?}, expecting {k}",
+                self.peek()
+            )))
+        }
+    }
+
+    fn word(&mut self) -> Result<String, SoqlError> {
+        match self.next() {
+            Some(Tok::Word(w)) => Ok(w),
+            other => Err(malformed(format!("unexpected token: {other:?}"))),
+        }
+    }
+
+    /// Expressions joined by one kind of operator: mixing AND and OR
+    /// without parentheses is refused, as SOQL does.
+    fn condition(&mut self) -> Result<Condition, SoqlError> {
+        let mut all = vec![self.unary()?];
+        let mut op: Option<String> = None;
+        while self.is_keyword("AND") || self.is_keyword("OR") {
+            let w = self.word()?.to_ascii_uppercase();
+            if op.as_ref().is_some_and(|o| *o != w) {
+                return Err(malformed(format!("unexpected token: '{w}'")));
+            }
+            op = Some(w);
+            all.push(self.unary()?);
+        }
+        Ok(match op.as_deref() {
+            None => all.remove(0),
+            Some("AND") => Condition::And(all),
+            _ => Condition::Or(all),
+        })
+    }
+
+    fn unary(&mut self) -> Result<Condition, SoqlError> {
+        if self.is_keyword("NOT") {
+            self.at += 1;
+            return Ok(Condition::Not(Box::new(self.unary()?)));
+        }
+        if self.peek() == Some(&Tok::Open) {
+            self.at += 1;
+            let inner = self.condition()?;
+            return match self.next() {
+                Some(Tok::Close) => Ok(inner),
+                other => Err(malformed(format!("unexpected token: {other:?}"))),
+            };
+        }
+        let field = self.word()?;
+        let like = match self.next() {
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("LIKE") => true,
+            Some(Tok::Eq) => false,
+            other => return Err(malformed(format!("unexpected token: {other:?}"))),
+        };
+        let text = match self.next() {
+            Some(Tok::Text(text)) => text,
+            other => return Err(malformed(format!("unexpected token: {other:?}"))),
+        };
+        if like {
+            let pattern = text
+                .iter()
+                .map(|&(c, escaped)| match (c, escaped) {
+                    ('%', false) => Like::Any,
+                    ('_', false) => Like::One,
+                    (c, _) => Like::Char(c),
+                })
+                .collect();
+            return Ok(Condition::Like(field, pattern));
+        }
+        if let Some((c, _)) = text.iter().find(|&&(c, e)| e && (c == '%' || c == '_')) {
+            return Err(malformed(format!(
+                "Invalid string literal. Illegal character sequence '\\{c}' in string literal."
+            )));
+        }
+        Ok(Condition::Eq(field, text.iter().map(|(c, _)| c).collect()))
+    }
+}
+
+impl Condition {
+    fn fields(&self) -> Vec<&String> {
+        match self {
+            Condition::Eq(f, _) | Condition::Like(f, _) => vec![f],
+            Condition::And(all) | Condition::Or(all) => all.iter().flat_map(Self::fields).collect(),
+            Condition::Not(c) => c.fields(),
+        }
+    }
+
+    /// Whether `c` meets the condition, without regard to case; a field
+    /// without a value (null) equals and is like nothing.
+    fn holds(&self, c: &Contact) -> bool {
+        let value = |f: &str| c.field(f).ok().flatten().map(str::to_lowercase);
+        match self {
+            Condition::Eq(f, v) => value(f).is_some_and(|x| x == v.to_lowercase()),
+            Condition::Like(f, p) => value(f).is_some_and(|x| {
+                let chars: Vec<char> = x.chars().collect();
+                like(&chars, p)
+            }),
+            Condition::And(all) => all.iter().all(|x| x.holds(c)),
+            Condition::Or(all) => all.iter().any(|x| x.holds(c)),
+            Condition::Not(x) => !x.holds(c),
+        }
+    }
+}
+
+/// `value LIKE pattern`, `value` already lowercase.
+fn like(value: &[char], pattern: &[Like]) -> bool {
+    match pattern.first() {
+        None => value.is_empty(),
+        Some(Like::Any) => (0..=value.len()).any(|skip| like(&value[skip..], &pattern[1..])),
+        Some(Like::One) => !value.is_empty() && like(&value[1..], &pattern[1..]),
+        Some(Like::Char(p)) => {
+            value
+                .first()
+                .is_some_and(|v| p.to_lowercase().eq(std::iter::once(*v)))
+                && like(&value[1..], &pattern[1..])
+        }
+    }
+}
+
+/// The escape after a backslash in a string literal, as the reference
+/// lists them; `None` for any other.
+fn escape(c: char) -> Option<char> {
+    Some(match c {
+        'n' | 'N' => '\n',
+        'r' | 'R' => '\r',
+        't' | 'T' => '\t',
+        'b' | 'B' => '\u{8}',
+        'f' | 'F' => '\u{c}',
+        '"' | '\'' | '\\' | '%' | '_' => c,
+        _ => return None,
+    })
+}
+
+/// SOQL's tokens; a string literal's escapes read as the reference lists
+/// them, any other backslash and an unterminated literal refused.
+fn soql_tokens(soql: &str) -> Result<Vec<Tok>, SoqlError> {
+    let chars: Vec<char> = soql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let single = match c {
+            ',' => Some(Tok::Comma),
+            '(' => Some(Tok::Open),
+            ')' => Some(Tok::Close),
+            '=' => Some(Tok::Eq),
+            _ => None,
+        };
+        if let Some(tok) = single {
+            out.push(tok);
+            i += 1;
+        } else if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' {
+            i += 1;
+            let mut text = Vec::new();
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(malformed(format!(
+                            "line 1:{i} mismatched character '<EOF>' expecting '''"
+                        )))
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('\\') if chars.get(i + 1) == Some(&'u') => {
+                        let hex: String = chars.iter().skip(i + 2).take(4).collect();
+                        let code = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.len() == 4)
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| {
+                                malformed(format!("Invalid unicode escape '\\u{hex}'"))
+                            })?;
+                        text.push((code, true));
+                        i += 6;
+                    }
+                    Some('\\') => {
+                        let next = chars.get(i + 1).copied();
+                        let Some(escaped) = next.and_then(escape) else {
+                            return Err(malformed(format!(
+                                "Invalid string literal. Illegal character sequence '\\{}' in string literal.",
+                                next.map_or(String::new(), String::from)
+                            )));
+                        };
+                        text.push((escaped, true));
+                        i += 2;
+                    }
+                    Some(c) => {
+                        text.push((*c, false));
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Tok::Text(text));
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while chars.get(i).is_some_and(char::is_ascii_digit) {
+                i += 1;
+            }
+            out.push(Tok::Number(chars[start..i].iter().collect()));
+        } else if c.is_ascii_alphabetic() {
+            let start = i;
+            while chars
+                .get(i)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+            {
+                i += 1;
+            }
+            out.push(Tok::Word(chars[start..i].iter().collect()));
+        } else {
+            return Err(malformed(format!(
+                "line 1:{i} no viable alternative at character '{c}'"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn soql_reads_like_escapes_and_refuses_what_salesforce_refuses() {
+    let q = Query::parse(
+        r"select Id, name FROM contact WHERE Phone LIKE '%6%1\_%' OR MobilePhone = 'O\'Neil' LIMIT 5",
+    )
+    .unwrap();
+    assert_eq!(q.limit, Some(5));
+    let holds = |phone: &'static str, mobile: &'static str| {
+        let c = Contact {
+            phone,
+            mobile_phone: mobile,
+            ..Contact::new("x", "y")
+        };
+        q.filter.as_ref().unwrap().holds(&c)
     };
-    if !tail.eq_ignore_ascii_case(" IN PHONE FIELDS RETURNING Contact(Id,Name)") {
-        return Err(format!("unexpected token: {tail:?}"));
+    assert!(holds("+33 6 1_2", ""));
+    assert!(!holds("+33 6 112", ""));
+    assert!(holds("", "o'neil"));
+    for bad in [
+        "SELECT Id FROM Contact WHERE Phone LIKE '06'12'",
+        r"SELECT Id FROM Contact WHERE Phone LIKE '06\x'",
+        r"SELECT Id FROM Contact WHERE Phone = '06\%'",
+        "SELECT Id FROM Contact WHERE Phone LIKE '06",
+        "SELECT Id FROM Contact WHERE Phone = '1' AND Phone = '2' OR Phone = '3'",
+        "SELECT Id FROM Contact LIMIT",
+    ] {
+        assert!(Query::parse(bad).is_err(), "{bad}");
     }
-    let words: Vec<(String, bool)> = words.into_iter().filter(|(w, _)| !w.is_empty()).collect();
-    let mut terms = Vec::new();
-    for (i, (w, escaped)) in words.iter().enumerate() {
-        let operator = w == "OR" && !escaped;
-        if operator != (i % 2 == 1) {
-            return Err(format!("unexpected token: '{w}'"));
-        }
-        if !operator {
-            if w.chars().count() < 2 {
-                return Err("search term must be longer than one character".into());
-            }
-            terms.push(w.clone());
-        }
-    }
-    if terms.is_empty() || words.len().is_multiple_of(2) {
-        return Err("search term must be longer than one character".into());
-    }
-    Ok(terms)
+    assert!(Query::parse(
+        "SELECT Id FROM Contact WHERE Phone = '1' AND (Phone = '2' OR Phone = '3')"
+    )
+    .is_ok());
 }
