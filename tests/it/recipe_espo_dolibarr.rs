@@ -214,21 +214,19 @@ fn doli_contact_opened() -> serde_json::Value {
            "autopause":false,"title":"Jeanne O'Neil"})
 }
 
-/// The criteria a look-up sends for each column: the last nine digits
-/// `tail` in a row, and `grouped` (the national grouping, `_` between).
-fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<Criterion> {
+/// The criteria a look-up sends: each column LIKE `pattern`.
+fn criteria(columns: &[&str], pattern: &str) -> Vec<Criterion> {
     columns
         .iter()
-        .flat_map(|c| [tail, grouped].map(|p| (c.to_string(), "LIKE".to_owned(), format!("%{p}"))))
+        .map(|c| (c.to_string(), "LIKE".to_owned(), pattern.to_owned()))
         .collect()
 }
 
+const CONTACT_COLUMNS: [&str; 4] = ["t.phone", "t.phone_mobile", "t.phone_perso", "t.fax"];
+const THIRDPARTY_COLUMNS: [&str; 2] = ["t.phone", "t.fax"];
+
 fn contact_criteria() -> Vec<Criterion> {
-    criteria(
-        &["t.phone", "t.phone_mobile", "t.phone_perso"],
-        "612345678",
-        "6_12_34_56_78",
-    )
+    criteria(&CONTACT_COLUMNS, "%6%1%2%3%4%5%6%7%8%")
 }
 
 #[tokio::test]
@@ -247,6 +245,7 @@ async fn dolibarr_example_finds_a_contact_typed_with_spaces_and_opens_its_card()
     assert_eq!(s.filters[0].1, contact_criteria());
     let seen = doli.crm.seen();
     assert_eq!(seen[0].header("dolapikey"), Some("doli-key-contact-5b1"));
+    assert!(seen[0].target.contains("&limit=30"), "{}", seen[0].target);
 }
 
 #[tokio::test]
@@ -267,7 +266,7 @@ async fn dolibarr_no_contact_404_falls_through_to_the_thirdparty_card() {
     assert_eq!((s.contact_lookups, s.thirdparty_lookups), (1, 1));
     assert_eq!(
         s.filters[1].1,
-        criteria(&["t.phone"], "298765432", "2_98_76_54_32")
+        criteria(&THIRDPARTY_COLUMNS, "%2%9%8%7%6%5%4%3%2%")
     );
     let statuses: Vec<_> = doli.crm.seen().iter().map(|r| r.target.clone()).collect();
     assert!(
@@ -293,7 +292,7 @@ async fn dolibarr_unknown_caller_two_404s_give_none() {
 }
 
 #[tokio::test]
-async fn dolibarr_caller_in_any_shape_matches_on_its_last_nine_digits() {
+async fn dolibarr_caller_in_any_shape_is_asked_as_its_significant_digits_and_matches() {
     let doli = Dolibarr::start("doli-key-shapes").await;
     let gw = doli_gateway(&doli, "SHAPES", "doli-key-shapes", &[]).await;
     for caller in [
@@ -330,24 +329,15 @@ async fn dolibarr_hostile_caller_reaches_the_filter_as_digits_and_wildcards_only
     // and the criterion and add one that holds for every row.
     let hostile = r#"06') or (t.rowid:like:'%' "\%_12345678"#;
     let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
-    // Not a valid number, so no national grouping: its digits in a row do
-    // not match "06 12 34 56 78", and nothing else was asked.
+    // Not a number: its digits are asked for (Jeanne's 06 12 34 56 78 is a
+    // candidate), but no stored number is the caller's, so nobody opens.
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = doli.state.lock().unwrap();
     assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
     assert_eq!(s.filters.len(), 2);
-    assert_eq!(
-        s.filters[0].1,
-        criteria(
-            &["t.phone", "t.phone_mobile", "t.phone_perso"],
-            "612345678",
-            "612345678"
-        )
-    );
-    assert_eq!(
-        s.filters[1].1,
-        criteria(&["t.phone"], "612345678", "612345678")
-    );
+    let digits = "%0%6%1%2%3%4%5%6%7%8%";
+    assert_eq!(s.filters[0].1, criteria(&CONTACT_COLUMNS, digits));
+    assert_eq!(s.filters[1].1, criteria(&THIRDPARTY_COLUMNS, digits));
 }
 
 #[tokio::test]
@@ -359,7 +349,7 @@ async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
         "STRICT",
         "doli-key-strict",
         &[(
-            "((t.phone:like:'%{{ tail }}') or (t.phone:like:'%{{ grouped }}'))\"",
+            "((t.phone:like:'{{ p }}') or (t.fax:like:'{{ p }}'))\"",
             "(t.phone:like:'%{{ caller }}')\"",
         )],
     )
@@ -374,6 +364,107 @@ async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
         (s.contact_lookups, s.bad_filters, s.thirdparty_lookups),
         (1, 1, 0)
     );
+}
+
+/// Where each matrix person is stored in Dolibarr: contacts' four phone
+/// columns and third parties' two, in turn.
+fn doli_home(id: u32) -> (bool, &'static str) {
+    const HOMES: [(bool, &str); 6] = [
+        (true, "phone"),
+        (true, "phone_mobile"),
+        (true, "phone_perso"),
+        (true, "fax"),
+        (false, "phone"),
+        (false, "fax"),
+    ];
+    HOMES[id as usize % HOMES.len()]
+}
+
+/// Matrix people's rowids: 1000 + their id.
+const MATRIX_BASE: u32 = 1000;
+
+/// Whose card opened, by the url's rowid (`Some(0)`: someone else's).
+fn matrix_opened(reply: &Reply, contact_url: &str, thirdparty_url: &str) -> Option<u32> {
+    let v = reply.json();
+    if v["action"] == "none" {
+        return None;
+    }
+    let url = v["url"].as_str().expect("an open reply has a url");
+    let (contact, rowid) = if let Some(id) = url.strip_prefix(contact_url) {
+        (true, id)
+    } else if let Some(id) = url.strip_prefix(thirdparty_url) {
+        (false, id)
+    } else {
+        return Some(0);
+    };
+    let id = rowid
+        .parse::<u32>()
+        .ok()
+        .and_then(|r| r.checked_sub(MATRIX_BASE))
+        .filter(|id| crate::phone_matrix::people().iter().any(|p| p.id == *id));
+    match id {
+        Some(id) if doli_home(id).0 == contact => Some(id),
+        _ => Some(0),
+    }
+}
+
+#[tokio::test]
+async fn dolibarr_finds_every_stored_format_in_every_phone_column_and_no_look_alike_opens() {
+    use crate::phone_matrix::{assert_all, calls, people};
+    use crate::test_crms::dolibarr::{Contact, Thirdparty};
+    let doli = Dolibarr::start("doli-key-matrix").await;
+    {
+        let mut s = doli.state.lock().unwrap();
+        for p in people() {
+            let (contact, column) = doli_home(p.id);
+            let (id, stored, name) = (
+                MATRIX_BASE + p.id,
+                p.stored.to_owned(),
+                format!("P{}", p.id),
+            );
+            if contact {
+                let mut c = Contact {
+                    id,
+                    first: "M".into(),
+                    last: name,
+                    ..Contact::default()
+                };
+                match column {
+                    "phone" => c.phone = stored,
+                    "phone_mobile" => c.phone_mobile = stored,
+                    "phone_perso" => c.phone_perso = stored,
+                    _ => c.fax = stored,
+                }
+                s.contacts.push(c);
+            } else {
+                let mut t = Thirdparty {
+                    id,
+                    name,
+                    ..Thirdparty::default()
+                };
+                match column {
+                    "phone" => t.phone = stored,
+                    _ => t.fax = stored,
+                }
+                s.thirdparties.push(t);
+            }
+        }
+    }
+    let gw = doli_gateway(&doli, "MATRIX", "doli-key-matrix", &[]).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call_from(&caller)).await;
+        let got = matrix_opened(
+            &reply,
+            "https://erp.example.org/contact/card.php?id=",
+            "https://erp.example.org/societe/card.php?socid=",
+        );
+        results.push((caller, want, got));
+    }
+    assert_all("Dolibarr", &results);
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
 }
 
 #[test]
