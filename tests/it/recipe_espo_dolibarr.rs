@@ -1,9 +1,11 @@
 //! The EspoCRM and Dolibarr recipes (`examples/espocrm.toml`,
 //! `examples/dolibarr.toml`) run end to end against test CRMs that check
 //! what the real ones check: EspoCRM's HMAC signature recomputed over the
-//! request received, E.164 numbers compared exactly; Dolibarr's API key, its
-//! `sqlfilters` parsed and matched as Dolibarr and MySQL would, and its HTTP
-//! 404 for no match. Each test renames the example's secrets so tests in
+//! request received, its where items over a contact's numbers (their digits
+//! for `phoneNumberNumeric`), lists showing the primary number only;
+//! Dolibarr's API key, its `sqlfilters` parsed and matched as Dolibarr and
+//! MySQL would, and its HTTP 404 for no match. Both run the caller-match
+//! matrix. Each test renames the example's secrets so tests in
 //! parallel never share an environment variable.
 
 use serde_json::json;
@@ -73,7 +75,7 @@ async fn espocrm_example_signs_every_lookup_and_opens_the_contact_card() {
     }
     let s = espo.state.lock().unwrap();
     assert_eq!((s.lookups, s.refused), (2, 0));
-    assert_eq!(s.values, ["+33612345678", "+33612345678"]);
+    assert_eq!(s.values, ["612345678", "612345678"]);
     let seen = espo.crm.seen();
     let header = seen[0].header("x-hmac-authorization").unwrap();
     assert_eq!(
@@ -87,7 +89,7 @@ async fn espocrm_example_signs_every_lookup_and_opens_the_contact_card() {
 }
 
 #[tokio::test]
-async fn espocrm_caller_in_any_shape_is_sent_as_e164_and_matches() {
+async fn espocrm_caller_in_any_shape_is_asked_as_its_significant_digits_and_matches() {
     let espo = EspoCrm::start("ak-shapes", "sk-shapes").await;
     let gw = espo_gateway(&espo, "SHAPES", &[]).await;
     for caller in [
@@ -100,11 +102,7 @@ async fn espocrm_caller_in_any_shape_is_sent_as_e164_and_matches() {
         assert_eq!(reply.json(), espo_opened(), "caller {caller}");
     }
     let s = espo.state.lock().unwrap();
-    assert!(
-        s.values.iter().all(|v| v == "+33612345678"),
-        "{:?}",
-        s.values
-    );
+    assert!(s.values.iter().all(|v| v == "612345678"), "{:?}", s.values);
 }
 
 #[tokio::test]
@@ -119,9 +117,10 @@ async fn espocrm_unknown_caller_is_none() {
         reply.json(),
         serde_json::from_str::<serde_json::Value>(NONE).unwrap()
     );
+    // The broad search, then the exact one.
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (1, 0));
-    assert_eq!(s.values, ["+33298765432"]);
+    assert_eq!((s.lookups, s.refused, s.bad_searches), (2, 0, 0));
+    assert_eq!(s.values, ["298765432", "+33298765432"]);
 }
 
 #[tokio::test]
@@ -131,7 +130,7 @@ async fn espocrm_wrong_secret_key_is_refused_with_401_and_gives_none() {
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (0, 1));
+    assert_eq!((s.lookups, s.refused), (0, 2));
 }
 
 /// The example's header line for EspoCRM 8.4.1+ and, in its comment, the
@@ -147,7 +146,7 @@ async fn espocrm_before_8_4_1_takes_the_raw_digest_line_of_the_example_and_refus
     let gw = espo_gateway(&espo, "LEGACY_HEX", &[]).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
-    assert_eq!(espo.state.lock().unwrap().refused, 1);
+    assert_eq!(espo.state.lock().unwrap().refused, 2);
     // With the commented line in place of the hex one: accepted.
     let legacy = LEGACY_LINE.trim_start_matches("# ");
     let gw = espo_gateway(
@@ -159,7 +158,7 @@ async fn espocrm_before_8_4_1_takes_the_raw_digest_line_of_the_example_and_refus
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), espo_opened());
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (1, 1));
+    assert_eq!((s.lookups, s.refused), (1, 2));
 }
 
 #[tokio::test]
@@ -169,23 +168,119 @@ async fn espocrm_hostile_caller_stays_one_query_value() {
     let hostile = r#"06'12"34%5_6\78&where[1][type]=isNotNull&maxSize=200#"#;
     let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
+    // Two look-ups (broad, then exact), each its five fields and nothing
+    // the caller tried to add.
     let s = espo.state.lock().unwrap();
-    assert_eq!(s.lookups, 1);
-    let names: Vec<&str> = s.queries[0].iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "maxSize",
-            "select",
-            "where[0][attribute]",
-            "where[0][type]",
-            "where[0][value]"
-        ]
-    );
+    assert_eq!((s.lookups, s.bad_searches), (2, 0));
+    for query in &s.queries {
+        let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "maxSize",
+                "select",
+                "where[0][attribute]",
+                "where[0][type]",
+                "where[0][value]"
+            ]
+        );
+    }
     let fields: std::collections::HashMap<_, _> = s.queries[0].iter().cloned().collect();
-    assert_eq!(fields["maxSize"], "1");
-    assert_eq!(fields["where[0][type]"], "equals");
-    assert!(!s.values[0].contains('&'), "{:?}", s.values);
+    assert_eq!(fields["maxSize"], "30");
+    assert_eq!(fields["where[0][type]"], "contains");
+    assert_eq!(fields["where[0][attribute]"], "phoneNumberNumeric");
+    assert!(
+        s.values
+            .iter()
+            .all(|v| v.chars().all(|c| c.is_ascii_digit() || c == '+')),
+        "{:?}",
+        s.values
+    );
+}
+
+#[tokio::test]
+async fn espocrm_finds_every_stored_format_of_a_primary_number_and_no_look_alike_opens() {
+    use crate::phone_matrix::{assert_all, calls, people};
+    use crate::test_crms::espocrm::Contact;
+    let espo = EspoCrm::start("ak-matrix", "sk-matrix").await;
+    espo.state.lock().unwrap().contacts.extend(
+        people()
+            .iter()
+            .map(|p| Contact::new(&format!("m{}", p.id), &format!("P{}", p.id), &[p.stored])),
+    );
+    let gw = espo_gateway(&espo, "MATRIX", &[]).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call_from(&caller)).await.json();
+        let got = match reply["url"].as_str() {
+            None => None,
+            Some(url) => Some(
+                url.strip_prefix("https://crm.example.org/#Contact/view/m")
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or(0),
+            ),
+        };
+        results.push((caller, want, got));
+    }
+    assert_all("EspoCRM", &results);
+    assert_eq!(espo.state.lock().unwrap().bad_searches, 0);
+}
+
+#[tokio::test]
+async fn espocrm_another_number_is_found_exactly_when_stored_in_e164_and_not_otherwise() {
+    use crate::test_crms::espocrm::Contact;
+    let espo = EspoCrm::start("ak-other", "sk-other").await;
+    espo.state.lock().unwrap().contacts.extend([
+        Contact::new("a1", "Other E164", &["+33 1 44 55 66 77", "+33698765401"]),
+        Contact::new(
+            "a2",
+            "Other typed",
+            &["+33 1 44 55 66 78", "06 98 76 54 02"],
+        ),
+    ]);
+    let gw = espo_gateway(&espo, "OTHER", &[]).await;
+    let client = gw.client();
+    // The broad search offers the contact, its primary number is not the
+    // caller's; the exact search on every number finds it.
+    let reply = client.post(gw.addr, None, &call_from("0698765401")).await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://crm.example.org/#Contact/view/a1",
+               "autopause":false,"title":"Other E164"})
+    );
+    // Stored another way, another number cannot be checked nor matched
+    // exactly: none (the recipe says so).
+    let reply = client.post(gw.addr, None, &call_from("0698765402")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = espo.state.lock().unwrap();
+    assert_eq!(
+        s.values,
+        ["698765401", "+33698765401", "698765402", "+33698765402"]
+    );
+}
+
+#[tokio::test]
+async fn espocrm_test_crm_refuses_an_unknown_attribute_and_a_page_over_200() {
+    let espo = EspoCrm::start("ak-strict", "sk-strict").await;
+    for (tag, from, to) in [
+        (
+            "STRICT_ATTR",
+            "\"phoneNumberNumeric\"",
+            "\"phoneNumberDigits\"",
+        ),
+        ("STRICT_SIZE", "maxSize = \"30\"", "maxSize = \"300\""),
+    ] {
+        let gw = espo_gateway(&espo, tag, &[(from, to)]).await;
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        // The broad search refused, the exact one still finds Jeanne.
+        assert_eq!(reply.json(), espo_opened(), "{tag}");
+    }
+    // Refused: 400 for the attribute, 403 for the page; answered: the two
+    // exact look-ups.
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.bad_searches, s.lookups), (2, 2));
 }
 
 /// `examples/dolibarr.toml` against `doli`, its key renamed to
