@@ -213,14 +213,11 @@ async fn espocrm_finds_every_stored_format_of_a_primary_number_and_no_look_alike
     let mut results = Vec::new();
     for (caller, want) in calls() {
         let reply = client.post(gw.addr, None, &call_from(&caller)).await.json();
-        let got = match reply["url"].as_str() {
-            None => None,
-            Some(url) => Some(
-                url.strip_prefix("https://crm.example.org/#Contact/view/m")
-                    .and_then(|id| id.parse().ok())
-                    .unwrap_or(0),
-            ),
-        };
+        let got = reply["url"].as_str().map(|url| {
+            url.strip_prefix("https://crm.example.org/#Contact/view/m")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(0)
+        });
         results.push((caller, want, got));
     }
     assert_all("EspoCRM", &results);

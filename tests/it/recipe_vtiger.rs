@@ -635,7 +635,7 @@ fn matrix_opened(reply: &Reply) -> Option<u32> {
         .next()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    let id = record.checked_sub(MATRIX_BASE).unwrap_or(0);
+    let id = record.saturating_sub(MATRIX_BASE);
     let home = people()
         .iter()
         .find(|p| p.id == id)
