@@ -1,9 +1,11 @@
 //! The EspoCRM and Dolibarr recipes (`examples/espocrm.toml`,
 //! `examples/dolibarr.toml`) run end to end against test CRMs that check
 //! what the real ones check: EspoCRM's HMAC signature recomputed over the
-//! request received, E.164 numbers compared exactly; Dolibarr's API key, its
-//! `sqlfilters` parsed and matched as Dolibarr and MySQL would, and its HTTP
-//! 404 for no match. Each test renames the example's secrets so tests in
+//! request received, its where items over a contact's numbers (their digits
+//! for `phoneNumberNumeric`), lists showing the primary number only;
+//! Dolibarr's API key, its `sqlfilters` parsed and matched as Dolibarr and
+//! MySQL would, and its HTTP 404 for no match. Both run the caller-match
+//! matrix. Each test renames the example's secrets so tests in
 //! parallel never share an environment variable.
 
 use serde_json::json;
@@ -73,7 +75,7 @@ async fn espocrm_example_signs_every_lookup_and_opens_the_contact_card() {
     }
     let s = espo.state.lock().unwrap();
     assert_eq!((s.lookups, s.refused), (2, 0));
-    assert_eq!(s.values, ["+33612345678", "+33612345678"]);
+    assert_eq!(s.values, ["612345678", "612345678"]);
     let seen = espo.crm.seen();
     let header = seen[0].header("x-hmac-authorization").unwrap();
     assert_eq!(
@@ -87,7 +89,7 @@ async fn espocrm_example_signs_every_lookup_and_opens_the_contact_card() {
 }
 
 #[tokio::test]
-async fn espocrm_caller_in_any_shape_is_sent_as_e164_and_matches() {
+async fn espocrm_caller_in_any_shape_is_asked_as_its_significant_digits_and_matches() {
     let espo = EspoCrm::start("ak-shapes", "sk-shapes").await;
     let gw = espo_gateway(&espo, "SHAPES", &[]).await;
     for caller in [
@@ -100,11 +102,7 @@ async fn espocrm_caller_in_any_shape_is_sent_as_e164_and_matches() {
         assert_eq!(reply.json(), espo_opened(), "caller {caller}");
     }
     let s = espo.state.lock().unwrap();
-    assert!(
-        s.values.iter().all(|v| v == "+33612345678"),
-        "{:?}",
-        s.values
-    );
+    assert!(s.values.iter().all(|v| v == "612345678"), "{:?}", s.values);
 }
 
 #[tokio::test]
@@ -119,9 +117,10 @@ async fn espocrm_unknown_caller_is_none() {
         reply.json(),
         serde_json::from_str::<serde_json::Value>(NONE).unwrap()
     );
+    // The broad search, then the exact one.
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (1, 0));
-    assert_eq!(s.values, ["+33298765432"]);
+    assert_eq!((s.lookups, s.refused, s.bad_searches), (2, 0, 0));
+    assert_eq!(s.values, ["298765432", "+33298765432"]);
 }
 
 #[tokio::test]
@@ -131,7 +130,7 @@ async fn espocrm_wrong_secret_key_is_refused_with_401_and_gives_none() {
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (0, 1));
+    assert_eq!((s.lookups, s.refused), (0, 2));
 }
 
 /// The example's header line for EspoCRM 8.4.1+ and, in its comment, the
@@ -147,7 +146,7 @@ async fn espocrm_before_8_4_1_takes_the_raw_digest_line_of_the_example_and_refus
     let gw = espo_gateway(&espo, "LEGACY_HEX", &[]).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
-    assert_eq!(espo.state.lock().unwrap().refused, 1);
+    assert_eq!(espo.state.lock().unwrap().refused, 2);
     // With the commented line in place of the hex one: accepted.
     let legacy = LEGACY_LINE.trim_start_matches("# ");
     let gw = espo_gateway(
@@ -159,7 +158,7 @@ async fn espocrm_before_8_4_1_takes_the_raw_digest_line_of_the_example_and_refus
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), espo_opened());
     let s = espo.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused), (1, 1));
+    assert_eq!((s.lookups, s.refused), (1, 2));
 }
 
 #[tokio::test]
@@ -169,23 +168,116 @@ async fn espocrm_hostile_caller_stays_one_query_value() {
     let hostile = r#"06'12"34%5_6\78&where[1][type]=isNotNull&maxSize=200#"#;
     let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
+    // Two look-ups (broad, then exact), each its five fields and nothing
+    // the caller tried to add.
     let s = espo.state.lock().unwrap();
-    assert_eq!(s.lookups, 1);
-    let names: Vec<&str> = s.queries[0].iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "maxSize",
-            "select",
-            "where[0][attribute]",
-            "where[0][type]",
-            "where[0][value]"
-        ]
-    );
+    assert_eq!((s.lookups, s.bad_searches), (2, 0));
+    for query in &s.queries {
+        let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "maxSize",
+                "select",
+                "where[0][attribute]",
+                "where[0][type]",
+                "where[0][value]"
+            ]
+        );
+    }
     let fields: std::collections::HashMap<_, _> = s.queries[0].iter().cloned().collect();
-    assert_eq!(fields["maxSize"], "1");
-    assert_eq!(fields["where[0][type]"], "equals");
-    assert!(!s.values[0].contains('&'), "{:?}", s.values);
+    assert_eq!(fields["maxSize"], "30");
+    assert_eq!(fields["where[0][type]"], "contains");
+    assert_eq!(fields["where[0][attribute]"], "phoneNumberNumeric");
+    assert!(
+        s.values
+            .iter()
+            .all(|v| v.chars().all(|c| c.is_ascii_digit() || c == '+')),
+        "{:?}",
+        s.values
+    );
+}
+
+#[tokio::test]
+async fn espocrm_finds_every_stored_format_of_a_primary_number_and_no_look_alike_opens() {
+    use crate::phone_matrix::{assert_all, calls, people};
+    use crate::test_crms::espocrm::Contact;
+    let espo = EspoCrm::start("ak-matrix", "sk-matrix").await;
+    espo.state.lock().unwrap().contacts.extend(
+        people()
+            .iter()
+            .map(|p| Contact::new(&format!("m{}", p.id), &format!("P{}", p.id), &[p.stored])),
+    );
+    let gw = espo_gateway(&espo, "MATRIX", &[]).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call_from(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            url.strip_prefix("https://crm.example.org/#Contact/view/m")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(0)
+        });
+        results.push((caller, want, got));
+    }
+    assert_all("EspoCRM", &results);
+    assert_eq!(espo.state.lock().unwrap().bad_searches, 0);
+}
+
+#[tokio::test]
+async fn espocrm_another_number_is_found_exactly_when_stored_in_e164_and_not_otherwise() {
+    use crate::test_crms::espocrm::Contact;
+    let espo = EspoCrm::start("ak-other", "sk-other").await;
+    espo.state.lock().unwrap().contacts.extend([
+        Contact::new("a1", "Other E164", &["+33 1 44 55 66 77", "+33698765401"]),
+        Contact::new(
+            "a2",
+            "Other typed",
+            &["+33 1 44 55 66 78", "06 98 76 54 02"],
+        ),
+    ]);
+    let gw = espo_gateway(&espo, "OTHER", &[]).await;
+    let client = gw.client();
+    // The broad search offers the contact, its primary number is not the
+    // caller's; the exact search on every number finds it.
+    let reply = client.post(gw.addr, None, &call_from("0698765401")).await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://crm.example.org/#Contact/view/a1",
+               "autopause":false,"title":"Other E164"})
+    );
+    // Stored another way, another number cannot be checked nor matched
+    // exactly: none (the recipe says so).
+    let reply = client.post(gw.addr, None, &call_from("0698765402")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = espo.state.lock().unwrap();
+    assert_eq!(
+        s.values,
+        ["698765401", "+33698765401", "698765402", "+33698765402"]
+    );
+}
+
+#[tokio::test]
+async fn espocrm_test_crm_refuses_an_unknown_attribute_and_a_page_over_200() {
+    let espo = EspoCrm::start("ak-strict", "sk-strict").await;
+    for (tag, from, to) in [
+        (
+            "STRICT_ATTR",
+            "\"phoneNumberNumeric\"",
+            "\"phoneNumberDigits\"",
+        ),
+        ("STRICT_SIZE", "maxSize = \"30\"", "maxSize = \"300\""),
+    ] {
+        let gw = espo_gateway(&espo, tag, &[(from, to)]).await;
+        let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+        // The broad search refused, the exact one still finds Jeanne.
+        assert_eq!(reply.json(), espo_opened(), "{tag}");
+    }
+    // Refused: 400 for the attribute, 403 for the page; answered: the two
+    // exact look-ups.
+    let s = espo.state.lock().unwrap();
+    assert_eq!((s.bad_searches, s.lookups), (2, 2));
 }
 
 /// `examples/dolibarr.toml` against `doli`, its key renamed to
@@ -214,21 +306,19 @@ fn doli_contact_opened() -> serde_json::Value {
            "autopause":false,"title":"Jeanne O'Neil"})
 }
 
-/// The criteria a look-up sends for each column: the last nine digits
-/// `tail` in a row, and `grouped` (the national grouping, `_` between).
-fn criteria(columns: &[&str], tail: &str, grouped: &str) -> Vec<Criterion> {
+/// The criteria a look-up sends: each column LIKE `pattern`.
+fn criteria(columns: &[&str], pattern: &str) -> Vec<Criterion> {
     columns
         .iter()
-        .flat_map(|c| [tail, grouped].map(|p| (c.to_string(), "LIKE".to_owned(), format!("%{p}"))))
+        .map(|c| (c.to_string(), "LIKE".to_owned(), pattern.to_owned()))
         .collect()
 }
 
+const CONTACT_COLUMNS: [&str; 4] = ["t.phone", "t.phone_mobile", "t.phone_perso", "t.fax"];
+const THIRDPARTY_COLUMNS: [&str; 2] = ["t.phone", "t.fax"];
+
 fn contact_criteria() -> Vec<Criterion> {
-    criteria(
-        &["t.phone", "t.phone_mobile", "t.phone_perso"],
-        "612345678",
-        "6_12_34_56_78",
-    )
+    criteria(&CONTACT_COLUMNS, "%6%1%2%3%4%5%6%7%8%")
 }
 
 #[tokio::test]
@@ -247,6 +337,7 @@ async fn dolibarr_example_finds_a_contact_typed_with_spaces_and_opens_its_card()
     assert_eq!(s.filters[0].1, contact_criteria());
     let seen = doli.crm.seen();
     assert_eq!(seen[0].header("dolapikey"), Some("doli-key-contact-5b1"));
+    assert!(seen[0].target.contains("&limit=30"), "{}", seen[0].target);
 }
 
 #[tokio::test]
@@ -267,7 +358,7 @@ async fn dolibarr_no_contact_404_falls_through_to_the_thirdparty_card() {
     assert_eq!((s.contact_lookups, s.thirdparty_lookups), (1, 1));
     assert_eq!(
         s.filters[1].1,
-        criteria(&["t.phone"], "298765432", "2_98_76_54_32")
+        criteria(&THIRDPARTY_COLUMNS, "%2%9%8%7%6%5%4%3%2%")
     );
     let statuses: Vec<_> = doli.crm.seen().iter().map(|r| r.target.clone()).collect();
     assert!(
@@ -293,7 +384,7 @@ async fn dolibarr_unknown_caller_two_404s_give_none() {
 }
 
 #[tokio::test]
-async fn dolibarr_caller_in_any_shape_matches_on_its_last_nine_digits() {
+async fn dolibarr_caller_in_any_shape_is_asked_as_its_significant_digits_and_matches() {
     let doli = Dolibarr::start("doli-key-shapes").await;
     let gw = doli_gateway(&doli, "SHAPES", "doli-key-shapes", &[]).await;
     for caller in [
@@ -330,24 +421,15 @@ async fn dolibarr_hostile_caller_reaches_the_filter_as_digits_and_wildcards_only
     // and the criterion and add one that holds for every row.
     let hostile = r#"06') or (t.rowid:like:'%' "\%_12345678"#;
     let reply = gw.client().post(gw.addr, None, &call_from(hostile)).await;
-    // Not a valid number, so no national grouping: its digits in a row do
-    // not match "06 12 34 56 78", and nothing else was asked.
+    // Not a number: its digits are asked for (Jeanne's 06 12 34 56 78 is a
+    // candidate), but no stored number is the caller's, so nobody opens.
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = doli.state.lock().unwrap();
     assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
     assert_eq!(s.filters.len(), 2);
-    assert_eq!(
-        s.filters[0].1,
-        criteria(
-            &["t.phone", "t.phone_mobile", "t.phone_perso"],
-            "612345678",
-            "612345678"
-        )
-    );
-    assert_eq!(
-        s.filters[1].1,
-        criteria(&["t.phone"], "612345678", "612345678")
-    );
+    let digits = "%0%6%1%2%3%4%5%6%7%8%";
+    assert_eq!(s.filters[0].1, criteria(&CONTACT_COLUMNS, digits));
+    assert_eq!(s.filters[1].1, criteria(&THIRDPARTY_COLUMNS, digits));
 }
 
 #[tokio::test]
@@ -359,7 +441,7 @@ async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
         "STRICT",
         "doli-key-strict",
         &[(
-            "((t.phone:like:'%{{ tail }}') or (t.phone:like:'%{{ grouped }}'))\"",
+            "((t.phone:like:'{{ p }}') or (t.fax:like:'{{ p }}'))\"",
             "(t.phone:like:'%{{ caller }}')\"",
         )],
     )
@@ -374,6 +456,107 @@ async fn dolibarr_test_crm_refuses_a_filter_dolibarr_refuses() {
         (s.contact_lookups, s.bad_filters, s.thirdparty_lookups),
         (1, 1, 0)
     );
+}
+
+/// Where each matrix person is stored in Dolibarr: contacts' four phone
+/// columns and third parties' two, in turn.
+fn doli_home(id: u32) -> (bool, &'static str) {
+    const HOMES: [(bool, &str); 6] = [
+        (true, "phone"),
+        (true, "phone_mobile"),
+        (true, "phone_perso"),
+        (true, "fax"),
+        (false, "phone"),
+        (false, "fax"),
+    ];
+    HOMES[id as usize % HOMES.len()]
+}
+
+/// Matrix people's rowids: 1000 + their id.
+const MATRIX_BASE: u32 = 1000;
+
+/// Whose card opened, by the url's rowid (`Some(0)`: someone else's).
+fn matrix_opened(reply: &Reply, contact_url: &str, thirdparty_url: &str) -> Option<u32> {
+    let v = reply.json();
+    if v["action"] == "none" {
+        return None;
+    }
+    let url = v["url"].as_str().expect("an open reply has a url");
+    let (contact, rowid) = if let Some(id) = url.strip_prefix(contact_url) {
+        (true, id)
+    } else if let Some(id) = url.strip_prefix(thirdparty_url) {
+        (false, id)
+    } else {
+        return Some(0);
+    };
+    let id = rowid
+        .parse::<u32>()
+        .ok()
+        .and_then(|r| r.checked_sub(MATRIX_BASE))
+        .filter(|id| crate::phone_matrix::people().iter().any(|p| p.id == *id));
+    match id {
+        Some(id) if doli_home(id).0 == contact => Some(id),
+        _ => Some(0),
+    }
+}
+
+#[tokio::test]
+async fn dolibarr_finds_every_stored_format_in_every_phone_column_and_no_look_alike_opens() {
+    use crate::phone_matrix::{assert_all, calls, people};
+    use crate::test_crms::dolibarr::{Contact, Thirdparty};
+    let doli = Dolibarr::start("doli-key-matrix").await;
+    {
+        let mut s = doli.state.lock().unwrap();
+        for p in people() {
+            let (contact, column) = doli_home(p.id);
+            let (id, stored, name) = (
+                MATRIX_BASE + p.id,
+                p.stored.to_owned(),
+                format!("P{}", p.id),
+            );
+            if contact {
+                let mut c = Contact {
+                    id,
+                    first: "M".into(),
+                    last: name,
+                    ..Contact::default()
+                };
+                match column {
+                    "phone" => c.phone = stored,
+                    "phone_mobile" => c.phone_mobile = stored,
+                    "phone_perso" => c.phone_perso = stored,
+                    _ => c.fax = stored,
+                }
+                s.contacts.push(c);
+            } else {
+                let mut t = Thirdparty {
+                    id,
+                    name,
+                    ..Thirdparty::default()
+                };
+                match column {
+                    "phone" => t.phone = stored,
+                    _ => t.fax = stored,
+                }
+                s.thirdparties.push(t);
+            }
+        }
+    }
+    let gw = doli_gateway(&doli, "MATRIX", "doli-key-matrix", &[]).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call_from(&caller)).await;
+        let got = matrix_opened(
+            &reply,
+            "https://erp.example.org/contact/card.php?id=",
+            "https://erp.example.org/societe/card.php?socid=",
+        );
+        results.push((caller, want, got));
+    }
+    assert_all("Dolibarr", &results);
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.bad_filters, s.sql_errors), (0, 0));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `examples/vtiger.toml` end to end against the strict test vTiger: one
 //! VTQL query per module (Contacts, then Leads, then Accounts) over one
-//! shared session, phone numbers found in whatever shape they were typed,
-//! a session vTiger drops renewed once for all three backends, and the
+//! shared session, each asking every phone field LIKE the caller's digits
+//! and the gateway picking the record that holds the caller's number (the
+//! whole caller-match matrix), a session PHP's garbage collection ends
+//! renewed before it does (or once for all three backends after), and the
 //! `login = "OTHER"` references `check` refuses.
 
 use std::sync::Arc;
@@ -9,8 +11,9 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::examples::example_config;
+use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
-use crate::test_crms::vtiger::Vtiger;
+use crate::test_crms::vtiger::{Vtiger, GC_MAXLIFETIME};
 use crate::test_crms::PAYLOAD;
 
 const VT: &str = "https://vtiger.example.org";
@@ -74,11 +77,11 @@ async fn a_contact_opens_its_card_after_one_login_and_the_next_call_reuses_the_s
     }
     let s = vt.state.lock().unwrap();
     assert_eq!((s.challenges, s.logins, s.queries), (1, 1, 2));
-    let shapes = "('0612345678','06 12 34 56 78','+33612345678','+33 6 12 34 56 78')";
+    let p = "'%6%1%2%3%4%5%6%7%8%'";
     assert_eq!(
         s.vtql[0],
         format!(
-            "SELECT id,firstname,lastname FROM Contacts WHERE phone IN {shapes} OR mobile IN {shapes} OR homephone IN {shapes} OR otherphone IN {shapes} LIMIT 1;"
+            "SELECT id,firstname,lastname,phone,mobile,homephone,otherphone,fax FROM Contacts WHERE phone LIKE {p} OR mobile LIKE {p} OR homephone LIKE {p} OR otherphone LIKE {p} OR fax LIKE {p} LIMIT 30;"
         )
     );
     assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
@@ -299,13 +302,12 @@ async fn hostile_callers_stay_digits_and_quotes_inside_their_vtql_strings() {
     }
     let s = vt.state.lock().unwrap();
     assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
-    // The phone filters keep digits, '+' and spaces; sql_quote is there for
+    // phone_like keeps digits and its wildcard; sql_quote is there for
     // whatever else a template puts in a string.
     for values in &s.values {
         for v in values {
             assert!(
-                v.chars()
-                    .all(|c| c.is_ascii_digit() || c == '+' || c == ' '),
+                v.chars().all(|c| c.is_ascii_digit() || c == '%'),
                 "{v:?} reached the query"
             );
         }
@@ -438,7 +440,7 @@ fn a_shared_login_must_name_a_backend_with_a_login_of_its_own() {
         "{errors}"
     );
     // A login table keeps serde's own message for a misspelt key.
-    let errors = load_errors(&[("idle_ttl_s = 1800", "idle_ttl = 1800")], "");
+    let errors = load_errors(&[("idle_ttl_s = 1200", "idle_ttl = 1200")], "");
     assert!(
         errors.contains("unknown field `idle_ttl` (did you mean `idle_ttl_s`?)"),
         "{errors}"
@@ -521,34 +523,154 @@ async fn simulate_shows_the_second_module_on_the_login_of_the_first() {
     );
 }
 
-#[tokio::test]
-async fn sessions_left_idle_or_past_their_life_span_are_renewed_for_all_three_modules() {
-    let vt = Vtiger::start("gateway", "k-recipe-idle").await;
+/// Holds tokio's paused clock still while calls run: it moves only by
+/// `advance` (a running blocking task stops its auto-advance), so no
+/// deadline fires while the CRM answers.
+struct HeldClock(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+fn hold_clock() -> HeldClock {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    HeldClock(tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_unused_for_1200_s_is_renewed_before_php_s_gc_ends_it_at_1440_s() {
+    let _clock = hold_clock();
+    let vt = Vtiger::start("gateway", "k-recipe-gc").await;
     with_lead_and_account(&vt);
-    let gw = start(&vt, "TPGW_IT_VTR_IDLE", "k-recipe-idle", "").await;
-    let client = gw.client();
+    let gw = start(&vt, "TPGW_IT_VTR_GC", "k-recipe-gc", "").await;
     let accounts = card("Accounts", 501, "Dupont SARL");
-    assert_eq!(
-        client.post(gw.addr, None, &call("0145678901")).await.json(),
-        accounts
-    );
-    vt.state.lock().unwrap().idle_sessions();
-    assert_eq!(
-        client.post(gw.addr, None, &call("0145678901")).await.json(),
-        accounts
-    );
-    vt.state.lock().unwrap().age_sessions();
-    assert_eq!(
-        client.post(gw.addr, None, &call("0145678901")).await.json(),
-        accounts
-    );
+    let ask = || async {
+        gw.client()
+            .post(gw.addr, None, &call("0145678901"))
+            .await
+            .json()
+    };
+    assert_eq!(ask().await, accounts);
+    // Unused 1100 s: both keep it.
+    tokio::time::advance(std::time::Duration::from_secs(1100)).await;
+    assert_eq!(ask().await, accounts);
+    assert_eq!(vt.state.lock().unwrap().logins, 1);
+    // Unused 1300 s: the gateway renews it before PHP would drop it.
+    tokio::time::advance(std::time::Duration::from_secs(1300)).await;
+    assert!(std::time::Duration::from_secs(1300) < GC_MAXLIFETIME);
+    assert_eq!(ask().await, accounts);
     let s = vt.state.lock().unwrap();
-    assert_eq!((s.logins, s.refused_sessions), (3, 2));
-    // Each call: three modules on one session; a new one per call here.
+    assert_eq!((s.logins, s.refused_sessions), (2, 0));
     let q = &s.query_sessions;
     assert_eq!(q.len(), 9);
-    for call in q.chunks(3) {
-        assert!(call.iter().all(|x| *x == call[0]), "{q:?}");
+    assert!(q[..6].iter().all(|x| *x == q[0]) && q[6..].iter().all(|x| *x == q[6]));
+    assert_ne!(q[0], q[6]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_php_s_gc_ended_answers_invalid_sessionid_and_is_renewed_once_for_all_three_modules(
+) {
+    let _clock = hold_clock();
+    let vt = Vtiger::start("gateway", "k-recipe-gc-late").await;
+    with_lead_and_account(&vt);
+    // Renewing later than PHP's gc: the CRM ends the session first.
+    std::env::set_var("TPGW_IT_VTR_GC_LATE", "k-recipe-gc-late");
+    let late = example_config(
+        "vtiger.toml",
+        &[
+            ("https://vtiger.example.org/webservice.php", &vt.url()),
+            (
+                "secret('VTIGER_ACCESS_KEY')",
+                "secret('TPGW_IT_VTR_GC_LATE')",
+            ),
+            ("idle_ttl_s = 1200", "idle_ttl_s = 1800"),
+        ],
+    );
+    let gw = start_gateway(&late).await;
+    let accounts = card("Accounts", 501, "Dupont SARL");
+    let ask = || async {
+        gw.client()
+            .post(gw.addr, None, &call("0145678901"))
+            .await
+            .json()
+    };
+    assert_eq!(ask().await, accounts);
+    tokio::time::advance(GC_MAXLIFETIME + std::time::Duration::from_secs(60)).await;
+    assert_eq!(ask().await, accounts);
+    let s = vt.state.lock().unwrap();
+    assert_eq!((s.logins, s.refused_sessions), (2, 1));
+    // Each call: three modules on one session; the retry on the new one.
+    let q = &s.query_sessions;
+    assert_eq!(q.len(), 6);
+    assert!(q[..3].iter().all(|x| *x == q[0]) && q[3..].iter().all(|x| *x == q[3]));
+    assert_ne!(q[0], q[3]);
+}
+
+/// The module and field each matrix person is stored in: across the three
+/// modules and every phone field of each.
+fn matrix_home(id: u32) -> (&'static str, &'static str) {
+    const HOMES: [(&str, &[&str]); 3] = [
+        (
+            "Contacts",
+            &["phone", "mobile", "homephone", "otherphone", "fax"],
+        ),
+        ("Leads", &["phone", "mobile", "fax"]),
+        ("Accounts", &["phone", "otherphone", "fax"]),
+    ];
+    let (module, fields) = HOMES[id as usize % 3];
+    (module, fields[id as usize / 3 % fields.len()])
+}
+
+/// Record numbers of matrix people: 1000 + their id.
+const MATRIX_BASE: u32 = 1000;
+
+/// Whose card opened: the matrix person (`Some(0)`: someone else's card).
+fn matrix_opened(reply: &Reply) -> Option<u32> {
+    let v = reply.json();
+    if v["action"] == "none" {
+        return None;
     }
-    assert!(q[0] != q[3] && q[3] != q[6]);
+    let url = v["url"].as_str().expect("an open reply has a url");
+    let record: u32 = url
+        .rsplit("record=")
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let id = record.saturating_sub(MATRIX_BASE);
+    let home = people()
+        .iter()
+        .find(|p| p.id == id)
+        .map(|p| matrix_home(p.id).0);
+    match home {
+        Some(module) if url.contains(&format!("module={module}&")) => Some(id),
+        _ => Some(0),
+    }
+}
+
+#[tokio::test]
+async fn every_stored_format_in_every_module_and_field_is_found_and_no_look_alike_opens() {
+    let vt = Vtiger::start("gateway", "k-recipe-matrix").await;
+    {
+        let mut s = vt.state.lock().unwrap();
+        for p in people() {
+            let (module, field) = matrix_home(p.id);
+            let name = format!("P{}", p.id);
+            let mut fields = vec![(field, p.stored)];
+            match module {
+                "Accounts" => fields.push(("accountname", &name)),
+                _ => fields.extend([("firstname", "M"), ("lastname", name.as_str())]),
+            }
+            s.add(module, MATRIX_BASE + p.id, &fields);
+        }
+    }
+    let gw = start(&vt, "TPGW_IT_VTR_MATRIX", "k-recipe-matrix", "").await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, matrix_opened(&reply)));
+    }
+    assert_all("vTiger", &results);
+    let s = vt.state.lock().unwrap();
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+    assert_eq!(s.logins, 1);
 }

@@ -20,19 +20,27 @@
 //! - Errors are Restler's `{"error":{"code":N,"message":"<reason>: <text>"}}`
 //!   plus `debug` outside production mode (Luracast Restler `Compose.php`).
 //!
+//! - `limit` bounds the rows (100 without it; `plimit($limit + 1)` and the
+//!   first `limit` rows answered).
+//!
 //! Phones are stored as typed ("06 12 34 56 78"), and `LIKE` is MySQL's:
-//! `%` any run, `_` one character, `\` escapes, case-insensitive.
+//! `%` any run, `_` one character, `\` escapes, case-insensitive. A contact
+//! (`llx_socpeople`) has `phone` (answered as `phone_pro`), `phone_perso`,
+//! `phone_mobile` and `fax`; a third party (`llx_societe`) `phone` and `fax`
+//! (`htdocs/contact/class/contact.class.php`,
+//! `htdocs/societe/class/societe.class.php`).
 
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
 use super::query_of;
+use super::vtql::like;
 use crate::crm::{Answer, Crm, Seen};
 
 /// A contact (`llx_socpeople`): rowid, first name, last name, and its
-/// `phone`, `phone_mobile`, `phone_perso` columns.
-#[derive(Clone)]
+/// `phone`, `phone_mobile`, `phone_perso`, `fax` columns.
+#[derive(Clone, Default)]
 pub struct Contact {
     pub id: u32,
     pub first: String,
@@ -40,14 +48,16 @@ pub struct Contact {
     pub phone: String,
     pub phone_mobile: String,
     pub phone_perso: String,
+    pub fax: String,
 }
 
-/// A third party (`llx_societe`): rowid, name, `phone`.
-#[derive(Clone)]
+/// A third party (`llx_societe`): rowid, name, `phone`, `fax`.
+#[derive(Clone, Default)]
 pub struct Thirdparty {
     pub id: u32,
     pub name: String,
     pub phone: String,
+    pub fax: String,
 }
 
 /// One criterion as Dolibarr reads it: field, operator (upper case), and
@@ -85,14 +95,14 @@ impl Dolibarr {
                 id: 7,
                 first: "Jeanne".into(),
                 last: "O'Neil".into(),
-                phone: String::new(),
                 phone_mobile: "06 12 34 56 78".into(),
-                phone_perso: String::new(),
+                ..Contact::default()
             }],
             thirdparties: vec![Thirdparty {
                 id: 3,
                 name: "ACME SARL".into(),
                 phone: "+33 (0)2.98.76.54.32".into(),
+                ..Thirdparty::default()
             }],
             ..State::default()
         }));
@@ -167,8 +177,11 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
         }
     };
     let (what, columns): (&str, &[&str]) = match resource {
-        Resource::Contacts => ("contacts", &["t.phone", "t.phone_mobile", "t.phone_perso"]),
-        Resource::Thirdparties => ("thirdparties", &["t.phone"]),
+        Resource::Contacts => (
+            "contacts",
+            &["t.phone", "t.phone_mobile", "t.phone_perso", "t.fax"],
+        ),
+        Resource::Thirdparties => ("thirdparties", &["t.phone", "t.fax"]),
     };
     if let Some(unknown) = expr.as_ref().and_then(|e| e.unknown_column(columns)) {
         state.sql_errors += 1;
@@ -188,14 +201,16 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                     matches(&|col| match col {
                         "t.phone" => c.phone.clone(),
                         "t.phone_mobile" => c.phone_mobile.clone(),
-                        _ => c.phone_perso.clone(),
+                        "t.phone_perso" => c.phone_perso.clone(),
+                        _ => c.fax.clone(),
                     })
                 })
                 .take(limit)
                 .map(|c| {
                     json!({"id": c.id.to_string(), "firstname": c.first, "lastname": c.last,
                            "phone_pro": c.phone, "phone_mobile": c.phone_mobile,
-                           "phone_perso": c.phone_perso, "socid": "3", "entity": "1"})
+                           "phone_perso": c.phone_perso, "fax": c.fax,
+                           "socid": "3", "entity": "1"})
                 })
                 .collect()
         }
@@ -204,11 +219,16 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             state
                 .thirdparties
                 .iter()
-                .filter(|t| matches(&|_| t.phone.clone()))
+                .filter(|t| {
+                    matches(&|col| match col {
+                        "t.phone" => t.phone.clone(),
+                        _ => t.fax.clone(),
+                    })
+                })
                 .take(limit)
                 .map(|t| {
                     json!({"id": t.id.to_string(), "name": t.name, "phone": t.phone,
-                           "client": "1", "entity": "1"})
+                           "fax": t.fax, "client": "1", "entity": "1"})
                 })
                 .collect()
         }
@@ -437,45 +457,6 @@ fn primary(tokens: &[Token], at: &mut usize) -> Option<Expr> {
         }
         _ => None,
     }
-}
-
-/// MySQL's `LIKE` with its default escape `\`, case-insensitive (the
-/// default collations are; ASCII is enough here).
-fn like(text: &str, pattern: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum P {
-        Any,
-        One,
-        Char(char),
-    }
-    let mut pat = Vec::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        pat.push(match c {
-            '%' => P::Any,
-            '_' => P::One,
-            '\\' => P::Char(chars.next().unwrap_or('\\').to_ascii_lowercase()),
-            c => P::Char(c.to_ascii_lowercase()),
-        });
-    }
-    // prev[j]: the text read so far matches the first j pattern items.
-    let mut prev = vec![false; pat.len() + 1];
-    prev[0] = true;
-    for j in 1..=pat.len() {
-        prev[j] = prev[j - 1] && pat[j - 1] == P::Any;
-    }
-    for t in text.chars().map(|c| c.to_ascii_lowercase()) {
-        let mut cur = vec![false; pat.len() + 1];
-        for j in 1..=pat.len() {
-            cur[j] = match pat[j - 1] {
-                P::Any => cur[j - 1] || prev[j],
-                P::One => prev[j - 1],
-                P::Char(c) => prev[j - 1] && c == t,
-            };
-        }
-        prev = cur;
-    }
-    prev[pat.len()]
 }
 
 #[cfg(test)]

@@ -15,15 +15,32 @@
 //!   empty body (`application/Espo/Core/Api/Auth.php`; the real one adds
 //!   `WWW-Authenticate: Basic realm=""` when there are none). An HMAC user
 //!   cannot use `X-Api-Key`.
-//! - `GET /Contact?where[0][type]=equals&where[0][attribute]=phoneNumber&
-//!   where[0][value]=...` compares the value exactly with each of the
-//!   record's stored numbers (`phoneNumbersMultiple.name = value`,
-//!   `application/Espo/Core/Utils/Database/Orm/FieldConverters/Phone.php`);
-//!   numbers are stored in E.164 when international format is on. The query
-//!   string is decoded as PHP does (`+` is a space). `maxSize` over 200 is
-//!   refused (403; `application/Espo/Core/Record/SearchParamsFetcher.php`). The reply is `{"total":N,"list":[{"id":..,"name":..}]}`,
-//!   `total` 0 and an empty list when nothing matches
-//!   (docs.espocrm.com/development/api-search-params).
+//! - A contact's numbers live in the PhoneNumber table, one of them primary;
+//!   each keeps its `name` as stored (typed, or E.164 when international
+//!   format is on and it was entered with a country code) and `numeric`,
+//!   its digits only (`application/Espo/Repositories/PhoneNumber.php`
+//!   `beforeSave`: `preg_replace('/[^0-9]/', '', $number)`).
+//! - `GET /Contact?where[N][type]=..&where[N][attribute]=..&where[N][value]=..`
+//!   ANDs its items. `equals` is `attribute = value`, `like` is `attribute
+//!   LIKE value`, `contains` `LIKE %value%`, `startsWith` `LIKE value%`,
+//!   `endsWith` `LIKE %value` (`application/Espo/Core/Select/Where/
+//!   ItemGeneralConverter.php`), MySQL's `LIKE` and `_ci` comparison. On
+//!   `phoneNumber` they compare each of the contact's numbers' `name`, on
+//!   `phoneNumberNumeric` each one's `numeric`
+//!   (`application/Espo/Core/Utils/Database/Orm/FieldConverters/Phone.php`,
+//!   its `where` per operator: a subquery over EntityPhoneNumber, or a join
+//!   on all numbers for `phoneNumber =`). An attribute the entity lacks is
+//!   HTTP 400 (`Where/Checker.php`); other item types EspoCRM has are not
+//!   modelled here and answer 400 too.
+//! - The query string is decoded as PHP does (`+` is a space). `maxSize`
+//!   over 200 is refused (403; `application/Espo/Core/Record/
+//!   SearchParamsFetcher.php`). The reply is `{"total":N,"list":[...]}` with
+//!   `id` and the `select`ed attributes; a list's `phoneNumber` is the
+//!   primary number only, since `phoneNumberData` (all numbers) is loaded
+//!   for a single record's read, not for lists
+//!   (`application/Espo/Resources/metadata/app/fieldProcessing.json`:
+//!   the PhoneNumber loader is a read loader only); `total` 0 and an empty
+//!   list when nothing matches (docs.espocrm.com/development/api-search-params).
 
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +48,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::query_of;
+use super::vtql::like;
 use crate::crm::{Answer, Crm, Seen};
 
 /// Where EspoCRM's API lives; the signed resource path is what follows.
@@ -47,15 +65,34 @@ pub struct State {
     pub secret_key: String,
     /// Before 8.4.1, only the raw digest was accepted.
     pub legacy_only: bool,
-    /// Contacts: stored phone (E.164), id, name.
-    pub contacts: Vec<(String, String, String)>,
+    pub contacts: Vec<Contact>,
     /// Look-ups answered, and requests refused with 401.
     pub lookups: usize,
     pub refused: usize,
+    /// Requests refused with 400 or 403 (a bad search).
+    pub bad_searches: usize,
     /// The `where[0][value]` of each look-up, decoded.
     pub values: Vec<String>,
     /// The query fields of each look-up, names sorted.
     pub queries: Vec<Vec<(String, String)>>,
+}
+
+/// A contact: id, name, and its phone numbers as stored, the primary first.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    pub numbers: Vec<String>,
+}
+
+impl Contact {
+    pub fn new(id: &str, name: &str, numbers: &[&str]) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            numbers: numbers.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
 }
 
 /// A running EspoCRM.
@@ -69,10 +106,10 @@ impl EspoCrm {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.into(),
             secret_key: secret_key.into(),
-            contacts: vec![(
-                "+33612345678".into(),
-                "6571f0a2c3b9d4e18".into(),
-                "Jeanne O'Neil".into(),
+            contacts: vec![Contact::new(
+                "6571f0a2c3b9d4e18",
+                "Jeanne O'Neil",
+                &["+33612345678"],
             )],
             ..State::default()
         }));
@@ -143,30 +180,123 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
     let max_size = match get("maxSize").map(str::parse::<usize>) {
         None => MAX_SIZE,
         Some(Ok(n)) if n <= MAX_SIZE => n,
-        _ => return Answer::Reply(403, "text/html", String::new()),
+        _ => {
+            state.bad_searches += 1;
+            return Answer::Reply(403, "text/html", String::new());
+        }
     };
-    if get("where[0][type]") != Some("equals") || get("where[0][attribute]") != Some("phoneNumber")
-    {
-        return Answer::Reply(400, "text/html", String::new());
+    let mut items = Vec::new();
+    for i in 0.. {
+        let Some(kind) = get(&format!("where[{i}][type]")) else {
+            break;
+        };
+        let attribute = get(&format!("where[{i}][attribute]")).unwrap_or("");
+        let value = get(&format!("where[{i}][value]")).unwrap_or("");
+        match Item::new(kind, attribute, value) {
+            Ok(item) => items.push(item),
+            Err(()) => {
+                state.bad_searches += 1;
+                return Answer::Reply(400, "text/html", String::new());
+            }
+        }
     }
-    let Some(value) = get("where[0][value]") else {
-        return Answer::Reply(400, "text/html", String::new());
-    };
     state.lookups += 1;
-    state.values.push(value.to_owned());
+    state
+        .values
+        .push(get("where[0][value]").unwrap_or("").to_owned());
     let mut fields: Vec<(String, String)> = query.clone().into_iter().collect();
     fields.sort();
     state.queries.push(fields);
-    let found: Vec<_> = state
+    let select: Option<Vec<&str>> = get("select").map(|s| s.split(',').collect());
+    let shown = |a: &str| select.as_ref().is_none_or(|s| s.contains(&a));
+    let found: Vec<&Contact> = state
         .contacts
         .iter()
-        .filter(|c| c.0 == value)
-        .map(|c| json!({"id": c.1, "name": c.2}))
+        .filter(|c| items.iter().all(|i| i.holds(c)))
         .collect();
-    let list: Vec<_> = found.iter().take(max_size).cloned().collect();
+    let list: Vec<_> = found
+        .iter()
+        .take(max_size)
+        .map(|c| {
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), json!(c.id));
+            if shown("name") {
+                row.insert("name".into(), json!(c.name));
+            }
+            if shown("phoneNumber") {
+                row.insert("phoneNumber".into(), json!(c.numbers.first()));
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect();
     Answer::Reply(
         200,
         "application/json",
         json!({"total": found.len(), "list": list}).to_string(),
     )
+}
+
+/// The attributes of a Contact this test CRM compares.
+#[derive(Debug, Clone, Copy)]
+enum Attribute {
+    Name,
+    /// Each number's `name`, as stored.
+    PhoneNumber,
+    /// Each number's `numeric`, its digits.
+    PhoneNumberNumeric,
+}
+
+/// One where item, as the SQL compares it: `=` a value or `LIKE` a pattern.
+#[derive(Debug)]
+struct Item {
+    attribute: Attribute,
+    equals: bool,
+    value: String,
+}
+
+impl Item {
+    fn new(kind: &str, attribute: &str, value: &str) -> Result<Self, ()> {
+        let attribute = match attribute {
+            "name" => Attribute::Name,
+            "phoneNumber" => Attribute::PhoneNumber,
+            "phoneNumberNumeric" => Attribute::PhoneNumberNumeric,
+            _ => return Err(()),
+        };
+        let (equals, value) = match kind {
+            "equals" => (true, value.to_owned()),
+            "like" => (false, value.to_owned()),
+            "contains" => (false, format!("%{value}%")),
+            "startsWith" => (false, format!("{value}%")),
+            "endsWith" => (false, format!("%{value}")),
+            _ => return Err(()),
+        };
+        Ok(Self {
+            attribute,
+            equals,
+            value,
+        })
+    }
+
+    fn holds(&self, contact: &Contact) -> bool {
+        let compare = |stored: &str| {
+            if self.equals {
+                fold(stored) == fold(&self.value)
+            } else {
+                like(stored, &self.value)
+            }
+        };
+        match self.attribute {
+            Attribute::Name => compare(&contact.name),
+            Attribute::PhoneNumber => contact.numbers.iter().any(|n| compare(n)),
+            Attribute::PhoneNumberNumeric => contact
+                .numbers
+                .iter()
+                .any(|n| compare(&n.chars().filter(char::is_ascii_digit).collect::<String>())),
+        }
+    }
+}
+
+/// MySQL's `=` under a `_ci` collation with PAD SPACE.
+fn fold(s: &str) -> String {
+    s.trim_end_matches(' ').to_lowercase()
 }

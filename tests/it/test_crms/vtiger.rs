@@ -4,20 +4,31 @@
 //! userAccessKey)` and gives a `sessionName`; `query` takes one VTQL
 //! `SELECT ... FROM <one module> WHERE ...;`, read strictly as vtiger reads
 //! it ([`super::vtql`]), and answers `result` as a list. Every error is
-//! HTTP 200 with `{"success":false,"error":{"code":...}}`; a session the
-//! CRM dropped answers `INVALID_SESSIONID`, one left idle
-//! `SESSION_LEFT_IDLE`, one past its life span `SESSION_EXPIRED`. Sources: vtiger-crm/vtigercrm
-//! `webservice.php`, `include/Webservices/` (`Login.php`, `AuthToken.php`,
-//! `SessionManager.php`, `Query.php`, `WebServiceErrorCode.php`).
+//! HTTP 200 with `{"success":false,"error":{"code":...}}`. Sources:
+//! vtiger-crm/vtigercrm `webservice.php`, `include/Webservices/`
+//! (`Login.php`, `AuthToken.php`, `SessionManager.php`, `Query.php`,
+//! `WebServiceErrorCode.php`).
 //!
-//! It holds Contacts (phone, mobile, homephone, otherphone), Leads (phone,
-//! mobile) and Accounts (phone, otherphone), ids `12x`, `10x`, `11x`; the
-//! numbers are stored as people type them and compared as MySQL compares
-//! strings, so only a query that asks for the stored shape finds them.
+//! Sessions end as they do on vtiger 8.2: `SessionManager`'s constructor
+//! sets its idle (1800 s) and life-span (86400 s) markers in `$_SESSION`
+//! before the session is started, so they are never saved and
+//! `SESSION_LEFT_IDLE`/`SESSION_EXPIRED` never come. The session is a PHP
+//! session: PHP's garbage collection removes it once unused for
+//! `session.gc_maxlifetime` (1440 s by default), and the next call with it
+//! gets `INVALID_SESSIONID` (`startSession` finds no `__SessionExists`). The
+//! clock is tokio's, so a test pauses and advances it; `gc_maxlifetime` is
+//! the php.ini setting.
+//!
+//! It holds Contacts (phone, mobile, homephone, otherphone, fax), Leads
+//! (phone, mobile, fax) and Accounts (phone, otherphone, fax), ids `12x`,
+//! `10x`, `11x`; the numbers are stored as people type them and compared as
+//! MySQL compares strings (`=`, `IN`, `LIKE` with its wildcards).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::time::Instant as Clock;
 
 use serde_json::json;
 
@@ -28,14 +39,9 @@ use crate::crm::{Answer, Crm, Seen};
 /// How long a challenge token is good for (vtiger: 5 minutes).
 const TOKEN_LIFE: Duration = Duration::from_secs(300);
 
-/// Where a session is in its life (`SessionManager.php`: 30 min idle, 24 h
-/// in all).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Life {
-    Live,
-    Idle,
-    Over,
-}
+/// PHP's `session.gc_maxlifetime` by default: a session unused this long
+/// is garbage.
+pub const GC_MAXLIFETIME: Duration = Duration::from_secs(1440);
 
 /// What the CRM knows and counts.
 #[derive(Default)]
@@ -43,8 +49,11 @@ pub struct State {
     pub user: String,
     pub access_key: String,
     tokens: Vec<(String, Instant)>,
-    /// Live sessions, and how the next use of each ends if not `Live`.
-    sessions: HashMap<String, Life>,
+    /// Live sessions, and when each was last used (PHP touches the session
+    /// file on every request).
+    sessions: HashMap<String, Clock>,
+    /// php.ini's `session.gc_maxlifetime`.
+    pub gc_maxlifetime: Duration,
     counter: u64,
     /// Successful logins.
     pub logins: usize,
@@ -69,20 +78,20 @@ pub struct State {
 }
 
 impl State {
-    /// Drops every session, as vtiger does after 30 minutes idle.
+    /// Drops every session, as PHP's garbage collection (or a cleared
+    /// session directory) does.
     pub fn expire_sessions(&mut self) {
         self.sessions.clear();
     }
 
-    /// Leaves every session unused past vtiger's idle limit: its next use
-    /// answers `SESSION_LEFT_IDLE`.
-    pub fn idle_sessions(&mut self) {
-        self.sessions.values_mut().for_each(|l| *l = Life::Idle);
-    }
-
-    /// Ages every session past its life span: `SESSION_EXPIRED`.
-    pub fn age_sessions(&mut self) {
-        self.sessions.values_mut().for_each(|l| *l = Life::Over);
+    /// PHP's garbage collection: sessions unused for `gc_maxlifetime` are
+    /// gone (PHP runs it now and then; here before every request, the worst
+    /// case for a client).
+    fn collect_garbage(&mut self) {
+        let now = Clock::now();
+        let life = self.gc_maxlifetime;
+        self.sessions
+            .retain(|_, used| now.duration_since(*used) <= life);
     }
 
     /// Adds a record: `module` one of Contacts, Leads, Accounts; `id` the
@@ -147,6 +156,7 @@ impl Vtiger {
         let mut state = State {
             user: user.into(),
             access_key: access_key.into(),
+            gc_maxlifetime: GC_MAXLIFETIME,
             ..State::default()
         };
         state.add(
@@ -179,6 +189,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
         query_of(&seen.target)
     };
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
+    state.collect_garbage();
     match (seen.method.as_str(), get("operation")) {
         ("GET", "getchallenge") => {
             if state.broken {
@@ -211,7 +222,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             state.logins += 1;
             state.counter += 1;
             let session = format!("{:x}{}", 0x7a11_u32, state.counter);
-            state.sessions.insert(session.clone(), Life::Live);
+            state.sessions.insert(session.clone(), Clock::now());
             ok(
                 json!({"sessionName": session, "userId": "19x1", "version": "0.22", "vtigerVersion": "7.5.0"}),
             )
@@ -228,26 +239,14 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             if session.is_empty() {
                 return error("AUTHENTICATION_REQUIRED", "Authencation required");
             }
-            let refused = match state.sessions.get(session).copied() {
-                Some(Life::Live) => None,
-                Some(Life::Idle) => Some((
-                    "SESSION_LEFT_IDLE",
-                    "Session has been invalidated to due lack activity",
-                )),
-                Some(Life::Over) => Some((
-                    "SESSION_EXPIRED",
-                    "Session has life span over please login again",
-                )),
-                None => Some((
+            let Some(used) = state.sessions.get_mut(session) else {
+                state.refused_sessions += 1;
+                return error(
                     "INVALID_SESSIONID",
                     "Session Identifier provided is Invalid",
-                )),
+                );
             };
-            if let Some((code, message)) = refused {
-                state.sessions.remove(session);
-                state.refused_sessions += 1;
-                return error(code, message);
-            }
+            *used = Clock::now();
             state.queries += 1;
             state.vtql.push(vtql.clone());
             state.query_sessions.push(get("sessionName").to_owned());

@@ -21,8 +21,11 @@
 //!   does, the SQL breaks (`DATABASE_QUERY_ERROR`) and `injected` tells.
 //! - Comparison as MySQL's default collation: case-insensitive, trailing
 //!   spaces ignored by `=` and `IN`; `LIKE` with `%`, `_` and `\` escapes;
-//!   an unquoted number compares numerically; AND binds before OR; LIMIT at
-//!   most 100 (the default).
+//!   an unquoted number compares numerically; AND binds before OR. `LIKE`
+//!   goes into the SQL as written (`column LIKE 'value'`, buildSelectStmt),
+//!   so its pattern is MySQL's.
+//! - `LIMIT n` and `LIMIT offset,n`: n at most 100 (buildSelectStmt caps
+//!   it), 100 without a LIMIT.
 
 use serde_json::{json, Map, Value};
 
@@ -46,6 +49,7 @@ pub const MODULES: [Module; 3] = [
             "mobile",
             "homephone",
             "otherphone",
+            "fax",
             "email",
             "account_id",
         ],
@@ -59,13 +63,21 @@ pub const MODULES: [Module; 3] = [
             "company",
             "phone",
             "mobile",
+            "fax",
             "email",
         ],
     },
     Module {
         name: "Accounts",
         prefix: "11",
-        fields: &["accountname", "phone", "otherphone", "email1", "website"],
+        fields: &[
+            "accountname",
+            "phone",
+            "otherphone",
+            "fax",
+            "email1",
+            "website",
+        ],
     },
 ];
 
@@ -433,6 +445,7 @@ pub fn parse(vtql: &str) -> Result<Query, VtError> {
             p.next()?;
             offset = first;
             limit = p.expect(number)?.text().parse().unwrap_or(0);
+            limit = limit.min(100);
         } else {
             limit = first.min(100);
         }
@@ -548,22 +561,44 @@ fn numeric(s: &str) -> f64 {
     t[..end].parse().unwrap_or(0.0)
 }
 
-/// LIKE with `%`, `_` and `\` escapes, case-insensitive.
-fn like(text: &str, pattern: &str) -> bool {
-    let t: Vec<char> = text.to_lowercase().chars().collect();
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    fn go(t: &[char], p: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| go(&t[i..], rest)),
-            Some(('_', rest)) => !t.is_empty() && go(&t[1..], rest),
-            Some(('\\', rest)) if !rest.is_empty() => {
-                t.first() == rest.first() && go(&t[1..], &rest[1..])
-            }
-            Some((c, rest)) => t.first() == Some(c) && go(&t[1..], rest),
-        }
+/// MySQL's `LIKE` with its default escape `\`: `%` any run, `_` one
+/// character, case-insensitive (the `_ci` collations); one pass over the
+/// text, however many `%` (the MySQL-backed test CRMs share it).
+pub fn like(text: &str, pattern: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Any,
+        One,
+        Char(char),
     }
-    go(&t, &p)
+    let mut pat = Vec::new();
+    let mut chars = pattern.chars().flat_map(char::to_lowercase);
+    while let Some(c) = chars.next() {
+        pat.push(match c {
+            '%' => P::Any,
+            '_' => P::One,
+            '\\' => P::Char(chars.next().unwrap_or('\\')),
+            c => P::Char(c),
+        });
+    }
+    // prev[j]: the text read so far matches the first j pattern items.
+    let mut prev = vec![false; pat.len() + 1];
+    prev[0] = true;
+    for j in 1..=pat.len() {
+        prev[j] = prev[j - 1] && pat[j - 1] == P::Any;
+    }
+    for t in text.chars().flat_map(char::to_lowercase) {
+        let mut cur = vec![false; pat.len() + 1];
+        for j in 1..=pat.len() {
+            cur[j] = match pat[j - 1] {
+                P::Any => cur[j - 1] || prev[j],
+                P::One => prev[j - 1],
+                P::Char(c) => prev[j - 1] && c == t,
+            };
+        }
+        prev = cur;
+    }
+    prev[pat.len()]
 }
 
 fn holds(record: &Record, cond: &Cond) -> bool {
@@ -645,6 +680,10 @@ fn one_module_per_query_and_only_its_fields() {
     )
     .unwrap();
     assert_eq!((q.module.name, q.limit, q.filter.len()), ("Contacts", 1, 2));
+    let limit = |s: &str| parse(s).map(|q| (q.offset, q.limit)).unwrap();
+    assert_eq!(limit("SELECT id FROM Leads;"), (0, 100));
+    assert_eq!(limit("SELECT id FROM Leads LIMIT 500;"), (0, 100));
+    assert_eq!(limit("SELECT id FROM Leads LIMIT 200,500;"), (200, 100));
     let code = |s: &str| parse(s).unwrap_err().code;
     assert_eq!(code("SELECT id FROM Contacts,Leads;"), "ACCESS_DENIED");
     assert_eq!(
@@ -694,6 +733,8 @@ fn comparisons_are_mysql_s() {
     assert_eq!(hits("phone LIKE '06%'"), 1);
     assert_eq!(hits("phone LIKE '06\\%'"), 0, "an escaped % is a %");
     assert_eq!(hits("phone LIKE '061234567_'"), 1);
+    assert_eq!(hits("phone LIKE '%6%1%2%3%4%5%6%7%8%'"), 1);
+    assert_eq!(hits("phone LIKE '%6%1%2%3%4%5%6%7%9%'"), 0);
     // Unquoted, a number is compared as a number: 0612... is 612...
     assert_eq!(hits("phone = 612345678"), 1);
     assert_eq!(hits("phone = '612345678'"), 0);
