@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::examples::example_config;
+use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
 use crate::test_crms::odoo::Odoo;
-use crate::test_crms::zoho::{self, Criteria, Zoho};
+use crate::test_crms::zoho::{self, Contact, Criteria, Zoho, PHONE_FIELDS};
 use crate::test_crms::{fields, PAYLOAD};
 
 /// PAYLOAD with another caller.
@@ -65,6 +66,35 @@ fn jeanne_in_zoho() -> Value {
     )
 }
 
+/// What `examples/zoho.toml` asks Zoho for the caller 0612345678.
+const QUERY_0612345678: &str = concat!(
+    "select Full_Name, Phone, Mobile, Home_Phone, Other_Phone, Asst_Phone, Fax from Contacts where ",
+    "(((((((((((((((((((((((Phone like '%12 34 56 78%'",
+    " or Phone like '%12.34.56.78%')",
+    " or Phone like '%12-34-56-78%')",
+    " or Phone like '%12345678%')",
+    " or Mobile like '%12 34 56 78%')",
+    " or Mobile like '%12.34.56.78%')",
+    " or Mobile like '%12-34-56-78%')",
+    " or Mobile like '%12345678%')",
+    " or Home_Phone like '%12 34 56 78%')",
+    " or Home_Phone like '%12.34.56.78%')",
+    " or Home_Phone like '%12-34-56-78%')",
+    " or Home_Phone like '%12345678%')",
+    " or Other_Phone like '%12 34 56 78%')",
+    " or Other_Phone like '%12.34.56.78%')",
+    " or Other_Phone like '%12-34-56-78%')",
+    " or Other_Phone like '%12345678%')",
+    " or Asst_Phone like '%12 34 56 78%')",
+    " or Asst_Phone like '%12.34.56.78%')",
+    " or Asst_Phone like '%12-34-56-78%')",
+    " or Asst_Phone like '%12345678%')",
+    " or Fax like '%12 34 56 78%')",
+    " or Fax like '%12.34.56.78%')",
+    " or Fax like '%12-34-56-78%')",
+    " or Fax like '%12345678%') limit 50",
+);
+
 #[tokio::test]
 async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse_the_token() {
     let zoho = Zoho::start("zs3cret-cold", "1000.refresh.cold").await;
@@ -76,10 +106,7 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
     {
         let s = zoho.state.lock().unwrap();
         assert_eq!((s.mints, s.searches, s.refused, s.denied), (1, 3, 0, 0));
-        assert_eq!(
-            s.criteria[0],
-            "((Phone:equals:+33612345678)or(Mobile:equals:+33612345678))"
-        );
+        assert_eq!(s.queries[0], QUERY_0612345678);
     }
     // The token comes from the accounts server, the search goes to the
     // server its reply named: never the other way round.
@@ -94,7 +121,10 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
     let searches = zoho.api.seen();
     assert_eq!(searches.len(), 3);
     for s in &searches {
-        assert!(s.target.starts_with("/crm/v8/Contacts/search?criteria="));
+        assert_eq!(
+            (s.method.as_str(), s.target.as_str()),
+            ("POST", "/crm/v8/coql")
+        );
         assert!(
             s.header("authorization")
                 .is_some_and(|h| h.starts_with("Zoho-oauthtoken 1000.")),
@@ -108,14 +138,24 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
 async fn zoho_no_match_is_a_204_read_as_none_and_a_mobile_number_matches_too() {
     let zoho = Zoho::start("zs3cret-204", "1000.refresh.204").await;
     let gw = zoho_gateway(&zoho, "zoho-nomatch").await;
-    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    let reply = gw.client().post(gw.addr, None, &call("0211111111")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let lines = log_lines("route=zoho-nomatch ");
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("reason=declined ") && l.contains("open_when is false")),
-        "a 204 is no match, not a bad reply: {lines:#?}"
+            .any(|l| l.contains("reason=no_match ") && l.contains("0 record(s)")),
+        "a 204 is no candidate, not a bad reply: {lines:#?}"
+    );
+    // Zoho offers Paul Martin, whose mobile 06.98.76.54.32 holds "98.76.54.32":
+    // not the caller's number, the gateway opens nothing.
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    assert!(
+        log_lines("route=zoho-nomatch ")
+            .iter()
+            .any(|l| l.contains("1 record(s) with 2 stored number(s), none is the caller's number")),
+        "the look-alike was offered and refused"
     );
     let reply = gw
         .client()
@@ -129,7 +169,7 @@ async fn zoho_no_match_is_a_204_read_as_none_and_a_mobile_number_matches_too() {
         )
     );
     let s = zoho.state.lock().unwrap();
-    assert_eq!((s.mints, s.searches), (1, 2));
+    assert_eq!((s.mints, s.searches), (1, 3));
 }
 
 #[tokio::test]
@@ -231,11 +271,11 @@ async fn zoho_revoked_refresh_token_gives_none_with_reason_login() {
 }
 
 #[tokio::test]
-async fn zoho_hostile_callers_cannot_change_the_criteria() {
+async fn zoho_hostile_callers_cannot_change_the_query() {
     let zoho = Zoho::start("zs3cret-hostile", "1000.refresh.hostile").await;
     let gw = zoho_gateway(&zoho, "zoho-hostile").await;
     let hostile = [
-        "0612345678)or(Full_Name:equals:Jeanne O'Neil",
+        "0612345678') or (Full_Name = 'Jeanne O''Neil",
         "061234(5678),x",
         "06\\12345678'\"",
         "0612345%_678",
@@ -249,29 +289,105 @@ async fn zoho_hostile_callers_cannot_change_the_criteria() {
         );
     }
     let s = zoho.state.lock().unwrap();
-    assert_eq!(
-        s.criteria.len(),
-        hostile.len(),
-        "no call refused as malformed"
-    );
-    for criteria in &s.criteria {
-        // Zoho reads each one as the recipe wrote it: Phone or Mobile equal
-        // to a number made of "+" and digits, nothing else.
-        let Ok(Criteria::Any(parts)) = zoho::parse(criteria) else {
-            panic!("{criteria} is not the recipe's shape");
-        };
-        assert_eq!(parts.len(), 2, "{criteria}");
-        for (part, field) in parts.iter().zip(["Phone", "Mobile"]) {
-            let Criteria::Equals(f, v) = part else {
-                panic!("{criteria}");
+    assert_eq!(s.queries.len(), hostile.len());
+    assert_eq!(s.searches, hostile.len(), "no query refused as malformed");
+    for query in &s.queries {
+        // Zoho reads each one as the recipe wrote it: 24 criteria, each a
+        // phone field "like" a number made of digits and separators.
+        let q = zoho::parse(query).unwrap_or_else(|e| panic!("{query}: {e:?}"));
+        let mut leaves = Vec::new();
+        fn walk<'a>(c: &'a Criteria, out: &mut Vec<&'a Criteria>) {
+            match c {
+                Criteria::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                other => out.push(other),
+            }
+        }
+        walk(&q.criteria, &mut leaves);
+        assert_eq!(leaves.len(), 24, "{query}");
+        for leaf in leaves {
+            let Criteria::Compare(field, op, value) = leaf else {
+                panic!("{query}");
             };
-            assert_eq!(f, field);
+            assert!(PHONE_FIELDS.contains(&field.as_str()), "{query}");
+            assert_eq!(op, "like", "{query}");
+            let inner = value.trim_start_matches('%').trim_end_matches('%');
             assert!(
-                v.chars().all(|c| c == '+' || c.is_ascii_digit()),
-                "{criteria}"
+                !inner.is_empty()
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || " .-".contains(c)),
+                "{query}"
             );
         }
     }
+}
+
+#[tokio::test]
+async fn zoho_finds_every_stored_format_in_every_phone_field_and_opens_no_wrong_card() {
+    let zoho = Zoho::start("zs3cret-matrix", "1000.refresh.matrix").await;
+    {
+        // Each person's number as typed, in one of Contacts' phone fields in
+        // turn; the other fields hold a number nobody calls.
+        let mut s = zoho.state.lock().unwrap();
+        s.contacts = people()
+            .iter()
+            .map(|p| {
+                let field = PHONE_FIELDS[p.id as usize % PHONE_FIELDS.len()];
+                let other = PHONE_FIELDS[(p.id as usize + 1) % PHONE_FIELDS.len()];
+                Contact::new(
+                    &format!("5540230000009{:05}", p.id),
+                    &format!("Person {}", p.id),
+                    &[(other, "+33 5 55 00 00 00"), (field, p.stored)],
+                )
+            })
+            .collect();
+    }
+    let gw = zoho_gateway(&zoho, "zoho-matrix").await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.rsplit('/').next().unwrap_or_default();
+            id.strip_prefix("5540230000009")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all("Zoho CRM (COQL)", &results);
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(
+        s.searches,
+        s.queries.len(),
+        "every query read as Zoho reads it"
+    );
+}
+
+#[tokio::test]
+async fn zoho_refresh_token_without_the_coql_scope_gives_none_after_one_new_token() {
+    let zoho = Zoho::start("zs3cret-scope", "1000.refresh.scope").await;
+    // A refresh token made for the search API's scopes, not COQL's.
+    zoho.state.lock().unwrap().scopes = vec![
+        "ZohoCRM.modules.contacts.READ".into(),
+        "ZohoSearch.securesearch.READ".into(),
+    ];
+    let gw = zoho_gateway(&zoho, "zoho-scope").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = zoho.state.lock().unwrap();
+    // 401 is relogin_when's default: one new token, one retry, refused again.
+    assert_eq!((s.mints, s.refused, s.searches), (2, 2, 0));
+    let lines = log_lines("route=zoho-scope ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=status ") && l.contains("401")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]
