@@ -1,9 +1,12 @@
 //! `examples/zoho.toml`, `examples/odoo.toml` and `examples/odoo-jsonrpc.toml`
 //! run end to end against strict test CRMs (tests/it/test_crms/zoho.rs and
 //! odoo.rs): Zoho's accounts server and API server apart, its mint limit,
-//! its 204 for no match; Odoo's JSON-2 bearer key, its JSON-RPC uid, and
-//! `ilike` read as SQL `LIKE`. Each test renames the example's secrets to
-//! variables of its own, so tests running at once do not share a value.
+//! its COQL read with its limits, its 204 for no match; Odoo's JSON-2 bearer
+//! key, its JSON-RPC uid, and its `=ilike` read as PostgreSQL `ILIKE`. Each
+//! recipe runs the caller matrix (tests/it/phone_matrix.rs): every stored
+//! format found from every caller shape, no wrong card. Each test renames
+//! the example's secrets to variables of its own, so tests running at once
+//! do not share a value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use serde_json::{json, Value};
 use crate::examples::example_config;
 use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
-use crate::test_crms::odoo::Odoo;
+use crate::test_crms::odoo::{Odoo, Partner};
 use crate::test_crms::zoho::{self, Contact, Criteria, Zoho, PHONE_FIELDS};
 use crate::test_crms::{fields, PAYLOAD};
 
@@ -470,13 +473,13 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         assert_eq!(reply.json(), jeanne_in_odoo(), "{caller}");
     }
-    // Stored "06 98 76 54 32" (typed the French way).
+    // Stored "06.98.76.54.32" (typed with dots).
     let reply = gw.client().post(gw.addr, None, &call("+33698765432")).await;
     assert_eq!(
         reply.json(),
         opened("https://odoo.example.org/odoo/contacts/43", "Paul Martin")
     );
-    // Stored "0033298112233" (typed without spaces): its last 9 digits.
+    // Stored "0033298112233" (typed without spaces).
     let reply = gw
         .client()
         .post(gw.addr, None, &call("02 98 11 22 33"))
@@ -491,13 +494,7 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
     assert_eq!((s.searches, s.refused), (6, 0));
     assert_eq!(
         s.domains[0],
-        json!([
-            "|",
-            "|",
-            ["phone", "ilike", "+33 6 12 34 56 78"],
-            ["phone", "ilike", "06 12 34 56 78"],
-            ["phone", "ilike", "612345678"]
-        ])
+        json!([["phone", "=ilike", "%6%1%2%3%4%5%6%7%8%"]])
     );
     let seen = odoo.crm.seen();
     assert_eq!(seen[0].target, "/json/2/res.partner/search_read");
@@ -505,7 +502,7 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
     let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(
         (&body["fields"], &body["limit"]),
-        (&json!(["name"]), &json!(1))
+        (&json!(["name", "phone"]), &json!(20))
     );
 }
 
@@ -539,27 +536,40 @@ async fn odoo_json2_wrong_key_is_refused_and_gives_none() {
 }
 
 #[tokio::test]
-async fn odoo_hostile_callers_cannot_widen_the_ilike() {
+async fn odoo_hostile_callers_reach_odoo_as_digits_and_never_open_a_card() {
     let odoo = Odoo::start("0dd0-key-hostile").await;
+    // Every digit of the hostile callers below, in order, is in this number.
+    odoo.state.lock().unwrap().partners.push(Partner::new(
+        46,
+        "Anyone",
+        "0 1 2 3 4 5 6 7 9 8 7 6 5 4",
+        "",
+    ));
     let gw = odoo_gateway("odoo.toml", &odoo, "odoo-hostile").await;
-    // Without the phone filters and escaping, "%" or "_" would match every
-    // partner; a quote or backslash would reach the value as is.
+    // The pattern is the callers' digits with "%" between: a quote, a
+    // backslash or the caller's own "%" and "_" never reach the value, and a
+    // candidate Odoo offers for so few digits is not the caller's number.
     for caller in ["0%1%2%3%4%5", "0_1_2_3_4_5", "01'23\\45\"67%", "029876%%%%"] {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         assert_eq!(reply.json(), json!({"action":"none"}), "{caller}");
     }
+    let lines = log_lines("route=odoo-hostile ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("the caller is not a phone number the gateway can compare")),
+        "Odoo offered a candidate, the gateway refused it: {lines:#?}"
+    );
     let s = odoo.state.lock().unwrap();
     assert_eq!(s.searches, 4);
     for domain in &s.domains {
-        for leaf in domain.as_array().unwrap().iter().skip(2) {
-            let value = leaf[2].as_str().unwrap();
-            assert!(
-                value
-                    .chars()
-                    .all(|c| c == '+' || c == ' ' || c.is_ascii_digit()),
-                "{domain}"
-            );
-        }
+        let value = domain[0][2].as_str().unwrap();
+        assert!(value.starts_with('%') && value.ends_with('%'), "{domain}");
+        let mut parts = value.split('%');
+        assert!(
+            parts.all(|p| p.is_empty() || (p.len() == 1 && p.bytes().all(|b| b.is_ascii_digit()))),
+            "{domain}"
+        );
     }
 }
 
@@ -592,8 +602,16 @@ async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused
         "the uid stays a number"
     );
     assert_eq!(
+        search["params"]["args"][5],
+        json!([[
+            "|",
+            ["phone", "=ilike", "%6%1%2%3%4%5%6%7%8%"],
+            ["mobile", "=ilike", "%6%1%2%3%4%5%6%7%8%"]
+        ]])
+    );
+    assert_eq!(
         search["params"]["args"][6],
-        json!({"fields": ["name"], "limit": 1})
+        json!({"fields": ["name", "phone", "mobile"], "limit": 20})
     );
     // The user was recreated: the old uid is refused (AccessDenied over
     // HTTP 200), the gateway logs in again once and the call still opens.
@@ -602,8 +620,17 @@ async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused
     assert_eq!(reply.json(), jeanne);
     let reply = gw.client().post(gw.addr, None, &call("0299999999")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
+    // A number in the mobile field only (Odoo 16 to 18 have one).
+    let reply = gw.client().post(gw.addr, None, &call("0711223344")).await;
+    assert_eq!(
+        reply.json(),
+        opened(
+            "https://odoo.example.org/web#id=45&model=res.partner&view_type=form",
+            "Marie Durand"
+        )
+    );
     let s = odoo.state.lock().unwrap();
-    assert_eq!((s.logins, s.searches, s.refused), (2, 4, 1));
+    assert_eq!((s.logins, s.searches, s.refused), (2, 5, 1));
 }
 
 #[tokio::test]
@@ -631,4 +658,55 @@ async fn odoo_jsonrpc_wrong_key_is_a_login_failure_not_a_search() {
         lines.iter().any(|l| l.contains("reason=login ")),
         "{lines:#?}"
     );
+}
+
+/// The matrix through `example` against a test Odoo holding every person
+/// (in phone, or in phone and mobile in turn with `mobile`), each reply's
+/// card read back by the partner id after `marker` in its url.
+async fn odoo_matrix(example: &str, tag: &str, mobile: bool, marker: &str) {
+    let odoo = Odoo::start(&format!("0dd0-key-{tag}")).await;
+    odoo.state.lock().unwrap().partners = people()
+        .iter()
+        .map(|p| {
+            let name = format!("Person {}", p.id);
+            let id = 1000 + u64::from(p.id);
+            if mobile && p.id % 2 == 0 {
+                Partner::new(id, &name, "+33 5 55 00 00 00", p.stored)
+            } else {
+                Partner::new(id, &name, p.stored, "")
+            }
+        })
+        .collect();
+    let gw = odoo_gateway(example, &odoo, tag).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.split_once(marker).map_or("", |(_, rest)| rest);
+            let id: String = id.chars().take_while(char::is_ascii_digit).collect();
+            id.parse::<u32>()
+                .ok()
+                .and_then(|n| n.checked_sub(1000))
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all(example, &results);
+    let s = odoo.state.lock().unwrap();
+    assert_eq!(
+        s.searches,
+        calls().len(),
+        "every domain read as Odoo reads it"
+    );
+}
+
+#[tokio::test]
+async fn odoo_json2_finds_every_stored_format_and_opens_no_wrong_card() {
+    odoo_matrix("odoo.toml", "odoo-matrix", false, "/contacts/").await;
+}
+
+#[tokio::test]
+async fn odoo_jsonrpc_finds_every_stored_format_in_phone_or_mobile_and_opens_no_wrong_card() {
+    odoo_matrix("odoo-jsonrpc.toml", "odoo-rpc-matrix", true, "#id=").await;
 }
