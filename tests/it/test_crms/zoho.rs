@@ -33,8 +33,12 @@
 //!   `'%tech%'`. A `%` anywhere else is read here as itself, so a pattern
 //!   with wildcards between its characters (`'%6%1%2%'`) finds nothing:
 //!   Zoho's query language cannot ask for digits however punctuated. Values
-//!   are compared case-insensitively as typed (phone fields are text:
-//!   `06.12.34.56.78` contains `12.34.56.78`, not `12 34 56 78`). Records
+//!   are compared case-insensitively as typed: `06.12.34.56.78` contains
+//!   `12.34.56.78`, not `12 34 56 78`. Zoho's COQL page lists `like` for
+//!   text and picklist fields; phone fields (Phone, Mobile, Home_Phone,
+//!   Other_Phone, Asst_Phone, Fax) are single-line text and take it here too,
+//!   as Zoho's filters do (Zoho's "Kaizen #178": phone takes contains,
+//!   starts_with, ends_with). Records
 //!   answer 200 `{"data": [...], "info": {"count", "more_records"}}`, each
 //!   with its `id` and the selected fields (`null` when empty); no record
 //!   answers HTTP 204 with no body (v8/status-codes.html). An unknown or
