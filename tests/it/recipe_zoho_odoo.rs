@@ -1,9 +1,12 @@
 //! `examples/zoho.toml`, `examples/odoo.toml` and `examples/odoo-jsonrpc.toml`
 //! run end to end against strict test CRMs (tests/it/test_crms/zoho.rs and
 //! odoo.rs): Zoho's accounts server and API server apart, its mint limit,
-//! its 204 for no match; Odoo's JSON-2 bearer key, its JSON-RPC uid, and
-//! `ilike` read as SQL `LIKE`. Each test renames the example's secrets to
-//! variables of its own, so tests running at once do not share a value.
+//! its COQL read with its limits, its 204 for no match; Odoo's JSON-2 bearer
+//! key, its JSON-RPC uid, and its `=ilike` read as PostgreSQL `ILIKE`. Each
+//! recipe runs the caller matrix (tests/it/phone_matrix.rs): every stored
+//! format found from every caller shape, no wrong card. Each test renames
+//! the example's secrets to variables of its own, so tests running at once
+//! do not share a value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +14,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::examples::example_config;
+use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
-use crate::test_crms::odoo::Odoo;
-use crate::test_crms::zoho::{self, Criteria, Zoho};
+use crate::test_crms::odoo::{Odoo, Partner};
+use crate::test_crms::zoho::{self, Contact, Criteria, Zoho, PHONE_FIELDS};
 use crate::test_crms::{fields, PAYLOAD};
 
 /// PAYLOAD with another caller.
@@ -65,6 +69,35 @@ fn jeanne_in_zoho() -> Value {
     )
 }
 
+/// What `examples/zoho.toml` asks Zoho for the caller 0612345678.
+const QUERY_0612345678: &str = concat!(
+    "select Full_Name, Phone, Mobile, Home_Phone, Other_Phone, Asst_Phone, Fax from Contacts where ",
+    "(((((((((((((((((((((((Phone like '%12 34 56 78%'",
+    " or Phone like '%12.34.56.78%')",
+    " or Phone like '%12-34-56-78%')",
+    " or Phone like '%12345678%')",
+    " or Mobile like '%12 34 56 78%')",
+    " or Mobile like '%12.34.56.78%')",
+    " or Mobile like '%12-34-56-78%')",
+    " or Mobile like '%12345678%')",
+    " or Home_Phone like '%12 34 56 78%')",
+    " or Home_Phone like '%12.34.56.78%')",
+    " or Home_Phone like '%12-34-56-78%')",
+    " or Home_Phone like '%12345678%')",
+    " or Other_Phone like '%12 34 56 78%')",
+    " or Other_Phone like '%12.34.56.78%')",
+    " or Other_Phone like '%12-34-56-78%')",
+    " or Other_Phone like '%12345678%')",
+    " or Asst_Phone like '%12 34 56 78%')",
+    " or Asst_Phone like '%12.34.56.78%')",
+    " or Asst_Phone like '%12-34-56-78%')",
+    " or Asst_Phone like '%12345678%')",
+    " or Fax like '%12 34 56 78%')",
+    " or Fax like '%12.34.56.78%')",
+    " or Fax like '%12-34-56-78%')",
+    " or Fax like '%12345678%') limit 50",
+);
+
 #[tokio::test]
 async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse_the_token() {
     let zoho = Zoho::start("zs3cret-cold", "1000.refresh.cold").await;
@@ -76,10 +109,7 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
     {
         let s = zoho.state.lock().unwrap();
         assert_eq!((s.mints, s.searches, s.refused, s.denied), (1, 3, 0, 0));
-        assert_eq!(
-            s.criteria[0],
-            "((Phone:equals:+33612345678)or(Mobile:equals:+33612345678))"
-        );
+        assert_eq!(s.queries[0], QUERY_0612345678);
     }
     // The token comes from the accounts server, the search goes to the
     // server its reply named: never the other way round.
@@ -94,7 +124,10 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
     let searches = zoho.api.seen();
     assert_eq!(searches.len(), 3);
     for s in &searches {
-        assert!(s.target.starts_with("/crm/v8/Contacts/search?criteria="));
+        assert_eq!(
+            (s.method.as_str(), s.target.as_str()),
+            ("POST", "/crm/v8/coql")
+        );
         assert!(
             s.header("authorization")
                 .is_some_and(|h| h.starts_with("Zoho-oauthtoken 1000.")),
@@ -108,14 +141,24 @@ async fn zoho_cold_call_mints_then_searches_the_api_domain_and_later_calls_reuse
 async fn zoho_no_match_is_a_204_read_as_none_and_a_mobile_number_matches_too() {
     let zoho = Zoho::start("zs3cret-204", "1000.refresh.204").await;
     let gw = zoho_gateway(&zoho, "zoho-nomatch").await;
-    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    let reply = gw.client().post(gw.addr, None, &call("0211111111")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let lines = log_lines("route=zoho-nomatch ");
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("reason=declined ") && l.contains("open_when is false")),
-        "a 204 is no match, not a bad reply: {lines:#?}"
+            .any(|l| l.contains("reason=no_match ") && l.contains("0 record(s)")),
+        "a 204 is no candidate, not a bad reply: {lines:#?}"
+    );
+    // Zoho offers Paul Martin, whose mobile 06.98.76.54.32 holds "98.76.54.32":
+    // not the caller's number, the gateway opens nothing.
+    let reply = gw.client().post(gw.addr, None, &call("0298765432")).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    assert!(
+        log_lines("route=zoho-nomatch ")
+            .iter()
+            .any(|l| l.contains("1 record(s) with 2 stored number(s), none is the caller's number")),
+        "the look-alike was offered and refused"
     );
     let reply = gw
         .client()
@@ -129,7 +172,7 @@ async fn zoho_no_match_is_a_204_read_as_none_and_a_mobile_number_matches_too() {
         )
     );
     let s = zoho.state.lock().unwrap();
-    assert_eq!((s.mints, s.searches), (1, 2));
+    assert_eq!((s.mints, s.searches), (1, 3));
 }
 
 #[tokio::test]
@@ -231,11 +274,11 @@ async fn zoho_revoked_refresh_token_gives_none_with_reason_login() {
 }
 
 #[tokio::test]
-async fn zoho_hostile_callers_cannot_change_the_criteria() {
+async fn zoho_hostile_callers_cannot_change_the_query() {
     let zoho = Zoho::start("zs3cret-hostile", "1000.refresh.hostile").await;
     let gw = zoho_gateway(&zoho, "zoho-hostile").await;
     let hostile = [
-        "0612345678)or(Full_Name:equals:Jeanne O'Neil",
+        "0612345678') or (Full_Name = 'Jeanne O''Neil",
         "061234(5678),x",
         "06\\12345678'\"",
         "0612345%_678",
@@ -249,29 +292,105 @@ async fn zoho_hostile_callers_cannot_change_the_criteria() {
         );
     }
     let s = zoho.state.lock().unwrap();
-    assert_eq!(
-        s.criteria.len(),
-        hostile.len(),
-        "no call refused as malformed"
-    );
-    for criteria in &s.criteria {
-        // Zoho reads each one as the recipe wrote it: Phone or Mobile equal
-        // to a number made of "+" and digits, nothing else.
-        let Ok(Criteria::Any(parts)) = zoho::parse(criteria) else {
-            panic!("{criteria} is not the recipe's shape");
-        };
-        assert_eq!(parts.len(), 2, "{criteria}");
-        for (part, field) in parts.iter().zip(["Phone", "Mobile"]) {
-            let Criteria::Equals(f, v) = part else {
-                panic!("{criteria}");
+    assert_eq!(s.queries.len(), hostile.len());
+    assert_eq!(s.searches, hostile.len(), "no query refused as malformed");
+    for query in &s.queries {
+        // Zoho reads each one as the recipe wrote it: 24 criteria, each a
+        // phone field "like" a number made of digits and separators.
+        let q = zoho::parse(query).unwrap_or_else(|e| panic!("{query}: {e:?}"));
+        let mut leaves = Vec::new();
+        fn walk<'a>(c: &'a Criteria, out: &mut Vec<&'a Criteria>) {
+            match c {
+                Criteria::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                other => out.push(other),
+            }
+        }
+        walk(&q.criteria, &mut leaves);
+        assert_eq!(leaves.len(), 24, "{query}");
+        for leaf in leaves {
+            let Criteria::Compare(field, op, value) = leaf else {
+                panic!("{query}");
             };
-            assert_eq!(f, field);
+            assert!(PHONE_FIELDS.contains(&field.as_str()), "{query}");
+            assert_eq!(op, "like", "{query}");
+            let inner = value.trim_start_matches('%').trim_end_matches('%');
             assert!(
-                v.chars().all(|c| c == '+' || c.is_ascii_digit()),
-                "{criteria}"
+                !inner.is_empty()
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || " .-".contains(c)),
+                "{query}"
             );
         }
     }
+}
+
+#[tokio::test]
+async fn zoho_finds_every_stored_format_in_every_phone_field_and_opens_no_wrong_card() {
+    let zoho = Zoho::start("zs3cret-matrix", "1000.refresh.matrix").await;
+    {
+        // Each person's number as typed, in one of Contacts' phone fields in
+        // turn; the other fields hold a number nobody calls.
+        let mut s = zoho.state.lock().unwrap();
+        s.contacts = people()
+            .iter()
+            .map(|p| {
+                let field = PHONE_FIELDS[p.id as usize % PHONE_FIELDS.len()];
+                let other = PHONE_FIELDS[(p.id as usize + 1) % PHONE_FIELDS.len()];
+                Contact::new(
+                    &format!("5540230000009{:05}", p.id),
+                    &format!("Person {}", p.id),
+                    &[(other, "+33 5 55 00 00 00"), (field, p.stored)],
+                )
+            })
+            .collect();
+    }
+    let gw = zoho_gateway(&zoho, "zoho-matrix").await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.rsplit('/').next().unwrap_or_default();
+            id.strip_prefix("5540230000009")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all("Zoho CRM (COQL)", &results);
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(
+        s.searches,
+        s.queries.len(),
+        "every query read as Zoho reads it"
+    );
+}
+
+#[tokio::test]
+async fn zoho_refresh_token_without_the_coql_scope_gives_none_after_one_new_token() {
+    let zoho = Zoho::start("zs3cret-scope", "1000.refresh.scope").await;
+    // A refresh token made for the search API's scopes, not COQL's.
+    zoho.state.lock().unwrap().scopes = vec![
+        "ZohoCRM.modules.contacts.READ".into(),
+        "ZohoSearch.securesearch.READ".into(),
+    ];
+    let gw = zoho_gateway(&zoho, "zoho-scope").await;
+    let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
+    assert_eq!(reply.json(), json!({"action":"none"}));
+    let s = zoho.state.lock().unwrap();
+    // 401 is relogin_when's default: one new token, one retry, refused again.
+    assert_eq!((s.mints, s.refused, s.searches), (2, 2, 0));
+    let lines = log_lines("route=zoho-scope ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=status ") && l.contains("401")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]
@@ -354,13 +473,13 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         assert_eq!(reply.json(), jeanne_in_odoo(), "{caller}");
     }
-    // Stored "06 98 76 54 32" (typed the French way).
+    // Stored "06.98.76.54.32" (typed with dots).
     let reply = gw.client().post(gw.addr, None, &call("+33698765432")).await;
     assert_eq!(
         reply.json(),
         opened("https://odoo.example.org/odoo/contacts/43", "Paul Martin")
     );
-    // Stored "0033298112233" (typed without spaces): its last 9 digits.
+    // Stored "0033298112233" (typed without spaces).
     let reply = gw
         .client()
         .post(gw.addr, None, &call("02 98 11 22 33"))
@@ -375,13 +494,7 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
     assert_eq!((s.searches, s.refused), (6, 0));
     assert_eq!(
         s.domains[0],
-        json!([
-            "|",
-            "|",
-            ["phone", "ilike", "+33 6 12 34 56 78"],
-            ["phone", "ilike", "06 12 34 56 78"],
-            ["phone", "ilike", "612345678"]
-        ])
+        json!([["phone", "=ilike", "%6%1%2%3%4%5%6%7%8%"]])
     );
     let seen = odoo.crm.seen();
     assert_eq!(seen[0].target, "/json/2/res.partner/search_read");
@@ -389,7 +502,7 @@ async fn odoo_json2_finds_each_stored_phone_shape_from_each_caller_shape() {
     let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(
         (&body["fields"], &body["limit"]),
-        (&json!(["name"]), &json!(1))
+        (&json!(["name", "phone"]), &json!(20))
     );
 }
 
@@ -423,27 +536,40 @@ async fn odoo_json2_wrong_key_is_refused_and_gives_none() {
 }
 
 #[tokio::test]
-async fn odoo_hostile_callers_cannot_widen_the_ilike() {
+async fn odoo_hostile_callers_reach_odoo_as_digits_and_never_open_a_card() {
     let odoo = Odoo::start("0dd0-key-hostile").await;
+    // Every digit of the hostile callers below, in order, is in this number.
+    odoo.state.lock().unwrap().partners.push(Partner::new(
+        46,
+        "Anyone",
+        "0 1 2 3 4 5 6 7 9 8 7 6 5 4",
+        "",
+    ));
     let gw = odoo_gateway("odoo.toml", &odoo, "odoo-hostile").await;
-    // Without the phone filters and escaping, "%" or "_" would match every
-    // partner; a quote or backslash would reach the value as is.
+    // The pattern is the callers' digits with "%" between: a quote, a
+    // backslash or the caller's own "%" and "_" never reach the value, and a
+    // candidate Odoo offers for so few digits is not the caller's number.
     for caller in ["0%1%2%3%4%5", "0_1_2_3_4_5", "01'23\\45\"67%", "029876%%%%"] {
         let reply = gw.client().post(gw.addr, None, &call(caller)).await;
         assert_eq!(reply.json(), json!({"action":"none"}), "{caller}");
     }
+    let lines = log_lines("route=odoo-hostile ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("the caller is not a phone number the gateway can compare")),
+        "Odoo offered a candidate, the gateway refused it: {lines:#?}"
+    );
     let s = odoo.state.lock().unwrap();
     assert_eq!(s.searches, 4);
     for domain in &s.domains {
-        for leaf in domain.as_array().unwrap().iter().skip(2) {
-            let value = leaf[2].as_str().unwrap();
-            assert!(
-                value
-                    .chars()
-                    .all(|c| c == '+' || c == ' ' || c.is_ascii_digit()),
-                "{domain}"
-            );
-        }
+        let value = domain[0][2].as_str().unwrap();
+        assert!(value.starts_with('%') && value.ends_with('%'), "{domain}");
+        let mut parts = value.split('%');
+        assert!(
+            parts.all(|p| p.is_empty() || (p.len() == 1 && p.bytes().all(|b| b.is_ascii_digit()))),
+            "{domain}"
+        );
     }
 }
 
@@ -476,8 +602,16 @@ async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused
         "the uid stays a number"
     );
     assert_eq!(
+        search["params"]["args"][5],
+        json!([[
+            "|",
+            ["phone", "=ilike", "%6%1%2%3%4%5%6%7%8%"],
+            ["mobile", "=ilike", "%6%1%2%3%4%5%6%7%8%"]
+        ]])
+    );
+    assert_eq!(
         search["params"]["args"][6],
-        json!({"fields": ["name"], "limit": 1})
+        json!({"fields": ["name", "phone", "mobile"], "limit": 20})
     );
     // The user was recreated: the old uid is refused (AccessDenied over
     // HTTP 200), the gateway logs in again once and the call still opens.
@@ -486,8 +620,17 @@ async fn odoo_jsonrpc_logs_in_once_reuses_the_uid_and_logs_in_again_when_refused
     assert_eq!(reply.json(), jeanne);
     let reply = gw.client().post(gw.addr, None, &call("0299999999")).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
+    // A number in the mobile field only (Odoo 16 to 18 have one).
+    let reply = gw.client().post(gw.addr, None, &call("0711223344")).await;
+    assert_eq!(
+        reply.json(),
+        opened(
+            "https://odoo.example.org/web#id=45&model=res.partner&view_type=form",
+            "Marie Durand"
+        )
+    );
     let s = odoo.state.lock().unwrap();
-    assert_eq!((s.logins, s.searches, s.refused), (2, 4, 1));
+    assert_eq!((s.logins, s.searches, s.refused), (2, 5, 1));
 }
 
 #[tokio::test]
@@ -515,4 +658,55 @@ async fn odoo_jsonrpc_wrong_key_is_a_login_failure_not_a_search() {
         lines.iter().any(|l| l.contains("reason=login ")),
         "{lines:#?}"
     );
+}
+
+/// The matrix through `example` against a test Odoo holding every person
+/// (in phone, or in phone and mobile in turn with `mobile`), each reply's
+/// card read back by the partner id after `marker` in its url.
+async fn odoo_matrix(example: &str, tag: &str, mobile: bool, marker: &str) {
+    let odoo = Odoo::start(&format!("0dd0-key-{tag}")).await;
+    odoo.state.lock().unwrap().partners = people()
+        .iter()
+        .map(|p| {
+            let name = format!("Person {}", p.id);
+            let id = 1000 + u64::from(p.id);
+            if mobile && p.id % 2 == 0 {
+                Partner::new(id, &name, "+33 5 55 00 00 00", p.stored)
+            } else {
+                Partner::new(id, &name, p.stored, "")
+            }
+        })
+        .collect();
+    let gw = odoo_gateway(example, &odoo, tag).await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.split_once(marker).map_or("", |(_, rest)| rest);
+            let id: String = id.chars().take_while(char::is_ascii_digit).collect();
+            id.parse::<u32>()
+                .ok()
+                .and_then(|n| n.checked_sub(1000))
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all(example, &results);
+    let s = odoo.state.lock().unwrap();
+    assert_eq!(
+        s.searches,
+        calls().len(),
+        "every domain read as Odoo reads it"
+    );
+}
+
+#[tokio::test]
+async fn odoo_json2_finds_every_stored_format_and_opens_no_wrong_card() {
+    odoo_matrix("odoo.toml", "odoo-matrix", false, "/contacts/").await;
+}
+
+#[tokio::test]
+async fn odoo_jsonrpc_finds_every_stored_format_in_phone_or_mobile_and_opens_no_wrong_card() {
+    odoo_matrix("odoo-jsonrpc.toml", "odoo-rpc-matrix", true, "#id=").await;
 }

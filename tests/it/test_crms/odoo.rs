@@ -25,12 +25,20 @@
 //!   `JsonRPCDispatcher.handle_error`).
 //!
 //! Domains are Odoo's: a list of `[field, operator, value]` terms in Polish
-//! notation with `"|"`, `"&"`, `"!"` prefixes and an implicit `&`. `ilike`
-//! is SQL's: the value is wrapped in `%...%` and its own `%` and `_` stay
-//! wildcards (the documentation's own example searches `"%deco%"`); `\`
-//! escapes the next character, as PostgreSQL's `LIKE` and Odoo's
-//! `escape_psql` (odoo/tools/sql.py) have it. Phones are stored as typed (or
-//! as Odoo's phone_validation formats them: `+33 6 12 34 56 78`).
+//! notation with `"|"`, `"&"`, `"!"` prefixes and an implicit `&`. The
+//! `like` operators are PostgreSQL's `LIKE`/`ILIKE` on the text as stored:
+//! `ilike` and `like` wrap the value in `%...%` without escaping anything in
+//! it, `=ilike` and `=like` take the value as the whole pattern (odoo/odoo
+//! odoo/osv/expression.py up to 17, odoo/models.py `_condition_to_sql` in
+//! 17 and 18, odoo/orm/fields.py `_condition_to_sql` in 19: `need_wildcard
+//! = '=' not in operator`, `f"%{value}%"`); `%` and `_` in a value are
+//! wildcards, `\` escapes the next character (PostgreSQL's default `LIKE`
+//! escape). An empty field is SQL `NULL`: no `like` matches it, and it reads
+//! back as `false`. Phones are stored as typed (or as Odoo's phone_validation
+//! formats them: `+33 6 12 34 56 78`). `res.partner` has `phone` and
+//! `mobile` up to 18.0; Odoo 18.2 and 19 dropped `mobile` (odoo/odoo pull
+//! request 189739 "[REM] base: remove mobile field"), so the JSON-2 endpoint
+//! (Odoo 19) refuses the field and the JSON-RPC one (16 to 18) has it.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,11 +46,40 @@ use serde_json::{json, Value};
 
 use crate::crm::{Answer, Crm, Seen};
 
-/// A partner: id, name, phone as stored.
+/// A partner: id, name, phone and mobile as stored (empty: not set).
 pub struct Partner {
     pub id: u64,
-    pub name: &'static str,
-    pub phone: &'static str,
+    pub name: String,
+    pub phone: String,
+    pub mobile: String,
+}
+
+impl Partner {
+    pub fn new(id: u64, name: &str, phone: &str, mobile: &str) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            phone: phone.into(),
+            mobile: mobile.into(),
+        }
+    }
+
+    /// A field's value, `None` for a field the version lacks.
+    fn get(&self, field: &str, version: Version) -> Option<&str> {
+        match field {
+            "name" | "display_name" => Some(&self.name),
+            "phone" => Some(&self.phone),
+            "mobile" if version == Version::Upto18 => Some(&self.mobile),
+            _ => None,
+        }
+    }
+}
+
+/// Which Odoo answers: 19 (JSON-2, no `mobile`) or 16 to 18 (JSON-RPC).
+#[derive(Clone, Copy, PartialEq)]
+enum Version {
+    V19,
+    Upto18,
 }
 
 #[derive(Default)]
@@ -76,21 +113,11 @@ impl Odoo {
             api_key: api_key.into(),
             uid: 7,
             partners: vec![
-                Partner {
-                    id: 42,
-                    name: "Jeanne O'Neil",
-                    phone: "+33 6 12 34 56 78",
-                },
-                Partner {
-                    id: 43,
-                    name: "Paul Martin",
-                    phone: "06 98 76 54 32",
-                },
-                Partner {
-                    id: 44,
-                    name: "Luc Petit",
-                    phone: "0033298112233",
-                },
+                Partner::new(42, "Jeanne O'Neil", "+33 6 12 34 56 78", ""),
+                Partner::new(43, "Paul Martin", "06.98.76.54.32", ""),
+                Partner::new(44, "Luc Petit", "0033298112233", ""),
+                // A mobile only (Odoo 16 to 18; 19 has no such field).
+                Partner::new(45, "Marie Durand", "", "+33 7 11 22 33 44"),
             ],
             ..State::default()
         }));
@@ -185,6 +212,7 @@ fn json2(state: &mut State, seen: &Seen, body: &Value) -> Answer {
     }
     match search_read(
         state,
+        Version::V19,
         params.get("domain"),
         params.get("fields"),
         params.get("limit"),
@@ -248,6 +276,7 @@ fn jsonrpc(state: &mut State, body: &Value) -> Answer {
             }
             match search_read(
                 state,
+                Version::Upto18,
                 positional.first(),
                 kwargs.get("fields"),
                 kwargs.get("limit"),
@@ -262,6 +291,7 @@ fn jsonrpc(state: &mut State, body: &Value) -> Answer {
 
 fn search_read(
     state: &mut State,
+    version: Version,
     domain: Option<&Value>,
     fields: Option<&Value>,
     limit: Option<&Value>,
@@ -292,17 +322,17 @@ fn search_read(
         let mut ok = true;
         // An implicit "&" between the top-level expressions.
         while at < terms.len() {
-            ok &= eval(terms, &mut at, p, 0)?;
+            ok &= eval(terms, &mut at, p, version, 0)?;
         }
         if ok && rows.len() < limit {
             let mut row = serde_json::Map::new();
             row.insert("id".into(), json!(p.id));
             for f in &fields {
-                let v = match f.as_str() {
-                    "id" => json!(p.id),
-                    "name" | "display_name" => json!(p.name),
-                    "phone" => json!(p.phone),
-                    _ => return Err(format!("Invalid field '{f}' on model 'res.partner'")),
+                let v = match (f.as_str(), p.get(f, version)) {
+                    ("id", _) => json!(p.id),
+                    (_, Some("")) => json!(false),
+                    (_, Some(v)) => json!(v),
+                    (_, None) => return Err(format!("Invalid field '{f}' on model 'res.partner'")),
                 };
                 row.insert(f.clone(), v);
             }
@@ -313,41 +343,56 @@ fn search_read(
     Ok(Value::Array(rows))
 }
 
-fn eval(terms: &[Value], at: &mut usize, p: &Partner, depth: usize) -> Result<bool, String> {
+fn eval(
+    terms: &[Value],
+    at: &mut usize,
+    p: &Partner,
+    version: Version,
+    depth: usize,
+) -> Result<bool, String> {
     if depth > 32 {
         return Err("domain too deep".into());
     }
     let term = terms.get(*at).ok_or("domain ends early")?;
     *at += 1;
+    let mut next = || eval(terms, at, p, version, depth + 1);
     match term.as_str() {
-        Some("|") => Ok(eval(terms, at, p, depth + 1)? | eval(terms, at, p, depth + 1)?),
-        Some("&") => Ok(eval(terms, at, p, depth + 1)? & eval(terms, at, p, depth + 1)?),
-        Some("!") => Ok(!eval(terms, at, p, depth + 1)?),
+        Some("|") => Ok(next()? | next()?),
+        Some("&") => Ok(next()? & next()?),
+        Some("!") => Ok(!next()?),
         Some(other) => Err(format!("Invalid domain operator {other:?}")),
         None => {
             let leaf = term
                 .as_array()
                 .filter(|l| l.len() == 3)
                 .ok_or("Invalid leaf")?;
-            let (field, op, value) = (leaf[0].as_str(), leaf[1].as_str(), &leaf[2]);
-            let stored = match field {
-                Some("phone") => p.phone,
-                Some("name") => p.name,
-                _ => return Err(format!("Invalid field {field:?} in leaf")),
-            };
-            let value = value.as_str().ok_or("ilike wants a string")?;
+            let (field, op, value) = (leaf[0].as_str().unwrap_or(""), leaf[1].as_str(), &leaf[2]);
+            let stored = p
+                .get(field, version)
+                .ok_or_else(|| format!("Invalid field res.partner.{field} in leaf {term}"))?;
+            // An empty char field is NULL: no comparison holds.
+            let stored = (!stored.is_empty()).then_some(stored);
+            let value = value
+                .as_str()
+                .ok_or("a like or = value must be a string here")?;
+            let sql_like =
+                |pattern: &str, fold: bool| stored.is_some_and(|s| like(pattern, s, fold));
             match op {
-                Some("ilike") => Ok(like(&format!("%{value}%"), stored)),
-                Some("=") => Ok(stored == value),
+                Some("=") => Ok(stored == Some(value)),
+                Some("ilike") => Ok(sql_like(&format!("%{value}%"), true)),
+                Some("like") => Ok(sql_like(&format!("%{value}%"), false)),
+                Some("=ilike") => Ok(sql_like(value, true)),
+                Some("=like") => Ok(sql_like(value, false)),
+                Some("not ilike") => Ok(!sql_like(&format!("%{value}%"), true)),
                 _ => Err(format!("Invalid operator {op:?}")),
             }
         }
     }
 }
 
-/// PostgreSQL's `ILIKE` with its default escape `\`: `%` any run, `_` one
-/// character, `\x` the character x, case folded.
-pub fn like(pattern: &str, text: &str) -> bool {
+/// PostgreSQL's `LIKE` (`ILIKE` with `fold`) with its default escape `\`:
+/// `%` any run, `_` one character, `\x` the character x.
+pub fn like(pattern: &str, text: &str, fold: bool) -> bool {
     enum Tok {
         Any,
         One,
@@ -363,7 +408,11 @@ pub fn like(pattern: &str, text: &str) -> bool {
             c => Tok::Char(c),
         });
     }
-    let text: Vec<char> = text.to_lowercase().chars().collect();
+    let text: Vec<char> = if fold {
+        text.to_lowercase().chars().collect()
+    } else {
+        text.chars().collect()
+    };
     // matched[j]: the tokens so far match text[..j].
     let mut matched = vec![false; text.len() + 1];
     matched[0] = true;
@@ -374,8 +423,13 @@ pub fn like(pattern: &str, text: &str) -> bool {
                 Tok::Any => next[j] = matched[j] || (j > 0 && next[j - 1]),
                 Tok::One => next[j] = j > 0 && matched[j - 1],
                 Tok::Char(c) => {
-                    next[j] =
-                        j > 0 && matched[j - 1] && c.to_lowercase().eq(text[j - 1].to_lowercase())
+                    next[j] = j > 0
+                        && matched[j - 1]
+                        && if fold {
+                            c.to_lowercase().eq(text[j - 1].to_lowercase())
+                        } else {
+                            *c == text[j - 1]
+                        }
                 }
             }
         }
@@ -386,11 +440,55 @@ pub fn like(pattern: &str, text: &str) -> bool {
 
 #[test]
 fn ilike_is_sql_like_with_backslash_escapes() {
-    assert!(like("%12 34%", "+33 6 12 34 56 78"));
-    assert!(like("%%%", "anything"));
-    assert!(like("%6_1%", "+33 6 12"));
-    assert!(!like("%6\\_1%", "+33 6 12"));
-    assert!(like("%6\\_1%", "x6_1y"));
-    assert!(like("%O'NEIL%", "Jeanne O'Neil"));
-    assert!(!like("%612345678%", "+33 6 12 34 56 78"));
+    let ilike = |p: &str, t: &str| like(p, t, true);
+    assert!(ilike("%12 34%", "+33 6 12 34 56 78"));
+    assert!(ilike("%%%", "anything"));
+    assert!(ilike("%6_1%", "+33 6 12"));
+    assert!(!ilike("%6\\_1%", "+33 6 12"));
+    assert!(ilike("%6\\_1%", "x6_1y"));
+    assert!(ilike("%O'NEIL%", "Jeanne O'Neil"));
+    assert!(!like("%O'NEIL%", "Jeanne O'Neil", false));
+    assert!(!ilike("%612345678%", "+33 6 12 34 56 78"));
+    // phone_like's pattern: the digits in order, anything around them.
+    assert!(ilike("%6%1%2%3%4%5%6%7%8%", "+33 (0)6 12.34.56.78 (home)"));
+    assert!(!ilike("%6%1%2%3%4%5%6%7%8%", "+33 6 12 34 56 87"));
+}
+
+#[test]
+fn domains_are_read_as_odoo_reads_them() {
+    let p = Partner::new(1, "Jeanne", "06.12.34.56.78", "");
+    let eval_all = |domain: Value, version| {
+        let terms = domain.as_array().unwrap().clone();
+        let mut at = 0;
+        let mut ok = true;
+        while at < terms.len() {
+            ok &= eval(&terms, &mut at, &p, version, 0)?;
+        }
+        Ok::<bool, String>(ok)
+    };
+    let pat = "%6%1%2%3%4%5%6%7%8%";
+    // ilike wraps the value in %...%, =ilike takes it as is.
+    assert_eq!(
+        eval_all(json!([["phone", "ilike", "34.56"]]), Version::V19),
+        Ok(true)
+    );
+    assert_eq!(
+        eval_all(json!([["phone", "=ilike", "34.56"]]), Version::V19),
+        Ok(false)
+    );
+    assert_eq!(
+        eval_all(json!([["phone", "=ilike", pat]]), Version::V19),
+        Ok(true)
+    );
+    // An empty mobile is NULL: even "%" does not match it.
+    assert_eq!(
+        eval_all(
+            json!(["|", ["mobile", "=ilike", "%"], ["phone", "=", "x"]]),
+            Version::Upto18
+        ),
+        Ok(false)
+    );
+    // Odoo 19 has no mobile.
+    assert!(eval_all(json!([["mobile", "=ilike", pat]]), Version::V19).is_err());
+    assert!(eval_all(json!([["phone", "regex", pat]]), Version::V19).is_err());
 }

@@ -1,7 +1,7 @@
 //! Zoho CRM as its documentation and its users' logs describe it, on two
 //! servers as in production: the accounts server (`accounts.zoho.eu`, ...)
 //! mints access tokens, and the API server it names in `api_domain`
-//! (`www.zohoapis.eu`, ...) answers the searches.
+//! (`www.zohoapis.eu`, ...) answers the queries.
 //!
 //! - Token: `POST /oauth/v2/token` with `grant_type=refresh_token`,
 //!   `client_id`, `client_secret`, `refresh_token` (form body or query);
@@ -15,29 +15,49 @@
 //!   requests continuously. Please try again after some time.","status":
 //!   "failure"}`, still HTTP 200 (v8/token-validity.html; Zoho's "Kaizen #43
 //!   Tokens and Limitations": "the status code ... remains 200"); at most 15
-//!   live access tokens per refresh token, the 16th drops the oldest.
-//! - Search: `GET /crm/v8/Contacts/search?criteria=(...)` with
-//!   `Authorization: Zoho-oauthtoken <token>` (v8/search-records.html):
-//!   criteria `(Field:equals:value)` joined by `and`/`or` in parentheses;
-//!   `(`, `)` and `,` in a value must be escaped with `\` (Zoho's "Kaizen #30
-//!   Parameters in Zoho CRM APIs"); an unescaped one is a malformed query,
-//!   HTTP 400. A match answers 200 `{"data": [...], "info": {...}}`, no match
-//!   HTTP 204 with no body (v8/status-codes.html). An unknown or expired
-//!   token answers 401 `{"code":"INVALID_TOKEN","details":{},"message":
-//!   "invalid oauth token","status":"error"}` (solspace/craft-freeform issue
-//!   1372 quotes it); no token at all, 401 `AUTHENTICATION_FAILURE`.
+//!   live access tokens per refresh token, the 16th drops the oldest. A token
+//!   carries the scopes its refresh token was granted.
+//! - Query API: `POST /crm/v8/coql` with `{"select_query": "..."}` and
+//!   `Authorization: Zoho-oauthtoken <token>`, which needs the scope
+//!   `ZohoCRM.coql.READ` besides the module's (v8/Get-Records-through-COQL-Query.html;
+//!   without it 401 `OAUTH_SCOPE_MISMATCH`). COQL is `select <fields> from
+//!   <module> where <criteria> [limit <n> [offset <m>]]`; criteria compare
+//!   a field with `=`, `!=`, `like`, `not like`, `is null`, `is not null`,
+//!   values in single quotes with `''` for a quote (Zoho's "Kaizen #171 FAQs
+//!   on COQL"). More than two criteria must be grouped in brackets, `((A or
+//!   B) or C)`, at most 25 of them, `limit` at most 2000 (default 200), at
+//!   most 50 select columns (v8/COQL-Limitations.html); a malformed query is
+//!   400 `SYNTAX_ERROR`, an unknown field or operator 400 `INVALID_QUERY`, a
+//!   limit beyond Zoho's 400 `LIMIT_EXCEEDED`. `like` is documented "only
+//!   for starts_with, ends_with, and contains": `'%tech'`, `'tech%'`,
+//!   `'%tech%'`. A `%` anywhere else is read here as itself, so a pattern
+//!   with wildcards between its characters (`'%6%1%2%'`) finds nothing:
+//!   Zoho's query language cannot ask for digits however punctuated. Values
+//!   are compared case-insensitively as typed: `06.12.34.56.78` contains
+//!   `12.34.56.78`, not `12 34 56 78`. Zoho's COQL page lists `like` for
+//!   text and picklist fields; phone fields (Phone, Mobile, Home_Phone,
+//!   Other_Phone, Asst_Phone, Fax) are single-line text and take it here too,
+//!   as Zoho's filters do (Zoho's "Kaizen #178": phone takes contains,
+//!   starts_with, ends_with). Records
+//!   answer 200 `{"data": [...], "info": {"count", "more_records"}}`, each
+//!   with its `id` and the selected fields (`null` when empty); no record
+//!   answers HTTP 204 with no body (v8/status-codes.html). An unknown or
+//!   expired token answers 401 `{"code":"INVALID_TOKEN","details":{},
+//!   "message":"invalid oauth token","status":"error"}` (solspace/craft-freeform
+//!   issue 1372 quotes it); no token at all, 401 `AUTHENTICATION_FAILURE`.
 //!
-//! `equals` here compares the stored value exactly. Zoho documents v8's
-//! `equals` as looser ("behaves like contains"), so a recipe that matches
-//! here matches there too. The accounts server's `Access Denied` is HTTP 200
-//! as Zoho says; some clients report a 400: the gateway fails the token
-//! request either way, since the reply has no `access_token`.
+//! The Search API (`/Contacts/search?phone=`, `criteria=`, `word=`) is not
+//! served: Zoho documents `phone=` as searching "all the phone fields" without
+//! saying how it compares, and `criteria` offers `equals` and `starts_with`
+//! only, so the recipe asks COQL. The accounts server's `Access Denied` is
+//! HTTP 200 as Zoho says; some clients report a 400: the gateway fails the
+//! token request either way, since the reply has no `access_token`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{fields, query_of};
 use crate::crm::{Answer, Crm, Seen};
@@ -47,19 +67,66 @@ const MINT_LIMIT: usize = 10;
 const MINT_WINDOW: Duration = Duration::from_secs(600);
 /// Live access tokens per refresh token; a new one drops the oldest.
 const LIVE_TOKENS: usize = 15;
+/// COQL's limits (v8/COQL-Limitations.html).
+const MAX_CRITERIA: usize = 25;
+const MAX_LIMIT: usize = 2000;
+const DEFAULT_LIMIT: usize = 200;
+const MAX_COLUMNS: usize = 50;
 
-/// A contact: id, full name, phone, mobile (as stored).
+/// The Contacts fields a query may name: the phone fields first.
+pub const PHONE_FIELDS: [&str; 6] = [
+    "Phone",
+    "Mobile",
+    "Home_Phone",
+    "Other_Phone",
+    "Asst_Phone",
+    "Fax",
+];
+const TEXT_FIELDS: [&str; 5] = ["Full_Name", "First_Name", "Last_Name", "Email", "id"];
+
+/// A contact: id, full name, and its phone fields as typed.
 pub struct Contact {
-    pub id: &'static str,
-    pub name: &'static str,
-    pub phone: &'static str,
-    pub mobile: &'static str,
+    pub id: String,
+    pub name: String,
+    /// `(field, value)` for each phone field that is filled.
+    pub phones: Vec<(&'static str, String)>,
+}
+
+impl Contact {
+    pub fn new(id: &str, name: &str, phones: &[(&'static str, &str)]) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            phones: phones.iter().map(|(f, v)| (*f, (*v).to_owned())).collect(),
+        }
+    }
+
+    /// A field's value; `None` for an empty one (Zoho answers `null`).
+    fn get(&self, field: &str) -> Option<String> {
+        let (first, last) = self.name.split_once(' ').unwrap_or(("", &self.name));
+        let value = match field {
+            "id" => self.id.clone(),
+            "Full_Name" => self.name.clone(),
+            "First_Name" => first.to_owned(),
+            "Last_Name" => last.to_owned(),
+            "Email" => String::new(),
+            _ => self
+                .phones
+                .iter()
+                .find(|(f, _)| *f == field)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+        };
+        (!value.is_empty()).then_some(value)
+    }
 }
 
 pub struct State {
     pub client_id: String,
     pub client_secret: String,
     pub refresh_token: String,
+    /// The scopes the refresh token was granted.
+    pub scopes: Vec<String>,
     /// Lifetime of the tokens minted from now on.
     pub expires_in: Duration,
     /// The API server, as the token reply names it.
@@ -71,11 +138,11 @@ pub struct State {
     pub mints: usize,
     /// Token requests refused by the mint limit.
     pub denied: usize,
-    /// Searches refused with 401, and answered (200 or 204).
+    /// Queries refused with 401, and answered (200 or 204).
     pub refused: usize,
     pub searches: usize,
-    /// Every `criteria` received, decoded.
-    pub criteria: Vec<String>,
+    /// Every `select_query` received.
+    pub queries: Vec<String>,
     pub contacts: Vec<Contact>,
 }
 
@@ -110,6 +177,10 @@ impl Zoho {
             client_id: "1000.GATEWAYCLIENTID".into(),
             client_secret: client_secret.into(),
             refresh_token: refresh_token.into(),
+            scopes: vec![
+                "ZohoCRM.modules.contacts.READ".into(),
+                "ZohoCRM.coql.READ".into(),
+            ],
             expires_in: Duration::from_secs(3600),
             api_domain: String::new(),
             tokens: VecDeque::new(),
@@ -119,24 +190,22 @@ impl Zoho {
             denied: 0,
             refused: 0,
             searches: 0,
-            criteria: Vec::new(),
+            queries: Vec::new(),
             contacts: vec![
-                Contact {
-                    id: "554023000000238121",
-                    name: "Jeanne O'Neil",
-                    phone: "+33612345678",
-                    mobile: "",
-                },
-                Contact {
-                    id: "554023000000238177",
-                    name: "Paul Martin",
-                    phone: "+33 2 98 00 00 00",
-                    mobile: "+33698765432",
-                },
+                Contact::new(
+                    "554023000000238121",
+                    "Jeanne O'Neil",
+                    &[("Phone", "+33 6 12 34 56 78")],
+                ),
+                Contact::new(
+                    "554023000000238177",
+                    "Paul Martin",
+                    &[("Phone", "+33 2 98 00 00 00"), ("Mobile", "06.98.76.54.32")],
+                ),
             ],
         }));
         let shared = Arc::clone(&state);
-        let api = Crm::start(move |seen| search(&mut shared.lock().unwrap(), seen)).await;
+        let api = Crm::start(move |seen| api(&mut shared.lock().unwrap(), seen)).await;
         state.lock().unwrap().api_domain = api.url();
         let shared = Arc::clone(&state);
         let accounts = Crm::start(move |seen| token(&mut shared.lock().unwrap(), seen)).await;
@@ -148,8 +217,15 @@ impl Zoho {
     }
 }
 
-fn reply(status: u16, body: serde_json::Value) -> Answer {
+fn reply(status: u16, body: Value) -> Answer {
     Answer::Reply(status, "application/json;charset=UTF-8", body.to_string())
+}
+
+fn error(status: u16, code: &str, message: &str) -> Answer {
+    reply(
+        status,
+        json!({"code": code, "details": {}, "message": message, "status": "error"}),
+    )
 }
 
 fn token(state: &mut State, seen: &Seen) -> Answer {
@@ -203,17 +279,18 @@ fn token(state: &mut State, seen: &Seen) -> Answer {
     }
     reply(
         200,
-        json!({"access_token": access, "scope": "ZohoCRM.modules.contacts.READ",
+        json!({"access_token": access, "scope": state.scopes.join(","),
                "api_domain": state.api_domain, "token_type": "Bearer",
                "expires_in": state.expires_in.as_secs()}),
     )
 }
 
-fn search(state: &mut State, seen: &Seen) -> Answer {
-    if seen.method != "GET" || seen.target.split('?').next() != Some("/crm/v8/Contacts/search") {
-        return reply(
+fn api(state: &mut State, seen: &Seen) -> Answer {
+    if seen.method != "POST" || seen.target != "/crm/v8/coql" {
+        return error(
             404,
-            json!({"code": "INVALID_URL_PATTERN", "details": {}, "message": "Please check if the URL trying to access is a correct one", "status": "error"}),
+            "INVALID_URL_PATTERN",
+            "Please check if the URL trying to access is a correct one",
         );
     }
     let Some(token) = seen
@@ -221,10 +298,7 @@ fn search(state: &mut State, seen: &Seen) -> Answer {
         .and_then(|h| h.strip_prefix("Zoho-oauthtoken "))
     else {
         state.refused += 1;
-        return reply(
-            401,
-            json!({"code": "AUTHENTICATION_FAILURE", "details": {}, "message": "Authentication failed", "status": "error"}),
-        );
+        return error(401, "AUTHENTICATION_FAILURE", "Authentication failed");
     };
     let now = Instant::now();
     if !state
@@ -233,163 +307,435 @@ fn search(state: &mut State, seen: &Seen) -> Answer {
         .any(|(t, until)| t == token && now < *until)
     {
         state.refused += 1;
-        return reply(
+        return error(401, "INVALID_TOKEN", "invalid oauth token");
+    }
+    if !state.scopes.iter().any(|s| s == "ZohoCRM.coql.READ") {
+        state.refused += 1;
+        return error(
             401,
-            json!({"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"}),
+            "OAUTH_SCOPE_MISMATCH",
+            "invalid oauth scope to access this URL",
         );
     }
-    let criteria = query_of(&seen.target)
-        .get("criteria")
-        .cloned()
-        .unwrap_or_default();
-    state.criteria.push(criteria.clone());
-    let conditions = match parse(&criteria) {
-        Ok(c) => c,
-        Err(why) => {
-            return reply(
-                400,
-                json!({"code": "INVALID_QUERY", "details": {"reason": why}, "message": "invalid query formed", "status": "error"}),
-            )
-        }
+    let body: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+    let Some(text) = body.get("select_query").and_then(Value::as_str) else {
+        return error(
+            400,
+            "INVALID_DATA",
+            "select_query is missing or not a string",
+        );
+    };
+    state.queries.push(text.to_owned());
+    let query = match parse(text) {
+        Ok(q) => q,
+        Err((code, why)) => return error(400, code, &why),
     };
     state.searches += 1;
-    let found: Vec<_> = state
+    let found: Vec<&Contact> = state
         .contacts
         .iter()
-        .filter(|c| conditions.matches(c))
+        .filter(|c| query.criteria.matches(c))
+        .collect();
+    let page: Vec<Value> = found
+        .iter()
+        .skip(query.offset)
+        .take(query.limit)
         .map(|c| {
-            let (first, last) = c.name.split_once(' ').unwrap_or(("", c.name));
-            json!({"id": c.id, "Full_Name": c.name, "First_Name": first, "Last_Name": last,
-                   "Phone": c.phone, "Mobile": c.mobile})
+            let mut row = serde_json::Map::new();
+            for column in &query.columns {
+                row.insert(column.clone(), json!(c.get(column)));
+            }
+            row.insert("id".into(), json!(c.id));
+            Value::Object(row)
         })
         .collect();
-    if found.is_empty() {
+    if page.is_empty() {
         return Answer::Reply(204, "application/json;charset=UTF-8", String::new());
     }
-    let count = found.len();
+    let more = found.len() > query.offset + page.len();
     reply(
         200,
-        json!({"data": found, "info": {"per_page": 200, "count": count, "page": 1, "more_records": false}}),
+        json!({"data": page, "info": {"count": page.len(), "more_records": more}}),
     )
 }
 
-/// A parsed criteria: one condition, or conditions joined by one operator.
+/// A parsed `select`.
+#[derive(Debug)]
+pub struct Query {
+    pub columns: Vec<String>,
+    pub criteria: Criteria,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// A `where` clause: one comparison, or two joined by `and`/`or`.
 #[derive(Debug, PartialEq)]
 pub enum Criteria {
-    Equals(String, String),
-    Any(Vec<Criteria>),
-    All(Vec<Criteria>),
+    /// A field, its operator (`=`, `!=`, `like`, `not like`) and the value.
+    Compare(String, String, String),
+    /// A field `is null` (`true`) or `is not null` (`false`).
+    Null(String, bool),
+    And(Box<Criteria>, Box<Criteria>),
+    Or(Box<Criteria>, Box<Criteria>),
 }
 
 impl Criteria {
     fn matches(&self, c: &Contact) -> bool {
         match self {
-            Criteria::Equals(field, value) => match field.as_str() {
-                "Phone" => c.phone == value,
-                "Mobile" => c.mobile == value,
-                "Full_Name" => c.name == value,
-                _ => false,
-            },
-            Criteria::Any(list) => list.iter().any(|x| x.matches(c)),
-            Criteria::All(list) => list.iter().all(|x| x.matches(c)),
+            Criteria::Compare(field, op, value) => {
+                let stored = c.get(field).unwrap_or_default().to_lowercase();
+                let value = value.to_lowercase();
+                match op.as_str() {
+                    "=" => stored == value,
+                    "!=" => stored != value,
+                    "like" => like(&value, &stored),
+                    _ => !like(&value, &stored),
+                }
+            }
+            Criteria::Null(field, null) => c.get(field).is_none() == *null,
+            Criteria::And(a, b) => a.matches(c) && b.matches(c),
+            Criteria::Or(a, b) => a.matches(c) || b.matches(c),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Criteria::And(a, b) | Criteria::Or(a, b) => a.count() + b.count(),
+            _ => 1,
         }
     }
 }
 
-/// Reads a criteria as Zoho does: `(Field:equals:value)`, or such groups
-/// joined by `and`/`or` inside parentheses; `\` escapes the next character
-/// of a value, and an unescaped `(` or `,` in a value is an error.
-pub fn parse(text: &str) -> Result<Criteria, String> {
+/// COQL's `like`: a leading `%` (ends with), a trailing `%` (starts with),
+/// both (contains), neither (equals); the text between is compared as is.
+fn like(pattern: &str, stored: &str) -> bool {
+    let (starts, rest) = match pattern.strip_prefix('%') {
+        Some(rest) => (false, rest),
+        None => (true, pattern),
+    };
+    let (ends, text) = match rest.strip_suffix('%') {
+        Some(text) => (false, text),
+        None => (true, rest),
+    };
+    match (starts, ends) {
+        (true, true) => stored == text,
+        (true, false) => stored.starts_with(text),
+        (false, true) => stored.ends_with(text),
+        (false, false) => stored.contains(text),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Text(String),
+    Number(usize),
+    Open,
+    Close,
+    Comma,
+    Op(&'static str),
+}
+
+type Refusal = (&'static str, String);
+
+fn syntax(why: impl Into<String>) -> Refusal {
+    ("SYNTAX_ERROR", why.into())
+}
+
+fn tokens(text: &str) -> Result<Vec<Token>, Refusal> {
     let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
     let mut at = 0;
-    let c = group(&chars, &mut at, 0)?;
-    if at != chars.len() {
-        return Err(format!("unexpected text at {at}"));
+    while let Some(&c) = chars.get(at) {
+        at += 1;
+        match c {
+            c if c.is_whitespace() => {}
+            '(' => out.push(Token::Open),
+            ')' => out.push(Token::Close),
+            ',' => out.push(Token::Comma),
+            '=' => out.push(Token::Op("=")),
+            '!' | '<' | '>' => {
+                let eq = chars.get(at) == Some(&'=');
+                at += usize::from(eq);
+                out.push(Token::Op(match (c, eq) {
+                    ('!', true) => "!=",
+                    ('<', true) => "<=",
+                    ('>', true) => ">=",
+                    ('<', false) => "<",
+                    ('>', false) => ">",
+                    _ => return Err(syntax("unexpected '!'")),
+                }));
+            }
+            '\'' => {
+                let mut value = String::new();
+                loop {
+                    match chars.get(at) {
+                        None => return Err(syntax("unterminated string")),
+                        Some('\'') if chars.get(at + 1) == Some(&'\'') => {
+                            value.push('\'');
+                            at += 2;
+                        }
+                        Some('\'') => {
+                            at += 1;
+                            break;
+                        }
+                        Some(c) => {
+                            value.push(*c);
+                            at += 1;
+                        }
+                    }
+                }
+                out.push(Token::Text(value));
+            }
+            c if c.is_ascii_digit() => {
+                let mut n = c.to_digit(10).unwrap_or(0) as usize;
+                while let Some(d) = chars.get(at).and_then(|c| c.to_digit(10)) {
+                    n = n.saturating_mul(10).saturating_add(d as usize);
+                    at += 1;
+                }
+                out.push(Token::Number(n));
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let mut word = c.to_string();
+                while let Some(&c) = chars.get(at) {
+                    if !(c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+                        break;
+                    }
+                    word.push(c);
+                    at += 1;
+                }
+                out.push(Token::Word(word));
+            }
+            c => return Err(syntax(format!("unexpected {c:?}"))),
+        }
     }
-    Ok(c)
+    Ok(out)
 }
 
-fn group(s: &[char], at: &mut usize, depth: usize) -> Result<Criteria, String> {
-    if depth > 8 || s.get(*at) != Some(&'(') {
-        return Err(format!("expected ( at {}", *at));
-    }
-    *at += 1;
-    if s.get(*at) == Some(&'(') {
-        let mut parts = vec![group(s, at, depth + 1)?];
-        let mut op: Option<&str> = None;
-        loop {
-            if s.get(*at) == Some(&')') {
+/// Reads a `select_query` as Zoho does, with its limits.
+pub fn parse(text: &str) -> Result<Query, Refusal> {
+    let toks = tokens(text)?;
+    let mut at = 0;
+    let keyword = |at: &mut usize, kw: &str| -> bool {
+        match toks.get(*at) {
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw) => {
                 *at += 1;
-                return Ok(match op {
-                    Some("and") => Criteria::All(parts),
-                    _ => Criteria::Any(parts),
-                });
+                true
             }
-            let word: String = s[*at..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            let this = match word.as_str() {
-                "and" => "and",
-                "or" => "or",
-                _ => return Err(format!("expected and/or at {}", *at)),
-            };
-            if op.is_some_and(|o| o != this) {
-                return Err("mixed and/or without parentheses".into());
-            }
-            op = Some(this);
-            *at += word.len();
-            parts.push(group(s, at, depth + 1)?);
+            _ => false,
         }
+    };
+    if !keyword(&mut at, "select") {
+        return Err(syntax("only a select query is supported"));
     }
-    let field: String = s[*at..].iter().take_while(|c| **c != ':').collect();
-    *at += field.len() + 1;
-    let operator: String = s[(*at).min(s.len())..]
-        .iter()
-        .take_while(|c| **c != ':')
-        .collect();
-    *at += operator.len() + 1;
-    if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("bad field {field:?}"));
-    }
-    if operator != "equals" {
-        return Err(format!("unsupported operator {operator:?}"));
-    }
-    let mut value = String::new();
+    let mut columns = Vec::new();
     loop {
-        match s.get(*at) {
-            None => return Err("unterminated condition".into()),
-            Some('\\') => {
-                value.push(*s.get(*at + 1).ok_or("dangling backslash")?);
-                *at += 2;
-            }
-            Some(')') => {
-                *at += 1;
-                return Ok(Criteria::Equals(field, value));
-            }
-            Some(c @ ('(' | ',')) => return Err(format!("unescaped {c:?} in a value")),
-            Some(c) => {
-                value.push(*c);
-                *at += 1;
-            }
+        match toks.get(at) {
+            Some(Token::Word(w)) => columns.push(w.clone()),
+            _ => return Err(syntax("expected a column")),
+        }
+        at += 1;
+        if toks.get(at) != Some(&Token::Comma) {
+            break;
+        }
+        at += 1;
+    }
+    if !keyword(&mut at, "from") {
+        return Err(syntax("the query has no from clause"));
+    }
+    match toks.get(at) {
+        Some(Token::Word(m)) if m == "Contacts" => at += 1,
+        _ => {
+            return Err((
+                "INVALID_MODULE",
+                "the module name given seems to be invalid".into(),
+            ))
         }
     }
+    if !keyword(&mut at, "where") {
+        return Err(syntax("the query has no where clause"));
+    }
+    let criteria = level(&toks, &mut at, 0)?;
+    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0);
+    if keyword(&mut at, "limit") {
+        let Some(Token::Number(n)) = toks.get(at) else {
+            return Err(syntax("limit needs a number"));
+        };
+        limit = *n;
+        at += 1;
+        if keyword(&mut at, "offset") {
+            let Some(Token::Number(n)) = toks.get(at) else {
+                return Err(syntax("offset needs a number"));
+            };
+            offset = *n;
+            at += 1;
+        }
+    }
+    if at != toks.len() {
+        return Err(syntax(format!("unexpected text after token {at}")));
+    }
+    for column in &columns {
+        if !known(column) {
+            return Err(("INVALID_QUERY", format!("invalid column name {column}")));
+        }
+    }
+    if columns.len() > MAX_COLUMNS {
+        return Err(("LIMIT_EXCEEDED", "select column limit exceeded".into()));
+    }
+    if limit > MAX_LIMIT || limit == 0 {
+        return Err(("LIMIT_EXCEEDED", "limit clause exceeded".into()));
+    }
+    if criteria.count() > MAX_CRITERIA {
+        return Err(("LIMIT_EXCEEDED", "criteria limit exceeded".into()));
+    }
+    Ok(Query {
+        columns,
+        criteria,
+        limit,
+        offset,
+    })
+}
+
+fn known(field: &str) -> bool {
+    PHONE_FIELDS.contains(&field) || TEXT_FIELDS.contains(&field)
+}
+
+/// One level of criteria: one term, or two joined by `and`/`or`; a third
+/// at the same level is ambiguous to Zoho and refused.
+fn level(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusal> {
+    let first = term(toks, at, depth)?;
+    let join = match toks.get(*at) {
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("and") => "and",
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("or") => "or",
+        _ => return Ok(first),
+    };
+    *at += 1;
+    let second = term(toks, at, depth)?;
+    if matches!(toks.get(*at), Some(Token::Word(w)) if w.eq_ignore_ascii_case("and") || w.eq_ignore_ascii_case("or"))
+    {
+        return Err(syntax(
+            "more than two criteria must be enclosed in brackets",
+        ));
+    }
+    Ok(match join {
+        "and" => Criteria::And(Box::new(first), Box::new(second)),
+        _ => Criteria::Or(Box::new(first), Box::new(second)),
+    })
+}
+
+fn term(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusal> {
+    if depth > 64 {
+        return Err(syntax("the query is too complex"));
+    }
+    if toks.get(*at) == Some(&Token::Open) {
+        *at += 1;
+        let inner = level(toks, at, depth + 1)?;
+        if toks.get(*at) != Some(&Token::Close) {
+            return Err(syntax("unbalanced parentheses"));
+        }
+        *at += 1;
+        return Ok(inner);
+    }
+    let Some(Token::Word(field)) = toks.get(*at) else {
+        return Err(syntax("expected a criteria"));
+    };
+    *at += 1;
+    if !known(field) {
+        return Err(("INVALID_QUERY", format!("invalid column name {field}")));
+    }
+    let word = |at: usize, kw: &str| matches!(toks.get(at), Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw));
+    let op = match toks.get(*at) {
+        // Text and phone fields take = and != only (v8/Get-Records-through-COQL-Query.html).
+        Some(Token::Op(op @ ("=" | "!="))) => {
+            *at += 1;
+            *op
+        }
+        _ if word(*at, "like") => {
+            *at += 1;
+            "like"
+        }
+        _ if word(*at, "not") && word(*at + 1, "like") => {
+            *at += 2;
+            "not like"
+        }
+        _ if word(*at, "is") && word(*at + 1, "null") => {
+            *at += 2;
+            return Ok(Criteria::Null(field.clone(), true));
+        }
+        _ if word(*at, "is") && word(*at + 1, "not") && word(*at + 2, "null") => {
+            *at += 3;
+            return Ok(Criteria::Null(field.clone(), false));
+        }
+        _ => return Err(("INVALID_QUERY", format!("invalid operator after {field}"))),
+    };
+    let Some(Token::Text(value)) = toks.get(*at) else {
+        return Err(syntax(format!("{field} {op} needs a quoted value")));
+    };
+    *at += 1;
+    Ok(Criteria::Compare(field.clone(), op.into(), value.clone()))
 }
 
 #[test]
-fn criteria_are_read_as_zoho_reads_them() {
-    let eq = |f: &str, v: &str| Criteria::Equals(f.into(), v.into());
-    assert_eq!(parse("(Phone:equals:+336)"), Ok(eq("Phone", "+336")));
+fn coql_is_read_as_zoho_reads_it() {
+    let q = parse("select Full_Name, Phone from Contacts where ((Phone like '%12 34%' or Mobile = 'O''Neil') or Fax is not null) limit 50").unwrap();
+    assert_eq!(q.columns, ["Full_Name", "Phone"]);
+    assert_eq!((q.limit, q.offset, q.criteria.count()), (50, 0, 3));
     assert_eq!(
-        parse("((Phone:equals:1)or(Mobile:equals:2))"),
-        Ok(Criteria::Any(vec![eq("Phone", "1"), eq("Mobile", "2")]))
+        parse("select id from Contacts where Mobile = 'O''Neil'")
+            .unwrap()
+            .criteria,
+        Criteria::Compare("Mobile".into(), "=".into(), "O'Neil".into())
+    );
+    let refused = |text: &str| parse(text).err().map(|(code, _)| code);
+    // Three criteria at one level are ambiguous to Zoho.
+    assert_eq!(
+        refused("select id from Contacts where Phone = '1' or Mobile = '2' or Fax = '3'"),
+        Some("SYNTAX_ERROR")
     );
     assert_eq!(
-        parse(r"(Phone:equals:a\(b\)\,c\\)"),
-        Ok(eq("Phone", r"a(b),c\"))
+        refused("select id from Contacts where Phone = '1"),
+        Some("SYNTAX_ERROR")
     );
-    assert!(parse("(Phone:equals:1)or(Phone:equals:2)").is_err());
-    assert!(parse("(Phone:equals:a,b)").is_err());
-    assert!(parse("(Phone:equals:1)or(Phone:starts_with:)").is_err());
-    assert!(parse("((Phone:equals:1)or(Mobile:equals:2)and(Phone:equals:3))").is_err());
+    assert_eq!(
+        refused("select id from Contacts where Phone = '1' or Mobile = '2')"),
+        Some("SYNTAX_ERROR")
+    );
+    assert_eq!(
+        refused("select Pager from Contacts where Phone = '1'"),
+        Some("INVALID_QUERY")
+    );
+    assert_eq!(
+        refused("select id from Contacts where Phone >= '1'"),
+        Some("INVALID_QUERY")
+    );
+    assert_eq!(
+        refused("select id from Contacts where Phone = '1' limit 2001"),
+        Some("LIMIT_EXCEEDED")
+    );
+    assert_eq!(refused("select id from Contacts"), Some("SYNTAX_ERROR"));
+    assert_eq!(
+        refused("update Contacts set Phone = '1' where id = '2'"),
+        Some("SYNTAX_ERROR")
+    );
+    let mut many = String::from("Phone = '0'");
+    for i in 1..26 {
+        many = format!("({many} or Phone = '{i}')");
+    }
+    assert_eq!(
+        refused(&format!("select id from Contacts where {many}")),
+        Some("LIMIT_EXCEEDED")
+    );
+}
+
+#[test]
+fn like_is_only_starts_with_ends_with_or_contains() {
+    assert!(like("%12.34.56.78%", "06.12.34.56.78"));
+    assert!(!like("%12 34 56 78%", "06.12.34.56.78"));
+    assert!(like("06%", "06.12.34.56.78"));
+    assert!(like("%78", "06.12.34.56.78"));
+    assert!(!like("%78", "06.12.34.56.78 (home)"));
+    assert!(like("06.12.34.56.78", "06.12.34.56.78"));
+    // A wildcard between characters is not one.
+    assert!(!like("%6%1%2%", "06 12 34"));
+    assert!(like("%6%1%2%", "x6%1%2y"));
 }
