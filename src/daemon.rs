@@ -29,7 +29,11 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> anyhow::Resu
     let _batching = log_output::STDOUT.batching();
     let runtime = runtime(config.server.workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
-    runtime.block_on(serve(config, file, listen, watch))
+    let served = runtime.block_on(serve(config, file, listen, watch));
+    // A reload stuck on a file (a hung network mount) must not keep a
+    // stopping process alive: blocking tasks get a second, not forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
@@ -159,6 +163,12 @@ async fn public_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))
 }
 
+/// How long a reload may run before the log says it is stuck.
+const RELOAD_WARN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Far enough away to mean never, for the stuck-reload timer.
+const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_secs(365 * 86400);
+
 /// SIGHUP reloads; SIGTERM or SIGINT starts the drain.
 async fn signals(live: Arc<Live>, stop: CancellationToken) {
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
@@ -169,12 +179,46 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
         tracing::error!("cannot install signal handlers: reload and graceful stop are unavailable");
         return;
     };
+    // A reload runs beside this loop, never in it: one blocked on a file
+    // (a FIFO, a hung network mount) must not hold SIGTERM back. SIGHUPs
+    // that arrive meanwhile make one more reload once it ends.
+    let mut running: Option<tokio::task::JoinHandle<bool>> = None;
+    let mut again = false;
+    let mut slow = std::pin::pin!(tokio::time::sleep(RELOAD_QUIET));
+    let start = |live: &Arc<Live>| {
+        // Loading checks every template: off the workers serving calls.
+        let live = Arc::clone(live);
+        tokio::task::spawn_blocking(move || reload::reload(&live, "SIGHUP"))
+    };
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                // Loading checks every template: off the workers serving calls.
-                let live = Arc::clone(&live);
-                let _ = tokio::task::spawn_blocking(move || reload::reload(&live, "SIGHUP")).await;
+                if running.is_some() {
+                    again = true;
+                } else {
+                    running = Some(start(&live));
+                    slow.as_mut().reset(tokio::time::Instant::now() + RELOAD_WARN);
+                }
+            }
+            _ = async {
+                match running.as_mut() {
+                    Some(reload) => reload.await.ok(),
+                    None => std::future::pending().await,
+                }
+            }, if running.is_some() => {
+                running = None;
+                if std::mem::take(&mut again) {
+                    running = Some(start(&live));
+                    slow.as_mut().reset(tokio::time::Instant::now() + RELOAD_WARN);
+                }
+            }
+            _ = &mut slow, if running.is_some() => {
+                tracing::error!(
+                    after_s = RELOAD_WARN.as_secs(),
+                    "a reload is still running (a config or certificate file on a hung mount?): the previous config keeps serving, and SIGTERM still stops the gateway"
+                );
+                // Said once per reload.
+                slow.as_mut().reset(tokio::time::Instant::now() + RELOAD_QUIET);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -126,7 +126,7 @@ fn generated_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
         tls::write_file(path, hex.as_bytes(), 0o600)?;
         tracing::warn!(file = %path.display(), "generated a wrapper secret (demo); set wrap.secret_env or secret_file in production");
     }
-    std::fs::read(path)
+    crate::files::read(path, crate::files::MAX_SECRET_BYTES)
         .map(|b| b.trim_ascii_end().to_vec())
         .map_err(|e| TlsError::Pem {
             path: path.to_owned(),

@@ -16,6 +16,7 @@ pub mod cors;
 pub mod daemon;
 pub mod demo;
 pub mod extract;
+pub mod files;
 pub mod gateway;
 pub mod handler;
 pub mod http_error;

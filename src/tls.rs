@@ -181,10 +181,10 @@ fn demo_pair(now: OffsetDateTime) -> Result<rcgen::CertifiedKey<KeyPair>, rcgen:
 /// (self-signed, with its common name) that is due for replacement. Any
 /// other certificate, or one that does not parse, is left alone.
 fn demo_pair_is_stale(path: &Path, now: OffsetDateTime) -> bool {
-    let Some(Ok(der)) = CertificateDer::pem_file_iter(path)
-        .ok()
-        .and_then(|mut certs| certs.next())
-    else {
+    let Ok(bytes) = crate::files::read(path, crate::files::MAX_PEM_BYTES) else {
+        return false;
+    };
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(&bytes).next() else {
         return false;
     };
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
@@ -227,20 +227,27 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), 
     })
 }
 
+/// A PEM file's bytes: a regular file within [`crate::files::MAX_PEM_BYTES`].
+fn pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    crate::files::read(path, crate::files::MAX_PEM_BYTES).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        what: e.to_string(),
+    })
+}
+
 /// Loads the pair and builds the rustls server config.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let pem_err = |path: &Path, what: String| TlsError::Pem {
         path: path.to_owned(),
         what,
     };
-    let chain = CertificateDer::pem_file_iter(&settings.cert)
-        .map_err(|e| pem_err(&settings.cert, e.to_string()))?
+    let chain = CertificateDer::pem_slice_iter(&pem_file(&settings.cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_err(&settings.cert, e.to_string()))?;
     if chain.is_empty() {
         return Err(pem_err(&settings.cert, "no CERTIFICATE block found".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&settings.key)
+    let key = PrivateKeyDer::from_pem_slice(&pem_file(&settings.key)?)
         .map_err(|e| pem_err(&settings.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -276,9 +283,7 @@ pub fn client_config(
     let roots = match ca_file {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in
-                CertificateDer::pem_file_iter(path).map_err(|e| pem_err(path, e.to_string()))?
-            {
+            for cert in CertificateDer::pem_slice_iter(&pem_file(path)?) {
                 let cert = cert.map_err(|e| pem_err(path, e.to_string()))?;
                 roots
                     .add(cert)
@@ -298,14 +303,14 @@ pub fn client_config(
     Ok(match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| pem_err(cert, e.to_string()))?
+            let chain = CertificateDer::pem_slice_iter(&pem_file(cert)?)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| pem_err(cert, e.to_string()))?;
             if chain.is_empty() {
                 return Err(pem_err(cert, "no CERTIFICATE block found".into()));
             }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem_file(key)?)
+                .map_err(|e| pem_err(key, e.to_string()))?;
             builder.with_client_auth_cert(chain, key)?
         }
     })

@@ -183,10 +183,13 @@ impl fmt::Display for Lines<'_> {
 
 /// Reads and validates a config file.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_owned(),
-        source,
-    })?;
+    let source =
+        crate::files::read_to_string(file, crate::files::MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Read {
+                file: file.to_owned(),
+                source,
+            }
+        })?;
     parse(file, &source)
 }
 

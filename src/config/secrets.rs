@@ -46,7 +46,7 @@ pub(super) fn secret(
                     return None;
                 }
             };
-            match std::fs::read_to_string(&path) {
+            match crate::files::read_to_string(&path, crate::files::MAX_SECRET_BYTES) {
                 Ok(text) if !text.trim_end_matches(['\r', '\n']).is_empty() => {
                     Some(text.trim_end_matches(['\r', '\n']).to_owned())
                 }

@@ -170,8 +170,9 @@ fn sosl_escape(value: &str) -> String {
 
 /// A `\` before each of `chars` and before `\` itself: Zoho's criteria
 /// (`(`, `)`, `,`) and the pattern of a `LIKE` whose value the CRM binds as
-/// a parameter (Odoo's `ilike`: `%`, `_`, as Odoo's own `escape_psql`),
-/// where quotes need no doubling.
+/// a parameter (a literal value in Odoo's `ilike`, which wraps it in
+/// `%...%` and escapes nothing inside: `%`, `_`), where quotes need no
+/// doubling.
 fn backslash_escape(value: &str, chars: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     for c in value.chars() {

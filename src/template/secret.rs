@@ -61,7 +61,7 @@ pub(super) fn names(source: &str) -> Result<Vec<String>, String> {
 pub(super) fn read(name: &str) -> Result<String, String> {
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         let path = PathBuf::from(dir).join(name);
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(text) = crate::files::read_to_string(&path, crate::files::MAX_SECRET_BYTES) {
             let value = text.trim_end_matches(['\r', '\n']);
             if !value.is_empty() {
                 return Ok(value.to_owned());

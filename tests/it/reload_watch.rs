@@ -118,3 +118,42 @@ async fn watch_reloads_when_the_certificate_is_replaced() {
     let line = d.wait_log("reloaded config").await;
     assert!(line.contains(".pem changed"), "{line}");
 }
+
+#[tokio::test]
+async fn a_fifo_or_a_huge_file_swapped_in_is_refused_at_once_and_sigterm_still_stops() {
+    let mut d = Daemon::start_with_args(&screen_pop_config("one", ""), &[], &["--watch"]).await;
+    d.wait_log("watching the config").await;
+    let (rss_before, _) = d.rss_kib();
+
+    // A 64 MiB file (sparse: no disk) in place of the config.
+    let path = d.config_path();
+    let huge = std::fs::File::create(&path).unwrap();
+    huge.set_len(64 * 1024 * 1024).unwrap();
+    drop(huge);
+    let line = d.wait_log("reload failed").await;
+    assert!(line.contains("over the limit"), "{line}");
+    let (rss_after, _) = d.rss_kib();
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB -> {rss_after} KiB"
+    );
+
+    // A FIFO nobody writes to: refused, not waited on.
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    d.signal("HUP");
+    let line = d.wait_log("not a regular file").await;
+    assert!(line.contains("reload failed"), "{line}");
+    assert!(d.alive());
+    assert!(url(&d).await.starts_with("https://crm.example.org/one?"));
+
+    d.signal("TERM");
+    let (status, _) = tokio::time::timeout(Duration::from_secs(20), d.wait_exit())
+        .await
+        .expect("SIGTERM stops the gateway");
+    assert!(status.success(), "{status}");
+}
