@@ -12,6 +12,7 @@ use crate::backend::login::{LoginContext, Session, Source};
 use crate::backend::reply::Candidate;
 use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::contract::{Open, Payload, Reply};
+use crate::directory::Lookup;
 use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
@@ -45,6 +46,8 @@ pub trait Observer: Send {
     }
     /// The records a reply offered and which one was kept.
     fn candidates(&mut self, _backend: &Backend, _seen: &[Candidate]) {}
+    /// What the backend's caller directory said.
+    fn directory(&mut self, _backend: &Backend, _said: &str) {}
 }
 
 /// The server's observer: logs say enough.
@@ -157,6 +160,9 @@ async fn ask(
     metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
+    if let Some(answered) = from_directory(templates, backend, reply_ctx, observer) {
+        return answered;
+    }
     let _permit = match &backend.limit {
         Some(limit) => Some(Arc::clone(limit).try_acquire_owned().map_err(|_| {
             Failure::new(NoneReason::Busy, "max_concurrency calls already in flight")
@@ -242,6 +248,48 @@ fn normalize(
         .normalize(templates, reply_ctx, raw, Some(&mut seen));
     observer.candidates(backend, &seen);
     result
+}
+
+/// The answer from the backend's caller directory, when it has one for
+/// this caller: no CRM request. `None` sends the call to the live look-up
+/// (no directory, not built, too old, no such number).
+fn from_directory(
+    templates: &Templates,
+    backend: &Backend,
+    reply_ctx: &Value,
+    observer: &mut dyn Observer,
+) -> Option<Result<Open, Failure>> {
+    let directory = backend.directory.as_ref()?;
+    let caller = reply_ctx.get_attr("caller").ok()?;
+    let number = crate::phone::Number::read_caller(caller.as_str()?, templates.region())?;
+    match directory.lookup(&number) {
+        Lookup::Hit(entry, age) => {
+            observer.directory(
+                backend,
+                &format!("the caller's record, synced {} s ago", age.as_secs()),
+            );
+            tracing::debug!(backend = %backend.name, age_s = age.as_secs(), "answered from the directory");
+            Some(
+                backend
+                    .reply
+                    .open_with(templates, reply_ctx, entry.values.clone()),
+            )
+        }
+        Lookup::Miss(age) => {
+            observer.directory(
+                backend,
+                &format!(
+                    "no such number (synced {} s ago): asking the CRM",
+                    age.as_secs()
+                ),
+            );
+            None
+        }
+        Lookup::NotReady(why) => {
+            observer.directory(backend, &format!("{why}: asking the CRM"));
+            None
+        }
+    }
 }
 
 /// A context with the session's values as `login`.

@@ -39,6 +39,20 @@ pub struct Gateway {
     pub stop: Arc<Stop>,
 }
 
+impl Gateway {
+    /// Starts the sync task of each backend's caller directory; each ends
+    /// with this generation (or keeps its index for the next one).
+    fn start_directories(&self) {
+        for backend in self.config.backends.values() {
+            crate::directory::spawn(
+                backend,
+                self.config.router.shared_templates(),
+                Arc::clone(&self.metrics),
+            );
+        }
+    }
+}
+
 /// How far a stop has gone, for the health check and for the log lines of
 /// requests a stop leaves unanswered.
 #[derive(Debug, Default)]
@@ -195,10 +209,16 @@ impl Live {
         }
         let metrics = Metrics::shared();
         let stop = Arc::new(Stop::default());
-        let gateway = Gateway::new(config, 1, Arc::clone(&metrics), Arc::clone(&stop))?;
+        let gateway = Arc::new(Gateway::new(
+            config,
+            1,
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        )?);
         metrics.set_generation(1);
+        gateway.start_directories();
         Ok(Arc::new(Self {
-            current: ArcSwap::from_pointee(gateway),
+            current: ArcSwap::new(gateway),
             file: file.to_owned(),
             listen_override,
             generation: AtomicU64::new(1),
@@ -263,6 +283,7 @@ impl Live {
                 tracing::debug!(backend = %name, "login unchanged: its session carries over");
             }
         }
+
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let gateway = Gateway::new(
             config,
@@ -270,7 +291,25 @@ impl Live {
             Arc::clone(&self.metrics),
             Arc::clone(&self.stop),
         )?;
-        self.current.store(Arc::new(gateway));
+        // So do directories, once nothing can fail the reload: a built
+        // index is kept, and synced on.
+        for (name, backend) in &gateway.config.backends {
+            let (Some(directory), Some(before)) = (
+                backend.directory.as_ref(),
+                old.config
+                    .backends
+                    .get(name)
+                    .and_then(|b| b.directory.as_ref()),
+            ) else {
+                continue;
+            };
+            if directory.adopt(before) {
+                tracing::info!(backend = %name, "directory unchanged: its index carries over");
+            }
+        }
+        let gateway = Arc::new(gateway);
+        self.current.store(Arc::clone(&gateway));
+        gateway.start_directories();
         self.generation.store(generation, Ordering::Relaxed);
         Ok(generation)
     }

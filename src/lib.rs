@@ -15,6 +15,7 @@ pub mod contract;
 pub mod cors;
 pub mod daemon;
 pub mod demo;
+pub mod directory;
 pub mod extract;
 pub mod files;
 pub mod gateway;

@@ -131,6 +131,13 @@ impl Number {
         self.parsed.code().value()
     }
 
+    /// The national significant number as its value and its count of
+    /// leading zeros (Italy's `06…` is `(6…, 1)`): what an index keys by.
+    pub fn national_parts(&self) -> (u64, u8) {
+        let national = self.parsed.national();
+        (national.value(), national.zeros())
+    }
+
     /// The national significant number as digits, with the leading zeros
     /// it keeps (Italy's `06…`): `612345678` for `06 12 34 56 78`.
     pub fn significant(&self) -> String {

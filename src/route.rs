@@ -15,7 +15,7 @@ use crate::template::{ConditionId, TemplateId, Templates};
 /// All routes of a config, grouped by path, with the templates they use.
 #[derive(Debug)]
 pub struct Router {
-    templates: Templates,
+    templates: std::sync::Arc<Templates>,
     /// Each path with its routes, paths in config order. A site has a few
     /// paths: comparing them costs less than hashing one.
     by_path: Vec<(Box<str>, Vec<Route>)>,
@@ -66,12 +66,20 @@ impl Router {
                 None => by_path.push((path, vec![route])),
             }
         }
-        Self { templates, by_path }
+        Self {
+            templates: std::sync::Arc::new(templates),
+            by_path,
+        }
     }
 
     /// The templates the routes use.
     pub fn templates(&self) -> &Templates {
         &self.templates
+    }
+
+    /// The same, shared with tasks that outlive a call (directory syncs).
+    pub fn shared_templates(&self) -> std::sync::Arc<Templates> {
+        std::sync::Arc::clone(&self.templates)
     }
 
     /// The routes on a path, in config order; `None` when the path is unknown.

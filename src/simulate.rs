@@ -301,6 +301,19 @@ impl Observer for Printer {
         }
     }
 
+    fn directory(&mut self, backend: &Backend, said: &str) {
+        let note = if said.starts_with("not built") {
+            " (simulate does not sync the directory; a running gateway answers from it once built)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            self.out,
+            "\nbackend {:?} directory: {said}{note}",
+            backend.name
+        );
+    }
+
     fn wants_candidates(&self) -> bool {
         true
     }

@@ -43,6 +43,8 @@ pub struct Backend {
     pub metrics: Handles,
     /// The login its look-ups need first, with the cached session.
     pub login: Option<Login>,
+    /// Its caller directory: numbers answered from the gateway's own index.
+    pub directory: Option<crate::directory::Directory>,
 }
 
 /// Why a backend call ended in `none`, with the detail for the log line.

@@ -334,6 +334,18 @@ impl ReplySpec {
                 values.push((Value::from("body"), Value::from(text.trim())));
             }
         }
+        self.open_with(templates, payload, values)
+    }
+
+    /// The `open` reply from values already taken from a reply (or kept in
+    /// a caller directory): `open_when`, url, title, event, autopause, then
+    /// strict validation.
+    pub fn open_with(
+        &self,
+        templates: &Templates,
+        payload: &Value,
+        values: Vec<(Value, Value)>,
+    ) -> Result<Open, Failure> {
         // A value the config extracted hides a payload field of the same
         // name (and is found without looking at the payload).
         let reply = ReplyContext {

@@ -179,22 +179,34 @@ fn backend(
     if oauth2.is_some() {
         bearer(&mut request, key, templates)?;
     }
+    let reply = reply?;
+    let directory = match &b.directory {
+        Some(d) => Some(super::directory::directory(
+            d, b, &reply, key, base, templates, diags,
+        )?),
+        None => None,
+    };
     Some(Backend {
         name: name.into(),
         request,
-        reply: reply?,
+        reply,
         client,
         timeout,
         limit,
         metrics: Handles::default(),
         login,
+        directory,
     })
 }
 
 /// `Authorization: Bearer {{ login.access_token }}` on the look-ups of a
 /// backend whose login is OAuth2 (its own or shared), unless it sets its own
 /// `Authorization` header (Zoho's `Zoho-oauthtoken`).
-fn bearer(request: &mut RequestSpec, key: &str, templates: &mut Templates) -> Option<()> {
+pub(super) fn bearer(
+    request: &mut RequestSpec,
+    key: &str,
+    templates: &mut Templates,
+) -> Option<()> {
     if request.headers.iter().any(|(h, _)| h == AUTHORIZATION) {
         return Some(());
     }

@@ -4,6 +4,7 @@
 
 mod backends;
 mod diag;
+mod directory;
 mod extras;
 mod login;
 mod numbers;

@@ -250,7 +250,16 @@ pub(super) enum Sees<'k> {
     LoginStep(&'k [&'k str]),
     /// A login step's `ok_when`: only what that step extracts (`extra`).
     StepReply,
+    /// A directory sync's page request: `page.*`, `since`, `login.*` (when
+    /// `login`) and `secret(...)`; no payload, since a sync serves every call.
+    Sync {
+        /// Whether `login.*` holds a session here.
+        login: bool,
+    },
 }
+
+/// What a directory sync's templates read besides `login` and secrets.
+const SYNC_NAMES: [&str; 2] = ["page", "since"];
 
 /// What a template of a backend without a session reads from `login`.
 const EMPTY_LOGIN: &str = "login.* is always empty here: only the templates of a backend with [backends.NAME.login], login = \"OTHER\" (a shared login) or auth.type = \"oauth2\" see a session";
@@ -494,6 +503,21 @@ fn judge_root(var: &str, extra: &[&str], sees: Sees<'_>) -> Option<(Level, Strin
                 suggest(var, ["login"].into_iter().chain(extra.iter().copied()))
             ),
         )),
+        Sees::Sync { .. } if payload => Some((
+            Level::Error,
+            format!("a directory sync runs for all calls: it cannot read `{var}`"),
+        )),
+        Sees::Sync { login: false } if var == "login" => {
+            Some((Level::Warning, EMPTY_LOGIN.to_owned()))
+        }
+        Sees::Sync { .. } if SYNC_NAMES.contains(&var) || TEMPLATE_GLOBALS.contains(&var) => None,
+        Sees::Sync { .. } => Some((
+            Level::Error,
+            format!(
+                "unknown variable {var:?}: a directory sync sees page.offset, page.number, page.size, page.cursor, since, login.* and secret(...){}",
+                suggest(var, SYNC_NAMES.iter().copied().chain(["login"]))
+            ),
+        )),
         Sees::Call { login: false } if var == "login" => {
             Some((Level::Warning, EMPTY_LOGIN.to_owned()))
         }
@@ -603,7 +627,7 @@ fn renders(
     let (key, extra, diags) = (at.key, at.extra, &mut *at.diags);
     let earlier = match at.sees {
         Sees::LoginStep(earlier) => Some(earlier),
-        Sees::StepReply => Some(&[][..]),
+        Sees::StepReply | Sees::Sync { .. } => Some(&[][..]),
         Sees::Call { .. } => None,
     };
     if let Some(earlier) = earlier {

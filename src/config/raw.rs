@@ -212,7 +212,31 @@ pub(super) struct RawBackend {
     pub(super) max_concurrency: Option<usize>,
     pub(super) public_base: Option<String>,
     pub(super) login: Option<LoginField>,
+    pub(super) directory: Option<RawDirectory>,
     pub(super) reply: RawReply,
+}
+
+/// `[backends.NAME.directory]`: the gateway's own index of the CRM's numbers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    pub(super) url: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) encoding: Option<Encoding>,
+    pub(super) body: Option<toml::Value>,
+    pub(super) headers: Option<toml::Table>,
+    pub(super) records: Option<String>,
+    pub(super) id: Option<String>,
+    pub(super) cursor: Option<String>,
+    pub(super) full_every_s: Option<u64>,
+    pub(super) every_s: Option<u64>,
+    pub(super) max_age_s: Option<u64>,
+    pub(super) page_size: Option<u32>,
+    pub(super) pages_per_second: Option<u32>,
+    pub(super) max_pages: Option<u32>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) since_format: Option<String>,
+    pub(super) since_overlap_s: Option<u64>,
 }
 
 impl RawBackend {

@@ -13,6 +13,7 @@ mod cors;
 mod crm;
 mod crm_login;
 mod crm_oauth;
+mod directory;
 mod drain;
 mod examples;
 mod faults;

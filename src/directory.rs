@@ -1,0 +1,519 @@
+//! A backend's caller directory: the gateway's own index from each phone
+//! number the CRM stores (country code and national significant number, as
+//! [`crate::phone`] compares them) to the few values the backend's reply
+//! needs, so a call opens its card with no CRM request, and keeps opening
+//! cards while the CRM is slow or down (until `max_age_s`).
+//!
+//! The index is built by a task of its own, never on a call's path: a full
+//! sync at start and every `full_every_s` (paged; it replaces the index, so
+//! deleted records go), and an incremental sync every `every_s` of the
+//! records modified since the last one (`{{ since }}`). Pages go through the
+//! backend's client and login (its session, re-login and backoff), one at a
+//! time and at most `pages_per_second`. A page that fails leaves the index
+//! as it was. Each gateway instance keeps its own index: nothing is shared.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use minijinja::value::Value;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, RequestSpec};
+use crate::extract::JsonPath;
+use crate::metrics::Metrics;
+use crate::phone::Number;
+use crate::template::{Region, Templates};
+
+/// How often and how hard a directory syncs.
+#[derive(Debug, Clone)]
+pub struct DirectorySettings {
+    /// Time between full syncs.
+    pub full_every: Duration,
+    /// Time between incremental syncs; `None`: full syncs only.
+    pub every: Option<Duration>,
+    /// The index answers only while its last good sync is this recent.
+    pub max_age: Duration,
+    /// Records asked per page (`{{ page.size }}`).
+    pub page_size: u32,
+    /// The least time between two page requests.
+    pub page_interval: Duration,
+    /// Pages one sync may read at most (a CRM that pages for ever).
+    pub max_pages: u32,
+    /// Time one page may take, login included.
+    pub timeout: Duration,
+    /// How `{{ since }}` is written.
+    pub since_format: Vec<time::format_description::OwnedFormatItem>,
+    /// How far before the last sync's start `since` reaches, for clocks
+    /// that differ and records saved while it ran.
+    pub since_overlap: Duration,
+}
+
+/// How to read a page of records, and what to keep of each.
+#[derive(Debug)]
+pub struct Directory {
+    /// Periods and bounds.
+    pub settings: DirectorySettings,
+    /// The page request; its templates see `page`, `since`, `login`.
+    pub request: RequestSpec,
+    /// Where a page's list of records is.
+    pub records: JsonPath,
+    /// A record's phone fields.
+    pub phones: Vec<(Box<str>, JsonPath)>,
+    /// A record's id (an edited record replaces its numbers).
+    pub id: JsonPath,
+    /// Where the next page's cursor is, for CRMs that page by cursor.
+    pub cursor: Option<JsonPath>,
+    /// The values the reply's templates read, as the backend extracts them.
+    pub extract: Vec<(Value, JsonPath)>,
+    /// The region stored numbers without a country code are read in.
+    pub region: Option<Region>,
+    /// A hash of everything above: a reload keeps an index whose
+    /// definition did not change.
+    pub definition: u64,
+    index: RwLock<Index>,
+    status: Mutex<Status>,
+}
+
+/// A number as the index keys it: country code, national number, leading zeros.
+type Key = (u16, u64, u8);
+
+#[derive(Debug, Default)]
+struct Index {
+    numbers: HashMap<Key, Arc<Entry>>,
+    /// Each record's numbers, so an edited record drops the old ones.
+    ids: HashMap<Box<str>, Vec<Key>>,
+}
+
+/// What the index keeps of one record: the values its reply needs.
+#[derive(Debug)]
+pub struct Entry {
+    /// Extracted values by name, as a reply's templates see them.
+    pub values: Vec<(Value, Value)>,
+}
+
+/// Where the index stands, for calls, `simulate`, logs and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// When the last full sync that worked began.
+    pub built: Option<Instant>,
+    /// When the last sync (full or incremental) that worked began.
+    pub fresh: Option<Instant>,
+    /// When the last full sync began, whatever its result.
+    pub last_full_try: Option<Instant>,
+    /// When the last incremental sync began.
+    pub last_incremental_try: Option<Instant>,
+    /// The wall-clock start of the last sync that worked, for `since`.
+    pub since: Option<time::OffsetDateTime>,
+    /// Numbers in the index.
+    pub entries: usize,
+    /// What the last sync said (`full: 1200 records, 1500 numbers, 12 pages`).
+    pub last: String,
+    /// Syncs that failed in a row.
+    pub failures: u32,
+}
+
+/// What a call finds in the index.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The caller's record, and how old the index is.
+    Hit(Arc<Entry>, Duration),
+    /// The index is good and has no such number.
+    Miss(Duration),
+    /// The index cannot answer (not built yet, or older than `max_age_s`).
+    NotReady(&'static str),
+}
+
+impl Directory {
+    /// A directory with an empty index.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: DirectorySettings,
+        request: RequestSpec,
+        records: JsonPath,
+        phones: Vec<(Box<str>, JsonPath)>,
+        id: JsonPath,
+        cursor: Option<JsonPath>,
+        extract: Vec<(Value, JsonPath)>,
+        region: Option<Region>,
+        definition: u64,
+    ) -> Self {
+        Self {
+            settings,
+            request,
+            records,
+            phones,
+            id,
+            cursor,
+            extract,
+            region,
+            definition,
+            index: RwLock::new(Index::default()),
+            status: Mutex::new(Status::default()),
+        }
+    }
+
+    /// The caller's record, if the index can say.
+    pub fn lookup(&self, caller: &Number) -> Lookup {
+        let status = self.status();
+        let (Some(_), Some(fresh)) = (status.built, status.fresh) else {
+            return Lookup::NotReady("not built yet");
+        };
+        let age = fresh.elapsed();
+        if age > self.settings.max_age {
+            return Lookup::NotReady("older than max_age_s");
+        }
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        match index.numbers.get(&key(caller)) {
+            Some(entry) => Lookup::Hit(Arc::clone(entry), age),
+            None => Lookup::Miss(age),
+        }
+    }
+
+    /// A copy of where the index stands.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes over `old`'s index when both read the same records the same
+    /// way: a reload keeps a built index, and the next sync is incremental.
+    pub fn adopt(&self, old: &Directory) -> bool {
+        if std::ptr::eq(self, old) || self.definition != old.definition {
+            return false;
+        }
+        let taken = std::mem::take(&mut *old.index.write().unwrap_or_else(|e| e.into_inner()));
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = taken;
+        let status = old.status();
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        true
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+fn key(n: &Number) -> Key {
+    let (value, zeros) = n.national_parts();
+    (n.code(), value, zeros)
+}
+
+/// Starts the sync task of `backend`'s directory. It holds the backend only
+/// weakly: when its config generation is gone, the task ends.
+pub fn spawn(backend: &Arc<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
+    if backend.directory.is_none() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = Arc::downgrade(backend);
+    runtime.spawn(run(weak, templates, metrics));
+}
+
+/// What one sync does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Full,
+    Incremental,
+}
+
+async fn run(backend: Weak<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
+    loop {
+        let (kind, wait) = {
+            let Some(b) = backend.upgrade() else { return };
+            let Some(dir) = b.directory.as_ref() else {
+                return;
+            };
+            next(dir, Instant::now())
+        };
+        if let Some(wait) = wait {
+            // Checked again after the sleep: the generation may be gone.
+            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        sync(&backend, &templates, &metrics, kind).await;
+    }
+}
+
+/// What to do next: a kind of sync now, or a wait.
+fn next(dir: &Directory, now: Instant) -> (Kind, Option<Duration>) {
+    let s = dir.status();
+    let retry = Duration::from_secs(30).min(dir.settings.full_every);
+    let full_due = match (s.built, s.last_full_try) {
+        (None, None) => now,
+        // Not built: try again soon, spaced after failures.
+        (None, Some(tried)) => tried + retry * (1 << s.failures.min(5)),
+        (Some(_), Some(tried)) => tried + dir.settings.full_every,
+        (Some(built), None) => built + dir.settings.full_every,
+    };
+    if now >= full_due {
+        return (Kind::Full, None);
+    }
+    if let (Some(every), Some(_)) = (dir.settings.every, s.built) {
+        let last = s.last_incremental_try.max(s.last_full_try).unwrap_or(now);
+        let due = last + every;
+        if now >= due {
+            return (Kind::Incremental, None);
+        }
+        return (Kind::Incremental, Some((due - now).min(full_due - now)));
+    }
+    (Kind::Full, Some(full_due - now))
+}
+
+/// One sync, full or incremental; the index changes only if every page
+/// of a full sync was read (an incremental one applies page by page).
+async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics, kind: Kind) {
+    let started = Instant::now();
+    let wall = time::OffsetDateTime::now_utc();
+    let since = {
+        let Some(b) = backend.upgrade() else { return };
+        let Some(dir) = b.directory.as_ref() else {
+            return;
+        };
+        let status = dir.status();
+        dir.update_status(|s| match kind {
+            Kind::Full => s.last_full_try = Some(started),
+            Kind::Incremental => s.last_incremental_try = Some(started),
+        });
+        match kind {
+            Kind::Full => None,
+            Kind::Incremental => status.since.map(|t| {
+                let from = t - dir.settings.since_overlap;
+                from.format(&dir.settings.since_format).unwrap_or_default()
+            }),
+        }
+    };
+    let mut fresh = Index::default();
+    let mut page = Page::default();
+    let mut records_seen = 0usize;
+    let result: Result<(), String> = loop {
+        let Some(b) = backend.upgrade() else { return };
+        let Some(dir) = b.directory.as_ref() else {
+            return;
+        };
+        if page.number >= dir.settings.max_pages {
+            break Err(format!(
+                "more than max_pages = {} pages: the index is left as it was",
+                dir.settings.max_pages
+            ));
+        }
+        let doc = match fetch(&b, dir, templates, metrics, &page, since.as_deref()).await {
+            Ok(doc) => doc,
+            Err(e) => break Err(format!("page {}: {e}", page.number + 1)),
+        };
+        let records: &[serde_json::Value] = match dir.records.lookup(&doc) {
+            None | Some(serde_json::Value::Null) => &[],
+            Some(serde_json::Value::Array(items)) => items,
+            Some(_) => break Err(format!("page {}: records is not a list", page.number + 1)),
+        };
+        let count = records.len();
+        records_seen += count;
+        match kind {
+            Kind::Full => {
+                for record in records {
+                    add(dir, &mut fresh, record);
+                }
+            }
+            Kind::Incremental => {
+                let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
+                for record in records {
+                    add(dir, &mut index, record);
+                }
+            }
+        }
+        let cursor = dir
+            .cursor
+            .as_ref()
+            .and_then(|p| p.lookup(&doc))
+            .and_then(|v| match v {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        let last_page = match &dir.cursor {
+            Some(_) => cursor.is_none(),
+            None => count < dir.settings.page_size as usize,
+        };
+        if last_page {
+            break Ok(());
+        }
+        page.number += 1;
+        page.offset += count as u64;
+        page.cursor = cursor;
+        let interval = dir.settings.page_interval;
+        drop(b);
+        tokio::time::sleep(interval).await;
+    };
+    let Some(b) = backend.upgrade() else { return };
+    let Some(dir) = b.directory.as_ref() else {
+        return;
+    };
+    let what = match kind {
+        Kind::Full => "full",
+        Kind::Incremental => "incremental",
+    };
+    match result {
+        Ok(()) => {
+            let entries = {
+                let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
+                if kind == Kind::Full {
+                    *index = fresh;
+                }
+                index.numbers.len()
+            };
+            let last = format!(
+                "{what} sync: {records_seen} record(s) in {} page(s), {entries} number(s) in the index, {} ms",
+                page.number + 1,
+                started.elapsed().as_millis()
+            );
+            tracing::info!(backend = %b.name, "directory {last}");
+            dir.update_status(|s| {
+                if kind == Kind::Full {
+                    s.built = Some(started);
+                }
+                s.fresh = Some(started);
+                s.since = Some(wall);
+                s.entries = entries;
+                s.last = last;
+                s.failures = 0;
+            });
+        }
+        Err(detail) => {
+            tracing::warn!(backend = %b.name, kind = what, detail, "directory sync failed: the index is left as it was");
+            dir.update_status(|s| {
+                s.last = format!("{what} sync failed: {detail}");
+                s.failures = s.failures.saturating_add(1);
+            });
+        }
+    }
+}
+
+/// Where a sync is in its pages.
+#[derive(Debug, Default)]
+struct Page {
+    number: u32,
+    offset: u64,
+    cursor: Option<String>,
+}
+
+/// One page: built from the directory's request with `page`, `since` and
+/// the backend's session; re-login and one retry when the CRM refuses the
+/// session, as a look-up does.
+async fn fetch(
+    b: &Backend,
+    dir: &Directory,
+    templates: &Templates,
+    metrics: &Metrics,
+    page: &Page,
+    since: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + dir.settings.timeout;
+    let page_value = Value::from(minijinja::value::Serde(serde_json::json!({
+        "number": page.number + 1,
+        "offset": page.offset,
+        "size": dir.settings.page_size,
+        "cursor": page.cursor,
+    })));
+    let mut ctx: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
+    ctx.insert("page", page_value);
+    ctx.insert("since", since.map_or(Value::UNDEFINED, Value::from));
+    let counters = b.login.as_ref().map(|l| metrics.login_counters(l.owner()));
+    let mut session = match (&b.login, &counters) {
+        (Some(login), Some(counters)) => Some(
+            login
+                .session(deadline, counters)
+                .await
+                .map_err(|f| f.to_string())?
+                .0,
+        ),
+        _ => None,
+    };
+    for attempt in 0..2 {
+        if let Some(s) = &session {
+            ctx.insert("login", s.values.clone());
+        }
+        let request = dir
+            .request
+            .build(templates, &Value::from(ctx.clone()))
+            .map_err(|f| f.to_string())?;
+        let raw = tokio::time::timeout_at(deadline, b.client.send(request))
+            .await
+            .map_err(|_| format!("no reply within {} ms", dir.settings.timeout.as_millis()))?
+            .map_err(|f| f.to_string())?;
+        if let (Some(login), Some(s), Some(counters)) = (&b.login, &session, &counters) {
+            if login.refused(templates, &raw) {
+                login.invalidate(s, counters);
+                if attempt == 0 {
+                    session = Some(
+                        login
+                            .session(deadline, counters)
+                            .await
+                            .map_err(|f| f.to_string())?
+                            .0,
+                    );
+                    continue;
+                }
+                return Err("the CRM refused a fresh session too".into());
+            }
+            login.accepted(s);
+        }
+        if !raw.status.is_success() {
+            return Err(format!("HTTP {}", raw.status));
+        }
+        return serde_json::from_slice(&raw.body).map_err(|e| format!("reply is not JSON: {e}"));
+    }
+    Err("the CRM refused the session".into())
+}
+
+/// Adds one record's numbers to `index`, replacing what the same record
+/// held before (an edit that changed a number).
+fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
+    let id: Option<Box<str>> = dir.id.lookup(record).and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s.as_str().into()),
+        serde_json::Value::Number(n) => Some(n.to_string().into()),
+        _ => None,
+    });
+    if let Some(old) = id.as_ref().and_then(|id| index.ids.remove(id)) {
+        for k in old {
+            index.numbers.remove(&k);
+        }
+    }
+    let mut keys = Vec::new();
+    let mut found = Vec::new();
+    for (_, path) in &dir.phones {
+        found.clear();
+        path.lookup_all(record, 16, &mut found);
+        for value in &found {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            if let Some(n) = Number::read(&text, dir.region) {
+                keys.push(key(&n));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let values = dir
+        .extract
+        .iter()
+        .filter_map(|(name, path)| {
+            path.lookup(record)
+                .map(|v| (name.clone(), Value::from(minijinja::value::Serde(v))))
+        })
+        .collect();
+    let entry = Arc::new(Entry { values });
+    for k in &keys {
+        index.numbers.insert(*k, Arc::clone(&entry));
+    }
+    if let Some(id) = id {
+        index.ids.insert(id, keys);
+    }
+}

@@ -1,0 +1,386 @@
+//! The caller directory: a backend's index of the CRM's numbers, built by
+//! paged full syncs and incremental ones of what changed, answering calls
+//! in-process with no CRM request; the live look-up when the index cannot
+//! say. Against a test CRM that pages its records (`offset`/`limit`, sorted
+//! by id), filters by modification time, and can go down.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::crm::{Answer, Crm};
+use crate::phone_matrix::{assert_all, calls, people};
+use crate::support::*;
+use crate::test_crms::{query_of, PAYLOAD};
+
+type Stamp = time::OffsetDateTime;
+
+#[derive(Default)]
+struct State {
+    /// id → (name, phone, when it was last modified).
+    records: std::collections::BTreeMap<u64, (String, String, Stamp)>,
+    pages: usize,
+    /// Pages that asked for what changed since a time.
+    since_pages: usize,
+    lookups: usize,
+    down: bool,
+}
+
+impl State {
+    fn put(&mut self, id: u64, name: &str, phone: &str) {
+        let now = time::OffsetDateTime::now_utc();
+        self.records.insert(id, (name.into(), phone.into(), now));
+    }
+}
+
+/// `since` as the directory's default `since_format` writes it.
+fn parse_since(text: &str) -> Option<Stamp> {
+    let format =
+        time::format_description::parse_borrowed::<2>("[year]-[month]-[day]T[hour]:[minute]:[second]Z").ok()?;
+    time::PrimitiveDateTime::parse(text, &format)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// The test CRM: `GET /contacts?offset=&limit=[&since=]` pages the records
+/// by id (`since`, when not empty, keeps those modified after it, to the
+/// second, as a SQL `modified > '...'` does), `GET /search?q=` is the live
+/// look-up (every record offered).
+async fn crm(state: Arc<Mutex<State>>) -> Crm {
+    Crm::start(move |seen| {
+        let mut s = state.lock().unwrap();
+        if s.down {
+            return Answer::Reply(503, "text/plain", "maintenance".into());
+        }
+        let q = query_of(&seen.target);
+        let record = |id: &u64, (name, phone, _): &(String, String, Stamp)| {
+            json!({"id": id, "name": name, "phone": phone})
+        };
+        if seen.target.starts_with("/search") {
+            s.lookups += 1;
+            let all: Vec<_> = s.records.iter().map(|(id, r)| record(id, r)).collect();
+            return Answer::Reply(200, "application/json", json!({"data": all}).to_string());
+        }
+        s.pages += 1;
+        let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
+        let since = match q.get("since").map(String::as_str) {
+            None | Some("") => None,
+            Some(text) => match parse_since(text) {
+                Some(t) => Some(t),
+                None => return Answer::Reply(400, "text/plain", "bad since".into()),
+            },
+        };
+        if since.is_some() {
+            s.since_pages += 1;
+        }
+        let page: Vec<_> = s
+            .records
+            .iter()
+            .filter(|(_, r)| since.is_none_or(|t| r.2.replace_nanosecond(0).unwrap_or(r.2) > t))
+            .skip(offset)
+            .take(limit)
+            .map(|(id, r)| record(id, r))
+            .collect();
+        Answer::Reply(200, "application/json", json!({"data": page}).to_string())
+    })
+    .await
+}
+
+/// A backend `name` (each test its own, for its log lines) with a directory.
+fn config(crm: &Crm, name: &str, directory: &str) -> String {
+    format!(
+        r#"{TLS_HEAD}[cors]
+allow_origins = ["*"]
+[phone]
+default_region = "FR"
+
+[backends.{name}]
+url = "{url}/search"
+encoding = "query"
+body = {{ q = "{{{{ caller | phone_like }}}}" }}
+
+[backends.{name}.reply]
+format = "json"
+records = "data"
+phones = ["phone"]
+extract = {{ id = "id", name = "name" }}
+url = "https://crm.example.org/c/{{{{ id }}}}"
+title = "{{{{ name }}}}"
+
+[backends.{name}.directory]
+url = "{url}/contacts"
+body = {{ offset = "{{{{ page.offset }}}}", limit = "{{{{ page.size }}}}", since = "{{{{ since }}}}" }}
+{directory}
+
+[[routes]]
+name = "{name}"
+backend = "{name}"
+"#,
+        url = crm.url()
+    )
+}
+
+fn call(caller: &str) -> String {
+    PAYLOAD.replace("\"0612345678\"", &serde_json::to_string(caller).unwrap())
+}
+
+/// Waits (at most 30 s) for a log line holding every needle, after `skip`
+/// such lines; returns how many there are now.
+async fn wait_sync(needles: &[&str], skip: usize) -> usize {
+    for _ in 0..600 {
+        let lines: Vec<String> = log_lines(needles[0])
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect();
+        if lines.len() > skip {
+            return lines.len();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no log line with {needles:?}");
+}
+
+fn opened(reply: &Reply) -> Option<u64> {
+    let v = reply.json();
+    v["url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_full_sync_answers_every_stored_shape_with_no_crm_request_and_nobody_else() {
+    let state = Arc::new(Mutex::new(State::default()));
+    for p in people() {
+        state
+            .lock()
+            .unwrap()
+            .put(u64::from(p.id), &format!("Person {}", p.id), p.stored);
+    }
+    let crm = crm(Arc::clone(&state)).await;
+    let gw = start_gateway(&config(
+        &crm,
+        "dir-matrix",
+        "page_size = 7\npages_per_second = 1000\nmax_age_s = 3600",
+    ))
+    .await;
+    wait_sync(
+        &[
+            "backend=dir-matrix",
+            "directory full sync",
+            "24 record(s) in 4 page(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, opened(&reply).map(|id| id as u32)));
+    }
+    // Strangers are not in the index: they go to the live look-up (which
+    // offers every record, and the gateway refuses them all).
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    assert_all("the directory", &results);
+    assert_eq!(
+        state.lock().unwrap().lookups,
+        strangers,
+        "only misses ask the CRM"
+    );
+}
+
+#[tokio::test]
+async fn edits_arrive_with_the_next_incremental_sync_and_deletions_with_the_next_full_one() {
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    state.lock().unwrap().put(2, "Paul", "06 98 76 54 32");
+    let crm = crm(Arc::clone(&state)).await;
+    let gw = start_gateway(&config(
+        &crm,
+        "dir-edits",
+        "every_s = 1\nfull_every_s = 3\nmax_age_s = 3600\npages_per_second = 1000",
+    ))
+    .await;
+    wait_sync(
+        &["backend=dir-edits", "directory full sync", "2 number(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("0612345678")).await),
+        Some(1)
+    );
+
+    // Jeanne's number changes: the old one is gone, the new one opens her.
+    state.lock().unwrap().put(1, "Jeanne", "+33 6 11 11 11 11");
+    let needles = ["backend=dir-edits", "directory incremental sync"];
+    let seen = wait_sync(&needles, 0).await;
+    wait_sync(&needles, seen + 1).await;
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("0611111111")).await),
+        Some(1)
+    );
+    let lookups = state.lock().unwrap().lookups;
+    assert_eq!(lookups, 0, "answered from the index");
+
+    assert!(state.lock().unwrap().since_pages > 0);
+
+    // Paul is deleted: the next full sync drops him.
+    state.lock().unwrap().records.remove(&2);
+    wait_sync(
+        &["backend=dir-edits", "directory full sync", "1 number(s)"],
+        0,
+    )
+    .await;
+    let reply = client.post(gw.addr, None, &call("0698765432")).await;
+    assert_eq!(reply.json(), json!({"action": "none"}));
+    assert!(
+        state.lock().unwrap().lookups > lookups,
+        "a miss asks the CRM"
+    );
+}
+
+#[tokio::test]
+async fn a_crm_that_goes_down_keeps_cards_opening_until_max_age_then_none_in_time() {
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    let crm = crm(Arc::clone(&state)).await;
+    let gw = start_gateway(&config(
+        &crm,
+        "dir-down",
+        "every_s = 1\nmax_age_s = 2\npages_per_second = 1000",
+    ))
+    .await;
+    wait_sync(
+        &["backend=dir-down", "directory full sync", "1 number(s)"],
+        0,
+    )
+    .await;
+    state.lock().unwrap().down = true;
+    let client = gw.client();
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("0612345678")).await),
+        Some(1)
+    );
+    // Every sync now fails and the index ages past max_age_s.
+    wait_sync(
+        &["backend=dir-down", "directory sync failed", "HTTP 503"],
+        0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let reply = client.post(gw.addr, None, &call("0612345678")).await;
+    assert_eq!(reply.json(), json!({"action": "none"}));
+    let lines = log_lines("route=dir-down ");
+    assert!(
+        lines.iter().any(|l| l.contains("reason=status")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_a_built_index_and_a_full_sync_reads_100k_records() {
+    let state = Arc::new(Mutex::new(State::default()));
+    let shapes = ["0{}", "+33 {}", "0033{}", "+33 (0){}"];
+    for i in 0..100_000u64 {
+        let national = format!("6{:08}", i);
+        let stored = shapes[(i % 4) as usize].replace("{}", &national);
+        state.lock().unwrap().put(i + 1, &format!("P{i}"), &stored);
+    }
+    let crm = crm(Arc::clone(&state)).await;
+    let gw = start_gateway(&config(
+        &crm,
+        "dir-100k",
+        "page_size = 5000\npages_per_second = 1000\nmax_age_s = 3600",
+    ))
+    .await;
+    wait_sync(
+        &[
+            "backend=dir-100k",
+            "directory full sync",
+            "100000 number(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("+33600012345")).await),
+        Some(12346)
+    );
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("0600099999")).await),
+        Some(100_000)
+    );
+    let pages = state.lock().unwrap().pages;
+    assert_eq!(
+        pages, 21,
+        "100000 records in pages of 5000, then an empty one"
+    );
+
+    // A reload of the same config keeps the index: no new full sync needed.
+    gw.live.reload().unwrap();
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call("0600000001")).await),
+        Some(2)
+    );
+    assert_eq!(state.lock().unwrap().lookups, 0);
+    assert!(log_lines("directory unchanged: its index carries over")
+        .iter()
+        .any(|l| l.contains("backend=dir-100k")));
+}
+
+#[test]
+fn check_refuses_a_directory_without_records_or_reading_the_payload() {
+    let crm_url = "http://127.0.0.1:9";
+    let base = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n[phone]\ndefault_region = \"FR\"\n\
+         [backends.d]\nurl = \"{crm_url}/s\"\nencoding = \"query\"\n\
+         [backends.d.reply]\nformat = \"json\"\nrecords = \"data\"\nphones = [\"phone\"]\n\
+         extract = {{ id = \"id\" }}\nurl = \"https://crm.example.org/{{{{ id }}}}\"\n\
+         [backends.d.directory]\nbody = {{ offset = \"{{{{ page.offset }}}}\" }}\n\
+         [[routes]]\nname = \"r\"\nbackend = \"d\"\n"
+    );
+    let check = |config: &str| {
+        let dir = tempfile::TempDir::new().unwrap();
+        TestCa::new().write(dir.path());
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (out.status.success(), printed(&out))
+    };
+    let (ok, text) = check(&base);
+    assert!(ok, "{text}");
+    for (config, want) in [
+        (
+            base.replace("records = \"data\"\nphones = [\"phone\"]\n", ""),
+            "a directory indexes records by their phone numbers",
+        ),
+        (
+            base.replace("page.offset", "caller"),
+            "a directory sync runs for all calls: it cannot read `caller`",
+        ),
+        (
+            base.replace("page.offset", "pag.offset"),
+            "unknown variable \"pag\"",
+        ),
+        (
+            base.replace(
+                "[backends.d.directory]\n",
+                "[backends.d.directory]\nsince_format = \"[yeer]\"\n",
+            ),
+            "is not a date format",
+        ),
+    ] {
+        let (ok, text) = check(&config);
+        assert!(!ok, "accepted, wanted {want:?}:\n{text}");
+        assert!(text.contains(want), "{want}\n---\n{text}");
+    }
+}
