@@ -160,7 +160,7 @@ async fn ask(
     metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
-    if let Some(answered) = from_directory(templates, backend, reply_ctx, observer) {
+    if let Some(answered) = from_directory(templates, backend, reply_ctx, metrics, observer) {
         return answered;
     }
     let _permit = match &backend.limit {
@@ -257,6 +257,7 @@ fn from_directory(
     templates: &Templates,
     backend: &Backend,
     reply_ctx: &Value,
+    metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Option<Result<Open, Failure>> {
     let directory = backend.directory.as_ref()?;
@@ -264,6 +265,7 @@ fn from_directory(
     let number = crate::phone::Number::read_caller(caller.as_str()?, templates.region())?;
     match directory.lookup(&number) {
         Lookup::Hit(entry, age) => {
+            metrics.directory_lookup(&backend.name, "hit");
             observer.directory(
                 backend,
                 &format!("the caller's record, synced {} s ago", age.as_secs()),
@@ -276,6 +278,7 @@ fn from_directory(
             )
         }
         Lookup::Miss(age) => {
+            metrics.directory_lookup(&backend.name, "miss");
             observer.directory(
                 backend,
                 &format!(
@@ -286,6 +289,7 @@ fn from_directory(
             None
         }
         Lookup::NotReady(why) => {
+            metrics.directory_lookup(&backend.name, "stale");
             observer.directory(backend, &format!("{why}: asking the CRM"));
             None
         }

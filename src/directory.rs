@@ -371,6 +371,11 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 started.elapsed().as_millis()
             );
             tracing::info!(backend = %b.name, "directory {last}");
+            let result = match kind {
+                Kind::Full => "full_ok",
+                Kind::Incremental => "incremental_ok",
+            };
+            metrics.directory_sync(&b.name, result, page.number + 1, entries);
             dir.update_status(|s| {
                 if kind == Kind::Full {
                     s.built = Some(started);
@@ -384,6 +389,12 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
         }
         Err(detail) => {
             tracing::warn!(backend = %b.name, kind = what, detail, "directory sync failed: the index is left as it was");
+            let result = match kind {
+                Kind::Full => "full_failed",
+                Kind::Incremental => "incremental_failed",
+            };
+            let entries = dir.status().entries;
+            metrics.directory_sync(&b.name, result, page.number, entries);
             dir.update_status(|s| {
                 s.last = format!("{what} sync failed: {detail}");
                 s.failures = s.failures.saturating_add(1);

@@ -118,6 +118,10 @@ pub struct Metrics {
     generation: Gauge,
     logins: Family<BackendLabels, Counter>,
     login_cache: Family<BackendLabels, Counter>,
+    directory_entries: Family<BackendName, Gauge>,
+    directory_syncs: Family<BackendLabels, Counter>,
+    directory_pages: Family<BackendName, Counter>,
+    directory_lookups: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -223,6 +227,30 @@ impl Metrics {
             "Look-ups by backend and how they got their session: hit (cached), fresh (waited for a login), relogin (the CRM refused the session: logged in again and retried)",
             login_cache.clone(),
         );
+        let directory_entries = Family::<BackendName, Gauge>::default();
+        registry.register(
+            "directory_entries",
+            "Phone numbers in a backend's caller directory",
+            directory_entries.clone(),
+        );
+        let directory_syncs = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "directory_syncs",
+            "Directory syncs by backend and result (full_ok, full_failed, incremental_ok, incremental_failed)",
+            directory_syncs.clone(),
+        );
+        let directory_pages = Family::<BackendName, Counter>::default();
+        registry.register(
+            "directory_pages",
+            "Pages directory syncs read from the CRM",
+            directory_pages.clone(),
+        );
+        let directory_lookups = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "directory_lookups",
+            "Calls that asked a backend's directory, by result: hit (answered, no CRM request), miss (no such number: the live look-up), stale (not built or older than max_age_s: the live look-up)",
+            directory_lookups.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -247,7 +275,41 @@ impl Metrics {
             generation,
             logins,
             login_cache,
+            directory_entries,
+            directory_syncs,
+            directory_pages,
+            directory_lookups,
         }
+    }
+
+    /// A directory sync ended: `full_ok`, `incremental_failed`...; the
+    /// index now holds `entries` numbers.
+    pub fn directory_sync(&self, backend: &str, result: &'static str, pages: u32, entries: usize) {
+        let name = BackendName {
+            backend: backend.to_owned(),
+        };
+        self.directory_syncs
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
+        self.directory_pages
+            .get_or_create(&name)
+            .inc_by(u64::from(pages));
+        self.directory_entries
+            .get_or_create(&name)
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// A call asked a backend's directory: `hit`, `miss` or `stale`.
+    pub fn directory_lookup(&self, backend: &str, result: &'static str) {
+        self.directory_lookups
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     /// The counters a backend's login task updates.

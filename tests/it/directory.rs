@@ -25,6 +25,11 @@ struct State {
     since_pages: usize,
     lookups: usize,
     down: bool,
+    /// Pages come back broken this way instead.
+    broken: Option<&'static str>,
+    /// The session pages need (`s=`), once a login made one.
+    session: Option<String>,
+    logins: usize,
 }
 
 impl State {
@@ -36,8 +41,10 @@ impl State {
 
 /// `since` as the directory's default `since_format` writes it.
 fn parse_since(text: &str) -> Option<Stamp> {
-    let format =
-        time::format_description::parse_borrowed::<2>("[year]-[month]-[day]T[hour]:[minute]:[second]Z").ok()?;
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z",
+    )
+    .ok()?;
     time::PrimitiveDateTime::parse(text, &format)
         .ok()
         .map(|t| t.assume_utc())
@@ -57,12 +64,29 @@ async fn crm(state: Arc<Mutex<State>>) -> Crm {
         let record = |id: &u64, (name, phone, _): &(String, String, Stamp)| {
             json!({"id": id, "name": name, "phone": phone})
         };
+        if seen.target.starts_with("/login") {
+            s.logins += 1;
+            let session = format!("sess-{}", s.logins);
+            s.session = Some(session.clone());
+            return Answer::Reply(200, "application/json", json!({"session": session}).to_string());
+        }
+        if let (Some(want), Some(got)) = (&s.session, q.get("s")) {
+            if want != got {
+                return Answer::Reply(401, "application/json", r#"{"error":"session expired"}"#.into());
+            }
+        }
         if seen.target.starts_with("/search") {
             s.lookups += 1;
             let all: Vec<_> = s.records.iter().map(|(id, r)| record(id, r)).collect();
             return Answer::Reply(200, "application/json", json!({"data": all}).to_string());
         }
         s.pages += 1;
+        match s.broken {
+            Some("truncated") => return Answer::Reply(200, "application/json", r#"{"data": [{"id": 1, "na"#.into()),
+            Some("wrong type") => return Answer::Reply(200, "application/json", r#"{"data": "everyone"}"#.into()),
+            Some("huge") => return Answer::Reply(200, "application/json", format!(r#"{{"data": [], "pad": "{}"}}"#, "x".repeat(300_000))),
+            _ => {}
+        }
         let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
         let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
         let since = match q.get("since").map(String::as_str) {
@@ -383,4 +407,98 @@ fn check_refuses_a_directory_without_records_or_reading_the_payload() {
         assert!(!ok, "accepted, wanted {want:?}:\n{text}");
         assert!(text.contains(want), "{want}\n---\n{text}");
     }
+}
+
+#[tokio::test]
+async fn broken_pages_leave_the_index_as_it_was_and_say_why() {
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    let crm = crm(Arc::clone(&state)).await;
+    let text = config(
+        &crm,
+        "dir-broken",
+        "full_every_s = 1\nmax_age_s = 3600\npages_per_second = 1000",
+    )
+    .replace(
+        "encoding = \"query\"\n",
+        "encoding = \"query\"\nmax_response_bytes = 100000\n",
+    );
+    let gw = start_gateway(&text).await;
+    wait_sync(
+        &["backend=dir-broken", "directory full sync", "1 number(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    for (broken, says) in [
+        ("truncated", "reply is not JSON"),
+        ("wrong type", "records is not a list"),
+        ("huge", "max_response_bytes"),
+    ] {
+        state.lock().unwrap().broken = Some(broken);
+        wait_sync(&["backend=dir-broken", "directory sync failed", says], 0).await;
+        assert_eq!(
+            opened(&client.post(gw.addr, None, &call("0612345678")).await),
+            Some(1),
+            "{broken}"
+        );
+    }
+    assert_eq!(
+        state.lock().unwrap().lookups,
+        0,
+        "answered from the index all along"
+    );
+    let metrics = metrics_text(&gw).await;
+    assert!(
+        metrics.contains(
+            "thirdparty_gateway_directory_lookups_total{backend=\"dir-broken\",result=\"hit\"} 3"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("thirdparty_gateway_directory_entries{backend=\"dir-broken\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_that_expires_during_a_sync_is_renewed_once() {
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    let crm = crm(Arc::clone(&state)).await;
+    let text = config(&crm, "dir-login", "every_s = 1\nmax_age_s = 3600\npages_per_second = 1000")
+        .replace(
+            "since = \"{{ since }}\" }",
+            "since = \"{{ since }}\", s = \"{{ login.session }}\" }",
+        )
+        .replace(
+            "[backends.dir-login.reply]",
+            &format!(
+                "[backends.dir-login.login]\n[[backends.dir-login.login.steps]]\nurl = \"{}/login\"\nencoding = \"form\"\nbody = {{ user = \"gw\" }}\nreply = {{ format = \"json\", extract = {{ session = \"session\" }} }}\n\n[backends.dir-login.reply]",
+                crm.url()
+            ),
+        );
+    let _gw = start_gateway(&text).await;
+    wait_sync(
+        &["backend=dir-login", "directory full sync", "1 number(s)"],
+        0,
+    )
+    .await;
+    assert_eq!(state.lock().unwrap().logins, 1);
+    // The CRM drops the session: the next page is refused, the gateway logs
+    // in again once and the sync goes on.
+    state.lock().unwrap().session = Some("dropped".into());
+    let needles = ["backend=dir-login", "directory incremental sync"];
+    let seen = wait_sync(&needles, 0).await;
+    wait_sync(&needles, seen).await;
+    let s = state.lock().unwrap();
+    assert_eq!(s.logins, 2, "one new login");
+    assert!(log_lines("backend=dir-login")
+        .iter()
+        .all(|l| !l.contains("directory sync failed")));
+}
+
+/// The metrics as `/metrics` shows them.
+async fn metrics_text(gw: &TestGateway) -> String {
+    gw.live.metrics.encode()
 }
