@@ -47,6 +47,9 @@ pub struct DirectorySettings {
     /// How far before the last sync's start `since` reaches, for clocks
     /// that differ and records saved while it ran.
     pub since_overlap: Duration,
+    /// Where the index is saved after each sync and read at start, so a
+    /// restart answers at once and syncs incrementally.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// How to read a page of records, and what to keep of each.
@@ -88,8 +91,29 @@ struct Index {
 /// What the index keeps of one record: the values its reply needs.
 #[derive(Debug)]
 pub struct Entry {
+    /// The record's id, when it has one.
+    pub id: Option<Box<str>>,
     /// Extracted values by name, as a reply's templates see them.
     pub values: Vec<(Value, Value)>,
+}
+
+/// The index on disk: only the values the reply needs, and the numbers.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    /// The directory's definition: a changed config does not read it.
+    definition: u64,
+    /// When the last good full sync began (Unix seconds).
+    built: i64,
+    /// When the last good sync began (Unix seconds): `since`, and its age.
+    fresh: i64,
+    records: Vec<SavedRecord>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedRecord {
+    id: Option<Box<str>>,
+    numbers: Vec<Key>,
+    values: Vec<(String, serde_json::Value)>,
 }
 
 /// Where the index stands, for calls, `simulate`, logs and metrics.
@@ -211,7 +235,145 @@ pub fn spawn(backend: &Arc<Backend>, templates: Arc<Templates>, metrics: Arc<Met
         return;
     };
     let weak = Arc::downgrade(backend);
-    runtime.spawn(run(weak, templates, metrics));
+    runtime.spawn(async move {
+        restore(&weak).await;
+        run(weak, templates, metrics).await;
+    });
+}
+
+/// Reads the snapshot at start, off the async workers, when the index is
+/// still empty (a reload may have handed it over) and the snapshot was
+/// written by a directory defined the same way.
+async fn restore(backend: &Weak<Backend>) {
+    let (name, path, definition) = {
+        let Some(b) = backend.upgrade() else { return };
+        let Some(dir) = b.directory.as_ref() else {
+            return;
+        };
+        let Some(path) = dir.settings.snapshot.clone() else {
+            return;
+        };
+        if dir.status().built.is_some() {
+            return;
+        }
+        (b.name.clone(), path, dir.definition)
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let bytes = crate::files::read(&path, crate::files::MAX_SNAPSHOT_BYTES)?;
+        serde_json::from_slice::<Snapshot>(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    })
+    .await;
+    let snapshot = match read {
+        Ok(Ok(s)) if s.definition == definition => s,
+        Ok(Ok(_)) => {
+            tracing::info!(backend = %name, "directory snapshot is of another definition: a full sync builds the index");
+            return;
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Ok(Err(e)) => {
+            tracing::warn!(backend = %name, error = %e, "directory snapshot not read: a full sync builds the index");
+            return;
+        }
+        Err(_) => return,
+    };
+    let Some(b) = backend.upgrade() else { return };
+    let Some(dir) = b.directory.as_ref() else {
+        return;
+    };
+    let mut index = Index::default();
+    for saved in snapshot.records {
+        let entry = Arc::new(Entry {
+            id: saved.id.clone(),
+            values: saved
+                .values
+                .into_iter()
+                .map(|(n, v)| (Value::from(n), Value::from(minijinja::value::Serde(v))))
+                .collect(),
+        });
+        for k in &saved.numbers {
+            index.numbers.insert(*k, Arc::clone(&entry));
+        }
+        if let Some(id) = saved.id {
+            index.ids.insert(id, saved.numbers);
+        }
+    }
+    let now_wall = time::OffsetDateTime::now_utc();
+    let ago = |unix: i64| {
+        let secs = (now_wall.unix_timestamp() - unix).max(0);
+        Instant::now()
+            .checked_sub(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+            .unwrap_or_else(Instant::now)
+    };
+    let entries = index.numbers.len();
+    *dir.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+    dir.update_status(|s| {
+        s.built = Some(ago(snapshot.built));
+        s.fresh = Some(ago(snapshot.fresh));
+        s.last_full_try = s.built;
+        s.since = time::OffsetDateTime::from_unix_timestamp(snapshot.fresh).ok();
+        s.entries = entries;
+        s.last = format!("read from its snapshot: {entries} number(s)");
+    });
+    tracing::info!(
+        backend = %name, entries,
+        age_s = (now_wall.unix_timestamp() - snapshot.fresh).max(0),
+        "directory read from its snapshot"
+    );
+}
+
+/// Writes the index to its snapshot, off the async workers: every record
+/// once, with its numbers and the values its reply needs.
+async fn save(dir: &Directory, name: &str) {
+    let Some(path) = dir.settings.snapshot.clone() else {
+        return;
+    };
+    let status = dir.status();
+    let (Some(built), Some(fresh)) = (status.built, status.fresh) else {
+        return;
+    };
+    let wall = |at: Instant| (time::OffsetDateTime::now_utc() - at.elapsed()).unix_timestamp();
+    let records = {
+        let index = dir.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut by_entry: HashMap<*const Entry, (Arc<Entry>, Vec<Key>)> = HashMap::new();
+        for (k, entry) in &index.numbers {
+            by_entry
+                .entry(Arc::as_ptr(entry))
+                .or_insert_with(|| (Arc::clone(entry), Vec::new()))
+                .1
+                .push(*k);
+        }
+        by_entry
+            .into_values()
+            .map(|(entry, numbers)| SavedRecord {
+                id: entry.id.clone(),
+                numbers,
+                values: entry
+                    .values
+                    .iter()
+                    .filter_map(|(n, v)| {
+                        Some((n.as_str()?.to_owned(), serde_json::to_value(v).ok()?))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let snapshot = Snapshot {
+        definition: dir.definition,
+        built: wall(built),
+        fresh: wall(fresh),
+        records,
+    };
+    let name = name.to_owned();
+    let written = tokio::task::spawn_blocking(move || {
+        let bytes = serde_json::to_vec(&snapshot)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        crate::files::write_atomic(&path, &bytes, 0o600)
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(backend = %name, error = %e, "directory snapshot not written");
+    }
 }
 
 /// What one sync does.
@@ -376,6 +538,9 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 Kind::Incremental => "incremental_ok",
             };
             metrics.directory_sync(&b.name, result, page.number + 1, entries);
+            if kind == Kind::Full || records_seen > 0 {
+                save(dir, &b.name).await;
+            }
             dir.update_status(|s| {
                 if kind == Kind::Full {
                     s.built = Some(started);
@@ -520,7 +685,10 @@ fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
                 .map(|v| (name.clone(), Value::from(minijinja::value::Serde(v))))
         })
         .collect();
-    let entry = Arc::new(Entry { values });
+    let entry = Arc::new(Entry {
+        id: id.clone(),
+        values,
+    });
     for k in &keys {
         index.numbers.insert(*k, Arc::clone(&entry));
     }

@@ -20,6 +20,9 @@ pub const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 /// A secret: a password, a key, a token.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
+/// A caller directory's snapshot (a million numbers take about 100 MB).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// The file's bytes, if it is a regular file of at most `cap` bytes.
 pub fn read(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let file = OpenOptions::new()
@@ -56,6 +59,30 @@ pub fn read_to_string(path: &Path, cap: u64) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file beside it with
+/// `mode`, synced, then renamed over `path`, so a reader (or a crash) sees
+/// the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +108,22 @@ mod tests {
             assert!(err.to_string().contains("not a regular file"), "{err}");
         }
         assert!(read_to_string(&small, 10).is_ok());
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }

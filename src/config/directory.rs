@@ -165,6 +165,27 @@ pub(super) fn directory(
             return None;
         }
     };
+    let snapshot = d.state_dir.as_deref().and_then(|dir| {
+        // systemd's StateDirectory= is handed over as $STATE_DIRECTORY.
+        let dir = match dir.strip_prefix("$STATE_DIRECTORY") {
+            Some(rest) => match std::env::var_os("STATE_DIRECTORY") {
+                Some(state) => Path::new(&state).join(rest.trim_start_matches('/')),
+                None => {
+                    diags.warn(
+                        &format!("{key}.state_dir"),
+                        "$STATE_DIRECTORY is not set (systemd's StateDirectory= sets it): no snapshot",
+                    );
+                    return None;
+                }
+            },
+            None => base.join(dir),
+        };
+        let file: String = name_of(&key)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        Some(dir.join(format!("directory-{file}.json")))
+    });
     let request = request?;
     let definition = {
         let mut h = std::hash::DefaultHasher::new();
@@ -183,6 +204,7 @@ pub(super) fn directory(
             timeout,
             since_format,
             since_overlap,
+            snapshot,
         },
         request,
         records,
@@ -193,4 +215,10 @@ pub(super) fn directory(
         candidates.region,
         definition,
     ))
+}
+
+/// The backend's name in `backends.NAME.directory`.
+fn name_of(key: &str) -> &str {
+    let inner = key.strip_prefix("backends.").unwrap_or(key);
+    inner.strip_suffix(".directory").unwrap_or(inner)
 }

@@ -237,6 +237,7 @@ pub(super) struct RawDirectory {
     pub(super) timeout_ms: Option<u64>,
     pub(super) since_format: Option<String>,
     pub(super) since_overlap_s: Option<u64>,
+    pub(super) state_dir: Option<String>,
 }
 
 impl RawBackend {

@@ -502,3 +502,56 @@ async fn a_session_that_expires_during_a_sync_is_renewed_once() {
 async fn metrics_text(gw: &TestGateway) -> String {
     gw.live.metrics.encode()
 }
+
+#[tokio::test]
+async fn a_snapshot_survives_a_restart_and_answers_while_the_crm_is_down() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = Arc::new(Mutex::new(State::default()));
+    state
+        .lock()
+        .unwrap()
+        .put(7, "Jeanne O'Neil", "06 12 34 56 78");
+    state.lock().unwrap().put(8, "Paul", "+33 (0)6 98 76 54 32");
+    let crm = crm(Arc::clone(&state)).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let text = config(
+        &crm,
+        "dir-snap",
+        &format!(
+            "every_s = 1\nmax_age_s = 3600\npages_per_second = 1000\nstate_dir = {:?}",
+            dir.path().display().to_string()
+        ),
+    );
+    let first = start_gateway(&text).await;
+    wait_sync(
+        &["backend=dir-snap", "directory full sync", "2 number(s)"],
+        0,
+    )
+    .await;
+    let file = dir.path().join("directory-dir-snap.json");
+    for _ in 0..200 {
+        if file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("Jeanne O'Neil") && !saved.contains("06 12 34 56 78"),
+        "only what the reply needs: {saved}"
+    );
+    first.shutdown().await;
+
+    // Restarted while the CRM is down: the snapshot answers.
+    state.lock().unwrap().down = true;
+    let second = start_gateway(&text).await;
+    wait_sync(&["backend=dir-snap", "directory read from its snapshot"], 0).await;
+    let reply = second
+        .client()
+        .post(second.addr, None, &call("+33698765432"))
+        .await;
+    assert_eq!(opened(&reply), Some(8));
+    assert_eq!(state.lock().unwrap().lookups, 0);
+}
