@@ -187,11 +187,27 @@ impl Directory {
         if age > self.settings.max_age {
             return Lookup::NotReady("older than max_age_s");
         }
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        match index.numbers.get(&key(caller)) {
-            Some(entry) => Lookup::Hit(Arc::clone(entry), age),
+        match self.entry(caller) {
+            Some(entry) => Lookup::Hit(entry, age),
             None => Lookup::Miss(age),
         }
+    }
+
+    /// The record holding `number`, however old the index.
+    pub fn entry(&self, number: &Number) -> Option<Arc<Entry>> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.numbers.get(&key(number)).cloned()
+    }
+
+    /// Adds records as an incremental sync's page does (an edited record
+    /// replaces its numbers); returns the numbers in the index. What a
+    /// sync does with each page, for the directory benchmark.
+    pub fn apply(&self, records: &[serde_json::Value]) -> usize {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for record in records {
+            add(self, &mut index, record);
+        }
+        index.numbers.len()
     }
 
     /// A copy of where the index stands.
