@@ -3,8 +3,9 @@
 //! shared session, each asking every phone field LIKE the caller's digits
 //! and the gateway picking the record that holds the caller's number (the
 //! whole caller-match matrix), a session PHP's garbage collection ends
-//! renewed before it does (or once for all three backends after), and the
-//! `login = "OTHER"` references `check` refuses.
+//! renewed before it does (or once for all three backends after), names
+//! vTiger stores HTML-encoded (its UI writes `<` as `&lt;`) shown as typed,
+//! and the `login = "OTHER"` references `check` refuses.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use serde_json::json;
 use crate::examples::example_config;
 use crate::phone_matrix::{assert_all, calls, people};
 use crate::support::*;
-use crate::test_crms::vtiger::{Vtiger, GC_MAXLIFETIME};
+use crate::test_crms::vtiger::{ui_saved, Vtiger, GC_MAXLIFETIME};
 use crate::test_crms::PAYLOAD;
 
 const VT: &str = "https://vtiger.example.org";
@@ -673,4 +674,95 @@ async fn every_stored_format_in_every_module_and_field_is_found_and_no_look_alik
     let s = vt.state.lock().unwrap();
     assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
     assert_eq!(s.logins, 1);
+}
+
+#[test]
+fn the_test_vtiger_stores_text_as_vtiger_8_2_s_ui_saves_it() {
+    // vtlib_purify: HTMLPurifier's text escaping, then &amp; back to &.
+    for (typed, stored) in [
+        ("Zoë D'Artagnan & Fils", "Zoë D'Artagnan & Fils"),
+        ("Lou \"Le Roi\" <3 Ça", "Lou \"Le Roi\" &lt;3 Ça"),
+        ("Dupré-L'Hôte > 2 < 3", "Dupré-L'Hôte &gt; 2 &lt; 3"),
+        (" +33 (0)6 12 34 56 82 ", "+33 (0)6 12 34 56 82"),
+    ] {
+        assert_eq!(ui_saved(typed), stored, "{typed}");
+    }
+    // A tag-like "<SARL>" would be removed by HTMLPurifier: refused here.
+    assert!(std::panic::catch_unwind(|| ui_saved("O\"Brien <SARL>")).is_err());
+}
+
+#[tokio::test]
+async fn names_come_back_as_typed_in_every_module_though_vtiger_stores_some_html_encoded() {
+    let vt = Vtiger::start("gateway", "k-recipe-names").await;
+    {
+        let mut s = vt.state.lock().unwrap();
+        // Typed in vTiger's edit view.
+        s.add(
+            "Contacts",
+            601,
+            &[
+                ("firstname", "Zoë"),
+                ("lastname", "D'Artagnan & Fils"),
+                ("mobile", "06 11 22 33 01"),
+            ],
+        );
+        s.add(
+            "Leads",
+            602,
+            &[
+                ("firstname", "Lou \"Le Roi\""),
+                ("lastname", "<3 Ça & Œuvre"),
+                ("company", "Dupré-L'Hôte > 2"),
+                ("phone", "+33 6 11 22 33 02"),
+            ],
+        );
+        s.add(
+            "Accounts",
+            603,
+            &[
+                ("accountname", "O\"Brien <3 SARL & Fils"),
+                ("fax", "0033 6 11 22 33 03"),
+            ],
+        );
+        // Created through the webservice: stored as sent, < included.
+        s.add_via_webservice(
+            "Contacts",
+            604,
+            &[
+                ("firstname", "Noël"),
+                ("lastname", "O\"Hara <3 & Cie"),
+                ("phone", "06.11.22.33.04"),
+            ],
+        );
+    }
+    let gw = start(&vt, "TPGW_IT_VTR_NAMES", "k-recipe-names", "").await;
+    let client = gw.client();
+    for (caller, module, record, title) in [
+        ("0611223301", "Contacts", 601, "Zoë D'Artagnan & Fils"),
+        (
+            "+33611223302",
+            "Leads",
+            602,
+            "Lou \"Le Roi\" <3 Ça & Œuvre (Dupré-L'Hôte > 2)",
+        ),
+        ("611223303", "Accounts", 603, "O\"Brien <3 SARL & Fils"),
+        ("0611223304", "Contacts", 604, "Noël O\"Hara <3 & Cie"),
+    ] {
+        let reply = client.post(gw.addr, None, &call(caller)).await;
+        assert_eq!(reply.json(), card(module, record, title), "{caller}");
+    }
+    // What vTiger holds, and hands back, for the names typed in its UI.
+    let s = vt.state.lock().unwrap();
+    let stored: Vec<&str> = s
+        .records
+        .iter()
+        .flat_map(|r| &r.fields)
+        .filter(|(f, _)| matches!(*f, "lastname" | "company" | "accountname"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(stored.contains(&"&lt;3 Ça & Œuvre"), "{stored:?}");
+    assert!(stored.contains(&"Dupré-L'Hôte &gt; 2"), "{stored:?}");
+    assert!(stored.contains(&"O\"Brien &lt;3 SARL & Fils"), "{stored:?}");
+    assert!(stored.contains(&"O\"Hara <3 & Cie"), "{stored:?}");
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
 }

@@ -23,6 +23,23 @@
 //! (phone, mobile, fax) and Accounts (phone, otherphone, fax), ids `12x`,
 //! `10x`, `11x`; the numbers are stored as people type them and compared as
 //! MySQL compares strings (`=`, `IN`, `LIKE` with its wildcards).
+//!
+//! Text is stored as vtiger 8.2's UI saves it ([`State::add`]): the Save
+//! action reads each field with `Vtiger_Request::get`
+//! (`includes/http/Request.php`), which runs `vtlib_purify`
+//! (`include/utils/VtlibUtils.php`): HTMLPurifier 4.17 writes text with
+//! `htmlspecialchars(ENT_NOQUOTES)` (`HTMLPurifier/Generator.php`: `&`,
+//! `<`, `>` as `&amp;`, `&lt;`, `&gt;`; quotes and accents as typed), then
+//! `str_replace('&amp;', '&')` puts `&` back; `CRMEntity::
+//! insertIntoEntityTable` stores that (`from_html` changes only text holding
+//! a script tag). So `<` is stored `&lt;` and `>` `&gt;`, once; see
+//! [`ui_saved`]. A record created through the webservice is stored as sent
+//! ([`State::add_via_webservice`]: `VtigerCRMObject::create` copies the
+//! element into `column_fields` and saves, purifying nothing). `query`
+//! hands values back as stored: `VtigerModuleOperation::query` reads rows
+//! with `PearDatabase::fetchByAssoc`, whose `to_html` is `htmlentities(..,
+//! ENT_QUOTES)`, and `DataTransform::sanitizeFields` undoes it with
+//! `html_entity_decode(.., ENT_QUOTES)`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,9 +111,25 @@ impl State {
             .retain(|_, used| now.duration_since(*used) <= life);
     }
 
-    /// Adds a record: `module` one of Contacts, Leads, Accounts; `id` the
-    /// record number (the webservice id is the module's prefix, `x`, it).
+    /// Adds a record as a user typed it in vtiger's edit view: each value
+    /// stored as the UI saves it ([`ui_saved`]). `module` one of Contacts,
+    /// Leads, Accounts; `id` the record number (the webservice id is the
+    /// module's prefix, `x`, it).
     pub fn add(&mut self, module: &'static str, id: u32, fields: &[(&'static str, &str)]) {
+        let saved: Vec<(&'static str, String)> =
+            fields.iter().map(|(f, v)| (*f, ui_saved(v))).collect();
+        let saved: Vec<(&'static str, &str)> =
+            saved.iter().map(|(f, v)| (*f, v.as_str())).collect();
+        self.add_via_webservice(module, id, &saved);
+    }
+
+    /// Adds a record as a webservice `create` stores it: every value as sent.
+    pub fn add_via_webservice(
+        &mut self,
+        module: &'static str,
+        id: u32,
+        fields: &[(&'static str, &str)],
+    ) {
         let prefix = vtql::MODULES
             .iter()
             .find(|m| m.name == module)
@@ -127,6 +160,23 @@ impl State {
             })
             .collect()
     }
+}
+
+/// What vtiger 8.2's UI stores for `typed`, a plain-text field value:
+/// `vtlib_purify` (HTMLPurifier, then `&amp;` back to `&`) and the Save
+/// action's `trim`. `<` becomes `&lt;` and `>` `&gt;`; `&`, quotes, accents
+/// stay as typed. Text HTMLPurifier would read as a tag (`<` before a
+/// letter, `!` or `/`: `Core.AggressivelyFixLt` armors any other `<`) is
+/// removed by a real vtiger; this CRM refuses it rather than guess.
+pub fn ui_saved(typed: &str) -> String {
+    let chars: Vec<char> = typed.chars().collect();
+    for pair in chars.windows(2) {
+        assert!(
+            !(pair[0] == '<' && (pair[1].is_ascii_alphabetic() || matches!(pair[1], '!' | '/'))),
+            "{typed:?}: HTMLPurifier would remove the tag-like text"
+        );
+    }
+    typed.trim().replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A running vTiger.
