@@ -38,6 +38,7 @@ pub mod short_text;
 pub mod simulate;
 pub mod template;
 pub mod tls;
+pub mod unreadable;
 pub mod watch;
 pub mod wrap;
 pub mod xuc;

@@ -103,6 +103,9 @@ fn run_check(file: PathBuf) -> anyhow::Result<()> {
     for warning in &report.warnings {
         eprintln!("{}\n", warning.render());
     }
+    for file in &report.root_only {
+        eprintln!("warning: only root may read {file}\n");
+    }
     println!("{}", report.summary);
     Ok(())
 }

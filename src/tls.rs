@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
@@ -234,14 +234,14 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         what,
     };
     let chain = CertificateDer::pem_file_iter(&settings.cert)
-        .map_err(|e| pem_err(&settings.cert, e.to_string()))?
+        .map_err(|e| read_error(&settings.cert, e, "tls-cert", "tls.cert"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_err(&settings.cert, e.to_string()))?;
     if chain.is_empty() {
         return Err(pem_err(&settings.cert, "no CERTIFICATE block found".into()));
     }
     let key = PrivateKeyDer::from_pem_file(&settings.key)
-        .map_err(|e| pem_err(&settings.key, e.to_string()))?;
+        .map_err(|e| read_error(&settings.key, e, "tls-key", "tls.key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(settings.min_version.versions())?
@@ -249,6 +249,22 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A PEM file that could not be read; a permission error says how to hand
+/// the file to the service (`credential`, named in config key `key`).
+fn read_error(path: &Path, error: pem::Error, credential: &str, key: &str) -> TlsError {
+    let what = match &error {
+        pem::Error::Io(io) => format!(
+            "cannot read: {}",
+            crate::unreadable::explain(io, path, credential, key)
+        ),
+        _ => error.to_string(),
+    };
+    TlsError::Pem {
+        path: path.to_owned(),
+        what,
+    }
 }
 
 /// SHA-256 of a DER certificate as `AB:CD:...`, as browsers show it.
