@@ -13,23 +13,47 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
+use crate::config::{self, DemoSettings};
 use crate::gateway::Live;
 use crate::{demo, log_output, logging, ops, reload, server};
 
+/// Why `run` could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config, or a file it names (certificate, key, secret), was
+    /// refused: starting again will not help until someone edits it, so
+    /// `main` exits with [`EXIT_CONFIG`] and the unit does not restart.
+    #[error(transparent)]
+    Config(anyhow::Error),
+    /// Anything else (a port in use, no runtime): maybe passing.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// `run`'s exit status when the config is refused: sysexits' `EX_CONFIG`,
+/// shown by systemd as `status=78/CONFIG`; the unit's
+/// `RestartPreventExitStatus=78` stops the restarts there.
+pub const EXIT_CONFIG: u8 = 78;
+
 /// Loads the config and serves until SIGTERM or SIGINT. Errors at start
 /// (config, certificates, ports) are returned for `main` to print.
-pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> anyhow::Result<()> {
-    let config = config::load(file)?;
+pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> Result<(), RunError> {
+    let config = config::load(file).map_err(|e| RunError::Config(e.into()))?;
     logging::init(&config.log);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
     // Dropped after the runtime, so the last lines of a stop are written.
     let _batching = log_output::STDOUT.batching();
-    let runtime = runtime(config.server.workers).context("cannot start the async runtime")?;
+    let (workers, ops, demo) = (
+        config.server.workers,
+        config.ops.listen,
+        config.demo.clone(),
+    );
+    let live = Live::new(config, file, listen).map_err(|e| RunError::Config(e.into()))?;
+    let runtime = runtime(workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
-    runtime.block_on(serve(config, file, listen, watch))
+    Ok(runtime.block_on(serve(live, ops, demo, watch))?)
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
@@ -54,17 +78,15 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(
-    config: Config,
-    file: &Path,
-    listen: Option<SocketAddr>,
+    live: Arc<Live>,
+    ops_addr: Option<SocketAddr>,
+    demo: Option<DemoSettings>,
     watch: bool,
 ) -> anyhow::Result<()> {
-    let ops_addr = config.ops.listen;
-    let demo = config.demo.clone();
-    let live = Live::new(config, file, listen)?;
     let gateway = live.current();
     let listener = public_listener(gateway.config.server.listen).await?;
     let addr = listener.local_addr()?;
+    live.serving_on(addr);
     let scheme = if gateway.tls.is_some() {
         "https"
     } else {
@@ -121,9 +143,13 @@ async fn serve(
         }
         None => None,
     };
+    // Bound before READY=1, so that a reload asked as soon as systemd
+    // says the service is up finds it.
+    let control = crate::control::listen().context("cannot listen for reload requests")?;
+    tokio::spawn(crate::control::serve(control, Arc::clone(&live)));
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&format!("serving on {addr}, generation 1")),
+        NotifyState::Status(&live.status("generation 1")),
     ]);
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(watchdog(period / 2));

@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod constants;
 pub mod contract;
+pub mod control;
 pub mod cors;
 pub mod daemon;
 pub mod demo;

@@ -35,6 +35,7 @@ mod recipe_zoho_odoo;
 mod reload_watch;
 mod rolling_restart;
 mod routes;
+mod service;
 mod shared_login;
 mod simulate_cmd;
 mod test_crms;
