@@ -5,6 +5,7 @@ mod support;
 mod agent_e2e;
 mod arrival;
 mod backends;
+mod boot;
 mod browser;
 mod caller_match;
 mod check_cmd;
