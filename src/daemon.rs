@@ -144,9 +144,18 @@ async fn serve(
         None => None,
     };
     // Bound before READY=1, so that a reload asked as soon as systemd
-    // says the service is up finds it.
-    let control = crate::control::listen().context("cannot listen for reload requests")?;
-    tokio::spawn(crate::control::serve(control, Arc::clone(&live)));
+    // says the service is up finds it. Taken (another gateway with the
+    // same pid in another PID namespace, on the same network): SIGHUP
+    // still reloads.
+    match crate::control::listen() {
+        Ok(control) => {
+            tokio::spawn(crate::control::serve(control, Arc::clone(&live)));
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot listen for reload requests: `thirdparty-gateway reload` will not reach this process; SIGHUP still reloads"
+        ),
+    }
     notify(&[
         NotifyState::Ready,
         NotifyState::Status(&live.status("generation 1")),
