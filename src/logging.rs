@@ -99,8 +99,8 @@ fn is_stream(value: &str, dev: u64, ino: u64) -> bool {
 /// tracing-subscriber's default prints, except that a string is quoted only
 /// when it must be (empty, or with a blank, `"`, `\\`, `=` or a control
 /// character), as logfmt does: a value from a client (an Origin) cannot
-/// pass for another field. Without the time (`INFO request id=…`) for the
-/// journal, which has its own.
+/// pass for another field. For the journal, which has its own time, the
+/// line starts with the level as a syslog priority: `<6>INFO request id=…`.
 pub struct TextLine {
     /// Whether a line starts with the time.
     pub time: bool,
@@ -141,17 +141,21 @@ thread_local! {
 }
 
 fn text_line(line: &mut String, time: bool, event: &Event<'_>) -> fmt::Result {
-    let level = match *event.metadata().level() {
-        Level::ERROR => " ERROR ",
-        Level::WARN => "  WARN ",
-        Level::INFO => "  INFO ",
-        Level::DEBUG => " DEBUG ",
-        Level::TRACE => " TRACE ",
+    // With the time, the level padded as tracing pads it; for the journal,
+    // first the level as a syslog priority (`<3>`), which journald takes
+    // off the line and keeps, so `journalctl -p warning` finds warnings.
+    let (level, priority) = match *event.metadata().level() {
+        Level::ERROR => (" ERROR ", "<3>"),
+        Level::WARN => ("  WARN ", "<4>"),
+        Level::INFO => ("  INFO ", "<6>"),
+        Level::DEBUG => (" DEBUG ", "<7>"),
+        Level::TRACE => (" TRACE ", "<7>"),
     };
     if time {
         write_time(line)?;
         line.push_str(level);
     } else {
+        line.push_str(priority);
         line.push_str(level.trim_start());
     }
     let mut fields = Fields {
@@ -378,7 +382,7 @@ mod tests {
             tracing::error!("broken");
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text, "INFO request route=a\nERROR broken\n");
+        assert_eq!(text, "<6>INFO request route=a\n<3>ERROR broken\n");
     }
 
     #[test]

@@ -188,6 +188,13 @@ fn the_package_under_systemd_on_a_minimal_debian() {
         stamped.is_empty(),
         "lines with a time of their own: {stamped:#?}"
     );
+    // Each with its level as the journal's priority: warnings alone.
+    let warnings = c.must("journalctl -u thirdparty-gateway -o cat --no-pager -p warning");
+    assert!(
+        warnings.contains("WARN generated a self-signed demo certificate")
+            && !warnings.contains("INFO "),
+        "{warnings}"
+    );
 
     // A stop with nothing open is quick.
     let asked = Instant::now();

@@ -159,7 +159,7 @@ fn first_line_with_journal_stream(matching: bool) -> String {
 #[test]
 fn on_the_journal_lines_carry_no_time_of_their_own() {
     let line = first_line_with_journal_stream(true);
-    assert!(line.starts_with("INFO listening on https://"), "{line}");
+    assert!(line.starts_with("<6>INFO listening on https://"), "{line}");
     // An inherited JOURNAL_STREAM that names another stream changes nothing.
     let line = first_line_with_journal_stream(false);
     let (time, rest) = line.split_once(' ').unwrap();
