@@ -70,8 +70,10 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// The files the config names that only root (or their owner and group)
-/// may read: `sudo check` reads them, the service cannot.
+/// The files the config names that root owns and only root (or its group)
+/// may read: `sudo check` reads them, the service cannot. A file the
+/// service's own user owns (the demo pair in its state directory) is not
+/// one of them, whatever the folders above it.
 fn root_only(config: &Config) -> Vec<String> {
     let credential = |path: &Path| match &config.tls {
         Some(tls) if tls.key == path => ("tls-key".to_owned(), "tls.key".to_owned()),
@@ -85,7 +87,9 @@ fn root_only(config: &Config) -> Vec<String> {
     config
         .files
         .iter()
-        .filter(|path| path.exists() && !readable_by_others(path))
+        .filter(|path| {
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == 0) && !readable_by_others(path)
+        })
         .map(|path| {
             let (name, key) = credential(path);
             let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);

@@ -117,6 +117,11 @@ fn the_package_under_systemd_on_a_minimal_debian() {
         "docs/operations.md should say the running unit rates {score}"
     );
 
+    // The packaged config checks clean as root: the demo key belongs to the
+    // service's own user.
+    let checked = c.must(&format!("thirdparty-gateway check --config {CONFIG} 2>&1"));
+    assert!(!checked.contains("warning"), "{checked}");
+
     // A good edit, reloaded: applied, the status text keeps the address.
     c.must(&format!(
         "sed -i 's#crm.example.org/callers#crm.example.org/edited#' {CONFIG}"
@@ -149,6 +154,12 @@ fn the_package_under_systemd_on_a_minimal_debian() {
              -e 's#^self_signed_if_missing = .*#self_signed_if_missing = false#' \
              /root/edited.toml > {CONFIG}"
     ));
+    // `sudo check` reads the key, and warns that the service cannot.
+    let checked = c.must(&format!("thirdparty-gateway check --config {CONFIG} 2>&1"));
+    assert!(
+        checked.contains("only root may read /etc/thirdparty-gateway/tls/key.pem"),
+        "{checked}"
+    );
     c.must("systemctl reset-failed thirdparty-gateway");
     c.sh("systemctl start thirdparty-gateway");
     c.assert_failed_without_restart();
