@@ -1,5 +1,5 @@
 //! Finds the external tools some integration tests drive (Chromium,
-//! chromedriver, systemd's tools, cargo-deb, haproxy) and sets a
+//! chromedriver, systemd's tools, cargo-deb, haproxy, debootstrap, curl) and sets a
 //! `has_<tool>` cfg for each one found, so a test whose tool is missing
 //! shows as `ignored, <how to install it>` in the default `cargo test`
 //! output instead of passing silently. With `CI` set every cfg is on: a
@@ -9,7 +9,7 @@ use std::env;
 use std::path::PathBuf;
 
 /// Tool on PATH, and the cfg set when it is there.
-const TOOLS: [(&str, &str); 7] = [
+const TOOLS: [(&str, &str); 10] = [
     ("chromium", "has_chromium"),
     ("chromedriver", "has_chromedriver"),
     ("systemd-analyze", "has_systemd_analyze"),
@@ -17,6 +17,9 @@ const TOOLS: [(&str, &str); 7] = [
     ("cargo-deb", "has_cargo_deb"),
     ("dpkg-deb", "has_dpkg_deb"),
     ("haproxy", "has_haproxy"),
+    ("systemd-nspawn", "has_systemd_nspawn"),
+    ("debootstrap", "has_debootstrap"),
+    ("curl", "has_curl"),
 ];
 
 fn main() {

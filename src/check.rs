@@ -1,10 +1,11 @@
 //! `thirdparty-gateway check`: everything `run` would load, loaded, without
 //! binding a socket, like `nginx -t`. Run it before every reload.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::config::{self, Config, Diagnostic};
-use crate::tls;
+use crate::{tls, unreadable};
 
 /// What `check` found in a config that loads.
 #[derive(Debug)]
@@ -13,6 +14,9 @@ pub struct Report {
     pub summary: String,
     /// Warnings: the config works but probably not as meant.
     pub warnings: Vec<Diagnostic>,
+    /// Files this check read as root that the packaged service, running as
+    /// a user systemd makes up, cannot read, each with the way out.
+    pub root_only: Vec<String>,
 }
 
 /// Loads and validates a config file and its certificate files. The error
@@ -50,10 +54,64 @@ pub fn check(file: &Path) -> anyhow::Result<Report> {
         summary.push_str(", ");
         summary.push_str(&extra);
     }
+    let root_only = if running_as_root() {
+        root_only(&config)
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         summary,
         warnings: config.warnings,
+        root_only,
     })
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The files the config names that root owns and only root (or its group)
+/// may read: `sudo check` reads them, the service cannot. A file the
+/// service's own user owns (the demo pair in its state directory) is not
+/// one of them, whatever the folders above it.
+fn root_only(config: &Config) -> Vec<String> {
+    let credential = |path: &Path| match &config.tls {
+        Some(tls) if tls.key == path => ("tls-key".to_owned(), "tls.key".to_owned()),
+        Some(tls) if tls.cert == path => ("tls-cert".to_owned(), "tls.cert".to_owned()),
+        _ => (
+            path.file_name()
+                .map_or_else(|| "secret".to_owned(), |n| n.to_string_lossy().into_owned()),
+            "its key".to_owned(),
+        ),
+    };
+    config
+        .files
+        .iter()
+        .filter(|path| {
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == 0) && !readable_by_others(path)
+        })
+        .map(|path| {
+            let (name, key) = credential(path);
+            let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+            format!(
+                "{}: {}",
+                path.display(),
+                unreadable::explain(&denied, path, &name, &key)
+            )
+        })
+        .collect()
+}
+
+/// Whether a user that is neither owner nor in the group may read `path`:
+/// the file readable by others, every folder above it searchable.
+fn readable_by_others(path: &Path) -> bool {
+    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.mode());
+    mode(path) & 0o004 != 0
+        && path
+            .ancestors()
+            .skip(1)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .all(|dir| mode(dir) & 0o001 != 0)
 }
 
 fn describe_tls(config: &Config) -> anyhow::Result<String> {

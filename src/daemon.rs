@@ -13,27 +13,51 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
+use crate::config::{self, DemoSettings};
 use crate::gateway::Live;
 use crate::{demo, log_output, logging, ops, reload, server};
 
+/// Why `run` could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config, or a file it names (certificate, key, secret), was
+    /// refused: starting again will not help until someone edits it, so
+    /// `main` exits with [`EXIT_CONFIG`] and the unit does not restart.
+    #[error(transparent)]
+    Config(anyhow::Error),
+    /// Anything else (a port in use, no runtime): maybe passing.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// `run`'s exit status when the config is refused: sysexits' `EX_CONFIG`,
+/// shown by systemd as `status=78/CONFIG`; the unit's
+/// `RestartPreventExitStatus=78` stops the restarts there.
+pub const EXIT_CONFIG: u8 = 78;
+
 /// Loads the config and serves until SIGTERM or SIGINT. Errors at start
 /// (config, certificates, ports) are returned for `main` to print.
-pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> anyhow::Result<()> {
-    let config = config::load(file)?;
+pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> Result<(), RunError> {
+    let config = config::load(file).map_err(|e| RunError::Config(e.into()))?;
     logging::init(&config.log);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
     // Dropped after the runtime, so the last lines of a stop are written.
     let _batching = log_output::STDOUT.batching();
-    let runtime = runtime(config.server.workers).context("cannot start the async runtime")?;
+    let (workers, ops, demo) = (
+        config.server.workers,
+        config.ops.listen,
+        config.demo.clone(),
+    );
+    let live = Live::new(config, file, listen).map_err(|e| RunError::Config(e.into()))?;
+    let runtime = runtime(workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
-    let served = runtime.block_on(serve(config, file, listen, watch));
+    let served = runtime.block_on(serve(live, ops, demo, watch));
     // A reload stuck on a file (a hung network mount) must not keep a
     // stopping process alive: blocking tasks get a second, not forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    served
+    Ok(served?)
 }
 
 /// One worker is a single-threaded event loop, as an nginx worker is: no
@@ -58,17 +82,18 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(
-    config: Config,
-    file: &Path,
-    listen: Option<SocketAddr>,
+    live: Arc<Live>,
+    ops_addr: Option<SocketAddr>,
+    demo: Option<DemoSettings>,
     watch: bool,
 ) -> anyhow::Result<()> {
-    let ops_addr = config.ops.listen;
-    let demo = config.demo.clone();
-    let live = Live::new(config, file, listen)?;
     let gateway = live.current();
+    // The generation was built before the runtime: its directories start
+    // syncing now.
+    gateway.start_directories();
     let listener = public_listener(gateway.config.server.listen).await?;
     let addr = listener.local_addr()?;
+    live.serving_on(addr);
     let scheme = if gateway.tls.is_some() {
         "https"
     } else {
@@ -125,9 +150,22 @@ async fn serve(
         }
         None => None,
     };
+    // Bound before READY=1, so that a reload asked as soon as systemd
+    // says the service is up finds it. Taken (another gateway with the
+    // same pid in another PID namespace, on the same network): SIGHUP
+    // still reloads.
+    match crate::control::listen() {
+        Ok(control) => {
+            tokio::spawn(crate::control::serve(control, Arc::clone(&live)));
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot listen for reload requests: `thirdparty-gateway reload` will not reach this process; SIGHUP still reloads"
+        ),
+    }
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&format!("serving on {addr}, generation 1")),
+        NotifyState::Status(&live.status("generation 1")),
     ]);
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(watchdog(period / 2));
@@ -182,7 +220,7 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
     // A reload runs beside this loop, never in it: one blocked on a file
     // (a FIFO, a hung network mount) must not hold SIGTERM back. SIGHUPs
     // that arrive meanwhile make one more reload once it ends.
-    let mut running: Option<tokio::task::JoinHandle<bool>> = None;
+    let mut running: Option<tokio::task::JoinHandle<Result<u64, String>>> = None;
     let mut again = false;
     let mut slow = std::pin::pin!(tokio::time::sleep(RELOAD_QUIET));
     let start = |live: &Arc<Live>| {

@@ -76,6 +76,8 @@ pub struct Directory {
     pub definition: u64,
     index: RwLock<Index>,
     status: Mutex<Status>,
+    /// Whether its sync task runs (started once per directory).
+    started: std::sync::atomic::AtomicBool,
 }
 
 /// A number as the index keys it: country code, national number, leading zeros.
@@ -174,6 +176,7 @@ impl Directory {
             definition,
             index: RwLock::new(Index::default()),
             status: Mutex::new(Status::default()),
+            started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -244,12 +247,18 @@ fn key(n: &Number) -> Key {
 /// Starts the sync task of `backend`'s directory. It holds the backend only
 /// weakly: when its config generation is gone, the task ends.
 pub fn spawn(backend: &Arc<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
-    if backend.directory.is_none() {
+    let Some(directory) = &backend.directory else {
         return;
-    }
+    };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    if directory
+        .started
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        return;
+    }
     let weak = Arc::downgrade(backend);
     runtime.spawn(async move {
         restore(&weak).await;

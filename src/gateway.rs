@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -40,9 +40,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the sync task of each backend's caller directory; each ends
-    /// with this generation (or keeps its index for the next one).
-    fn start_directories(&self) {
+    /// Starts the sync task of each backend's caller directory (once; not
+    /// without a runtime); each ends with this generation (or hands its
+    /// index to the next one).
+    pub fn start_directories(&self) {
         for backend in self.config.backends.values() {
             crate::directory::spawn(
                 backend,
@@ -193,6 +194,9 @@ pub struct Live {
     listen_override: Option<SocketAddr>,
     generation: AtomicU64,
     stop: Arc<Stop>,
+    /// The public listener's address, once bound: systemd's status text
+    /// names it at start and after every reload.
+    serving_on: OnceLock<SocketAddr>,
     /// Process-wide metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -223,8 +227,22 @@ impl Live {
             listen_override,
             generation: AtomicU64::new(1),
             stop,
+            serving_on: OnceLock::new(),
             metrics,
         }))
+    }
+
+    /// Records where the public listener is bound, for [`Live::status`].
+    pub fn serving_on(&self, addr: SocketAddr) {
+        let _ = self.serving_on.set(addr);
+    }
+
+    /// systemd's status text: `serving on 127.0.0.1:8443, {state}`.
+    pub fn status(&self, state: &str) -> String {
+        match self.serving_on.get() {
+            Some(addr) => format!("serving on {addr}, {state}"),
+            None => format!("serving, {state}"),
+        }
     }
 
     /// The generation to serve a new request or connection with.

@@ -10,6 +10,8 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::time::UNIX_EPOCH;
 
 use serde::Deserialize;
@@ -43,7 +45,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, before anything logs.
+/// Installs the global subscriber. Call once, before anything logs. Text
+/// lines carry no time of their own when they go to the journal, which
+/// stamps each line itself ([`to_journal`]).
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
@@ -54,7 +58,11 @@ pub fn init(settings: &LogSettings) {
         .with_ansi(false)
         .with_writer(&crate::log_output::STDOUT);
     let result = match settings.format {
-        LogFormat::Text => builder.event_format(TextLine).try_init(),
+        LogFormat::Text => builder
+            .event_format(TextLine {
+                time: !to_journal(),
+            })
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     if let Err(err) = result {
@@ -62,13 +70,41 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
+/// Whether standard output is the journal: systemd sets `JOURNAL_STREAM` to
+/// the `device:inode` of the stream it connected, and a child that inherited
+/// the variable but writes elsewhere (a pipe, a file) does not match it.
+pub fn to_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stdout) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(stdout).metadata() {
+        Ok(meta) => is_stream(&stream.to_string_lossy(), meta.dev(), meta.ino()),
+        Err(_) => false,
+    }
+}
+
+/// Whether `JOURNAL_STREAM`'s `device:inode` names this device and inode.
+fn is_stream(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
 /// `2026-11-25T16:57:58.990295Z  INFO request id=… route=bench detail="no route"`:
 /// time, level, message, then `name=value` fields, the shape
 /// tracing-subscriber's default prints, except that a string is quoted only
 /// when it must be (empty, or with a blank, `"`, `\\`, `=` or a control
 /// character), as logfmt does: a value from a client (an Origin) cannot
-/// pass for another field.
-pub struct TextLine;
+/// pass for another field. For the journal, which has its own time, the
+/// line starts with the level as a syslog priority: `<6>INFO request id=…`.
+pub struct TextLine {
+    /// Whether a line starts with the time.
+    pub time: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for TextLine
 where
@@ -84,13 +120,13 @@ where
         LINE.with(|line| match line.try_borrow_mut() {
             Ok(mut line) => {
                 line.clear();
-                text_line(&mut line, event)?;
+                text_line(&mut line, self.time, event)?;
                 writer.write_str(&line)
             }
             // A field's Debug that logs: a line of its own.
             Err(_) => {
                 let mut line = String::new();
-                text_line(&mut line, event)?;
+                text_line(&mut line, self.time, event)?;
                 writer.write_str(&line)
             }
         })
@@ -104,15 +140,24 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-fn text_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
-    write_time(line)?;
-    line.push_str(match *event.metadata().level() {
-        Level::ERROR => " ERROR ",
-        Level::WARN => "  WARN ",
-        Level::INFO => "  INFO ",
-        Level::DEBUG => " DEBUG ",
-        Level::TRACE => " TRACE ",
-    });
+fn text_line(line: &mut String, time: bool, event: &Event<'_>) -> fmt::Result {
+    // With the time, the level padded as tracing pads it; for the journal,
+    // first the level as a syslog priority (`<3>`), which journald takes
+    // off the line and keeps, so `journalctl -p warning` finds warnings.
+    let (level, priority) = match *event.metadata().level() {
+        Level::ERROR => (" ERROR ", "<3>"),
+        Level::WARN => ("  WARN ", "<4>"),
+        Level::INFO => ("  INFO ", "<6>"),
+        Level::DEBUG => (" DEBUG ", "<7>"),
+        Level::TRACE => (" TRACE ", "<7>"),
+    };
+    if time {
+        write_time(line)?;
+        line.push_str(level);
+    } else {
+        line.push_str(priority);
+        line.push_str(level.trim_start());
+    }
     let mut fields = Fields {
         line,
         first: true,
@@ -303,7 +348,7 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(move || writer.clone())
-            .event_format(TextLine)
+            .event_format(TextLine { time: true })
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let id = "ab-1";
@@ -321,5 +366,32 @@ mod tests {
             r#" INFO request id=ab-1 route=bench detail="a \"b\"" reason=- origin="https://x route=y" empty="" c1="a\u{85}" name=é status=404 ok=true error="invalid type: string \"x outcome=open\"""#
         );
         assert!(lines[1].ends_with("  WARN it is 2 type=3"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn for_the_journal_a_line_starts_with_its_level() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .event_format(TextLine { time: false })
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(route = "a", "request");
+            tracing::error!("broken");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "<6>INFO request route=a\n<3>ERROR broken\n");
+    }
+
+    #[test]
+    fn the_journal_is_the_stream_journal_stream_names() {
+        assert!(is_stream("8:12345", 8, 12345));
+        assert!(!is_stream("8:12345", 8, 12346));
+        assert!(!is_stream("8:12345", 9, 12345));
+        for garbled in ["", "8", "8:", ":1", "a:b", "8:1:2"] {
+            assert!(!is_stream(garbled, 8, 1), "{garbled}");
+        }
     }
 }

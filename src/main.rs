@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, config, daemon, simulate};
+use thirdparty_gateway::{check, config, control, daemon, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -20,6 +20,7 @@ use thirdparty_gateway::{check, config, daemon, simulate};
     thirdparty-gateway run --listen 0.0.0.0:8443        override server.listen\n  \
     thirdparty-gateway run --watch                      reload when config.toml or a certificate changes\n  \
     thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml\n  \
+    thirdparty-gateway reload --pid 1234                reload a running gateway, wait for the outcome\n  \
     thirdparty-gateway simulate --config config.toml call.json --dry-run"
 )]
 struct Cli {
@@ -42,6 +43,15 @@ enum Command {
         /// the check is logged and the previous one keeps serving, as on SIGHUP).
         #[arg(long)]
         watch: bool,
+    },
+    /// Ask a running gateway to reload its config and certificates, and wait
+    /// for the outcome (0 = applied, 1 = refused: the previous config keeps
+    /// serving). The gateway itself reads the files, with its own rights, as
+    /// on SIGHUP: this is the unit's `ExecReload=`.
+    Reload {
+        /// Process id of the running gateway (`$MAINPID` in a unit).
+        #[arg(long)]
+        pid: u32,
     },
     /// Validate the config and certificates as `run` would, then exit (0 = ok).
     Check {
@@ -77,7 +87,20 @@ fn main() -> ExitCode {
             config,
             listen,
             watch,
-        } => daemon::run(&config, listen, watch),
+        } => {
+            return match daemon::run(&config, listen, watch) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(daemon::RunError::Config(err)) => {
+                    report(&err);
+                    ExitCode::from(daemon::EXIT_CONFIG)
+                }
+                Err(daemon::RunError::Other(err)) => {
+                    report(&err);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Reload { pid } => run_reload(pid),
         Command::Check { config } => run_check(config),
         Command::Simulate {
             config,
@@ -89,19 +112,38 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            match err.downcast_ref::<config::ConfigError>() {
-                Some(config_error) => eprintln!("{}", config_error.render()),
-                None => eprintln!("error: {err:#}"),
-            }
+            report(&err);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error for a person: a config error placed in its file, else
+/// the chain of causes.
+fn report(err: &anyhow::Error) {
+    match err.downcast_ref::<config::ConfigError>() {
+        Some(config_error) => eprintln!("{}", config_error.render()),
+        None => eprintln!("error: {err:#}"),
+    }
+}
+
+fn run_reload(pid: u32) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let generation = runtime.block_on(control::request_reload(pid))?;
+    println!("reloaded: serving generation {generation}");
+    Ok(())
 }
 
 fn run_check(file: PathBuf) -> anyhow::Result<()> {
     let report = check::check(&file)?;
     for warning in &report.warnings {
         eprintln!("{}\n", warning.render());
+    }
+    for file in &report.root_only {
+        eprintln!("warning: only root may read {file}\n");
     }
     println!("{}", report.summary);
     Ok(())

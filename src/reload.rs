@@ -18,8 +18,9 @@ use crate::gateway::Live;
 static RELOADING: Mutex<()> = Mutex::new(());
 
 /// Reloads `live`, saying why (`SIGHUP`, `config.toml changed`) in the log.
-/// Returns whether the new generation is being served.
-pub fn reload(live: &Live, cause: &str) -> bool {
+/// Returns the generation now served, or why the reload was refused (the
+/// error chain, as logged), for `thirdparty-gateway reload` to print.
+pub fn reload(live: &Live, cause: &str) -> Result<u64, String> {
     let _one = RELOADING.lock().unwrap_or_else(|e| e.into_inner());
     let mut reloading = vec![NotifyState::Reloading];
     // systemd's Type=notify-reload wants the time the reload started.
@@ -32,18 +33,19 @@ pub fn reload(live: &Live, cause: &str) -> bool {
             tracing::info!(generation, cause, "reloaded config and certificates");
             notify(&[
                 NotifyState::Ready,
-                NotifyState::Status(&format!("serving, generation {generation}")),
+                NotifyState::Status(&live.status(&format!("generation {generation}"))),
             ]);
-            true
+            Ok(generation)
         }
         Err(Failure::Refused(err)) => {
+            let error = format!("{err:#}");
             tracing::error!(
                 cause,
-                error = format!("{err:#}"),
+                error,
                 "reload failed: still serving the previous config"
             );
-            failed();
-            false
+            failed(live);
+            Err(error)
         }
         Err(Failure::Panicked(why)) => {
             // `Live::reload` counts the reloads it finishes; this one did not.
@@ -53,16 +55,17 @@ pub fn reload(live: &Live, cause: &str) -> bool {
                 error = why,
                 "reload failed (a bug: please report it): still serving the previous config"
             );
-            failed();
-            false
+            failed(live);
+            Err(format!("{why} (a bug: please report it)"))
         }
     }
 }
 
-fn failed() {
+fn failed(live: &Live) {
+    let generation = live.current().generation;
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status("serving the previous config: last reload failed"),
+        NotifyState::Status(&live.status(&format!("generation {generation}: last reload failed"))),
     ]);
 }
 

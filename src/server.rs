@@ -31,13 +31,23 @@ use crate::idle::{Activity, Counting, Quiet, Tracked};
 /// Pause after a failed `accept` (e.g. out of file descriptors) before retrying.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// A drain ends once no connection has been open for this long: a stop
+/// with nothing in flight takes about this, not `server.drain_ms`, while a
+/// client that opens a connection right after another's reply (one that
+/// has not seen the 503 yet) is still served.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
+/// How often the drain looks at the open connections.
+const QUIET_CHECK: Duration = Duration::from_millis(50);
+
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Serves `listener` until `shutdown` completes, then drains: for
 /// `server.drain` it keeps serving and accepting while `/healthz` answers
 /// 503, tells HTTP/1.1 clients to leave with their next reply
-/// (`Connection: close`) and HTTP/2 clients with a GOAWAY. Then it stops
-/// accepting, closes idle connections and waits up to
+/// (`Connection: close`) and HTTP/2 clients with a GOAWAY; the drain ends
+/// sooner once no connection has been open for [`DRAIN_QUIET`]. Then it
+/// stops accepting, closes idle connections and waits up to
 /// `server.shutdown_grace` for the requests still running.
 pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     let max_connections = live.current().config.server.max_connections;
@@ -61,7 +71,14 @@ pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<O
         "draining: still serving while /healthz answers 503; clients are told to leave after their reply"
     );
     // `sleep`, not `sleep_until`: it saturates on a huge `drain_ms`.
-    accepting.until(tokio::time::sleep(drain)).await;
+    accepting
+        .until(async {
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                () = quiet(&tracker) => {}
+            }
+        })
+        .await;
     drop(listener);
     tracing::info!(
         open = tracker.len(),
@@ -76,6 +93,23 @@ pub async fn run(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<O
             open = tracker.len(),
             "shutdown grace period over: closing remaining connections"
         );
+    }
+}
+
+/// Completes once no connection has been open for [`DRAIN_QUIET`]: nobody
+/// is left to tell to leave, and a balancer has had time to look elsewhere.
+async fn quiet(tracker: &TaskTracker) {
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        if tracker.is_empty() {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DRAIN_QUIET {
+                return;
+            }
+        } else {
+            empty_since = None;
+        }
+        tokio::time::sleep(QUIET_CHECK).await;
     }
 }
 

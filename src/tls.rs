@@ -241,13 +241,14 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         path: path.to_owned(),
         what,
     };
-    let chain = CertificateDer::pem_slice_iter(&pem_file(&settings.cert)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(&settings.cert, e.to_string()))?;
+    let chain =
+        CertificateDer::pem_slice_iter(&server_pem(&settings.cert, "tls-cert", "tls.cert")?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err(&settings.cert, e.to_string()))?;
     if chain.is_empty() {
         return Err(pem_err(&settings.cert, "no CERTIFICATE block found".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(&pem_file(&settings.key)?)
+    let key = PrivateKeyDer::from_pem_slice(&server_pem(&settings.key, "tls-key", "tls.key")?)
         .map_err(|e| pem_err(&settings.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -256,6 +257,21 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A PEM file that could not be read; a permission error says how to hand
+/// the file to the service (`credential`, named in config key `key`).
+/// The server's certificate or key file: read as [`pem_file`] does, and a
+/// file the service cannot read explained (its dynamic user, and how to hand
+/// the file over as the `credential` of `key`).
+fn server_pem(path: &Path, credential: &str, key: &str) -> Result<Vec<u8>, TlsError> {
+    crate::files::read(path, crate::files::MAX_PEM_BYTES).map_err(|io| TlsError::Pem {
+        path: path.to_owned(),
+        what: format!(
+            "cannot read: {}",
+            crate::unreadable::explain(&io, path, credential, key)
+        ),
+    })
 }
 
 /// SHA-256 of a DER certificate as `AB:CD:...`, as browsers show it.

@@ -57,7 +57,7 @@ pub async fn run(live: Arc<Live>) {
         let task_live = Arc::clone(&live);
         let applied = tokio::task::spawn_blocking(move || reload::reload(&task_live, &cause))
             .await
-            .unwrap_or(false);
+            .is_ok_and(|result| result.is_ok());
         if applied {
             // The new config may name other files.
             files = watched(&live);

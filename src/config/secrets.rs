@@ -55,7 +55,11 @@ pub(super) fn secret(
                     None
                 }
                 Err(e) => {
-                    diags.error(&k, format!("cannot read {}: {e}", path.display()));
+                    let name = path
+                        .file_name()
+                        .map_or_else(|| "secret".to_owned(), |n| n.to_string_lossy().into_owned());
+                    let why = crate::unreadable::explain(&e, &path, &name, &k);
+                    diags.error(&k, format!("cannot read {}: {why}", path.display()));
                     None
                 }
             }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use crate::support::*;
 
@@ -82,27 +83,7 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
     let Some(_) = require_tool("dpkg-deb", "apt-get install dpkg") else {
         return;
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = tempfile::TempDir::new().unwrap();
-    // A target dir of its own: the test build holds the main one's lock.
-    let built = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", root.join("target/deb"))
-        .arg("deb")
-        .arg("--output")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "cargo deb failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let deb = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb was written");
+    let deb = built_deb();
 
     let listing = dpkg_deb(&["-c"], &deb, None);
     for (mode, path) in [
@@ -135,6 +116,14 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
     }
     let control = dpkg_deb(&["-I"], &deb, None);
     assert!(control.contains("Package: thirdparty-gateway"), "{control}");
+    // The system CA store for https backends; nothing the unit runs needs
+    // more than libc (no /bin/kill: reload is the binary's own).
+    let depends = control
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .unwrap_or_else(|| panic!("no Depends in {control}"));
+    assert!(depends.contains("ca-certificates"), "{depends}");
+    assert!(!depends.contains("procps"), "{depends}");
     let conffiles = dpkg_deb(&["-I"], &deb, Some("conffiles"));
     assert_eq!(conffiles.trim(), "/etc/thirdparty-gateway/config.toml");
     let postinst = dpkg_deb(&["-I"], &deb, Some("postinst"));
@@ -142,6 +131,14 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
         postinst.contains("deb-systemd-helper enable thirdparty-gateway.service"),
         "{postinst}"
     );
+    // Purge forgets the unit (cargo-deb's part) and removes its state (ours).
+    let postrm = dpkg_deb(&["-I"], &deb, Some("postrm"));
+    assert!(
+        postrm.contains("deb-systemd-helper purge thirdparty-gateway.service")
+            && postrm.contains("rm -rf /var/lib/private/thirdparty-gateway"),
+        "{postrm}"
+    );
+    assert!(!postrm.contains("#DEBHELPER#"), "{postrm}");
 
     // The packaged files work: the unit as shipped, the config as shipped.
     let tree = tempfile::TempDir::new().unwrap();
@@ -171,6 +168,42 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+/// The package, built once per test run with `cargo deb` (a release build)
+/// into `target/deb/`: this module's tests and the one that installs it
+/// under systemd (`boot.rs`) share it.
+pub(crate) fn built_deb() -> PathBuf {
+    static DEB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = DEB.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = root.join("target/deb/package");
+        let _ = std::fs::remove_dir_all(&out);
+        // A target dir of its own: the test build holds the main one's lock.
+        let built = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", root.join("target/deb"))
+            .arg("deb")
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .map_err(|e| format!("cannot run cargo deb: {e}"))?;
+        if !built.status.success() {
+            return Err(format!(
+                "cargo deb failed:\n{}",
+                String::from_utf8_lossy(&built.stderr)
+            ));
+        }
+        std::fs::read_dir(&out)
+            .map_err(|e| e.to_string())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .ok_or_else(|| format!("no .deb in {}", out.display()))
+    });
+    match built {
+        Ok(deb) => deb.clone(),
+        Err(why) => panic!("{why}"),
+    }
 }
 
 /// Runs `dpkg-deb ARGS DEB [MEMBER]` and returns what it printed.

@@ -302,7 +302,7 @@ fn capture_logs() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("thirdparty_gateway=info")
             .with_ansi(false)
-            .event_format(thirdparty_gateway::logging::TextLine)
+            .event_format(thirdparty_gateway::logging::TextLine { time: true })
             .with_writer(move || LogWriter(Arc::clone(&sink)))
             .try_init();
         buf
