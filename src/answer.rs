@@ -274,7 +274,7 @@ fn from_directory(
             Some(
                 backend
                     .reply
-                    .open_with(templates, reply_ctx, entry.values.clone()),
+                    .open_with(templates, reply_ctx, entry.values(&directory.extract)),
             )
         }
         Lookup::Miss(age) => {

@@ -86,17 +86,44 @@ type Key = (u16, u64, u8);
 #[derive(Debug, Default)]
 struct Index {
     numbers: HashMap<Key, Arc<Entry>>,
-    /// Each record's numbers, so an edited record drops the old ones.
-    ids: HashMap<Box<str>, Vec<Key>>,
+    /// Each record by a hash of its id, so an edited record drops its old
+    /// numbers. A hash, not the id, keeps the index small; two ids with
+    /// one 64-bit hash (a chance of about 3 in 10^8 for a million records) would
+    /// lose a number until the next full sync.
+    ids: HashMap<u64, Arc<Entry>>,
 }
 
-/// What the index keeps of one record: the values its reply needs.
+/// What the index keeps of one record: the values its reply needs, in the
+/// order of the backend's `extract` (undefined where the record had none).
 #[derive(Debug)]
 pub struct Entry {
-    /// The record's id, when it has one.
-    pub id: Option<Box<str>>,
-    /// Extracted values by name, as a reply's templates see them.
-    pub values: Vec<(Value, Value)>,
+    id: Option<u64>,
+    numbers: Box<[Key]>,
+    values: Box<[Value]>,
+}
+
+impl Entry {
+    /// The values by name, as the reply's templates see them.
+    pub fn values(&self, names: &[(Value, JsonPath)]) -> Vec<(Value, Value)> {
+        names
+            .iter()
+            .zip(self.values.iter())
+            .filter(|(_, v)| !v.is_undefined())
+            .map(|((n, _), v)| (n.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// A record id's hash, as the index keys records.
+fn id_hash(id: &serde_json::Value) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    match id {
+        serde_json::Value::String(s) => s.hash(&mut h),
+        serde_json::Value::Number(n) => n.to_string().hash(&mut h),
+        _ => return None,
+    }
+    Some(h.finish())
 }
 
 /// The index on disk: only the values the reply needs, and the numbers.
@@ -113,9 +140,10 @@ struct Snapshot {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SavedRecord {
-    id: Option<Box<str>>,
+    id: Option<u64>,
     numbers: Vec<Key>,
-    values: Vec<(String, serde_json::Value)>,
+    /// In the order of the backend's `extract` (the definition is the same).
+    values: Vec<serde_json::Value>,
 }
 
 /// Where the index stands, for calls, `simulate`, logs and metrics.
@@ -309,19 +337,18 @@ async fn restore(backend: &Weak<Backend>) {
     let mut index = Index::default();
     for saved in snapshot.records {
         let entry = Arc::new(Entry {
-            id: saved.id.clone(),
+            id: saved.id,
+            numbers: saved.numbers.into_boxed_slice(),
             values: saved
                 .values
                 .into_iter()
-                .map(|(n, v)| (Value::from(n), Value::from(minijinja::value::Serde(v))))
+                .map(|v| match v {
+                    serde_json::Value::Null => Value::UNDEFINED,
+                    v => Value::from(minijinja::value::Serde(v)),
+                })
                 .collect(),
         });
-        for k in &saved.numbers {
-            index.numbers.insert(*k, Arc::clone(&entry));
-        }
-        if let Some(id) = saved.id {
-            index.ids.insert(id, saved.numbers);
-        }
+        insert(&mut index, entry);
     }
     let now_wall = time::OffsetDateTime::now_utc();
     let ago = |unix: i64| {
@@ -360,28 +387,27 @@ async fn save(dir: &Directory, name: &str) {
     let wall = |at: Instant| (time::OffsetDateTime::now_utc() - at.elapsed()).unix_timestamp();
     let records = {
         let index = dir.index.read().unwrap_or_else(|e| e.into_inner());
-        let mut by_entry: HashMap<*const Entry, (Arc<Entry>, Vec<Key>)> = HashMap::new();
-        for (k, entry) in &index.numbers {
-            by_entry
-                .entry(Arc::as_ptr(entry))
-                .or_insert_with(|| (Arc::clone(entry), Vec::new()))
-                .1
-                .push(*k);
-        }
-        by_entry
-            .into_values()
-            .map(|(entry, numbers)| SavedRecord {
-                id: entry.id.clone(),
-                numbers,
+        let mut seen = std::collections::HashSet::new();
+        index
+            .numbers
+            .values()
+            .filter(|entry| seen.insert(Arc::as_ptr(entry)))
+            .map(|entry| SavedRecord {
+                id: entry.id,
+                numbers: entry.numbers.to_vec(),
                 values: entry
                     .values
                     .iter()
-                    .filter_map(|(n, v)| {
-                        Some((n.as_str()?.to_owned(), serde_json::to_value(v).ok()?))
+                    .map(|v| {
+                        if v.is_undefined() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::to_value(v).unwrap_or_default()
+                        }
                     })
                     .collect(),
             })
-            .collect()
+            .collect::<Vec<_>>()
     };
     let snapshot = Snapshot {
         definition: dir.definition,
@@ -673,17 +699,8 @@ async fn fetch(
 /// Adds one record's numbers to `index`, replacing what the same record
 /// held before (an edit that changed a number).
 fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
-    let id: Option<Box<str>> = dir.id.lookup(record).and_then(|v| match v {
-        serde_json::Value::String(s) => Some(s.as_str().into()),
-        serde_json::Value::Number(n) => Some(n.to_string().into()),
-        _ => None,
-    });
-    if let Some(old) = id.as_ref().and_then(|id| index.ids.remove(id)) {
-        for k in old {
-            index.numbers.remove(&k);
-        }
-    }
-    let mut keys = Vec::new();
+    let id = dir.id.lookup(record).and_then(id_hash);
+    let mut numbers = Vec::new();
     let mut found = Vec::new();
     for (_, path) in &dir.phones {
         found.clear();
@@ -695,29 +712,54 @@ fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
                 _ => continue,
             };
             if let Some(n) = Number::read(&text, dir.region) {
-                keys.push(key(&n));
+                numbers.push(key(&n));
             }
         }
     }
-    if keys.is_empty() {
+    if numbers.is_empty() {
+        // A record that lost every number: its old ones go.
+        if let Some(old) = id.and_then(|id| index.ids.remove(&id)) {
+            remove(index, &old);
+        }
         return;
     }
     let values = dir
         .extract
         .iter()
-        .filter_map(|(name, path)| {
-            path.lookup(record)
-                .map(|v| (name.clone(), Value::from(minijinja::value::Serde(v))))
+        .map(|(_, path)| {
+            path.lookup(record).map_or(Value::UNDEFINED, |v| {
+                Value::from(minijinja::value::Serde(v))
+            })
         })
         .collect();
-    let entry = Arc::new(Entry {
-        id: id.clone(),
-        values,
-    });
-    for k in &keys {
+    insert(
+        index,
+        Arc::new(Entry {
+            id,
+            numbers: numbers.into_boxed_slice(),
+            values,
+        }),
+    );
+}
+
+/// Puts a record in the index, in place of its earlier self.
+fn insert(index: &mut Index, entry: Arc<Entry>) {
+    if let Some(old) = entry
+        .id
+        .and_then(|id| index.ids.insert(id, Arc::clone(&entry)))
+    {
+        remove(index, &old);
+    }
+    for k in entry.numbers.iter() {
         index.numbers.insert(*k, Arc::clone(&entry));
     }
-    if let Some(id) = id {
-        index.ids.insert(id, keys);
+}
+
+/// Takes a record's numbers out of the index (those still its own).
+fn remove(index: &mut Index, old: &Arc<Entry>) {
+    for k in old.numbers.iter() {
+        if index.numbers.get(k).is_some_and(|e| Arc::ptr_eq(e, old)) {
+            index.numbers.remove(k);
+        }
     }
 }
