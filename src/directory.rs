@@ -234,10 +234,9 @@ impl Directory {
     /// replaces its numbers); returns the numbers in the index. What a
     /// sync does with each page, for the directory benchmark.
     pub fn apply(&self, records: &[serde_json::Value]) -> usize {
+        let entries = records.iter().map(|r| entry_of(self, r)).collect();
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        for record in records {
-            add(self, &mut index, record);
-        }
+        apply(&mut index, entries);
         index.numbers.len()
     }
 
@@ -514,39 +513,33 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 dir.settings.max_pages
             ));
         }
-        let doc = match fetch(&b, dir, templates, metrics, &page, since.as_deref()).await {
-            Ok(doc) => doc,
+        let body = match fetch(&b, dir, templates, metrics, &page, since.as_deref()).await {
+            Ok(body) => body,
             Err(e) => break Err(format!("page {}: {e}", page.number + 1)),
         };
-        let records: &[serde_json::Value] = match dir.records.lookup(&doc) {
-            None | Some(serde_json::Value::Null) => &[],
-            Some(serde_json::Value::Array(items)) => items,
-            Some(_) => break Err(format!("page {}: records is not a list", page.number + 1)),
+        // Parsing a page and reading its numbers costs milliseconds: off
+        // the async workers, so a sync never delays a call.
+        let owner = Arc::clone(&b);
+        let read = tokio::task::spawn_blocking(move || match owner.directory.as_ref() {
+            Some(dir) => read_page(dir, &body),
+            None => Err("the backend has no directory".into()),
+        })
+        .await;
+        let read = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => break Err(format!("page {}: {e}", page.number + 1)),
+            Err(e) => break Err(format!("page {}: {e}", page.number + 1)),
         };
-        let count = records.len();
+        let count = read.records;
         records_seen += count;
         match kind {
-            Kind::Full => {
-                for record in records {
-                    add(dir, &mut fresh, record);
-                }
-            }
+            Kind::Full => apply(&mut fresh, read.entries),
             Kind::Incremental => {
                 let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
-                for record in records {
-                    add(dir, &mut index, record);
-                }
+                apply(&mut index, read.entries);
             }
         }
-        let cursor = dir
-            .cursor
-            .as_ref()
-            .and_then(|p| p.lookup(&doc))
-            .and_then(|v| match v {
-                serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            });
+        let cursor = read.cursor;
         let last_page = match &dir.cursor {
             Some(_) => cursor.is_none(),
             None => count < dir.settings.page_size as usize,
@@ -637,7 +630,7 @@ async fn fetch(
     metrics: &Metrics,
     page: &Page,
     since: Option<&str>,
-) -> Result<serde_json::Value, String> {
+) -> Result<bytes::Bytes, String> {
     let deadline = Instant::now() + dir.settings.timeout;
     let page_value = Value::from(minijinja::value::Serde(serde_json::json!({
         "number": page.number + 1,
@@ -691,14 +684,63 @@ async fn fetch(
         if !raw.status.is_success() {
             return Err(format!("HTTP {}", raw.status));
         }
-        return serde_json::from_slice(&raw.body).map_err(|e| format!("reply is not JSON: {e}"));
+        return Ok(raw.body);
     }
     Err("the CRM refused the session".into())
 }
 
-/// Adds one record's numbers to `index`, replacing what the same record
-/// held before (an edit that changed a number).
-fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
+/// A page read: each record as the index keeps it (its id and, when it
+/// has numbers, its entry), how many records, the next cursor.
+#[derive(Debug)]
+struct PageRead {
+    entries: Vec<(Option<u64>, Option<Arc<Entry>>)>,
+    records: usize,
+    cursor: Option<String>,
+}
+
+/// Parses a page and reads every record's numbers (blocking work).
+fn read_page(dir: &Directory, body: &[u8]) -> Result<PageRead, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
+    let records: &[serde_json::Value] = match dir.records.lookup(&doc) {
+        None | Some(serde_json::Value::Null) => &[],
+        Some(serde_json::Value::Array(items)) => items,
+        Some(_) => return Err("records is not a list".into()),
+    };
+    let cursor = dir
+        .cursor
+        .as_ref()
+        .and_then(|p| p.lookup(&doc))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    Ok(PageRead {
+        entries: records.iter().map(|r| entry_of(dir, r)).collect(),
+        records: records.len(),
+        cursor,
+    })
+}
+
+/// Puts a page's records in `index`: each in place of its earlier self,
+/// and a record that lost every number out.
+fn apply(index: &mut Index, entries: Vec<(Option<u64>, Option<Arc<Entry>>)>) {
+    for (id, entry) in entries {
+        match entry {
+            Some(entry) => insert(index, entry),
+            None => {
+                if let Some(old) = id.and_then(|id| index.ids.remove(&id)) {
+                    remove(index, &old);
+                }
+            }
+        }
+    }
+}
+
+/// One record as the index keeps it: its id's hash, and its entry when it
+/// holds at least one phone number.
+fn entry_of(dir: &Directory, record: &serde_json::Value) -> (Option<u64>, Option<Arc<Entry>>) {
     let id = dir.id.lookup(record).and_then(id_hash);
     let mut numbers = Vec::new();
     let mut found = Vec::new();
@@ -717,11 +759,7 @@ fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
         }
     }
     if numbers.is_empty() {
-        // A record that lost every number: its old ones go.
-        if let Some(old) = id.and_then(|id| index.ids.remove(&id)) {
-            remove(index, &old);
-        }
-        return;
+        return (id, None);
     }
     let values = dir
         .extract
@@ -732,14 +770,12 @@ fn add(dir: &Directory, index: &mut Index, record: &serde_json::Value) {
             })
         })
         .collect();
-    insert(
-        index,
-        Arc::new(Entry {
-            id,
-            numbers: numbers.into_boxed_slice(),
-            values,
-        }),
-    );
+    let entry = Entry {
+        id,
+        numbers: numbers.into_boxed_slice(),
+        values,
+    };
+    (id, Some(Arc::new(entry)))
 }
 
 /// Puts a record in the index, in place of its earlier self.
