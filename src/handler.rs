@@ -341,6 +341,16 @@ async fn call<'g>(
             }
         }
     };
+    // How late a call cut by its budget got its answer sets the margin of
+    // the calls after it.
+    if failure
+        .as_ref()
+        .is_some_and(|f| f.reason == NoneReason::Deadline)
+    {
+        crate::margin::cut(Instant::now().saturating_duration_since(deadline));
+    } else {
+        crate::margin::in_time();
+    }
     let response = reply_response(&reply);
     let handled = Handled::Reply {
         reply,

@@ -26,6 +26,7 @@ pub mod idle;
 pub mod json_scan;
 pub mod log_output;
 pub mod logging;
+pub mod margin;
 pub mod metrics;
 pub mod ops;
 pub mod outcome;

@@ -106,8 +106,10 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// The time backends may use: the deadline less a small margin to write
     /// the reply, so the agent's browser has its answer *before* the deadline.
+    /// The margin follows the lateness measured under load
+    /// ([`crate::margin`]).
     pub fn work_budget(&self) -> Duration {
-        self.deadline - (self.deadline / 10).min(REPLY_MARGIN)
+        crate::margin::work_budget(self.deadline)
     }
 }
 
