@@ -7,6 +7,14 @@
 //! field its search cannot express), hostile callers cannot change the query, and the
 //! CRMs' refusals (wrong secret, unknown tenant, rate limit) give `none`.
 //!
+//! Each recipe's caller directory runs too: a full sync through the CRM's
+//! real paging (HubSpot: searches by `hs_object_id GT`; Salesforce:
+//! `nextRecordsUrl`; Dynamics: `@odata.nextLink`) builds the index and the
+//! phone matrix is answered with no look-up reaching the CRM but for the
+//! numbers nobody holds; an edit is answered after the next incremental
+//! sync (the CRM's modified-since filter). The other tests run the example
+//! without its directory ([`live_only`]): they count the live look-ups.
+//!
 //! Each test renames the example's secret variable, so tests running in
 //! parallel never read each other's secrets.
 
@@ -49,6 +57,64 @@ async fn run_matrix(
         results.push((caller, want, got));
     }
     assert_all(crm, &results);
+}
+
+/// The example `text` without its `[backends.BACKEND.directory]` table:
+/// calls take the live look-up alone, whatever a sync would have done.
+fn live_only(mut text: String, backend: &str) -> String {
+    let header = format!("\n[backends.{backend}.directory]\n");
+    let start = text.find(&header).expect("the example has a directory") + 1;
+    let end = text[start + header.len() - 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + header.len() - 1 + i + 1);
+    text.replace_range(start..end, "");
+    assert!(!text.contains(".directory]"));
+    text
+}
+
+/// The example with the directory on, its backend renamed `name` (log
+/// lines name it: tests wait on their own), and more `(from, to)` swaps
+/// (shorter periods, smaller pages).
+fn with_directory(mut text: String, backend: &str, name: &str, swaps: &[(&str, &str)]) -> String {
+    text = text
+        .replace(
+            &format!("[backends.{backend}"),
+            &format!("[backends.{name}"),
+        )
+        .replace(
+            &format!("backend = \"{backend}\""),
+            &format!("backend = \"{name}\""),
+        );
+    for (from, to) in swaps {
+        assert!(text.contains(from), "no {from}");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// Waits (at most 30 s) for a log line holding every needle, after `skip`
+/// such lines; returns how many there are now.
+async fn wait_log(needles: &[&str], skip: usize) -> usize {
+    for _ in 0..600 {
+        let n = log_lines(needles[0])
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count();
+        if n > skip {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no log line with {needles:?}");
+}
+
+/// Waits for an incremental sync of `backend` that began after now: the
+/// one running (if any) may have read the CRM before an edit.
+async fn next_incremental(backend: &str) {
+    let needle = format!("backend={backend}");
+    let needles = [needle.as_str(), "directory incremental sync"];
+    let seen = wait_log(&needles, 0).await;
+    wait_log(&needles, seen + 1).await;
 }
 
 /// Shapes XucMgt may send Jeanne's number in (+33 6 12 34 56 78).
@@ -107,7 +173,11 @@ async fn salesforce_gateway(sf: &Salesforce, var: &str, more: &[(&str, &str)]) -
         ("SALESFORCE_CLIENT_SECRET", var),
     ];
     swaps.extend_from_slice(more);
-    start_gateway(&example_config("salesforce.toml", &swaps)).await
+    start_gateway(&live_only(
+        example_config("salesforce.toml", &swaps),
+        "salesforce",
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -388,16 +458,20 @@ fn dyn_card(d: &Dynamics, contact: dynamics::Contact) -> Value {
 /// The Dynamics example against `d` (as both Entra ID and the
 /// organization), its secret read from `var`.
 async fn dynamics_gateway(d: &Dynamics, var: &str) -> TestGateway {
+    start_gateway(&live_only(dynamics_config(d, var), "dynamics")).await
+}
+
+/// The Dynamics example against `d`, its secret read from `var`.
+fn dynamics_config(d: &Dynamics, var: &str) -> String {
     let url = d.crm.url();
-    start_gateway(&example_config(
+    example_config(
         "dynamics365.toml",
         &[
             ("https://login.microsoftonline.com", &url),
             ("https://contoso.crm.dynamics.com", &url),
             ("DYNAMICS_CLIENT_SECRET", var),
         ],
-    ))
-    .await
+    )
 }
 
 /// The `$filter` the recipe sends for a caller whose pattern is this.
@@ -589,17 +663,22 @@ fn hs_card(contact: hubspot::Contact) -> Value {
 /// The HubSpot example against `hs`, its token read from `var`, its route
 /// named `route`.
 async fn hubspot_gateway(hs: &HubSpot, var: &str, route: &str) -> TestGateway {
+    start_gateway(&live_only(hubspot_config(hs, var, route), "hubspot")).await
+}
+
+/// The HubSpot example against `hs`, its token read from `var`, its route
+/// named `route`.
+fn hubspot_config(hs: &HubSpot, var: &str, route: &str) -> String {
     let url = hs.crm.url();
     let name = format!("name = \"{route}\"");
-    start_gateway(&example_config(
+    example_config(
         "hubspot.toml",
         &[
             ("https://api.hubapi.com", &url),
             ("HUBSPOT_ACCESS_TOKEN", var),
             ("name = \"hubspot-contact\"", &name),
         ],
-    ))
-    .await
+    )
 }
 
 /// The search body the recipe sends for a caller whose last significant
@@ -769,4 +848,398 @@ async fn hubspot_matrix_every_stored_format_but_two_numbers_in_a_field_and_no_wr
     let s = hs.state.lock().unwrap();
     assert_eq!(s.invalid, 0);
     assert_eq!(s.searches, phone_matrix::calls().len());
+}
+
+// ------------------------------------------------------ the caller directory
+
+/// Every call of the phone matrix through `gw`, answered from the index:
+/// whose card opened, checked by [`assert_all`]. Returns how many calls
+/// had no one to find (a miss in the index: the live look-up asks).
+async fn run_matrix_from_index(
+    crm: &str,
+    gw: &TestGateway,
+    whose: impl Fn(&str) -> Option<u32>,
+) -> usize {
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in phone_matrix::calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| whose(url).unwrap_or(0));
+        results.push((caller, want, got));
+    }
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    assert_all(crm, &results);
+    strangers
+}
+
+#[tokio::test]
+async fn hubspot_directory_full_sync_pages_by_object_id_and_calls_ask_nothing() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_DIR", "pat-eu1-dir-0000");
+    let hs = HubSpot::start("pat-eu1-dir-0000").await;
+    let people = phone_matrix::people();
+    hs.state.lock().unwrap().contacts = people.iter().map(hs_person).collect();
+    // Pages of 5 (the recipe's cursor is then the 5th contact's id).
+    let config = with_directory(
+        hubspot_config(&hs, "TPGW_IT_HS_TOKEN_DIR", "hs-dir"),
+        "hubspot",
+        "hs-dir-matrix",
+        &[
+            ("page_size = 200", "page_size = 5"),
+            ("results.199.id", "results.4.id"),
+            ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    let pages = people.len().div_ceil(5);
+    let done = format!("{} record(s) in {pages} page(s)", people.len());
+    wait_log(&["backend=hs-dir-matrix", "directory full sync", &done], 0).await;
+    let strangers = run_matrix_from_index("HubSpot directory", &gw, |url| {
+        url.rsplit('/')
+            .next()
+            .and_then(|id| id.strip_prefix('9'))
+            .and_then(|id| id.parse().ok())
+    })
+    .await;
+    let s = hs.state.lock().unwrap();
+    assert_eq!(s.invalid, 0, "{:#?}", s.bodies);
+    assert_eq!(s.lookups(), strangers, "only misses search the CRM");
+    // Each page is a new search past the last id read, never `after`.
+    let pages: Vec<&Value> = s
+        .bodies
+        .iter()
+        .filter(|b| b["sorts"][0]["propertyName"] == "hs_object_id")
+        .collect();
+    assert!(pages.len() >= 5, "{pages:#?}");
+    assert!(pages.iter().all(|b| b.get("after").is_none()));
+    assert_eq!(
+        pages[0]["filterGroups"],
+        json!([{"filters": [{"propertyName": "hs_object_id", "operator": "GT", "value": "0"}]}])
+    );
+    assert_eq!(
+        pages[1]["filterGroups"][0]["filters"][0]["value"],
+        json!(hs_person(&people[4]).id)
+    );
+    assert_eq!(pages[0]["limit"], json!(5));
+}
+
+#[tokio::test]
+async fn hubspot_directory_edit_is_answered_after_the_next_incremental_sync() {
+    std::env::set_var("TPGW_IT_HS_TOKEN_EDIT", "pat-eu1-edit-0000");
+    let hs = HubSpot::start("pat-eu1-edit-0000").await;
+    let config = with_directory(
+        hubspot_config(&hs, "TPGW_IT_HS_TOKEN_EDIT", "hs-edit"),
+        "hubspot",
+        "hs-dir-edit",
+        &[
+            ("\nevery_s = 60", "\nevery_s = 1"),
+            ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    wait_log(
+        &["backend=hs-dir-edit", "directory full sync", "2 number(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        hs_card(hubspot::jeanne())
+    );
+    // Jeanne's phone changes in HubSpot.
+    let moved = hubspot::Contact {
+        phone: "+33 6 99 88 77 66",
+        ..hubspot::jeanne()
+    };
+    hs.state.lock().unwrap().save(moved.clone());
+    next_incremental("hs-dir-edit").await;
+    assert_eq!(
+        client.post(gw.addr, None, &call("0699887766")).await.json(),
+        hs_card(moved)
+    );
+    let s = hs.state.lock().unwrap();
+    assert_eq!(s.lookups(), 0, "answered from the index");
+    // The incremental search: past the last id, modified since (Unix ms).
+    let since = s
+        .bodies
+        .iter()
+        .find_map(|b| {
+            let f = &b["filterGroups"][0]["filters"][1];
+            (f["propertyName"] == "lastmodifieddate").then(|| f.clone())
+        })
+        .expect("an incremental search");
+    assert_eq!(since["operator"], "GT");
+    let ms: i64 = since["value"].as_str().unwrap().parse().unwrap();
+    assert!((ms - hubspot::now_ms()).abs() < 600_000, "{since}");
+    assert_eq!(s.invalid, 0);
+}
+
+#[tokio::test]
+async fn hubspot_search_refuses_a_page_past_the_10000th_result() {
+    // Why the directory does not page by `after`: HubSpot refuses it.
+    let hs = HubSpot::start("pat-eu1-cap-0000").await;
+    let client = reqwest_like_post(&hs, json!({"limit": 200, "after": "9900"})).await;
+    assert_eq!(client, 400);
+    let ok = reqwest_like_post(&hs, json!({"limit": 100, "after": "9900"})).await;
+    assert_eq!(ok, 200);
+}
+
+/// Posts `body` to the test HubSpot's search with its token; the status.
+async fn reqwest_like_post(hs: &HubSpot, body: Value) -> u16 {
+    let token = hs.state.lock().unwrap().token.clone();
+    let stream = tokio::net::TcpStream::connect(hs.crm.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::post(hubspot::SEARCH_PATH)
+        .header("host", "127.0.0.1")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    send.send_request(request).await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn salesforce_directory_full_sync_follows_next_records_url_and_calls_ask_nothing() {
+    std::env::set_var("TPGW_IT_SF_SECRET_DIR", "sf-dir");
+    let sf = Salesforce::start(SF_KEY, "sf-dir").await;
+    let people = phone_matrix::people();
+    {
+        let mut s = sf.state.lock().unwrap();
+        s.contacts = people.iter().map(sf_person).collect();
+        // Contacts without a phone: 450 in all, three batches of 200.
+        for n in s.contacts.len()..450 {
+            let c = salesforce::Contact::new(&format!("003Qy1{n:012}"), "No Phone");
+            s.contacts.push(c);
+        }
+    }
+    let url = sf.crm.url();
+    let config = with_directory(
+        example_config(
+            "salesforce.toml",
+            &[
+                ("https://mydomain.my.salesforce.com", &url),
+                ("SALESFORCE_CLIENT_SECRET", "TPGW_IT_SF_SECRET_DIR"),
+            ],
+        ),
+        "salesforce",
+        "sf-dir-matrix",
+        &[
+            ("page_size = 2000", "page_size = 200"),
+            ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    wait_log(
+        &[
+            "backend=sf-dir-matrix",
+            "directory full sync",
+            "450 record(s) in 3 page(s)",
+        ],
+        0,
+    )
+    .await;
+    let strangers = run_matrix_from_index("Salesforce directory", &gw, |url| {
+        url.strip_suffix("/view")?
+            .rsplit('/')
+            .next()?
+            .strip_prefix("003Qy")?
+            .parse()
+            .ok()
+    })
+    .await;
+    let s = sf.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "{:#?}", s.soql);
+    assert_eq!(s.lookups(), strangers, "only misses query the org");
+    assert_eq!(s.more_pages, 2, "two batches by nextRecordsUrl");
+    assert_eq!(
+        s.soql[0],
+        "SELECT Id, Name, Phone, MobilePhone, HomePhone, OtherPhone FROM Contact ORDER BY Id"
+    );
+    let batch = sf
+        .crm
+        .seen()
+        .iter()
+        .find_map(|r| r.header("sforce-query-options").map(str::to_owned));
+    assert_eq!(batch.as_deref(), Some("batchSize=200"));
+}
+
+#[tokio::test]
+async fn salesforce_directory_edit_is_answered_after_the_next_incremental_sync() {
+    std::env::set_var("TPGW_IT_SF_SECRET_EDIT", "sf-edit");
+    let sf = Salesforce::start(SF_KEY, "sf-edit").await;
+    let url = sf.crm.url();
+    let config = with_directory(
+        example_config(
+            "salesforce.toml",
+            &[
+                ("https://mydomain.my.salesforce.com", &url),
+                ("SALESFORCE_CLIENT_SECRET", "TPGW_IT_SF_SECRET_EDIT"),
+            ],
+        ),
+        "salesforce",
+        "sf-dir-edit",
+        &[
+            ("\nevery_s = 60", "\nevery_s = 1"),
+            ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    wait_log(
+        &["backend=sf-dir-edit", "directory full sync", "2 number(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        sf_card(salesforce::jeanne())
+    );
+    let moved = salesforce::Contact {
+        mobile_phone: "06.99.88.77.66",
+        ..salesforce::jeanne()
+    };
+    sf.state.lock().unwrap().save(moved.clone());
+    next_incremental("sf-dir-edit").await;
+    assert_eq!(
+        client
+            .post(gw.addr, None, &call("+33699887766"))
+            .await
+            .json(),
+        sf_card(moved)
+    );
+    let s = sf.state.lock().unwrap();
+    assert_eq!(s.lookups(), 0, "answered from the index");
+    assert_eq!(s.malformed, 0, "{:#?}", s.soql);
+    // The incremental query: a dateTime literal, no quotes, in UTC.
+    let incremental = s
+        .soql
+        .iter()
+        .find(|q| q.contains("SystemModstamp"))
+        .expect("an incremental query");
+    let literal = incremental
+        .split("SystemModstamp > ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap();
+    assert_eq!(literal.len(), "2026-12-07T14:00:00Z".len(), "{incremental}");
+    assert!(
+        literal.ends_with('Z') && !literal.contains('\''),
+        "{incremental}"
+    );
+}
+
+#[tokio::test]
+async fn salesforce_quoted_datetime_is_refused_by_the_org() {
+    // Why since is written bare: a quoted dateTime is INVALID_FIELD.
+    std::env::set_var("TPGW_IT_SF_SECRET_QUOTED", "sf-quoted");
+    let sf = Salesforce::start(SF_KEY, "sf-quoted").await;
+    let url = sf.crm.url();
+    let config = with_directory(
+        example_config(
+            "salesforce.toml",
+            &[
+                ("https://mydomain.my.salesforce.com", &url),
+                ("SALESFORCE_CLIENT_SECRET", "TPGW_IT_SF_SECRET_QUOTED"),
+            ],
+        ),
+        "salesforce",
+        "sf-dir-quoted",
+        &[
+            (
+                "SystemModstamp > {{ since }}",
+                "SystemModstamp > '{{ since }}'",
+            ),
+            ("\nevery_s = 60", "\nevery_s = 1"),
+        ],
+    );
+    let _gw = start_gateway(&config).await;
+    wait_log(
+        &["backend=sf-dir-quoted", "directory sync failed", "HTTP 400"],
+        0,
+    )
+    .await;
+    assert!(sf.state.lock().unwrap().malformed > 0);
+}
+
+#[tokio::test]
+async fn dynamics_directory_full_sync_follows_next_link_and_calls_ask_nothing() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_DIR", "dyn-dir");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-dir").await;
+    let people = phone_matrix::people();
+    d.state.lock().unwrap().contacts = people.iter().map(dyn_person).collect();
+    let config = with_directory(
+        dynamics_config(&d, "TPGW_IT_DYN_SECRET_DIR"),
+        "dynamics",
+        "dyn-dir-matrix",
+        &[
+            ("page_size = 1000", "page_size = 5"),
+            ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    let pages = people.len().div_ceil(5);
+    let done = format!("{} record(s) in {pages} page(s)", people.len());
+    wait_log(&["backend=dyn-dir-matrix", "directory full sync", &done], 0).await;
+    let strangers = run_matrix_from_index("Dynamics 365 directory", &gw, |url| {
+        url.rsplit('-').next().and_then(|n| n.parse().ok())
+    })
+    .await;
+    let s = d.state.lock().unwrap();
+    assert_eq!(s.malformed, 0, "{:#?}", s.filters);
+    assert_eq!(s.lookups(), strangers, "only misses query Dataverse");
+    assert_eq!(s.next_pages, pages - 1, "every next page by its nextLink");
+    let seen = d.crm.seen();
+    let page = seen.iter().find(|r| r.target.contains("$orderby")).unwrap();
+    assert_eq!(page.header("prefer"), Some("odata.maxpagesize=5"));
+}
+
+#[tokio::test]
+async fn dynamics_directory_edit_is_answered_after_the_next_incremental_sync() {
+    std::env::set_var("TPGW_IT_DYN_SECRET_EDIT", "dyn-edit");
+    let d = Dynamics::start(TENANT, APP_ID, "dyn-edit").await;
+    let config = with_directory(
+        dynamics_config(&d, "TPGW_IT_DYN_SECRET_EDIT"),
+        "dynamics",
+        "dyn-dir-edit",
+        &[
+            ("\nevery_s = 60", "\nevery_s = 1"),
+            ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let gw = start_gateway(&config).await;
+    wait_log(
+        &["backend=dyn-dir-edit", "directory full sync", "2 number(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        dyn_card(&d, dynamics::jeanne())
+    );
+    let moved = dynamics::Contact {
+        telephone3: "0033 6 99 88 77 66",
+        ..dynamics::jeanne()
+    };
+    d.state.lock().unwrap().save(moved.clone());
+    next_incremental("dyn-dir-edit").await;
+    assert_eq!(
+        client.post(gw.addr, None, &call("0699887766")).await.json(),
+        dyn_card(&d, moved)
+    );
+    let s = d.state.lock().unwrap();
+    assert_eq!(s.lookups(), 0, "answered from the index");
+    assert_eq!(s.malformed, 0, "{:#?}", s.filters);
+    let since = s
+        .filters
+        .iter()
+        .find(|f| f.starts_with("modifiedon gt "))
+        .expect("an incremental query");
+    assert!(since.ends_with('Z') && !since.contains('\''), "{since}");
 }

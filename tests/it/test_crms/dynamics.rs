@@ -39,6 +39,22 @@
 //!   Home Phone, `telephone3`, `mobilephone`) are single-line text kept as
 //!   typed: Dataverse neither normalizes nor validates them.
 //!
+//! - Dates and paging (`webapi/query/filter-rows` "Filter using date
+//!   values", `webapi/query/order-rows`, `webapi/query/page-results`): a
+//!   `DateTimeOffset` column (`modifiedon`, set by Dataverse on every
+//!   change, UTC) compares with `eq`, `gt`, `ge`, `lt`, `le` to a literal
+//!   written without quotes (`modifiedon gt 2026-12-07T14:00:00Z`); a
+//!   quoted one is refused ("A binary operator with incompatible types was
+//!   detected. Found operand types 'Edm.DateTimeOffset' and 'Edm.String'
+//!   for operator kind 'GreaterThan'."). `$orderby=column [asc|desc]`.
+//!   Pages: `Prefer: odata.maxpagesize=n` (at most 5000, the default)
+//!   answers n rows with `Preference-Applied` and, when more rows match,
+//!   `@odata.nextLink`: the whole url of the next page, the same query
+//!   options plus `$skiptoken` (a paging cookie); "don't change the
+//!   nextLink value or append additional query options to it" (a query
+//!   option given twice is a 400 here, as OData refuses it). `$top` does
+//!   not page.
+//!
 //! A token is only good at the organization its scope named, and only until
 //! its `expires_in`.
 
@@ -65,6 +81,8 @@ pub struct Contact {
     pub mobilephone: &'static str,
     pub id: String,
     pub name: String,
+    /// `modifiedon`.
+    pub modifiedon: time::OffsetDateTime,
 }
 
 impl Contact {
@@ -77,6 +95,7 @@ impl Contact {
             mobilephone: "",
             id: id.into(),
             name: name.into(),
+            modifiedon: time::OffsetDateTime::from_unix_timestamp(1_763_480_403).unwrap(),
         }
     }
 }
@@ -98,7 +117,8 @@ pub fn paul() -> Contact {
 }
 
 /// Contact columns the recipe may name.
-const COLUMNS: [&str; 6] = [
+const COLUMNS: [&str; 7] = [
+    "modifiedon",
     "telephone1",
     "telephone2",
     "telephone3",
@@ -128,9 +148,27 @@ pub struct State {
     /// Every `$filter` received, decoded.
     pub filters: Vec<String>,
     pub contacts: Vec<Contact>,
+    /// Pages read by an `@odata.nextLink`.
+    pub next_pages: usize,
 }
 
 impl State {
+    /// Saves a contact as an edit does: replaced (or added), `modifiedon`
+    /// now.
+    pub fn save(&mut self, mut contact: Contact) {
+        contact.modifiedon = time::OffsetDateTime::now_utc();
+        self.contacts.retain(|c| c.id != contact.id);
+        self.contacts.push(contact);
+    }
+
+    /// Queries that looked a caller up (not the directory's pages).
+    pub fn lookups(&self) -> usize {
+        self.filters
+            .iter()
+            .filter(|f| f.contains("contains("))
+            .count()
+    }
+
     /// Forgets every token, as their expiry does.
     pub fn expire_tokens(&mut self) {
         self.tokens.clear();
@@ -160,6 +198,7 @@ impl Dynamics {
             malformed: 0,
             filters: Vec::new(),
             contacts: vec![jeanne(), paul()],
+            next_pages: 0,
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -327,8 +366,24 @@ fn contacts(state: &mut State, seen: &Seen) -> Answer {
         );
     }
     let query = query_of(&seen.target);
+    let raw = seen.target.split_once('?').map_or("", |(_, q)| q);
+    let mut named = std::collections::HashSet::new();
+    for (name, _) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if !named.insert(name.clone()) {
+            return dataverse_error(
+                400,
+                "0x80060888",
+                &format!("Query option '{name}' was specified more than once, but it must be specified at most once."),
+            );
+        }
+    }
     for name in query.keys() {
-        if name.starts_with('$') && !matches!(name.as_str(), "$select" | "$filter" | "$top") {
+        if name.starts_with('$')
+            && !matches!(
+                name.as_str(),
+                "$select" | "$filter" | "$top" | "$orderby" | "$skiptoken"
+            )
+        {
             return dataverse_error(
                 400,
                 "0x80060888",
@@ -336,48 +391,167 @@ fn contacts(state: &mut State, seen: &Seen) -> Answer {
             );
         }
     }
+    let order = match query.get("$orderby").map(|o| {
+        let mut words = o.split(' ').filter(|w| !w.is_empty());
+        (
+            words.next().unwrap_or(""),
+            words.next().unwrap_or("asc"),
+            words.next(),
+        )
+    }) {
+        None => None,
+        Some((column, dir @ ("asc" | "desc"), None)) if COLUMNS.contains(&column) => {
+            Some((column.to_owned(), dir == "asc"))
+        }
+        Some((column, _, _)) if !COLUMNS.contains(&column) => return unknown_column(column),
+        Some(_) => return syntax(&query["$orderby"], 0),
+    };
     let select: Vec<&str> = query
         .get("$select")
         .map_or(Vec::new(), |s| s.split(',').collect());
     if let Some(bad) = select.iter().find(|c| !COLUMNS.contains(c)) {
         return unknown_column(bad);
     }
-    let filter = query.get("$filter").cloned().unwrap_or_default();
-    state.filters.push(filter.clone());
-    let predicate = match Filter::parse(&filter) {
-        Ok(p) => p,
-        Err(answer) => {
-            state.malformed += 1;
-            return answer;
+    // No $filter: every row.
+    let predicate = match query.get("$filter") {
+        None => None,
+        Some(filter) => {
+            state.filters.push(filter.clone());
+            match Filter::parse(filter) {
+                Ok(p) => Some(p),
+                Err(answer) => {
+                    state.malformed += 1;
+                    return answer;
+                }
+            }
         }
     };
+    // The paging cookie names the last contactid read: the next page
+    // starts after it (rows are kept in contactid order when paged).
+    let after = match query.get("$skiptoken") {
+        None => None,
+        Some(cookie) => match cookie
+            .split("last=")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        {
+            Some(id) => Some(id.to_owned()),
+            None => {
+                return dataverse_error(400, "0x80040203", "Invalid paging cookie.");
+            }
+        },
+    };
+    if after.is_some() {
+        state.next_pages += 1;
+    }
     state.queries += 1;
     let top = query
         .get("$top")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(usize::MAX);
-    let rows: Vec<_> = state
+    let mut matching: Vec<&Contact> = state
         .contacts
         .iter()
-        .filter(|c| predicate.holds(c))
-        .take(top)
+        .filter(|c| predicate.as_ref().is_none_or(|p| p.holds(c)))
+        .collect();
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some((column, ascending)) = &order {
+        let key = |c: &Contact| match column.as_str() {
+            "modifiedon" => format!("{:040}", c.modifiedon.unix_timestamp_nanos()),
+            col => column_of(c, col).unwrap_or("").to_lowercase(),
+        };
+        matching.sort_by_key(|c| key(c));
+        if !ascending {
+            matching.reverse();
+        }
+    }
+    if let Some(last) = &after {
+        if order.as_ref().is_some_and(|(c, _)| c != "contactid") {
+            return dataverse_error(400, "0x80040203", "Invalid paging cookie.");
+        }
+        matching.retain(|c| c.id > *last);
+    }
+    let max_page = seen
+        .header("prefer")
+        .and_then(|p| {
+            p.split(',')
+                .find_map(|o| o.trim().strip_prefix("odata.maxpagesize="))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        .filter(|n| *n > 0);
+    let page = if top == usize::MAX {
+        max_page.unwrap_or(5000).min(5000)
+    } else {
+        top
+    };
+    let more = top == usize::MAX && matching.len() > page;
+    let rows: Vec<_> = matching
+        .iter()
+        .take(page)
         .map(|c| {
             let mut row = serde_json::Map::new();
             row.insert("@odata.etag".into(), json!("W/\"4812345\""));
             for column in &select {
-                row.insert((*column).into(), json!(column_of(c, column)));
+                let value = match *column {
+                    "modifiedon" => json!(c
+                        .modifiedon
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap()),
+                    _ => json!(column_of(c, column)),
+                };
+                row.insert((*column).into(), value);
             }
             serde_json::Value::Object(row)
         })
         .collect();
-    Answer::Reply(
+    let mut reply = json!({
+        "@odata.context": format!("{}/api/data/v9.2/$metadata#contacts({})", origin(seen), select.join(",")),
+        "value": rows,
+    });
+    if more {
+        let last = &matching[page - 1].id;
+        let number = query
+            .get("$skiptoken")
+            .and_then(|c| {
+                c.split("pagenumber=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .unwrap_or(1)
+            + 1;
+        let cookie = format!(
+            "<cookie pagenumber=\"{number}\" pagingcookie=\"last={last}\" istracking=\"False\" />"
+        );
+        let mut options: Vec<(String, String)> = ["$select", "$filter", "$orderby"]
+            .iter()
+            .filter_map(|o| query.get(*o).map(|v| ((*o).to_owned(), v.clone())))
+            .collect();
+        options.push(("$skiptoken".into(), cookie));
+        let encoded: Vec<String> = options
+            .iter()
+            .map(|(n, v)| {
+                let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                format!("{n}={}", v.replace('+', "%20"))
+            })
+            .collect();
+        reply["@odata.nextLink"] = json!(format!(
+            "{}{CONTACTS_PATH}?{}",
+            origin(seen),
+            encoded.join("&")
+        ));
+    }
+    let mut headers = Vec::new();
+    if let (Some(n), true) = (max_page, top == usize::MAX) {
+        headers.push(("preference-applied", format!("odata.maxpagesize={n}")));
+    }
+    Answer::Headed(
         200,
         "application/json; odata.metadata=minimal",
-        json!({
-            "@odata.context": format!("{}/api/data/v9.2/$metadata#contacts({})", origin(seen), select.join(",")),
-            "value": rows,
-        })
-        .to_string(),
+        headers,
+        reply.to_string(),
     )
 }
 
@@ -412,6 +586,8 @@ enum Filter {
     Like(String, String),
     Or(Box<Filter>, Box<Filter>),
     And(Box<Filter>, Box<Filter>),
+    /// `modifiedon` compared to a date: the operator, the date.
+    Time(String, time::OffsetDateTime),
 }
 
 #[derive(Debug, PartialEq)]
@@ -500,6 +676,41 @@ impl Filter {
                 if !COLUMNS.contains(&column.as_str()) {
                     return Err(unknown_column(column));
                 }
+                if column == "modifiedon" {
+                    let op = match tokens.get(*at + 1) {
+                        Some((_, Token::Word(op)))
+                            if matches!(op.as_str(), "eq" | "gt" | "ge" | "lt" | "le") =>
+                        {
+                            op.clone()
+                        }
+                        _ => return Err(syntax(text, *pos)),
+                    };
+                    let kind = match op.as_str() {
+                        "eq" => "Equal",
+                        "gt" => "GreaterThan",
+                        "ge" => "GreaterThanOrEqual",
+                        "lt" => "LessThan",
+                        _ => "LessThanOrEqual",
+                    };
+                    return match tokens.get(*at + 2) {
+                        Some((p, Token::Word(value))) => {
+                            let t = time::OffsetDateTime::parse(
+                                value,
+                                &time::format_description::well_known::Rfc3339,
+                            )
+                            .map_err(|_| syntax(text, *p))?;
+                            *at += 3;
+                            Ok(Filter::Time(op, t))
+                        }
+                        Some((_, Token::Text(_))) => Err(dataverse_error(
+                            400,
+                            "0x80060888",
+                            &format!("A binary operator with incompatible types was detected. Found operand types 'Edm.DateTimeOffset' and 'Edm.String' for operator kind '{kind}'."),
+                        )),
+                        Some((p, _)) => Err(syntax(text, *p)),
+                        None => Err(syntax(text, end)),
+                    };
+                }
                 match (tokens.get(*at + 1), tokens.get(*at + 2)) {
                     (Some((_, Token::Word(op))), Some((_, Token::Text(value)))) if op == "eq" => {
                         *at += 3;
@@ -525,6 +736,13 @@ impl Filter {
             }
             Filter::Or(a, b) => a.holds(c) || b.holds(c),
             Filter::And(a, b) => a.holds(c) && b.holds(c),
+            Filter::Time(op, t) => match op.as_str() {
+                "gt" => c.modifiedon > *t,
+                "ge" => c.modifiedon >= *t,
+                "lt" => c.modifiedon < *t,
+                "le" => c.modifiedon <= *t,
+                _ => c.modifiedon == *t,
+            },
         }
     }
 }
@@ -641,10 +859,13 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>, Answer> {
             c if c.is_ascii_alphanumeric() || c == '_' => {
                 let start = i;
                 let mut word = String::new();
-                while let Some(c) = chars
-                    .get(i)
-                    .filter(|c| c.is_ascii_alphanumeric() || **c == '_')
-                {
+                // A date literal (2026-12-07T14:00:00Z) is one token.
+                let date = c.is_ascii_digit();
+                while let Some(c) = chars.get(i).filter(|c| {
+                    c.is_ascii_alphanumeric()
+                        || **c == '_'
+                        || (date && matches!(**c, '-' | ':' | '.' | '+'))
+                }) {
                     word.push(*c);
                     i += 1;
                 }

@@ -39,6 +39,21 @@
 //!   `612345688662453`).
 //! - The reply: `{"total":N,"results":[{"id":...,"properties":{...},
 //!   "createdAt":...,"updatedAt":...,"archived":false}]}`.
+//! - Paging (the search guide, "Paging through results" and "Limitations"):
+//!   `sorts` takes one rule `{"propertyName","direction":"ASCENDING"|
+//!   "DESCENDING"}` (the guide: "only one sorting rule can be applied");
+//!   `after` is where the page starts; a reply with more results has
+//!   `paging.next.after`; "the search endpoints are limited to 10,000 total
+//!   results for any given query": a page reaching past the 10,000th is
+//!   refused with HTTP 400. So the recipe's directory pages by
+//!   `hs_object_id` itself (sorted ascending, `hs_object_id GT` the last id
+//!   read, a new query for each page, as HubSpot's community answers advise
+//!   to read past 10,000), never by `after`.
+//! - `GT`, `GTE`, `LT`, `LTE` compare numbers (`hs_object_id`) as numbers
+//!   and dates (`lastmodifieddate`, when the contact was last changed) as
+//!   instants: a date filter's value is Unix milliseconds or an ISO 8601
+//!   date-time with its zone (the search guide, "Filter search results":
+//!   "a UNIX timestamp in milliseconds" or ISO 8601); anything else is a 400.
 //! - Search requests are rate limited per account (a few a second); over
 //!   the limit HubSpot answers HTTP 429 `{"status":"error","message":"You
 //!   have reached your secondly limit.","errorType":"RATE_LIMIT",
@@ -61,6 +76,8 @@ pub struct Contact {
     pub mobilephone: &'static str,
     pub firstname: String,
     pub lastname: String,
+    /// `lastmodifieddate`: when it was last changed, Unix milliseconds.
+    pub modified: i64,
 }
 
 impl Contact {
@@ -72,6 +89,7 @@ impl Contact {
             mobilephone: "",
             firstname: firstname.into(),
             lastname: lastname.into(),
+            modified: 1_763_480_403_520,
         }
     }
 }
@@ -92,7 +110,8 @@ pub fn paul() -> Contact {
     }
 }
 
-const PROPERTIES: [&str; 8] = [
+const PROPERTIES: [&str; 9] = [
+    "lastmodifieddate",
     "phone",
     "mobilephone",
     "hs_searchable_calculated_phone_number",
@@ -136,6 +155,35 @@ pub struct State {
     /// Every search body received, parsed.
     pub bodies: Vec<Value>,
     pub contacts: Vec<Contact>,
+}
+
+impl State {
+    /// Saves a contact as an edit in HubSpot does: replaced (or added),
+    /// `lastmodifieddate` now.
+    pub fn save(&mut self, mut contact: Contact) {
+        contact.modified = now_ms();
+        self.contacts.retain(|c| c.id != contact.id);
+        self.contacts.push(contact);
+    }
+
+    /// Searches that looked a caller up (not the directory's pages).
+    pub fn lookups(&self) -> usize {
+        self.bodies
+            .iter()
+            .filter(|b| b.to_string().contains("hs_searchable_calculated"))
+            .count()
+    }
+}
+
+/// The time now, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 pub struct HubSpot {
@@ -225,9 +273,39 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             }
         },
     };
+    let after = match body.get("after") {
+        None | Some(Value::Null) => 0,
+        Some(a) => match a
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| a.as_u64().map(|n| n.to_string()))
+            .and_then(|a| a.parse::<usize>().ok())
+        {
+            Some(a) => a,
+            None => {
+                state.invalid += 1;
+                return error(400, "VALIDATION_ERROR", "after must be a paging cursor");
+            }
+        },
+    };
+    if after + limit > 10_000 {
+        state.invalid += 1;
+        return error(
+            400,
+            "VALIDATION_ERROR",
+            "There was a problem with the request. The search is limited to 10,000 results",
+        );
+    }
+    let sort = match sorts(&body) {
+        Ok(s) => s,
+        Err(message) => {
+            state.invalid += 1;
+            return error(400, "VALIDATION_ERROR", &message);
+        }
+    };
     state.searches += 1;
     let region = state.region;
-    let matching: Vec<&Contact> = state
+    let mut matching: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| {
@@ -237,6 +315,19 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                     .any(|g| g.iter().all(|f| f.holds(&property(c, &f.name, region))))
         })
         .collect();
+    if let Some((name, ascending)) = &sort {
+        let key = |c: &Contact| match name.as_str() {
+            "hs_object_id" => c.id.parse::<i64>().unwrap_or(0),
+            "lastmodifieddate" => c.modified,
+            _ => 0,
+        };
+        matching.sort_by_key(|c| key(c));
+        if !ascending {
+            matching.reverse();
+        }
+    }
+    let total = matching.len();
+    let more = total > after + limit;
     let wanted: Vec<&str> = body
         .get("properties")
         .and_then(Value::as_array)
@@ -245,12 +336,13 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
         });
     let results: Vec<Value> = matching
         .iter()
+        .skip(after)
         .take(limit)
         .map(|c| {
             let mut properties = serde_json::Map::new();
             properties.insert("createdate".into(), json!("2026-10-02T09:12:44.116Z"));
             properties.insert("hs_object_id".into(), json!(c.id));
-            properties.insert("lastmodifieddate".into(), json!("2026-11-18T15:40:03.520Z"));
+            properties.insert("lastmodifieddate".into(), json!(iso(c.modified)));
             for name in &wanted {
                 if PROPERTIES.contains(name) {
                     let value = property(c, name, region);
@@ -258,20 +350,79 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                 }
             }
             json!({"id": c.id, "properties": properties, "createdAt": "2026-10-02T09:12:44.116Z",
-                   "updatedAt": "2026-11-18T15:40:03.520Z", "archived": false})
+                   "updatedAt": iso(c.modified), "archived": false})
         })
         .collect();
-    Answer::Reply(
-        200,
-        "application/json;charset=utf-8",
-        json!({"total": matching.len(), "results": results}).to_string(),
+    let mut reply = json!({"total": total, "results": results});
+    if more {
+        let next = (after + limit).to_string();
+        reply["paging"] = json!({"next": {"after": next, "link": format!("?after={next}")}});
+    }
+    Answer::Reply(200, "application/json;charset=utf-8", reply.to_string())
+}
+
+/// Unix milliseconds as HubSpot writes a date-time.
+fn iso(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
+}
+
+/// A date filter's value as HubSpot reads it: Unix milliseconds, or an
+/// ISO 8601 date-time with its zone.
+fn instant(value: &str) -> Option<i64> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Some(ms);
+    }
+    let t =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// The one sorting rule, if any: property and whether ascending.
+fn sorts(body: &Value) -> Result<Option<(String, bool)>, String> {
+    let Some(sorts) = body.get("sorts") else {
+        return Ok(None);
+    };
+    let sorts = sorts.as_array().ok_or("sorts must be a list")?;
+    if sorts.len() > 1 {
+        return Err("only one sorting rule can be applied".into());
+    }
+    let Some(rule) = sorts.first() else {
+        return Ok(None);
+    };
+    let name = rule
+        .get("propertyName")
+        .and_then(Value::as_str)
+        .ok_or("a sort needs a propertyName")?;
+    if !PROPERTIES.contains(&name) {
+        return Err(format!("Property {name} does not exist"));
+    }
+    let ascending = match rule.get("direction").and_then(Value::as_str) {
+        Some("ASCENDING") => true,
+        Some("DESCENDING") => false,
+        other => {
+            return Err(format!(
+                "direction {other:?} is not ASCENDING or DESCENDING"
+            ))
+        }
+    };
+    Ok(Some((name.to_owned(), ascending)))
 }
 
 /// A property's value ("" when it has none), calculated ones included.
 fn property(c: &Contact, name: &str, region: Id) -> String {
     match name {
         "hs_object_id" => c.id.clone(),
+        "lastmodifieddate" => c.modified.to_string(),
         "phone" => c.phone.into(),
         "mobilephone" => c.mobilephone.into(),
         "hs_searchable_calculated_phone_number" => searchable(c.phone, region),
@@ -310,8 +461,22 @@ impl Filter {
     fn holds(&self, value: &str) -> bool {
         let value = value.to_lowercase();
         let wanted = self.value.to_lowercase();
+        let compare = |order: fn(i64, i64) -> bool| {
+            let read = |v: &str| match self.name.as_str() {
+                "lastmodifieddate" => instant(v),
+                _ => v.parse::<i64>().ok(),
+            };
+            match (read(&value), read(&self.value)) {
+                (Some(a), Some(b)) => order(a, b),
+                _ => false,
+            }
+        };
         match self.operator.as_str() {
             "EQ" => !value.is_empty() && value == wanted,
+            "GT" => compare(|a, b| a > b),
+            "GTE" => compare(|a, b| a >= b),
+            "LT" => compare(|a, b| a < b),
+            "LTE" => compare(|a, b| a <= b),
             _ => value.split_whitespace().any(|token| glob(token, &wanted)),
         }
     }
@@ -373,15 +538,30 @@ fn groups(body: &Value) -> Result<Vec<Vec<Filter>>, String> {
                     "There was a problem with the request. Property {name} does not exist"
                 ));
             }
-            if operator != "EQ" && operator != "CONTAINS_TOKEN" {
+            let ordered = matches!(operator, "GT" | "GTE" | "LT" | "LTE");
+            if !ordered && operator != "EQ" && operator != "CONTAINS_TOKEN" {
                 return Err(format!(
-                    "the test CRM models EQ and CONTAINS_TOKEN only, not {operator}"
+                    "the test CRM models EQ, CONTAINS_TOKEN, GT, GTE, LT, LTE only, not {operator}"
                 ));
             }
-            let value = filter
-                .get("value")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{operator} needs a value"))?;
+            let value = match filter.get("value") {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return Err(format!("{operator} needs a value")),
+            };
+            if ordered {
+                let readable = match name {
+                    "lastmodifieddate" => instant(&value).is_some(),
+                    "hs_object_id" => value.parse::<i64>().is_ok(),
+                    _ => false,
+                };
+                if !readable {
+                    return Err(format!(
+                        "There was a problem with the request. {value:?} is not a valid value for {operator} on {name}"
+                    ));
+                }
+            }
+            let value = value.as_str();
             conditions.push(Filter {
                 name: name.to_owned(),
                 operator: operator.to_owned(),

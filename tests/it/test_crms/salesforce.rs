@@ -35,6 +35,23 @@
 //!   `LIKE` value only, and "if you use a backslash character in any other
 //!   context, an error occurs". A lone quote ends the literal, so an
 //!   unescaped one is a `MALFORMED_QUERY`.
+//! - A dateTime field (`SystemModstamp`: when the record was last changed,
+//!   by a user or by the system; indexed) compares with `>`, `>=`, `<`,
+//!   `<=`, `=` to a dateTime literal written without quotes,
+//!   `YYYY-MM-DDThh:mm:ss(.sss)?(Z|+hh:mm|-hh:mm)`
+//!   (`sforce_api_calls_soql_select_dateformats.htm`); a quoted value is
+//!   refused: INVALID_FIELD "value of filter criterion for field
+//!   'SystemModstamp' must be of type dateTime and should not be enclosed
+//!   in quotes". `ORDER BY field [ASC|DESC]`.
+//! - Paging (REST API Developer Guide, `dome_query.htm` "Execute a SOQL
+//!   query" and `headers_queryoptions.htm`): a query answers at most a batch
+//!   (2000 records by default; the `Sforce-Query-Options: batchSize=n`
+//!   header asks for n, 200 to 2000, "not guaranteed": out of range is
+//!   clamped here); when more records match, the reply has `"done":false`
+//!   and `nextRecordsUrl` (`/services/data/vXX.X/query/<locator>-<n>`), and
+//!   a GET of that url answers the next batch. `OFFSET` is not modelled
+//!   (SOQL refuses an OFFSET over 2000, so it cannot page a large org).
+//!   An unknown locator answers HTTP 400 `INVALID_QUERY_LOCATOR`.
 //! - Phone fields (`Phone`, `MobilePhone`, `HomePhone`, `OtherPhone` on
 //!   Contact) keep numbers as typed (Help article 000385963): a `LIKE`
 //!   compares that text, punctuation and all.
@@ -59,6 +76,8 @@ pub struct Contact {
     pub other_phone: &'static str,
     pub id: String,
     pub name: String,
+    /// `SystemModstamp`.
+    pub modstamp: time::OffsetDateTime,
 }
 
 impl Contact {
@@ -71,6 +90,7 @@ impl Contact {
             other_phone: "",
             id: id.into(),
             name: name.into(),
+            modstamp: time::OffsetDateTime::from_unix_timestamp(1_763_480_403).unwrap(),
         }
     }
 
@@ -85,6 +105,8 @@ impl Contact {
             "homephone" => self.home_phone,
             "otherphone" => self.other_phone,
             "fax" | "assistantphone" | "email" => "",
+            // Its text is not asked: only compared (`Condition::After`).
+            "systemmodstamp" => "",
             _ => return Err(()),
         };
         Ok((!value.is_empty()).then_some(value))
@@ -92,7 +114,8 @@ impl Contact {
 }
 
 /// Contact's fields by API name, as a reply spells them.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
+    "SystemModstamp",
     "Id",
     "Name",
     "Phone",
@@ -123,9 +146,26 @@ pub struct State {
     /// Every SOQL query received, decoded.
     pub soql: Vec<String>,
     pub contacts: Vec<Contact>,
+    /// Query locators: the records still to read.
+    locators: std::collections::HashMap<String, Vec<serde_json::Value>>,
+    /// Pages read by a `nextRecordsUrl`.
+    pub more_pages: usize,
 }
 
 impl State {
+    /// Saves a contact as an edit does: replaced (or added),
+    /// `SystemModstamp` now.
+    pub fn save(&mut self, mut contact: Contact) {
+        contact.modstamp = time::OffsetDateTime::now_utc();
+        self.contacts.retain(|c| c.id != contact.id);
+        self.contacts.push(contact);
+    }
+
+    /// Queries that looked a caller up (not the directory's pages).
+    pub fn lookups(&self) -> usize {
+        self.soql.iter().filter(|q| q.contains(" LIKE ")).count()
+    }
+
     /// Ends every session, as the org's session timeout does.
     pub fn expire_sessions(&mut self) {
         self.tokens.clear();
@@ -168,6 +208,8 @@ impl Salesforce {
             malformed: 0,
             soql: Vec::new(),
             contacts: vec![jeanne(), paul()],
+            locators: std::collections::HashMap::new(),
+            more_pages: 0,
         }));
         let shared = Arc::clone(&state);
         let crm = Crm::start(move |seen| handle(&mut shared.lock().unwrap(), seen)).await;
@@ -189,6 +231,10 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
         ("POST", "/services/oauth2/token") => token(state, seen),
         ("GET", p) if p == QUERY_PATH || p == QUERY_PATH.trim_end_matches('/') => {
             query(state, seen)
+        }
+        ("GET", p) if p.starts_with(QUERY_PATH) => {
+            let locator = p[QUERY_PATH.len()..].to_owned();
+            more(state, seen, &locator)
         }
         _ => rest_error(404, "NOT_FOUND", "The requested resource does not exist"),
     }
@@ -269,10 +315,23 @@ fn query(state: &mut State, seen: &Seen) -> Answer {
         );
     }
     state.queries += 1;
-    let records: Vec<_> = state
+    let mut matching: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| query.filter.as_ref().is_none_or(|f| f.holds(c)))
+        .collect();
+    if let Some((field, ascending)) = &query.order {
+        let key = |c: &Contact| match field.to_ascii_lowercase().as_str() {
+            "systemmodstamp" => c.modstamp.unix_timestamp_nanos().to_string(),
+            f => c.field(f).ok().flatten().unwrap_or("").to_lowercase(),
+        };
+        matching.sort_by_key(|c| key(c));
+        if !ascending {
+            matching.reverse();
+        }
+    }
+    let records: Vec<_> = matching
+        .into_iter()
         .take(query.limit.unwrap_or(usize::MAX))
         .map(|c| {
             let mut record = serde_json::Map::new();
@@ -290,16 +349,71 @@ fn query(state: &mut State, seen: &Seen) -> Answer {
             serde_json::Value::Object(record)
         })
         .collect();
-    json_reply(
-        200,
-        json!({"totalSize": records.len(), "done": true, "records": records}),
-    )
+    state.counter += 1;
+    let locator = format!("01gQy00000Loc{:05}", state.counter);
+    page(state, seen, records, &locator, 0)
 }
 
-/// `SELECT fields FROM Contact [WHERE condition] [LIMIT n]`.
+/// The batch size a query asked for (`Sforce-Query-Options`), clamped to
+/// 200..=2000; 2000 by default.
+fn batch_size(seen: &Seen) -> usize {
+    seen.header("sforce-query-options")
+        .and_then(|h| {
+            h.split(',')
+                .find_map(|o| o.trim().strip_prefix("batchSize="))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        .map_or(2000, |n| n.clamp(200, 2000))
+}
+
+/// One batch of `records` from `at`; the rest is kept under `locator`.
+fn page(
+    state: &mut State,
+    seen: &Seen,
+    records: Vec<serde_json::Value>,
+    locator: &str,
+    at: usize,
+) -> Answer {
+    let total = at + records.len();
+    let size = batch_size(seen);
+    let mut batch = records;
+    let rest = batch.split_off(size.min(batch.len()));
+    let mut reply = json!({"totalSize": total, "done": rest.is_empty(), "records": batch});
+    if !rest.is_empty() {
+        let next = at + size;
+        reply["nextRecordsUrl"] = json!(format!("{QUERY_PATH}{locator}-{next}"));
+        state.locators.insert(format!("{locator}-{next}"), rest);
+    }
+    json_reply(200, reply)
+}
+
+/// `GET nextRecordsUrl`: the next batch of a query.
+fn more(state: &mut State, seen: &Seen, locator: &str) -> Answer {
+    let token = seen
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !state.tokens.contains(token) {
+        state.refused += 1;
+        return rest_error(401, "INVALID_SESSION_ID", "Session expired or invalid");
+    }
+    let Some(records) = state.locators.remove(locator) else {
+        state.malformed += 1;
+        return rest_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator");
+    };
+    let (id, at) = locator.rsplit_once('-').unwrap_or((locator, "0"));
+    let at = at.parse().unwrap_or(0);
+    state.more_pages += 1;
+    let id = id.to_owned();
+    page(state, seen, records, &id, at)
+}
+
+/// `SELECT fields FROM Contact [WHERE condition] [ORDER BY field [ASC|DESC]]
+/// [LIMIT n]`.
 struct Query {
     fields: Vec<String>,
     filter: Option<Condition>,
+    order: Option<(String, bool)>,
     limit: Option<usize>,
 }
 
@@ -311,6 +425,9 @@ enum Condition {
     And(Vec<Condition>),
     Or(Vec<Condition>),
     Not(Box<Condition>),
+    /// A dateTime field compared to a dateTime literal: the field, the
+    /// operator, the literal.
+    Time(String, Tok, time::OffsetDateTime),
 }
 
 /// One element of a `LIKE` pattern.
@@ -331,6 +448,12 @@ enum Tok {
     Open,
     Close,
     Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    /// A dateTime literal.
+    DateTime(time::OffsetDateTime),
 }
 
 /// An error code and its message.
@@ -364,6 +487,23 @@ impl Query {
         } else {
             None
         };
+        let order = if p.is_keyword("ORDER") {
+            p.at += 1;
+            p.keyword("BY")?;
+            let field = p.word()?;
+            let ascending = if p.is_keyword("DESC") {
+                p.at += 1;
+                false
+            } else {
+                if p.is_keyword("ASC") {
+                    p.at += 1;
+                }
+                true
+            };
+            Some((field, ascending))
+        } else {
+            None
+        };
         let limit = if p.is_keyword("LIMIT") {
             p.at += 1;
             match p.next() {
@@ -379,6 +519,7 @@ impl Query {
         Ok(Query {
             fields,
             filter,
+            order,
             limit,
         })
     }
@@ -457,6 +598,20 @@ impl Parser {
             };
         }
         let field = self.word()?;
+        if field.eq_ignore_ascii_case("SystemModstamp") {
+            let op = match self.next() {
+                Some(op @ (Tok::Eq | Tok::Gt | Tok::Ge | Tok::Lt | Tok::Le)) => op,
+                other => return Err(malformed(format!("unexpected token: {other:?}"))),
+            };
+            return match self.next() {
+                Some(Tok::DateTime(t)) => Ok(Condition::Time(field, op, t)),
+                Some(Tok::Text(_)) => Err((
+                    "INVALID_FIELD",
+                    format!("value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"),
+                )),
+                other => Err(malformed(format!("unexpected token: {other:?}"))),
+            };
+        }
         let like = match self.next() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("LIKE") => true,
             Some(Tok::Eq) => false,
@@ -489,7 +644,7 @@ impl Parser {
 impl Condition {
     fn fields(&self) -> Vec<&String> {
         match self {
-            Condition::Eq(f, _) | Condition::Like(f, _) => vec![f],
+            Condition::Eq(f, _) | Condition::Like(f, _) | Condition::Time(f, _, _) => vec![f],
             Condition::And(all) | Condition::Or(all) => all.iter().flat_map(Self::fields).collect(),
             Condition::Not(c) => c.fields(),
         }
@@ -508,6 +663,13 @@ impl Condition {
             Condition::And(all) => all.iter().all(|x| x.holds(c)),
             Condition::Or(all) => all.iter().any(|x| x.holds(c)),
             Condition::Not(x) => !x.holds(c),
+            Condition::Time(_, op, t) => match op {
+                Tok::Gt => c.modstamp > *t,
+                Tok::Ge => c.modstamp >= *t,
+                Tok::Lt => c.modstamp < *t,
+                Tok::Le => c.modstamp <= *t,
+                _ => c.modstamp == *t,
+            },
         }
     }
 }
@@ -559,6 +721,33 @@ fn soql_tokens(soql: &str) -> Result<Vec<Tok>, SoqlError> {
         if let Some(tok) = single {
             out.push(tok);
             i += 1;
+        } else if c == '>' || c == '<' {
+            let eq = chars.get(i + 1) == Some(&'=');
+            out.push(match (c, eq) {
+                ('>', false) => Tok::Gt,
+                ('>', true) => Tok::Ge,
+                ('<', false) => Tok::Lt,
+                _ => Tok::Le,
+            });
+            i += if eq { 2 } else { 1 };
+        } else if c.is_ascii_digit() && chars.get(i + 4) == Some(&'-') {
+            // A dateTime literal: up to the next blank or parenthesis.
+            let start = i;
+            while chars
+                .get(i)
+                .is_some_and(|c| !c.is_whitespace() && *c != ')' && *c != '(')
+            {
+                i += 1;
+            }
+            let text: String = chars[start..i].iter().collect();
+            let t =
+                time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .filter(|_| text.len() >= 20 && text.as_bytes()[10] == b'T')
+                    .ok_or_else(|| {
+                        malformed(format!("line 1:{start} no viable alternative at '{text}'"))
+                    })?;
+            out.push(Tok::DateTime(t));
         } else if c.is_whitespace() {
             i += 1;
         } else if c == '\'' {
