@@ -63,7 +63,7 @@ async fn zoho_gateway(zoho: &Zoho, tag: &str) -> TestGateway {
             DEADLINE,
         ],
     );
-    start_gateway(&text).await
+    start_gateway(&live_only(&text)).await
 }
 
 fn jeanne_in_zoho() -> Value {
@@ -836,4 +836,115 @@ async fn odoo_json2_directory_pages_by_id_and_follows_write_date() {
 #[tokio::test]
 async fn odoo_jsonrpc_directory_pages_by_id_and_follows_write_date() {
     odoo_directory("odoo-jsonrpc.toml", "odoo-rpc-dir", true, "#id=").await;
+}
+
+#[tokio::test]
+async fn zoho_directory_pages_by_id_with_coql_and_follows_modified_time() {
+    let zoho = Zoho::start("zs3cret-dir", "1000.refresh.dir").await;
+    {
+        let mut s = zoho.state.lock().unwrap();
+        s.contacts = people()
+            .iter()
+            .map(|p| {
+                let field = PHONE_FIELDS[p.id as usize % PHONE_FIELDS.len()];
+                Contact::new(
+                    &format!("5540230000009{:05}", p.id),
+                    &format!("Person {}", p.id),
+                    &[(field, p.stored)],
+                )
+            })
+            .rev()
+            .collect();
+    }
+    let tag = "zoho-dir";
+    let secret_var = format!("TPGW_IT_ZOHO_SECRET_{tag}");
+    let refresh_var = format!("TPGW_IT_ZOHO_REFRESH_{tag}");
+    std::env::set_var(&secret_var, "zs3cret-dir");
+    std::env::set_var(&refresh_var, "1000.refresh.dir");
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            ("\"ZOHO_CLIENT_SECRET\"", &format!("\"{secret_var}\"")),
+            ("\"ZOHO_REFRESH_TOKEN\"", &format!("\"{refresh_var}\"")),
+            ("backends.zoho", &format!("backends.{tag}")),
+            ("backend = \"zoho\"", &format!("backend = \"{tag}\"")),
+            ("every_s = 120\n", "every_s = 1\n"),
+            ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
+            ("page_size = 2000\n", "page_size = 7\n"),
+            DEADLINE,
+        ],
+    );
+    let gw = start_gateway(&text).await;
+    let backend = format!("backend={tag}");
+    wait_log(
+        &[&backend, "directory full sync", "24 record(s) in 4 page(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.rsplit('/').next().unwrap_or_default();
+            id.strip_prefix("5540230000009")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all("zoho.toml's directory", &results);
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    let lookups = |s: &zoho::State| s.searches - s.pages;
+    {
+        let s = zoho.state.lock().unwrap();
+        assert_eq!((lookups(&s), s.mints, s.refused), (strangers, 1, 0));
+        let pages: Vec<&String> = s
+            .queries
+            .iter()
+            .filter(|q| q.contains("order by id"))
+            .collect();
+        assert!(
+            pages[0].ends_with("where id is not null\norder by id limit 7 offset 0"),
+            "{}",
+            pages[0]
+        );
+        assert!(pages[3].ends_with("offset 21"), "{}", pages[3]);
+    }
+
+    // Person 1's number changes in Zoho.
+    {
+        let mut s = zoho.state.lock().unwrap();
+        let one = s
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == "554023000000900001")
+            .unwrap();
+        one.edit(PHONE_FIELDS[1], "07 11 22 33 44");
+    }
+    two_more_incremental_syncs(tag).await;
+    let reply = client
+        .post(gw.addr, None, &call("+33711223344"))
+        .await
+        .json();
+    assert_eq!(
+        reply["url"],
+        "https://crm.zoho.eu/crm/org20101234567/tab/Contacts/554023000000900001"
+    );
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(lookups(&s), strangers, "from the index");
+    assert!(s.since_pages > 0);
+    // Incremental syncs that found nothing (HTTP 204) did not fail.
+    assert!(log_lines(&backend)
+        .iter()
+        .all(|l| !l.contains("directory sync failed")));
+    let last = s.queries.last().unwrap();
+    let since = last
+        .split_once("Modified_Time > '")
+        .and_then(|(_, rest)| rest.split_once("+00:00'"))
+        .map(|(when, _)| when.replace('T', " "))
+        .unwrap_or_else(|| panic!("{last}"));
+    let ago = seconds_ago(&since);
+    assert!((100..600).contains(&ago), "{last}");
 }
