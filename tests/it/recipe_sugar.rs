@@ -857,10 +857,11 @@ async fn sugar_directory_edit_is_answered_after_the_next_incremental_sync() {
     two_more_incremental_syncs("sugar-dir-edit").await;
     let reply = client.post(gw.addr, None, &call("+33711223344")).await;
     assert_eq!(reply.json(), opened(JEANNE_SUGAR, "Jeanne O'Neil"));
-    let s = sugar.state.lock().unwrap();
-    assert_eq!((s.lookups, s.refused_queries), (0, 0), "from the index");
-    assert!(s.since_pages > 0);
-    drop(s);
+    {
+        let s = sugar.state.lock().unwrap();
+        assert_eq!((s.lookups, s.refused_queries), (0, 0), "from the index");
+        assert!(s.since_pages > 0);
+    }
     // The incremental page asked what changed since a UTC time, as Sugar
     // stores date_modified.
     let since = entry_list_calls(&sugar)
