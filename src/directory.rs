@@ -684,6 +684,11 @@ async fn fetch(
         if !raw.status.is_success() {
             return Err(format!("HTTP {}", raw.status));
         }
+        // 204 No Content is a page with no records (Zoho's COQL answers so
+        // when nothing matches, as an incremental sync often finds).
+        if raw.status.as_u16() == 204 {
+            return Ok(bytes::Bytes::from_static(b"null"));
+        }
         return Ok(raw.body);
     }
     Err("the CRM refused the session".into())

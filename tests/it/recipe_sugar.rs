@@ -9,6 +9,12 @@
 //! the CRM hands back HTML-encoded shown as typed. `examples/suitecrm7.toml`
 //! is run as the SuiteCRM 8 one, with SuiteCRM 7's card address.
 //!
+//! The recipes' caller directory runs in tests of its own: a full sync
+//! pages through the CRM and the matrix then opens with no look-up, an
+//! edit arrives with the next incremental sync. Every other test runs the
+//! recipe with its directory section cut out (`live_only`), so what it
+//! counts is the live look-up's, whatever a sync would have done meanwhile.
+//!
 //! Each test gives its secret a variable name of its own (swapped into the
 //! example), so tests running at once never read each other's value.
 
@@ -36,11 +42,69 @@ fn opened(url: &str, title: &str) -> Value {
     json!({"action": "open", "event": "EventRinging", "url": url, "autopause": false, "title": title})
 }
 
-/// The Sugar example against `sugar`, its password read from `var`.
-async fn sugar_gateway(sugar: &Sugar, var: &str, password: &str) -> TestGateway {
+/// An example's text without its `[backends.NAME.directory]` table: the
+/// live look-up alone.
+pub fn live_only(text: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line.starts_with("[backends.") && line.ends_with(".directory]");
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.len() < text.len(), "no directory table to cut");
+    out
+}
+
+/// Waits (at most 30 s) for a log line holding every needle, after `skip`
+/// such lines; returns how many there are now.
+pub async fn wait_log(needles: &[&str], skip: usize) -> usize {
+    for _ in 0..600 {
+        let lines: Vec<String> = log_lines(needles[0])
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect();
+        if lines.len() > skip {
+            return lines.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no log line with {needles:?}");
+}
+
+/// Waits for two more incremental syncs of `backend` than now: one that
+/// began after the caller's edit, whatever was running.
+pub async fn two_more_incremental_syncs(backend: &str) {
+    let needle = format!("backend={backend}");
+    let needles = [needle.as_str(), "directory incremental sync"];
+    let seen = log_lines(needles[0])
+        .iter()
+        .filter(|l| l.contains(needles[1]))
+        .count();
+    wait_log(&needles, seen + 1).await;
+}
+
+/// How long ago `when` (UTC, `YYYY-MM-DD HH:MM:SS`) was, in seconds.
+pub fn seconds_ago(when: &str) -> i64 {
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second]",
+    )
+    .unwrap();
+    let t = time::PrimitiveDateTime::parse(when, &format)
+        .unwrap_or_else(|e| panic!("{when}: {e}"))
+        .assume_utc();
+    (time::OffsetDateTime::now_utc() - t).whole_seconds()
+}
+
+/// The Sugar example's text against `sugar`, its password read from `var`.
+fn sugar_text(sugar: &Sugar, var: &str, password: &str) -> String {
     std::env::set_var(var, password);
     let quoted = format!("\"{var}\"");
-    start_gateway(&example_config(
+    example_config(
         "sugarcrm.toml",
         &[
             (
@@ -49,8 +113,31 @@ async fn sugar_gateway(sugar: &Sugar, var: &str, password: &str) -> TestGateway 
             ),
             ("\"SUGAR_PASSWORD\"", &quoted),
         ],
-    ))
-    .await
+    )
+}
+
+/// The Sugar example without its directory against `sugar`.
+async fn sugar_gateway(sugar: &Sugar, var: &str, password: &str) -> TestGateway {
+    start_gateway(&live_only(&sugar_text(sugar, var, password))).await
+}
+
+/// The Sugar example with its directory, the backend named `name` (for
+/// its log lines), syncing every second, pages of `page_size`.
+async fn sugar_directory_gateway(
+    sugar: &Sugar,
+    var: &str,
+    password: &str,
+    name: &str,
+    page_size: usize,
+) -> TestGateway {
+    let text = sugar_text(sugar, var, password)
+        .replace("backends.sugar", &format!("backends.{name}"))
+        .replace("backend = \"sugar\"", &format!("backend = \"{name}\""))
+        .replace("every_s = 60\n", "every_s = 1\n")
+        .replace("pages_per_second = 2\n", "pages_per_second = 1000\n")
+        .replace("page_size = 200\n", &format!("page_size = {page_size}\n"));
+    assert!(text.contains("every_s = 1\n") && text.contains("pages_per_second = 1000"));
+    start_gateway(&text).await
 }
 
 /// The `rest_data` of every `get_entry_list` the CRM received.
@@ -220,7 +307,7 @@ async fn sugar_hostile_callers_stay_inside_their_sql_strings() {
             ("caller | phone_like | sql_quote", "caller | sql_quote"),
         ],
     );
-    let gw = start_gateway(&text).await;
+    let gw = start_gateway(&live_only(&text)).await;
     let callers = [
         "0612345678' OR '1'='1",
         "0612345678\\' OR 1=1 -- ",
@@ -257,17 +344,21 @@ async fn suite_example_gateway(
     var: &str,
     secret: &str,
 ) -> TestGateway {
+    start_gateway(&live_only(&suite_text(example, suite, var, secret))).await
+}
+
+/// A SuiteCRM example's text against `suite`.
+fn suite_text(example: &str, suite: &SuiteCrm8, var: &str, secret: &str) -> String {
     std::env::set_var(var, secret);
     let base = format!("{}/Api", suite.crm.url());
     let quoted = format!("\"{var}\"");
-    start_gateway(&example_config(
+    example_config(
         example,
         &[
             ("https://crm.example.org/Api", &base),
             ("\"SUITECRM_CLIENT_SECRET\"", &quoted),
         ],
-    ))
-    .await
+    )
 }
 
 #[tokio::test]
@@ -430,7 +521,7 @@ async fn suitecrm8_hostile_callers_cannot_add_or_change_query_parameters() {
             ("{{ caller | phone_like }}", "{{ caller }}"),
         ],
     );
-    let gw = start_gateway(&text).await;
+    let gw = start_gateway(&live_only(&text)).await;
     let callers = [
         "0612345678' OR '1'='1",
         "0612345678\\",
@@ -677,4 +768,220 @@ async fn suitecrm_examples_show_names_as_typed_though_suitecrm_sends_them_html_e
             );
         }
     }
+}
+
+#[tokio::test]
+async fn sugar_directory_pages_every_contact_then_the_matrix_opens_with_no_look_up() {
+    let contacts = people()
+        .iter()
+        .rev()
+        .map(|p| {
+            let last = format!("Person {}", p.id);
+            sugar::Contact::saved(
+                &matrix_id(p.id),
+                "Matrix",
+                &last,
+                &[(matrix_field(p.id), p.stored)],
+            )
+        })
+        .collect();
+    let sugar = Sugar::with_contacts(SUGAR_USER, "pw-dir-matrix", contacts).await;
+    let gw = sugar_directory_gateway(
+        &sugar,
+        "SUGAR_RECIPE_PW_DIR_MATRIX",
+        "pw-dir-matrix",
+        "sugar-dir-matrix",
+        7,
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=sugar-dir-matrix",
+            "directory full sync",
+            "24 record(s) in 4 page(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let card = JEANNE_SUGAR.trim_end_matches(|c| c != '=');
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, matrix_person(&reply, card)));
+    }
+    assert_all("sugarcrm.toml's directory", &results);
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    let s = sugar.state.lock().unwrap();
+    // Only callers in no contact went to Sugar; the pages were read with
+    // the call's own session.
+    assert_eq!((s.lookups, s.refused_queries, s.logins), (strangers, 0, 1));
+    drop(s);
+    let pages: Vec<Value> = entry_list_calls(&sugar)
+        .into_iter()
+        .filter(|r| r["order_by"] == "contacts.id")
+        .collect();
+    let offsets: Vec<Value> = pages.iter().map(|r| r["offset"].clone()).collect();
+    assert_eq!(offsets[..4], [json!(0), json!(7), json!(14), json!(21)]);
+    assert_eq!(pages[0]["query"], "");
+    assert_eq!(pages[0]["max_results"], 7);
+    assert_eq!(pages[0]["deleted"], 0);
+}
+
+#[tokio::test]
+async fn sugar_directory_edit_is_answered_after_the_next_incremental_sync() {
+    let sugar = Sugar::start(SUGAR_USER, "pw-dir-edit").await;
+    let gw = sugar_directory_gateway(
+        &sugar,
+        "SUGAR_RECIPE_PW_DIR_EDIT",
+        "pw-dir-edit",
+        "sugar-dir-edit",
+        200,
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=sugar-dir-edit",
+            "directory full sync",
+            "3 number(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let reply = client.post(gw.addr, None, &call("0612345678")).await;
+    assert_eq!(reply.json(), opened(JEANNE_SUGAR, "Jeanne O'Neil"));
+
+    // Jeanne's work phone changes in Sugar.
+    sugar.state.lock().unwrap().contacts[0].edit("phone_work", "07 11 22 33 44");
+    two_more_incremental_syncs("sugar-dir-edit").await;
+    let reply = client.post(gw.addr, None, &call("+33711223344")).await;
+    assert_eq!(reply.json(), opened(JEANNE_SUGAR, "Jeanne O'Neil"));
+    {
+        let s = sugar.state.lock().unwrap();
+        assert_eq!((s.lookups, s.refused_queries), (0, 0), "from the index");
+        assert!(s.since_pages > 0);
+    }
+    // The incremental page asked what changed since a UTC time, as Sugar
+    // stores date_modified.
+    let since = entry_list_calls(&sugar)
+        .into_iter()
+        .map(|r| r["query"].as_str().unwrap_or("").to_owned())
+        .find(|q| !q.is_empty() && !q.contains("phone"))
+        .unwrap();
+    let when = since
+        .strip_prefix("contacts.date_modified > '")
+        .and_then(|w| w.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("{since}"));
+    let ago = seconds_ago(when);
+    assert!((100..600).contains(&ago), "{since}");
+
+    // Her old number is no longer hers: the live look-up finds nobody.
+    let reply = client.post(gw.addr, None, &call("0612345678")).await;
+    assert_eq!(reply.json(), json!({"action": "none"}));
+    assert_eq!(sugar.state.lock().unwrap().lookups, 1);
+}
+
+/// A SuiteCRM example's caller directory (its backend named `name`,
+/// syncing every second in pages of 7) against a SuiteCRM holding the
+/// matrix: the full sync pages by number, sorted by id, and the matrix
+/// then opens with no look-up; a contact's new phone opens after the next
+/// incremental sync.
+async fn suite_directory(example: &str, card: &str, var: &str, name: &str) {
+    let contacts = people()
+        .iter()
+        .rev()
+        .map(|p| {
+            let last = format!("Person {}", p.id);
+            suitecrm8::Contact::saved(
+                &matrix_id(p.id),
+                "Matrix",
+                &last,
+                &[(matrix_field(p.id), p.stored)],
+            )
+        })
+        .collect();
+    let suite = SuiteCrm8::with_contacts(CLIENT_ID, "secret-dir", contacts).await;
+    let text = suite_text(example, &suite, var, "secret-dir")
+        .replace("backends.suitecrm", &format!("backends.{name}"))
+        .replace("backend = \"suitecrm\"", &format!("backend = \"{name}\""))
+        .replace("every_s = 60\n", "every_s = 1\n")
+        .replace("pages_per_second = 2\n", "pages_per_second = 1000\n")
+        .replace("page_size = 100\n", "page_size = 7\n");
+    assert!(text.contains("every_s = 1\n") && text.contains("page_size = 7\n"));
+    let gw = start_gateway(&text).await;
+    let backend = format!("backend={name}");
+    wait_log(
+        &[&backend, "directory full sync", "24 record(s) in 4 page(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        results.push((caller, want, matrix_person(&reply, card)));
+    }
+    assert_all(&format!("{example}'s directory"), &results);
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    {
+        let s = suite.state.lock().unwrap();
+        assert_eq!((s.lookups, s.mints, s.refused), (strangers, 1, 0));
+        let pages: Vec<&Value> = s.queries.iter().filter(|q| q["sort"] == "id").collect();
+        let numbers: Vec<&Value> = pages.iter().take(4).map(|q| &q["page"]["number"]).collect();
+        assert_eq!(
+            numbers,
+            [&json!("1"), &json!("2"), &json!("3"), &json!("4")]
+        );
+        assert_eq!(pages[0]["page"]["size"], "7");
+        assert_eq!(
+            pages[0]["filter"],
+            json!({"date_modified": {"gt": "1970-01-01 00:00:00"}})
+        );
+    }
+
+    // Person 1's number changes in SuiteCRM.
+    {
+        let mut s = suite.state.lock().unwrap();
+        let one = s
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == matrix_id(1))
+            .unwrap();
+        one.edit(matrix_field(1), "07 11 22 33 44");
+    }
+    two_more_incremental_syncs(name).await;
+    let reply = client.post(gw.addr, None, &call("+33711223344")).await;
+    assert_eq!(matrix_person(&reply, card), Some(1));
+    let s = suite.state.lock().unwrap();
+    assert_eq!(s.lookups, strangers, "from the index");
+    assert!(s.since_pages > 0);
+    let since = s.queries.last().unwrap()["filter"]["date_modified"]["gt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ago = seconds_ago(&since);
+    assert!((100..600).contains(&ago), "{since}");
+}
+
+#[tokio::test]
+async fn suitecrm8_directory_pages_by_number_and_follows_date_modified() {
+    suite_directory(
+        "suitecrm8.toml",
+        SUITE8_CARD,
+        "SUITE_RECIPE_SECRET_DIR8",
+        "suite8-dir",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn suitecrm7_directory_pages_by_number_and_follows_date_modified() {
+    suite_directory(
+        "suitecrm7.toml",
+        SUITE7_CARD,
+        "SUITE_RECIPE_SECRET_DIR7",
+        "suite7-dir",
+    )
+    .await;
 }

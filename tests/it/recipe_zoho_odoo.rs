@@ -6,7 +6,10 @@
 //! recipe runs the caller matrix (tests/it/phone_matrix.rs): every stored
 //! format found from every caller shape, no wrong card. Each test renames
 //! the example's secrets to variables of its own, so tests running at once
-//! do not share a value.
+//! do not share a value. The recipes' caller directory runs in tests of
+//! its own (a full sync then the matrix with no look-up, an edit with the
+//! next incremental sync); the other tests cut it out (`live_only`), so
+//! what they count is the live look-up's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::examples::example_config;
 use crate::phone_matrix::{assert_all, calls, people};
+use crate::recipe_sugar::{live_only, seconds_ago, two_more_incremental_syncs, wait_log};
 use crate::support::*;
 use crate::test_crms::odoo::{Odoo, Partner};
 use crate::test_crms::zoho::{self, Contact, Criteria, Zoho, PHONE_FIELDS};
@@ -59,7 +63,7 @@ async fn zoho_gateway(zoho: &Zoho, tag: &str) -> TestGateway {
             DEADLINE,
         ],
     );
-    start_gateway(&text).await
+    start_gateway(&live_only(&text)).await
 }
 
 fn jeanne_in_zoho() -> Value {
@@ -459,7 +463,7 @@ async fn odoo_gateway(example: &str, odoo: &Odoo, tag: &str) -> TestGateway {
         swaps.push(("'ODOO_API_KEY'", &quoted));
     }
     let text = example_config(example, &swaps);
-    start_gateway(&text).await
+    start_gateway(&live_only(&text)).await
 }
 
 fn jeanne_in_odoo() -> Value {
@@ -523,7 +527,7 @@ async fn odoo_json2_wrong_key_is_refused_and_gives_none() {
             ("name = \"odoo-contact\"", "name = \"odoo-wrong-key\""),
         ],
     );
-    let gw = start_gateway(&text).await;
+    let gw = start_gateway(&live_only(&text)).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = odoo.state.lock().unwrap();
@@ -650,7 +654,7 @@ async fn odoo_jsonrpc_wrong_key_is_a_login_failure_not_a_search() {
             ("name = \"odoo-contact\"", "name = \"odoo-rpc-wrong\""),
         ],
     );
-    let gw = start_gateway(&text).await;
+    let gw = start_gateway(&live_only(&text)).await;
     let reply = gw.client().post(gw.addr, None, PAYLOAD).await;
     assert_eq!(reply.json(), json!({"action":"none"}));
     let s = odoo.state.lock().unwrap();
@@ -711,4 +715,236 @@ async fn odoo_json2_finds_every_stored_format_and_opens_no_wrong_card() {
 #[tokio::test]
 async fn odoo_jsonrpc_finds_every_stored_format_in_phone_or_mobile_and_opens_no_wrong_card() {
     odoo_matrix("odoo-jsonrpc.toml", "odoo-rpc-matrix", true, "#id=").await;
+}
+
+/// `example`'s caller directory against a test Odoo holding every person
+/// (as `odoo_matrix`), its backend named `tag`, syncing every second in
+/// pages of 7: the full sync pages by id, the matrix then opens with no
+/// look-up, and a partner's new phone opens after the next incremental
+/// sync.
+async fn odoo_directory(example: &str, tag: &str, mobile: bool, marker: &str) {
+    let odoo = Odoo::start(&format!("0dd0-key-{tag}")).await;
+    odoo.state.lock().unwrap().partners = people()
+        .iter()
+        .map(|p| {
+            let name = format!("Person {}", p.id);
+            let id = 1000 + u64::from(p.id);
+            if mobile && p.id % 2 == 0 {
+                Partner::new(id, &name, "+33 5 55 00 00 00", p.stored)
+            } else {
+                Partner::new(id, &name, p.stored, "")
+            }
+        })
+        .collect();
+    let key_var = format!("TPGW_IT_ODOO_KEY_{tag}");
+    std::env::set_var(&key_var, &odoo.state.lock().unwrap().api_key);
+    let url = format!("{}/json", odoo.crm.url());
+    let key = if example == "odoo.toml" {
+        ("\"ODOO_API_KEY\"".to_owned(), format!("\"{key_var}\""))
+    } else {
+        ("'ODOO_API_KEY'".to_owned(), format!("'{key_var}'"))
+    };
+    let text = example_config(
+        example,
+        &[
+            ("https://odoo.example.org/json", &url),
+            (&key.0, &key.1),
+            ("backends.odoo", &format!("backends.{tag}")),
+            ("backend = \"odoo\"", &format!("backend = \"{tag}\"")),
+            ("every_s = 60\n", "every_s = 1\n"),
+            ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
+            ("page_size = 500\n", "page_size = 7\n"),
+            DEADLINE,
+        ],
+    );
+    let gw = start_gateway(&text).await;
+    let backend = format!("backend={tag}");
+    wait_log(
+        &[&backend, "directory full sync", "24 record(s) in 4 page(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let opened_id = |reply: Value, caller: &str| {
+        reply["url"].as_str().map(|url| {
+            let id = url.split_once(marker).map_or("", |(_, rest)| rest);
+            let id: String = id.chars().take_while(char::is_ascii_digit).collect();
+            id.parse::<u32>()
+                .ok()
+                .and_then(|n| n.checked_sub(1000))
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        })
+    };
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        results.push((caller.clone(), want, opened_id(reply, &caller)));
+    }
+    assert_all(&format!("{example}'s directory"), &results);
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    let lookups = |s: &crate::test_crms::odoo::State| {
+        s.searches - s.pages.iter().filter(|p| p.2 == "id").count()
+    };
+    {
+        let s = odoo.state.lock().unwrap();
+        assert_eq!(
+            (lookups(&s), s.refused),
+            (strangers, 0),
+            "only strangers asked Odoo"
+        );
+        let (pages, domains): (Vec<_>, Vec<_>) = s
+            .pages
+            .iter()
+            .zip(&s.domains)
+            .filter(|(p, _)| p.2 == "id")
+            .unzip();
+        let offsets: Vec<&Value> = pages.iter().take(4).map(|p| &p.0).collect();
+        assert_eq!(offsets, [&json!(0), &json!(7), &json!(14), &json!(21)]);
+        assert_eq!(pages[0].1, json!(7));
+        assert_eq!(
+            domains[0],
+            &json!([
+                "|",
+                ["write_date", "=", false],
+                ["write_date", ">", "1970-01-01 00:00:00"]
+            ])
+        );
+    }
+
+    // Person 1's phone changes in Odoo.
+    odoo.state.lock().unwrap().partners[0].set_phone("07 11 22 33 44");
+    two_more_incremental_syncs(tag).await;
+    let reply = client
+        .post(gw.addr, None, &call("+33711223344"))
+        .await
+        .json();
+    assert_eq!(opened_id(reply, "+33711223344"), Some(1));
+    let s = odoo.state.lock().unwrap();
+    assert_eq!(lookups(&s), strangers, "from the index");
+    // The incremental pages asked what was written since a UTC time, as
+    // Odoo keeps write_date.
+    let since = s.domains.last().unwrap()[2][2].as_str().unwrap().to_owned();
+    let ago = seconds_ago(&since);
+    assert!((100..600).contains(&ago), "{since}");
+}
+
+#[tokio::test]
+async fn odoo_json2_directory_pages_by_id_and_follows_write_date() {
+    odoo_directory("odoo.toml", "odoo-dir", false, "/contacts/").await;
+}
+
+#[tokio::test]
+async fn odoo_jsonrpc_directory_pages_by_id_and_follows_write_date() {
+    odoo_directory("odoo-jsonrpc.toml", "odoo-rpc-dir", true, "#id=").await;
+}
+
+#[tokio::test]
+async fn zoho_directory_pages_by_id_with_coql_and_follows_modified_time() {
+    let zoho = Zoho::start("zs3cret-dir", "1000.refresh.dir").await;
+    {
+        let mut s = zoho.state.lock().unwrap();
+        s.contacts = people()
+            .iter()
+            .map(|p| {
+                let field = PHONE_FIELDS[p.id as usize % PHONE_FIELDS.len()];
+                Contact::new(
+                    &format!("5540230000009{:05}", p.id),
+                    &format!("Person {}", p.id),
+                    &[(field, p.stored)],
+                )
+            })
+            .rev()
+            .collect();
+    }
+    let tag = "zoho-dir";
+    let secret_var = format!("TPGW_IT_ZOHO_SECRET_{tag}");
+    let refresh_var = format!("TPGW_IT_ZOHO_REFRESH_{tag}");
+    std::env::set_var(&secret_var, "zs3cret-dir");
+    std::env::set_var(&refresh_var, "1000.refresh.dir");
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            ("\"ZOHO_CLIENT_SECRET\"", &format!("\"{secret_var}\"")),
+            ("\"ZOHO_REFRESH_TOKEN\"", &format!("\"{refresh_var}\"")),
+            ("backends.zoho", &format!("backends.{tag}")),
+            ("backend = \"zoho\"", &format!("backend = \"{tag}\"")),
+            ("every_s = 120\n", "every_s = 1\n"),
+            ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
+            ("page_size = 2000\n", "page_size = 7\n"),
+            DEADLINE,
+        ],
+    );
+    let gw = start_gateway(&text).await;
+    let backend = format!("backend={tag}");
+    wait_log(
+        &[&backend, "directory full sync", "24 record(s) in 4 page(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let reply = client.post(gw.addr, None, &call(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            let id = url.rsplit('/').next().unwrap_or_default();
+            id.strip_prefix("5540230000009")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{caller}: {url}"))
+        });
+        results.push((caller, want, got));
+    }
+    assert_all("zoho.toml's directory", &results);
+    let strangers = results.iter().filter(|(_, w, _)| w.is_none()).count();
+    let lookups = |s: &zoho::State| s.searches - s.pages;
+    {
+        let s = zoho.state.lock().unwrap();
+        assert_eq!((lookups(&s), s.mints, s.refused), (strangers, 1, 0));
+        let pages: Vec<&String> = s
+            .queries
+            .iter()
+            .filter(|q| q.contains("order by id"))
+            .collect();
+        assert!(
+            pages[0].ends_with("where id is not null\norder by id limit 7 offset 0"),
+            "{}",
+            pages[0]
+        );
+        assert!(pages[3].ends_with("offset 21"), "{}", pages[3]);
+    }
+
+    // Person 1's number changes in Zoho.
+    {
+        let mut s = zoho.state.lock().unwrap();
+        let one = s
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == "554023000000900001")
+            .unwrap();
+        one.edit(PHONE_FIELDS[1], "07 11 22 33 44");
+    }
+    two_more_incremental_syncs(tag).await;
+    let reply = client
+        .post(gw.addr, None, &call("+33711223344"))
+        .await
+        .json();
+    assert_eq!(
+        reply["url"],
+        "https://crm.zoho.eu/crm/org20101234567/tab/Contacts/554023000000900001"
+    );
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(lookups(&s), strangers, "from the index");
+    assert!(s.since_pages > 0);
+    // Incremental syncs that found nothing (HTTP 204) did not fail.
+    assert!(log_lines(&backend)
+        .iter()
+        .all(|l| !l.contains("directory sync failed")));
+    let last = s.queries.last().unwrap();
+    let since = last
+        .split_once("Modified_Time > '")
+        .and_then(|(_, rest)| rest.split_once("+00:00'"))
+        .map(|(when, _)| when.replace('T', " "))
+        .unwrap_or_else(|| panic!("{last}"));
+    let ago = seconds_ago(&since);
+    assert!((100..600).contains(&ago), "{last}");
 }

@@ -39,6 +39,21 @@
 //! `mobile` up to 18.0; Odoo 18.2 and 19 dropped `mobile` (odoo/odoo pull
 //! request 189739 "[REM] base: remove mobile field"), so the JSON-2 endpoint
 //! (Odoo 19) refuses the field and the JSON-RPC one (16 to 18) has it.
+//!
+//! The caller directory pages with the same `search_read(domain, fields,
+//! offset, limit, order)` (odoo/odoo odoo/models.py `search_read`,
+//! `_search`): `offset` skips that many rows of the ordered result,
+//! `limit` caps it (no upper bound), `order` is a comma list of stored
+//! fields each with an optional `asc`/`desc` (`_order_to_sql`; anything
+//! else is `ValueError: Invalid "order" specified`); without `order`,
+//! res.partner's `_order` (`complete_name ASC, id DESC`). `write_date` is
+//! set to the transaction's UTC time by every write (`_write`,
+//! `env.cr.now()`; PostgreSQL `timestamp without time zone`, UTC by
+//! convention), and a domain compares it with a string read by
+//! `fields.Datetime.to_datetime`: `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`,
+//! anything else a `ValueError`; `false` stands for `NULL`. Archived
+//! partners (`active = false`) are left out unless the domain names
+//! `active` (`active_test`).
 
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +67,8 @@ pub struct Partner {
     pub name: String,
     pub phone: String,
     pub mobile: String,
+    /// When it was last written, UTC, `YYYY-MM-DD HH:MM:SS`.
+    pub write_date: String,
 }
 
 impl Partner {
@@ -61,7 +78,14 @@ impl Partner {
             name: name.into(),
             phone: phone.into(),
             mobile: mobile.into(),
+            write_date: now_utc(),
         }
+    }
+
+    /// The partner written again with this phone.
+    pub fn set_phone(&mut self, phone: &str) {
+        phone.clone_into(&mut self.phone);
+        self.write_date = now_utc();
     }
 
     /// A field's value, `None` for a field the version lacks.
@@ -72,6 +96,39 @@ impl Partner {
             "mobile" if version == Version::Upto18 => Some(&self.mobile),
             _ => None,
         }
+    }
+}
+
+/// The ORM's `now()` as a datetime field stores it: UTC, to the second.
+fn now_utc() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `fields.Datetime.to_datetime` of a domain value: the full
+/// `YYYY-MM-DD HH:MM:SS`, or a date (its midnight); `None` for anything
+/// else (Odoo raises `ValueError`).
+fn datetime_value(text: &str) -> Option<String> {
+    let shape = |t: &str| {
+        t.bytes().enumerate().all(|(i, c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b' ',
+            13 | 16 => c == b':',
+            _ => c.is_ascii_digit(),
+        })
+    };
+    match text.len() {
+        19 if shape(text) => Some(text.to_owned()),
+        10 if shape(text) => Some(format!("{text} 00:00:00")),
+        _ => None,
     }
 }
 
@@ -98,6 +155,8 @@ pub struct State {
     pub refused: usize,
     /// Every search's domain, as received.
     pub domains: Vec<Value>,
+    /// Every search's offset, limit and order, as received.
+    pub pages: Vec<(Value, Value, Value)>,
 }
 
 pub struct Odoo {
@@ -215,7 +274,9 @@ fn json2(state: &mut State, seen: &Seen, body: &Value) -> Answer {
         Version::V19,
         params.get("domain"),
         params.get("fields"),
+        params.get("offset"),
         params.get("limit"),
+        params.get("order"),
     ) {
         Ok(rows) => json_reply(200, rows),
         Err(message) => json2_error(500, "builtins.ValueError", &message),
@@ -279,7 +340,9 @@ fn jsonrpc(state: &mut State, body: &Value) -> Answer {
                 Version::Upto18,
                 positional.first(),
                 kwargs.get("fields"),
+                kwargs.get("offset"),
                 kwargs.get("limit"),
+                kwargs.get("order"),
             ) {
                 Ok(rows) => json_reply(200, json!({"jsonrpc": "2.0", "id": id, "result": rows})),
                 Err(message) => rpc_error(&id, "builtins.ValueError", &message),
@@ -294,10 +357,18 @@ fn search_read(
     version: Version,
     domain: Option<&Value>,
     fields: Option<&Value>,
+    offset: Option<&Value>,
     limit: Option<&Value>,
+    order: Option<&Value>,
 ) -> Result<Value, String> {
     let domain = domain.cloned().unwrap_or(json!([]));
     state.domains.push(domain.clone());
+    let null = Value::Null;
+    state.pages.push((
+        offset.unwrap_or(&null).clone(),
+        limit.unwrap_or(&null).clone(),
+        order.unwrap_or(&null).clone(),
+    ));
     let terms = domain.as_array().ok_or("domain must be a list")?;
     let fields: Vec<String> = match fields {
         None => vec!["name".into(), "phone".into()],
@@ -316,7 +387,12 @@ fn search_read(
         None | Some(Value::Null) => usize::MAX,
         Some(v) => v.as_u64().ok_or("limit must be an integer")? as usize,
     };
-    let mut rows = Vec::new();
+    let offset = match offset {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_u64().ok_or("offset must be an integer")? as usize,
+    };
+    let order = sort_keys(order)?;
+    let mut matching = Vec::new();
     for p in &state.partners {
         let mut at = 0;
         let mut ok = true;
@@ -324,7 +400,28 @@ fn search_read(
         while at < terms.len() {
             ok &= eval(terms, &mut at, p, version, 0)?;
         }
-        if ok && rows.len() < limit {
+        if ok {
+            matching.push(p);
+        }
+    }
+    // A stable sort, last key first: the keys in order.
+    for (field, descending) in order.iter().rev() {
+        matching.sort_by(|a, b| {
+            let o = match field.as_str() {
+                "id" => a.id.cmp(&b.id),
+                "write_date" => a.write_date.cmp(&b.write_date),
+                _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            };
+            if *descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
+    let mut rows = Vec::new();
+    for p in matching.into_iter().skip(offset) {
+        if rows.len() < limit {
             let mut row = serde_json::Map::new();
             row.insert("id".into(), json!(p.id));
             for f in &fields {
@@ -341,6 +438,32 @@ fn search_read(
     }
     state.searches += 1;
     Ok(Value::Array(rows))
+}
+
+/// `order` as `_order_to_sql` reads it: stored fields, each with an
+/// optional `asc`/`desc`; none given is res.partner's `_order`
+/// (`complete_name ASC, id DESC`, the name here).
+fn sort_keys(order: Option<&Value>) -> Result<Vec<(String, bool)>, String> {
+    let text = match order {
+        None | Some(Value::Null) => return Ok(vec![("name".into(), false), ("id".into(), true)]),
+        Some(Value::String(text)) => text,
+        Some(_) => return Err("Invalid \"order\" specified".into()),
+    };
+    text.split(',')
+        .map(|term| {
+            let words: Vec<&str> = term.split_whitespace().collect();
+            let (field, descending) = match words.as_slice() {
+                [f] => (*f, false),
+                [f, d] if d.eq_ignore_ascii_case("asc") => (*f, false),
+                [f, d] if d.eq_ignore_ascii_case("desc") => (*f, true),
+                _ => return Err(format!("Invalid \"order\" specified ({text})")),
+            };
+            if !["id", "name", "complete_name", "write_date"].contains(&field) {
+                return Err(format!("Invalid \"order\" specified ({text})"));
+            }
+            Ok((field.to_owned(), descending))
+        })
+        .collect()
 }
 
 fn eval(
@@ -367,6 +490,30 @@ fn eval(
                 .filter(|l| l.len() == 3)
                 .ok_or("Invalid leaf")?;
             let (field, op, value) = (leaf[0].as_str().unwrap_or(""), leaf[1].as_str(), &leaf[2]);
+            if field == "write_date" {
+                // Never NULL here: every partner was written once.
+                let at = p.write_date.as_str();
+                return match (op, value) {
+                    (Some("="), Value::Bool(false)) => Ok(false),
+                    (Some("!="), Value::Bool(false)) => Ok(true),
+                    (Some(op), Value::String(text)) => {
+                        let when = datetime_value(text).ok_or_else(|| {
+                            format!("time data {text:?} does not match format '%Y-%m-%d %H:%M:%S'")
+                        })?;
+                        let when = when.as_str();
+                        match op {
+                            ">" => Ok(at > when),
+                            ">=" => Ok(at >= when),
+                            "<" => Ok(at < when),
+                            "<=" => Ok(at <= when),
+                            "=" => Ok(at == when),
+                            "!=" => Ok(at != when),
+                            _ => Err(format!("Invalid operator {op:?}")),
+                        }
+                    }
+                    _ => Err(format!("Invalid leaf {term}")),
+                };
+            }
             let stored = p
                 .get(field, version)
                 .ok_or_else(|| format!("Invalid field res.partner.{field} in leaf {term}"))?;

@@ -39,6 +39,21 @@
 //! number 40, as a real Sugar refuses what its validator rejects; a real
 //! Sugar would run more SQL than this one understands, never less.
 //!
+//! The caller directory pages Contacts with the same call (SuiteCRM 7.14
+//! `service/v4/SugarWebServiceImplv4.php` `get_entry_list` →
+//! `SoapHelperWebService::get_data_list` → `SugarBean::get_list`): an
+//! empty `query` is every contact, `offset` skips that many rows of the
+//! ordered list, `max_results` caps the page, and `order_by` is validated
+//! with the query (`checkQuery` → `SugarSQLValidate::validateQueryClauses`):
+//! here a comma list of Contacts columns, each with an optional `ASC` or
+//! `DESC`, anything else number 40 (an empty `order_by` leaves the order to
+//! MySQL: insertion order here). `date_modified` is a `datetime` column in
+//! UTC (`TimeDate::nowDb()`, format `Y-m-d H:i:s`), set by every save
+//! (`SugarBean::save`); `date_modified > 'Y-m-d H:i:s'` compares it as
+//! MySQL compares a datetime with a literal. A literal that is not such a
+//! date (MySQL would compare it as a string, silently wrong) is refused
+//! here, so a recipe writing `since` the wrong way fails its test.
+//!
 //! Text is stored as SuiteCRM 7.14 saves it (`SugarBean::cleanBean` →
 //! `purify_html`, `include/utils.php`: `htmlentities` of HTMLPurifier's
 //! output, which already wrote `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`):
@@ -73,6 +88,7 @@ const ENTRY_LIST_PARAMS: &[&str] = &[
 /// The Contacts columns a where fragment may name.
 const COLUMNS: &[&str] = &[
     "id",
+    "date_modified",
     "first_name",
     "last_name",
     "phone_home",
@@ -96,6 +112,8 @@ pub const PHONES: &[&str] = &[
 pub struct Contact {
     pub id: String,
     columns: Vec<(&'static str, String)>,
+    /// `date_modified`: when it was last saved, UTC, `Y-m-d H:i:s`.
+    pub date_modified: String,
 }
 
 impl Contact {
@@ -104,7 +122,7 @@ impl Contact {
     pub fn saved(id: &str, first: &str, last: &str, phones: &[(&str, &str)]) -> Self {
         let columns = COLUMNS
             .iter()
-            .filter(|c| **c != "id")
+            .filter(|c| **c != "id" && **c != "date_modified")
             .map(|c| {
                 let typed = match *c {
                     "first_name" => first,
@@ -120,18 +138,55 @@ impl Contact {
         Self {
             id: id.into(),
             columns,
+            date_modified: now_db(),
         }
     }
 
+    /// The contact saved again with `field` (a phone field) set to `typed`.
+    pub fn edit(&mut self, field: &str, typed: &str) {
+        if let Some((_, v)) = self.columns.iter_mut().find(|(c, _)| *c == field) {
+            *v = saved_text(typed);
+        }
+        self.date_modified = now_db();
+    }
+
     fn column(&self, name: &str) -> &str {
-        if name == "id" {
-            return &self.id;
+        match name {
+            "id" => return &self.id,
+            "date_modified" => return &self.date_modified,
+            _ => {}
         }
         self.columns
             .iter()
             .find(|(c, _)| *c == name)
             .map_or("", |(_, v)| v.as_str())
     }
+}
+
+/// `TimeDate::nowDb()`: now in UTC as `Y-m-d H:i:s`.
+fn now_db() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Whether `text` is a MySQL datetime literal `YYYY-MM-DD HH:MM:SS`.
+fn is_db_datetime(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// What SuiteCRM 7.10+ stores for `typed` (plain text, no tag-like `<x`,
@@ -221,8 +276,13 @@ pub struct State {
     /// Successful logins, and refused ones.
     pub logins: usize,
     pub failed_logins: usize,
-    /// `get_entry_list` calls answered, and refused for a bad session.
+    /// `get_entry_list` calls answered that compared a phone field (a
+    /// call's look-up), and refused for a bad session.
     pub lookups: usize,
+    /// `get_entry_list` calls answered that compared no phone field (the
+    /// directory's pages), and those that asked `date_modified > ...`.
+    pub pages: usize,
+    pub since_pages: usize,
     pub refused_sessions: usize,
     /// Where fragments as received, and those refused.
     pub queries: Vec<String>,
@@ -417,17 +477,21 @@ fn get_entry_list(state: &mut State, args: &[(&str, &Value)]) -> Answer {
     let query = arg(args, "query").and_then(Value::as_str).unwrap_or("");
     let order_by = arg(args, "order_by").and_then(Value::as_str).unwrap_or("");
     state.queries.push(query.to_owned());
-    let parsed = if order_by.is_empty() {
-        Where::parse(query)
-    } else {
-        Err(())
-    };
-    let Ok(condition) = parsed else {
+    let parsed = Where::parse(query).and_then(|w| Ok((w, order(order_by)?)));
+    let Ok((condition, order)) = parsed else {
         state.refused_queries += 1;
         return soap_error(40, "Access Denied", "You do not have access");
     };
-    state.lookups += 1;
-    state.compared.push(condition.phone_values());
+    let phones = condition.phone_values();
+    if phones.is_empty() {
+        state.pages += 1;
+        if condition.reads_date() {
+            state.since_pages += 1;
+        }
+    } else {
+        state.lookups += 1;
+        state.compared.push(phones);
+    }
     let offset = arg(args, "offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let max = arg(args, "max_results")
         .and_then(Value::as_u64)
@@ -441,11 +505,22 @@ fn get_entry_list(state: &mut State, args: &[(&str, &Value)]) -> Answer {
                 .collect()
         })
         .unwrap_or_default();
-    let matching: Vec<&Contact> = state
+    let mut matching: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| condition.holds(c))
         .collect();
+    for (column, descending) in order.iter().rev() {
+        // A stable sort, last key first: the keys in order.
+        matching.sort_by(|a, b| {
+            let o = a.column(column).cmp(b.column(column));
+            if *descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
     let entries: Vec<Value> = matching
         .iter()
         .skip(offset)
@@ -501,8 +576,38 @@ fn ordered_object(text: &str) -> Result<Vec<(String, Value)>, ()> {
         .map_err(|_| ())
 }
 
+/// An `order_by` as `SugarSQLValidate` lets it through: Contacts columns,
+/// each with an optional `ASC`/`DESC`, separated by commas (empty: none).
+fn order(text: &str) -> Result<Vec<(String, bool)>, ()> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|term| {
+            let words: Vec<&str> = term.split_whitespace().collect();
+            let (column, descending) = match words.as_slice() {
+                [c] => (*c, false),
+                [c, d] if d.eq_ignore_ascii_case("asc") => (*c, false),
+                [c, d] if d.eq_ignore_ascii_case("desc") => (*c, true),
+                _ => return Err(()),
+            };
+            let column = column.to_ascii_lowercase();
+            let column = column.strip_prefix("contacts.").unwrap_or(&column);
+            if !COLUMNS.contains(&column) {
+                return Err(());
+            }
+            Ok((column.to_owned(), descending))
+        })
+        .collect()
+}
+
 /// A where fragment: `OR` of `AND` of comparisons.
 enum Where {
+    /// No condition: every contact.
+    All,
+    /// `date_modified` compared with a datetime literal: `>`, `>=`, `<`,
+    /// `<=`.
+    Date(&'static str, String),
     Or(Vec<Where>),
     And(Vec<Where>),
     /// A column equal to one of the strings (`=` is a one-string `IN`).
@@ -514,6 +619,9 @@ enum Where {
 impl Where {
     fn parse(text: &str) -> Result<Self, ()> {
         let tokens = tokens(text)?;
+        if tokens.is_empty() {
+            return Ok(Self::All);
+        }
         let mut at = 0;
         let parsed = Self::or(&tokens, &mut at)?;
         if at != tokens.len() {
@@ -557,6 +665,22 @@ impl Where {
                 if !COLUMNS.contains(&column) {
                     return Err(());
                 }
+                if column == "date_modified" {
+                    let op = match (next(at)?, t.get(*at)) {
+                        (Token::Punct('>'), Some(Token::Punct('='))) => ">=",
+                        (Token::Punct('<'), Some(Token::Punct('='))) => "<=",
+                        (Token::Punct('>'), _) => ">",
+                        (Token::Punct('<'), _) => "<",
+                        _ => return Err(()),
+                    };
+                    if op.len() == 2 {
+                        *at += 1;
+                    }
+                    return match next(at)? {
+                        Token::Str(s) if is_db_datetime(s) => Ok(Self::Date(op, s.clone())),
+                        _ => Err(()),
+                    };
+                }
                 match next(at)? {
                     Token::Punct('=') => match next(at)? {
                         Token::Str(s) => Ok(Self::In(column.to_owned(), vec![s.clone()])),
@@ -597,6 +721,26 @@ impl Where {
             Self::And(terms) => terms.iter().all(|w| w.holds(c)),
             Self::In(column, values) => values.iter().any(|v| v == c.column(column)),
             Self::Like(column, pattern) => mysql_like(c.column(column), pattern),
+            Self::All => true,
+            // Both `Y-m-d H:i:s`: their text orders as their time.
+            Self::Date(op, when) => {
+                let at = c.date_modified.as_str();
+                match *op {
+                    ">" => at > when.as_str(),
+                    ">=" => at >= when.as_str(),
+                    "<" => at < when.as_str(),
+                    _ => at <= when.as_str(),
+                }
+            }
+        }
+    }
+
+    /// Whether it compares `date_modified`.
+    fn reads_date(&self) -> bool {
+        match self {
+            Self::Or(terms) | Self::And(terms) => terms.iter().any(Self::reads_date),
+            Self::Date(..) => true,
+            _ => false,
         }
     }
 
@@ -608,7 +752,7 @@ impl Where {
             }
             Self::In(column, values) if column.starts_with("phone_") => values.clone(),
             Self::Like(column, pattern) if column.starts_with("phone_") => vec![pattern.clone()],
-            Self::In(..) | Self::Like(..) => Vec::new(),
+            Self::In(..) | Self::Like(..) | Self::All | Self::Date(..) => Vec::new(),
         }
     }
 }
@@ -627,7 +771,7 @@ impl Token {
 }
 
 /// MySQL's tokens in a where fragment: words (names, keywords), strings in
-/// single quotes (`''` and `\x` escapes), `( ) , =`. Anything else (a
+/// single quotes (`''` and `\x` escapes), `( ) , = < >`. Anything else (a
 /// comment, a double-quoted string, `;`) is refused.
 fn tokens(text: &str) -> Result<Vec<Token>, ()> {
     let mut out = Vec::new();
@@ -637,7 +781,7 @@ fn tokens(text: &str) -> Result<Vec<Token>, ()> {
             c if c.is_whitespace() => {
                 chars.next();
             }
-            '(' | ')' | ',' | '=' => {
+            '(' | ')' | ',' | '=' | '<' | '>' => {
                 chars.next();
                 out.push(Token::Punct(c));
             }

@@ -35,8 +35,22 @@
 //!   HTML-encoded ([`saved_text`]). No match is
 //!   `{"meta":{"message":...},"data":[]}`.
 //!
-//! This CRM compares with `eq`, `neq` and `like`; `gt`, `gte`, `lt`, `lte`
-//! get HTTP 400 here (a real SuiteCRM would run them).
+//! This CRM compares with `eq`, `neq` and `like`, and `gt`, `gte`, `lt`,
+//! `lte` on `date_modified` only (other fields: HTTP 400 here, a real
+//! SuiteCRM would run them). `date_modified` is a `datetime` column in UTC
+//! (`TimeDate::nowDb()`, `Y-m-d H:i:s`, set by every save), compared with
+//! the quoted value as MySQL compares a datetime with a literal; a value
+//! that is not such a date (MySQL would compare it as text, silently wrong)
+//! is HTTP 400 here, so a recipe writing `since` the wrong way fails.
+//!
+//! Paging (`Api/V8/Service/ModuleService::getRecords`,
+//! `Api/V8/Param/PageParams.php`): `page[size]` and `page[number]` are
+//! strings greater than 0; the rows are `LIMIT (number - 1) * size, size`
+//! of the sorted list. `sort` (`Api/V8/Param/Options/Sort.php`,
+//! `Api/V8/JsonApi/Repository/Sort::parseOrderBy`) is ONE field of the
+//! bean, `-` before it for descending (`[\w-]` only: no list); an unknown
+//! field is HTTP 400 `Sort field ... is not found`. Without it the order
+//! is the database's (insertion order here).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -68,6 +82,8 @@ const ATTRIBUTES: &[&str] = &[
 pub struct Contact {
     pub id: String,
     pub attributes: BTreeMap<String, String>,
+    /// When it was last saved, UTC, `Y-m-d H:i:s`.
+    pub date_modified: String,
 }
 
 impl Contact {
@@ -91,8 +107,50 @@ impl Contact {
         Self {
             id: id.into(),
             attributes,
+            date_modified: now_db(),
         }
     }
+
+    /// The contact saved again with `field` (a phone field) set to `typed`.
+    pub fn edit(&mut self, field: &str, typed: &str) {
+        self.attributes.insert(field.to_owned(), saved_text(typed));
+        self.date_modified = now_db();
+    }
+
+    /// A column: an attribute, `id` or `date_modified`.
+    fn column(&self, name: &str) -> &str {
+        match name {
+            "id" => &self.id,
+            "date_modified" => &self.date_modified,
+            _ => self.attributes.get(name).map_or("", String::as_str),
+        }
+    }
+}
+
+/// `TimeDate::nowDb()`: now in UTC as `Y-m-d H:i:s`.
+fn now_db() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Whether `text` is a MySQL datetime literal `YYYY-MM-DD HH:MM:SS`.
+fn is_db_datetime(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// What the CRM knows and counts.
@@ -105,8 +163,12 @@ pub struct State {
     /// Tokens minted, and token requests refused.
     pub mints: usize,
     pub refused_mints: usize,
-    /// Look-ups answered, and refused with 401.
+    /// Look-ups answered (a filter on a phone field), and refused with 401.
     pub lookups: usize,
+    /// Listings answered that filter no phone field (the directory's
+    /// pages), and those that filtered `date_modified`.
+    pub pages: usize,
+    pub since_pages: usize,
     pub refused: usize,
     /// Each answered look-up's query parameters, as PHP parsed them.
     pub queries: Vec<Value>,
@@ -172,6 +234,8 @@ impl SuiteCrm8 {
             mints: 0,
             refused_mints: 0,
             lookups: 0,
+            pages: 0,
+            since_pages: 0,
             refused: 0,
             queries: Vec::new(),
             contacts,
@@ -376,13 +440,35 @@ fn module_records(state: &mut State, seen: &Seen, module: &str) -> Answer {
         Ok(page) => page,
         Err(detail) => return bad_param(&detail),
     };
-    state.lookups += 1;
+    let sort = match params.get("sort").map(sort_key).transpose() {
+        Ok(sort) => sort,
+        Err(detail) => return bad_param(&detail),
+    };
+    let terms = filter.as_ref().map_or(&[][..], |f| &f.terms[..]);
+    if terms.iter().any(|(f, _, _)| f.starts_with("phone_")) {
+        state.lookups += 1;
+    } else {
+        state.pages += 1;
+        if terms.iter().any(|(f, _, _)| f == "date_modified") {
+            state.since_pages += 1;
+        }
+    }
     state.queries.push(query.clone());
-    let matching: Vec<&Contact> = state
+    let mut matching: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| filter.as_ref().is_none_or(|f| f.holds(c)))
         .collect();
+    if let Some((field, descending)) = sort {
+        matching.sort_by(|a, b| {
+            let o = a.column(&field).cmp(b.column(&field));
+            if descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
     let offset = size.map_or(0, |s| s * number.saturating_sub(1));
     let data: Vec<Value> = matching
         .iter()
@@ -427,12 +513,34 @@ fn page(value: Option<&Value>) -> Result<(Option<usize>, usize), String> {
     Ok((read("size")?, read("number")?.unwrap_or(1)))
 }
 
+/// `sort` as `Sort::parseOrderBy` reads it: one field, `-` for descending.
+fn sort_key(value: &Value) -> Result<(String, bool), String> {
+    let text = value.as_str().ok_or("sort must be a string")?;
+    if text.is_empty() || text.contains(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-')) {
+        return Err(format!(
+            "The option \"sort\" with value {text:?} is invalid."
+        ));
+    }
+    let (field, descending) = match text.strip_prefix('-') {
+        Some(rest) => (rest.trim_start_matches('-'), true),
+        None => (text, false),
+    };
+    if !(ATTRIBUTES.contains(&field) || field == "id" || field == "date_modified") {
+        return Err(format!("Sort field {field} in Contact module is not found"));
+    }
+    Ok((field.to_owned(), descending))
+}
+
 /// The comparisons this CRM runs.
 #[derive(Clone, Copy)]
 enum Op {
     Eq,
     Neq,
     Like,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
 }
 
 /// `filter[...]` as `Api/V8/JsonApi/Repository/Filter::parseWhere` reads it.
@@ -455,7 +563,7 @@ impl Filter {
                 }
                 continue;
             }
-            if !ATTRIBUTES.contains(&field.as_str()) {
+            if !ATTRIBUTES.contains(&field.as_str()) && field != "date_modified" {
                 return Err(format!(
                     "Filter field {field} in Contact module is not found"
                 ));
@@ -468,12 +576,19 @@ impl Filter {
                     "eq" => Op::Eq,
                     "neq" => Op::Neq,
                     "like" => Op::Like,
+                    "gt" if field == "date_modified" => Op::Gt,
+                    "gte" if field == "date_modified" => Op::Gte,
+                    "lt" if field == "date_modified" => Op::Lt,
+                    "lte" if field == "date_modified" => Op::Lte,
                     "gt" | "gte" | "lt" | "lte" => {
                         return Err(format!("operator {op}: not in this test CRM"))
                     }
                     _ => return Err(format!("Filter operator {op} is invalid")),
                 };
                 let v = v.as_str().ok_or("Array to string conversion")?;
+                if field == "date_modified" && !is_db_datetime(v) {
+                    return Err(format!("date_modified compared with {v:?}: not a datetime"));
+                }
                 terms.push((field.clone(), op_, v.to_owned()));
             }
         }
@@ -482,11 +597,16 @@ impl Filter {
 
     fn holds(&self, c: &Contact) -> bool {
         let term = |(field, op, v): &(String, Op, String)| {
-            let stored = c.attributes.get(field).map_or("", String::as_str);
+            let stored = c.column(field);
+            // Dates are `Y-m-d H:i:s` both: their text orders as their time.
             match op {
                 Op::Eq => stored == v,
                 Op::Neq => stored != v,
                 Op::Like => mysql_like(stored, v),
+                Op::Gt => stored > v.as_str(),
+                Op::Gte => stored >= v.as_str(),
+                Op::Lt => stored < v.as_str(),
+                Op::Lte => stored <= v.as_str(),
             }
         };
         if self.terms.is_empty() {

@@ -46,6 +46,17 @@
 //!   "message":"invalid oauth token","status":"error"}` (solspace/craft-freeform
 //!   issue 1372 quotes it); no token at all, 401 `AUTHENTICATION_FAILURE`.
 //!
+//! The caller directory pages Contacts with COQL too
+//! (v8/COQL-Overview.html, v8/COQL-Limitations.html): `Modified_Time` is a
+//! datetime field compared with `=`, `!=`, `>`, `>=`, `<`, `<=` and a value
+//! `'yyyy-MM-ddTHH:mm:ss+HH:mm'` (ISO 8601 with its offset; any other text
+//! is 400 `INVALID_QUERY` here), compared as instants to the second; Zoho
+//! sets it on every edit. `order by <field> [asc|desc], ...` (at most 10
+//! fields) sorts; without it records come by id ascending. LIMIT and OFFSET
+//! reach at most 100 000 records (`offset + limit` beyond it is refused
+//! here with 400 `LIMIT_EXCEEDED`, the code of COQL's other limits; Zoho's
+//! page does not name it): past that Zoho pages by `id > last id`.
+//!
 //! The Search API (`/Contacts/search?phone=`, `criteria=`, `word=`) is not
 //! served: Zoho documents `phone=` as searching "all the phone fields" without
 //! saying how it compares, and `criteria` offers `equals` and `starts_with`
@@ -72,6 +83,9 @@ const MAX_CRITERIA: usize = 25;
 const MAX_LIMIT: usize = 2000;
 const DEFAULT_LIMIT: usize = 200;
 const MAX_COLUMNS: usize = 50;
+const MAX_ORDER: usize = 10;
+/// Records LIMIT and OFFSET reach (v8/COQL-Limitations.html).
+const MAX_PAGED: usize = 100_000;
 
 /// The Contacts fields a query may name: the phone fields first.
 pub const PHONE_FIELDS: [&str; 6] = [
@@ -90,6 +104,14 @@ pub struct Contact {
     pub name: String,
     /// `(field, value)` for each phone field that is filled.
     pub phones: Vec<(&'static str, String)>,
+    /// `Modified_Time`, to the second.
+    pub modified: time::OffsetDateTime,
+}
+
+/// Now, to the second, as Zoho keeps `Modified_Time`.
+fn now() -> time::OffsetDateTime {
+    let t = time::OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
 impl Contact {
@@ -98,7 +120,15 @@ impl Contact {
             id: id.into(),
             name: name.into(),
             phones: phones.iter().map(|(f, v)| (*f, (*v).to_owned())).collect(),
+            modified: now(),
         }
+    }
+
+    /// The contact edited: `field` (a phone field) now holds `typed`.
+    pub fn edit(&mut self, field: &'static str, typed: &str) {
+        self.phones.retain(|(f, _)| *f != field);
+        self.phones.push((field, typed.to_owned()));
+        self.modified = now();
     }
 
     /// A field's value; `None` for an empty one (Zoho answers `null`).
@@ -106,6 +136,10 @@ impl Contact {
         let (first, last) = self.name.split_once(' ').unwrap_or(("", &self.name));
         let value = match field {
             "id" => self.id.clone(),
+            "Modified_Time" => self
+                .modified
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             "Full_Name" => self.name.clone(),
             "First_Name" => first.to_owned(),
             "Last_Name" => last.to_owned(),
@@ -141,6 +175,10 @@ pub struct State {
     /// Queries refused with 401, and answered (200 or 204).
     pub refused: usize,
     pub searches: usize,
+    /// Queries answered that compared no phone field (the directory's
+    /// pages), and those that compared `Modified_Time`.
+    pub pages: usize,
+    pub since_pages: usize,
     /// Every `select_query` received.
     pub queries: Vec<String>,
     pub contacts: Vec<Contact>,
@@ -190,6 +228,8 @@ impl Zoho {
             denied: 0,
             refused: 0,
             searches: 0,
+            pages: 0,
+            since_pages: 0,
             queries: Vec::new(),
             contacts: vec![
                 Contact::new(
@@ -331,11 +371,35 @@ fn api(state: &mut State, seen: &Seen) -> Answer {
         Err((code, why)) => return error(400, code, &why),
     };
     state.searches += 1;
-    let found: Vec<&Contact> = state
+    if !query.criteria.names(&|f| PHONE_FIELDS.contains(&f)) {
+        state.pages += 1;
+        if query.criteria.names(&|f| f == "Modified_Time") {
+            state.since_pages += 1;
+        }
+    }
+    let mut found: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| query.criteria.matches(c))
         .collect();
+    // By id unless `order by` says otherwise; last key first, stable.
+    let id_order =
+        |a: &&Contact, b: &&Contact| (a.id.len(), a.id.as_str()).cmp(&(b.id.len(), b.id.as_str()));
+    found.sort_by(id_order);
+    for (field, descending) in query.order.iter().rev() {
+        found.sort_by(|a, b| {
+            let o = match field.as_str() {
+                "id" => id_order(a, b),
+                "Modified_Time" => a.modified.cmp(&b.modified),
+                _ => a.get(field).cmp(&b.get(field)),
+            };
+            if *descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
     let page: Vec<Value> = found
         .iter()
         .skip(query.offset)
@@ -366,6 +430,8 @@ pub struct Query {
     pub criteria: Criteria,
     pub limit: usize,
     pub offset: usize,
+    /// `order by`: fields, descending or not.
+    pub order: Vec<(String, bool)>,
 }
 
 /// A `where` clause: one comparison, or two joined by `and`/`or`.
@@ -380,8 +446,30 @@ pub enum Criteria {
 }
 
 impl Criteria {
+    /// Whether a comparison names a field `which` accepts.
+    fn names(&self, which: &dyn Fn(&str) -> bool) -> bool {
+        match self {
+            Criteria::Compare(f, ..) | Criteria::Null(f, _) => which(f),
+            Criteria::And(a, b) | Criteria::Or(a, b) => a.names(which) || b.names(which),
+        }
+    }
+
     fn matches(&self, c: &Contact) -> bool {
         match self {
+            Criteria::Compare(field, op, value) if field == "Modified_Time" => {
+                let Some(when) = zoho_datetime(value) else {
+                    return false;
+                };
+                let at = c.modified;
+                match op.as_str() {
+                    "=" => at == when,
+                    "!=" => at != when,
+                    ">" => at > when,
+                    ">=" => at >= when,
+                    "<" => at < when,
+                    _ => at <= when,
+                }
+            }
             Criteria::Compare(field, op, value) => {
                 let stored = c.get(field).unwrap_or_default().to_lowercase();
                 let value = value.to_lowercase();
@@ -556,6 +644,41 @@ pub fn parse(text: &str) -> Result<Query, Refusal> {
         return Err(syntax("the query has no where clause"));
     }
     let criteria = level(&toks, &mut at, 0)?;
+    let mut order = Vec::new();
+    if keyword(&mut at, "order") {
+        if !keyword(&mut at, "by") {
+            return Err(syntax("order needs by"));
+        }
+        loop {
+            let Some(Token::Word(field)) = toks.get(at) else {
+                return Err(syntax("order by needs a field"));
+            };
+            if !known(field) {
+                return Err(("INVALID_QUERY", format!("invalid column name {field}")));
+            }
+            at += 1;
+            let descending = if keyword(&mut at, "desc") {
+                true
+            } else {
+                keyword(&mut at, "asc");
+                false
+            };
+            if order.iter().any(|(f, _)| f == field) {
+                return Err((
+                    "DUPLICATE_DATA",
+                    format!("duplicate field {field} in order by"),
+                ));
+            }
+            order.push((field.clone(), descending));
+            if toks.get(at) != Some(&Token::Comma) {
+                break;
+            }
+            at += 1;
+        }
+        if order.len() > MAX_ORDER {
+            return Err(("LIMIT_EXCEEDED", "order by limit exceeded".into()));
+        }
+    }
     let (mut limit, mut offset) = (DEFAULT_LIMIT, 0);
     if keyword(&mut at, "limit") {
         let Some(Token::Number(n)) = toks.get(at) else {
@@ -588,16 +711,32 @@ pub fn parse(text: &str) -> Result<Query, Refusal> {
     if criteria.count() > MAX_CRITERIA {
         return Err(("LIMIT_EXCEEDED", "criteria limit exceeded".into()));
     }
+    if offset + limit > MAX_PAGED {
+        return Err((
+            "LIMIT_EXCEEDED",
+            "limit and offset reach at most 100000 records".into(),
+        ));
+    }
     Ok(Query {
         columns,
         criteria,
         limit,
         offset,
+        order,
     })
 }
 
 fn known(field: &str) -> bool {
-    PHONE_FIELDS.contains(&field) || TEXT_FIELDS.contains(&field)
+    PHONE_FIELDS.contains(&field) || TEXT_FIELDS.contains(&field) || field == "Modified_Time"
+}
+
+/// A COQL datetime value, `yyyy-MM-ddTHH:mm:ss+HH:mm` (or `-HH:mm`).
+fn zoho_datetime(text: &str) -> Option<time::OffsetDateTime> {
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]",
+    )
+    .ok()?;
+    time::OffsetDateTime::parse(text, &format).ok()
 }
 
 /// One level of criteria: one term, or two joined by `and`/`or`; a third
@@ -650,6 +789,11 @@ fn term(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusa
             *at += 1;
             *op
         }
+        // A datetime field takes the comparisons too.
+        Some(Token::Op(op @ (">" | ">=" | "<" | "<="))) if field == "Modified_Time" => {
+            *at += 1;
+            *op
+        }
         _ if word(*at, "like") => {
             *at += 1;
             "like"
@@ -672,6 +816,12 @@ fn term(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusa
         return Err(syntax(format!("{field} {op} needs a quoted value")));
     };
     *at += 1;
+    if field == "Modified_Time" && (op.contains("like") || zoho_datetime(value).is_none()) {
+        return Err((
+            "INVALID_QUERY",
+            format!("invalid value {value:?} for the datetime field Modified_Time"),
+        ));
+    }
     Ok(Criteria::Compare(field.clone(), op.into(), value.clone()))
 }
 
@@ -716,6 +866,32 @@ fn coql_is_read_as_zoho_reads_it() {
     assert_eq!(
         refused("update Contacts set Phone = '1' where id = '2'"),
         Some("SYNTAX_ERROR")
+    );
+    // Modified_Time: a datetime with its offset, compared; paging by id.
+    let q = parse("select id from Contacts where Modified_Time > '2026-12-07T14:05:00+00:00' order by id limit 2000 offset 98000").unwrap();
+    assert_eq!((q.limit, q.offset), (2000, 98000));
+    assert_eq!(q.order, [("id".to_owned(), false)]);
+    for bad in [
+        "2026-12-07 14:05:00",
+        "2026-12-07T14:05:00Z",
+        "2026-12-07T14:05:00",
+        "07/12/2026",
+    ] {
+        assert_eq!(
+            refused(&format!(
+                "select id from Contacts where Modified_Time > '{bad}'"
+            )),
+            Some("INVALID_QUERY"),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        refused("select id from Contacts where id is not null order by id limit 2000 offset 98001"),
+        Some("LIMIT_EXCEEDED")
+    );
+    assert_eq!(
+        refused("select id from Contacts where id is not null order by id, id"),
+        Some("DUPLICATE_DATA")
     );
     let mut many = String::from("Phone = '0'");
     for i in 1..26 {
