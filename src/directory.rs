@@ -540,6 +540,7 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
             }
         }
         let cursor = read.cursor;
+        let last = read.last;
         let last_page = match &dir.cursor {
             Some(_) => cursor.is_none(),
             None => count < dir.settings.page_size as usize,
@@ -550,6 +551,7 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
         page.number += 1;
         page.offset += count as u64;
         page.cursor = cursor;
+        page.last = last;
         let interval = dir.settings.page_interval;
         drop(b);
         tokio::time::sleep(interval).await;
@@ -618,6 +620,7 @@ struct Page {
     number: u32,
     offset: u64,
     cursor: Option<String>,
+    last: Option<String>,
 }
 
 /// One page: built from the directory's request with `page`, `since` and
@@ -637,6 +640,7 @@ async fn fetch(
         "offset": page.offset,
         "size": dir.settings.page_size,
         "cursor": page.cursor,
+        "last": page.last,
     })));
     let mut ctx: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
     ctx.insert("page", page_value);
@@ -701,6 +705,9 @@ struct PageRead {
     entries: Vec<(Option<u64>, Option<Arc<Entry>>)>,
     records: usize,
     cursor: Option<String>,
+    /// The id of the page's last record: `page.last` of the next page,
+    /// for CRMs paged by "id greater than" (keyset paging).
+    last: Option<String>,
 }
 
 /// Parses a page and reads every record's numbers (blocking work).
@@ -721,10 +728,19 @@ fn read_page(dir: &Directory, body: &[u8]) -> Result<PageRead, String> {
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         });
+    let last = records
+        .last()
+        .and_then(|r| dir.id.lookup(r))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
     Ok(PageRead {
         entries: records.iter().map(|r| entry_of(dir, r)).collect(),
         records: records.len(),
         cursor,
+        last,
     })
 }
 
