@@ -662,8 +662,18 @@ async fn fetch(
             }
             login.accepted(s);
         }
-        if !raw.status.is_success() {
+        let accepted = match &b.reply.accept_status {
+            Some(list) => list.contains(&raw.status.as_u16()),
+            None => raw.status.is_success(),
+        };
+        if !accepted {
             return Err(format!("HTTP {}", raw.status));
+        }
+        if !raw.status.is_success() {
+            // A status the backend accepts as "nothing found" (Dolibarr's
+            // 404 for a page past the end, or nothing modified since): a
+            // page with no records, so the sync ends there.
+            return Ok(serde_json::Value::Null);
         }
         return serde_json::from_slice(&raw.body).map_err(|e| format!("reply is not JSON: {e}"));
     }
