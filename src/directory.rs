@@ -685,12 +685,18 @@ async fn fetch(
             }
             login.accepted(s);
         }
-        if !raw.status.is_success() {
+        let accepted = match &b.reply.accept_status {
+            Some(list) => list.contains(&raw.status.as_u16()),
+            None => raw.status.is_success(),
+        };
+        if !accepted {
             return Err(format!("HTTP {}", raw.status));
         }
-        // 204 No Content is a page with no records (Zoho's COQL answers so
-        // when nothing matches, as an incremental sync often finds).
-        if raw.status.as_u16() == 204 {
+        // A page with no records: 204 No Content (Zoho's COQL when nothing
+        // matches, as an incremental sync often finds), or a status the
+        // backend accepts as "nothing found" (Dolibarr's 404 for a page past
+        // the end, or nothing modified since).
+        if !raw.status.is_success() || raw.status.as_u16() == 204 {
             return Ok(bytes::Bytes::from_static(b"null"));
         }
         return Ok(raw.body);
@@ -715,9 +721,17 @@ fn read_page(dir: &Directory, body: &[u8]) -> Result<PageRead, String> {
     let doc: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
     let records: &[serde_json::Value] = match dir.records.lookup(&doc) {
-        None | Some(serde_json::Value::Null) => &[],
+        // No content, or the list empty as null.
+        _ if doc.is_null() => &[],
+        Some(serde_json::Value::Null) => &[],
         Some(serde_json::Value::Array(items)) => items,
         Some(_) => return Err("records is not a list".into()),
+        // A reply without its list is an error the CRM answered with a
+        // success status (vTiger's `success: false`), not an empty page: a
+        // full sync ending there would drop every record after it.
+        None => {
+            return Err("no list of records in the reply (an error answered as a success?)".into())
+        }
     };
     let cursor = dir
         .cursor

@@ -635,7 +635,18 @@ fn renders(
             .iter()
             .map(|n| ((*n).to_owned(), Value::from("")))
             .collect();
-        let only_login = BTreeMap::from([("login".to_owned(), Value::from(login))]);
+        let mut only_login = BTreeMap::from([("login".to_owned(), Value::from(login))]);
+        if let Sees::Sync { .. } = at.sees {
+            // A page as a sync's first one is: its numbers can be computed
+            // with (`page.number - 1` for a CRM that counts pages from 0).
+            let page = BTreeMap::from([
+                ("number", Value::from(1)),
+                ("offset", Value::from(0)),
+                ("size", Value::from(100)),
+                ("cursor", Value::from(())),
+            ]);
+            only_login.insert("page".to_owned(), Value::from(page));
+        }
         let ctx = with_reply_values(&Value::from(only_login), extra);
         if let Err(err) = render(&ctx) {
             let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();

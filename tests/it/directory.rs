@@ -85,6 +85,7 @@ async fn crm(state: Arc<Mutex<State>>) -> Crm {
             Some("truncated") => return Answer::Reply(200, "application/json", r#"{"data": [{"id": 1, "na"#.into()),
             Some("wrong type") => return Answer::Reply(200, "application/json", r#"{"data": "everyone"}"#.into()),
             Some("huge") => return Answer::Reply(200, "application/json", format!(r#"{{"data": [], "pad": "{}"}}"#, "x".repeat(300_000))),
+            Some("error as success") => return Answer::Reply(200, "application/json", r#"{"success": false, "error": {"code": "ACCESS_DENIED"}}"#.into()),
             _ => {}
         }
         let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -434,6 +435,7 @@ async fn broken_pages_leave_the_index_as_it_was_and_say_why() {
         ("truncated", "reply is not JSON"),
         ("wrong type", "records is not a list"),
         ("huge", "max_response_bytes"),
+        ("error as success", "no list of records"),
     ] {
         state.lock().unwrap().broken = Some(broken);
         wait_sync(&["backend=dir-broken", "directory sync failed", says], 0).await;
@@ -451,7 +453,7 @@ async fn broken_pages_leave_the_index_as_it_was_and_say_why() {
     let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(
-            "thirdparty_gateway_directory_lookups_total{backend=\"dir-broken\",result=\"hit\"} 3"
+            "thirdparty_gateway_directory_lookups_total{backend=\"dir-broken\",result=\"hit\"} 4"
         ),
         "{metrics}"
     );

@@ -6,11 +6,17 @@
 //! Dolibarr's API key, its `sqlfilters` parsed and matched as Dolibarr and
 //! MySQL would, and its HTTP 404 for no match. Both run the caller-match
 //! matrix. Each test renames the example's secrets so tests in
-//! parallel never share an environment variable.
+//! parallel never share an environment variable. The look-up tests run
+//! without the recipes' caller directories; the directory tests run with
+//! them: a full sync paged as each CRM pages (EspoCRM offset/maxSize by id,
+//! Dolibarr page/limit by rowid, its 404 past the end) answers calls with
+//! no look-up, and an edit arrives with the next incremental sync
+//! (`modifiedAt` after, `t.tms` greater than).
 
 use serde_json::json;
 
 use crate::examples::example_config;
+use crate::recipe_vtiger::without_directory;
 use crate::support::*;
 use crate::test_crms::dolibarr::{Criterion, Dolibarr};
 use crate::test_crms::espocrm::EspoCrm;
@@ -56,7 +62,7 @@ async fn espo_gateway_with(
         ("ESPOCRM_API_KEY", key_var.as_str()),
         ("ESPOCRM_SECRET_KEY", secret_var.as_str()),
     ]);
-    start_gateway(&example_config("espocrm.toml", &all)).await
+    start_gateway(&without_directory(&example_config("espocrm.toml", &all))).await
 }
 
 fn espo_opened() -> serde_json::Value {
@@ -297,7 +303,7 @@ async fn doli_gateway(
         ("https://erp.example.org/api", api.as_str()),
         ("\"DOLIBARR_API_KEY\"", quoted_var.as_str()),
     ]);
-    start_gateway(&example_config("dolibarr.toml", &all)).await
+    start_gateway(&without_directory(&example_config("dolibarr.toml", &all))).await
 }
 
 fn doli_contact_opened() -> serde_json::Value {
@@ -587,4 +593,421 @@ fn check_reports_a_misspelt_binary_argument_at_its_column() {
         ),
         "{stderr}"
     );
+}
+
+/// `examples/espocrm.toml` with its caller directory on, the first backend
+/// renamed `tag` (its log lines its own), `swaps` applied.
+async fn espo_directory_gateway(espo: &EspoCrm, tag: &str, swaps: &[(&str, &str)]) -> TestGateway {
+    let (key, secret) = {
+        let s = espo.state.lock().unwrap();
+        (s.api_key.clone(), s.secret_key.clone())
+    };
+    let upper = tag.to_uppercase().replace('-', "_");
+    let (key_var, secret_var) = (
+        format!("TPGW_IT_ESPO_{upper}_KEY"),
+        format!("TPGW_IT_ESPO_{upper}_SECRET"),
+    );
+    std::env::set_var(&key_var, key);
+    std::env::set_var(&secret_var, secret);
+    let api = espo.api_url();
+    let (table, tables, route) = (
+        format!("[backends.{tag}]"),
+        format!("[backends.{tag}."),
+        format!("backend = [\"{tag}\","),
+    );
+    let mut all = swaps.to_vec();
+    all.extend_from_slice(&[
+        ("https://crm.example.org/api/v1", api.as_str()),
+        ("ESPOCRM_API_KEY", key_var.as_str()),
+        ("ESPOCRM_SECRET_KEY", secret_var.as_str()),
+        ("[backends.espocrm]", table.as_str()),
+        ("[backends.espocrm.", tables.as_str()),
+        ("backend = [\"espocrm\",", route.as_str()),
+        ("pages_per_second = 2", "pages_per_second = 100"),
+    ]);
+    start_gateway(&example_config("espocrm.toml", &all)).await
+}
+
+fn espo_card(id: &str, name: &str) -> serde_json::Value {
+    json!({"action":"open","event":"EventRinging",
+           "url": format!("https://crm.example.org/#Contact/view/{id}"),
+           "autopause":false,"title":name})
+}
+
+#[tokio::test]
+async fn espocrm_full_sync_pages_by_id_and_known_callers_open_with_no_lookup() {
+    use crate::phone_matrix::{assert_all, calls, people};
+    use crate::recipe_vtiger::wait_log;
+    use crate::test_crms::espocrm::Contact;
+    let espo = EspoCrm::start("ak-dir-full", "sk-dir-full").await;
+    espo.state.lock().unwrap().contacts.extend(
+        people()
+            .iter()
+            .map(|p| Contact::new(&format!("m{:02}", p.id), &format!("P{}", p.id), &[p.stored])),
+    );
+    let total = espo.state.lock().unwrap().contacts.len();
+    // Pages of 7, to see the offsets move.
+    let gw =
+        espo_directory_gateway(&espo, "espdfull", &[("page_size = 200", "page_size = 7")]).await;
+    let pages = total / 7 + 1;
+    wait_log(
+        &[
+            "backend=espdfull",
+            "directory full sync",
+            &format!("{total} record(s) in {pages} page(s)"),
+        ],
+        0,
+    )
+    .await;
+    {
+        let s = espo.state.lock().unwrap();
+        assert_eq!((s.lookups, s.bad_searches, s.refused), (0, 0, 0));
+        let offsets: Vec<String> = s
+            .pages
+            .iter()
+            .map(|fields| {
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map_or("", |(_, v)| v.as_str())
+                };
+                assert_eq!(
+                    (get("orderBy"), get("order"), get("maxSize")),
+                    ("id", "asc", "7")
+                );
+                assert_eq!(
+                    (get("where[0][type]"), get("where[0][attribute]")),
+                    ("isNotNull", "modifiedAt")
+                );
+                get("offset").to_owned()
+            })
+            .collect();
+        let want: Vec<String> = (0..pages).map(|i| (i * 7).to_string()).collect();
+        assert_eq!(offsets, want);
+    }
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let before = espo.state.lock().unwrap().lookups;
+        let reply = client.post(gw.addr, None, &call_from(&caller)).await.json();
+        let got = reply["url"].as_str().map(|url| {
+            url.strip_prefix("https://crm.example.org/#Contact/view/m")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(0)
+        });
+        if want.is_some() {
+            let after = espo.state.lock().unwrap().lookups;
+            assert_eq!(after, before, "{caller}: answered from the index");
+        }
+        results.push((caller, want, got));
+    }
+    assert_all("EspoCRM's directory", &results);
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        espo_opened()
+    );
+}
+
+#[tokio::test]
+async fn espocrm_edited_number_opens_after_the_next_incremental_sync_with_no_lookup() {
+    use crate::recipe_vtiger::wait_log;
+    let espo = EspoCrm::start("ak-dir-edit", "sk-dir-edit").await;
+    let gw = espo_directory_gateway(&espo, "espdedit", &[("every_s = 60", "every_s = 1")]).await;
+    wait_log(
+        &["backend=espdedit", "directory full sync", "1 record(s)"],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        espo_opened()
+    );
+
+    // Jeanne's number changes: modifiedAt moves.
+    espo.state
+        .lock()
+        .unwrap()
+        .edit_numbers("6571f0a2c3b9d4e18", &["+33 6 11 11 11 11"]);
+    let needles = ["backend=espdedit", "directory incremental sync"];
+    let seen = wait_log(&needles, 0).await;
+    wait_log(&needles, seen + 1).await;
+    assert_eq!(
+        client
+            .post(gw.addr, None, &call_from("0611111111"))
+            .await
+            .json(),
+        espo_card("6571f0a2c3b9d4e18", "Jeanne O'Neil")
+    );
+    let s = espo.state.lock().unwrap();
+    assert_eq!(
+        (s.lookups, s.bad_searches),
+        (0, 0),
+        "answered from the index"
+    );
+    let after: Vec<&Vec<(String, String)>> = s
+        .pages
+        .iter()
+        .filter(|f| f.contains(&("where[0][type]".into(), "after".into())))
+        .collect();
+    assert!(!after.is_empty());
+    assert!(log_lines("backend=espdedit")
+        .iter()
+        .all(|l| !l.contains("directory sync failed")));
+}
+
+/// `examples/dolibarr.toml` with its caller directory on, its backends
+/// renamed `{tag}-contact` and `{tag}-thirdparty`, `swaps` applied.
+async fn doli_directory_gateway(
+    doli: &Dolibarr,
+    tag: &str,
+    key: &str,
+    swaps: &[(&str, &str)],
+) -> TestGateway {
+    let key_var = format!("TPGW_IT_DOLI_{}_KEY", tag.to_uppercase().replace('-', "_"));
+    std::env::set_var(&key_var, key);
+    let api = format!("{}/api", doli.crm.url());
+    let quoted_var = format!("\"{key_var}\"");
+    let (contact, thirdparty) = (format!("{tag}-contact"), format!("{tag}-thirdparty"));
+    let mut all = swaps.to_vec();
+    all.extend_from_slice(&[
+        ("https://erp.example.org/api", api.as_str()),
+        ("\"DOLIBARR_API_KEY\"", quoted_var.as_str()),
+        ("dolibarr-contact", contact.as_str()),
+        ("dolibarr-thirdparty", thirdparty.as_str()),
+        ("pages_per_second = 2", "pages_per_second = 100"),
+    ]);
+    start_gateway(&example_config("dolibarr.toml", &all)).await
+}
+
+#[tokio::test]
+async fn dolibarr_full_sync_pages_by_rowid_to_the_404_past_the_end_and_opens_with_no_lookup() {
+    use crate::recipe_vtiger::wait_log;
+    use crate::test_crms::dolibarr::Contact;
+    let doli = Dolibarr::start("doli-key-dir-full").await;
+    doli.state
+        .lock()
+        .unwrap()
+        .contacts
+        .extend((1..=3).map(|i| Contact {
+            id: 100 + i,
+            first: "C".into(),
+            last: i.to_string(),
+            phone_perso: format!("+33 1 44 55 66 0{i}"),
+            ..Contact::default()
+        }));
+    // Pages of 2: four contacts fill two, and the third is Dolibarr's 404.
+    let gw = doli_directory_gateway(
+        &doli,
+        "dolidfull",
+        "doli-key-dir-full",
+        &[("page_size = 100", "page_size = 2")],
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=dolidfull-contact",
+            "directory full sync",
+            "4 record(s) in 3 page(s)",
+        ],
+        0,
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=dolidfull-thirdparty",
+            "directory full sync",
+            "1 record(s) in 1 page(s)",
+        ],
+        0,
+    )
+    .await;
+    {
+        let s = doli.state.lock().unwrap();
+        assert_eq!(
+            (
+                s.contact_lookups,
+                s.thirdparty_lookups,
+                s.refused,
+                s.bad_filters,
+                s.sql_errors
+            ),
+            (0, 0, 0, 0, 0)
+        );
+        let contact_pages: Vec<String> = s
+            .pages
+            .iter()
+            .filter(|f| f.contains(&("resource".into(), "contacts".into())))
+            .map(|f| {
+                assert!(f.contains(&("sortfield".into(), "t.rowid".into())), "{f:?}");
+                assert!(f.contains(&("sqlfilters".into(), String::new())), "{f:?}");
+                f.iter().find(|(k, _)| k == "page").unwrap().1.clone()
+            })
+            .collect();
+        assert_eq!(contact_pages, ["0", "1", "2"]);
+    }
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        doli_contact_opened()
+    );
+    assert_eq!(
+        client
+            .post(gw.addr, None, &call_from("+33144556603"))
+            .await
+            .json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://erp.example.org/contact/card.php?id=103",
+               "autopause":false,"title":"C 3"})
+    );
+    // A third party: the contacts' index does not know it, so contacts are
+    // asked live (404), then the third parties' index answers.
+    let reply = client.post(gw.addr, None, &call_from("0298765432")).await;
+    assert_eq!(
+        reply.json(),
+        json!({"action":"open","event":"EventRinging",
+               "url":"https://erp.example.org/societe/card.php?socid=3",
+               "autopause":false,"title":"ACME SARL"})
+    );
+    let s = doli.state.lock().unwrap();
+    assert_eq!((s.contact_lookups, s.thirdparty_lookups), (1, 0));
+}
+
+#[tokio::test]
+async fn dolibarr_edited_number_opens_after_the_next_incremental_sync_and_no_change_is_a_404_not_a_failure(
+) {
+    use crate::recipe_vtiger::wait_log;
+    let doli = Dolibarr::start("doli-key-dir-edit").await;
+    let gw = doli_directory_gateway(
+        &doli,
+        "dolidedit",
+        "doli-key-dir-edit",
+        &[("every_s = 60", "every_s = 1")],
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=dolidedit-contact",
+            "directory full sync",
+            "1 record(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    assert_eq!(
+        client.post(gw.addr, None, PAYLOAD).await.json(),
+        doli_contact_opened()
+    );
+
+    doli.state
+        .lock()
+        .unwrap()
+        .edit_contact(7, |c| c.phone_mobile = "+33 6 11 11 11 11".into());
+    let needles = ["backend=dolidedit-contact", "directory incremental sync"];
+    let seen = wait_log(&needles, 0).await;
+    wait_log(&needles, seen + 1).await;
+    assert_eq!(
+        client
+            .post(gw.addr, None, &call_from("0611111111"))
+            .await
+            .json(),
+        doli_contact_opened()
+    );
+    let s = doli.state.lock().unwrap();
+    assert_eq!(
+        (s.contact_lookups, s.bad_filters, s.sql_errors),
+        (0, 0, 0),
+        "answered from the index"
+    );
+    let since: Vec<&str> = s
+        .filters
+        .iter()
+        .flat_map(|(_, c)| c)
+        .filter(|(f, op, _)| f == "t.tms" && op == ">")
+        .map(|(_, _, v)| v.as_str())
+        .collect();
+    assert!(!since.is_empty());
+    assert!(
+        since
+            .iter()
+            .all(|v| v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())),
+        "{since:?}"
+    );
+    // The third parties' incremental syncs find nothing: Dolibarr's 404,
+    // read as no records, never a failed sync.
+    assert!(log_lines("backend=dolidedit-")
+        .iter()
+        .all(|l| !l.contains("directory sync failed")));
+}
+
+#[tokio::test]
+async fn espocrm_refuses_a_page_over_200_and_a_since_it_cannot_read_and_the_index_stays() {
+    use crate::recipe_vtiger::wait_log;
+    let espo = EspoCrm::start("ak-dir-strict", "sk-dir-strict").await;
+    let _big =
+        espo_directory_gateway(&espo, "espdbig", &[("page_size = 200", "page_size = 201")]).await;
+    wait_log(&["backend=espdbig", "directory sync failed", "HTTP 403"], 0).await;
+    let iso = [
+        ("every_s = 60", "every_s = 1"),
+        (
+            "since_format = \"[year]-[month]-[day] [hour]:[minute]:[second]\"",
+            "since_format = \"[year]-[month]-[day]T[hour]:[minute]:[second]Z\"",
+        ),
+    ];
+    let gw = espo_directory_gateway(&espo, "espdiso", &iso).await;
+    wait_log(
+        &["backend=espdiso", "directory full sync", "1 record(s)"],
+        0,
+    )
+    .await;
+    wait_log(&["backend=espdiso", "directory sync failed", "HTTP 400"], 0).await;
+    // The full sync's index still answers.
+    let before = espo.state.lock().unwrap().lookups;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        espo_opened()
+    );
+    assert_eq!(espo.state.lock().unwrap().lookups, before);
+}
+
+#[tokio::test]
+async fn dolibarr_refuses_a_since_written_with_colons_and_the_index_stays() {
+    use crate::recipe_vtiger::wait_log;
+    let doli = Dolibarr::start("doli-key-dir-colons").await;
+    let colons = [
+        ("every_s = 60", "every_s = 1"),
+        (
+            "since_format = \"[year][month][day][hour][minute][second]\"",
+            "since_format = \"[year]-[month]-[day] [hour]:[minute]:[second]\"",
+        ),
+    ];
+    let gw = doli_directory_gateway(&doli, "dolidcolon", "doli-key-dir-colons", &colons).await;
+    wait_log(
+        &[
+            "backend=dolidcolon-contact",
+            "directory full sync",
+            "1 record(s)",
+        ],
+        0,
+    )
+    .await;
+    // Dolibarr cuts '2026-12-07 14:00:00' at its first colon.
+    wait_log(
+        &[
+            "backend=dolidcolon-contact",
+            "directory sync failed",
+            "HTTP 503",
+        ],
+        0,
+    )
+    .await;
+    assert_eq!(
+        gw.client().post(gw.addr, None, PAYLOAD).await.json(),
+        doli_contact_opened()
+    );
+    let s = doli.state.lock().unwrap();
+    assert_eq!(s.contact_lookups, 0);
+    assert!(s.sql_errors > 0);
 }

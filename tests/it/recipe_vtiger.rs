@@ -19,7 +19,8 @@ use crate::test_crms::PAYLOAD;
 
 const VT: &str = "https://vtiger.example.org";
 
-/// The example against `vt`, its access key read from `key_var` (each test
+/// The example against `vt` without its caller directory (these tests
+/// count the live look-ups), its access key read from `key_var` (each test
 /// its own variable and key), plus `extra` appended.
 async fn start(vt: &Vtiger, key_var: &str, key: &str, extra: &str) -> TestGateway {
     std::env::set_var(key_var, key);
@@ -31,7 +32,24 @@ async fn start(vt: &Vtiger, key_var: &str, key: &str, extra: &str) -> TestGatewa
             ("secret('VTIGER_ACCESS_KEY')", &secret),
         ],
     );
-    start_gateway(&format!("{text}\n{extra}")).await
+    start_gateway(&format!("{}\n{extra}", without_directory(&text))).await
+}
+
+/// A config without its `[backends.*.directory]` tables (and their
+/// sub-tables): the live path only.
+pub fn without_directory(text: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line.contains(".directory]") || line.contains(".directory.");
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn call(caller: &str) -> String {
@@ -481,12 +499,17 @@ fn check_reads_login_values_in_a_sharing_backend_without_a_warning_but_not_elsew
     std::fs::write(&path, text).unwrap();
     let config = thirdparty_gateway::config::load(&path).unwrap();
     let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(
-        warnings[0].contains("backends.vtiger-accounts.body.sessionName")
-            && warnings[0].contains("login.* is always empty here"),
-        "{warnings:#?}"
-    );
+    // Its look-up and its directory's pages both read the session.
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    for (warning, key) in warnings.iter().zip([
+        "backends.vtiger-accounts.body.sessionName",
+        "backends.vtiger-accounts.directory.body.sessionName",
+    ]) {
+        assert!(
+            warning.contains(key) && warning.contains("login.* is always empty here"),
+            "{warnings:#?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -586,7 +609,7 @@ async fn a_session_php_s_gc_ended_answers_invalid_sessionid_and_is_renewed_once_
             ("idle_ttl_s = 1200", "idle_ttl_s = 1800"),
         ],
     );
-    let gw = start_gateway(&late).await;
+    let gw = start_gateway(&without_directory(&late)).await;
     let accounts = card("Accounts", 501, "Dupont SARL");
     let ask = || async {
         gw.client()
@@ -765,4 +788,212 @@ async fn names_come_back_as_typed_in_every_module_though_vtiger_stores_some_html
     assert!(stored.contains(&"O\"Brien &lt;3 SARL & Fils"), "{stored:?}");
     assert!(stored.contains(&"O\"Hara <3 & Cie"), "{stored:?}");
     assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+}
+
+/// The example with its caller directory on, the three backends renamed
+/// `{tag}-contacts`, `{tag}-leads`, `{tag}-accounts` (each test's log lines
+/// its own), `swaps` applied to the directory settings.
+async fn start_directory(
+    vt: &Vtiger,
+    key_var: &str,
+    key: &str,
+    tag: &str,
+    swaps: &[(&str, &str)],
+) -> TestGateway {
+    std::env::set_var(key_var, key);
+    let secret = format!("secret('{key_var}')");
+    let mut all = vec![
+        ("https://vtiger.example.org/webservice.php", vt.url()),
+        ("secret('VTIGER_ACCESS_KEY')", secret),
+        ("vtiger-contacts", format!("{tag}-contacts")),
+        ("vtiger-leads", format!("{tag}-leads")),
+        ("vtiger-accounts", format!("{tag}-accounts")),
+        // Tests need not wait for the example's 2 pages a second.
+        ("pages_per_second = 2", "pages_per_second = 100".into()),
+    ];
+    all.extend(swaps.iter().map(|(a, b)| (*a, (*b).to_owned())));
+    let swaps: Vec<(&str, &str)> = all.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    start_gateway(&example_config("vtiger.toml", &swaps)).await
+}
+
+/// Waits (at most 30 s) for more than `skip` log lines holding every
+/// needle; returns how many there are.
+pub async fn wait_log(needles: &[&str], skip: usize) -> usize {
+    for _ in 0..600 {
+        let n = log_lines(needles[0])
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count();
+        if n > skip {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no log line with {needles:?}");
+}
+
+/// Look-up queries the CRM answered (the syncs' page through by id).
+fn lookups(vt: &Vtiger) -> usize {
+    let s = vt.state.lock().unwrap();
+    s.vtql.iter().filter(|q| q.contains(" LIKE ")).count()
+}
+
+#[tokio::test]
+async fn a_full_sync_pages_each_module_by_id_and_known_callers_open_with_no_query() {
+    let vt = Vtiger::start("gateway", "k-recipe-dir").await;
+    with_lead_and_account(&vt);
+    let fields = ["phone", "mobile", "homephone", "otherphone", "fax"];
+    {
+        let mut s = vt.state.lock().unwrap();
+        for p in people() {
+            let name = format!("P{}", p.id);
+            let field = fields[p.id as usize % fields.len()];
+            s.add(
+                "Contacts",
+                MATRIX_BASE + p.id,
+                &[("firstname", "M"), ("lastname", &name), (field, p.stored)],
+            );
+        }
+    }
+    let contacts = vt
+        .state
+        .lock()
+        .unwrap()
+        .records
+        .iter()
+        .filter(|r| r.module == "Contacts")
+        .count();
+    // Pages of 7, to see the offsets move.
+    let gw = start_directory(
+        &vt,
+        "TPGW_IT_VTR_DIR",
+        "k-recipe-dir",
+        "vtdfull",
+        &[("page_size = 100", "page_size = 7")],
+    )
+    .await;
+    let pages = contacts / 7 + 1;
+    wait_log(
+        &[
+            "backend=vtdfull-contacts",
+            "directory full sync",
+            &format!("{contacts} record(s) in {pages} page(s)"),
+        ],
+        0,
+    )
+    .await;
+    for module in ["leads", "accounts"] {
+        wait_log(
+            &[
+                &format!("backend=vtdfull-{module}"),
+                "directory full sync",
+                "1 record(s) in 1 page(s)",
+            ],
+            0,
+        )
+        .await;
+    }
+    {
+        let s = vt.state.lock().unwrap();
+        assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+        let select = "SELECT id,firstname,lastname,phone,mobile,homephone,otherphone,fax FROM Contacts ORDER BY id LIMIT";
+        let paged: Vec<&String> = s.vtql.iter().filter(|q| q.starts_with(select)).collect();
+        let want: Vec<String> = (0..pages)
+            .map(|i| format!("{select} {},7;", i * 7))
+            .collect();
+        assert_eq!(paged, want.iter().collect::<Vec<_>>());
+        assert_eq!(s.logins, 1, "the syncs share the look-ups' login");
+    }
+    let client = gw.client();
+    let mut results = Vec::new();
+    for (caller, want) in calls() {
+        let before = lookups(&vt);
+        let reply = client.post(gw.addr, None, &call(&caller)).await;
+        let v = reply.json();
+        let got = v["url"].as_str().map(|url| {
+            let record: u32 = url.rsplit("record=").next().unwrap().parse().unwrap();
+            assert!(url.contains("module=Contacts&"), "{url}");
+            record.saturating_sub(MATRIX_BASE)
+        });
+        if want.is_some() {
+            assert_eq!(lookups(&vt), before, "{caller}: answered from the index");
+        }
+        results.push((caller, want, got));
+    }
+    assert_all("vTiger's directory", &results);
+    // A lead: the Contacts index does not know it, so Contacts is asked
+    // live (a contact added since the last sync), then Leads' index answers.
+    let before = lookups(&vt);
+    let reply = client.post(gw.addr, None, &call("0698765432")).await;
+    assert_eq!(reply.json(), card("Leads", 77, "Paul Martin (ACME)"));
+    assert_eq!(lookups(&vt), before + 1);
+    let s = vt.state.lock().unwrap();
+    assert!(s.vtql.last().unwrap().contains(" FROM Contacts WHERE "));
+}
+
+#[tokio::test]
+async fn a_number_edited_in_vtiger_opens_after_the_next_incremental_sync_with_no_query() {
+    let vt = Vtiger::start("gateway", "k-recipe-dir-edit").await;
+    let gw = start_directory(
+        &vt,
+        "TPGW_IT_VTR_DIR_EDIT",
+        "k-recipe-dir-edit",
+        "vtdedit",
+        &[("every_s = 60", "every_s = 1")],
+    )
+    .await;
+    wait_log(
+        &[
+            "backend=vtdedit-contacts",
+            "directory full sync",
+            "1 record(s)",
+        ],
+        0,
+    )
+    .await;
+    let client = gw.client();
+    let jeanne = card("Contacts", 345, "Jeanne O'Neil");
+    assert_eq!(
+        client.post(gw.addr, None, &call("0612345678")).await.json(),
+        jeanne
+    );
+    assert_eq!(lookups(&vt), 0);
+
+    // Jeanne's phone changes in vTiger's edit view: modifiedtime moves.
+    vt.state
+        .lock()
+        .unwrap()
+        .edit("12x345", "phone", "+33 6 11 11 11 11");
+    let needles = ["backend=vtdedit-contacts", "directory incremental sync"];
+    let seen = wait_log(&needles, 0).await;
+    wait_log(&needles, seen + 1).await;
+    assert_eq!(
+        client.post(gw.addr, None, &call("0611111111")).await.json(),
+        jeanne
+    );
+    assert_eq!(lookups(&vt), 0, "answered from the index");
+    // Her old number left the index with the edit; the live look-up finds
+    // nobody either.
+    let reply = client.post(gw.addr, None, &call("0612345678")).await;
+    assert_eq!(reply.json(), json!({"action": "none"}));
+    assert_eq!(lookups(&vt), 3);
+
+    let s = vt.state.lock().unwrap();
+    assert!(s.query_errors.is_empty(), "{:?}", s.query_errors);
+    let head = "SELECT id,firstname,lastname,phone,mobile,homephone,otherphone,fax FROM Contacts WHERE modifiedtime > '";
+    let since: Vec<&str> = s
+        .vtql
+        .iter()
+        .filter_map(|q| {
+            q.strip_prefix(head)?
+                .strip_suffix("' ORDER BY id LIMIT 0,100;")
+        })
+        .collect();
+    assert!(!since.is_empty(), "{:#?}", s.vtql);
+    for t in since {
+        assert!(
+            crate::test_crms::vtql::mysql_datetime(t).as_deref() == Some(t),
+            "{t}"
+        );
+    }
 }

@@ -21,7 +21,19 @@
 //!   plus `debug` outside production mode (Luracast Restler `Compose.php`).
 //!
 //! - `limit` bounds the rows (100 without it; `plimit($limit + 1)` and the
-//!   first `limit` rows answered).
+//!   first `limit` rows answered); `page` (from 0) skips `limit * page`
+//!   rows; `sortfield`/`sortorder` order them (`$db->order`); a sort column
+//!   the table lacks is an SQL error (503). A page past the last row is
+//!   HTTP 404 like any empty list.
+//! - `t.tms`, the row's last change (a MySQL TIMESTAMP set on every update),
+//!   compared with `<`, `>`, `<=`, `>=`, `=`. `dolForgeCriteriaCallback`
+//!   splits a criterion at every `:` and keeps only the third part, so a
+//!   `'2026-12-07 14:00:00'` value is cut at its first colon; a value
+//!   without colons in quotes (`'20261207140000'`, MySQL's YYYYMMDDhhmmss,
+//!   or `'2026-12-07'`) reaches the SQL as a string, which MySQL reads as a
+//!   date-time in the connection's time zone. This CRM keeps `tms` in UTC
+//!   and refuses any other shape with 503: stricter than MySQL, which would
+//!   compare what it could read, so a wrong `since_format` fails loudly.
 //!
 //! Phones are stored as typed ("06 12 34 56 78"), and `LIKE` is MySQL's:
 //! `%` any run, `_` one character, `\` escapes, case-insensitive. A contact
@@ -49,6 +61,8 @@ pub struct Contact {
     pub phone_mobile: String,
     pub phone_perso: String,
     pub fax: String,
+    /// `tms`, UTC `YYYY-MM-DD HH:MM:SS`; empty: before this CRM started.
+    pub tms: String,
 }
 
 /// A third party (`llx_societe`): rowid, name, `phone`, `fax`.
@@ -58,6 +72,8 @@ pub struct Thirdparty {
     pub name: String,
     pub phone: String,
     pub fax: String,
+    /// `tms`, UTC `YYYY-MM-DD HH:MM:SS`; empty: before this CRM started.
+    pub tms: String,
 }
 
 /// One criterion as Dolibarr reads it: field, operator (upper case), and
@@ -79,6 +95,54 @@ pub struct State {
     pub sql_errors: usize,
     /// Each `sqlfilters` received, decoded, with its criteria as parsed.
     pub filters: Vec<(String, Vec<Criterion>)>,
+    /// Paged requests (`page` given: the directory's), their query fields
+    /// and `("resource", "contacts" or "thirdparties")`.
+    pub pages: Vec<Vec<(String, String)>>,
+}
+
+impl State {
+    /// Changes contact `id` as a save does: `tms` becomes now.
+    pub fn edit_contact(&mut self, id: u32, edit: impl FnOnce(&mut Contact)) {
+        let c = self
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("a known contact");
+        edit(c);
+        c.tms = now();
+    }
+}
+
+/// MySQL's `CURRENT_TIMESTAMP` as this CRM keeps it: UTC.
+pub fn now() -> String {
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second]",
+    )
+    .expect("a date format");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .expect("a date formats")
+}
+
+/// A date-time literal as MySQL reads `YYYYMMDDhhmmss`, `YYYYMMDD` or
+/// `YYYY-MM-DD`, written `YYYY-MM-DD HH:MM:SS`; `None` for another shape.
+fn mysql_datetime(text: &str) -> Option<String> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let (date, time) = match text.len() {
+        14 if digits(text) => (
+            format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..8]),
+            format!("{}:{}:{}", &text[8..10], &text[10..12], &text[12..]),
+        ),
+        8 if digits(text) => (
+            format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..]),
+            "00:00:00".to_owned(),
+        ),
+        10 if digits(&text.replace('-', "")) && &text[4..5] == "-" && &text[7..8] == "-" => {
+            (text.to_owned(), "00:00:00".to_owned())
+        }
+        _ => return None,
+    };
+    Some(format!("{date} {time}"))
 }
 
 /// A running Dolibarr.
@@ -156,6 +220,28 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
         Some(Ok(n)) => n,
         Some(Err(_)) => return error(400, "Invalid value specified for `limit`"),
     };
+    let page: usize = match query.get("page").map(|l| l.parse()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return error(400, "Invalid value specified for `page`"),
+    };
+    let paged = query.contains_key("page");
+    if paged {
+        let mut fields: Vec<(String, String)> = query.clone().into_iter().collect();
+        let name = match resource {
+            Resource::Contacts => "contacts",
+            Resource::Thirdparties => "thirdparties",
+        };
+        fields.push(("resource".into(), name.into()));
+        fields.sort();
+        state.pages.push(fields);
+    }
+    let descending = match query.get("sortorder").map(|o| o.to_uppercase()) {
+        None => false,
+        Some(o) if o == "ASC" => false,
+        Some(o) if o == "DESC" => true,
+        Some(_) => return error(400, "Invalid value specified for `sortorder`"),
+    };
     let filter = query.get("sqlfilters").cloned().unwrap_or_default();
     let expr = if filter.is_empty() {
         None
@@ -179,9 +265,15 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
     let (what, columns): (&str, &[&str]) = match resource {
         Resource::Contacts => (
             "contacts",
-            &["t.phone", "t.phone_mobile", "t.phone_perso", "t.fax"],
+            &[
+                "t.phone",
+                "t.phone_mobile",
+                "t.phone_perso",
+                "t.fax",
+                "t.tms",
+            ],
         ),
-        Resource::Thirdparties => ("thirdparties", &["t.phone", "t.fax"]),
+        Resource::Thirdparties => ("thirdparties", &["t.phone", "t.fax", "t.tms"]),
     };
     if let Some(unknown) = expr.as_ref().and_then(|e| e.unknown_column(columns)) {
         state.sql_errors += 1;
@@ -190,11 +282,37 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             &format!("Error when retrieve {what} : Unknown column '{unknown}' in 'where clause'"),
         );
     }
+    if expr.as_ref().is_some_and(Expr::unreadable_time) {
+        state.sql_errors += 1;
+        return error(
+            503,
+            &format!("Error when retrieve {what} : Incorrect DATETIME value in 'where clause'"),
+        );
+    }
+    let sort = query.get("sortfield").cloned();
+    if let Some(col) = sort
+        .as_deref()
+        .filter(|c| *c != "t.rowid" && !columns.contains(c))
+    {
+        state.sql_errors += 1;
+        return error(
+            503,
+            &format!("Error when retrieve {what} : Unknown column '{col}' in 'order clause'"),
+        );
+    }
     let matches = |row: &dyn Fn(&str) -> String| expr.as_ref().is_none_or(|e| e.holds(row));
+    // ORDER BY then LIMIT: rows sorted (by rowid unless sorted otherwise),
+    // `limit * page` skipped.
+    let order = |id: u32, tms: &str| match sort.as_deref() {
+        Some("t.tms") => (tms.to_owned(), id),
+        _ => (String::new(), id),
+    };
     let rows: Vec<serde_json::Value> = match resource {
         Resource::Contacts => {
-            state.contact_lookups += 1;
-            state
+            if !paged {
+                state.contact_lookups += 1;
+            }
+            let mut found: Vec<&Contact> = state
                 .contacts
                 .iter()
                 .filter(|c| {
@@ -202,9 +320,18 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                         "t.phone" => c.phone.clone(),
                         "t.phone_mobile" => c.phone_mobile.clone(),
                         "t.phone_perso" => c.phone_perso.clone(),
+                        "t.tms" => c.tms.clone(),
                         _ => c.fax.clone(),
                     })
                 })
+                .collect();
+            found.sort_by_key(|c| order(c.id, &c.tms));
+            if descending {
+                found.reverse();
+            }
+            found
+                .into_iter()
+                .skip(limit * page)
                 .take(limit)
                 .map(|c| {
                     json!({"id": c.id.to_string(), "firstname": c.first, "lastname": c.last,
@@ -215,16 +342,27 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
                 .collect()
         }
         Resource::Thirdparties => {
-            state.thirdparty_lookups += 1;
-            state
+            if !paged {
+                state.thirdparty_lookups += 1;
+            }
+            let mut found: Vec<&Thirdparty> = state
                 .thirdparties
                 .iter()
                 .filter(|t| {
                     matches(&|col| match col {
                         "t.phone" => t.phone.clone(),
+                        "t.tms" => t.tms.clone(),
                         _ => t.fax.clone(),
                     })
                 })
+                .collect();
+            found.sort_by_key(|t| order(t.id, &t.tms));
+            if descending {
+                found.reverse();
+            }
+            found
+                .into_iter()
+                .skip(limit * page)
                 .take(limit)
                 .map(|t| {
                     json!({"id": t.id.to_string(), "name": t.name, "phone": t.phone,
@@ -282,8 +420,32 @@ impl Expr {
         }
     }
 
+    /// Whether a `t.tms` criterion compares with what MySQL cannot read as
+    /// a date-time.
+    fn unreadable_time(&self) -> bool {
+        match self {
+            Expr::Criterion(f, _, v) => f == "t.tms" && mysql_datetime(v).is_none(),
+            Expr::And(a, b) | Expr::Or(a, b) => a.unreadable_time() || b.unreadable_time(),
+        }
+    }
+
     fn holds(&self, row: &dyn Fn(&str) -> String) -> bool {
         match self {
+            Expr::Criterion(field, op, value) if field == "t.tms" => {
+                let stored = row(field);
+                let Some(value) = mysql_datetime(value) else {
+                    return false;
+                };
+                // Both YYYY-MM-DD HH:MM:SS: as text, as in time.
+                match op.as_str() {
+                    ">" => stored > value,
+                    "<" => stored < value,
+                    ">=" => stored >= value,
+                    "<=" => stored <= value,
+                    "=" => stored == value,
+                    _ => false,
+                }
+            }
             Expr::Criterion(field, op, value) => {
                 let stored = row(field);
                 match op.as_str() {

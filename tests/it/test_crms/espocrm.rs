@@ -41,6 +41,22 @@
 //!   (`application/Espo/Resources/metadata/app/fieldProcessing.json`:
 //!   the PhoneNumber loader is a read loader only); `total` 0 and an empty
 //!   list when nothing matches (docs.espocrm.com/development/api-search-params).
+//! - Paging as the caller directory reads it: `offset` (PHP's `intval`),
+//!   `orderBy` (`id`, `name`, `createdAt`, `modifiedAt`; another name is
+//!   HTTP 400 "Order by non-existing field", and id breaks ties as
+//!   `Core/Select/Order/Applier.php` adds it) and `order` (`asc`/`desc`).
+//!   `X-No-Total: true` skips the count: `total` is -1 when more records
+//!   follow, -2 when not (`Core/Record/FindParamsFetcher.php`,
+//!   `Core/Record/Collection.php` `TOTAL_HAS_MORE`/`TOTAL_HAS_NO_MORE`).
+//! - `modifiedAt`: set when a contact is created and when a save changes it,
+//!   its numbers included (`Core/Repositories/Database.php`
+//!   `processCreatedAndModifiedFieldsSave`), in UTC as `Y-m-d H:i:s`
+//!   (`DateTimeUtil::getSystemNowString`). `after`/`before` on it are
+//!   `modifiedAt >`/`<` the value as written (no `dateTime` flag:
+//!   `ItemGeneralConverter::processAfter`); `isNotNull` holds for every
+//!   contact. A value that is not `Y-m-d H:i:s` is refused with 400 here:
+//!   stricter than MySQL, which would compare what it could read, so a
+//!   wrong `since_format` fails loudly.
 
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +91,33 @@ pub struct State {
     pub values: Vec<String>,
     /// The query fields of each look-up, names sorted.
     pub queries: Vec<Vec<(String, String)>>,
+    /// List requests that filtered or ordered by `modifiedAt`/`id` (the
+    /// directory's pages), with their query fields; not look-ups.
+    pub pages: Vec<Vec<(String, String)>>,
+}
+
+impl State {
+    /// A contact's numbers changed as a save changes them: `modifiedAt` now.
+    pub fn edit_numbers(&mut self, id: &str, numbers: &[&str]) {
+        let c = self
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("a known contact");
+        c.numbers = numbers.iter().map(|n| (*n).to_owned()).collect();
+        c.modified_at = now();
+    }
+}
+
+/// EspoCRM's `DateTimeUtil::getSystemNowString()`: UTC, `Y-m-d H:i:s`.
+fn now() -> String {
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second]",
+    )
+    .expect("a date format");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .expect("a date formats")
 }
 
 /// A contact: id, name, and its phone numbers as stored, the primary first.
@@ -83,6 +126,8 @@ pub struct Contact {
     pub id: String,
     pub name: String,
     pub numbers: Vec<String>,
+    /// `modifiedAt`, UTC `Y-m-d H:i:s`.
+    pub modified_at: String,
 }
 
 impl Contact {
@@ -91,6 +136,7 @@ impl Contact {
             id: id.into(),
             name: name.into(),
             numbers: numbers.iter().map(|n| (*n).to_owned()).collect(),
+            modified_at: now(),
         }
     }
 }
@@ -200,22 +246,71 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
             }
         }
     }
-    state.lookups += 1;
-    state
-        .values
-        .push(get("where[0][value]").unwrap_or("").to_owned());
+    let offset = get("offset").map_or(0, php_intval);
+    let descending = match get("order") {
+        None | Some("asc" | "ASC") => false,
+        Some("desc" | "DESC") => true,
+        Some(_) => {
+            state.bad_searches += 1;
+            return Answer::Reply(400, "text/html", String::new());
+        }
+    };
+    let order_by = match get("orderBy") {
+        None | Some("") => None,
+        Some(a @ ("id" | "name" | "createdAt" | "modifiedAt")) => Some(a),
+        Some(_) => {
+            state.bad_searches += 1;
+            return Answer::Reply(400, "text/html", String::new());
+        }
+    };
     let mut fields: Vec<(String, String)> = query.clone().into_iter().collect();
     fields.sort();
-    state.queries.push(fields);
+    let paging = items
+        .iter()
+        .any(|i| matches!(i.attribute, Attribute::ModifiedAt));
+    if paging {
+        state.pages.push(fields);
+    } else {
+        state.lookups += 1;
+        state
+            .values
+            .push(get("where[0][value]").unwrap_or("").to_owned());
+        state.queries.push(fields);
+    }
     let select: Option<Vec<&str>> = get("select").map(|s| s.split(',').collect());
     let shown = |a: &str| select.as_ref().is_none_or(|s| s.contains(&a));
-    let found: Vec<&Contact> = state
+    let mut found: Vec<&Contact> = state
         .contacts
         .iter()
         .filter(|c| items.iter().all(|i| i.holds(c)))
         .collect();
+    if let Some(by) = order_by {
+        let key = |c: &Contact| -> (String, String) {
+            let value = match by {
+                "name" => c.name.to_lowercase(),
+                "createdAt" | "modifiedAt" => c.modified_at.clone(),
+                _ => String::new(),
+            };
+            (value, c.id.clone())
+        };
+        found.sort_by_key(|c| key(c));
+        if descending {
+            found.reverse();
+        }
+    }
+    let no_total = seen
+        .header("x-no-total")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let total: i64 = if !no_total {
+        found.len() as i64
+    } else if found.len() > offset + max_size {
+        -1
+    } else {
+        -2
+    };
     let list: Vec<_> = found
         .iter()
+        .skip(offset)
         .take(max_size)
         .map(|c| {
             let mut row = serde_json::Map::new();
@@ -232,7 +327,7 @@ fn handle(state: &mut State, seen: &Seen) -> Answer {
     Answer::Reply(
         200,
         "application/json",
-        json!({"total": found.len(), "list": list}).to_string(),
+        json!({"total": total, "list": list}).to_string(),
     )
 }
 
@@ -244,14 +339,45 @@ enum Attribute {
     PhoneNumber,
     /// Each number's `numeric`, its digits.
     PhoneNumberNumeric,
+    /// `modifiedAt`, UTC `Y-m-d H:i:s`.
+    ModifiedAt,
+}
+
+/// PHP's `intval` of a query value: its leading digits, else 0.
+fn php_intval(text: &str) -> usize {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// Whether `text` is `Y-m-d H:i:s`.
+fn is_datetime(text: &str) -> bool {
+    let shape = "dddd-dd-dd dd:dd:dd";
+    text.len() == shape.len()
+        && text.bytes().zip(shape.bytes()).all(|(c, want)| {
+            if want == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == want
+            }
+        })
 }
 
 /// One where item, as the SQL compares it: `=` a value or `LIKE` a pattern.
 #[derive(Debug)]
 struct Item {
     attribute: Attribute,
-    equals: bool,
+    /// How it compares: `=`, `LIKE`, `>`, `<`, or `IS NOT NULL`.
+    op: ItemOp,
     value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ItemOp {
+    Equals,
+    Like,
+    After,
+    Before,
+    NotNull,
 }
 
 impl Item {
@@ -260,32 +386,45 @@ impl Item {
             "name" => Attribute::Name,
             "phoneNumber" => Attribute::PhoneNumber,
             "phoneNumberNumeric" => Attribute::PhoneNumberNumeric,
+            "modifiedAt" => Attribute::ModifiedAt,
             _ => return Err(()),
         };
-        let (equals, value) = match kind {
-            "equals" => (true, value.to_owned()),
-            "like" => (false, value.to_owned()),
-            "contains" => (false, format!("%{value}%")),
-            "startsWith" => (false, format!("{value}%")),
-            "endsWith" => (false, format!("%{value}")),
+        let (op, value) = match kind {
+            "equals" => (ItemOp::Equals, value.to_owned()),
+            "like" => (ItemOp::Like, value.to_owned()),
+            "contains" => (ItemOp::Like, format!("%{value}%")),
+            "startsWith" => (ItemOp::Like, format!("{value}%")),
+            "endsWith" => (ItemOp::Like, format!("%{value}")),
+            "after" => (ItemOp::After, value.to_owned()),
+            "before" => (ItemOp::Before, value.to_owned()),
+            "isNotNull" => (ItemOp::NotNull, String::new()),
             _ => return Err(()),
         };
+        // Only modifiedAt is modelled as a date-time, read strictly.
+        let dated = matches!(op, ItemOp::After | ItemOp::Before);
+        if dated != matches!(attribute, Attribute::ModifiedAt) && op != ItemOp::NotNull
+            || dated && !is_datetime(&value)
+        {
+            return Err(());
+        }
         Ok(Self {
             attribute,
-            equals,
+            op,
             value,
         })
     }
 
     fn holds(&self, contact: &Contact) -> bool {
-        let compare = |stored: &str| {
-            if self.equals {
-                fold(stored) == fold(&self.value)
-            } else {
-                like(stored, &self.value)
-            }
+        let compare = |stored: &str| match self.op {
+            ItemOp::Equals => fold(stored) == fold(&self.value),
+            ItemOp::Like => like(stored, &self.value),
+            // Both Y-m-d H:i:s: as text, as in time.
+            ItemOp::After => stored > self.value.as_str(),
+            ItemOp::Before => stored < self.value.as_str(),
+            ItemOp::NotNull => true,
         };
         match self.attribute {
+            Attribute::ModifiedAt => compare(&contact.modified_at),
             Attribute::Name => compare(&contact.name),
             Attribute::PhoneNumber => contact.numbers.iter().any(|n| compare(n)),
             Attribute::PhoneNumberNumeric => contact

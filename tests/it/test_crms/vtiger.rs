@@ -40,6 +40,15 @@
 //! with `PearDatabase::fetchByAssoc`, whose `to_html` is `htmlentities(..,
 //! ENT_QUOTES)`, and `DataTransform::sanitizeFields` undoes it with
 //! `html_entity_decode(.., ENT_QUOTES)`.
+//!
+//! Every record has `modifiedtime`, written on each save as `CRMEntity`
+//! writes it (`data/CRMEntity.php`: `$date_var = date("Y-m-d H:i:s")`,
+//! PHP's default time zone, which config.inc.php sets from
+//! `$default_timezone`, `'UTC'` in `config.template.php`); [`State::edit`]
+//! changes a field and it. A query compares it and pages through a module
+//! as [`super::vtql`] says (`WHERE modifiedtime > '...'`, `ORDER BY id`,
+//! `LIMIT offset,n` with n at most 100), which is what the caller
+//! directory's syncs ask.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -143,11 +152,32 @@ impl State {
                 "{module} has no field {f}"
             );
         }
+        let mut fields: Vec<(&'static str, String)> =
+            fields.iter().map(|(f, v)| (*f, (*v).to_owned())).collect();
+        if !fields.iter().any(|(f, _)| *f == "modifiedtime") {
+            fields.push(("modifiedtime", now()));
+        }
         self.records.push(Record {
             module,
             id: format!("{prefix}x{id}"),
-            fields: fields.iter().map(|(f, v)| (*f, (*v).to_owned())).collect(),
+            fields,
         });
+    }
+
+    /// Changes one field of record `id` (`12x345`) as the edit view saves
+    /// it ([`ui_saved`]); `modifiedtime` becomes now, as `CRMEntity::
+    /// insertIntoCrmEntity` sets it on every save.
+    pub fn edit(&mut self, id: &str, field: &'static str, typed: &str) {
+        let record = self
+            .records
+            .iter_mut()
+            .find(|r| r.id == id)
+            .expect("a known record");
+        record
+            .fields
+            .retain(|(f, _)| *f != field && *f != "modifiedtime");
+        record.fields.push((field, ui_saved(typed)));
+        record.fields.push(("modifiedtime", now()));
     }
 
     /// The modules the queries asked, in order (FROM's word).
@@ -160,6 +190,18 @@ impl State {
             })
             .collect()
     }
+}
+
+/// `date("Y-m-d H:i:s")` as vtiger writes `modifiedtime`, in PHP's default
+/// time zone: config.inc.php's `$default_timezone`, `UTC` as installed.
+fn now() -> String {
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second]",
+    )
+    .expect("a date format");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .expect("a date formats")
 }
 
 /// What vtiger 8.2's UI stores for `typed`, a plain-text field value:

@@ -26,6 +26,17 @@
 //!   so its pattern is MySQL's.
 //! - `LIMIT n` and `LIMIT offset,n`: n at most 100 (buildSelectStmt caps
 //!   it), 100 without a LIMIT.
+//! - `ORDER BY id` is `ORDER BY vtiger_crmentity.crmid`, a number
+//!   (`VtigerCRMObjectMeta` maps the field `id` to the module's id column).
+//! - `modifiedtime` (every module has it: `vtiger_crmentity.modifiedtime`, a
+//!   MySQL DATETIME) is compared as MySQL compares a DATETIME with a string
+//!   literal: the value goes into the SQL untouched (no time zone
+//!   conversion in `buildSelectStmt`, none on output in `DataTransform`,
+//!   which converts `date` fields only), so it is read in the time zone the
+//!   column was written in. This CRM reads `YYYY-MM-DD HH:MM:SS` or
+//!   `YYYY-MM-DD` and refuses anything else with `DATABASE_QUERY_ERROR`:
+//!   stricter than MySQL, which reads some other shapes with a warning and
+//!   compares what it could, so a wrong `since_format` fails loudly here.
 
 use serde_json::{json, Map, Value};
 
@@ -52,6 +63,7 @@ pub const MODULES: [Module; 3] = [
             "fax",
             "email",
             "account_id",
+            "modifiedtime",
         ],
     },
     Module {
@@ -65,6 +77,7 @@ pub const MODULES: [Module; 3] = [
             "mobile",
             "fax",
             "email",
+            "modifiedtime",
         ],
     },
     Module {
@@ -77,6 +90,7 @@ pub const MODULES: [Module; 3] = [
             "fax",
             "email1",
             "website",
+            "modifiedtime",
         ],
     },
 ];
@@ -476,6 +490,23 @@ pub fn parse(vtql: &str) -> Result<Query, VtError> {
             ));
         }
     }
+    for cond in filter.iter_mut().flatten() {
+        if cond.field == "modifiedtime" {
+            for v in &mut cond.values {
+                let read = match v {
+                    Val::Str(s) => mysql_datetime(s),
+                    Val::Num(_) => None,
+                };
+                let Some(read) = read else {
+                    return Err(err(
+                        "DATABASE_QUERY_ERROR",
+                        "Database error while performing requested operation",
+                    ));
+                };
+                *v = Val::Str(read);
+            }
+        }
+    }
     if let Some(bad) = order.iter().find(|c| !known(c)) {
         return Err(err(
             "ACCESS_DENIED",
@@ -542,6 +573,35 @@ fn value(tok: Tok) -> Result<Val, VtError> {
         )),
         t => Err(syntax(t.text())),
     }
+}
+
+/// The record number of a webservice id (`12x345` → 345).
+fn crmid(id: &str) -> u64 {
+    id.rsplit('x')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A DATETIME literal as MySQL reads `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`
+/// (midnight), written back as `YYYY-MM-DD HH:MM:SS` so that comparing
+/// two as text compares them as times; `None` for any other shape.
+pub fn mysql_datetime(text: &str) -> Option<String> {
+    let full = if text.len() == 10 {
+        format!("{text} 00:00:00")
+    } else {
+        text.to_owned()
+    };
+    let shape = "dddd-dd-dd dd:dd:dd";
+    let fits = full.len() == shape.len()
+        && full.bytes().zip(shape.bytes()).all(|(c, want)| {
+            if want == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == want
+            }
+        });
+    fits.then_some(full)
 }
 
 /// MySQL's string comparison under a `_ci` collation with PAD SPACE.
@@ -634,7 +694,16 @@ pub fn run(q: &Query, records: &[Record]) -> Value {
         .filter(|r| q.filter.is_empty() || q.filter.iter().any(|g| g.iter().all(|c| holds(r, c))))
         .collect();
     if !q.order.is_empty() {
-        rows.sort_by_key(|r| q.order.iter().map(|f| fold(r.get(f))).collect::<Vec<_>>());
+        rows.sort_by_key(|r| {
+            q.order
+                .iter()
+                .map(|f| match f.as_str() {
+                    // crmid, a number.
+                    "id" => format!("{:020}", crmid(&r.id)),
+                    f => fold(r.get(f)),
+                })
+                .collect::<Vec<_>>()
+        });
         if q.descending {
             rows.reverse();
         }
@@ -744,4 +813,51 @@ fn comparisons_are_mysql_s() {
         1
     );
     assert_eq!(hits("phone = 'x' AND lastname = 'x' OR phone = 'y'"), 0);
+}
+
+#[test]
+fn modifiedtime_compares_as_a_datetime_and_id_orders_by_number() {
+    let record = |id: &str, modified: &str| Record {
+        module: "Leads",
+        id: id.into(),
+        fields: vec![("modifiedtime", modified.into())],
+    };
+    let records = [
+        record("10x10", "2026-12-07 14:00:05"),
+        record("10x9", "2026-12-07 13:59:59"),
+        record("10x100", "2026-12-08 09:00:00"),
+    ];
+    let ids = |vtql: &str| -> Vec<String> {
+        let q = parse(vtql).unwrap();
+        run(&q, &records)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids("SELECT id FROM Leads ORDER BY id LIMIT 0,2;"),
+        ["10x9", "10x10"]
+    );
+    assert_eq!(
+        ids("SELECT id FROM Leads ORDER BY id LIMIT 2,2;"),
+        ["10x100"]
+    );
+    assert_eq!(
+        ids("SELECT id FROM Leads WHERE modifiedtime > '2026-12-07 14:00:00' ORDER BY id LIMIT 0,100;"),
+        ["10x10", "10x100"]
+    );
+    assert_eq!(
+        ids("SELECT id FROM Leads WHERE modifiedtime > '2026-12-08' ORDER BY id;"),
+        ["10x100"]
+    );
+    let code = |s: &str| parse(s).unwrap_err().code;
+    for bad in ["'2026-12-07T14:00:00Z'", "'20261207140000'", "1765116000"] {
+        assert_eq!(
+            code(&format!("SELECT id FROM Leads WHERE modifiedtime > {bad};")),
+            "DATABASE_QUERY_ERROR",
+            "{bad}"
+        );
+    }
 }
