@@ -14,6 +14,7 @@ mod raw;
 mod read;
 mod scan;
 mod secrets;
+mod urls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -684,12 +685,20 @@ fn screen_pop(
         &[],
         probe::Sees::Call { login: false },
     );
-    Some(ScreenPop {
+    let pop = ScreenPop {
         event: open.event,
         url: url?,
         title: title?,
         autopause: open.autopause,
-    })
+    };
+    urls::screen_pop(
+        templates,
+        &pop,
+        &format!("{key}.open.url"),
+        &open.url,
+        diags,
+    );
+    Some(pop)
 }
 
 /// Compiles a template at `key`, reporting errors and likely typos there.

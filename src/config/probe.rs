@@ -194,7 +194,7 @@ const METHODS: [&str; 29] = [
 ];
 
 /// The sample payloads as templates see them: (what it is, context).
-static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
+pub(super) static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
     SAMPLE_PAYLOADS
         .iter()
         .filter_map(|(what, json)| {

@@ -177,3 +177,55 @@ fn a_template_that_fails_on_a_sample_payload_is_a_warning_naming_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_relative_or_javascript_screen_pop_url_is_refused_as_every_call_would_be() {
+    let cases = [
+        (
+            broken(
+                "url = \"https://crm.example.org/?n={{ caller }}\"",
+                "url = \"/demo/crm/legacy?n={{ caller }}\"",
+            ),
+            r#"error: config.toml:26:8: routes[1].open.url: renders to "/demo/crm/legacy?n=0612345678" on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url "/demo/crm/legacy?n=0612345678" is not an absolute URL; write the whole address, e.g. https://crm.example.org/
+   |
+26 | url = "/demo/crm/legacy?n={{ caller }}"
+   |        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"#,
+        ),
+        (
+            broken(
+                "url = \"https://crm.example.org/?n={{ caller }}\"",
+                "url = \"javascript:alert({{ caller }})\"",
+            ),
+            r#"error: config.toml:26:8: routes[1].open.url: renders to "javascript:alert(0612345678)" on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url scheme "javascript" is not http or https"#,
+        ),
+    ];
+    for (config, want) in cases {
+        let (out, text) = check(&config);
+        assert_eq!(out.status.code(), Some(1), "{want}\n{text}");
+        assert!(text.contains(want), "want:\n{want}\nin:\n{text}");
+    }
+}
+
+#[test]
+fn a_reply_url_refused_whatever_the_crm_answers_is_an_error_naming_public_base() {
+    let config = broken(
+        "format = \"contract\"",
+        "format = \"json\"\nextract = { id = \"/id\" }\nurl = \"/card/{{ id }}\"",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(r#"error: config.toml:16:8: backends.crm.reply.url: renders to "/card/42" (each value of the reply as 42) on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url "/card/42" is not an absolute URL; set public_base = "https://crm.example.org/" (the CRM as the agent's browser reaches it) or write the whole address"#),
+        "{text}"
+    );
+    // With public_base, or when the CRM's value is the whole url, it passes.
+    let with_base = config.replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\npublic_base = \"https://crm.example.org/\"\n",
+    );
+    let (out, text) = check(&with_base);
+    assert!(out.status.success(), "{text}");
+    let whole = config.replace("url = \"/card/{{ id }}\"", "url = \"{{ id | safe }}\"");
+    let (out, text) = check(&whole);
+    assert!(out.status.success(), "{text}");
+}
