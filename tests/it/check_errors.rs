@@ -229,3 +229,45 @@ fn a_reply_url_refused_whatever_the_crm_answers_is_an_error_naming_public_base()
     let (out, text) = check(&whole);
     assert!(out.status.success(), "{text}");
 }
+
+#[test]
+fn a_missing_certificate_is_reported_with_a_missing_secret_each_at_its_line() {
+    let config = broken(
+        "cert = \"cert.pem\"\nkey = \"key.pem\"",
+        "cert = \"gone-cert.pem\"\nkey = \"gone-key.pem\"",
+    )
+    .replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\nheaders = { DOLAPIKEY = \"{{ secret('TPGW_NO_SUCH_SECRET') }}\" }\n",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let firsts: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        firsts,
+        [
+            "error: config.toml:2:8: tls.cert: gone-cert.pem: cannot read: No such file or directory (os error 2); on a test box, self_signed_if_missing = true in [tls] makes a self-signed pair when both files are missing",
+            "error: config.toml:3:7: tls.key: gone-key.pem: cannot read: No such file or directory (os error 2); on a test box, self_signed_if_missing = true in [tls] makes a self-signed pair when both files are missing",
+            "error: config.toml:11:13: backends.crm.headers.DOLAPIKEY: secret(\"TPGW_NO_SUCH_SECRET\") has no value: no file TPGW_NO_SUCH_SECRET in $CREDENTIALS_DIRECTORY and no environment variable TPGW_NO_SUCH_SECRET; give it one with `export TPGW_NO_SUCH_SECRET=...` before `check` or `run`, or in the service with `LoadCredential=TPGW_NO_SUCH_SECRET:/path/to/file` (systemctl edit thirdparty-gateway)",
+            "error: 3 errors",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_type_is_said_in_the_configs_words() {
+    let config = broken(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\ntimeout_ms = \"1s\"\n",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(r#"error: config.toml:11:14: backends.crm.timeout_ms: expected a number of milliseconds, e.g. 1500, not the text "1s"
+   |
+11 | timeout_ms = "1s"
+   |              ^^^^"#),
+        "{text}"
+    );
+}
