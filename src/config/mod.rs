@@ -3,6 +3,7 @@
 //! prebuilt headers). The hot path never re-checks anything checked here.
 
 mod backends;
+mod clear_text;
 mod diag;
 mod directory;
 mod extras;
@@ -222,6 +223,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         &mut templates,
         &mut diags,
     );
+    clear_text::warn(&raw.backends, &mut diags);
     let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
     let ops = ops(&raw.ops, &mut diags);
     let wrap = raw

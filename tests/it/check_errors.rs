@@ -271,3 +271,26 @@ fn a_wrong_type_is_said_in_the_configs_words() {
         "{text}"
     );
 }
+
+#[test]
+fn a_credential_to_a_plain_http_remote_host_is_a_warning_loopback_is_not() {
+    let config = broken(
+        "url = \"https://crm.example.org/find",
+        "url = \"http://crm.lan/find",
+    )
+    .replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\nauth = { type = \"header\", header = \"DOLAPIKEY\", value_env = \"TPGW_CLEAR_KEY\" }\n",
+    );
+    std::env::set_var("TPGW_CLEAR_KEY", "k");
+    let (out, text) = check(&config);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"warning: config.toml:9:1: backends.crm.url: the DOLAPIKEY header of auth.type = "header" goes to crm.lan over plain http: anyone on the network on the way can read it; use https:// (with ca_file for a CRM whose certificate an internal CA signs), or run the CRM on this host (127.0.0.1)"#),
+        "{text}"
+    );
+    let local = config.replace("http://crm.lan/", "http://127.0.0.1:8080/");
+    let (out, text) = check(&local);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text, "");
+}
