@@ -6,11 +6,11 @@
 //! `public_base`, a `javascript:` url) is an error at load, not a `none`
 //! on every call.
 //!
-//! A reply url may read values only a CRM's reply holds (what `extract`
-//! takes, `login.*`): each is tried both as a bare value (`42`) and as an
-//! absolute URL, and the url is refused only when it is refused with
-//! either, on every sample, so a url made of a CRM's own value is left to
-//! the call.
+//! A url may read values the samples cannot know: a reply's (what
+//! `extract` takes, `login.*`) or a dialplan variable in `userData`. Each
+//! is tried as a bare value (`42`), a path (`/42`) and an absolute URL, and
+//! the url is refused only when it is refused with each, so a url made wholly of
+//! such a value is left to the call.
 
 use std::sync::Arc;
 
@@ -26,11 +26,15 @@ use crate::outcome::NoneReason;
 use crate::route::ScreenPop;
 use crate::template::Templates;
 
-/// What a value only a reply holds stands for: a bare value, and a URL.
-const STAND_INS: [&str; 2] = ["42", "https://crm.example.org/42"];
+/// What a value the samples cannot know stands for: a bare value, a path,
+/// and a URL.
+const STAND_INS: [&str; 3] = ["42", "/42", "https://crm.example.org/42"];
 
-/// Checks a screen-pop's url against each sample payload: an error when
-/// every sample is refused, a warning naming the sample when some are.
+/// Checks a screen-pop's url against each sample payload, a `userData`
+/// key the sample lacks standing in as each of [`STAND_INS`] (XucMgt sends
+/// whatever variables the dialplan sets): a sample is refused when it is
+/// refused with each. An error when every sample is refused, a warning
+/// naming the sample when some are.
 pub(super) fn screen_pop(
     templates: &Templates,
     pop: &ScreenPop,
@@ -39,12 +43,25 @@ pub(super) fn screen_pop(
     diags: &mut Diagnostics<'_>,
 ) {
     let mut refused = Vec::new();
-    for (what, ctx) in SAMPLES.iter() {
-        if let Err(failure) = pop.open(templates, ctx) {
-            if failure.reason == NoneReason::InvalidReply {
-                let rendered = templates.render(&pop.url, ctx).unwrap_or_default();
-                refused.push((*what, rendered, failure));
+    for (what, sample) in SAMPLES.iter() {
+        let mut first = None;
+        let mut accepted = false;
+        for stand_in in STAND_INS {
+            let ctx = Value::from_object(StandIns {
+                payload: sample.clone(),
+                stand_in,
+                user_data: false,
+            });
+            match pop.open(templates, &ctx) {
+                Err(failure) if failure.reason == NoneReason::InvalidReply => {
+                    let rendered = templates.render(&pop.url, &ctx).unwrap_or_default();
+                    first.get_or_insert((*what, rendered, failure));
+                }
+                _ => accepted = true,
             }
+        }
+        if let (false, Some(refusal)) = (accepted, first) {
+            refused.push(refusal);
         }
     }
     let Some((what, rendered, failure)) = refused.first() else {
@@ -123,6 +140,36 @@ fn relative_hint(url: &str, what_to_do: &str) -> String {
         format!("; {what_to_do}")
     } else {
         String::new()
+    }
+}
+
+/// A sample payload whose `userData` answers every key it lacks with a
+/// stand-in (`user_data`: this is that `userData`).
+#[derive(Debug)]
+struct StandIns {
+    payload: Value,
+    stand_in: &'static str,
+    user_data: bool,
+}
+
+impl Object for StandIns {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let value = self.payload.get_item(key).ok()?;
+        if self.user_data && value.is_undefined() {
+            return Some(Value::from(self.stand_in));
+        }
+        if !self.user_data && key.as_str() == Some("userData") {
+            return Some(Value::from_object(StandIns {
+                payload: value,
+                stand_in: self.stand_in,
+                user_data: true,
+            }));
+        }
+        (!value.is_undefined()).then_some(value)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.payload.try_iter().into_iter().flatten().collect())
     }
 }
 
