@@ -1,7 +1,8 @@
 //! `thirdparty-gateway run` as a service: listeners (bound, or handed over by
 //! systemd socket activation), systemd notifications (`READY=1`, reload,
 //! `STOPPING=1`, watchdog), and signals: SIGHUP reloads, SIGTERM and SIGINT
-//! drain and stop; with `--watch`, file changes reload too.
+//! drain and stop (a second one stops at once); with `--watch`, file changes
+//! reload too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,7 +54,18 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> Result<(), R
     let live = Live::new(config, file, listen).map_err(|e| RunError::Config(e.into()))?;
     let runtime = runtime(workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
-    let served = runtime.block_on(serve(live, ops, demo, watch));
+    // A second SIGTERM or SIGINT during the drain stops at once, as
+    // nginx's fast shutdown does: whatever is still in flight is cut.
+    let now = CancellationToken::new();
+    let served = runtime.block_on(async {
+        tokio::select! {
+            served = serve(live, ops, demo, watch, now.clone()) => served,
+            () = now.cancelled() => {
+                tracing::warn!("second stop signal: stopping at once, without waiting for the drain");
+                Ok(())
+            }
+        }
+    });
     // A reload stuck on a file (a hung network mount) must not keep a
     // stopping process alive: blocking tasks get a second, not forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -86,6 +98,7 @@ async fn serve(
     ops_addr: Option<SocketAddr>,
     demo: Option<DemoSettings>,
     watch: bool,
+    now: CancellationToken,
 ) -> anyhow::Result<()> {
     let gateway = live.current();
     // The generation was built before the runtime: its directories start
@@ -170,7 +183,7 @@ async fn serve(
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(watchdog(period / 2));
     }
-    tokio::spawn(signals(Arc::clone(&live), stop.clone()));
+    tokio::spawn(signals(Arc::clone(&live), stop.clone(), now));
     if watch {
         tokio::spawn(crate::watch::run(Arc::clone(&live)));
     }
@@ -207,8 +220,9 @@ const RELOAD_WARN: std::time::Duration = std::time::Duration::from_secs(30);
 /// Far enough away to mean never, for the stuck-reload timer.
 const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_secs(365 * 86400);
 
-/// SIGHUP reloads; SIGTERM or SIGINT starts the drain.
-async fn signals(live: Arc<Live>, stop: CancellationToken) {
+/// SIGHUP reloads; SIGTERM or SIGINT starts the drain (`stop`), and a
+/// second one ends it at once (`now`).
+async fn signals(live: Arc<Live>, stop: CancellationToken, now: CancellationToken) {
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -266,6 +280,11 @@ async fn signals(live: Arc<Live>, stop: CancellationToken) {
     notify(&[NotifyState::Stopping]);
     live.start_draining();
     stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    now.cancel();
 }
 
 async fn watchdog(every: std::time::Duration) {

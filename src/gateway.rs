@@ -37,6 +37,9 @@ pub struct Gateway {
     pub wrapper: Option<Wrapper>,
     /// Where the process is in a stop (the same across generations).
     pub stop: Arc<Stop>,
+    /// When (seconds since the epoch) a call to a path without routes was
+    /// last logged: said at most once a minute per generation.
+    pub unknown_path_logged: std::sync::atomic::AtomicU64,
 }
 
 impl Gateway {
@@ -119,6 +122,7 @@ impl Gateway {
             metrics,
             wrapper,
             stop,
+            unknown_path_logged: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }

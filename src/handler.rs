@@ -265,10 +265,28 @@ async fn dispatch<'g>(
     id: RequestId,
 ) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
-    let routes = config
-        .router
-        .routes_on(req.uri().path())
-        .ok_or(HttpError::NotFound)?;
+    let Some(routes) = config.router.routes_on(req.uri().path()) else {
+        // A preflight is answered all the same, so the browser sends the
+        // POST and its page sees the 404 that names the paths, not a
+        // "Failed to fetch" with nothing to go on.
+        if req.method() == Method::OPTIONS {
+            return Ok(options(req.headers(), gateway, origin));
+        }
+        let paths: Vec<String> = config.router.paths().map(|p| format!("{p:?}")).collect();
+        let paths = if paths.is_empty() {
+            "(none: the config has no [[routes]])".to_owned()
+        } else {
+            paths.join(", ")
+        };
+        if req.method() == Method::POST && unknown_path_warning_due(gateway) {
+            tracing::warn!(
+                path = req.uri().path(),
+                routes = %paths,
+                "a call to a path without routes: is XucMgt's THIRD_PARTY_URL right? (said at most once a minute)"
+            );
+        }
+        return Err(HttpError::NotFound(paths));
+    };
     match *req.method() {
         Method::OPTIONS => Ok(options(req.headers(), gateway, origin)),
         // Boxed: a call's future is kilobytes (backend exchange, reply
@@ -277,6 +295,22 @@ async fn dispatch<'g>(
         Method::POST => Box::pin(call(req, gateway, routes, start, id)).await,
         _ => Err(HttpError::MethodNotAllowed),
     }
+}
+
+/// Whether to log a call to a path without routes now: at most once a
+/// minute, so a misconfigured XucMgt does not flood the log.
+fn unknown_path_warning_due(gateway: &Gateway) -> bool {
+    use std::sync::atomic::Ordering;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let logged = &gateway.unknown_path_logged;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = logged.load(Ordering::Relaxed);
+    (last == 0 || now >= last + 60)
+        && logged
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A `POST`: the payload answered by the first matching route.

@@ -7,9 +7,10 @@ use http::StatusCode;
 /// A request refused by the gateway itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
-    /// No route on this path.
-    #[error("no route on this path")]
-    NotFound,
+    /// No route on this path; the paths that have routes, for whoever set
+    /// XucMgt's `THIRD_PARTY_URL`.
+    #[error("no route on this path: THIRD_PARTY_URL's path must be one of {0}")]
+    NotFound(String),
     /// Routes answer only POST (and OPTIONS for preflights).
     #[error("method not allowed: use POST")]
     MethodNotAllowed,
@@ -37,7 +38,7 @@ pub enum HttpError {
 impl From<&HttpError> for StatusCode {
     fn from(err: &HttpError) -> Self {
         match err {
-            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -55,7 +56,7 @@ mod tests {
     #[test]
     fn each_error_has_its_status() {
         let cases = [
-            (HttpError::NotFound, 404),
+            (HttpError::NotFound(String::new()), 404),
             (HttpError::MethodNotAllowed, 405),
             (HttpError::UnsupportedMediaType, 415),
             (HttpError::PayloadTooLarge(1), 413),

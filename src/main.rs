@@ -61,6 +61,8 @@ enum Command {
     },
     /// Run one XucMgt payload through the config and show every step: route
     /// chosen and why, backend request (secrets redacted), raw and normalized reply.
+    /// Exits 0 when the reply is `open` (or on a dry run), 1 on `none`, 2 when
+    /// it cannot simulate (a config or payload error).
     Simulate {
         /// Config file.
         #[arg(long, short, default_value = "config.toml")]
@@ -78,6 +80,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let simulating = matches!(cli.command, Some(Command::Simulate { .. }));
     let result = match cli.command.unwrap_or(Command::Run {
         config: PathBuf::from("config.toml"),
         listen: None,
@@ -100,8 +103,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Reload { pid } => run_reload(pid),
-        Command::Check { config } => run_check(config),
+        Command::Reload { pid } => run_reload(pid).map(|()| ExitCode::SUCCESS),
+        Command::Check { config } => run_check(config).map(|()| ExitCode::SUCCESS),
         Command::Simulate {
             config,
             payload,
@@ -110,10 +113,11 @@ fn main() -> ExitCode {
         } => run_simulate(&config, &payload, &path, dry_run),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             report(&err);
-            ExitCode::FAILURE
+            // simulate: 0 open, 1 none, 2 could not simulate.
+            ExitCode::from(if simulating { 2 } else { 1 })
         }
     }
 }
@@ -154,14 +158,20 @@ fn run_simulate(
     payload: &std::path::Path,
     path: &str,
     dry_run: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
-    print!("{report}");
-    Ok(())
+    let simulation = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
+    for warning in &simulation.warnings {
+        eprintln!("{warning}\n");
+    }
+    print!("{}", simulation.report);
+    Ok(match simulation.opened {
+        Some(false) => ExitCode::from(1),
+        Some(true) | None => ExitCode::SUCCESS,
+    })
 }
 
 /// A request allocates a few hundred small blocks (headers, JSON, template

@@ -39,11 +39,29 @@ pub fn reload(live: &Live, cause: &str) -> Result<u64, String> {
         }
         Err(Failure::Refused(err)) => {
             let error = format!("{err:#}");
-            tracing::error!(
-                cause,
-                error,
-                "reload failed: still serving the previous config"
-            );
+            // One line per fault: a log line with a literal `\n` in it
+            // reads as one long fault.
+            let mut faults: Vec<&str> = error.lines().filter(|l| !l.trim().is_empty()).collect();
+            if faults.is_empty() {
+                faults.push(&error);
+            }
+            let total = faults.len();
+            for (i, fault) in faults.into_iter().enumerate() {
+                if total == 1 {
+                    tracing::error!(
+                        cause,
+                        error = fault,
+                        "reload failed: still serving the previous config"
+                    );
+                } else {
+                    tracing::error!(
+                        cause,
+                        error = fault,
+                        "reload failed ({} of {total}): still serving the previous config",
+                        i + 1
+                    );
+                }
+            }
             failed(live);
             Err(error)
         }

@@ -120,7 +120,8 @@ impl Router {
 }
 
 impl ScreenPop {
-    /// Renders the reply for a payload; any failure is a `none` reason.
+    /// Renders the reply for a payload; any failure is a `none` reason,
+    /// logged with the request's id.
     pub fn reply(
         &self,
         templates: &Templates,
@@ -128,24 +129,28 @@ impl ScreenPop {
         route: &str,
         id: RequestId,
     ) -> Result<Open, Failure> {
+        self.open(templates, ctx).inspect_err(|failure| {
+            tracing::warn!(%id, route, reason = %failure.reason, error = %failure.detail, "screen-pop refused");
+        })
+    }
+
+    /// Renders and validates the reply for a payload, as every call does;
+    /// `check` asks the same of the sample payloads.
+    pub fn open(&self, templates: &Templates, ctx: &Value) -> Result<Open, Failure> {
         let render = |template: &TemplateId| {
-            templates.render(template, ctx).map_err(|err| {
-                tracing::warn!(%id, route, error = %err, "screen-pop template failed to render");
-                Failure::new(NoneReason::Template, err)
-            })
+            templates
+                .render(template, ctx)
+                .map_err(|err| Failure::new(NoneReason::Template, err))
         };
         let url = render(&self.url)?;
         if let Some(segment) = crate::template::dot_segment(&url) {
-            tracing::warn!(%id, route, "screen-pop url path has a dot segment: refused");
             return Err(Failure::new(
                 NoneReason::Template,
                 format!("url path has a dot segment {segment:?}: refused, it would move the page"),
             ));
         }
         let title = render(&self.title)?;
-        Open::new(self.event, &url, self.autopause, &title).map_err(|err| {
-            tracing::warn!(%id, route, error = %err, "screen-pop reply refused");
-            Failure::new(NoneReason::InvalidReply, err)
-        })
+        Open::new(self.event, &url, self.autopause, &title)
+            .map_err(|err| Failure::new(NoneReason::InvalidReply, err))
     }
 }

@@ -25,14 +25,42 @@ use crate::wrap::Wrapper;
 /// Bodies longer than this are cut in the printout.
 const SHOW_BODY_BYTES: usize = 8 * 1024;
 
-/// Runs a payload file through a config; returns the report to print.
+/// What `simulate` found: the report to print, the config's warnings (as
+/// `check` prints them), and the reply's kind, for the exit status.
+#[derive(Debug)]
+pub struct Simulation {
+    /// Every step, for a person.
+    pub report: String,
+    /// What `check` would warn about in the config.
+    pub warnings: Vec<String>,
+    /// `Some(true)` for an `open` reply, `Some(false)` for `none`; `None`
+    /// for a dry run, which decides nothing.
+    pub opened: Option<bool>,
+}
+
+/// Runs a payload file through a config.
 pub async fn simulate(
     config_file: &Path,
     payload_file: &Path,
     path: &str,
     dry_run: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Simulation> {
     let config = config::load(config_file)?;
+    let warnings = config.warnings.iter().map(|w| w.render()).collect();
+    let (report, opened) = run(&config, payload_file, path, dry_run).await?;
+    Ok(Simulation {
+        report,
+        warnings,
+        opened,
+    })
+}
+
+async fn run(
+    config: &Config,
+    payload_file: &Path,
+    path: &str,
+    dry_run: bool,
+) -> anyhow::Result<(String, Option<bool>)> {
     let text = std::fs::read(payload_file)
         .with_context(|| format!("{}: cannot read payload", payload_file.display()))?;
     let payload = crate::contract::parse_payload(&text)
@@ -40,23 +68,23 @@ pub async fn simulate(
     let mut out = String::new();
     let Some(routes) = config.router.routes_on(path) else {
         let _ = writeln!(out, "no route on path {path}: the gateway answers 404");
-        return Ok(out);
+        return Ok((out, Some(false)));
     };
     let ctx = payload.context();
-    let Some(route) = explain_routes(&config, routes, &ctx, &mut out) else {
+    let Some(route) = explain_routes(config, routes, &ctx, &mut out) else {
         let _ = writeln!(out, "\nreply: {}", json(&Reply::None));
         let _ = writeln!(out, "reason: no_route");
-        return Ok(out);
+        return Ok((out, Some(false)));
     };
     if dry_run {
-        dry(&config, route, &payload, &ctx, &mut out);
-        return Ok(out);
+        dry(config, route, &payload, &ctx, &mut out);
+        return Ok((out, None));
     }
     let deadline = Instant::now() + config.server.work_budget();
     let mut printer = Printer {
         out: String::new(),
         started: Instant::now(),
-        redact: secrets_of(&config, route, payload.token()),
+        redact: secrets_of(config, route, payload.token()),
         caller: ctx
             .get_attr("caller")
             .ok()
@@ -79,11 +107,15 @@ pub async fn simulate(
     );
     let result = tokio::time::timeout_at(deadline, work).await;
     out.push_str(&printer.out);
+    let opened = match &result {
+        Ok(a) => matches!(a.reply, Reply::Open(_)),
+        Err(_) => false,
+    };
     match result {
         Ok(a) => {
             let _ = writeln!(out, "\nreply: {}", json(&a.reply));
             if let (true, Reply::Open(open)) = (route.wrap, &a.reply) {
-                let _ = writeln!(out, "{}", wrap_note(&config, open));
+                let _ = writeln!(out, "{}", wrap_note(config, open));
             }
             if let Some(f) = &a.failure {
                 let label = match a.reply {
@@ -107,7 +139,7 @@ pub async fn simulate(
             let _ = writeln!(out, "reason: deadline (deadline_ms ran out)");
         }
     }
-    Ok(out)
+    Ok((out, Some(opened)))
 }
 
 /// What XucMgt gets on a `wrap = true` route: the wrapper link, signed as

@@ -368,16 +368,7 @@ impl ReplySpec {
             }
         }
         let url = match &self.url {
-            Some(id) => {
-                let url = templates.render(id, &ctx).map_err(failed)?;
-                if let Some(segment) = crate::template::dot_segment(&url) {
-                    return Err(Failure::new(
-                        NoneReason::Template,
-                        format!("url path has a dot segment {segment:?}: refused, it would move the page"),
-                    ));
-                }
-                url
-            }
+            Some(id) => url_from(templates, id, &ctx)?,
             None => implicit_url.unwrap_or_default(),
         };
         if url.trim().is_empty() {
@@ -406,6 +397,28 @@ impl ReplySpec {
             Choice::Dynamic(cond) => templates.test(cond, &ctx).map_err(failed)?,
         };
         self.open(event, &url, autopause, &title)
+    }
+
+    /// The url template rendered from a payload and values and validated as
+    /// a call's url is (resolved against `public_base`, then [`Open::new`]),
+    /// without `open_when`, title or event: what `check` asks with the
+    /// sample payloads: the url as rendered, and the verdict. `None` when
+    /// the url is a value taken as is.
+    pub fn url_check(
+        &self,
+        templates: &Templates,
+        payload: &Value,
+        values: Vec<(Value, Value)>,
+    ) -> Option<(String, Result<Open, Failure>)> {
+        let id = self.url.as_ref()?;
+        let ctx = Value::from_object(ReplyContext {
+            values,
+            payload: payload.clone(),
+        });
+        let rendered = templates.render(id, &ctx).unwrap_or_default();
+        let verdict = url_from(templates, id, &ctx)
+            .and_then(|url| self.open(Event::EventRinging, &url, false, ""));
+        Some((rendered, verdict))
     }
 
     fn check_status(&self, raw: &RawReply) -> Result<(), Failure> {
@@ -488,6 +501,20 @@ impl ReplySpec {
         Open::new(event, &resolved, autopause, title)
             .map_err(|e| Failure::new(NoneReason::InvalidReply, e))
     }
+}
+
+/// A url template rendered, refused when its path has a dot segment.
+fn url_from(templates: &Templates, id: &TemplateId, ctx: &Value) -> Result<String, Failure> {
+    let url = templates
+        .render(id, ctx)
+        .map_err(|e| Failure::new(NoneReason::Template, e))?;
+    if let Some(segment) = crate::template::dot_segment(&url) {
+        return Err(Failure::new(
+            NoneReason::Template,
+            format!("url path has a dot segment {segment:?}: refused, it would move the page"),
+        ));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]

@@ -833,7 +833,7 @@ fn reply(
     {
         used.extend(templates.condition_variables(cond));
     }
-    Some(ReplySpec {
+    let spec = ReplySpec {
         format: r.format,
         body_in_templates: used.contains("body"),
         accept_status,
@@ -845,7 +845,12 @@ fn reply(
         autopause,
         public_base,
         candidates,
-    })
+    };
+    if let Some(src) = &r.url {
+        let ukey = format!("{rkey}.url");
+        super::urls::reply(templates, &spec, &names, &ukey, src, diags);
+    }
+    Some(spec)
 }
 
 /// `records` and `phones`: the reply is a list of candidate records and the

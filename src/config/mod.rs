@@ -3,6 +3,7 @@
 //! prebuilt headers). The hot path never re-checks anything checked here.
 
 mod backends;
+mod clear_text;
 mod diag;
 mod directory;
 mod extras;
@@ -14,6 +15,7 @@ mod raw;
 mod read;
 mod scan;
 mod secrets;
+mod urls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -223,6 +225,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
         &mut templates,
         &mut diags,
     );
+    clear_text::warn(&raw.backends, &mut diags);
     let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
     let ops = ops(&raw.ops, &mut diags);
     let wrap = raw
@@ -472,12 +475,64 @@ fn tls(
                     MinVersion::Tls12
                 }
             };
-            Some(TlsSettings {
+            let settings = TlsSettings {
                 cert,
                 key,
                 self_signed_if_missing: t.self_signed_if_missing,
                 min_version,
-            })
+            };
+            let named =
+                !settings.cert.as_os_str().is_empty() && !settings.key.as_os_str().is_empty();
+            if named {
+                tls_pair(&settings, diags);
+            }
+            Some(settings)
+        }
+    }
+}
+
+/// The certificate and key read and paired as the listener will, in the
+/// same pass as every other check, each fault at its key with what to do.
+/// A demo pair still to be generated (`self_signed_if_missing`, both files
+/// missing) is not read.
+fn tls_pair(settings: &TlsSettings, diags: &mut Diagnostics<'_>) {
+    let (cert, key) = (&settings.cert, &settings.key);
+    if settings.self_signed_if_missing && !cert.exists() && !key.exists() {
+        return;
+    }
+    let Err(err) = crate::tls::server_config(settings) else {
+        return;
+    };
+    let at = match &err {
+        crate::tls::TlsError::Pem { path, .. } if path == key => "tls.key",
+        crate::tls::TlsError::HalfPair { missing, .. } if missing == key => "tls.key",
+        _ => "tls.cert",
+    };
+    let both_missing = !cert.exists() && !key.exists();
+    let hint = if both_missing && !settings.self_signed_if_missing {
+        "; on a test box, self_signed_if_missing = true in [tls] makes a self-signed pair when both files are missing"
+    } else {
+        ""
+    };
+    let message = match err {
+        crate::tls::TlsError::Rustls(e) => {
+            format!(
+                "{} and {}: certificate and key rejected: {e}; are they a pair?",
+                cert.display(),
+                key.display()
+            )
+        }
+        other => other.to_string(),
+    };
+    diags.value_error(at, format!("{message}{hint}"));
+    // Reading stops at the certificate: say what is wrong with the key too.
+    if at == "tls.cert" {
+        if let Err(io) = crate::files::read(key, crate::files::MAX_PEM_BYTES) {
+            let why = crate::unreadable::explain(&io, key, "tls-key", "tls.key");
+            diags.value_error(
+                "tls.key",
+                format!("{}: cannot read: {why}{hint}", key.display()),
+            );
         }
     }
 }
@@ -686,12 +741,20 @@ fn screen_pop(
         &[],
         probe::Sees::Call { login: false },
     );
-    Some(ScreenPop {
+    let pop = ScreenPop {
         event: open.event,
         url: url?,
         title: title?,
         autopause: open.autopause,
-    })
+    };
+    urls::screen_pop(
+        templates,
+        &pop,
+        &format!("{key}.open.url"),
+        &open.url,
+        diags,
+    );
+    Some(pop)
 }
 
 /// Compiles a template at `key`, reporting errors and likely typos there.

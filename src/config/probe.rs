@@ -194,7 +194,7 @@ const METHODS: [&str; 29] = [
 ];
 
 /// The sample payloads as templates see them: (what it is, context).
-static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
+pub(super) static SAMPLES: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {
     SAMPLE_PAYLOADS
         .iter()
         .filter_map(|(what, json)| {
@@ -388,10 +388,7 @@ fn checked<I>(
 
 /// A syntax error, placed at its column inside the value when known.
 fn syntax(diags: &mut Diagnostics<'_>, key: &str, offset: usize, err: &minijinja::Error) {
-    let mut message = match err.detail() {
-        Some(detail) => format!("{}: {detail}", err.kind()),
-        None => err.kind().to_string(),
-    };
+    let mut message = in_words(err);
     match err.range() {
         Some(r) => diags.in_value(Level::Error, key, offset + r.start..offset + r.end, message),
         None => {
@@ -649,10 +646,9 @@ fn renders(
         }
         let ctx = with_reply_values(&Value::from(only_login), extra);
         if let Err(err) = render(&ctx) {
-            let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
             diags.warn(
                 key,
-                format!("fails with empty login values: {}{detail}", err.kind()),
+                format!("fails with empty login values: {}", in_words(&err)),
             );
         }
         return;
@@ -664,13 +660,9 @@ fn renders(
             with_reply_values(payload, extra)
         };
         if let Err(err) = render(&ctx) {
-            let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
             diags.warn(
                 key,
-                format!(
-                    "fails on the sample payload of {what}: {}{detail}",
-                    err.kind()
-                ),
+                format!("fails on the sample payload of {what}: {}", in_words(&err)),
             );
             return;
         }
@@ -695,4 +687,23 @@ fn with_reply_values(payload: &Value, extra: &[&str]) -> Value {
         map.insert((*name).to_owned(), value);
     }
     Value::from(map)
+}
+
+/// A template engine error in a config author's words: the engine's own
+/// kind names ("invalid operation") say nothing to them, its detail does.
+fn in_words(err: &minijinja::Error) -> String {
+    use minijinja::ErrorKind;
+    let kind = match err.kind() {
+        ErrorKind::InvalidOperation => None,
+        ErrorKind::UndefinedError => Some("a value it reads is missing".to_owned()),
+        ErrorKind::MissingArgument => Some("an argument is missing".to_owned()),
+        ErrorKind::TooManyArguments => Some("too many arguments".to_owned()),
+        other => Some(other.to_string()),
+    };
+    match (kind, err.detail()) {
+        (Some(kind), Some(detail)) => format!("{kind}: {detail}"),
+        (None, Some(detail)) => detail.to_owned(),
+        (Some(kind), None) => kind,
+        (None, None) => "this cannot be done with these values".to_owned(),
+    }
 }

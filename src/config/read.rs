@@ -21,7 +21,7 @@ pub(super) fn read(source: &str, diags: &mut Diagnostics<'_>) -> Option<(RawConf
         Ok(raw) => return Some((raw, Vec::new())),
         Err(fault) => fault,
     };
-    let first = diags.at_span(&key, span, explain(&message));
+    let first = diags.at_span(&key, span, explain(&key, &message));
     diags.errors.push(first);
     let mut doc: toml::Table = source.parse().ok()?;
     let mut removed = vec![key];
@@ -40,7 +40,7 @@ pub(super) fn read(source: &str, diags: &mut Diagnostics<'_>) -> Option<(RawConf
                 // A table missing the key just taken out is no news.
                 if !removed.iter().any(|r| related(&key, r)) {
                     // Placed by key: spans refer to the rewritten text.
-                    diags.error(&key, explain(&message));
+                    diags.error(&key, explain(&key, &message));
                 }
                 removed.push(key);
             }
@@ -70,11 +70,21 @@ fn deserialize(source: &str) -> Result<RawConfig, Fault> {
 }
 
 /// serde's message, with "did you mean" for a misspelt key or variant:
-/// "unknown field `allow_origin`, expected one of `allow_origins`, ...".
-fn explain(message: &str) -> String {
+/// "unknown field `allow_origin`, expected one of `allow_origins`, ...";
+/// a value of the wrong type said in the config's words, not Rust's.
+fn explain(key: &str, message: &str) -> String {
     let Some((head, expected)) = message.split_once(", expected ") else {
         return message.to_owned();
     };
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(found) = head.strip_prefix(prefix) {
+            return format!(
+                "expected {}, not {}",
+                wanted(key, expected),
+                found_words(found)
+            );
+        }
+    }
     let Some(name) = ["unknown field `", "unknown variant `"]
         .iter()
         .find_map(|p| head.strip_prefix(p))
@@ -120,6 +130,55 @@ fn remove(doc: &mut toml::Table, key: &str) -> bool {
     table.remove(name).is_some()
 }
 
+/// What serde expected (`u64`, `a boolean`), as the config is written.
+fn wanted(key: &str, expected: &str) -> String {
+    let whole = matches!(
+        expected,
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize"
+    );
+    let unit = [
+        ("_ms", "a number of milliseconds, e.g. 1500"),
+        ("_s", "a number of seconds, e.g. 30"),
+        ("_bytes", "a number of bytes, e.g. 65536"),
+        ("_age", "a number of seconds, e.g. 600"),
+    ]
+    .into_iter()
+    .find(|(suffix, _)| key.ends_with(suffix));
+    match (whole, unit) {
+        (true, Some((_, words))) => words.to_owned(),
+        (true, None) => "a whole number, e.g. 10".to_owned(),
+        (false, _) => match expected {
+            "a boolean" => "true or false".to_owned(),
+            "a string" => "a string in quotes".to_owned(),
+            "a sequence" => "a list, e.g. [\"a\", \"b\"]".to_owned(),
+            "a map" | "struct" => "a table".to_owned(),
+            other => other.to_owned(),
+        },
+    }
+}
+
+/// What was found instead, as serde describes it (`string "1s"`,
+/// `integer `-1``), without its type names.
+fn found_words(found: &str) -> String {
+    let quoted = |rest: &str| rest.trim_matches('`').to_owned();
+    if let Some(text) = found.strip_prefix("string ") {
+        format!("the text {text}")
+    } else if let Some(n) = found
+        .strip_prefix("integer ")
+        .or_else(|| found.strip_prefix("floating point "))
+    {
+        quoted(n)
+    } else if let Some(b) = found.strip_prefix("boolean ") {
+        quoted(b)
+    } else {
+        match found {
+            "sequence" => "a list".to_owned(),
+            "map" => "a table".to_owned(),
+            other => other.to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,12 +186,29 @@ mod tests {
     #[test]
     fn misspelt_keys_and_variants_get_a_suggestion() {
         assert_eq!(
-            explain("unknown field `allow_origin`, expected one of `allow_origins`, `allow_headers`"),
+            explain("cors.allow_origin", "unknown field `allow_origin`, expected one of `allow_origins`, `allow_headers`"),
             "unknown field `allow_origin` (did you mean `allow_origins`?), expected one of `allow_origins`, `allow_headers`"
         );
         assert_eq!(
-            explain("invalid type: string, expected u64"),
-            "invalid type: string, expected u64"
+            explain(
+                "server.deadline_ms",
+                "invalid type: string \"1s\", expected u64"
+            ),
+            "expected a number of milliseconds, e.g. 1500, not the text \"1s\""
+        );
+        assert_eq!(
+            explain(
+                "server.max_connections",
+                "invalid value: integer `-1`, expected usize"
+            ),
+            "expected a whole number, e.g. 10, not -1"
+        );
+        assert_eq!(
+            explain(
+                "routes[0].wrap",
+                "invalid type: string \"yes\", expected a boolean"
+            ),
+            "expected true or false, not the text \"yes\""
         );
     }
 

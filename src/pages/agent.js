@@ -63,7 +63,12 @@
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(payload)
     }).then(function (r) {
-      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      if (!r.ok) {
+        // The gateway's refusals say what to fix in {"error": "..."}.
+        return r.json().catch(function () { return {}; }).then(function (j) {
+          throw new Error("HTTP " + r.status + (j.error ? ": " + j.error : ""));
+        });
+      }
       return r.json();
     }).then(function (j) {
       reply = j;

@@ -145,9 +145,24 @@ pub fn status(status: StatusCode) -> Response<Full<Bytes>> {
             name => env!("CARGO_PKG_NAME"),
             version => env!("CARGO_PKG_VERSION"),
             docs => XIVO_THIRD_PARTY_DOCS,
+            packaged => packaged_docs(),
         },
         PLAIN_CSP,
     )
+}
+
+/// Whether the package's documentation folder is on this host: the status
+/// page sends readers there only when it is (not when run from source).
+fn packaged_docs() -> bool {
+    static PACKAGED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::path::Path::new(concat!(
+            "/usr/share/doc/",
+            env!("CARGO_PKG_NAME"),
+            "/README.md"
+        ))
+        .is_file()
+    });
+    *PACKAGED
 }
 
 /// `text` with its first letter a capital.

@@ -71,7 +71,7 @@ pub(super) fn read(name: &str) -> Result<String, String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Ok(v),
         _ => Err(format!(
-            "secret({name:?}): no file {name} in $CREDENTIALS_DIRECTORY and no environment variable {name}"
+            "secret({name:?}) has no value: no file {name} in $CREDENTIALS_DIRECTORY and no environment variable {name}; give it one with `export {name}=...` before `check` or `run`, or in the service with `LoadCredential={name}:/path/to/file` (systemctl edit thirdparty-gateway)"
         )),
     }
 }

@@ -174,7 +174,13 @@ fn every_example_config_is_valid_apart_from_its_certificate_files() {
             for var in secret_names(&std::fs::read_to_string(&path).unwrap()) {
                 std::env::set_var(var, "example-secret");
             }
-            let config = thirdparty_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            // The certificate files are the test's own: load reads them.
+            let tmp = tempfile::TempDir::new().unwrap();
+            TestCa::new().write(tmp.path());
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let copy = tmp.path().join(name);
+            std::fs::write(&copy, crate::examples::example_config(name, &[])).unwrap();
+            let config = thirdparty_gateway::config::load(&copy).unwrap_or_else(|e| panic!("{e}"));
             assert!(
                 config.warnings.is_empty(),
                 "{}: {:?}",

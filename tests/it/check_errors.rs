@@ -177,3 +177,120 @@ fn a_template_that_fails_on_a_sample_payload_is_a_warning_naming_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_relative_or_javascript_screen_pop_url_is_refused_as_every_call_would_be() {
+    let cases = [
+        (
+            broken(
+                "url = \"https://crm.example.org/?n={{ caller }}\"",
+                "url = \"/demo/crm/legacy?n={{ caller }}\"",
+            ),
+            r#"error: config.toml:26:8: routes[1].open.url: renders to "/demo/crm/legacy?n=0612345678" on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url "/demo/crm/legacy?n=0612345678" is not an absolute URL; write the whole address, e.g. https://crm.example.org/
+   |
+26 | url = "/demo/crm/legacy?n={{ caller }}"
+   |        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"#,
+        ),
+        (
+            broken(
+                "url = \"https://crm.example.org/?n={{ caller }}\"",
+                "url = \"javascript:alert({{ caller }})\"",
+            ),
+            r#"error: config.toml:26:8: routes[1].open.url: renders to "javascript:alert(0612345678)" on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url scheme "javascript" is not http or https"#,
+        ),
+    ];
+    for (config, want) in cases {
+        let (out, text) = check(&config);
+        assert_eq!(out.status.code(), Some(1), "{want}\n{text}");
+        assert!(text.contains(want), "want:\n{want}\nin:\n{text}");
+    }
+}
+
+#[test]
+fn a_reply_url_refused_whatever_the_crm_answers_is_an_error_naming_public_base() {
+    let config = broken(
+        "format = \"contract\"",
+        "format = \"json\"\nextract = { id = \"/id\" }\nurl = \"/card/{{ id }}\"",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(r#"error: config.toml:16:8: backends.crm.reply.url: renders to "/card/42" (each value of the reply as 42) on the sample payload of a direct call (no queue), which every call would refuse (the agent gets no tab): url "/card/42" is not an absolute URL; set public_base = "https://crm.example.org/" (the CRM as the agent's browser reaches it) or write the whole address"#),
+        "{text}"
+    );
+    // With public_base, or when the CRM's value is the whole url, it passes.
+    let with_base = config.replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\npublic_base = \"https://crm.example.org/\"\n",
+    );
+    let (out, text) = check(&with_base);
+    assert!(out.status.success(), "{text}");
+    let whole = config.replace("url = \"/card/{{ id }}\"", "url = \"{{ id | safe }}\"");
+    let (out, text) = check(&whole);
+    assert!(out.status.success(), "{text}");
+}
+
+#[test]
+fn a_missing_certificate_is_reported_with_a_missing_secret_each_at_its_line() {
+    let config = broken(
+        "cert = \"cert.pem\"\nkey = \"key.pem\"",
+        "cert = \"gone-cert.pem\"\nkey = \"gone-key.pem\"",
+    )
+    .replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\nheaders = { DOLAPIKEY = \"{{ secret('TPGW_NO_SUCH_SECRET') }}\" }\n",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let firsts: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        firsts,
+        [
+            "error: config.toml:2:8: tls.cert: gone-cert.pem: cannot read: No such file or directory (os error 2); on a test box, self_signed_if_missing = true in [tls] makes a self-signed pair when both files are missing",
+            "error: config.toml:3:7: tls.key: gone-key.pem: cannot read: No such file or directory (os error 2); on a test box, self_signed_if_missing = true in [tls] makes a self-signed pair when both files are missing",
+            "error: config.toml:11:13: backends.crm.headers.DOLAPIKEY: secret(\"TPGW_NO_SUCH_SECRET\") has no value: no file TPGW_NO_SUCH_SECRET in $CREDENTIALS_DIRECTORY and no environment variable TPGW_NO_SUCH_SECRET; give it one with `export TPGW_NO_SUCH_SECRET=...` before `check` or `run`, or in the service with `LoadCredential=TPGW_NO_SUCH_SECRET:/path/to/file` (systemctl edit thirdparty-gateway)",
+            "error: 3 errors",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_type_is_said_in_the_configs_words() {
+    let config = broken(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\ntimeout_ms = \"1s\"\n",
+    );
+    let (out, text) = check(&config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(r#"error: config.toml:11:14: backends.crm.timeout_ms: expected a number of milliseconds, e.g. 1500, not the text "1s"
+   |
+11 | timeout_ms = "1s"
+   |              ^^^^"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_credential_to_a_plain_http_remote_host_is_a_warning_loopback_is_not() {
+    let config = broken(
+        "url = \"https://crm.example.org/find",
+        "url = \"http://crm.lan/find",
+    )
+    .replace(
+        "encoding = \"json\"\n",
+        "encoding = \"json\"\nauth = { type = \"header\", header = \"DOLAPIKEY\", value_env = \"TPGW_CLEAR_KEY\" }\n",
+    );
+    std::env::set_var("TPGW_CLEAR_KEY", "k");
+    let (out, text) = check(&config);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"warning: config.toml:9:1: backends.crm.url: the DOLAPIKEY header of auth.type = "header" goes to crm.lan over plain http: anyone on the network on the way can read it; use https:// (with ca_file for a CRM whose certificate an internal CA signs), or run the CRM on this host (127.0.0.1)"#),
+        "{text}"
+    );
+    let local = config.replace("http://crm.lan/", "http://127.0.0.1:8080/");
+    let (out, text) = check(&local);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text, "");
+}

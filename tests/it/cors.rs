@@ -168,6 +168,32 @@ async fn error_replies_carry_cors_headers_for_allowed_origins() {
 }
 
 #[tokio::test]
+async fn a_preflight_and_a_post_on_an_unknown_path_get_cors_headers_and_the_paths() {
+    let gw = gateway_for(XUC).await;
+    let client = gw.client();
+    let preflight = Request::options("/wrong/path")
+        .header("host", "localhost")
+        .header("origin", XUC)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Full::default())
+        .unwrap();
+    let preflight = client.send(gw.addr, preflight).await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some(XUC));
+    let post = client
+        .post_at(gw.addr, "/wrong/path", Some(XUC), SEED)
+        .await;
+    assert_eq!(post.status, 404);
+    assert_eq!(post.header("access-control-allow-origin"), Some(XUC));
+    assert_eq!(
+        post.json()["error"],
+        "no route on this path: THIRD_PARTY_URL's path must be one of \"/\""
+    );
+    assert!(!log_lines("is XucMgt's THIRD_PARTY_URL right?").is_empty());
+}
+
+#[tokio::test]
 async fn post_from_disallowed_origin_is_403_and_routes_nothing() {
     let gw = gateway_for(XUC).await;
     let reply = gw

@@ -63,7 +63,7 @@ async fn form_basic_auth_example() {
         Answer::Reply(200, "text/plain", body.into())
     })
     .await;
-    let gw = start_example("form-basic-auth.toml", &crm, &["http://crm.lan"]).await;
+    let gw = start_example("form-basic-auth.toml", &crm, &["https://crm.lan/screenpop"]).await;
     let reply = gw.client().post(gw.addr, Some(XUC), SEED).await;
     assert_eq!(reply.json()["url"], "https://crm.lan/card/1001");
     assert!(crm.seen()[0]

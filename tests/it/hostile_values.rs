@@ -147,10 +147,14 @@ async fn reply_urls_with_user_info_or_another_host_are_refused() {
 
 #[tokio::test]
 async fn screen_pop_urls_with_user_info_are_refused() {
+    // A literal `@` would be refused at load (every call would be); a
+    // dialplan variable brings it in on this call only.
     let routes = "[[routes]]\nname = \"userinfo-pop\"\n[routes.open]\nevent = \"EventRinging\"\n\
-                  url = \"https://xuc.example.org{{ '@' | safe }}crm.example.org/?n={{ caller }}\"\n";
+                  url = \"https://xuc.example.org{{ userData.AT | safe }}crm.example.org/?n={{ caller }}\"\n";
     let gw = start_gateway(&config("", routes)).await;
-    let reply = gw.client().post(gw.addr, None, &call_from("0612")).await;
+    let call =
+        json!({"user": {"userId": 4}, "caller": "0612", "callee": "1000", "userData": {"AT": "@"}});
+    let reply = gw.client().post(gw.addr, None, &call.to_string()).await;
     assert_eq!(reply.json(), json!({"action": "none"}));
     assert_logged_none("userinfo-pop", "invalid_reply");
 }

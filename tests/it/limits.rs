@@ -98,7 +98,10 @@ async fn unknown_path_is_404() {
         .unwrap();
     let reply = gw.client().send(gw.addr, req).await;
     assert_eq!(reply.status, 404);
-    assert_eq!(reply.json()["error"], "no route on this path");
+    assert_eq!(
+        reply.json()["error"],
+        "no route on this path: THIRD_PARTY_URL's path must be one of \"/\""
+    );
 }
 
 #[tokio::test]

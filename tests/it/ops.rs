@@ -452,6 +452,27 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn a_second_sigterm_stops_at_once_without_waiting_for_the_drain() {
+    let config = screen_pop_config("fast", "").replace(
+        "shutdown_grace_ms = 5000\n",
+        "shutdown_grace_ms = 5000\ndrain_ms = 60000\n",
+    );
+    let d = Daemon::start(&config).await;
+    d.signal("TERM");
+    assert!(d.next_notify().await.contains("STOPPING=1"));
+    let (status, body) = d.ops_get("/healthz").await;
+    assert_eq!((status, body.contains("draining")), (503, true), "{body}");
+    let asked = std::time::Instant::now();
+    d.signal("TERM");
+    let (status, d) = tokio::time::timeout(Duration::from_secs(5), d.wait_exit())
+        .await
+        .expect("a second SIGTERM ends the 60 s drain at once");
+    assert!(status.success(), "{status}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    d.wait_log("second stop signal: stopping at once").await;
+}
+
+#[tokio::test]
 async fn metrics_count_what_was_sent() {
     let d = Daemon::start(&screen_pop_config("counted", "")).await;
     let client = Client::new(&d.ca.ca_der);

@@ -98,6 +98,11 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
             "-rw-r--r--",
             "./usr/share/doc/thirdparty-gateway/docs/configuration.md",
         ),
+        // The packaged README shows it.
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/thirdparty-gateway/docs/demo-agent.png",
+        ),
         (
             "-rw-r--r--",
             "./usr/share/doc/thirdparty-gateway/examples/soap-crm.toml",

@@ -161,3 +161,26 @@ async fn a_fifo_or_a_huge_file_swapped_in_is_refused_at_once_and_sigterm_still_s
         .expect("SIGTERM stops the gateway");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn a_reload_refused_for_several_errors_logs_one_line_each() {
+    let d = Daemon::start(&screen_pop_config("one", "")).await;
+    let broken = screen_pop_config("two", "").replace(
+        "[cors]\n",
+        "[cors]\nmax_age = \"1m\"\n",
+    ) + "[[routes]]\nname = \"three\"\n[routes.open]\nevent = \"EventRinging\"\nurl = \"/legacy?n={{ caller }}\"\n";
+    std::fs::write(d.config_path(), broken).unwrap();
+    d.reload().await;
+    let first = d.wait_log("reload failed (1 of 2)").await;
+    assert!(
+        first.contains("cors.max_age: expected a number of seconds, e.g. 600, not the text")
+            && !first.contains("\\n"),
+        "{first}"
+    );
+    let second = d.wait_log("reload failed (2 of 2)").await;
+    assert!(
+        second.contains("routes[1].open.url: renders to"),
+        "{second}"
+    );
+    assert!(url(&d).await.starts_with("https://crm.example.org/one?"));
+}

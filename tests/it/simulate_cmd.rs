@@ -113,3 +113,33 @@ url = "https://crm.example.org/?n={{{{ caller }}}}"
         "{text}"
     );
 }
+
+#[test]
+fn simulate_exits_2_when_it_cannot_simulate_and_shows_checks_warnings() {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
+    let run = |config: &str| {
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        std::process::Command::new(binary())
+            .current_dir(dir.path())
+            .args(["simulate", "--config", "config.toml", "call.json"])
+            .output()
+            .unwrap()
+    };
+    let out = run("[routes\nbroken");
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    // A config with a warning: simulated all the same, the warning shown.
+    let warned = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n[[routes]]\n[routes.open]\nevent = \"EventRinging\"\n\
+         url = \"https://crm.example.org/?a={{{{ user.fullname }}}}\"\n"
+    );
+    let out = run(&warned);
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning: config.toml:")
+            && text.contains("unknown field \"fullname\" of user"),
+        "{text}"
+    );
+}

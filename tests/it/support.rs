@@ -382,7 +382,15 @@ pub async fn simulate_cli(
         .expect("simulate ends")
         .unwrap();
     let text = printed(&out);
-    assert!(out.status.success(), "{text}");
+    // 0 on open (or a dry run, which decides nothing), 1 on none.
+    let none =
+        text.contains("\nreply: {\"action\":\"none\"}") || text.contains("the gateway answers 404");
+    let want = if none && !extra.contains(&"--dry-run") {
+        1
+    } else {
+        0
+    };
+    assert_eq!(out.status.code(), Some(want), "{text}");
     text
 }
 
