@@ -25,6 +25,7 @@ pub mod json_scan;
 pub mod log_output;
 pub mod logging;
 pub mod metrics;
+pub mod on_wake;
 pub mod ops;
 pub mod outcome;
 pub mod pages;
