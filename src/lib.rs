@@ -28,6 +28,7 @@ pub mod log_output;
 pub mod logging;
 pub mod margin;
 pub mod metrics;
+pub mod on_wake;
 pub mod ops;
 pub mod outcome;
 pub mod pages;

@@ -27,10 +27,12 @@
 //! the reader. Lines logged outside [`Output::batching`] (`check`,
 //! `simulate`, start-up errors) are written at once.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -54,6 +56,10 @@ pub const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// How long a stop waits for the reader to take what is queued.
 pub const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Written batches kept for reuse, so that a batch's buffer is not
+/// allocated and grown anew each time.
+const SPARE_BATCHES: usize = 4;
 
 /// The process's log output, on standard output.
 pub static STDOUT: Output<Stdout> = Output::new(Stdout);
@@ -81,11 +87,9 @@ pub struct Output<W> {
     batching: AtomicBool,
     /// Lines logged since the last hand-over.
     pending: Mutex<Vec<u8>>,
-    /// The writer thread's queue while batching; `None` writes at once. Held
-    /// while a batch is handed over, so batches leave in order.
-    queue: Mutex<Option<SyncSender<Vec<u8>>>>,
-    /// Bytes in the queue.
-    queued: AtomicUsize,
+    /// The writer thread's queue. Held while a batch is handed over, so
+    /// batches leave in order.
+    handoff: Mutex<Handoff>,
     out: Mutex<W>,
     /// Lines dropped since the last warning.
     unreported: AtomicU64,
@@ -98,14 +102,35 @@ pub struct Output<W> {
     started: Notify,
 }
 
+/// Batches on their way to the writer thread.
+struct Handoff {
+    /// The writer thread takes batches; closed, lines are written at once.
+    open: bool,
+    batches: VecDeque<Vec<u8>>,
+    /// Bytes in `batches` and in the batch being written.
+    bytes: usize,
+    /// Written batches, emptied, for the next hand-overs.
+    spare: Vec<Vec<u8>>,
+    /// The writer thread, once it runs.
+    writer: Option<Thread>,
+    /// The writer thread is parked (or about to be) on an empty queue.
+    writer_waits: bool,
+}
+
 impl<W: Write + Send + 'static> Output<W> {
     /// Writes every line at once until [`Output::batching`].
     pub const fn new(out: W) -> Self {
         Self {
             batching: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
-            queue: Mutex::new(None),
-            queued: AtomicUsize::new(0),
+            handoff: Mutex::new(Handoff {
+                open: false,
+                batches: VecDeque::new(),
+                bytes: 0,
+                spare: Vec::new(),
+                writer: None,
+                writer_waits: false,
+            }),
             out: Mutex::new(out),
             unreported: AtomicU64::new(0),
             dropped: OnceLock::new(),
@@ -121,21 +146,22 @@ impl<W: Write + Send + 'static> Output<W> {
     /// `on_thread_park`) and run [`Output::latest`]. If the thread cannot
     /// be started, lines are written at once, as before batching.
     pub fn batching(&'static self) -> Batching<W> {
-        let (queue, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (done, finished) = mpsc::channel();
+        // Open before the thread starts, which ends at once on a closed queue.
+        lock(&self.handoff).open = true;
         let writer = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                self.write_batches(batches);
+                self.write_batches();
                 let _ = done.send(());
             });
         if writer.is_err() {
+            lock(&self.handoff).open = false;
             return Batching {
                 output: self,
                 finished: None,
             };
         }
-        *lock(&self.queue) = Some(queue);
         self.batching.store(true, Ordering::Release);
         Batching {
             output: self,
@@ -167,30 +193,46 @@ impl<W: Write + Send + 'static> Output<W> {
     /// Hands the lines gathered so far to the writer thread, or writes them
     /// when not batching; never waits for the reader while batching. A
     /// failed write loses them, as a failed write of one line lost it:
-    /// logging never stops the gateway.
+    /// logging never stops the gateway. The writer thread is woken only
+    /// when it waits for work.
     pub fn flush(&self) {
-        let queue = lock(&self.queue);
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        if batch.is_empty() {
+        // Called each time an event loop is about to wait: most often there
+        // is nothing to hand over.
+        if lock(&self.pending).is_empty() {
             return;
         }
-        let Some(queue) = &*queue else {
+        let mut handoff = lock(&self.handoff);
+        let mut pending = lock(&self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        if !handoff.open {
+            let batch = std::mem::take(&mut *pending);
+            drop(pending);
             if self.stalled.load(Ordering::Acquire) || lock(&self.out).write_all(&batch).is_err() {
                 self.lost(&batch);
             }
             return;
-        };
-        let len = batch.len();
-        if self.queued.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            self.lost(&batch);
+        }
+        let len = pending.len();
+        if handoff.batches.len() >= QUEUE_BATCHES || handoff.bytes + len > QUEUE_BYTES {
+            self.lost(&pending);
+            pending.clear();
             return;
         }
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
-            queue.try_send(batch)
-        {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            self.lost(&batch);
+        let spare = handoff.spare.pop().unwrap_or_default();
+        handoff
+            .batches
+            .push_back(std::mem::replace(&mut *pending, spare));
+        drop(pending);
+        handoff.bytes += len;
+        let wake = match std::mem::take(&mut handoff.writer_waits) {
+            true => handoff.writer.clone(),
+            false => None,
+        };
+        drop(handoff);
+        if let Some(writer) = wake {
+            writer.unpark();
         }
     }
 
@@ -203,23 +245,47 @@ impl<W: Write + Send + 'static> Output<W> {
 
     /// The writer thread: writes batches in order until the queue closes;
     /// after a write that went through, says how many lines were dropped
-    /// since the last time it said so.
-    fn write_batches(&self, batches: Receiver<Vec<u8>>) {
-        for batch in batches {
-            let written = lock(&self.out).write_all(&batch);
-            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
-            if written.is_err() {
+    /// since the last time it said so. It parks while the queue is empty.
+    fn write_batches(&self) {
+        lock(&self.handoff).writer = Some(std::thread::current());
+        let mut written: Option<Vec<u8>> = None;
+        loop {
+            let batch = {
+                let mut handoff = lock(&self.handoff);
+                if let Some(mut done) = written.take() {
+                    handoff.bytes -= done.len();
+                    if handoff.spare.len() < SPARE_BATCHES {
+                        done.clear();
+                        handoff.spare.push(done);
+                    }
+                }
+                match handoff.batches.pop_front() {
+                    Some(batch) => batch,
+                    None if !handoff.open => return,
+                    None => {
+                        handoff.writer_waits = true;
+                        drop(handoff);
+                        // Woken by `flush` or the stop; a spurious wake
+                        // finds the queue as it is and parks again.
+                        std::thread::park();
+                        continue;
+                    }
+                }
+            };
+            let result = lock(&self.out).write_all(&batch);
+            if result.is_err() {
                 self.lost(&batch);
-                continue;
+            } else {
+                let dropped = self.unreported.swap(0, Ordering::AcqRel);
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "log output was blocked: {dropped} lines dropped (log_lines_dropped_total)"
+                    );
+                    self.flush();
+                }
             }
-            let dropped = self.unreported.swap(0, Ordering::AcqRel);
-            if dropped > 0 {
-                tracing::warn!(
-                    dropped,
-                    "log output was blocked: {dropped} lines dropped (log_lines_dropped_total)"
-                );
-                self.flush();
-            }
+            written = Some(batch);
         }
     }
 
@@ -250,7 +316,15 @@ impl<W: Write + Send + 'static> Drop for Batching<W> {
         output.batching.store(false, Ordering::Release);
         output.flush();
         // Closing the queue ends the writer thread once it is empty.
-        drop(lock(&output.queue).take());
+        let writer = {
+            let mut handoff = lock(&output.handoff);
+            handoff.open = false;
+            handoff.writer_waits = false;
+            handoff.writer.take()
+        };
+        if let Some(writer) = writer {
+            writer.unpark();
+        }
         if let Some(finished) = &self.finished {
             if finished.recv_timeout(STOP_WAIT).is_err() {
                 output.stalled.store(true, Ordering::Release);

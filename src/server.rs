@@ -27,6 +27,7 @@ use crate::constants::CLOSE_GRACE;
 use crate::gateway::Live;
 use crate::handler;
 use crate::idle::{Activity, Counting, Quiet, Tracked};
+use crate::on_wake::OnWake;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before retrying.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -267,49 +268,75 @@ async fn serve<S>(
     // When a connection asked to close is dropped if still open.
     let mut close_by = None;
     loop {
-        tokio::select! {
+        // What ends or closes a connection besides the client: polled only
+        // when one of them woke the task, not at every read, write or
+        // backend reply of the connection's requests.
+        let (stopping, activity) = (&stopping, &activity);
+        let watch = async move {
+            tokio::select! {
+                // HTTP/1 clients leave with their next reply; idle ones are
+                // closed when the drain ends, not now, so that none of them
+                // sends a request into a connection closing under it.
+                () = stopping.drain.cancelled(), if !draining => Event::Drain,
+                () = activity.goaway_wanted(), if !closing => Event::Close,
+                () = stopping.stop.cancelled(), if !closing => Event::Close,
+                quiet = activity.quiet(idle, head), if !closing => Event::Quiet(quiet),
+                () = tokio::time::sleep_until(close_by.unwrap_or_else(Instant::now)), if close_by.is_some() => {
+                    Event::Overdue
+                }
+                else => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
                 return;
             }
-            // HTTP/1 clients leave with their next reply; idle ones are
-            // closed when the drain ends, not now, so that none of them
-            // sends a request into a connection closing under it.
-            () = stopping.drain.cancelled(), if !draining => {
+            event = OnWake::new(Box::pin(watch)) => event,
+        };
+        match event {
+            Event::Drain => {
                 draining = true;
                 if activity.is_http2() && !closing {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
-            () = activity.goaway_wanted(), if !closing => {
+            Event::Close => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = stopping.stop.cancelled(), if !closing => {
+            Event::Quiet(Quiet::Idle) => {
+                tracing::debug!(%peer, "idle timeout: closing connection");
                 conn.as_mut().graceful_shutdown();
                 closing = true;
+                close_by = Some(Instant::now() + CLOSE_GRACE);
             }
-            quiet = activity.quiet(idle, head), if !closing => match quiet {
-                Quiet::Idle => {
-                    tracing::debug!(%peer, "idle timeout: closing connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    close_by = Some(Instant::now() + CLOSE_GRACE);
-                }
-                // Dropped, as hyper's own header timeout does: there is no
-                // request to answer yet, or (HTTP/2) none can get through.
-                Quiet::SlowHead => {
-                    tracing::debug!(%peer, "request head not received within server.header_read_timeout: closing connection");
-                    return;
-                }
-            },
-            () = tokio::time::sleep_until(close_by.unwrap_or_else(Instant::now)), if close_by.is_some() => {
+            // Dropped, as hyper's own header timeout does: there is no
+            // request to answer yet, or (HTTP/2) none can get through.
+            Event::Quiet(Quiet::SlowHead) => {
+                tracing::debug!(%peer, "request head not received within server.header_read_timeout: closing connection");
+                return;
+            }
+            Event::Overdue => {
                 tracing::debug!(%peer, "idle connection still open after its close: dropped");
                 return;
             }
         }
     }
+}
+
+/// What the connection's watch saw.
+enum Event {
+    /// The drain began.
+    Drain,
+    /// A stop, or a GOAWAY wanted: close gracefully.
+    Close,
+    /// Idle, or a request head late.
+    Quiet(Quiet),
+    /// A connection asked to close is still open after its grace.
+    Overdue,
 }
