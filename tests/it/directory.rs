@@ -86,6 +86,8 @@ async fn crm(state: Arc<Mutex<State>>) -> Crm {
             Some("wrong type") => return Answer::Reply(200, "application/json", r#"{"data": "everyone"}"#.into()),
             Some("huge") => return Answer::Reply(200, "application/json", format!(r#"{{"data": [], "pad": "{}"}}"#, "x".repeat(300_000))),
             Some("error as success") => return Answer::Reply(200, "application/json", r#"{"success": false, "error": {"code": "ACCESS_DENIED"}}"#.into()),
+            // A page the CRM takes a minute to answer (a sync waits on it).
+            Some("slow") => return Answer::Slow(Duration::from_secs(60), 200, "application/json", r#"{"data": []}"#.into()),
             _ => {}
         }
         let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -555,5 +557,58 @@ async fn a_snapshot_survives_a_restart_and_answers_while_the_crm_is_down() {
         .post(second.addr, None, &call("+33698765432"))
         .await;
     assert_eq!(opened(&reply), Some(8));
+    assert_eq!(state.lock().unwrap().lookups, 0);
+}
+
+#[tokio::test]
+async fn calls_are_answered_from_the_index_while_a_sync_waits_on_a_slow_crm() {
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    let crm = crm(Arc::clone(&state)).await;
+    let gw = start_gateway(&config(
+        &crm,
+        "dir-busy",
+        "full_every_s = 1\nmax_age_s = 3600\npages_per_second = 1000\ntimeout_ms = 120000",
+    ))
+    .await;
+    wait_sync(
+        &["backend=dir-busy", "directory full sync", "1 number(s)"],
+        0,
+    )
+    .await;
+    let fulls = log_lines("backend=dir-busy")
+        .iter()
+        .filter(|l| l.contains("directory full sync"))
+        .count();
+    // The next full sync's page hangs in the CRM.
+    let pages = {
+        let mut s = state.lock().unwrap();
+        s.broken = Some("slow");
+        s.pages
+    };
+    for _ in 0..600 {
+        if state.lock().unwrap().pages > pages {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        state.lock().unwrap().pages > pages,
+        "a sync is waiting on its page"
+    );
+    // Calls meanwhile: answered from the index, on the same event loop as
+    // the waiting sync, before it ends.
+    let client = gw.client();
+    for _ in 0..3 {
+        assert_eq!(
+            opened(&client.post(gw.addr, None, &call("0612345678")).await),
+            Some(1)
+        );
+    }
+    let now = log_lines("backend=dir-busy")
+        .iter()
+        .filter(|l| l.contains("directory full sync"))
+        .count();
+    assert_eq!(now, fulls, "the sync is still waiting on the CRM");
     assert_eq!(state.lock().unwrap().lookups, 0);
 }
