@@ -40,6 +40,8 @@ const PAST_RESTART_SEC: Duration = Duration::from_secs(3);
 const IDLE_STOP: Duration = Duration::from_millis(1500);
 
 const CONFIG: &str = "/etc/thirdparty-gateway/config.toml";
+/// The last good config, kept in the container beside the packaged one.
+const SAVED: &str = "/etc/thirdparty-gateway/good.toml.saved";
 const DROP_IN: &str = "/etc/systemd/system/thirdparty-gateway.service.d";
 
 #[test]
@@ -132,7 +134,7 @@ fn the_package_under_systemd_on_a_minimal_debian() {
     assert_eq!(status.trim(), "serving on 127.0.0.1:8443, generation 2");
 
     // A broken edit: reload fails, the previous config keeps serving.
-    c.must(&format!("cp {CONFIG} /root/edited.toml"));
+    c.must(&format!("cp {CONFIG} {SAVED}"));
     c.must(&format!("printf '[server\\n' >> {CONFIG}"));
     let (ok, said) = c.sh("systemctl reload thirdparty-gateway");
     assert!(!ok, "a broken config was reloaded: {said}");
@@ -152,7 +154,7 @@ fn the_package_under_systemd_on_a_minimal_debian() {
          sed -e 's#^cert = .*#cert = \"/etc/thirdparty-gateway/tls/cert.pem\"#' \
              -e 's#^key = .*#key = \"/etc/thirdparty-gateway/tls/key.pem\"#' \
              -e 's#^self_signed_if_missing = .*#self_signed_if_missing = false#' \
-             /root/edited.toml > {CONFIG}"
+             {SAVED} > {CONFIG}"
     ));
     // `sudo check` reads the key, and warns that the service cannot.
     let checked = c.must(&format!("thirdparty-gateway check --config {CONFIG} 2>&1"));
