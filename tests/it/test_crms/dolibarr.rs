@@ -109,19 +109,8 @@ impl State {
             .find(|c| c.id == id)
             .expect("a known contact");
         edit(c);
-        c.tms = now();
+        c.tms = super::sql_now();
     }
-}
-
-/// MySQL's `CURRENT_TIMESTAMP` as this CRM keeps it: UTC.
-pub fn now() -> String {
-    let format = time::format_description::parse_borrowed::<2>(
-        "[year]-[month]-[day] [hour]:[minute]:[second]",
-    )
-    .expect("a date format");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .expect("a date formats")
 }
 
 /// A date-time literal as MySQL reads `YYYYMMDDhhmmss`, `YYYYMMDD` or

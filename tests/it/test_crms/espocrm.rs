@@ -105,19 +105,8 @@ impl State {
             .find(|c| c.id == id)
             .expect("a known contact");
         c.numbers = numbers.iter().map(|n| (*n).to_owned()).collect();
-        c.modified_at = now();
+        c.modified_at = super::sql_now();
     }
-}
-
-/// EspoCRM's `DateTimeUtil::getSystemNowString()`: UTC, `Y-m-d H:i:s`.
-fn now() -> String {
-    let format = time::format_description::parse_borrowed::<2>(
-        "[year]-[month]-[day] [hour]:[minute]:[second]",
-    )
-    .expect("a date format");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .expect("a date formats")
 }
 
 /// A contact: id, name, and its phone numbers as stored, the primary first.
@@ -136,7 +125,7 @@ impl Contact {
             id: id.into(),
             name: name.into(),
             numbers: numbers.iter().map(|n| (*n).to_owned()).collect(),
-            modified_at: now(),
+            modified_at: super::sql_now(),
         }
     }
 }
@@ -349,19 +338,6 @@ fn php_intval(text: &str) -> usize {
     digits.parse().unwrap_or(0)
 }
 
-/// Whether `text` is `Y-m-d H:i:s`.
-fn is_datetime(text: &str) -> bool {
-    let shape = "dddd-dd-dd dd:dd:dd";
-    text.len() == shape.len()
-        && text.bytes().zip(shape.bytes()).all(|(c, want)| {
-            if want == b'd' {
-                c.is_ascii_digit()
-            } else {
-                c == want
-            }
-        })
-}
-
 /// One where item, as the SQL compares it: `=` a value or `LIKE` a pattern.
 #[derive(Debug)]
 struct Item {
@@ -403,7 +379,7 @@ impl Item {
         // Only modifiedAt is modelled as a date-time, read strictly.
         let dated = matches!(op, ItemOp::After | ItemOp::Before);
         if dated != matches!(attribute, Attribute::ModifiedAt) && op != ItemOp::NotNull
-            || dated && !is_datetime(&value)
+            || dated && !super::is_sql_datetime(&value)
         {
             return Err(());
         }

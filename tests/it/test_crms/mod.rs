@@ -41,3 +41,34 @@ pub fn md5_hex(text: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Now in UTC, to the second, written as SQL datetimes are:
+/// `YYYY-MM-DD HH:MM:SS`. What the PHP CRMs store for a modification time
+/// (MySQL's `CURRENT_TIMESTAMP`, PHP's `date('Y-m-d H:i:s')`, Sugar's
+/// `TimeDate::nowDb()`, EspoCRM's `getSystemNowString()`) and Odoo's
+/// datetime fields, all in UTC as installed.
+pub fn sql_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Whether `text` is written `YYYY-MM-DD HH:MM:SS`, the one datetime
+/// literal these CRMs' filters take.
+pub fn is_sql_datetime(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}

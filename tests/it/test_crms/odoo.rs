@@ -78,14 +78,14 @@ impl Partner {
             name: name.into(),
             phone: phone.into(),
             mobile: mobile.into(),
-            write_date: now_utc(),
+            write_date: super::sql_now(),
         }
     }
 
     /// The partner written again with this phone.
     pub fn set_phone(&mut self, phone: &str) {
         phone.clone_into(&mut self.phone);
-        self.write_date = now_utc();
+        self.write_date = super::sql_now();
     }
 
     /// A field's value, `None` for a field the version lacks.
@@ -97,20 +97,6 @@ impl Partner {
             _ => None,
         }
     }
-}
-
-/// The ORM's `now()` as a datetime field stores it: UTC, to the second.
-fn now_utc() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// `fields.Datetime.to_datetime` of a domain value: the full

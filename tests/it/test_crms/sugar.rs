@@ -138,7 +138,7 @@ impl Contact {
         Self {
             id: id.into(),
             columns,
-            date_modified: now_db(),
+            date_modified: super::sql_now(),
         }
     }
 
@@ -147,7 +147,7 @@ impl Contact {
         if let Some((_, v)) = self.columns.iter_mut().find(|(c, _)| *c == field) {
             *v = saved_text(typed);
         }
-        self.date_modified = now_db();
+        self.date_modified = super::sql_now();
     }
 
     fn column(&self, name: &str) -> &str {
@@ -161,32 +161,6 @@ impl Contact {
             .find(|(c, _)| *c == name)
             .map_or("", |(_, v)| v.as_str())
     }
-}
-
-/// `TimeDate::nowDb()`: now in UTC as `Y-m-d H:i:s`.
-fn now_db() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Whether `text` is a MySQL datetime literal `YYYY-MM-DD HH:MM:SS`.
-fn is_db_datetime(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 19
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b' ',
-            13 | 16 => *c == b':',
-            _ => c.is_ascii_digit(),
-        })
 }
 
 /// What SuiteCRM 7.10+ stores for `typed` (plain text, no tag-like `<x`,
@@ -677,7 +651,7 @@ impl Where {
                         *at += 1;
                     }
                     return match next(at)? {
-                        Token::Str(s) if is_db_datetime(s) => Ok(Self::Date(op, s.clone())),
+                        Token::Str(s) if super::is_sql_datetime(s) => Ok(Self::Date(op, s.clone())),
                         _ => Err(()),
                     };
                 }

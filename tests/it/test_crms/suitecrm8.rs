@@ -107,14 +107,14 @@ impl Contact {
         Self {
             id: id.into(),
             attributes,
-            date_modified: now_db(),
+            date_modified: super::sql_now(),
         }
     }
 
     /// The contact saved again with `field` (a phone field) set to `typed`.
     pub fn edit(&mut self, field: &str, typed: &str) {
         self.attributes.insert(field.to_owned(), saved_text(typed));
-        self.date_modified = now_db();
+        self.date_modified = super::sql_now();
     }
 
     /// A column: an attribute, `id` or `date_modified`.
@@ -125,32 +125,6 @@ impl Contact {
             _ => self.attributes.get(name).map_or("", String::as_str),
         }
     }
-}
-
-/// `TimeDate::nowDb()`: now in UTC as `Y-m-d H:i:s`.
-fn now_db() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Whether `text` is a MySQL datetime literal `YYYY-MM-DD HH:MM:SS`.
-fn is_db_datetime(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 19
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b' ',
-            13 | 16 => *c == b':',
-            _ => c.is_ascii_digit(),
-        })
 }
 
 /// What the CRM knows and counts.
@@ -586,7 +560,7 @@ impl Filter {
                     _ => return Err(format!("Filter operator {op} is invalid")),
                 };
                 let v = v.as_str().ok_or("Array to string conversion")?;
-                if field == "date_modified" && !is_db_datetime(v) {
+                if field == "date_modified" && !super::is_sql_datetime(v) {
                     return Err(format!("date_modified compared with {v:?}: not a datetime"));
                 }
                 terms.push((field.clone(), op_, v.to_owned()));

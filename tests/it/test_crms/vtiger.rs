@@ -155,7 +155,9 @@ impl State {
         let mut fields: Vec<(&'static str, String)> =
             fields.iter().map(|(f, v)| (*f, (*v).to_owned())).collect();
         if !fields.iter().any(|(f, _)| *f == "modifiedtime") {
-            fields.push(("modifiedtime", now()));
+            // `date("Y-m-d H:i:s")` in config.inc.php's `$default_timezone`,
+            // `UTC` as installed.
+            fields.push(("modifiedtime", super::sql_now()));
         }
         self.records.push(Record {
             module,
@@ -177,7 +179,7 @@ impl State {
             .fields
             .retain(|(f, _)| *f != field && *f != "modifiedtime");
         record.fields.push((field, ui_saved(typed)));
-        record.fields.push(("modifiedtime", now()));
+        record.fields.push(("modifiedtime", super::sql_now()));
     }
 
     /// The modules the queries asked, in order (FROM's word).
@@ -190,18 +192,6 @@ impl State {
             })
             .collect()
     }
-}
-
-/// `date("Y-m-d H:i:s")` as vtiger writes `modifiedtime`, in PHP's default
-/// time zone: config.inc.php's `$default_timezone`, `UTC` as installed.
-fn now() -> String {
-    let format = time::format_description::parse_borrowed::<2>(
-        "[year]-[month]-[day] [hour]:[minute]:[second]",
-    )
-    .expect("a date format");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .expect("a date formats")
 }
 
 /// What vtiger 8.2's UI stores for `typed`, a plain-text field value:
