@@ -216,7 +216,7 @@ fn check_refuses_a_misspelt_variable_and_candidates_without_their_parts() {
          extract = {{ id = \"id\" }}\nurl = \"https://crm.example.org/{{{{ id }}}}\"\n\
          [[routes]]\nname = \"r\"\nbackend = \"crm\"\n"
     );
-    let (ok, text) = check_text(&good);
+    let (ok, text) = crate::check_cmd::check_ok(&good);
     assert!(ok, "{text}");
     let cases = [
         (
@@ -252,49 +252,8 @@ fn check_refuses_a_misspelt_variable_and_candidates_without_their_parts() {
         ),
     ];
     for (config, want) in cases {
-        let (ok, text) = check_text(&config);
+        let (ok, text) = crate::check_cmd::check_ok(&config);
         assert!(!ok, "accepted, wanted {want:?}:\n{text}");
         assert!(text.contains(want), "{want}\n---\n{text}");
-    }
-}
-
-/// `check` on a config beside a test certificate pair: ok, and all it printed.
-fn check_text(config: &str) -> (bool, String) {
-    let dir = tempfile::TempDir::new().unwrap();
-    TestCa::new().write(dir.path());
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (out.status.success(), printed(&out))
-}
-
-#[tokio::test]
-async fn callers_in_the_digits_of_other_scripts_are_found() {
-    let crm = everything(json!([{"id": 7, "name": "Jeanne", "phone": "06 12 34 56 78"}])).await;
-    let gw = start_gateway(&config(&backend("crm", &crm, None), &["crm"])).await;
-    let client = gw.client();
-    for caller in [
-        "٠٦١٢٣٤٥٦٧٨",
-        "۰۶۱۲۳۴۵۶۷۸",
-        "０６１２３４５６７８",
-        "०६१२३४५६७८",
-        "+٣٣٦١٢٣٤٥٦٧٨",
-    ] {
-        let reply = client.post(gw.addr, None, &call(caller)).await;
-        assert_eq!(opened(&reply), Some(7), "{caller}");
-    }
-    // The CRM was asked in ASCII digits.
-    for seen in crm.seen() {
-        assert!(
-            seen.target
-                .ends_with("q=%256%251%252%253%254%255%256%257%258%25"),
-            "{}",
-            seen.target
-        );
     }
 }

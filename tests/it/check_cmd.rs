@@ -20,7 +20,7 @@ event = "EventRinging"
 url = "https://crm.example.org/?n={{ caller }}"
 "#;
 
-fn check(config: &str) -> (Output, String) {
+pub(crate) fn check(config: &str) -> (Output, String) {
     let dir = tempfile::TempDir::new().unwrap();
     TestCa::new().write(dir.path());
     let path = dir.path().join("config.toml");
@@ -33,6 +33,12 @@ fn check(config: &str) -> (Output, String) {
         .unwrap();
     let text = printed(&out);
     (out, text)
+}
+
+/// [`check`]'s verdict: whether it passed, and all it printed.
+pub(crate) fn check_ok(config: &str) -> (bool, String) {
+    let (out, text) = check(config);
+    (out.status.success(), text)
 }
 
 #[test]

@@ -371,18 +371,7 @@ fn check_refuses_a_directory_without_records_or_reading_the_payload() {
          [backends.d.directory]\nbody = {{ offset = \"{{{{ page.offset }}}}\" }}\n\
          [[routes]]\nname = \"r\"\nbackend = \"d\"\n"
     );
-    let check = |config: &str| {
-        let dir = tempfile::TempDir::new().unwrap();
-        TestCa::new().write(dir.path());
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let out = std::process::Command::new(binary())
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (out.status.success(), printed(&out))
-    };
+    let check = crate::check_cmd::check_ok;
     let (ok, text) = check(&base);
     assert!(ok, "{text}");
     for (config, want) in [
