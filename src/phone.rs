@@ -458,6 +458,13 @@ mod tests {
     }
 
     #[test]
+    fn regions_are_iso_codes() {
+        assert!(region("fr").is_some());
+        assert!(region("XX").is_none());
+        assert!(region("").is_none());
+    }
+
+    #[test]
     fn the_tail_test_never_drops_a_number_that_reads_to_the_caller() {
         let caller = Number::read("+33612345678", region("FR")).unwrap();
         let tail = tail(&caller);

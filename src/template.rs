@@ -26,7 +26,7 @@ use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, Output, State, UndefinedBehavior};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-pub use phone::region as phone_region;
+pub use crate::phone::region as phone_region;
 pub use phonenumber::country::Id as Region;
 
 /// Bounds the work one render may do, so no template can spin on hostile data.
@@ -225,7 +225,7 @@ impl Templates {
         self.region = region;
         phone::register(&mut self.env, region);
         if let Some(region) = region {
-            phone::warm(region);
+            crate::phone::warm(region);
         }
     }
 

@@ -123,16 +123,6 @@ fn significant(value: &Value, region: Option<Id>) -> Result<String, Error> {
     })
 }
 
-/// Loads libphonenumber's metadata and the region's patterns at config load.
-pub(super) fn warm(region: Id) {
-    crate::phone::warm(region);
-}
-
-/// Parses an ISO 3166 region code such as `FR` (any case).
-pub fn region(code: &str) -> Option<Id> {
-    crate::phone::region(code)
-}
-
 fn digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
@@ -143,7 +133,7 @@ mod tests {
 
     fn env(region: &str) -> Environment<'static> {
         let mut env = Environment::new();
-        register(&mut env, super::region(region));
+        register(&mut env, crate::phone::region(region));
         env
     }
 
@@ -153,7 +143,7 @@ mod tests {
     }
 
     fn all(raw: &str, region: &str) -> [String; 4] {
-        let r = super::region(region);
+        let r = crate::phone::region(region);
         assert!(r.is_some(), "{region}");
         let v = Value::from(raw);
         [
@@ -310,12 +300,5 @@ mod tests {
         assert_eq!(show(&v, None, Mode::E164).unwrap(), "0612345678");
         let v = Value::from("+33 6 12 34 56 78");
         assert_eq!(show(&v, None, Mode::E164).unwrap(), "+33612345678");
-    }
-
-    #[test]
-    fn regions_are_iso_codes() {
-        assert!(region("fr").is_some());
-        assert!(region("XX").is_none());
-        assert!(region("").is_none());
     }
 }
