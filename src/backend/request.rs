@@ -235,9 +235,8 @@ impl RequestSpec {
         })
     }
 
-    /// Every template the url and body render (headers apart: a header
-    /// that holds a credential is marked sensitive and stripped on its own).
-    pub fn url_and_body_templates(&mut self) -> Vec<&mut TemplateId> {
+    /// Every template the body renders (fields, or the document's strings).
+    pub fn body_templates(&mut self) -> Vec<&mut TemplateId> {
         fn json<'a>(spec: &'a mut JsonSpec, out: &mut Vec<&'a mut TemplateId>) {
             match spec {
                 JsonSpec::Context | JsonSpec::Literal(_) => {}
@@ -247,9 +246,6 @@ impl RequestSpec {
             }
         }
         let mut out = Vec::new();
-        if let UrlSpec::Template(id) = &mut self.url {
-            out.push(id);
-        }
         match &mut self.body {
             BodySpec::Json(spec) => json(spec, &mut out),
             BodySpec::Form(fields) | BodySpec::Query(fields) => {

@@ -27,7 +27,7 @@ use crate::contract::Event;
 use crate::extract::{JsonPath, XmlPath};
 use crate::metrics::Handles;
 use crate::template::single_expression;
-use crate::template::{Escape, Templates};
+use crate::template::{Escape, TemplateId, Templates};
 
 /// Names reply templates may use besides the payload and extracted values.
 const REPLY_NAMES: [&str; 2] = ["http_status", "body"];
@@ -345,19 +345,18 @@ pub(super) fn request_spec(
     };
     // A url or body that holds a secret or a session value never crosses
     // origins on a redirect.
-    spec.confidential = spec
-        .url_and_body_templates()
-        .into_iter()
-        .any(|id| id.is_sensitive() || templates.variables(id).contains("login"));
+    let reads_credential =
+        |id: &TemplateId| id.is_sensitive() || templates.variables(id).contains("login");
+    spec.confidential = matches!(&spec.url, UrlSpec::Template(id) if reads_credential(id))
+        || spec
+            .body_templates()
+            .into_iter()
+            .any(|id| reads_credential(id));
     // A body value built from a session is a credential too: `simulate`
     // hides what it renders. (A url reading login.* is shown with the
     // session's values redacted; one reading a secret by its origin.)
-    let url_template = match &spec.url {
-        UrlSpec::Template(id) => Some(id.key().to_owned()),
-        UrlSpec::Fixed(_) => None,
-    };
-    for id in spec.url_and_body_templates() {
-        if Some(id.key()) != url_template.as_deref() && templates.variables(id).contains("login") {
+    for id in spec.body_templates() {
+        if templates.variables(id).contains("login") {
             *id = id.clone().into_sensitive();
         }
     }
