@@ -40,8 +40,8 @@ const PAST_RESTART_SEC: Duration = Duration::from_secs(3);
 const IDLE_STOP: Duration = Duration::from_millis(1500);
 
 const CONFIG: &str = "/etc/thirdparty-gateway/config.toml";
-/// The last good config, kept in the container beside the packaged one.
-const SAVED: &str = "/etc/thirdparty-gateway/good.toml.saved";
+/// The last good config, kept in the container outside what purge must clear.
+const SAVED: &str = "/var/tmp/good.toml.saved";
 const DROP_IN: &str = "/etc/systemd/system/thirdparty-gateway.service.d";
 
 #[test]
