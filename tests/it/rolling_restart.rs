@@ -305,10 +305,7 @@ async fn client(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(has_haproxy),
-    ignore = "haproxy not installed: apt-get install haproxy"
-)]
+#[test_tools::needs("haproxy")]
 async fn a_rolling_restart_behind_haproxy_loses_no_call() {
     let Some(program) = require_tool("haproxy", "apt-get install haproxy") else {
         return;
