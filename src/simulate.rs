@@ -1,8 +1,12 @@
 //! `thirdparty-gateway simulate`: runs one payload through a config as the
 //! server would and shows every step (which route matched and why, the exact
 //! backend request with secrets redacted, the raw reply, the normalized
-//! reply), so an integrator can debug a config without a phone.
+//! reply), so an integrator can debug a config without a phone, and
+//! before the CRM is reachable (a saved reply, [`saved`]).
 
+mod saved;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -14,13 +18,14 @@ use crate::answer::{answer, Call, Observer};
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
 use crate::backend::request::redacted;
-use crate::backend::{Backend, BackendRequest, RawReply};
+use crate::backend::{Backend, BackendRequest, Failure, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply, Secret};
 use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::wrap::WrapSecret;
 use crate::wrap::Wrapper;
+use saved::SavedReply;
 
 /// Bodies longer than this are cut in the printout.
 const SHOW_BODY_BYTES: usize = 8 * 1024;
@@ -38,16 +43,38 @@ pub struct Simulation {
     pub opened: Option<bool>,
 }
 
+/// How to simulate, besides the config and the payload.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The request path the payload is POSTed to.
+    pub path: String,
+    /// Build the backend requests, send nothing.
+    pub dry_run: bool,
+    /// `BACKEND=FILE`: that backend's reply read from FILE instead of
+    /// asked (`--crm-reply`).
+    pub crm_replies: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            path: "/".into(),
+            dry_run: false,
+            crm_replies: Vec::new(),
+        }
+    }
+}
+
 /// Runs a payload file through a config.
 pub async fn simulate(
     config_file: &Path,
     payload_file: &Path,
-    path: &str,
-    dry_run: bool,
+    options: &Options,
 ) -> anyhow::Result<Simulation> {
     let config = config::load(config_file)?;
     let warnings = config.warnings.iter().map(|w| w.render()).collect();
-    let (report, opened) = run(&config, payload_file, path, dry_run).await?;
+    let saved = saved::load(&config, &options.crm_replies)?;
+    let (report, opened) = run(&config, payload_file, options, saved).await?;
     Ok(Simulation {
         report,
         warnings,
@@ -58,10 +85,11 @@ pub async fn simulate(
 async fn run(
     config: &Config,
     payload_file: &Path,
-    path: &str,
-    dry_run: bool,
+    options: &Options,
+    saved: BTreeMap<Box<str>, SavedReply>,
 ) -> anyhow::Result<(String, Option<bool>)> {
-    let text = std::fs::read(payload_file)
+    let path = options.path.as_str();
+    let text = crate::files::read(payload_file, config.server.max_body_bytes as u64)
         .with_context(|| format!("{}: cannot read payload", payload_file.display()))?;
     let payload = crate::contract::parse_payload(&text)
         .map_err(|e| anyhow::anyhow!("{}: not an XucMgt payload: {e}", payload_file.display()))?;
@@ -76,7 +104,7 @@ async fn run(
         let _ = writeln!(out, "reason: no_route");
         return Ok((out, Some(false)));
     };
-    if dry_run {
+    if options.dry_run {
         dry(config, route, &payload, &ctx, &mut out);
         return Ok((out, None));
     }
@@ -90,6 +118,8 @@ async fn run(
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
+        saved,
+        read: BTreeSet::new(),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -107,6 +137,21 @@ async fn run(
     );
     let result = tokio::time::timeout_at(deadline, work).await;
     out.push_str(&printer.out);
+    for (name, reply) in &printer.saved {
+        if !printer.read.contains(name) {
+            let why = if route.backends.iter().any(|b| b.name == *name) {
+                "the route answered before reaching it"
+            } else {
+                "it is not one of this route's backends"
+            };
+            let _ = writeln!(
+                out,
+                "\nnote: the saved reply {} of backend {name:?} was not read: {why} (route {:?})",
+                reply.file.display(),
+                route.name
+            );
+        }
+    }
     let opened = match &result {
         Ok(a) => matches!(a.reply, Reply::Open(_)),
         Err(_) => false,
@@ -274,6 +319,10 @@ struct Printer {
     redact: Vec<String>,
     /// The payload's caller, to show how it reads beside the candidates.
     caller: String,
+    /// Replies read from files instead of asked (`--crm-reply`), by backend.
+    saved: BTreeMap<Box<str>, SavedReply>,
+    /// The backends whose saved reply was read.
+    read: BTreeSet<Box<str>>,
 }
 
 impl Observer for Printer {
@@ -350,6 +399,31 @@ impl Observer for Printer {
         true
     }
 
+    fn failed(&mut self, backend: &Backend, failure: &Failure) {
+        let _ = writeln!(
+            self.out,
+            "\nbackend {:?}: no screen-pop: {} ({})",
+            backend.name, failure.reason, failure.detail
+        );
+    }
+
+    fn saved_reply(&mut self, backend: &Backend) -> Option<RawReply> {
+        let saved = self.saved.get(&backend.name)?;
+        self.read.insert(backend.name.clone());
+        let raw = saved.raw();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\nbackend {:?} reply: read from {} ({} bytes, taken as HTTP 200): --crm-reply, so no login and no request to the CRM",
+            backend.name,
+            saved.file.display(),
+            raw.body.len()
+        );
+        show_body(&mut out, &raw.body);
+        self.out.push_str(&redacted(&out, &self.redact));
+        Some(raw)
+    }
+
     fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
         let Some(c) = &backend.reply.candidates else {
             return;
@@ -421,8 +495,52 @@ fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<Str
 fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
     let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
     let _ = writeln!(out, "  {} {}", req.method, req.shown_url());
+    // A url shown by its origin only (it reads a secret) keeps its query
+    // hidden too.
+    if let (false, Some(query)) = (req.url_hidden, req.url.query()) {
+        show_decoded(out, "query string", query.as_bytes());
+    }
     show_headers(out, &req.headers);
     show_body(out, &req.body);
+    let form = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
+    if form && !req.body.is_empty() {
+        let _ = writeln!(out);
+        show_decoded(out, "form body", &req.body);
+    }
+}
+
+/// A query string or form body, decoded: one `name = value` a line, as
+/// the CRM reads them (`%2C` is `,`, `+` a space).
+fn show_decoded(out: &mut String, what: &str, encoded: &[u8]) {
+    let _ = writeln!(out, "  {what}, decoded:");
+    for (name, value) in url::form_urlencoded::parse(encoded) {
+        let _ = writeln!(
+            out,
+            "    {} = {}",
+            printable(&name),
+            printable(&value).replace('\n', "\n      ")
+        );
+    }
+}
+
+/// `text` with control characters other than newlines and tabs escaped,
+/// so a decoded value cannot move the cursor or colour the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Prints headers; credential headers (marked sensitive) show `[redacted]`.

@@ -14,6 +14,7 @@ mod cors;
 mod crm;
 mod crm_login;
 mod crm_oauth;
+mod crm_reply;
 mod directory;
 mod drain;
 mod examples;

@@ -29,15 +29,6 @@ const CLIENTS: usize = 8;
 const MAX_CALLS_PER_CLIENT: u64 = 50_000;
 const MAX_LOAD_TIME: Duration = Duration::from_secs(90);
 
-/// A free port on loopback, from 127.0.0.1:0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One gateway process on fixed ports (the same across its restarts).
 struct Instance {
     name: String,
