@@ -44,6 +44,7 @@ mod simulate_cmd;
 mod test_crms;
 mod tls_versions;
 mod token_redirects;
+mod walkthrough;
 mod wrap;
 mod wrap_browser;
 mod wrap_limits;
