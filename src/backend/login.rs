@@ -482,13 +482,25 @@ impl Inner {
                 &format!("{} {}", request.method, request.shown_url()),
                 &hidden,
             );
-            // A failure names the step's request (redacted as the trace
-            // is): which of the CRM's URLs refused, or did not answer.
+            // A failure names the step's request: which of the CRM's URLs
+            // refused, or did not answer. It goes to log lines, so without
+            // its query string, whose fields may be literal values of the
+            // config (`simulate` shows the step whole, redacted).
+            let named = {
+                let mut url = request.url.clone();
+                url.set_query(None);
+                let url = if request.url_hidden {
+                    request.shown_url()
+                } else {
+                    url.to_string()
+                };
+                super::request::redacted(&format!("{} {url}", request.method), &hidden)
+            };
             let raw = self
                 .client
                 .send(request)
                 .await
-                .map_err(|f| fail(format!("{line}: {f}")))?;
+                .map_err(|f| fail(format!("{named}: {f}")))?;
             trace.push(format!("{line} -> HTTP {}", raw.status.as_u16()));
             let accepted = match &step.accept_status {
                 Some(list) => list.contains(&raw.status.as_u16()),
@@ -502,11 +514,11 @@ impl Inner {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("?");
                     return Err(fail(format!(
-                        "{line}: HTTP {} to {to:?}: a login never follows redirects (its body carries credentials); set the step's url to where it points",
+                        "{named}: HTTP {} to {to:?}: a login never follows redirects (its body carries credentials); set the step's url to where it points",
                         raw.status
                     )));
                 }
-                return Err(fail(format!("{line}: HTTP {}", raw.status)));
+                return Err(fail(format!("{named}: HTTP {}", raw.status)));
             }
             let found = step.read(&raw.body).map_err(fail)?;
             let reply_ctx = values_map(&found);
