@@ -221,20 +221,12 @@ async fn a_sighup_at_the_moment_of_ready_reloads_and_never_ends_the_gateway() {
             String::from_utf8_lossy(&buf[..n]).into_owned()
         };
         assert!(next().await.contains("READY=1"));
-        let pid = child.id().unwrap().to_string();
-        let hup = std::process::Command::new("kill")
-            .args(["-s", "HUP", &pid])
-            .status()
-            .unwrap();
-        assert!(hup.success());
+        let pid = child.id().unwrap();
+        send_signal(pid, "HUP");
         assert!(next().await.contains("RELOADING=1"), "round {round}");
         assert!(next().await.contains("READY=1"), "round {round}");
         assert!(child.try_wait().unwrap().is_none(), "round {round}: ended");
-        let term = std::process::Command::new("kill")
-            .args(["-s", "TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(term.success());
+        send_signal(pid, "TERM");
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
             .await
             .expect("SIGTERM stops the gateway")

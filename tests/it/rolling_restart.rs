@@ -82,12 +82,7 @@ impl Instance {
     /// Sends SIGTERM and waits for the process to exit by itself.
     async fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let pid = child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-s", "TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(child.id().unwrap(), "TERM");
         let status = tokio::time::timeout(SOON, child.wait())
             .await
             .expect("the gateway did not stop in time")

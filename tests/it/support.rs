@@ -296,6 +296,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends the signal `name` (`HUP`, `TERM`...) to process `pid`.
+pub fn send_signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -s {name} {pid}");
+}
+
 /// Path of the built binary, for CLI tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_thirdparty-gateway"))
