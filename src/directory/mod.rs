@@ -12,16 +12,20 @@
 //! time and at most `pages_per_second`. A page that fails leaves the index
 //! as it was. Each gateway instance keeps its own index: nothing is shared.
 //!
-//! `index` is the in-memory index and its look-up; `sync` the task and its
-//! schedule; `page` asks for one page and reads it; `snapshot` saves the
-//! index to `state_dir` and reads it back. The folder touches the backend's
+//! `index` is the in-memory index and its look-up: `compact`'s sorted
+//! arrays from the last full sync, under the changes incremental syncs
+//! brought since; `values` packs a record's values into bytes; `sync` is
+//! the task and its schedule; `page` asks for one page and reads it;
+//! `snapshot` saves the index to `state_dir` and reads it back. The folder touches the backend's
 //! client and login (to ask for pages), `phone` (to read numbers),
 //! `metrics`, and `files` (the snapshot); never `config`, which builds it.
 
+mod compact;
 mod index;
 mod page;
 mod snapshot;
 mod sync;
+mod values;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -118,7 +122,7 @@ pub struct Status {
 #[derive(Debug)]
 pub enum Lookup {
     /// The caller's record, and how old the index is.
-    Hit(Arc<Entry>, Duration),
+    Hit(Entry, Duration),
     /// The index is good and has no such number.
     Miss(Duration),
     /// The index cannot answer (not built yet, or older than `max_age_s`).
@@ -157,8 +161,11 @@ impl Directory {
 
     /// The caller's record, if the index can say.
     pub fn lookup(&self, caller: &Number) -> Lookup {
-        let status = self.status();
-        let (Some(_), Some(fresh)) = (status.built, status.fresh) else {
+        let (built, fresh) = {
+            let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            (s.built, s.fresh)
+        };
+        let (Some(_), Some(fresh)) = (built, fresh) else {
             return Lookup::NotReady("not built yet");
         };
         let age = fresh.elapsed();
@@ -172,19 +179,44 @@ impl Directory {
     }
 
     /// The record holding `number`, however old the index.
-    pub fn entry(&self, number: &Number) -> Option<Arc<Entry>> {
+    pub fn entry(&self, number: &Number) -> Option<Entry> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.numbers.get(&key(number)).cloned()
+        index.get(&key(number))
     }
 
-    /// Adds records as an incremental sync's page does (an edited record
-    /// replaces its numbers); returns the numbers in the index. What a
-    /// sync does with each page, for the directory benchmark.
-    pub fn apply(&self, records: &[serde_json::Value]) -> usize {
-        let entries = records.iter().map(|r| page::entry_of(self, r)).collect();
+    /// Replaces the index with these pages' records, as a full sync does;
+    /// returns the numbers in the index. For the directory benchmark,
+    /// which measures what a sync builds without a CRM.
+    pub fn rebuild<P: AsRef<[serde_json::Value]>>(
+        &self,
+        pages: impl IntoIterator<Item = P>,
+    ) -> Result<usize, String> {
+        let mut build = compact::Builder::default();
+        for records in pages {
+            for record in records.as_ref().iter().map(|r| page::record_of(self, r)) {
+                if !record.numbers.is_empty() {
+                    build.push(record.id, &record.numbers, &record.values)?;
+                }
+            }
+        }
+        let index = Index::new(build.finish());
+        let len = index.len();
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        Ok(len)
+    }
+
+    /// Applies records as an incremental sync's page does (an edited
+    /// record replaces its numbers), and folds them into the arrays when
+    /// they grew past their bound; returns the numbers in the index. For
+    /// the directory benchmark.
+    pub fn apply(&self, records: &[serde_json::Value]) -> Result<usize, String> {
+        let records = records.iter().map(|r| page::record_of(self, r)).collect();
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        index::apply(&mut index, entries);
-        index.numbers.len()
+        index.apply(records);
+        if index.wants_merge() {
+            *index = Index::new(index.merged()?);
+        }
+        Ok(index.len())
     }
 
     /// A copy of where the index stands.

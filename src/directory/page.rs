@@ -3,13 +3,11 @@
 //! records, each record's numbers and the values its reply needs, and
 //! where the next page starts (a cursor, or the last record's id).
 
-use std::sync::Arc;
-
 use minijinja::value::Value;
 use tokio::time::Instant;
 
-use super::index::{id_hash, key, Entry};
-use super::Directory;
+use super::index::{id_hash, key, Record};
+use super::{values, Directory};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::phone::Number;
@@ -105,12 +103,10 @@ pub(super) async fn fetch(
     Err("the CRM refused the session".into())
 }
 
-/// A page read: each record as the index keeps it (its id and, when it
-/// has numbers, its entry), how many records, the next cursor.
+/// A page read: each record as the index keeps it, the next cursor.
 #[derive(Debug)]
 pub(super) struct PageRead {
-    pub(super) entries: Vec<(Option<u64>, Option<Arc<Entry>>)>,
-    pub(super) records: usize,
+    pub(super) records: Vec<Record>,
     pub(super) cursor: Option<String>,
     /// The id of the page's last record: `page.last` of the next page,
     /// for CRMs paged by "id greater than" (keyset paging).
@@ -152,19 +148,15 @@ pub(super) fn read_page(dir: &Directory, body: &[u8]) -> Result<PageRead, String
             _ => None,
         });
     Ok(PageRead {
-        entries: records.iter().map(|r| entry_of(dir, r)).collect(),
-        records: records.len(),
+        records: records.iter().map(|r| record_of(dir, r)).collect(),
         cursor,
         last,
     })
 }
 
-/// One record as the index keeps it: its id's hash, and its entry when it
-/// holds at least one phone number.
-pub(super) fn entry_of(
-    dir: &Directory,
-    record: &serde_json::Value,
-) -> (Option<u64>, Option<Arc<Entry>>) {
+/// One record as the index keeps it: its id's hash, its numbers, and
+/// (when it has numbers) the values its reply reads.
+pub(super) fn record_of(dir: &Directory, record: &serde_json::Value) -> Record {
     let id = dir.id.lookup(record).and_then(id_hash);
     let mut numbers = Vec::new();
     let mut found = Vec::new();
@@ -173,8 +165,8 @@ pub(super) fn entry_of(
         path.lookup_all(record, 16, &mut found);
         for value in &found {
             let text = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                serde_json::Value::Number(n) => std::borrow::Cow::Owned(n.to_string()),
                 _ => continue,
             };
             if let Some(n) = Number::read(&text, dir.region) {
@@ -182,22 +174,18 @@ pub(super) fn entry_of(
             }
         }
     }
-    if numbers.is_empty() {
-        return (id, None);
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut values = Vec::new();
+    if !numbers.is_empty() {
+        values::encode(
+            dir.extract.iter().map(|(_, path)| path.lookup(record)),
+            &mut values,
+        );
     }
-    let values = dir
-        .extract
-        .iter()
-        .map(|(_, path)| {
-            path.lookup(record).map_or(Value::UNDEFINED, |v| {
-                Value::from(minijinja::value::Serde(v))
-            })
-        })
-        .collect();
-    let entry = Entry {
+    Record {
         id,
         numbers: numbers.into_boxed_slice(),
-        values,
-    };
-    (id, Some(Arc::new(entry)))
+        values: values.into_boxed_slice(),
+    }
 }

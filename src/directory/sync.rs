@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::index::{apply, Index};
+use super::compact::Builder;
+use super::index::Index;
 use super::page::{fetch, read_page, Page};
 use super::snapshot::save;
 use super::Directory;
@@ -89,7 +90,7 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
             }),
         }
     };
-    let mut fresh = Index::default();
+    let mut fresh = Builder::default();
     let mut page = Page::default();
     let mut records_seen = 0usize;
     let result: Result<(), String> = loop {
@@ -120,13 +121,22 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
             Ok(Err(e)) => break Err(format!("page {}: {e}", page.number + 1)),
             Err(e) => break Err(format!("page {}: {e}", page.number + 1)),
         };
-        let count = read.records;
+        let count = read.records.len();
         records_seen += count;
         match kind {
-            Kind::Full => apply(&mut fresh, read.entries),
+            Kind::Full => {
+                let pushed = read
+                    .records
+                    .iter()
+                    .filter(|r| !r.numbers.is_empty())
+                    .try_for_each(|r| fresh.push(r.id, &r.numbers, &r.values));
+                if let Err(e) = pushed {
+                    break Err(e);
+                }
+            }
             Kind::Incremental => {
                 let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
-                apply(&mut index, read.entries);
+                index.apply(read.records);
             }
         }
         let cursor = read.cursor;
@@ -154,15 +164,12 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
         Kind::Full => "full",
         Kind::Incremental => "incremental",
     };
+    let result = match result {
+        Ok(()) => settle(&b, kind, fresh, records_seen).await,
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(()) => {
-            let entries = {
-                let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
-                if kind == Kind::Full {
-                    *index = fresh;
-                }
-                index.numbers.len()
-            };
+        Ok(entries) => {
             let last = format!(
                 "{what} sync: {records_seen} record(s) in {} page(s), {entries} number(s) in the index, {} ms",
                 page.number + 1,
@@ -174,9 +181,6 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 Kind::Incremental => "incremental_ok",
             };
             metrics.directory_sync(&b.name, result, page.number + 1, entries);
-            if kind == Kind::Full || records_seen > 0 {
-                save(dir, &b.name).await;
-            }
             dir.update_status(|s| {
                 if kind == Kind::Full {
                     s.built = Some(started);
@@ -187,6 +191,9 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 s.last = last;
                 s.failures = 0;
             });
+            if kind == Kind::Full || records_seen > 0 {
+                save(&b).await;
+            }
         }
         Err(detail) => {
             tracing::warn!(backend = %b.name, kind = what, detail, "directory sync failed: the index is left as it was");
@@ -202,4 +209,69 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
             });
         }
     }
+}
+
+/// Puts a sync that read every page in the index, off the async workers:
+/// a full sync's arrays sorted and swapped in, an incremental sync's
+/// changes folded into new arrays when they grew past their bound or a
+/// snapshot is to be written. Returns the numbers in the index.
+async fn settle(
+    b: &Arc<Backend>,
+    kind: Kind,
+    fresh: Builder,
+    records_seen: usize,
+) -> Result<usize, String> {
+    let Some(dir) = b.directory.as_ref() else {
+        return Err("the backend has no directory".into());
+    };
+    let built = match kind {
+        Kind::Full => Some(
+            tokio::task::spawn_blocking(move || fresh.finish())
+                .await
+                .map_err(|e| format!("building the index: {e}"))?,
+        ),
+        Kind::Incremental => {
+            drop(fresh);
+            let merge = records_seen > 0 && {
+                let index = dir.index.read().unwrap_or_else(|e| e.into_inner());
+                index.wants_merge()
+                    || (dir.settings.snapshot.is_some() && index.compact().is_none())
+            };
+            if merge {
+                match with_index(b, Index::merged).await {
+                    Some(Ok(merged)) => Some(merged),
+                    Some(Err(e)) => {
+                        tracing::warn!(backend = %b.name, error = %e, "directory changes not folded into the index");
+                        None
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            }
+        }
+    };
+    if let Some(compact) = built {
+        *dir.index.write().unwrap_or_else(|e| e.into_inner()) = Index::new(compact);
+    }
+    with_index(b, Index::len)
+        .await
+        .ok_or_else(|| "counting the index failed".to_owned())
+}
+
+/// Runs `f` on the index off the async workers (a sort or a pass over a
+/// million numbers takes milliseconds); calls keep reading it meanwhile.
+pub(super) async fn with_index<T: Send + 'static>(
+    b: &Arc<Backend>,
+    f: impl FnOnce(&Index) -> T + Send + 'static,
+) -> Option<T> {
+    let owner = Arc::clone(b);
+    tokio::task::spawn_blocking(move || {
+        let dir = owner.directory.as_ref()?;
+        let index = dir.index.read().unwrap_or_else(|e| e.into_inner());
+        Some(f(&index))
+    })
+    .await
+    .ok()
+    .flatten()
 }
