@@ -7,6 +7,9 @@
 //!
 //!     cargo run --release --example directory [RECORDS]
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
@@ -160,7 +163,6 @@ fn main() {
     let changed = lookups(&directory, &callers);
 
     let per_number = (after.saturating_sub(before)) as f64 / entries.max(1) as f64;
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("| measure | value |");
     println!("| --- | --- |");
     println!("| records indexed | {records} ({entries} numbers) |");
@@ -187,10 +189,7 @@ fn main() {
     println!("| look-up after the edits | {changed} |");
     println!(
         "| machine load (1, 5, 15 min) | {} |",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(", ")
+        machine::load_average()
     );
 }
 

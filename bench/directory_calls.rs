@@ -12,6 +12,9 @@
 //! once), 500 calls to each gateway. Wall times on a shared machine are
 //! noisy: compare the columns of one run, not runs.
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -276,7 +279,6 @@ async fn main() {
             opened[2] += usize::from(o);
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("| measure | value |");
     println!("| --- | --- |");
     println!(
@@ -306,9 +308,6 @@ async fn main() {
     );
     println!(
         "| machine load (1, 5, 15 min) | {} |",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(", ")
+        machine::load_average()
     );
 }
