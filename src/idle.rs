@@ -74,8 +74,8 @@ pub enum Quiet {
     Idle,
     /// A request head was not complete within the header-read timeout.
     SlowHead,
-    /// No activity for the park delay: an HTTP/1 connection can give up its
-    /// buffers until its next request (`park`).
+    /// No activity for the park delay, between requests: an HTTP/1
+    /// connection can give up its buffers until its next request (`park`).
     Park,
 }
 
@@ -220,7 +220,10 @@ impl Activity {
             if quiet && waiting && now >= self.at(last) + idle {
                 return Quiet::Idle;
             }
-            if quiet && waiting && now >= self.at(last) + rest {
+            // Not while a head is coming: hyper cannot hand back a
+            // connection in the middle of one (it would answer it and close).
+            let no_head = self.head_since_ms.load(Ordering::Relaxed) == NEVER;
+            if quiet && waiting && no_head && now >= self.at(last) + rest {
                 return Quiet::Park;
             }
             if quiet && !waiting {

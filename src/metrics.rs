@@ -114,6 +114,7 @@ pub struct Metrics {
     backend_latency: Family<BackendName, Histogram>,
     connections: Gauge,
     tls_failures: Counter,
+    parked: Counter,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
     logins: Family<BackendLabels, Counter>,
@@ -198,6 +199,12 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_failures.clone(),
         );
+        let parked = Counter::default();
+        registry.register(
+            "connections_parked",
+            "Times an idle HTTP/1.1 connection gave up its HTTP state and buffers until its next request",
+            parked.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "reloads",
@@ -271,6 +278,7 @@ impl Metrics {
             backend_latency,
             connections,
             tls_failures,
+            parked,
             reloads,
             generation,
             logins,
@@ -417,6 +425,11 @@ impl Metrics {
     /// Counts a failed TLS handshake.
     pub fn tls_failure(&self) {
         self.tls_failures.inc();
+    }
+
+    /// Counts an idle HTTP/1.1 connection parked.
+    pub fn parked(&self) {
+        self.parked.inc();
     }
 
     /// Counts a reload and, when it worked, the new generation.

@@ -358,6 +358,7 @@ where
             if outcome == Outcome::Finished {
                 return close(&mut io).await;
             }
+            live.metrics.parked();
         }
     }
 }

@@ -28,6 +28,7 @@ mod login_edges;
 mod ops;
 mod package;
 mod pages;
+mod park;
 mod phone_matrix;
 mod phone_variants;
 mod recipe_cloud;
