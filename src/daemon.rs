@@ -311,8 +311,9 @@ async fn signals(
         }
     }
     tracing::info!("stop requested: draining in-flight requests");
-    notify(&[NotifyState::Stopping]);
+    // Draining first: whoever hears STOPPING=1 and asks /healthz sees it.
     live.start_draining();
+    notify(&[NotifyState::Stopping]);
     stop.cancel();
     tokio::select! {
         _ = term.recv() => {}
