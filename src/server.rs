@@ -315,6 +315,7 @@ where
 ///
 /// Not an `async fn`: its arguments would be stored twice in the task, as
 /// the future's captures and as the body's bindings.
+#[allow(clippy::manual_async_fn)]
 fn serve_http1<S>(
     mut io: Tracked<S>,
     live: Arc<Live>,
@@ -363,11 +364,12 @@ where
     }
 }
 
+/// hyper's connection for one turn of an HTTP/1.1 connection.
+type Turn<S, T> = http1::Connection<TokioIo<Prefixed<Tracked<S>>>, T>;
+
 /// The stream and service of a turn hyper let go of, and the bytes to read
 /// first: what hyper read ahead, then what it never read.
-fn take_back<S, T>(
-    turn: Pin<Box<http1::Connection<TokioIo<Prefixed<Tracked<S>>>, T>>>,
-) -> (Tracked<S>, T, Bytes)
+fn take_back<S, T>(turn: Pin<Box<Turn<S, T>>>) -> (Tracked<S>, T, Bytes)
 where
     T: hyper::service::HttpService<Incoming>,
     T::ResBody: hyper::body::Body + 'static,
