@@ -14,6 +14,7 @@ use super::page::{fetch, read_page, Page};
 use super::snapshot::save;
 use super::Directory;
 use crate::backend::Backend;
+use crate::constants::DIRECTORY_RETRY;
 use crate::metrics::Metrics;
 use crate::template::Templates;
 
@@ -45,7 +46,7 @@ pub(super) async fn run(backend: Weak<Backend>, templates: Arc<Templates>, metri
 /// What to do next: a kind of sync now, or a wait.
 fn next(dir: &Directory, now: Instant) -> (Kind, Option<Duration>) {
     let s = dir.status();
-    let retry = Duration::from_secs(30).min(dir.settings.full_every);
+    let retry = DIRECTORY_RETRY.min(dir.settings.full_every);
     let full_due = match (s.built, s.last_full_try) {
         (None, None) => now,
         // Not built: try again soon, spaced after failures.
