@@ -156,6 +156,13 @@ pub(super) fn directory(
         &format!("{key}.since_overlap_s"),
         diags,
     );
+    let snapshot_every = seconds(
+        d.snapshot_every_s,
+        1..=MAX_PERIOD_S,
+        DEFAULT_DIRECTORY_SNAPSHOT_EVERY,
+        &format!("{key}.snapshot_every_s"),
+        diags,
+    );
     let format_text = d
         .since_format
         .as_deref()
@@ -210,6 +217,7 @@ pub(super) fn directory(
             since_format,
             since_overlap,
             snapshot,
+            snapshot_every,
         },
         request,
         records,
