@@ -194,6 +194,11 @@ async fn serve(
         tokio::spawn(crate::watch::run(Arc::clone(&live)));
     }
     server::run(listener, Arc::clone(&live), stop.clone().cancelled_owned()).await;
+    // The caller directories' last changes, so the next start has them
+    // (bounded: a hung disk does not hold the stop).
+    let gateway = live.current();
+    crate::directory::save_at_stop(gateway.config.backends.values(), &gateway.metrics).await;
+    drop(gateway);
     ops_stop.cancel();
     for task in [ops_task, demo_task].into_iter().flatten() {
         let _ = task.await;

@@ -123,6 +123,7 @@ pub struct Metrics {
     directory_syncs: Family<BackendLabels, Counter>,
     directory_pages: Family<BackendName, Counter>,
     directory_lookups: Family<BackendLabels, Counter>,
+    directory_snapshot_writes: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -258,6 +259,12 @@ impl Metrics {
             "Calls that asked a backend's directory, by result: hit (answered, no CRM request), miss (no such number: the live look-up), stale (not built or older than max_age_s: the live look-up)",
             directory_lookups.clone(),
         );
+        let directory_snapshot_writes = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "directory_snapshot_writes",
+            "Snapshots of a backend's directory written to state_dir, by result (ok, failed): after a full sync, then at most every snapshot_every_s while the index changed, and at a clean stop",
+            directory_snapshot_writes.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -287,6 +294,7 @@ impl Metrics {
             directory_syncs,
             directory_pages,
             directory_lookups,
+            directory_snapshot_writes,
         }
     }
 
@@ -313,6 +321,16 @@ impl Metrics {
     /// A call asked a backend's directory: `hit`, `miss` or `stale`.
     pub fn directory_lookup(&self, backend: &str, result: &'static str) {
         self.directory_lookups
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// A directory's snapshot was written (`ok`) or not (`failed`).
+    pub fn directory_snapshot_write(&self, backend: &str, result: &'static str) {
+        self.directory_snapshot_writes
             .get_or_create(&BackendLabels {
                 backend: backend.to_owned(),
                 result,
