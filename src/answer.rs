@@ -15,6 +15,7 @@ use crate::contract::{Open, Payload, Reply};
 use crate::directory::Lookup;
 use crate::metrics::Metrics;
 use crate::outcome::NoneReason;
+use crate::phone::Number;
 use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::short_text::Short;
@@ -175,11 +176,15 @@ async fn ask(
             Some(_) => LoginContext::without_session(reply_ctx.clone()),
             None => reply_ctx.clone(),
         };
-        return normalize(templates, backend, &reply_ctx, &raw, observer);
+        return normalize(templates, backend, &reply_ctx, &raw, None, observer);
     }
-    if let Some(answered) = from_directory(templates, backend, reply_ctx, metrics, observer) {
-        return answered;
-    }
+    // A directory reads the caller; a miss hands the number read to the
+    // live look-up's comparison, which would otherwise read it again.
+    let caller = match from_directory(templates, backend, reply_ctx, metrics, observer) {
+        Directory::Answered(answered) => return answered,
+        Directory::Ask(caller) => caller,
+    };
+    let caller = caller.as_deref();
     let _permit = match &backend.limit {
         Some(limit) => Some(Arc::clone(limit).try_acquire_owned().map_err(|_| {
             Failure::new(NoneReason::Busy, "max_concurrency calls already in flight")
@@ -195,7 +200,7 @@ async fn ask(
             observer,
         )
         .await?;
-        return normalize(templates, backend, reply_ctx, &raw, observer);
+        return normalize(templates, backend, reply_ctx, &raw, caller, observer);
     };
     // Logins are counted by the backend whose login it is (shared or not);
     // how each look-up got its session, by the backend that looks up.
@@ -245,7 +250,7 @@ async fn ask(
     }
     login.accepted(&session);
     let reply_ctx = with_login(&session, reply_ctx);
-    normalize(templates, backend, &reply_ctx, &raw, observer)
+    normalize(templates, backend, &reply_ctx, &raw, caller, observer)
 }
 
 /// Normalizes a reply, showing the observer the candidates it compared.
@@ -254,32 +259,51 @@ fn normalize(
     backend: &Backend,
     reply_ctx: &Value,
     raw: &RawReply,
+    caller: Option<&Number>,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
     if backend.reply.candidates.is_none() || !observer.wants_candidates() {
-        return backend.reply.normalize(templates, reply_ctx, raw, None);
+        return backend
+            .reply
+            .normalize(templates, reply_ctx, raw, caller, None);
     }
     let mut seen = Vec::new();
     let result = backend
         .reply
-        .normalize(templates, reply_ctx, raw, Some(&mut seen));
+        .normalize(templates, reply_ctx, raw, caller, Some(&mut seen));
     observer.candidates(backend, &seen);
     result
 }
 
+/// What a backend's caller directory said of a call.
+enum Directory {
+    /// The answer, from the caller's record: no CRM request.
+    Answered(Result<Open, Failure>),
+    /// Ask the CRM (no directory, not built, too old, no such number), with
+    /// the caller's number when the directory read it. Boxed: it is held
+    /// across the look-up's awaits, and most calls have none.
+    Ask(Option<Box<Number>>),
+}
+
 /// The answer from the backend's caller directory, when it has one for
-/// this caller: no CRM request. `None` sends the call to the live look-up
-/// (no directory, not built, too old, no such number).
+/// this caller.
 fn from_directory(
     templates: &Templates,
     backend: &Backend,
     reply_ctx: &Value,
     metrics: &Metrics,
     observer: &mut dyn Observer,
-) -> Option<Result<Open, Failure>> {
-    let directory = backend.directory.as_ref()?;
-    let caller = reply_ctx.get_attr("caller").ok()?;
-    let number = crate::phone::Number::read_caller(caller.as_str()?, templates.region())?;
+) -> Directory {
+    let Some(directory) = backend.directory.as_ref() else {
+        return Directory::Ask(None);
+    };
+    let number = reply_ctx
+        .get_attr("caller")
+        .ok()
+        .and_then(|caller| Number::read_caller(caller.as_str()?, templates.region()));
+    let Some(number) = number else {
+        return Directory::Ask(None);
+    };
     match directory.lookup(&number) {
         Lookup::Hit(entry, age) => {
             metrics.directory_lookup(&backend.name, "hit");
@@ -288,11 +312,11 @@ fn from_directory(
                 &format!("the caller's record, synced {} s ago", age.as_secs()),
             );
             tracing::debug!(backend = %backend.name, age_s = age.as_secs(), "answered from the directory");
-            Some(
-                backend
-                    .reply
-                    .open_with(templates, reply_ctx, entry.values(&directory.extract)),
-            )
+            Directory::Answered(backend.reply.open_with(
+                templates,
+                reply_ctx,
+                entry.values(&directory.extract),
+            ))
         }
         Lookup::Miss(age) => {
             metrics.directory_lookup(&backend.name, "miss");
@@ -303,12 +327,12 @@ fn from_directory(
                     age.as_secs()
                 ),
             );
-            None
+            Directory::Ask(Some(Box::new(number)))
         }
         Lookup::NotReady(why) => {
             metrics.directory_lookup(&backend.name, "stale");
             observer.directory(backend, &format!("{why}: asking the CRM"));
-            None
+            Directory::Ask(Some(Box::new(number)))
         }
     }
 }

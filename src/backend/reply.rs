@@ -96,25 +96,33 @@ pub struct Candidate {
 }
 
 impl Candidates {
-    /// The first record that holds the caller's number.
+    /// The first record that holds the caller's number (`caller`, when
+    /// already read; otherwise read from the payload).
     fn pick<'d>(
         &self,
         doc: &'d serde_json::Value,
         payload: &Value,
+        caller: Option<&Number>,
         mut trace: Option<&mut Vec<Candidate>>,
     ) -> Result<&'d serde_json::Value, Failure> {
-        let caller = payload
-            .get_attr("caller")
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let caller = Number::read_caller(&caller, self.caller_region).ok_or_else(|| {
-            Failure::new(
-                NoneReason::NoMatch,
-                "the caller is not a phone number the gateway can compare",
-            )
-        })?;
-        let tail = crate::phone::tail(&caller);
+        let read;
+        let caller = match caller {
+            Some(caller) => caller,
+            None => {
+                read = payload
+                    .get_attr("caller")
+                    .ok()
+                    .and_then(|v| Number::read_caller(v.as_str()?, self.caller_region))
+                    .ok_or_else(|| {
+                        Failure::new(
+                            NoneReason::NoMatch,
+                            "the caller is not a phone number the gateway can compare",
+                        )
+                    })?;
+                &read
+            }
+        };
+        let tail = crate::phone::tail(caller);
         let records: &[serde_json::Value] = match self.records.lookup(doc) {
             None | Some(serde_json::Value::Null) => &[],
             Some(serde_json::Value::Array(items)) => items,
@@ -146,7 +154,7 @@ impl Candidates {
                     } else {
                         None
                     };
-                    kept |= read.as_ref() == Some(&caller);
+                    kept |= read.as_ref() == Some(caller);
                     if trace.is_some() {
                         seen.push((name.clone(), stored, read.map(|n| n.e164())));
                     }
@@ -270,12 +278,14 @@ enum ContractReply {
 impl ReplySpec {
     /// Normalizes a backend's reply; `Err` says why the agent gets `none`.
     ///
-    /// With candidates, `trace` (when given) gets each record compared.
+    /// With candidates, `trace` (when given) gets each record compared;
+    /// `caller` is the caller's number when a directory already read it.
     pub fn normalize(
         &self,
         templates: &Templates,
         payload: &Value,
         raw: &RawReply,
+        caller: Option<&Number>,
         trace: Option<&mut Vec<Candidate>>,
     ) -> Result<Open, Failure> {
         self.check_status(raw)?;
@@ -296,7 +306,7 @@ impl ReplySpec {
                     })?
                 };
                 let record = match &self.candidates {
-                    Some(c) => c.pick(&doc, payload, trace)?,
+                    Some(c) => c.pick(&doc, payload, caller, trace)?,
                     None => &doc,
                 };
                 if let Extract::Json(paths) = &self.extract {
