@@ -308,6 +308,11 @@ impl JsonSpec {
 /// and in each encoding a request can give it (JSON, form, URL): a secret,
 /// a session token or the agent's token (a `forward_token` route puts it in
 /// a header, a body or a URL).
+///
+/// A secret shorter than [`WHOLE_WORD_BELOW`] characters is hidden only
+/// where it stands alone (no letter or digit on either side): hidden
+/// everywhere, a one-letter token would blank every `a` of the printout,
+/// while it still shows where a template put it (`token=a&`, `Bearer a`).
 pub fn redacted(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
@@ -320,11 +325,74 @@ pub fn redacted(text: &str, secrets: &[String]) -> String {
                 .to_string(),
             crate::template::url_component(secret),
         ];
+        let whole_word = secret.chars().count() < WHOLE_WORD_BELOW;
         for spelling in spellings.iter().filter(|s| !s.is_empty()) {
-            if out.contains(spelling.as_str()) {
-                out = out.replace(spelling.as_str(), "[redacted]");
+            if !out.contains(spelling.as_str()) {
+                continue;
             }
+            out = if whole_word {
+                replace_standing_alone(&out, spelling)
+            } else {
+                out.replace(spelling.as_str(), "[redacted]")
+            };
         }
     }
     out
+}
+
+/// Secrets shorter than this many characters are redacted only where they
+/// stand alone (see [`redacted`]).
+const WHOLE_WORD_BELOW: usize = 4;
+
+/// `text` with each `word` that has no letter or digit just before or
+/// after it replaced by `[redacted]`.
+fn replace_standing_alone(text: &str, word: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = out.chars().next_back().filter(|_| at == 0);
+        let before = before.or_else(|| rest[..at].chars().next_back());
+        let after = rest[at + word.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..at]);
+        out.push_str(if alone { "[redacted]" } else { word });
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    fn hide(text: &str, secret: &str) -> String {
+        redacted(text, &[secret.to_owned()])
+    }
+
+    #[test]
+    fn a_short_secret_is_hidden_where_it_stands_alone_only() {
+        let text = "POST https://crm.example.org/api?token=a&name=Jane\nAuthorization: Bearer a\n{\"t\":\"a\"}";
+        assert_eq!(
+            hide(text, "a"),
+            "POST https://crm.example.org/api?token=[redacted]&name=Jane\nAuthorization: Bearer [redacted]\n{\"t\":\"[redacted]\"}"
+        );
+        // Beside letters or digits it is part of another word.
+        assert_eq!(hide("aaa banana a1 1a", "a"), "aaa banana a1 1a");
+        assert_eq!(hide("x=ab&y=abc", "ab"), "x=[redacted]&y=abc");
+        // Twice in a row, each alone.
+        assert_eq!(hide("a a", "a"), "[redacted] [redacted]");
+        assert_eq!(hide("é", "é"), "[redacted]");
+    }
+
+    #[test]
+    fn a_longer_secret_is_hidden_everywhere_in_every_spelling() {
+        assert_eq!(hide("xs3cretx", "s3cret"), "x[redacted]x");
+        assert_eq!(
+            hide("p=p%40ss+w0rd&q=\"p@ss w0rd\"", "p@ss w0rd"),
+            "p=[redacted]&q=\"[redacted]\""
+        );
+        assert_eq!(hide("a%2Fb%3F", "a/b?"), "[redacted]");
+    }
 }

@@ -294,3 +294,25 @@ async fn simulate_redacts_a_forwarded_token() {
         "the CRM got the token"
     );
 }
+
+/// A one-letter token is hidden where the request puts it, and nowhere
+/// else: the rest of the printout (`application/json`, the caller's name)
+/// stays readable.
+#[tokio::test]
+async fn simulate_hides_a_one_letter_token_only_where_it_stands() {
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJsb2dpbiI6Impib25kIn0.c2lnbmF0dXJl";
+    let payload = WITH_TOKEN.replace(token, "a");
+    assert_ne!(payload, WITH_TOKEN);
+    let config = config(
+        "[backends.api]\nurl = \"http://127.0.0.1:9/api?t={{ user.token }}\"\nencoding = \"json\"\n\
+         headers = { X-Agent-Token = \"Bearer {{ user.token }}\" }\n\
+         reply = { format = \"json\", extract = { url = \"/url\" } }\n",
+        "[[routes]]\nname = \"sim-forward\"\nbackend = \"api\"\nforward_token = true\n",
+    );
+    let text = simulate_cli(&config, &payload, &[], &["--dry-run"]).await;
+    assert!(text.contains("x-agent-token: Bearer [redacted]"), "{text}");
+    assert!(text.contains("/api?t=[redacted]"), "{text}");
+    assert!(text.contains(r#""token":"[redacted]""#), "{text}");
+    assert!(text.contains("application/json"), "{text}");
+    assert!(text.contains("sim-forward"), "{text}");
+}
