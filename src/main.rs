@@ -78,7 +78,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Read BACKEND's reply from FILE (the body as the CRM sends it,
-        /// taken as HTTP 200) instead of asking the CRM: no login, no
+        /// taken as HTTP 200, or the response as `curl -i` saves it, status
+        /// and headers read too) instead of asking the CRM: no login, no
         /// request. Repeat it for several backends.
         #[arg(
             long = "crm-reply",

@@ -123,9 +123,14 @@ impl Observer for Printer {
         self.read.insert(backend.name.clone());
         let raw = saved.raw();
         let mut out = String::new();
+        let status = if saved.had_head {
+            format!("HTTP {} as saved", raw.status.as_u16())
+        } else {
+            "taken as HTTP 200".to_owned()
+        };
         let _ = writeln!(
             out,
-            "\nbackend {:?} reply: read from {} ({} bytes, taken as HTTP 200): --crm-reply, so no login and no request to the CRM",
+            "\nbackend {:?} reply: read from {} ({} bytes, {status}): --crm-reply, so no login and no request to the CRM",
             backend.name,
             saved.file.display(),
             raw.body.len()

@@ -288,3 +288,56 @@ fn a_misspelt_backend_and_a_missing_odd_or_oversized_file_are_refused_with_exit_
         "{text}"
     );
 }
+
+/// A reply saved with `curl -i`: its status decides as the CRM's would
+/// (a 500 is no screen-pop, named), and the printout says which status
+/// was read; a body alone is still taken as HTTP 200.
+#[test]
+fn a_reply_saved_with_its_head_keeps_its_status() {
+    let dir = tempfile::TempDir::new().unwrap();
+    TestCa::new().write(dir.path());
+    let config = format!(
+        "{TLS_HEAD}[cors]\nallow_origins = [\"*\"]\n\
+         [backends.contacts]\nurl = \"https://crm.example.org/lookup\"\nencoding = \"json\"\n\
+         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
+         [[routes]]\nbackend = \"contacts\"\n"
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(dir.path().join("call.json"), SEED).unwrap();
+    let body = r#"{"url":"https://crm.example.org/c/1"}"#;
+    std::fs::write(
+        dir.path().join("failed.http"),
+        format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n{body}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ok.http"),
+        format!("HTTP/2 200 \r\ncontent-type: application/json\r\n\r\n{body}"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("body.json"), body).unwrap();
+
+    let out = run_in(dir.path(), &["--crm-reply", "contacts=failed.http"]);
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("HTTP 500 as saved"), "{text}");
+    assert!(
+        text.contains("no screen-pop: status (HTTP 500 Internal Server Error)"),
+        "{text}"
+    );
+
+    let out = run_in(dir.path(), &["--crm-reply", "contacts=ok.http"]);
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("HTTP 200 as saved"), "{text}");
+    assert_eq!(
+        reply_of(&text)["url"],
+        "https://crm.example.org/c/1",
+        "{text}"
+    );
+
+    let out = run_in(dir.path(), &["--crm-reply", "contacts=body.json"]);
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("taken as HTTP 200"), "{text}");
+}
