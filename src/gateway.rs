@@ -329,6 +329,8 @@ impl Live {
             };
             if directory.adopt(before) {
                 tracing::info!(backend = %name, "directory unchanged: its index carries over");
+            } else if directory.definition != before.definition {
+                tracing::info!(backend = %name, "directory changed (what it reads or keeps): a full sync builds a new index");
             }
         }
         let gateway = Arc::new(gateway);

@@ -199,10 +199,18 @@ pub(super) fn directory(
         Some(dir.join(format!("directory-{file}.snapshot")))
     });
     let request = request?;
+    // What decides which records are read and how they are indexed; the
+    // periods and bounds (every_s, max_age_s, page_size, pages_per_second,
+    // timeouts, state_dir, snapshot_every_s) do not, so tuning them on a
+    // reload keeps the index and its snapshot.
     let definition = {
         let mut h = std::hash::DefaultHasher::new();
-        format!("{d:?}").hash(&mut h);
+        let read = (&d.url, &d.method, &d.encoding, &d.body, &d.headers);
+        let kept = (&d.records, &d.id, &d.cursor, &d.since_format);
+        format!("{read:?}{kept:?}").hash(&mut h);
         format!("{:?}", (&b.url, &b.encoding, &b.body, &b.headers, &b.reply)).hash(&mut h);
+        // Stored numbers without a country code are read in this region.
+        format!("{:?}", candidates.region).hash(&mut h);
         h.finish()
     };
     Some(Directory::new(

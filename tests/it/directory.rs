@@ -533,6 +533,66 @@ async fn a_full_sync_of_100k_records_with_three_phone_fields_in_every_stored_for
         .any(|l| l.contains("backend=dir-100k")));
 }
 
+/// A reload that only tunes a directory's periods and bounds keeps its
+/// index (no full sync, calls still answered from it); one that changes
+/// what it reads starts over with a full sync, and each says so.
+#[tokio::test]
+async fn a_reload_that_tunes_periods_keeps_the_index_and_one_that_changes_what_it_reads_does_not() {
+    let state = Arc::new(Mutex::new(State::default()));
+    for p in people() {
+        state
+            .lock()
+            .unwrap()
+            .put(u64::from(p.id), &format!("Person {}", p.id), p.stored);
+    }
+    let crm = crm(Arc::clone(&state)).await;
+    let tuning = "page_size = 7\npages_per_second = 1000\nmax_age_s = 3600";
+    let gw = start_gateway(&config(&crm, "dir-tune", tuning)).await;
+    let full = [
+        "backend=dir-tune",
+        "directory full sync",
+        "24 record(s) in 4 page(s)",
+    ];
+    let syncs = wait_sync(&full, 0).await;
+    let pages = state.lock().unwrap().pages;
+    let client = gw.client();
+    let (caller, id) = calls()
+        .into_iter()
+        .find_map(|(caller, want)| want.map(|id| (caller, u64::from(id))))
+        .unwrap();
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call(&caller)).await),
+        Some(id)
+    );
+
+    let tuned = "page_size = 5\npages_per_second = 500\nmax_age_s = 7200\nevery_s = 120\n\
+                 full_every_s = 7200\ntimeout_ms = 4000\nsince_overlap_s = 30\nsnapshot_every_s = 600";
+    std::fs::write(gw.config_path(), config(&crm, "dir-tune", tuned)).unwrap();
+    gw.live.reload().unwrap();
+    assert!(log_lines("directory unchanged: its index carries over")
+        .iter()
+        .any(|l| l.contains("backend=dir-tune")));
+    assert_eq!(
+        opened(&client.post(gw.addr, None, &call(&caller)).await),
+        Some(id)
+    );
+    assert_eq!(state.lock().unwrap().lookups, 0, "answered from the index");
+    assert_eq!(state.lock().unwrap().pages, pages, "no new full sync");
+
+    // Another phone field read: the index is rebuilt.
+    let changed = config(&crm, "dir-tune", tuned).replace(
+        "phones = [\"phone\", \"mobile\", \"other\"]",
+        "phones = [\"phone\", \"mobile\"]",
+    );
+    std::fs::write(gw.config_path(), changed).unwrap();
+    gw.live.reload().unwrap();
+    assert!(log_lines("directory changed (what it reads or keeps)")
+        .iter()
+        .any(|l| l.contains("backend=dir-tune")));
+    wait_sync(&["backend=dir-tune", "directory full sync"], syncs).await;
+    assert!(state.lock().unwrap().pages > pages, "a new full sync");
+}
+
 #[test]
 fn check_refuses_a_directory_without_records_or_reading_the_payload() {
     let crm_url = "http://127.0.0.1:9";

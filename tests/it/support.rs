@@ -74,6 +74,12 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
+    /// The config file it was started from (a test rewrites it, then
+    /// reloads).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("config.toml")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.addr.port())
     }
