@@ -117,6 +117,32 @@ async fn next_incremental(backend: &str) {
     wait_log(&needles, seen + 1).await;
 }
 
+/// The edit test every directory recipe shares: the gateway started on
+/// `config`, `backend`'s full sync of the two test contacts waited for,
+/// the payload's caller opening `before`; then `edit` changes a number in
+/// the CRM, and after the next incremental sync `caller` opens `after`.
+/// The test then checks the CRM saw no live look-up and how it was asked.
+async fn edit_arrives_with_the_next_incremental_sync(
+    config: &str,
+    backend: &str,
+    before: Value,
+    edit: impl FnOnce(),
+    (caller, after): (&str, Value),
+) -> TestGateway {
+    let gw = start_gateway(config).await;
+    let needle = format!("backend={backend}");
+    wait_log(&[&needle, "directory full sync", "2 number(s)"], 0).await;
+    let client = gw.client();
+    assert_eq!(client.post(gw.addr, None, PAYLOAD).await.json(), before);
+    edit();
+    next_incremental(backend).await;
+    assert_eq!(
+        client.post(gw.addr, None, &call(caller)).await.json(),
+        after
+    );
+    gw
+}
+
 /// Shapes XucMgt may send Jeanne's number in (+33 6 12 34 56 78).
 const JEANNE_SHAPES: [&str; 5] = [
     "0612345678",
@@ -934,28 +960,19 @@ async fn hubspot_directory_edit_is_answered_after_the_next_incremental_sync() {
             ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
         ],
     );
-    let gw = start_gateway(&config).await;
-    wait_log(
-        &["backend=hs-dir-edit", "directory full sync", "2 number(s)"],
-        0,
-    )
-    .await;
-    let client = gw.client();
-    assert_eq!(
-        client.post(gw.addr, None, PAYLOAD).await.json(),
-        hs_card(hubspot::jeanne())
-    );
     // Jeanne's phone changes in HubSpot.
     let moved = hubspot::Contact {
         phone: "+33 6 99 88 77 66",
         ..hubspot::jeanne()
     };
-    hs.state.lock().unwrap().save(moved.clone());
-    next_incremental("hs-dir-edit").await;
-    assert_eq!(
-        client.post(gw.addr, None, &call("0699887766")).await.json(),
-        hs_card(moved)
-    );
+    let _gw = edit_arrives_with_the_next_incremental_sync(
+        &config,
+        "hs-dir-edit",
+        hs_card(hubspot::jeanne()),
+        || hs.state.lock().unwrap().save(moved.clone()),
+        ("0699887766", hs_card(moved.clone())),
+    )
+    .await;
     let s = hs.state.lock().unwrap();
     assert_eq!(s.lookups(), 0, "answered from the index");
     // The incremental search: past the last id, modified since (Unix ms).
@@ -1088,30 +1105,18 @@ async fn salesforce_directory_edit_is_answered_after_the_next_incremental_sync()
             ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
         ],
     );
-    let gw = start_gateway(&config).await;
-    wait_log(
-        &["backend=sf-dir-edit", "directory full sync", "2 number(s)"],
-        0,
-    )
-    .await;
-    let client = gw.client();
-    assert_eq!(
-        client.post(gw.addr, None, PAYLOAD).await.json(),
-        sf_card(salesforce::jeanne())
-    );
     let moved = salesforce::Contact {
         mobile_phone: "06.99.88.77.66",
         ..salesforce::jeanne()
     };
-    sf.state.lock().unwrap().save(moved.clone());
-    next_incremental("sf-dir-edit").await;
-    assert_eq!(
-        client
-            .post(gw.addr, None, &call("+33699887766"))
-            .await
-            .json(),
-        sf_card(moved)
-    );
+    let _gw = edit_arrives_with_the_next_incremental_sync(
+        &config,
+        "sf-dir-edit",
+        sf_card(salesforce::jeanne()),
+        || sf.state.lock().unwrap().save(moved.clone()),
+        ("+33699887766", sf_card(moved.clone())),
+    )
+    .await;
     let s = sf.state.lock().unwrap();
     assert_eq!(s.lookups(), 0, "answered from the index");
     assert_eq!(s.malformed, 0, "{:#?}", s.soql);
@@ -1211,27 +1216,18 @@ async fn dynamics_directory_edit_is_answered_after_the_next_incremental_sync() {
             ("pages_per_second = 2\n", "pages_per_second = 1000\n"),
         ],
     );
-    let gw = start_gateway(&config).await;
-    wait_log(
-        &["backend=dyn-dir-edit", "directory full sync", "2 number(s)"],
-        0,
-    )
-    .await;
-    let client = gw.client();
-    assert_eq!(
-        client.post(gw.addr, None, PAYLOAD).await.json(),
-        dyn_card(&d, dynamics::jeanne())
-    );
     let moved = dynamics::Contact {
         telephone3: "0033 6 99 88 77 66",
         ..dynamics::jeanne()
     };
-    d.state.lock().unwrap().save(moved.clone());
-    next_incremental("dyn-dir-edit").await;
-    assert_eq!(
-        client.post(gw.addr, None, &call("0699887766")).await.json(),
-        dyn_card(&d, moved)
-    );
+    let _gw = edit_arrives_with_the_next_incremental_sync(
+        &config,
+        "dyn-dir-edit",
+        dyn_card(&d, dynamics::jeanne()),
+        || d.state.lock().unwrap().save(moved.clone()),
+        ("0699887766", dyn_card(&d, moved.clone())),
+    )
+    .await;
     let s = d.state.lock().unwrap();
     assert_eq!(s.lookups(), 0, "answered from the index");
     assert_eq!(s.malformed, 0, "{:#?}", s.filters);
