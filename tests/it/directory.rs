@@ -237,8 +237,8 @@ fn opened(reply: &Reply) -> Option<u64> {
         .and_then(|u| u.rsplit('/').next()?.parse().ok())
 }
 
-#[tokio::test]
-async fn a_full_sync_answers_every_stored_shape_with_no_crm_request_and_nobody_else() {
+/// The test CRM holding the caller-match matrix's people.
+async fn crm_of_the_matrix() -> (Arc<Mutex<State>>, Crm) {
     let state = Arc::new(Mutex::new(State::default()));
     for p in people() {
         state
@@ -247,6 +247,12 @@ async fn a_full_sync_answers_every_stored_shape_with_no_crm_request_and_nobody_e
             .put(u64::from(p.id), &format!("Person {}", p.id), p.stored);
     }
     let crm = crm(Arc::clone(&state)).await;
+    (state, crm)
+}
+
+#[tokio::test]
+async fn a_full_sync_answers_every_stored_shape_with_no_crm_request_and_nobody_else() {
+    let (state, crm) = crm_of_the_matrix().await;
     let gw = start_gateway(&config(
         &crm,
         "dir-matrix",
@@ -538,14 +544,7 @@ async fn a_full_sync_of_100k_records_with_three_phone_fields_in_every_stored_for
 /// what it reads starts over with a full sync, and each says so.
 #[tokio::test]
 async fn a_reload_that_tunes_periods_keeps_the_index_and_one_that_changes_what_it_reads_does_not() {
-    let state = Arc::new(Mutex::new(State::default()));
-    for p in people() {
-        state
-            .lock()
-            .unwrap()
-            .put(u64::from(p.id), &format!("Person {}", p.id), p.stored);
-    }
-    let crm = crm(Arc::clone(&state)).await;
+    let (state, crm) = crm_of_the_matrix().await;
     let tuning = "page_size = 7\npages_per_second = 1000\nmax_age_s = 3600";
     let gw = start_gateway(&config(&crm, "dir-tune", tuning)).await;
     let full = [
