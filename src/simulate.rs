@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::answer::{answer, Call, Observer};
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
 use crate::backend::request::redacted;
+use crate::backend::shown;
 use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply, Secret};
@@ -394,8 +394,8 @@ backend {:?} candidates: {} record(s) compared, {caller}",
             reply.body.len(),
             reply.url
         );
-        show_headers(&mut out, &reply.headers);
-        show_body(&mut out, &reply.body);
+        shown::headers(&mut out, &reply.headers);
+        shown::body(&mut out, &reply.body, SHOW_BODY_BYTES);
         self.out.push_str(&redacted(&out, &self.redact));
     }
 }
@@ -420,35 +420,7 @@ fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<Str
 
 fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
     let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    let _ = writeln!(out, "  {} {}", req.method, req.shown_url());
-    show_headers(out, &req.headers);
-    show_body(out, &req.body);
-}
-
-/// Prints headers; credential headers (marked sensitive) show `[redacted]`.
-fn show_headers(out: &mut String, headers: &HeaderMap) {
-    for (name, value) in headers {
-        let shown = if value.is_sensitive() {
-            "[redacted]".into()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        let _ = writeln!(out, "  {name}: {shown}");
-    }
-}
-
-fn show_body(out: &mut String, body: &[u8]) {
-    if body.is_empty() {
-        return;
-    }
-    let cut = body.len().min(SHOW_BODY_BYTES);
-    let _ = writeln!(out);
-    for line in String::from_utf8_lossy(&body[..cut]).lines() {
-        let _ = writeln!(out, "  {line}");
-    }
-    if cut < body.len() {
-        let _ = writeln!(out, "  ... ({} more bytes)", body.len() - cut);
-    }
+    shown::request(out, req, SHOW_BODY_BYTES);
 }
 
 fn json(reply: &Reply) -> String {
