@@ -4,6 +4,7 @@
 //! request's deadline, so the agent always gets an answer in time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use minijinja::Value;
 use tokio::time::Instant;
@@ -48,6 +49,9 @@ pub trait Observer: Send {
     fn candidates(&mut self, _backend: &Backend, _seen: &[Candidate]) {}
     /// What the backend's caller directory said.
     fn directory(&mut self, _backend: &Backend, _said: &str) {}
+    /// A backend's attempt ended: it opened (no failure) or why not, and
+    /// how long it took; the ops console keeps it.
+    fn attempt(&mut self, _backend: &Backend, _failure: Option<&Failure>, _took: Duration) {}
 }
 
 /// The server's observer: logs say enough.
@@ -93,15 +97,17 @@ pub async fn answer(
             let started = Instant::now();
             let contexts = (&request_ctx, ctx, route.forward_token);
             let result = ask(templates, backend, contexts, deadline, metrics, observer).await;
+            let took = started.elapsed();
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
                 result.as_ref().err().map(|f| f.reason),
-                started.elapsed().as_secs_f64(),
+                took.as_secs_f64(),
             );
+            observer.attempt(backend, result.as_ref().err(), took);
             match result {
                 Ok(open) => {
-                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(started.elapsed()), "backend opened");
+                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(took), "backend opened");
                     return Answer {
                         reply: Reply::Open(open),
                         backend: Some(backend.name.clone()),
@@ -112,7 +118,7 @@ pub async fn answer(
                     tracing::warn!(
                         %id, route = %route.name, backend = %backend.name,
                         reason = %failure.reason, detail = failure.detail,
-                        latency_ms = %Short::millis(started.elapsed()), "backend gave no screen-pop"
+                        latency_ms = %Short::millis(took), "backend gave no screen-pop"
                     );
                     let out_of_time = failure.reason == NoneReason::Deadline;
                     last = Some((backend.name.clone(), failure));
