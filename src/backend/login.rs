@@ -114,6 +114,40 @@ struct State {
     failed_until: Option<Instant>,
     backoff: Option<Duration>,
     generation: u64,
+    /// What the ops console shows: the last failure and the counts.
+    history: History,
+}
+
+/// A login's past, for the ops console (no session value in it).
+#[derive(Debug, Default, Clone)]
+struct History {
+    last_failure: Option<(Instant, String)>,
+    logins: u64,
+    failures: u64,
+    refused: u64,
+}
+
+/// Where a login stands, for the ops console: times and counts, never a
+/// session value.
+#[derive(Debug, Clone, Default)]
+pub struct LoginStatus {
+    /// How old the cached session is; `None` without one.
+    pub session_age: Option<Duration>,
+    /// When the cached session will be renewed (its expiry or idle limit
+    /// less the renewal margin); `None`: kept until the CRM refuses it.
+    pub renews_in: Option<Duration>,
+    /// Whether a login is running now.
+    pub running: bool,
+    /// Time left before the next attempt after a failure.
+    pub backoff_left: Option<Duration>,
+    /// How long ago the last login failed, and why.
+    pub last_failure: Option<(Duration, String)>,
+    /// Logins that worked since the process started.
+    pub logins: u64,
+    /// Logins that failed.
+    pub failures: u64,
+    /// Sessions the CRM refused, so the gateway logged in again.
+    pub relogins: u64,
 }
 
 impl State {
@@ -183,6 +217,25 @@ impl Session {
     /// How old the session is.
     pub fn age(&self) -> Duration {
         self.obtained.elapsed()
+    }
+
+    /// When it stops being [`fresh`](Self::fresh), if ever.
+    fn renews_at(&self, idle_ttl: Option<Duration>) -> Option<Instant> {
+        let by_life = self.expires.map(|expires| {
+            let life = expires.saturating_duration_since(self.obtained);
+            let margin = LOGIN_RENEW_MARGIN.min(life / 10);
+            expires.checked_sub(margin).unwrap_or(expires)
+        });
+        let by_idle = idle_ttl.map(|idle| {
+            let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            let until = last.checked_add(idle).unwrap_or(last);
+            let margin = LOGIN_RENEW_MARGIN.min(idle / 10);
+            until.checked_sub(margin).unwrap_or(until)
+        });
+        match (by_life, by_idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether it can still be used at `now`, renewal margin included.
@@ -269,7 +322,34 @@ impl Login {
         to.failed_until = from.failed_until;
         to.backoff = from.backoff;
         to.generation = from.generation;
+        to.history = from.history.clone();
         true
+    }
+
+    /// Where the login stands now, for the ops console.
+    pub fn status(&self) -> LoginStatus {
+        let now = Instant::now();
+        let state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let session = state.session.as_ref();
+        LoginStatus {
+            session_age: session.map(|s| now.saturating_duration_since(s.obtained)),
+            renews_in: session
+                .and_then(|s| s.renews_at(self.inner.idle_ttl))
+                .map(|at| at.saturating_duration_since(now)),
+            running: state.running.is_some(),
+            backoff_left: state
+                .failed_until
+                .filter(|until| *until > now)
+                .map(|until| until - now),
+            last_failure: state
+                .history
+                .last_failure
+                .as_ref()
+                .map(|(at, why)| (now.saturating_duration_since(*at), why.clone())),
+            logins: state.history.logins,
+            failures: state.history.failures,
+            relogins: state.history.refused,
+        }
     }
 
     /// The backend whose login this is: the one that configured it, also
@@ -409,8 +489,14 @@ impl Login {
             .is_some_and(|s| s.generation == session.generation)
         {
             state.session = None;
+            state.history.refused += 1;
             if !session.served.load(std::sync::atomic::Ordering::Relaxed) {
                 counters.failed.inc();
+                state.history.failures += 1;
+                state.history.last_failure = Some((
+                    Instant::now(),
+                    "the CRM refused the new session at once".to_owned(),
+                ));
                 let backoff = state.next_backoff();
                 tracing::warn!(
                     backend = %self.inner.backend,
@@ -553,6 +639,7 @@ impl Inner {
         match result {
             Ok(session) => {
                 counters.ok.inc();
+                state.history.logins += 1;
                 state.session = Some(Arc::clone(session));
                 state.failed_until = None;
                 // The backoff is reset when a look-up is accepted with the
@@ -562,6 +649,8 @@ impl Inner {
             }
             Err(failure) => {
                 counters.failed.inc();
+                state.history.failures += 1;
+                state.history.last_failure = Some((Instant::now(), failure.detail.clone()));
                 let backoff = state.next_backoff();
                 tracing::warn!(
                     backend = %self.backend, detail = failure.detail,
