@@ -11,8 +11,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::accept;
-use crate::answer::{answer, Call, Quiet};
+use crate::answer::{answer, Call, Observer, Quiet};
 use crate::backend::Failure;
+use crate::console::{Ending, Recorder};
 use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
@@ -39,6 +40,8 @@ enum Handled<'g> {
         route: Option<&'g Route>,
         backend: Option<Box<str>>,
         failure: Option<Failure>,
+        /// The call's steps, when the ops console records calls.
+        record: Option<Box<Recorder>>,
     },
 }
 
@@ -121,12 +124,13 @@ async fn handle_request(
     let metrics = &gateway.metrics;
     let mut response = match result {
         Ok((handled, response)) => {
-            match &handled {
+            match handled {
                 Handled::Reply {
                     route,
                     backend,
                     failure,
                     reply,
+                    record,
                 } => {
                     let opened = matches!(reply, Reply::Open(_));
                     // A `none` always carries its failure; were one missing,
@@ -138,21 +142,33 @@ async fn handle_request(
                         none,
                         elapsed.as_secs_f64(),
                     );
-                    let route = route.map_or("-", |r| &*r.name);
+                    let route_name = route.map_or("-", |r| &*r.name);
                     let reason = failure.as_ref().map_or("-", |f| f.reason.as_str());
                     tracing::info!(
                         id = id_log,
                         method,
                         path,
                         origin = origin_log,
-                        route,
+                        route = route_name,
                         backend = backend.as_deref().unwrap_or("-"),
                         outcome = if opened { "open" } else { "none" },
                         reason,
                         detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
                         latency_ms,
                         "request"
-                    )
+                    );
+                    if let (Some(console), Some(record)) = (&gateway.console, record) {
+                        let ending = Ending {
+                            id,
+                            route: route.map(|r| r.name.clone()),
+                            wrapped: opened && route.is_some_and(|r| r.wrap),
+                            reply,
+                            backend,
+                            failure,
+                            latency: elapsed,
+                        };
+                        console.record(*record, ending);
+                    }
                 }
                 Handled::Preflight | Handled::Options => {
                     metrics.preflight();
@@ -329,6 +345,13 @@ async fn call<'g>(
     let payload: Payload = parse_payload(&body)?;
     let ctx = payload.context();
     let templates = config.router.templates();
+    let mut record = gateway.console.as_deref().map(|console| {
+        let caller = ctx.get_attr("caller").ok();
+        console.recorder(
+            start,
+            caller.as_ref().and_then(|c| c.as_str()).unwrap_or(""),
+        )
+    });
     let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
         None => (
             Reply::None,
@@ -345,18 +368,28 @@ async fn call<'g>(
                         route: Some(route),
                         backend: None,
                         failure: Some(failure),
+                        record,
                     };
                     return Ok((handled, response));
                 }
             }
             let mut quiet = Quiet;
+            let observer: &mut dyn Observer = match record.as_deref_mut() {
+                Some(record) => {
+                    if route.forward_token {
+                        record.forwards_token(payload.token().map(|t| t.expose()));
+                    }
+                    record
+                }
+                None => &mut quiet,
+            };
             let call = Call {
                 payload: &payload,
                 ctx: &ctx,
                 deadline,
                 id,
             };
-            let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
+            let work = answer(templates, route, call, &gateway.metrics, observer);
             match tokio::time::timeout_at(deadline, work).await {
                 Ok(a) => {
                     let reply = if route.wrap {
@@ -391,6 +424,7 @@ async fn call<'g>(
         route,
         backend,
         failure,
+        record,
     };
     Ok((handled, response))
 }
