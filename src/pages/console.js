@@ -96,14 +96,14 @@
     open.className = "time";
     open.textContent = time(call.at_ms);
     open.addEventListener("click", () => showTrace(call.seq));
-    cell(row, "Time", open);
-    cell(row, "Caller", call.caller, "caller");
+    cell(row, "Time", open, "short");
+    cell(row, "Caller", call.caller, "caller short");
     cell(row, "Route", call.route || "(none matched)");
     const tried = call.tried.map((t) => t.name + (t.result === "open" ? "" : " (" + t.result + ")"));
     cell(row, "CRMs tried", tried.join(", ") || "–");
-    cell(row, "Outcome", call.outcome === "open" ? "open" + (call.title ? ": " + call.title : "") : "none", "outcome");
-    cell(row, "Reason", call.outcome === "none" || call.reason ? (call.reason || "") + (call.detail ? ": " + call.detail : "") : "", "reason");
-    cell(row, "Latency", ms(call.latency_ms));
+    cell(row, "Outcome", call.outcome === "open" ? "open" + (call.title ? ": " + call.title : "") : "none", "outcome long");
+    cell(row, "Reason", call.outcome === "none" || call.reason ? (call.reason || "") + (call.detail ? ": " + call.detail : "") : "", "reason long");
+    cell(row, "Latency", ms(call.latency_ms), "short");
     return row;
   }
 
@@ -177,14 +177,14 @@
     row.dataset.route = route.name;
     cell(row, "Route", route.name);
     cell(row, "Path", route.path);
-    cell(row, "When", route.when || "(every call)");
+    cell(row, "When", route.when || "(every call)", "long");
     const order = route.backends.slice();
     if (route.screen_pop) {
       order.push("screen-pop");
     }
     cell(row, "CRMs in order", order.join(" → ") || "–");
-    cell(row, "Last 5 min", counts(route.last_5m));
-    cell(row, "Since start", counts(route.since_start));
+    cell(row, "Last 5 min", counts(route.last_5m), "long");
+    cell(row, "Since start", counts(route.since_start), "long");
     return row;
   }
 
@@ -214,14 +214,18 @@
   function backendRow(backend) {
     const row = document.createElement("tr");
     row.dataset.backend = backend.name;
+    row.dataset.calls = String(backend.since_start.calls);
+    if (backend.login) {
+      row.dataset.loginFailures = String(backend.login.failures);
+    }
     cell(row, "CRM", backend.name);
     const rate = backend.answered_rate;
     const health = rate === null ? "no calls" : Math.round(rate * 100) + "% answered, " + counts(backend.last_5m);
-    cell(row, "Health (5 min)", health, rate !== null && rate < 0.9 ? "bad" : "");
+    cell(row, "Health (5 min)", health, "long" + (rate !== null && rate < 0.9 ? " bad" : ""));
     cell(row, "Latency p50 / p99", ms(backend.last_5m.p50_ms) + " / " + ms(backend.last_5m.p99_ms));
     const error = backend.last_error;
-    cell(row, "Last error", error ? ago(error.ago_s) + " ago: " + error.reason + " (" + error.detail + ")" : "–", error ? "bad" : "");
-    cell(row, "Login", loginText(backend.login), "login");
+    cell(row, "Last error", error ? ago(error.ago_s) + " ago: " + error.reason + " (" + error.detail + ")" : "–", "long" + (error ? " bad" : ""));
+    cell(row, "Login", loginText(backend.login), "login long");
     const d = backend.directory;
     cell(row, "Directory", d ? d.entries + " numbers, synced " + ago(d.synced_ago_s) + " ago" + (d.failures ? ", " + d.failures + " failed syncs" : "") : "–");
     return row;
@@ -266,10 +270,17 @@
       series.forEach((point, i) => {
         const v = line.value(point);
         if (v !== null && v !== undefined) {
-          points.push(x(i).toFixed(1) + "," + y(v).toFixed(1));
+          points.push([x(i), y(v), v]);
         }
       });
-      add("polyline", { class: "line " + line.cls, points: points.join(" ") });
+      add("polyline", { class: "line " + line.cls, points: points.map((p) => p[0].toFixed(1) + "," + p[1].toFixed(1)).join(" ") });
+      // A dot on each value above zero: one alone (after a quiet spell)
+      // shows too.
+      for (const [px, py, v] of points) {
+        if (v > 0) {
+          add("circle", { class: "dot " + line.cls, cx: px.toFixed(1), cy: py.toFixed(1), r: 1.6 });
+        }
+      }
     }
   }
 
@@ -304,6 +315,14 @@
       await sleep(OVERVIEW_EVERY_MS);
     }
   }
+
+  // A blocked script, style or connection would leave the page half
+  // working without a word: say it on the page (and to tests).
+  document.addEventListener("securitypolicyviolation", (e) => {
+    const seen = document.body.dataset.cspViolations;
+    document.body.dataset.cspViolations = (seen ? seen + " " : "") + e.violatedDirective;
+    status("Blocked by the page's security policy: " + e.violatedDirective, true);
+  });
 
   document.addEventListener("DOMContentLoaded", () => {
     $("trace-close").addEventListener("click", () => {

@@ -11,6 +11,7 @@ mod caller_match;
 mod check_cmd;
 mod check_errors;
 mod console;
+mod console_browser;
 mod cors;
 mod crm;
 mod crm_login;
