@@ -287,11 +287,11 @@ impl Console {
         self.started.0
     }
 
-    /// Sends what the export queue holds and waits for it (bounded), at
-    /// a stop.
-    pub fn flush(&self) {
+    /// Sends what the export queue holds, waiting for it at most
+    /// `within` (at a stop).
+    pub fn flush(&self, within: Duration) {
         if let Some(export) = &self.export {
-            export.flush();
+            export.flush(within);
         }
     }
 

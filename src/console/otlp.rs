@@ -80,11 +80,11 @@ impl Export {
         }
     }
 
-    /// Sends what is queued, waiting at most the export timeout.
-    pub fn flush(&self) {
+    /// Sends what is queued, waiting at most `within`.
+    pub fn flush(&self, within: Duration) {
         let (done, wait) = mpsc::channel();
         if self.queue.try_send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(OTLP_TIMEOUT + LINGER);
+            let _ = wait.recv_timeout(within);
         }
     }
 
@@ -212,6 +212,15 @@ struct Span {
     status: Status,
 }
 
+/// A request whose span is not finished yet.
+struct Pending {
+    name: String,
+    from: Duration,
+    replied: Option<Duration>,
+    attributes: Vec<KeyValue>,
+    id: SpanId,
+}
+
 /// The spans of a call: `call`, `route` under it, and under the route a
 /// `login` span per login waited for and a `backend` span per request.
 fn spans(
@@ -292,26 +301,17 @@ fn spans(
     });
     // An attempt begins where the one before it ended.
     let mut attempt_start = Duration::ZERO;
-    let mut request: Option<(Duration, Vec<KeyValue>, SpanId)> = None;
-    let finish = |request: &mut Option<(Duration, Vec<KeyValue>, SpanId)>,
-                  until: Duration,
-                  extra: Vec<KeyValue>,
-                  failed: Option<NoneReason>,
-                  name: &str,
-                  list: &mut Vec<Span>| {
-        if let Some((from, mut attributes, id)) = request.take() {
-            attributes.extend(extra);
-            list.push(Span {
-                name: format!("backend {name}"),
-                kind: SpanKind::Client,
-                parent: route_id,
-                id,
-                start: at(from),
-                end: at(until.max(from)),
-                attributes,
-                status: status(failed),
-            });
-        }
+    // The request sent last, until its attempt ends (or a retry is sent).
+    let mut request: Option<Pending> = None;
+    let backend_span = |pending: Pending, until: Duration, failed| Span {
+        name: format!("backend {}", pending.name),
+        kind: SpanKind::Client,
+        parent: route_id,
+        id: pending.id,
+        start: at(pending.from),
+        end: at(pending.replied.unwrap_or(until).max(pending.from)),
+        attributes: pending.attributes,
+        status: status(failed),
     };
     for step in &call.steps {
         let name = call.backend_name(step.backend());
@@ -331,18 +331,22 @@ fn spans(
                 status: Status::Unset,
             }),
             Step::Request { at: when, text, .. } => {
-                finish(&mut request, when.get(), Vec::new(), None, name, &mut list);
+                if let Some(sent) = request.take() {
+                    list.push(backend_span(sent, when.get(), None));
+                }
                 let first = text.lines().next().unwrap_or("").trim();
                 let (method, url) = first.split_once(' ').unwrap_or((first, ""));
-                request = Some((
-                    when.get(),
-                    vec![
+                request = Some(Pending {
+                    name: name.to_owned(),
+                    from: when.get(),
+                    replied: None,
+                    attributes: vec![
                         KeyValue::new("thirdparty_gateway.backend", name.to_owned()),
                         KeyValue::new("http.request.method", method.to_owned()),
                         KeyValue::new("url.full", shown(url)),
                     ],
-                    ids.span(),
-                ));
+                    id: ids.span(),
+                });
             }
             Step::Reply {
                 at: when,
@@ -350,30 +354,56 @@ fn spans(
                 bytes,
                 ..
             } => {
-                let extra = vec![
-                    KeyValue::new("http.response.status_code", i64::from(*code)),
-                    KeyValue::new(
-                        "http.response.body.size",
-                        i64::try_from(*bytes).unwrap_or(i64::MAX),
-                    ),
-                ];
-                finish(&mut request, when.get(), extra, None, name, &mut list);
+                if let Some(sent) = &mut request {
+                    sent.replied = Some(when.get());
+                    sent.attributes.extend([
+                        KeyValue::new("http.response.status_code", i64::from(*code)),
+                        KeyValue::new(
+                            "http.response.body.size",
+                            i64::try_from(*bytes).unwrap_or(i64::MAX),
+                        ),
+                    ]);
+                }
             }
             Step::Attempt {
                 at: when, failed, ..
             } => {
-                let failed = failed.as_ref().map(|(reason, _)| *reason);
-                let extra = vec![KeyValue::new(
-                    "thirdparty_gateway.result",
-                    failed.map_or("open", NoneReason::as_str),
-                )];
-                finish(&mut request, when.get(), extra, failed, name, &mut list);
+                let reason = failed.as_ref().map(|(reason, _)| *reason);
+                match request.take() {
+                    Some(mut sent) => {
+                        sent.attributes.push(KeyValue::new(
+                            "thirdparty_gateway.result",
+                            reason.map_or("open", NoneReason::as_str),
+                        ));
+                        list.push(backend_span(sent, when.get(), reason));
+                    }
+                    // A login that failed sent no look-up: its span says why.
+                    None => {
+                        if let Some((NoneReason::Login, detail)) = failed {
+                            list.push(Span {
+                                name: format!("login {name}"),
+                                kind: SpanKind::Client,
+                                parent: route_id,
+                                id: ids.span(),
+                                start: at(attempt_start),
+                                end: at(when.get().max(attempt_start)),
+                                attributes: vec![
+                                    KeyValue::new("thirdparty_gateway.backend", name.to_owned()),
+                                    KeyValue::new("thirdparty_gateway.detail", shown(detail)),
+                                ],
+                                status: status(reason),
+                            });
+                        }
+                    }
+                }
                 attempt_start = when.get();
             }
             _ => {}
         }
     }
-    finish(&mut request, call.latency, Vec::new(), None, "?", &mut list);
+    if let Some(sent) = request.take() {
+        list.push(backend_span(sent, call.latency, None));
+    }
     for span in list {
         out.push(SpanData {
             span_context: SpanContext::new(

@@ -27,6 +27,7 @@ mod limits;
 mod log_sink;
 mod login_edges;
 mod ops;
+mod otlp;
 mod package;
 mod pages;
 mod phone_matrix;
