@@ -96,7 +96,21 @@ impl Recorder {
 
     /// A text cut to at most `max` bytes and to what the trace has left.
     fn text(&self, text: &str, max: usize) -> Box<str> {
-        boxed(text, max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.text)))
+        boxed(text, self.room(max))
+    }
+
+    /// [`Recorder::text`] for a text already owned: kept, not copied, when
+    /// it fits.
+    fn owned_text(&self, text: String, max: usize) -> Box<str> {
+        if text.len() <= self.room(max) {
+            text.into_boxed_str()
+        } else {
+            self.text(&text, max)
+        }
+    }
+
+    fn room(&self, max: usize) -> usize {
+        max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.text))
     }
 
     fn push(&mut self, step: Step) {
@@ -132,7 +146,7 @@ impl Observer for Recorder {
         let to = text.find('\n').unwrap_or(text.len()).max(from);
         self.last_url = (from, to, request.url_hidden || !secrets.is_empty());
         let backend = self.backend(&backend.name);
-        let text = self.text(&text, CONSOLE_TRACE_BYTES / 2);
+        let text = self.owned_text(text, CONSOLE_TRACE_BYTES / 2);
         self.push(Step::Request { backend, at, text });
     }
 
