@@ -1,7 +1,8 @@
 //! `[ops]`: the operators' listener (health, metrics and the console), who
 //! may see the console, and where calls are exported as OpenTelemetry
 //! traces. The one rule with teeth: a console on an address that is not a
-//! loopback address needs a secret.
+//! loopback address needs a secret (without one it is off, and asking for
+//! it with `console = true` is an error).
 
 use std::path::Path;
 
@@ -41,7 +42,7 @@ pub(super) fn ops(raw: &RawOps, base: &Path, diags: &mut Diagnostics<'_>) -> Ops
             }
         }
     };
-    let page = listen.is_some() && raw.console != Some(false);
+    let mut page = listen.is_some() && raw.console != Some(false);
     let calls = within(
         raw.console_calls,
         1..=MAX_CONSOLE_CALLS,
@@ -52,12 +53,24 @@ pub(super) fn ops(raw: &RawOps, base: &Path, diags: &mut Diagnostics<'_>) -> Ops
     let auth = credentials(raw, base, diags);
     if let (true, Some(addr), None) = (page, listen, &auth) {
         if auth::required(addr) {
-            diags.error(
-                "ops.listen",
-                format!(
-                    "the console on {addr} (not a loopback address) needs a secret: set console_secret_env or console_secret_file (the console then asks for it), or console = false"
-                ),
-            );
+            if raw.console == Some(true) {
+                diags.error(
+                    "ops.console",
+                    format!(
+                        "the console on {addr} (not a loopback address) needs a secret: set console_secret_env or console_secret_file (the console then asks for it), or listen on 127.0.0.1"
+                    ),
+                );
+            } else {
+                // A config from before the console (ops on a management
+                // address for the load balancer) keeps working.
+                diags.warn(
+                    "ops.listen",
+                    format!(
+                        "{addr} is not a loopback address: the console is off there until it has a secret (console_secret_env or console_secret_file); /healthz and /metrics are served as before"
+                    ),
+                );
+            }
+            page = false;
         }
     }
     OpsSettings {

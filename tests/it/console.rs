@@ -125,7 +125,6 @@ deadline_ms = 5000
 [cors]
 allow_origins = ["*"]
 [ops]
-listen = "127.0.0.1:9090"
 {ops}
 {good}
 {bad}
@@ -154,7 +153,12 @@ name = "badkey"
 when = 'queue.name == "badkey"'
 backend = "vtiger_badkey"
 "#,
-            down = self.down
+            down = self.down,
+            ops = if ops.contains("listen =") {
+                ops.to_owned()
+            } else {
+                format!("listen = \"127.0.0.1:9090\"\n{ops}")
+            },
         )
     }
 }
@@ -414,6 +418,43 @@ async fn console_with_a_secret_asks_for_it_even_on_loopback_while_health_and_met
         assert_eq!(plain_get(ops.addr, path, &[]).await.status, 200, "{path}");
     }
 
+    // Configured for every address (`0.0.0.0`), served here on loopback:
+    // the same door.
+    let public = start_gateway(&crms.config(
+        "auth",
+        "listen = \"0.0.0.0:9090\"\nconsole_secret_env = \"TPGW_IT_CONSOLE_SECRET\"",
+    ))
+    .await;
+    let public_ops = start_ops(&public.live).await;
+    assert_eq!(
+        plain_get(public_ops.addr, "/api/overview", &[])
+            .await
+            .status,
+        401
+    );
+    let bearer = [("authorization", "Bearer console-s3cret-0123456789")];
+    assert_eq!(
+        plain_get(public_ops.addr, "/api/overview", &bearer)
+            .await
+            .status,
+        200
+    );
+    // Without a secret there, the console is off; health and metrics are not.
+    let bare = start_gateway(&crms.config("auth", "listen = \"0.0.0.0:9090\"")).await;
+    let bare_ops = start_ops(&bare.live).await;
+    for (path, status) in [
+        ("/", 404),
+        ("/api/overview", 404),
+        ("/healthz", 200),
+        ("/metrics", 200),
+    ] {
+        assert_eq!(
+            plain_get(bare_ops.addr, path, &[]).await.status,
+            status,
+            "{path}"
+        );
+    }
+
     // Without a secret (a loopback console), only this host's names.
     let open = start_gateway(&crms.config("auth", "")).await;
     let open_ops = start_ops(&open.live).await;
@@ -439,13 +480,29 @@ async fn console_with_a_secret_asks_for_it_even_on_loopback_while_health_and_met
 #[test]
 fn check_refuses_a_console_on_a_public_address_without_a_secret() {
     let base = "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[cors]\nallow_origins = [\"*\"]\n";
-    let (ok, text) = check_ok(&format!("{base}[ops]\nlisten = \"0.0.0.0:9090\"\n"));
+    let (ok, text) = check_ok(&format!(
+        "{base}[ops]\nlisten = \"0.0.0.0:9090\"\nconsole = true\n"
+    ));
     assert!(!ok, "{text}");
     assert!(
-        text.contains("ops.listen")
+        text.contains("ops.console")
             && text.contains("the console on 0.0.0.0:9090 (not a loopback address) needs a secret"),
         "{text}"
     );
+    // A config from before the console, ops on a management address for
+    // the load balancer: it still loads, with the console off.
+    let (ok, text) = check_ok(&format!("{base}[ops]\nlisten = \"0.0.0.0:9090\"\n"));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("warning") && text.contains("the console is off there until it has a secret"),
+        "{text}"
+    );
+    let config = thirdparty_gateway::config::parse(
+        std::path::Path::new("config.toml"),
+        &format!("[server]\nplain_http = true\n[cors]\nallow_origins = [\"*\"]\n[ops]\nlisten = \"0.0.0.0:9090\"\n"),
+    )
+    .unwrap();
+    assert!(!config.ops.console.page);
     let (ok, text) = check_ok(&format!(
         "{base}[ops]\nlisten = \"[::]:9090\"\nconsole_secret_env = \"TPGW_IT_CONSOLE_SHORT\"\n"
     ));
