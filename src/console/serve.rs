@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, X_CONTENT_TYPE_OPTIONS};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
@@ -74,10 +74,18 @@ pub async fn answer<B>(
         "/api/calls" => {
             let (after, wait) = calls_query(req.uri().query());
             let (last, calls) = console.calls_after(after, MAX_LISTED, wait).await;
-            json(
+            let mut response = json(
                 StatusCode::OK,
                 api::calls(console, last, &calls, &served.secrets()).to_string(),
-            )
+            );
+            if !wait.is_zero() {
+                // A long poll gets a connection of its own each time, so the
+                // listener's connection life never cuts one short.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
         _ => match path.strip_prefix("/api/calls/").map(str::parse::<u64>) {
             Some(Ok(seq)) => match console.call(seq) {

@@ -119,9 +119,12 @@
   }
 
   async function pollCalls() {
+    let failures = 0;
     for (;;) {
+      const asked = Date.now();
       try {
         const data = await getJSON("/api/calls?after=" + last + "&wait_ms=" + WAIT_MS);
+        failures = 0;
         if (data.last < last) {
           // The gateway restarted: its numbering did too.
           $("calls").tBodies[0].textContent = "";
@@ -131,10 +134,19 @@
         if (data.calls.length) {
           addCalls(data.calls);
           last = data.calls[0].seq;
+        } else if (Date.now() - asked < 1000) {
+          // Answered without waiting (too many pages wait already): ask
+          // again in a second rather than at once.
+          await sleep(1000);
         }
       } catch (err) {
-        status("Cannot reach the console: " + err.message, true);
-        await sleep(2000);
+        // One failure may be a connection the server just closed: ask
+        // again at once; after that, say so and slow down.
+        failures += 1;
+        if (failures > 1) {
+          status("Cannot reach the console: " + err.message, true);
+          await sleep(2000);
+        }
       }
     }
   }
