@@ -499,7 +499,7 @@ fn check_refuses_a_console_on_a_public_address_without_a_secret() {
     );
     let config = thirdparty_gateway::config::parse(
         std::path::Path::new("config.toml"),
-        &format!("[server]\nplain_http = true\n[cors]\nallow_origins = [\"*\"]\n[ops]\nlisten = \"0.0.0.0:9090\"\n"),
+        "[server]\nplain_http = true\n[cors]\nallow_origins = [\"*\"]\n[ops]\nlisten = \"0.0.0.0:9090\"\n",
     )
     .unwrap();
     assert!(!config.ops.console.page);
