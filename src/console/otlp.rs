@@ -313,6 +313,29 @@ fn spans(
         attributes: pending.attributes,
         status: status(failed),
     };
+    // A login the call waited for, from its attempt's start; one that
+    // failed carries why, and an error status.
+    let login_span =
+        |name: &str, id: SpanId, (from, until): (Duration, Duration), failed: Option<String>| {
+            let mut attributes = vec![KeyValue::new("thirdparty_gateway.backend", name.to_owned())];
+            let status = match failed {
+                Some(detail) => {
+                    attributes.push(KeyValue::new("thirdparty_gateway.detail", detail));
+                    status(Some(NoneReason::Login))
+                }
+                None => Status::Unset,
+            };
+            Span {
+                name: format!("login {name}"),
+                kind: SpanKind::Client,
+                parent: route_id,
+                id,
+                start: at(from),
+                end: at(until.max(from)),
+                attributes,
+                status,
+            }
+        };
     for step in &call.steps {
         let name = call.backend_name(step.backend());
         match step {
@@ -320,16 +343,12 @@ fn spans(
                 at: when,
                 source: Source::Fresh,
                 ..
-            } => list.push(Span {
-                name: format!("login {name}"),
-                kind: SpanKind::Client,
-                parent: route_id,
-                id: ids.span(),
-                start: at(attempt_start),
-                end: at(when.get().max(attempt_start)),
-                attributes: vec![KeyValue::new("thirdparty_gateway.backend", name.to_owned())],
-                status: Status::Unset,
-            }),
+            } => list.push(login_span(
+                name,
+                ids.span(),
+                (attempt_start, when.get()),
+                None,
+            )),
             Step::Request { at: when, text, .. } => {
                 if let Some(sent) = request.take() {
                     list.push(backend_span(sent, when.get(), None));
@@ -380,19 +399,9 @@ fn spans(
                     // A login that failed sent no look-up: its span says why.
                     None => {
                         if let Some((NoneReason::Login, detail)) = failed {
-                            list.push(Span {
-                                name: format!("login {name}"),
-                                kind: SpanKind::Client,
-                                parent: route_id,
-                                id: ids.span(),
-                                start: at(attempt_start),
-                                end: at(when.get().max(attempt_start)),
-                                attributes: vec![
-                                    KeyValue::new("thirdparty_gateway.backend", name.to_owned()),
-                                    KeyValue::new("thirdparty_gateway.detail", shown(detail)),
-                                ],
-                                status: status(reason),
-                            });
+                            let span = (attempt_start, when.get());
+                            let failed = Some(shown(detail));
+                            list.push(login_span(name, ids.span(), span, failed));
                         }
                     }
                 }
