@@ -122,16 +122,18 @@ impl Latencies {
     }
 }
 
-/// The bucket of a latency: the smallest `i` with `took <= upper(i)`.
+/// The bucket of a latency: the smallest `i` with `took <= upper(i)`,
+/// that is with `micros² / 100² <= 2^i`, in integers (no floating point on
+/// the request path).
 fn bucket(took: Duration) -> usize {
-    let micros = took.as_micros().min(u128::from(u64::MAX)) as u64;
-    if micros <= 100 {
+    // Over 2^32 µs (71 minutes) is the last bucket anyway.
+    let micros = u64::try_from(took.as_micros()).map_or(u64::from(u32::MAX), |m| m.min(u64::from(u32::MAX)));
+    let ratio = (micros * micros).div_ceil(100 * 100);
+    if ratio <= 1 {
         return 0;
     }
-    // log2(micros / 100) in half steps, rounded up.
-    let ratio = micros as f64 / 100.0;
-    let halves = (2.0 * ratio.log2()).ceil();
-    (halves as usize).min(LATENCY_BUCKETS - 1)
+    let i = 64 - (ratio - 1).leading_zeros() as usize;
+    i.min(LATENCY_BUCKETS - 1)
 }
 
 /// The upper bound of bucket `i`.
