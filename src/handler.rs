@@ -40,8 +40,6 @@ enum Handled<'g> {
         route: Option<&'g Route>,
         backend: Option<Box<str>>,
         failure: Option<Failure>,
-        /// The call's steps, when the ops console records calls.
-        record: Option<Box<Recorder>>,
     },
 }
 
@@ -113,9 +111,12 @@ async fn handle_request(
     // gets a page on what the URL is for; a program gets JSON.
     let wants_html = matches!(*req.method(), Method::GET | Method::HEAD)
         && accept::prefers_html(req.headers().get(ACCEPT));
+    // A call's steps, when the ops console records calls: filled by the
+    // call, kept with its outcome after the log line.
+    let mut record: Option<Recorder> = None;
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
-        _ => dispatch(req, gateway, &origin_check, start, id).await,
+        _ => dispatch(req, gateway, &origin_check, (start, id), &mut record).await,
     };
     std::mem::forget(unanswered);
     let (id_text, elapsed) = (id.text(), start.elapsed());
@@ -130,7 +131,6 @@ async fn handle_request(
                     backend,
                     failure,
                     reply,
-                    record,
                 } => {
                     let opened = matches!(reply, Reply::Open(_));
                     // A `none` always carries its failure; were one missing,
@@ -157,7 +157,7 @@ async fn handle_request(
                         latency_ms,
                         "request"
                     );
-                    if let (Some(console), Some(record)) = (&gateway.console, record) {
+                    if let (Some(console), Some(record)) = (&gateway.console, record.take()) {
                         let ending = Ending {
                             id,
                             route: route.map(|r| r.name.clone()),
@@ -167,7 +167,7 @@ async fn handle_request(
                             failure,
                             latency: elapsed,
                         };
-                        console.record(*record, ending);
+                        console.record(record, ending);
                     }
                 }
                 Handled::Preflight | Handled::Options => {
@@ -277,8 +277,8 @@ async fn dispatch<'g>(
     req: Request<Incoming>,
     gateway: &'g Gateway,
     origin: &OriginCheck,
-    start: Instant,
-    id: RequestId,
+    (start, id): (Instant, RequestId),
+    record: &mut Option<Recorder>,
 ) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     let Some(routes) = config.router.routes_on(req.uri().path()) else {
@@ -308,7 +308,7 @@ async fn dispatch<'g>(
         // Boxed: a call's future is kilobytes (backend exchange, reply
         // reading) and would otherwise be part of every request's future,
         // which hyper moves by value; preflights stay small.
-        Method::POST => Box::pin(call(req, gateway, routes, start, id)).await,
+        Method::POST => Box::pin(call(req, gateway, routes, (start, id), record)).await,
         _ => Err(HttpError::MethodNotAllowed),
     }
 }
@@ -334,8 +334,8 @@ async fn call<'g>(
     req: Request<Incoming>,
     gateway: &'g Gateway,
     routes: &'g [Route],
-    start: Instant,
-    id: RequestId,
+    (start, id): (Instant, RequestId),
+    record: &mut Option<Recorder>,
 ) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     check_content_type(req.headers())?;
@@ -345,7 +345,7 @@ async fn call<'g>(
     let payload: Payload = parse_payload(&body)?;
     let ctx = payload.context();
     let templates = config.router.templates();
-    let mut record = gateway.console.as_deref().map(|console| {
+    *record = gateway.console.as_deref().map(|console| {
         let caller = ctx.get_attr("caller").ok();
         console.recorder(
             start,
@@ -368,13 +368,12 @@ async fn call<'g>(
                         route: Some(route),
                         backend: None,
                         failure: Some(failure),
-                        record,
                     };
                     return Ok((handled, response));
                 }
             }
             let mut quiet = Quiet;
-            let observer: &mut dyn Observer = match record.as_deref_mut() {
+            let observer: &mut dyn Observer = match record.as_mut() {
                 Some(record) => {
                     if route.forward_token {
                         record.forwards_token(payload.token().map(|t| t.expose()));
@@ -424,7 +423,6 @@ async fn call<'g>(
         route,
         backend,
         failure,
-        record,
     };
     Ok((handled, response))
 }

@@ -11,20 +11,47 @@ use http::HeaderMap;
 use super::BackendRequest;
 
 /// `  METHOD url`, the headers, then the body (at most `max_body` bytes),
-/// one item a line, each indented by two spaces.
+/// one item a line, each indented by two spaces. Room for it all is made
+/// first, so the text is written without growing.
 pub fn request(out: &mut String, req: &BackendRequest, max_body: usize) {
+    let shown_url = req.url_hidden.then(|| req.shown_url());
+    let url = shown_url.as_deref().unwrap_or(req.url.as_str());
+    out.reserve_exact(request_len(req, url, max_body));
     out.push_str("  ");
     out.push_str(req.method.as_str());
     out.push(' ');
-    if req.url_hidden {
-        out.push_str(&req.shown_url());
-    } else {
-        out.push_str(req.url.as_str());
-    }
+    out.push_str(url);
     out.push('\n');
     headers(out, &req.headers);
     body(out, &req.body, max_body);
 }
+
+/// The length [`request`] writes, for the common case (headers in visible
+/// ASCII, a body of one line); more only grows the text once.
+fn request_len(req: &BackendRequest, url: &str, max_body: usize) -> usize {
+    let line = 4 + req.method.as_str().len() + url.len();
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if value.is_sensitive() {
+                REDACTED.len()
+            } else {
+                value.len()
+            };
+            5 + name.as_str().len() + value
+        })
+        .sum();
+    let body = match req.body.len() {
+        0 => 0,
+        n if n <= max_body => 4 + n,
+        // The cut, and "  ... (N more bytes)".
+        _ => 4 + max_body + 40,
+    };
+    line + headers + body
+}
+
+const REDACTED: &str = "[redacted]";
 
 /// One `  name: value` line a header; credentials show `[redacted]`.
 pub fn headers(out: &mut String, headers: &HeaderMap) {
@@ -33,9 +60,12 @@ pub fn headers(out: &mut String, headers: &HeaderMap) {
         out.push_str(name.as_str());
         out.push_str(": ");
         if value.is_sensitive() {
-            out.push_str("[redacted]");
+            out.push_str(REDACTED);
         } else {
-            out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            match value.to_str() {
+                Ok(text) => out.push_str(text),
+                Err(_) => out.push_str(&String::from_utf8_lossy(value.as_bytes())),
+            }
         }
         out.push('\n');
     }
@@ -49,10 +79,21 @@ pub fn body(out: &mut String, body: &[u8], max: usize) {
     }
     let cut = body.len().min(max);
     out.push('\n');
-    for line in String::from_utf8_lossy(&body[..cut]).lines() {
+    let text = match std::str::from_utf8(&body[..cut]) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&body[..cut]),
+    };
+    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+        // One line (a form, a query, compact JSON): as `lines` gives it.
         out.push_str("  ");
-        out.push_str(line);
+        out.push_str(&text);
         out.push('\n');
+    } else {
+        for line in text.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     if cut < body.len() {
         let _ = writeln!(out, "  ... ({} more bytes)", body.len() - cut);

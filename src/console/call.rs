@@ -65,6 +65,8 @@ pub struct Call {
     pub steps: Vec<Step>,
     /// Whether later steps were left out to keep the trace in its bound.
     pub truncated: bool,
+    /// [`Call::heap_bytes`], counted once when it is recorded.
+    pub bytes: usize,
 }
 
 /// The `open` reply a call got.

@@ -140,15 +140,14 @@ impl Console {
         &self.settings
     }
 
-    /// A recorder for a call from `caller` whose request arrived at `start`
-    /// (boxed: the handler's per-request state stays small).
-    pub fn recorder(&self, start: Instant, caller: &str) -> Box<Recorder> {
-        Box::new(Recorder::new(
+    /// A recorder for a call from `caller` whose request arrived at `start`.
+    pub fn recorder(&self, start: Instant, caller: &str) -> Recorder {
+        Recorder::new(
             start,
             caller,
             self.settings.candidates,
             self.settings.show_caller,
-        ))
+        )
     }
 
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
@@ -181,7 +180,9 @@ impl Console {
             backends: recorder.backends,
             steps: recorder.steps,
             truncated: recorder.truncated,
+            bytes: 0,
         };
+        call.bytes = call.heap_bytes();
         let end = recorder.start + ending.latency;
         let tick = self.tick(end);
         let (dropped, kept) = {

@@ -131,7 +131,7 @@ impl Recorder {
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
         let at = self.now();
-        let mut text = String::with_capacity(192 + request.body.len().min(CONSOLE_BODY_BYTES));
+        let mut text = String::new();
         shown::request(&mut text, request, CONSOLE_BODY_BYTES);
         let mut secrets: Vec<String> = Vec::new();
         secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
@@ -141,9 +141,10 @@ impl Observer for Recorder {
         if !secrets.is_empty() {
             text = crate::backend::request::redacted(&text, &secrets);
         }
-        // Where the url is in the text: "  METHOD url\n".
+        // Where the url is in the text: "  METHOD url\n" (compared with the
+        // reply's only when shown whole).
         let from = 3 + request.method.as_str().len();
-        let to = text.find('\n').unwrap_or(text.len()).max(from);
+        let to = from + request.url.as_str().len();
         self.last_url = (from, to, request.url_hidden || !secrets.is_empty());
         let backend = self.backend(&backend.name);
         let text = self.owned_text(text, CONSOLE_TRACE_BYTES / 2);

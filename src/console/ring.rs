@@ -36,8 +36,9 @@ impl Ring {
         self.last + 1
     }
 
-    /// Adds a call (numbered [`Ring::next_seq`]); returns the call it
-    /// pushed out, for the caller to drop outside any lock.
+    /// Adds a call (numbered [`Ring::next_seq`], its `bytes` counted);
+    /// returns the call it pushed out, for the caller to drop outside any
+    /// lock.
     pub fn push(&mut self, call: Call) -> Option<Arc<Call>> {
         debug_assert_eq!(call.seq, self.next_seq());
         self.last = call.seq;
@@ -47,9 +48,9 @@ impl Ring {
             None
         };
         if let Some(old) = &dropped {
-            self.bytes -= old.heap_bytes();
+            self.bytes -= old.bytes;
         }
-        self.bytes += call.heap_bytes();
+        self.bytes += call.bytes;
         self.calls.push_back(Arc::new(call));
         dropped
     }

@@ -127,7 +127,8 @@ impl Latencies {
 /// the request path).
 fn bucket(took: Duration) -> usize {
     // Over 2^32 µs (71 minutes) is the last bucket anyway.
-    let micros = u64::try_from(took.as_micros()).map_or(u64::from(u32::MAX), |m| m.min(u64::from(u32::MAX)));
+    let micros =
+        u64::try_from(took.as_micros()).map_or(u64::from(u32::MAX), |m| m.min(u64::from(u32::MAX)));
     let ratio = (micros * micros).div_ceil(100 * 100);
     if ratio <= 1 {
         return 0;

@@ -610,7 +610,7 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
             recorder.attempt(backend, Some(&failure), Duration::from_millis(3));
         }
         console.record(
-            *recorder,
+            recorder,
             Ending {
                 id: RequestId::next(),
                 route: Some("r".repeat(10_000).into()),
