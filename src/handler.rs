@@ -160,7 +160,7 @@ async fn handle_request(
                     if let (Some(console), Some(record)) = (&gateway.console, record.take()) {
                         let ending = Ending {
                             id,
-                            route: route.map(|r| r.name.clone()),
+                            route: route.map(|r| &*r.name),
                             wrapped: opened && route.is_some_and(|r| r.wrap),
                             reply,
                             backend,

@@ -325,7 +325,7 @@ pub fn call(console: &Console, call: &Call, served: &Served<'_>) -> Value {
 /// reason, latency, the caller (masked).
 fn summary(console: &Console, call: &Call, secrets: &[String]) -> Value {
     let show = console.settings().show_caller;
-    let masker = Masker::new(&call.caller);
+    let masker = Masker::new(call.caller());
     let shown = |text: &str| -> String {
         let text = if secrets.is_empty() {
             text.to_owned()
@@ -360,16 +360,16 @@ fn summary(console: &Console, call: &Call, secrets: &[String]) -> Value {
         "seq": call.seq,
         "at_ms": console.unix_ms(call.at),
         "id": call.id.text().as_str(),
-        "route": call.route.as_deref(),
+        "route": call.route(),
         "outcome": if none.is_some() { "none" } else { "open" },
         "reason": call.reason.map(NoneReason::as_str),
-        "detail": shown(&call.detail),
-        "backend": call.backend.as_deref(),
+        "detail": shown(call.detail()),
+        "backend": call.backend(),
         "tried": tried,
         "latency_ms": ms(Some(call.latency)),
-        "caller": if show { call.caller.to_string() } else { mask::caller(&call.caller) },
-        "title": call.opened.as_ref().map(|o| shown(&o.title)),
-        "url": call.opened.as_ref().and_then(|o| o.url.as_deref()).map(shown),
+        "caller": if show { call.caller().to_owned() } else { mask::caller(call.caller()) },
+        "title": call.opened.as_ref().map(|o| shown(call.text(o.title))),
+        "url": call.opened.as_ref().and_then(|o| o.url).map(|u| shown(call.text(u))),
         "wrapped": call.opened.as_ref().is_some_and(|o| o.url.is_none()),
     })
 }

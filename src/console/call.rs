@@ -1,37 +1,144 @@
 //! One recorded call, as the console keeps it: what was decided and the
-//! steps that led there, in compact form. Every text in it is cut to a
-//! bound, so a call's size is bounded whatever the CRM or the payload
-//! sends ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`]). What is
-//! stored is what the gateway saw; secrets are redacted as the steps are
-//! taken, the caller is masked when the call is shown.
+//! steps that led there, in compact form. All of a call's texts (caller,
+//! names, the requests as `simulate` writes them, details) are one string,
+//! which its steps point into, so recording a call allocates that string,
+//! the list of steps and the call. Every text is cut to a bound, so a
+//! call's size is bounded whatever the CRM or the payload sends
+//! ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`], checked when
+//! compiled). What is stored is what the gateway saw; secrets are redacted
+//! as the steps are taken, the caller is masked when the call is shown.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::record::{MAX_BACKENDS, MAX_STEPS};
 use crate::backend::login::Source;
+use crate::constants::{
+    CONSOLE_CALL_MAX_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
+};
 use crate::contract::Event;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
 
-use super::record::{MAX_BACKENDS, MAX_STEPS};
-use crate::constants::{
-    CONSOLE_CALL_MAX_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
-};
+/// Room a call's texts may keep beyond their length (the string is sized
+/// once for a common call, not to the byte).
+pub const SLACK: usize = 512;
 
-/// The most a call can hold, from the bounds of its parts: its own size in
-/// its `Arc`, its steps and backends lists at their caps, the trace's text
-/// (backend names included), its three long texts (detail, url, title)
-/// and three names (caller, route, backend).
+/// The most a call can hold, from the bounds of its parts: itself in its
+/// `Arc`, its steps at their cap, its texts at theirs (the trace's, three
+/// long ones: detail, url, title; three names: caller, route, backend)
+/// with their slack.
 const WORST: usize = std::mem::size_of::<Call>()
     + 2 * std::mem::size_of::<usize>()
     + MAX_STEPS * std::mem::size_of::<Step>()
-    + MAX_BACKENDS * std::mem::size_of::<Box<str>>()
     + CONSOLE_TRACE_BYTES
     + 3 * CONSOLE_TEXT_BYTES
-    + 3 * CONSOLE_NAME_BYTES;
+    + 3 * CONSOLE_NAME_BYTES
+    + SLACK;
 
 const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
+
+/// A piece of a call's texts: where it is in [`Texts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Text {
+    from: u16,
+    to: u16,
+}
+
+impl Text {
+    /// Whether it is empty.
+    pub fn is_empty(self) -> bool {
+        self.from == self.to
+    }
+
+    /// The part of it `len` bytes long `from` bytes in, if it has one.
+    pub fn part(self, from: usize, len: usize) -> Option<Text> {
+        let from = usize::from(self.from).checked_add(from)?;
+        let to = from.checked_add(len)?;
+        (to <= usize::from(self.to)).then(|| Text {
+            from: u16::try_from(from).unwrap_or(u16::MAX),
+            to: u16::try_from(to).unwrap_or(u16::MAX),
+        })
+    }
+}
+
+/// A call's texts, one after the other.
+#[derive(Debug, Default)]
+pub struct Texts(String);
+
+impl Texts {
+    /// Room for `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self(String::with_capacity(bytes))
+    }
+
+    /// Adds `text`, cut to `max` bytes on a character boundary.
+    pub fn add(&mut self, text: &str, max: usize) -> Text {
+        let from = self.0.len();
+        self.0.push_str(cut(text, max.min(Self::room(from))));
+        self.span(from)
+    }
+
+    /// What `write` appends to the string, cut to `max` bytes.
+    pub fn write(&mut self, max: usize, write: impl FnOnce(&mut String)) -> Text {
+        let from = self.0.len();
+        write(&mut self.0);
+        let kept = cut(self.0.get(from..).unwrap_or(""), max.min(Self::room(from))).len();
+        self.0.truncate(from + kept);
+        self.span(from)
+    }
+
+    /// What may still be written after `from` bytes: a piece's ends fit
+    /// in 16 bits.
+    fn room(from: usize) -> usize {
+        usize::from(u16::MAX).saturating_sub(from)
+    }
+
+    /// Replaces what was written since `text` began with `with` (cut to
+    /// `max`); `text` must be the last piece.
+    pub fn replace_last(&mut self, text: Text, with: &str, max: usize) -> Text {
+        self.0.truncate(usize::from(text.from));
+        self.add(with, max)
+    }
+
+    fn span(&self, from: usize) -> Text {
+        let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        Text {
+            from: clamp(from),
+            to: clamp(self.0.len()),
+        }
+    }
+
+    /// The text of a piece.
+    pub fn get(&self, text: Text) -> &str {
+        self.0
+            .get(usize::from(text.from)..usize::from(text.to))
+            .unwrap_or("")
+    }
+
+    /// Bytes written.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Gives back room beyond [`SLACK`].
+    pub fn trim(&mut self) {
+        if self.0.capacity() > self.0.len() + SLACK {
+            self.0.shrink_to_fit();
+        }
+    }
+}
 
 /// A call the console recorded.
 #[derive(Debug)]
@@ -42,25 +149,28 @@ pub struct Call {
     pub at: Instant,
     /// Its request id, as in its log line.
     pub id: RequestId,
+    /// Every text below.
+    pub texts: Texts,
     /// The route that answered; `None` when none matched.
-    pub route: Option<Box<str>>,
+    pub route: Option<Text>,
     /// Why it got `none`, or when it opened, why the backend before the
     /// one (or the screen-pop) that opened failed.
     pub reason: Option<NoneReason>,
     /// The failure's detail (for an `open`, the failure a fallback
     /// followed); empty when there was none.
-    pub detail: Box<str>,
+    pub detail: Text,
     /// The backend that opened, or the last that failed.
-    pub backend: Option<Box<str>>,
+    pub backend: Option<Text>,
     /// Arrival to reply.
     pub latency: Duration,
     /// The caller as sent (cut); masked whenever shown, unless the config
     /// says the console may show it.
-    pub caller: Box<str>,
+    pub caller: Text,
     /// What the agent got, when it opened.
     pub opened: Option<Opened>,
-    /// The backends the steps name, in the order they were first seen.
-    pub backends: Vec<Box<str>>,
+    /// The names of the backends the steps name, in the order they were
+    /// first seen.
+    pub backends: [Text; MAX_BACKENDS],
     /// What happened, in order.
     pub steps: Vec<Step>,
     /// Whether later steps were left out to keep the trace in its bound.
@@ -76,9 +186,9 @@ pub struct Opened {
     pub event: Event,
     /// The tab's url (cut); `None` when it is the completion wrapper's
     /// link, which is not shown.
-    pub url: Option<Box<str>>,
+    pub url: Option<Text>,
     /// The tab's title (cut).
-    pub title: Box<str>,
+    pub title: Text,
     /// Whether the agent is paused while the tab is open.
     pub autopause: bool,
 }
@@ -102,14 +212,14 @@ impl Micros {
 
 /// One step of a call; `backend` indexes [`Call::backends`], `at` is the
 /// time since the request arrived.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Step {
     /// The caller directory's answer.
     Directory {
         /// Which backend's directory.
         backend: u8,
         /// What it said.
-        said: Box<str>,
+        said: Text,
     },
     /// The session a look-up used.
     Login {
@@ -122,10 +232,10 @@ pub enum Step {
         /// How old the session was, in seconds.
         age_s: u32,
         /// The backend whose login it is, when shared.
-        shared_from: Option<Box<str>>,
+        shared_from: Option<Text>,
         /// A fresh login's steps (`POST url -> HTTP 200`, no secrets) and
         /// the names of the values it yielded, a line each.
-        lines: Box<str>,
+        lines: Text,
     },
     /// A request about to be sent, as `simulate` shows it (credentials
     /// and secrets redacted, body cut).
@@ -135,7 +245,7 @@ pub enum Step {
         /// When it was built.
         at: Micros,
         /// Method and url, headers, body: a line each.
-        text: Box<str>,
+        text: Text,
     },
     /// A reply, summarized (its body is not kept).
     Reply {
@@ -146,9 +256,9 @@ pub enum Step {
         /// Its status.
         status: u16,
         /// Its body's size.
-        bytes: usize,
+        bytes: u32,
         /// Where it came from, when not the request's url (a redirect).
-        url: Option<Box<str>>,
+        url: Option<Text>,
     },
     /// The records a reply offered, which were kept or dropped (only with
     /// `console_candidates`), a line each.
@@ -156,7 +266,7 @@ pub enum Step {
         /// Which backend's reply.
         backend: u8,
         /// The lines.
-        lines: Box<str>,
+        lines: Text,
     },
     /// A backend's attempt ended.
     Attempt {
@@ -167,25 +277,11 @@ pub enum Step {
         /// How long it took.
         took: Micros,
         /// `None` when it opened.
-        failed: Option<(NoneReason, Box<str>)>,
+        failed: Option<(NoneReason, Text)>,
     },
 }
 
 impl Step {
-    /// The text it holds, counted against the trace's bound.
-    pub fn text_bytes(&self) -> usize {
-        match self {
-            Step::Directory { said, .. } => said.len(),
-            Step::Login {
-                shared_from, lines, ..
-            } => lines.len() + shared_from.as_ref().map_or(0, |s| s.len()),
-            Step::Request { text, .. } => text.len(),
-            Step::Reply { url, .. } => url.as_ref().map_or(0, |u| u.len()),
-            Step::Candidates { lines, .. } => lines.len(),
-            Step::Attempt { failed, .. } => failed.as_ref().map_or(0, |(_, d)| d.len()),
-        }
-    }
-
     /// Which backend it is about.
     pub fn backend(&self) -> u8 {
         match self {
@@ -200,22 +296,37 @@ impl Step {
 }
 
 impl Call {
-    /// The memory it holds: itself and everything it owns.
+    /// The memory it holds: itself (in its `Arc`) and everything it owns.
     pub fn heap_bytes(&self) -> usize {
-        let opened = self
-            .opened
-            .as_ref()
-            .map_or(0, |o| o.url.as_ref().map_or(0, |u| u.len()) + o.title.len());
         std::mem::size_of::<Self>()
-            + self.route.as_ref().map_or(0, |r| r.len())
-            + self.detail.len()
-            + self.backend.as_ref().map_or(0, |b| b.len())
-            + self.caller.len()
-            + opened
-            + self.backends.capacity() * std::mem::size_of::<Box<str>>()
-            + self.backends.iter().map(|b| b.len()).sum::<usize>()
+            + 2 * std::mem::size_of::<usize>()
+            + self.texts.capacity()
             + self.steps.capacity() * std::mem::size_of::<Step>()
-            + self.steps.iter().map(Step::text_bytes).sum::<usize>()
+    }
+
+    /// The text of a piece of it.
+    pub fn text(&self, text: Text) -> &str {
+        self.texts.get(text)
+    }
+
+    /// The caller as sent.
+    pub fn caller(&self) -> &str {
+        self.text(self.caller)
+    }
+
+    /// The route's name.
+    pub fn route(&self) -> Option<&str> {
+        self.route.map(|r| self.text(r))
+    }
+
+    /// The failure's detail.
+    pub fn detail(&self) -> &str {
+        self.text(self.detail)
+    }
+
+    /// The backend that opened or last failed.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.map(|b| self.text(b))
     }
 
     /// `None` when it opened, else why not.
@@ -228,7 +339,10 @@ impl Call {
 
     /// The name of a step's backend.
     pub fn backend_name(&self, index: u8) -> &str {
-        self.backends.get(usize::from(index)).map_or("?", |b| b)
+        match self.backends.get(usize::from(index)) {
+            Some(name) if !name.is_empty() => self.text(*name),
+            _ => "?",
+        }
     }
 }
 
@@ -244,11 +358,6 @@ pub fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// `text` cut to `max` bytes, owned.
-pub fn boxed(text: &str, max: usize) -> Box<str> {
-    cut(text, max).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +368,14 @@ mod tests {
         assert_eq!(cut("abc", 2), "ab");
         assert_eq!(cut("éé", 3), "é");
         assert_eq!(cut("éé", 1), "");
+        let mut texts = Texts::default();
+        let a = texts.add("hello", 3);
+        let b = texts.write(4, |s| s.push_str("é-world"));
+        assert_eq!((texts.get(a), texts.get(b)), ("hel", "é-w"));
+        let c = texts.replace_last(b, "there", 10);
+        assert_eq!(
+            (texts.get(a), texts.get(c), texts.len()),
+            ("hel", "there", 8)
+        );
     }
 }

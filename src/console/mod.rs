@@ -39,7 +39,7 @@ use crate::backend::Failure;
 use crate::constants::{CONSOLE_MAX_WAITERS, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES};
 use crate::contract::Reply;
 use crate::request_id::RequestId;
-use call::{boxed, Call, Opened};
+use call::{Call, Opened, Step, Text, Texts};
 pub use record::Recorder;
 use ring::Ring;
 use stats::Stats;
@@ -97,11 +97,11 @@ pub struct State {
 
 /// How a recorded call ended, from the handler.
 #[derive(Debug)]
-pub struct Ending {
+pub struct Ending<'a> {
     /// Its request id.
     pub id: RequestId,
-    /// The route that answered, if one matched.
-    pub route: Option<Box<str>>,
+    /// The name of the route that answered, if one matched.
+    pub route: Option<&'a str>,
     /// What the agent got.
     pub reply: Reply,
     /// Whether an `open` reply is the completion wrapper's link.
@@ -152,57 +152,76 @@ impl Console {
 
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
     /// and in the export queue; wakes the pages waiting for it.
-    pub fn record(&self, recorder: Recorder, ending: Ending) {
+    pub fn record(&self, recorder: Recorder, ending: Ending<'_>) {
+        let Recorder {
+            start,
+            mut texts,
+            caller,
+            backends,
+            steps,
+            truncated,
+            ..
+        } = recorder;
+        let name = |texts: &mut Texts, name: &str| {
+            // A backend the steps name is written once.
+            match backends
+                .iter()
+                .find(|b| !b.is_empty() && texts.get(**b) == name)
+            {
+                Some(b) => *b,
+                None => texts.add(name, CONSOLE_NAME_BYTES),
+            }
+        };
+        let route = ending.route.map(|r| texts.add(r, CONSOLE_NAME_BYTES));
+        let backend = ending.backend.as_deref().map(|b| name(&mut texts, b));
+        let detail = ending.failure.as_ref().map_or(Text::default(), |f| {
+            texts.add(&f.detail, CONSOLE_TEXT_BYTES)
+        });
         let opened = match &ending.reply {
             Reply::Open(open) => Some(Opened {
                 event: open.event(),
-                url: (!ending.wrapped).then(|| boxed(open.url(), CONSOLE_TEXT_BYTES)),
-                title: boxed(open.title(), CONSOLE_TEXT_BYTES),
+                url: (!ending.wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
+                title: texts.add(open.title(), CONSOLE_TEXT_BYTES),
                 autopause: open.autopause(),
             }),
             Reply::None => None,
         };
-        let detail = ending
-            .failure
-            .as_ref()
-            .map_or(Box::default(), |f| boxed(&f.detail, CONSOLE_TEXT_BYTES));
+        texts.trim();
         let mut call = Call {
             seq: 0,
-            at: recorder.start,
+            at: start,
             id: ending.id,
-            route: ending.route.map(cut_name),
+            texts,
+            route,
             reason: ending.failure.as_ref().map(|f| f.reason),
             detail,
-            backend: ending.backend.map(cut_name),
+            backend,
             latency: ending.latency,
-            caller: recorder.caller,
+            caller,
             opened,
-            backends: recorder.backends,
-            steps: recorder.steps,
-            truncated: recorder.truncated,
+            backends,
+            steps,
+            truncated,
             bytes: 0,
         };
         call.bytes = call.heap_bytes();
-        let end = recorder.start + ending.latency;
-        let tick = self.tick(end);
+        let tick = self.tick(start + ending.latency);
         let (dropped, kept) = {
             let mut state = self.lock();
             call.seq = state.ring.next_seq();
-            let none = call.none();
             let State { ring, stats } = &mut *state;
-            stats.call(tick, call.route.as_deref(), none, call.latency);
+            stats.call(tick, ending.route, call.none(), call.latency);
             for step in &call.steps {
-                if let call::Step::Attempt {
+                if let Step::Attempt {
                     backend,
                     at,
                     took,
                     failed,
                 } = step
                 {
-                    let failed = failed.as_ref().map(|(r, d)| (*r, &**d));
-                    let name = call.backends.get(usize::from(*backend)).map_or("?", |b| b);
-                    let at = recorder.start + at.get();
-                    stats.attempt(tick, name, failed, took.get(), at);
+                    let failed = failed.map(|(r, d)| (r, call.text(d)));
+                    let at = start + at.get();
+                    stats.attempt(tick, call.backend_name(*backend), failed, took.get(), at);
                 }
             }
             let dropped = ring.push(call);
@@ -210,7 +229,7 @@ impl Console {
             (dropped, kept)
         };
         if let (Some(export), Some(call)) = (&self.export, kept) {
-            export.send(call, self.wall(recorder.start));
+            export.send(call, self.wall(start));
         }
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.next_call.notify_waiters();
@@ -299,16 +318,6 @@ impl Console {
     /// Calls the export queue could not take (the collector was too slow).
     pub fn export_dropped(&self) -> Option<u64> {
         self.export.as_ref().map(otlp::Export::dropped)
-    }
-}
-
-/// A name cut to [`CONSOLE_NAME_BYTES`] (kept as is when it fits: the
-/// common case allocates nothing).
-fn cut_name(name: Box<str>) -> Box<str> {
-    if name.len() <= CONSOLE_NAME_BYTES {
-        name
-    } else {
-        boxed(&name, CONSOLE_NAME_BYTES)
     }
 }
 

@@ -231,7 +231,7 @@ fn spans(
     ids: &mut Ids,
     out: &mut Vec<SpanData>,
 ) {
-    let masker = Masker::new(&call.caller);
+    let masker = Masker::new(call.caller());
     let shown = |text: &str| -> String {
         if show_caller {
             text.to_owned()
@@ -256,9 +256,9 @@ fn spans(
         KeyValue::new(
             "thirdparty_gateway.caller",
             if show_caller {
-                call.caller.to_string()
+                call.caller().to_owned()
             } else {
-                mask::caller(&call.caller)
+                mask::caller(call.caller())
             },
         ),
     ];
@@ -266,11 +266,11 @@ fn spans(
         attributes.push(KeyValue::new("thirdparty_gateway.reason", reason.as_str()));
         attributes.push(KeyValue::new(
             "thirdparty_gateway.detail",
-            shown(&call.detail),
+            shown(call.detail()),
         ));
     }
-    if let Some(route) = &call.route {
-        attributes.push(KeyValue::new("thirdparty_gateway.route", route.to_string()));
+    if let Some(route) = call.route() {
+        attributes.push(KeyValue::new("thirdparty_gateway.route", route.to_owned()));
     }
     let mut list = vec![Span {
         name: "call".into(),
@@ -284,10 +284,7 @@ fn spans(
     }];
     let route_id = ids.span();
     list.push(Span {
-        name: format!(
-            "route {}",
-            call.route.as_deref().unwrap_or("(none matched)")
-        ),
+        name: format!("route {}", call.route().unwrap_or("(none matched)")),
         kind: SpanKind::Internal,
         parent: root,
         id: route_id,
@@ -295,7 +292,7 @@ fn spans(
         end,
         attributes: vec![KeyValue::new(
             "thirdparty_gateway.route",
-            call.route.as_deref().unwrap_or("-").to_owned(),
+            call.route().unwrap_or("-").to_owned(),
         )],
         status: status(none),
     });
@@ -353,7 +350,7 @@ fn spans(
                 if let Some(sent) = request.take() {
                     list.push(backend_span(sent, when.get(), None));
                 }
-                let first = text.lines().next().unwrap_or("").trim();
+                let first = call.text(*text).lines().next().unwrap_or("").trim();
                 let (method, url) = first.split_once(' ').unwrap_or((first, ""));
                 request = Some(Pending {
                     name: name.to_owned(),
@@ -377,10 +374,7 @@ fn spans(
                     sent.replied = Some(when.get());
                     sent.attributes.extend([
                         KeyValue::new("http.response.status_code", i64::from(*code)),
-                        KeyValue::new(
-                            "http.response.body.size",
-                            i64::try_from(*bytes).unwrap_or(i64::MAX),
-                        ),
+                        KeyValue::new("http.response.body.size", i64::from(*bytes)),
                     ]);
                 }
             }
@@ -400,7 +394,7 @@ fn spans(
                     None => {
                         if let Some((NoneReason::Login, detail)) = failed {
                             let span = (attempt_start, when.get());
-                            let failed = Some(shown(detail));
+                            let failed = Some(shown(call.text(*detail)));
                             list.push(login_span(name, ids.span(), span, failed));
                         }
                     }

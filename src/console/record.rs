@@ -1,14 +1,15 @@
 //! The handler's observer when the console is on: it keeps each step of a
 //! call as [`Step`]s while the call is answered. It runs on the request
-//! path, so it copies and does not format: a request's text is written
-//! once with `push_str` (as `simulate` shows it, secrets redacted), a
-//! reply is kept as its status and size, a cached session as its age.
+//! path, so it copies and does not format: every text goes into the call's
+//! one string (a request written there as `simulate` writes it, secrets
+//! redacted), a reply is kept as its status and size, a cached session as
+//! its age.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{boxed, cut, Micros, Step};
+use super::call::{Micros, Step, Text, Texts};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -23,45 +24,57 @@ use crate::constants::{
 /// doubling growth ends at it.
 pub const MAX_STEPS: usize = 32;
 
-/// Backends one trace names at most (a power of two, as above).
+/// Backends one trace names at most.
 pub const MAX_BACKENDS: usize = 8;
+
+/// The call's texts are sized for this much at first: a call to one
+/// backend with a short request needs no more.
+const FIRST_CAPACITY: usize = 512;
 
 /// One call's steps, gathered while it is answered.
 #[derive(Debug)]
 pub struct Recorder {
     /// When the request arrived: steps are timed from it.
     pub(super) start: Instant,
+    /// Every text of the call.
+    pub(super) texts: Texts,
     /// The caller as sent, cut.
-    pub(super) caller: Box<str>,
+    pub(super) caller: Text,
     /// The agent's token, when the route forwards it: hidden in requests.
     token: Option<String>,
     /// Whether to gather the candidates a reply offered.
     candidates: bool,
     /// Whether stored numbers may be shown as they are.
     show_numbers: bool,
-    pub(super) backends: Vec<Box<str>>,
+    pub(super) backends: [Text; MAX_BACKENDS],
+    named: usize,
     pub(super) steps: Vec<Step>,
-    text: usize,
+    /// The trace's bytes so far (steps' texts and backends' names).
+    trace: usize,
     pub(super) truncated: bool,
-    /// The last request's url as shown, and whether it was hidden: a reply
-    /// from elsewhere (a redirect) names where it came from.
-    last_url: (usize, usize, bool),
+    /// The last request's url, when shown whole: a reply from elsewhere
+    /// (a redirect) names where it came from.
+    last_url: Option<Text>,
 }
 
 impl Recorder {
     /// A recorder for a call from `caller` that arrived at `start`.
     pub(super) fn new(start: Instant, caller: &str, candidates: bool, show_numbers: bool) -> Self {
+        let mut texts = Texts::with_capacity(FIRST_CAPACITY);
+        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
         Self {
             start,
-            caller: boxed(caller, CONSOLE_NAME_BYTES),
+            texts,
+            caller,
             token: None,
             candidates,
             show_numbers,
-            backends: Vec::new(),
+            backends: [Text::default(); MAX_BACKENDS],
+            named: 0,
             steps: Vec::new(),
-            text: 0,
+            trace: 0,
             truncated: false,
-            last_url: (0, 0, false),
+            last_url: None,
         }
     }
 
@@ -73,53 +86,46 @@ impl Recorder {
 
     /// The index of a backend's name (counted in the trace's bytes);
     /// past the bounds, one that names no backend.
-    fn backend(&mut self, name: &str) -> u8 {
-        let i = match self.backends.iter().position(|b| &**b == name) {
+    pub(super) fn backend(&mut self, name: &str) -> u8 {
+        let known = self.backends[..self.named]
+            .iter()
+            .position(|b| self.texts.get(*b) == name);
+        let i = match known {
             Some(i) => i,
-            None => {
-                let name = cut(name, CONSOLE_NAME_BYTES);
-                if self.backends.len() < MAX_BACKENDS && self.fits(name.len()) {
-                    self.text += name.len();
-                    self.backends.push(name.into());
-                    self.backends.len() - 1
-                } else {
-                    MAX_BACKENDS
-                }
+            None if self.named < MAX_BACKENDS && self.room(CONSOLE_NAME_BYTES) > 0 => {
+                let text = self.texts.add(name, self.room(CONSOLE_NAME_BYTES));
+                self.trace += self.texts.get(text).len();
+                self.backends[self.named] = text;
+                self.named += 1;
+                self.named - 1
             }
+            None => MAX_BACKENDS,
         };
         u8::try_from(i).unwrap_or(u8::MAX)
     }
 
-    fn fits(&self, bytes: usize) -> bool {
-        self.text + bytes <= CONSOLE_TRACE_BYTES
-    }
-
-    /// A text cut to at most `max` bytes and to what the trace has left.
-    fn text(&self, text: &str, max: usize) -> Box<str> {
-        boxed(text, self.room(max))
-    }
-
-    /// [`Recorder::text`] for a text already owned: kept, not copied, when
-    /// it fits.
-    fn owned_text(&self, text: String, max: usize) -> Box<str> {
-        if text.len() <= self.room(max) {
-            text.into_boxed_str()
-        } else {
-            self.text(&text, max)
-        }
-    }
-
+    /// What the trace has left, at most `max`.
     fn room(&self, max: usize) -> usize {
-        max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.text))
+        max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.trace))
+    }
+
+    /// Adds a text of the trace, cut to `max` and to what is left (a
+    /// text cut for lack of room marks the trace cut).
+    fn text(&mut self, text: &str, max: usize) -> Text {
+        let room = self.room(max);
+        if text.len() > room && room < max {
+            self.truncated = true;
+        }
+        let text = self.texts.add(text, room);
+        self.trace += self.texts.get(text).len();
+        text
     }
 
     fn push(&mut self, step: Step) {
-        let size = step.text_bytes();
-        if self.steps.len() >= MAX_STEPS || !self.fits(size) {
+        if self.steps.len() >= MAX_STEPS {
             self.truncated = true;
             return;
         }
-        self.text += size;
         self.steps.push(step);
     }
 
@@ -131,47 +137,57 @@ impl Recorder {
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
         let at = self.now();
-        let mut text = String::new();
-        shown::request(&mut text, request, CONSOLE_BODY_BYTES);
+        let backend = self.backend(&backend.name);
+        let room = self.room(CONSOLE_TRACE_BYTES / 2);
+        if room == 0 {
+            self.truncated = true;
+            return;
+        }
+        let mut text = self
+            .texts
+            .write(room, |out| shown::request(out, request, CONSOLE_BODY_BYTES));
         let mut secrets: Vec<String> = Vec::new();
         secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
         if request.carries_token {
             secrets.extend(self.token.iter().cloned());
         }
-        if !secrets.is_empty() {
-            text = crate::backend::request::redacted(&text, &secrets);
+        self.last_url = None;
+        if secrets.is_empty() {
+            if !request.url_hidden {
+                // "  METHOD url\n": where the url is, to compare the
+                // reply's with.
+                let url = request.url.as_str();
+                self.last_url = text
+                    .part(3 + request.method.as_str().len(), url.len())
+                    .filter(|part| self.texts.get(*part) == url);
+            }
+        } else {
+            let hidden = crate::backend::request::redacted(self.texts.get(text), &secrets);
+            text = self.texts.replace_last(text, &hidden, room);
         }
-        // Where the url is in the text: "  METHOD url\n" (compared with the
-        // reply's only when shown whole).
-        let from = 3 + request.method.as_str().len();
-        let to = from + request.url.as_str().len();
-        self.last_url = (from, to, request.url_hidden || !secrets.is_empty());
-        let backend = self.backend(&backend.name);
-        let text = self.owned_text(text, CONSOLE_TRACE_BYTES / 2);
+        self.trace += self.texts.get(text).len();
         self.push(Step::Request { backend, at, text });
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
         let at = self.now();
-        let (from, to, hidden) = self.last_url;
-        let sent = self.steps.iter().rev().find_map(|s| match s {
-            Step::Request { text, .. } => text.get(from..to),
-            _ => None,
-        });
+        let backend = self.backend(&backend.name);
+        let sent = self
+            .last_url
+            .map(|url| self.texts.get(url) == reply.url.as_str());
         // A reply from another url (a redirect) says where, without its
-        // query; not when the request's url held a secret.
-        let url = (!hidden && sent != Some(reply.url.as_str())).then(|| {
+        // query; not when the request's url held a secret (`None`).
+        let url = (sent == Some(false)).then(|| {
             let mut shown = reply.url.clone();
             shown.set_query(None);
             shown.set_fragment(None);
-            boxed(shown.as_str(), CONSOLE_NAME_BYTES)
+            self.text(shown.as_str(), CONSOLE_NAME_BYTES)
         });
-        let backend = self.backend(&backend.name);
         self.push(Step::Reply {
             backend,
             at,
             status: reply.status.as_u16(),
-            bytes: reply.body.len(),
+            bytes: u32::try_from(reply.body.len()).unwrap_or(u32::MAX),
             url,
         });
     }
@@ -195,11 +211,12 @@ impl Observer for Recorder {
             .as_ref()
             .map(|l| l.owner())
             .filter(|owner| *owner != &*backend.name)
-            .map(|owner| boxed(owner, CONSOLE_NAME_BYTES));
-        let backend = self.backend(&backend.name);
+            .map(str::to_owned);
+        let index = self.backend(&backend.name);
+        let shared_from = shared_from.map(|owner| self.text(&owner, CONSOLE_NAME_BYTES));
         let lines = self.text(&lines, CONSOLE_TRACE_BYTES / 4);
         self.push(Step::Login {
-            backend,
+            backend: index,
             at,
             source,
             age_s: u32::try_from(session.age().as_secs()).unwrap_or(u32::MAX),
@@ -245,11 +262,12 @@ impl Observer for Recorder {
     fn attempt(&mut self, backend: &Backend, failure: Option<&Failure>, took: Duration) {
         let at = self.now();
         let backend = self.backend(&backend.name);
+        let failed = failure.map(|f| (f.reason, self.text(&f.detail, CONSOLE_TEXT_BYTES)));
         self.push(Step::Attempt {
             backend,
             at,
             took: Micros::of(took),
-            failed: failure.map(|f| (f.reason, self.text(&f.detail, CONSOLE_TEXT_BYTES))),
+            failed,
         });
     }
 }

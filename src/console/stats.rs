@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::boxed;
+use super::call::cut;
 use super::window::{slot, Latencies, Outcomes, Window, OUTCOMES};
 use crate::constants::CONSOLE_TEXT_BYTES;
 use crate::outcome::NoneReason;
@@ -51,7 +51,7 @@ pub struct History {
 impl History {
     fn new(name: &str) -> Self {
         Self {
-            name: boxed(name, CONSOLE_TEXT_BYTES),
+            name: cut(name, CONSOLE_TEXT_BYTES).into(),
             window: Window::default(),
             since_start: [0; OUTCOMES],
             last_error: None,
@@ -121,7 +121,7 @@ impl Stats {
         let history = history(&mut self.backends, backend);
         history.add(tick, failed.map(|(reason, _)| reason), took);
         if let Some((reason, detail)) = failed {
-            history.last_error = Some((at, reason, boxed(detail, CONSOLE_TEXT_BYTES)));
+            history.last_error = Some((at, reason, cut(detail, CONSOLE_TEXT_BYTES).into()));
         }
     }
 }

@@ -33,7 +33,7 @@ pub fn render(
         let name = call.backend_name(step.backend());
         match step {
             Step::Directory { said, .. } => {
-                let _ = writeln!(out, "\nbackend {name:?} directory: {said}");
+                let _ = writeln!(out, "\nbackend {name:?} directory: {}", call.text(*said));
             }
             Step::Login {
                 source,
@@ -43,8 +43,7 @@ pub fn render(
                 ..
             } => {
                 let shared = shared_from
-                    .as_ref()
-                    .map(|o| format!(" (the login of {o:?})"))
+                    .map(|o| format!(" (the login of {:?})", call.text(o)))
                     .unwrap_or_default();
                 match source {
                     Source::Cached => {
@@ -57,14 +56,14 @@ pub fn render(
                         let _ = writeln!(out, "\nbackend {name:?} login: logged in{shared}");
                     }
                 }
-                for line in lines.lines() {
+                for line in call.text(*lines).lines() {
                     let _ = writeln!(out, "  {line}");
                 }
             }
             Step::Request { at, text, .. } => {
                 sent = Some(*at);
                 let _ = writeln!(out, "\nbackend {name:?} request:");
-                out.push_str(text);
+                out.push_str(call.text(*text));
             }
             Step::Reply {
                 at,
@@ -76,7 +75,7 @@ pub fn render(
                 let took = at.get().saturating_sub(sent.unwrap_or(*at).get());
                 let from = url
                     .as_ref()
-                    .map(|u| format!(" from {u}"))
+                    .map(|u| format!(" from {}", call.text(*u)))
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,
@@ -86,7 +85,7 @@ pub fn render(
             }
             Step::Candidates { lines, .. } => {
                 let _ = writeln!(out, "\nbackend {name:?} candidates:");
-                for line in lines.lines() {
+                for line in call.text(*lines).lines() {
                     let _ = writeln!(out, "  {line}");
                 }
             }
@@ -101,7 +100,8 @@ pub fn render(
                 Some((reason, detail)) => {
                     let _ = writeln!(
                         out,
-                        "\nbackend {name:?}: no screen-pop: {reason} ({detail}) ({:.1} ms)",
+                        "\nbackend {name:?}: no screen-pop: {reason} ({}) ({:.1} ms)",
+                        call.text(*detail),
                         millis(took.get())
                     );
                 }
@@ -124,14 +124,14 @@ pub fn render(
     if show_caller {
         out
     } else {
-        Masker::new(&call.caller).mask(&out).into_owned()
+        Masker::new(call.caller()).mask(&out).into_owned()
     }
 }
 
 /// The route lines: the routes before the chosen one on its path (their
 /// condition did not hold), then the chosen one and why.
 fn explain_route(out: &mut String, call: &Call, routes: Option<&Router>) {
-    let Some(name) = call.route.as_deref() else {
+    let Some(name) = call.route() else {
         let _ = writeln!(out, "no route matched");
         return;
     };
@@ -178,15 +178,15 @@ fn explain_route(out: &mut String, call: &Call, routes: Option<&Router>) {
 fn answer(out: &mut String, call: &Call) {
     let reply = match &call.opened {
         Some(open) => {
-            let url = match &open.url {
-                Some(url) => json(url),
+            let url = match open.url {
+                Some(url) => json(call.text(url)),
                 None => "\"(the completion wrapper's link)\"".to_owned(),
             };
             format!(
                 "{{\"action\":\"open\",\"event\":{},\"url\":{url},\"autopause\":{},\"title\":{}}}",
                 serde_json::to_string(&open.event).unwrap_or_default(),
                 open.autopause,
-                json(&open.title)
+                json(call.text(open.title))
             )
         }
         None => r#"{"action":"none"}"#.to_owned(),
@@ -204,11 +204,10 @@ fn answer(out: &mut String, call: &Call) {
     };
     if let Some((label, reason)) = label {
         let from = call
-            .backend
-            .as_ref()
+            .backend()
             .map(|b| format!(" from backend {b:?}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "{label}: {reason} ({}){from}", call.detail);
+        let _ = writeln!(out, "{label}: {reason} ({}){from}", call.detail());
     }
 }
 

@@ -601,6 +601,7 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
         auth: None,
         otlp: None,
     });
+    let long_route = "r".repeat(10_000);
     let started = tokio::time::Instant::now();
     for _ in 0..100_000 {
         let mut recorder = console.recorder(tokio::time::Instant::now(), &caller);
@@ -613,7 +614,7 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
             recorder,
             Ending {
                 id: RequestId::next(),
-                route: Some("r".repeat(10_000).into()),
+                route: Some(&long_route),
                 reply: Reply::None,
                 wrapped: false,
                 backend: Some("crm".into()),
