@@ -16,7 +16,7 @@ use super::BackendRequest;
 pub fn request(out: &mut String, req: &BackendRequest, max_body: usize) {
     let shown_url = req.url_hidden.then(|| req.shown_url());
     let url = shown_url.as_deref().unwrap_or(req.url.as_str());
-    out.reserve_exact(request_len(req, url, max_body));
+    out.reserve(request_len(req, url, max_body));
     out.push_str("  ");
     out.push_str(req.method.as_str());
     out.push(' ');
@@ -26,22 +26,12 @@ pub fn request(out: &mut String, req: &BackendRequest, max_body: usize) {
     body(out, &req.body, max_body);
 }
 
-/// The length [`request`] writes, for the common case (headers in visible
-/// ASCII, a body of one line); more only grows the text once.
+/// About the length [`request`] writes (a body of one line, headers of
+/// usual length); more only grows the text once.
 fn request_len(req: &BackendRequest, url: &str, max_body: usize) -> usize {
     let line = 4 + req.method.as_str().len() + url.len();
-    let headers: usize = req
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let value = if value.is_sensitive() {
-                REDACTED.len()
-            } else {
-                value.len()
-            };
-            5 + name.as_str().len() + value
-        })
-        .sum();
+    // A header line is rarely longer; one that is grows the text once.
+    let headers = req.headers.len() * 64;
     let body = match req.body.len() {
         0 => 0,
         n if n <= max_body => 4 + n,
@@ -62,7 +52,7 @@ pub fn headers(out: &mut String, headers: &HeaderMap) {
         if value.is_sensitive() {
             out.push_str(REDACTED);
         } else {
-            match value.to_str() {
+            match std::str::from_utf8(value.as_bytes()) {
                 Ok(text) => out.push_str(text),
                 Err(_) => out.push_str(&String::from_utf8_lossy(value.as_bytes())),
             }
