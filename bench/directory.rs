@@ -1,12 +1,15 @@
 //! The caller directory's cost, in-process: index bytes per stored number
-//! (RSS before and after indexing), the time to index a sync's records
-//! (reading every stored number with libphonenumber), and the time of one
-//! look-up (p50, p99, max). No HTTP: `tests/it/directory.rs` runs syncs
+//! (RSS before and after a full sync's indexing), the time to index a
+//! sync's records (reading every stored number with libphonenumber, then
+//! sorting the arrays), the time of one look-up (p50, p99, max), and the
+//! same after incremental syncs edited 1% of the records. No HTTP: `tests/it/directory.rs` runs syncs
 //! end to end; this measures what they feed.
 //!
 //!     cargo run --release --example directory [RECORDS]
 
-use std::sync::Arc;
+#[path = "machine.rs"]
+mod machine;
+
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
@@ -19,7 +22,29 @@ use thirdparty_gateway::phone::Number;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Resident memory, once the allocator returned what was freed: mimalloc
+/// keeps freed pages for a second (its purge delay) before giving them back,
+/// so a measure right after a build would count its scratch space too.
 fn rss_bytes() -> u64 {
+    std::thread::sleep(Duration::from_millis(1200));
+    // Freeing a page of its own lets mimalloc purge what is past its delay
+    // (it does so whenever a page is freed, in a gateway all the time).
+    std::hint::black_box(vec![1u8; 1 << 20]);
+    resident()
+}
+
+/// The largest resident memory so far (VmHWM), in bytes.
+fn peak_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn resident() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -102,41 +127,41 @@ fn main() {
         0,
     );
     thirdparty_gateway::phone::warm(region.expect("FR is a region"));
+    let record = |i: u64, name: &str| serde_json::json!({"id": i, "name": format!("{name} {i}"), "phone": stored(i)});
+    // A full sync: pages of 1000 records, made as the sync reads them.
     let before = rss_bytes();
     let started = Instant::now();
+    let pages = (0..records.div_ceil(1000)).map(|p| {
+        (p * 1000..((p + 1) * 1000).min(records))
+            .map(|i| record(i, "Contact"))
+            .collect::<Vec<_>>()
+    });
+    let entries = directory.rebuild(pages).expect("the index");
+    let indexing = started.elapsed();
+    let peak = peak_bytes();
+    let right_after = resident();
+    let after = rss_bytes();
+    let callers = callers(records, region);
+    let full = lookups(&directory, &callers);
+
+    // Then incremental syncs edit 1% of the records (a new name), kept
+    // beside the arrays until they are folded in.
+    let edits = records / 100;
+    let before_edits = rss_bytes();
+    let started = Instant::now();
     let mut page = Vec::with_capacity(1000);
-    let mut entries = 0;
-    for i in 0..records {
-        page.push(serde_json::json!({"id": i, "name": format!("Contact {i}"), "phone": stored(i)}));
-        if page.len() == 1000 {
-            entries = directory.apply(&page);
+    let mut after_edits = entries;
+    for k in 0..edits {
+        page.push(record((k * 97) % records, "Edited"));
+        if page.len() == 1000 || k + 1 == edits {
+            after_edits = directory.apply(&page).expect("the index");
             page.clear();
         }
     }
-    if !page.is_empty() {
-        entries = directory.apply(&page);
-    }
-    let indexing = started.elapsed();
-    let after = rss_bytes();
-    // Look-ups of numbers in the index, in the caller's E.164 shape.
-    let samples = 100_000u64.min(records);
-    let callers: Vec<Number> = (0..samples)
-        .filter_map(|i| {
-            let i = (i * 7919) % records;
-            Number::read_caller(&format!("+336{:08}", i % 100_000_000), region)
-        })
-        .collect();
-    let mut times = Vec::with_capacity(callers.len());
-    let mut found = 0;
-    for caller in &callers {
-        let t = Instant::now();
-        let hit = directory.entry(caller);
-        times.push(t.elapsed());
-        found += usize::from(hit.is_some());
-        std::hint::black_box(hit.map(|e| Arc::strong_count(&e)));
-    }
-    times.sort_unstable();
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    let editing = started.elapsed();
+    let edited = rss_bytes();
+    let changed = lookups(&directory, &callers);
+
     let per_number = (after.saturating_sub(before)) as f64 / entries.max(1) as f64;
     println!("| measure | value |");
     println!("| --- | --- |");
@@ -146,15 +171,57 @@ fn main() {
         (after - before.min(after)) as f64 / 1e6
     );
     println!(
-        "| indexing time (parse and insert) | {:.2} s, {:.1} µs per record |",
+        "| memory during the full sync (peak RSS delta; right after it) | {:.1} MB; {:.1} MB |",
+        (peak.saturating_sub(before)) as f64 / 1e6,
+        (right_after.saturating_sub(before)) as f64 / 1e6
+    );
+    println!(
+        "| full sync's indexing (read, arrays sorted) | {:.2} s, {:.1} µs per record |",
         indexing.as_secs_f64(),
         indexing.as_secs_f64() * 1e6 / records as f64
     );
+    println!("| look-up | {full} |");
     println!(
-        "| look-up ({found} of {} found) | p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs |",
+        "| {edits} edits applied (1%), beside the arrays | {:.2} s, +{:.1} MB, {after_edits} numbers |",
+        editing.as_secs_f64(),
+        (edited.saturating_sub(before_edits)) as f64 / 1e6
+    );
+    println!("| look-up after the edits | {changed} |");
+    println!(
+        "| machine load (1, 5, 15 min) | {} |",
+        machine::load_average()
+    );
+}
+
+/// Numbers in the index, in the caller's E.164 shape.
+fn callers(records: u64, region: Option<thirdparty_gateway::template::Region>) -> Vec<Number> {
+    let samples = 100_000u64.min(records);
+    (0..samples)
+        .filter_map(|i| {
+            let i = (i * 7919) % records;
+            Number::read_caller(&format!("+336{:08}", i % 100_000_000), region)
+        })
+        .collect()
+}
+
+/// Looks every caller up: how many were found, p50, p99 and max.
+fn lookups(directory: &Directory, callers: &[Number]) -> String {
+    let mut times = Vec::with_capacity(callers.len());
+    let mut found = 0;
+    for caller in callers {
+        let t = Instant::now();
+        let hit = directory.entry(caller);
+        times.push(t.elapsed());
+        found += usize::from(hit.is_some());
+        std::hint::black_box(hit);
+    }
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    format!(
+        "{found} of {} found: p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs",
         callers.len(),
         at(0.5).as_secs_f64() * 1e6,
         at(0.99).as_secs_f64() * 1e6,
         times.last().copied().unwrap_or_default().as_secs_f64() * 1e6
-    );
+    )
 }

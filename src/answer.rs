@@ -49,6 +49,14 @@ pub trait Observer: Send {
     fn candidates(&mut self, _backend: &Backend, _seen: &[Candidate]) {}
     /// What the backend's caller directory said.
     fn directory(&mut self, _backend: &Backend, _said: &str) {}
+    /// Why a backend gave no screen-pop (each one, not only the last,
+    /// which the answer carries).
+    fn failed(&mut self, _backend: &Backend, _failure: &Failure) {}
+    /// A saved reply to read instead of asking the backend (`simulate
+    /// --crm-reply`): no login, no request, no directory.
+    fn saved_reply(&mut self, _backend: &Backend) -> Option<RawReply> {
+        None
+    }
     /// A backend's attempt ended: it opened (no failure) or why not, and
     /// how long it took; the ops console keeps it.
     fn attempt(&mut self, _backend: &Backend, _failure: Option<&Failure>, _took: Duration) {}
@@ -115,6 +123,7 @@ pub async fn answer(
                     };
                 }
                 Err(failure) => {
+                    observer.failed(backend, &failure);
                     tracing::warn!(
                         %id, route = %route.name, backend = %backend.name,
                         reason = %failure.reason, detail = failure.detail,
@@ -166,6 +175,14 @@ async fn ask(
     metrics: &Metrics,
     observer: &mut dyn Observer,
 ) -> Result<Open, Failure> {
+    if let Some(raw) = observer.saved_reply(backend) {
+        // No session: `login.*` is empty, as in a dry run.
+        let reply_ctx = match &backend.login {
+            Some(_) => LoginContext::without_session(reply_ctx.clone()),
+            None => reply_ctx.clone(),
+        };
+        return normalize(templates, backend, &reply_ctx, &raw, observer);
+    }
     if let Some(answered) = from_directory(templates, backend, reply_ctx, metrics, observer) {
         return answered;
     }

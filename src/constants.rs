@@ -122,6 +122,17 @@ pub const DEMO_CERT_DAYS: i64 = 90;
 /// replaced at start.
 pub const DEMO_CERT_RENEW_DAYS: i64 = 7;
 
+/// A caller directory folds the records incremental syncs changed into its
+/// compact arrays (a sort of the whole index, off the async workers) once
+/// they are more than this many...
+pub const DIRECTORY_MERGE_MIN: usize = 1000;
+
+/// ... and more than the index's records divided by this: the changes,
+/// kept in maps at about 200 bytes a record, then cost at most a few tens
+/// of bytes per record of the index (and a merge runs at most once per
+/// eighth of it changed).
+pub const DIRECTORY_MERGE_SHARE: usize = 8;
+
 /// Recent calls the ops console keeps, with their traces
 /// (`[ops] console_calls`).
 pub const DEFAULT_CONSOLE_CALLS: usize = 1000;

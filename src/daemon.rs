@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, DemoSettings};
@@ -181,6 +181,10 @@ async fn serve(
             "cannot listen for reload requests: `thirdparty-gateway reload` will not reach this process; SIGHUP still reloads"
         ),
     }
+    // Handlers installed before READY=1 too: a SIGHUP or SIGTERM sent as
+    // soon as the service is up must not meet the default action (which
+    // ends the process), as it would if the task below had not run yet.
+    let handlers = Handlers::install();
     notify(&[
         NotifyState::Ready,
         NotifyState::Status(&live.status("generation 1")),
@@ -188,7 +192,9 @@ async fn serve(
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(watchdog(period / 2));
     }
-    tokio::spawn(signals(Arc::clone(&live), stop.clone(), now));
+    if let Some(handlers) = handlers {
+        tokio::spawn(signals(handlers, Arc::clone(&live), stop.clone(), now));
+    }
     if watch {
         tokio::spawn(crate::watch::run(Arc::clone(&live)));
     }
@@ -232,17 +238,45 @@ const RELOAD_WARN: std::time::Duration = std::time::Duration::from_secs(30);
 /// Far enough away to mean never, for the stuck-reload timer.
 const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_secs(365 * 86400);
 
+/// The signals the gateway handles, registered with the runtime.
+struct Handlers {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Handlers {
+    /// Registers the handlers at once; `None` (logged) when it cannot.
+    fn install() -> Option<Self> {
+        match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(hup), Ok(term), Ok(int)) => Some(Self { hup, term, int }),
+            _ => {
+                tracing::error!(
+                    "cannot install signal handlers: reload and graceful stop are unavailable"
+                );
+                None
+            }
+        }
+    }
+}
+
 /// SIGHUP reloads; SIGTERM or SIGINT starts the drain (`stop`), and a
 /// second one ends it at once (`now`).
-async fn signals(live: Arc<Live>, stop: CancellationToken, now: CancellationToken) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers: reload and graceful stop are unavailable");
-        return;
-    };
+async fn signals(
+    handlers: Handlers,
+    live: Arc<Live>,
+    stop: CancellationToken,
+    now: CancellationToken,
+) {
+    let Handlers {
+        mut hup,
+        mut term,
+        mut int,
+    } = handlers;
     // A reload runs beside this loop, never in it: one blocked on a file
     // (a FIFO, a hung network mount) must not hold SIGTERM back. SIGHUPs
     // that arrive meanwhile make one more reload once it ends.

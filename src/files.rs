@@ -20,7 +20,8 @@ pub const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 /// A secret: a password, a key, a token.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
-/// A caller directory's snapshot (a million numbers take about 100 MB).
+/// A caller directory's snapshot (a million numbers with an id and a short
+/// name take about 53 MB: the index's arrays as they are in memory).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// The file's bytes, if it is a regular file of at most `cap` bytes.

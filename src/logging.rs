@@ -70,6 +70,20 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
+/// Log lines to standard error, filtered by `RUST_LOG` alone: for a
+/// command (`simulate`) whose standard output is its report.
+pub fn init_stderr() {
+    let result = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::from_default_env())
+        .with_ansi(false)
+        .event_format(TextLine { time: true })
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Err(err) = result {
+        eprintln!("logging already initialised: {err}");
+    }
+}
+
 /// Whether standard output is the journal: systemd sets `JOURNAL_STREAM` to
 /// the `device:inode` of the stream it connected, and a child that inherited
 /// the variable but writes elsewhere (a pipe, a file) does not match it.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use thirdparty_gateway::{check, config, control, daemon, simulate};
+use thirdparty_gateway::{check, config, control, daemon, logging, simulate};
 
 /// HTTPS gateway between XiVO XucMgt's third-party tab and legacy CRMs.
 #[derive(Parser)]
@@ -21,7 +21,8 @@ use thirdparty_gateway::{check, config, control, daemon, simulate};
     thirdparty-gateway run --watch                      reload when config.toml or a certificate changes\n  \
     thirdparty-gateway check --config /etc/thirdparty-gateway/config.toml\n  \
     thirdparty-gateway reload --pid 1234                reload a running gateway, wait for the outcome\n  \
-    thirdparty-gateway simulate --config config.toml call.json --dry-run"
+    thirdparty-gateway simulate --config config.toml call.json --dry-run\n  \
+    thirdparty-gateway simulate --config config.toml call.json --crm-reply crm=reply.json"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,7 +63,8 @@ enum Command {
     /// Run one XucMgt payload through the config and show every step: route
     /// chosen and why, backend request (secrets redacted), raw and normalized reply.
     /// Exits 0 when the reply is `open` (or on a dry run), 1 on `none`, 2 when
-    /// it cannot simulate (a config or payload error).
+    /// it cannot simulate (a config or payload error). With `RUST_LOG` set
+    /// (e.g. `RUST_LOG=debug`), the gateway's log lines go to standard error.
     Simulate {
         /// Config file.
         #[arg(long, short, default_value = "config.toml")]
@@ -75,6 +77,15 @@ enum Command {
         /// Build the backend requests but do not send them.
         #[arg(long)]
         dry_run: bool,
+        /// Read BACKEND's reply from FILE (the body as the CRM sends it,
+        /// taken as HTTP 200) instead of asking the CRM: no login, no
+        /// request. Repeat it for several backends.
+        #[arg(
+            long = "crm-reply",
+            value_name = "BACKEND=FILE",
+            conflicts_with = "dry_run"
+        )]
+        crm_reply: Vec<String>,
     },
 }
 
@@ -110,7 +121,15 @@ fn main() -> ExitCode {
             payload,
             path,
             dry_run,
-        } => run_simulate(&config, &payload, &path, dry_run),
+            crm_reply,
+        } => {
+            let options = simulate::Options {
+                path,
+                dry_run,
+                crm_replies: crm_reply,
+            };
+            run_simulate(&config, &payload, &options)
+        }
     };
     match result {
         Ok(code) => code,
@@ -156,14 +175,16 @@ fn run_check(file: PathBuf) -> anyhow::Result<()> {
 fn run_simulate(
     config: &std::path::Path,
     payload: &std::path::Path,
-    path: &str,
-    dry_run: bool,
+    options: &simulate::Options,
 ) -> anyhow::Result<ExitCode> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        logging::init_stderr();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let simulation = runtime.block_on(simulate::simulate(config, payload, path, dry_run))?;
+    let simulation = runtime.block_on(simulate::simulate(config, payload, options))?;
     for warning in &simulation.warnings {
         eprintln!("{warning}\n");
     }

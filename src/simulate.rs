@@ -1,29 +1,30 @@
 //! `thirdparty-gateway simulate`: runs one payload through a config as the
 //! server would and shows every step (which route matched and why, the exact
 //! backend request with secrets redacted, the raw reply, the normalized
-//! reply), so an integrator can debug a config without a phone.
+//! reply), so an integrator can debug a config without a phone, and
+//! before the CRM is reachable (a saved reply, `saved`). `print` writes
+//! the steps as `answer` takes them.
 
+mod print;
+mod saved;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
 use tokio::time::Instant;
 
-use crate::answer::{answer, Call, Observer};
-use crate::backend::login::{Session, Source};
-use crate::backend::reply::Candidate;
+use crate::answer::{answer, Call};
 use crate::backend::request::redacted;
-use crate::backend::shown;
-use crate::backend::{Backend, BackendRequest, RawReply};
 use crate::config::{self, Config};
 use crate::contract::{Payload, Reply, Secret};
 use crate::request_id::RequestId;
 use crate::route::Route;
 use crate::wrap::WrapSecret;
 use crate::wrap::Wrapper;
-
-/// Bodies longer than this are cut in the printout.
-const SHOW_BODY_BYTES: usize = 8 * 1024;
+use print::{show_request, Printer};
+use saved::SavedReply;
 
 /// What `simulate` found: the report to print, the config's warnings (as
 /// `check` prints them), and the reply's kind, for the exit status.
@@ -38,16 +39,38 @@ pub struct Simulation {
     pub opened: Option<bool>,
 }
 
+/// How to simulate, besides the config and the payload.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The request path the payload is POSTed to.
+    pub path: String,
+    /// Build the backend requests, send nothing.
+    pub dry_run: bool,
+    /// `BACKEND=FILE`: that backend's reply read from FILE instead of
+    /// asked (`--crm-reply`).
+    pub crm_replies: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            path: "/".into(),
+            dry_run: false,
+            crm_replies: Vec::new(),
+        }
+    }
+}
+
 /// Runs a payload file through a config.
 pub async fn simulate(
     config_file: &Path,
     payload_file: &Path,
-    path: &str,
-    dry_run: bool,
+    options: &Options,
 ) -> anyhow::Result<Simulation> {
     let config = config::load(config_file)?;
     let warnings = config.warnings.iter().map(|w| w.render()).collect();
-    let (report, opened) = run(&config, payload_file, path, dry_run).await?;
+    let saved = saved::load(&config, &options.crm_replies)?;
+    let (report, opened) = run(&config, payload_file, options, saved).await?;
     Ok(Simulation {
         report,
         warnings,
@@ -58,10 +81,11 @@ pub async fn simulate(
 async fn run(
     config: &Config,
     payload_file: &Path,
-    path: &str,
-    dry_run: bool,
+    options: &Options,
+    saved: BTreeMap<Box<str>, SavedReply>,
 ) -> anyhow::Result<(String, Option<bool>)> {
-    let text = std::fs::read(payload_file)
+    let path = options.path.as_str();
+    let text = crate::files::read(payload_file, config.server.max_body_bytes as u64)
         .with_context(|| format!("{}: cannot read payload", payload_file.display()))?;
     let payload = crate::contract::parse_payload(&text)
         .map_err(|e| anyhow::anyhow!("{}: not an XucMgt payload: {e}", payload_file.display()))?;
@@ -76,7 +100,7 @@ async fn run(
         let _ = writeln!(out, "reason: no_route");
         return Ok((out, Some(false)));
     };
-    if dry_run {
+    if options.dry_run {
         dry(config, route, &payload, &ctx, &mut out);
         return Ok((out, None));
     }
@@ -90,6 +114,8 @@ async fn run(
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
+        saved,
+        read: BTreeSet::new(),
     };
     let metrics = crate::metrics::Metrics::new();
     let call = Call {
@@ -107,6 +133,21 @@ async fn run(
     );
     let result = tokio::time::timeout_at(deadline, work).await;
     out.push_str(&printer.out);
+    for (name, reply) in &printer.saved {
+        if !printer.read.contains(name) {
+            let why = if route.backends.iter().any(|b| b.name == *name) {
+                "the route answered before reaching it"
+            } else {
+                "it is not one of this route's backends"
+            };
+            let _ = writeln!(
+                out,
+                "\nnote: the saved reply {} of backend {name:?} was not read: {why} (route {:?})",
+                reply.file.display(),
+                route.name
+            );
+        }
+    }
     let opened = match &result {
         Ok(a) => matches!(a.reply, Reply::Open(_)),
         Err(_) => false,
@@ -266,140 +307,6 @@ fn dry(
     }
 }
 
-struct Printer {
-    out: String,
-    started: Instant,
-    /// Secret values, session tokens and the agent's token, hidden
-    /// wherever they appear (a request or a reply that echoes them).
-    redact: Vec<String>,
-    /// The payload's caller, to show how it reads beside the candidates.
-    caller: String,
-}
-
-impl Observer for Printer {
-    fn request(&mut self, backend: &Backend, request: &BackendRequest) {
-        self.started = Instant::now();
-        let mut shown = String::new();
-        show_request(&mut shown, backend, request);
-        // What templates reading a secret or a session rendered (values
-        // derived from a secret are no known secret), hidden too.
-        for value in request.hidden.iter().filter(|v| v.len() >= 4) {
-            if !self.redact.contains(value) {
-                self.redact.push(value.clone());
-            }
-        }
-        self.out.push_str(&redacted(&shown, &self.redact));
-    }
-
-    fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
-        for (_, value) in session.string_values() {
-            if value.len() >= 4 && !value.starts_with("http") {
-                self.redact.push(value);
-            }
-        }
-        let out = &mut self.out;
-        let shared = match backend.login.as_ref().map(|l| l.owner()) {
-            Some(owner) if owner != &*backend.name => format!(" (the login of {owner:?})"),
-            _ => String::new(),
-        };
-        match source {
-            Source::Cached => {
-                let _ = writeln!(
-                    out,
-                    "\nbackend {:?} login: cached session ({} s old){shared}",
-                    backend.name,
-                    session.age().as_secs()
-                );
-            }
-            Source::Fresh => {
-                let _ = writeln!(out, "\nbackend {:?} login: logged in{shared}", backend.name);
-                for line in &session.trace {
-                    let _ = writeln!(out, "  {line}");
-                }
-            }
-        }
-        let names: Vec<String> = session
-            .string_values()
-            .map(|(name, value)| {
-                if value.starts_with("http") {
-                    format!("login.{name} = {value}")
-                } else {
-                    format!("login.{name} = [redacted]")
-                }
-            })
-            .collect();
-        for name in names {
-            let _ = writeln!(out, "  {name}");
-        }
-    }
-
-    fn directory(&mut self, backend: &Backend, said: &str) {
-        let note = if said.starts_with("not built") {
-            " (simulate does not sync the directory; a running gateway answers from it once built)"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            self.out,
-            "\nbackend {:?} directory: {said}{note}",
-            backend.name
-        );
-    }
-
-    fn wants_candidates(&self) -> bool {
-        true
-    }
-
-    fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
-        let Some(c) = &backend.reply.candidates else {
-            return;
-        };
-        let out = &mut self.out;
-        let caller = match crate::phone::Number::read_caller(&self.caller, c.caller_region) {
-            Some(n) => format!("the caller {:?} reads as {}", self.caller, n.e164()),
-            None => format!("the caller {:?} is not a phone number", self.caller),
-        };
-        let _ = writeln!(
-            out,
-            "
-backend {:?} candidates: {} record(s) compared, {caller}",
-            backend.name,
-            seen.len()
-        );
-        for record in seen {
-            let verdict = if record.kept {
-                "kept: holds the caller's number"
-            } else {
-                "dropped: no stored number is the caller's"
-            };
-            let _ = writeln!(out, "  record {}: {verdict}", record.index);
-            if record.phones.is_empty() {
-                let _ = writeln!(out, "    (no phone field holds a number)");
-            }
-            for (field, stored, read) in &record.phones {
-                let read = read.as_deref().unwrap_or("not a phone number");
-                let _ = writeln!(out, "    {field} = {stored:?} -> {read}");
-            }
-        }
-    }
-
-    fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\nbackend {:?} replied in {:.1} ms: HTTP {} ({} bytes) from {}",
-            backend.name,
-            self.started.elapsed().as_secs_f64() * 1000.0,
-            reply.status,
-            reply.body.len(),
-            reply.url
-        );
-        shown::headers(&mut out, &reply.headers);
-        shown::body(&mut out, &reply.body, SHOW_BODY_BYTES);
-        self.out.push_str(&redacted(&out, &self.redact));
-    }
-}
-
 /// Every secret a route's backends may render, and the agent's token, for
 /// the printout to hide.
 fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<String> {
@@ -416,11 +323,6 @@ fn secrets_of(config: &Config, route: &Route, token: Option<&Secret>) -> Vec<Str
     }
     out.extend(token.map(|t| t.expose().to_owned()));
     out
-}
-
-fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
-    let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    shown::request(out, req, SHOW_BODY_BYTES);
 }
 
 fn json(reply: &Reply) -> String {

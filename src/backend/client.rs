@@ -62,6 +62,11 @@ impl Client {
         }
     }
 
+    /// The largest reply it reads; a larger one is refused.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
     /// Sends a request, following redirects only as configured. A redirect
     /// that is not followed comes back as the reply, for the caller to judge.
     pub async fn send(&self, mut req: BackendRequest) -> Result<RawReply, Failure> {

@@ -113,15 +113,19 @@ struct State {
     running: Option<Outcome>,
     failed_until: Option<Instant>,
     backoff: Option<Duration>,
+    /// Why the last login failed, for the calls its backoff turns away: a
+    /// backend sharing the login names the cause, not only the wait.
+    last_failure: Option<Arc<str>>,
     generation: u64,
     /// What the ops console shows: the last failure and the counts.
     history: History,
 }
 
-/// A login's past, for the ops console (no session value in it).
+/// A login's past, for the ops console (no session value in it; why the
+/// last one failed is `State::last_failure`).
 #[derive(Debug, Default, Clone)]
 struct History {
-    last_failure: Option<(Instant, String)>,
+    failed_at: Option<Instant>,
     logins: u64,
     failures: u64,
     refused: u64,
@@ -151,8 +155,11 @@ pub struct LoginStatus {
 }
 
 impl State {
-    /// Spaces the next login after a failure: 1 s, doubling to 60 s.
-    fn next_backoff(&mut self) -> Duration {
+    /// Spaces the next login after a failure (`why`): 1 s, doubling to 60 s.
+    fn next_backoff(&mut self, why: &str) -> Duration {
+        self.last_failure = Some(why.into());
+        self.history.failures += 1;
+        self.history.failed_at = Some(Instant::now());
         let backoff = self
             .backoff
             .map_or(LOGIN_BACKOFF, |b| (b * 2).min(MAX_LOGIN_BACKOFF));
@@ -321,6 +328,7 @@ impl Login {
         to.session = from.session.clone();
         to.failed_until = from.failed_until;
         to.backoff = from.backoff;
+        to.last_failure = from.last_failure.clone();
         to.generation = from.generation;
         to.history = from.history.clone();
         true
@@ -343,9 +351,9 @@ impl Login {
                 .map(|until| until - now),
             last_failure: state
                 .history
-                .last_failure
-                .as_ref()
-                .map(|(at, why)| (now.saturating_duration_since(*at), why.clone())),
+                .failed_at
+                .zip(state.last_failure.as_deref())
+                .map(|(at, why)| (now.saturating_duration_since(at), why.to_owned())),
             logins: state.history.logins,
             failures: state.history.failures,
             relogins: state.history.refused,
@@ -364,12 +372,10 @@ impl Login {
     }
 
     /// What each step would send, built with empty login values and not
-    /// sent (`simulate --dry-run`): method and url, query redacted.
+    /// sent (`simulate --dry-run`): method and url, with what its
+    /// secret-reading fields rendered redacted.
     pub fn dry_run(&self) -> Vec<String> {
-        let ctx = Value::from_object(LoginContext {
-            login: values_map(&[]),
-            payload: Value::UNDEFINED,
-        });
+        let ctx = LoginContext::without_session(Value::UNDEFINED);
         let inner = &self.inner;
         inner
             .steps
@@ -380,7 +386,7 @@ impl Login {
                     Ok(r) => {
                         let hidden: Vec<String> =
                             r.hidden.iter().filter(|v| v.len() >= 4).cloned().collect();
-                        let line = format!("step {}: {} {}", i + 1, r.method, shown_url(&r));
+                        let line = format!("step {}: {} {}", i + 1, r.method, r.shown_url());
                         super::request::redacted(&line, &hidden)
                     }
                     Err(f) => format!("step {}: not built: {f}", i + 1),
@@ -419,7 +425,8 @@ impl Login {
                         return Err(Failure::new(
                             NoneReason::Login,
                             format!(
-                                "the last login failed; next attempt in {} ms",
+                                "the last login failed ({}); next attempt in {} ms",
+                                state.last_failure.as_deref().unwrap_or("no detail"),
                                 until.saturating_duration_since(now).as_millis()
                             ),
                         ));
@@ -492,12 +499,9 @@ impl Login {
             state.history.refused += 1;
             if !session.served.load(std::sync::atomic::Ordering::Relaxed) {
                 counters.failed.inc();
-                state.history.failures += 1;
-                state.history.last_failure = Some((
-                    Instant::now(),
-                    "the CRM refused the new session at once".to_owned(),
-                ));
-                let backoff = state.next_backoff();
+                let backoff = state.next_backoff(
+                    "the CRM refused its session before any look-up was accepted with it",
+                );
                 tracing::warn!(
                     backend = %self.inner.backend,
                     retry_in_ms = backoff.as_millis() as u64,
@@ -559,14 +563,28 @@ impl Inner {
                 .filter(|v| v.len() >= 4 && !v.starts_with("http"))
                 .collect();
             let line = super::request::redacted(
-                &format!("{} {}", request.method, shown_url(&request)),
+                &format!("{} {}", request.method, request.shown_url()),
                 &hidden,
             );
+            // A failure names the step's request: which of the CRM's URLs
+            // refused, or did not answer. It goes to log lines, so without
+            // its query string, whose fields may be literal values of the
+            // config (`simulate` shows the step whole, redacted).
+            let named = {
+                let mut url = request.url.clone();
+                url.set_query(None);
+                let url = if request.url_hidden {
+                    request.shown_url()
+                } else {
+                    url.to_string()
+                };
+                super::request::redacted(&format!("{} {url}", request.method), &hidden)
+            };
             let raw = self
                 .client
                 .send(request)
                 .await
-                .map_err(|f| fail(f.to_string()))?;
+                .map_err(|f| fail(format!("{named}: {f}")))?;
             trace.push(format!("{line} -> HTTP {}", raw.status.as_u16()));
             let accepted = match &step.accept_status {
                 Some(list) => list.contains(&raw.status.as_u16()),
@@ -580,11 +598,11 @@ impl Inner {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("?");
                     return Err(fail(format!(
-                        "HTTP {} to {to:?}: a login never follows redirects (its body carries credentials); set the step's url to where it points",
+                        "{named}: HTTP {} to {to:?}: a login never follows redirects (its body carries credentials); set the step's url to where it points",
                         raw.status
                     )));
                 }
-                return Err(fail(format!("HTTP {}", raw.status)));
+                return Err(fail(format!("{named}: HTTP {}", raw.status)));
             }
             let found = step.read(&raw.body).map_err(fail)?;
             let reply_ctx = values_map(&found);
@@ -649,9 +667,7 @@ impl Inner {
             }
             Err(failure) => {
                 counters.failed.inc();
-                state.history.failures += 1;
-                state.history.last_failure = Some((Instant::now(), failure.detail.clone()));
-                let backoff = state.next_backoff();
+                let backoff = state.next_backoff(&failure.detail);
                 tracing::warn!(
                     backend = %self.backend, detail = failure.detail,
                     retry_in_ms = backoff.as_millis() as u64, "login failed"
@@ -730,25 +746,6 @@ fn seconds(value: &Value) -> Option<Duration> {
     (n.is_finite() && n > 0.0).then(|| Duration::from_secs_f64(n.min(365.0 * 86400.0)))
 }
 
-/// A login step's url as `simulate` shows it: its origin only when a
-/// secret or a session went into it, else without its query string.
-fn shown_url(request: &super::BackendRequest) -> String {
-    if request.url_hidden {
-        request.shown_url()
-    } else {
-        redacted_url(&request.url)
-    }
-}
-
-/// A URL without its query string, which may carry credentials.
-fn redacted_url(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.query().is_some() {
-        shown.set_query(Some("[redacted]"));
-    }
-    shown.to_string()
-}
-
 /// What a look-up's templates see when its backend logs in: `login` (the
 /// session's values), then the payload as before.
 #[derive(Debug)]
@@ -757,6 +754,17 @@ pub struct LoginContext {
     pub login: Value,
     /// The payload (or reply) context.
     pub payload: Value,
+}
+
+impl LoginContext {
+    /// `payload` with an empty `login`: what templates see when no login
+    /// ran (a dry run, a saved reply).
+    pub fn without_session(payload: Value) -> Value {
+        Value::from_object(LoginContext {
+            login: values_map(&[]),
+            payload,
+        })
+    }
 }
 
 impl Object for LoginContext {

@@ -201,7 +201,7 @@ impl<'a> Diagnostics<'a> {
 /// " (did you mean ...?)" for a misspelt name, when a candidate is close:
 /// a letter or two off, or the name with a prefix (`Ringing`,
 /// `EventRinging`).
-pub(super) fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
     let close = |c: &str| (c.chars().count().max(name.chars().count()) / 3).clamp(1, 2);
     let lower = name.to_lowercase();
     candidates

@@ -184,7 +184,7 @@ pub(super) fn directory(
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
             .collect();
-        Some(dir.join(format!("directory-{file}.json")))
+        Some(dir.join(format!("directory-{file}.snapshot")))
     });
     let request = request?;
     let definition = {

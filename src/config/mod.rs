@@ -28,7 +28,7 @@ use http::HeaderName;
 use url::Url;
 
 use diag::Diagnostics;
-pub use diag::{Diagnostic, Level, Snippet};
+pub use diag::{suggest, Diagnostic, Level, Snippet};
 pub use extras::DemoSettings;
 use numbers::{millis, within};
 pub use raw::Encoding;

@@ -133,10 +133,7 @@ impl Browser {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(all(has_chromium, has_chromedriver)),
-    ignore = "chromium or chromedriver not installed: apt-get install chromium chromium-driver"
-)]
+#[test_tools::needs("chromium", "chromedriver")]
 async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     let Some(browser) = Browser::start().await else {
         return;
@@ -210,10 +207,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(all(has_chromium, has_chromedriver)),
-    ignore = "chromium or chromedriver not installed: apt-get install chromium chromium-driver"
-)]
+#[test_tools::needs("chromium", "chromedriver")]
 async fn agent_page_on_a_disallowed_origin_fails_visibly_and_points_at_the_trust_page() {
     let Some(browser) = Browser::start().await else {
         return;

@@ -45,11 +45,7 @@ const SAVED: &str = "/var/tmp/good.toml.saved";
 const DROP_IN: &str = "/etc/systemd/system/thirdparty-gateway.service.d";
 
 #[test]
-#[cfg_attr(
-    not(all(has_systemd_nspawn, has_debootstrap, has_cargo_deb, has_curl)),
-    ignore = "systemd-nspawn, debootstrap, curl or cargo-deb not installed: \
-              apt-get install systemd-container debootstrap curl; cargo install cargo-deb --locked"
-)]
+#[test_tools::needs("systemd-nspawn", "debootstrap", "cargo-deb", "curl")]
 fn the_package_under_systemd_on_a_minimal_debian() {
     for (tool, install) in [
         ("systemd-nspawn", "apt-get install systemd-container"),

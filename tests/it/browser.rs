@@ -109,10 +109,7 @@ async fn browser_posts(browser: &Path, allowed: Option<&str>) -> String {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(has_chromium),
-    ignore = "chromium not installed: apt-get install chromium"
-)]
+#[test_tools::needs("chromium")]
 async fn chromium_cross_origin_post_passes_cors_and_gets_the_reply() {
     let Some(browser) = chromium() else { return };
     let verdict = browser_posts(&browser, None).await;
@@ -123,10 +120,7 @@ async fn chromium_cross_origin_post_passes_cors_and_gets_the_reply() {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(has_chromium),
-    ignore = "chromium not installed: apt-get install chromium"
-)]
+#[test_tools::needs("chromium")]
 async fn chromium_post_from_a_disallowed_origin_fails_in_the_browser() {
     let Some(browser) = chromium() else { return };
     let verdict = browser_posts(&browser, Some("https://xuc.example.org")).await;

@@ -19,10 +19,7 @@ use crate::webdriver::Browser;
 const SHOWN_WITHIN_MS: u64 = 1000;
 
 #[tokio::test]
-#[cfg_attr(
-    not(all(has_chromium, has_chromedriver)),
-    ignore = "chromium or chromedriver not installed: apt-get install chromium chromium-driver"
-)]
+#[test_tools::needs("chromium", "chromedriver")]
 async fn console_page_shows_each_call_as_it_is_answered_with_reason_masked_caller_and_trace() {
     let Some(b) = Browser::start().await else {
         return;

@@ -591,10 +591,7 @@ async fn json_log_format_writes_one_object_per_request() {
 /// systemd-socket-activate (from systemd) hands the gateway a listening
 /// socket as fd 3, as a `.socket` unit would.
 #[tokio::test]
-#[cfg_attr(
-    not(has_systemd_socket_activate),
-    ignore = "systemd-socket-activate not installed: apt-get install systemd"
-)]
+#[test_tools::needs("systemd-socket-activate")]
 async fn socket_activation_uses_the_passed_socket() {
     let Some(tool) = require_tool("systemd-socket-activate", "apt-get install systemd") else {
         return;

@@ -62,20 +62,13 @@ fn check_unit(unit: &str, binary: &Path) {
 }
 
 #[test]
-#[cfg_attr(
-    not(has_systemd_analyze),
-    ignore = "systemd-analyze not installed: apt-get install systemd"
-)]
+#[test_tools::needs("systemd-analyze")]
 fn unit_passes_verify_and_the_exposure_check() {
     check_unit(UNIT, &binary());
 }
 
 #[test]
-#[cfg_attr(
-    not(all(has_cargo_deb, has_dpkg_deb, has_systemd_analyze)),
-    ignore = "cargo-deb, dpkg-deb or systemd-analyze not installed: \
-              cargo install cargo-deb --locked; apt-get install dpkg systemd"
-)]
+#[test_tools::needs("cargo-deb", "dpkg-deb", "systemd-analyze")]
 fn deb_builds_with_binary_conffile_unit_and_docs() {
     let Some(_) = require_tool("cargo-deb", "cargo install cargo-deb --locked") else {
         return;
@@ -225,4 +218,30 @@ fn dpkg_deb(args: &[&str], deb: &Path, member: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The gateway's own build reads nothing from the machine: no build
+/// script (one watching `PATH` would rebuild `cargo run -- check` after
+/// every `apt install`), and the tests' tool check (`tests/tools`, whose
+/// build script does watch `PATH`) is a dev-dependency, which `cargo build`
+/// and `cargo install` never compile.
+#[test]
+fn the_gateway_build_has_no_build_script_and_the_tool_check_is_for_tests_only() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(!root.join("build.rs").exists(), "build.rs is back");
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(manifest["package"].get("build").is_none());
+    assert!(manifest["dev-dependencies"].get("test-tools").is_some());
+    for table in ["dependencies", "build-dependencies"] {
+        assert!(
+            manifest
+                .get(table)
+                .and_then(|t| t.get("test-tools"))
+                .is_none(),
+            "test-tools under [{table}]"
+        );
+    }
 }

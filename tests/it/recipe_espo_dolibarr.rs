@@ -645,6 +645,12 @@ async fn espocrm_full_sync_pages_by_id_and_known_callers_open_with_no_lookup() {
             .iter()
             .map(|p| Contact::new(&format!("m{:02}", p.id), &format!("P{}", p.id), &[p.stored])),
     );
+    // A contact with a second number: a list shows only the primary one.
+    espo.state.lock().unwrap().contacts.push(Contact::new(
+        "m99",
+        "Two Numbers",
+        &["06 00 00 00 01", "+33600000002"],
+    ));
     let total = espo.state.lock().unwrap().contacts.len();
     // Pages of 7, to see the offsets move.
     let gw =
@@ -707,6 +713,22 @@ async fn espocrm_full_sync_pages_by_id_and_known_callers_open_with_no_lookup() {
         client.post(gw.addr, None, PAYLOAD).await.json(),
         espo_opened()
     );
+    // The primary number opens from the index; the second one is not in
+    // it (EspoCRM lists no phoneNumberData): the live look-ups find it.
+    let m99 = "https://crm.example.org/#Contact/view/m99";
+    let before = espo.state.lock().unwrap().lookups;
+    let reply = client
+        .post(gw.addr, None, &call_from("0600000001"))
+        .await
+        .json();
+    assert_eq!(reply["url"], m99);
+    assert_eq!(espo.state.lock().unwrap().lookups, before);
+    let reply = client
+        .post(gw.addr, None, &call_from("0600000002"))
+        .await
+        .json();
+    assert_eq!(reply["url"], m99);
+    assert!(espo.state.lock().unwrap().lookups > before);
 }
 
 #[tokio::test]

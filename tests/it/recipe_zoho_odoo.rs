@@ -906,11 +906,16 @@ async fn zoho_directory_pages_by_id_with_coql_and_follows_modified_time() {
             .filter(|q| q.contains("order by id"))
             .collect();
         assert!(
-            pages[0].ends_with("where id is not null\norder by id limit 7 offset 0"),
+            pages[0].ends_with("where id is not null\norder by id limit 7"),
             "{}",
             pages[0]
         );
-        assert!(pages[3].ends_with("offset 21"), "{}", pages[3]);
+        // Keyset paging: after the last id of the page before, no offset.
+        assert!(
+            pages[3].ends_with("where id > '554023000000900021'\norder by id limit 7"),
+            "{}",
+            pages[3]
+        );
     }
 
     // Person 1's number changes in Zoho.
@@ -947,4 +952,99 @@ async fn zoho_directory_pages_by_id_with_coql_and_follows_modified_time() {
         .unwrap_or_else(|| panic!("{last}"));
     let ago = seconds_ago(&since);
     assert!((100..600).contains(&ago), "{last}");
+}
+
+/// Polls the daemon's metrics (at most `within`) until `metric` of `backend`
+/// is `want`.
+async fn wait_metric(
+    daemon: &crate::ops::Daemon,
+    metric: &str,
+    backend: &str,
+    want: f64,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let scrape = daemon.metrics().await;
+        let got = crate::ops::sample(&scrape, metric, &[("backend", backend)]);
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{metric} is {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn zoho_directory_reads_past_100k_contacts_by_id_through_the_real_binary() {
+    // More contacts than COQL's LIMIT and OFFSET reach (100 000): offset
+    // paging would end in 400 LIMIT_EXCEEDED at the 51st page.
+    const CONTACTS: u64 = 100_500;
+    let zoho = Zoho::start("zs3cret-100k", "1000.refresh.100k").await;
+    let id = |i: u64| format!("{}", 554_023_000_001_000_000 + i);
+    zoho.state.lock().unwrap().contacts = (0..CONTACTS)
+        .map(|i| {
+            Contact::new(
+                &id(i),
+                &format!("Person {i}"),
+                &[("Mobile", &format!("+33 6 {:08}", 10_000_000 + i))],
+            )
+        })
+        .collect();
+    let tag = "zoho-100k";
+    let text = example_config(
+        "zoho.toml",
+        &[
+            ("https://accounts.zoho.eu", &zoho.accounts.url()),
+            (
+                "listen = \"0.0.0.0:8443\"",
+                "listen = \"127.0.0.1:0\"\ndeadline_ms = 10000\n[ops]\nlisten = \"127.0.0.1:0\"",
+            ),
+            ("backends.zoho", &format!("backends.{tag}")),
+            ("backend = \"zoho\"", &format!("backend = \"{tag}\"")),
+            ("pages_per_second = 1\n", "pages_per_second = 1000\n"),
+        ],
+    );
+    let daemon = crate::ops::Daemon::start_with_env(
+        &text,
+        &[
+            ("ZOHO_CLIENT_SECRET", "zs3cret-100k"),
+            ("ZOHO_REFRESH_TOKEN", "1000.refresh.100k"),
+        ],
+    )
+    .await;
+    wait_metric(
+        &daemon,
+        "thirdparty_gateway_directory_entries",
+        tag,
+        CONTACTS as f64,
+        Duration::from_secs(300),
+    )
+    .await;
+    daemon
+        .wait_log(&format!("{CONTACTS} record(s) in 51 page(s)"))
+        .await;
+    // The last contact, past the 100 000th, opens from the index.
+    let last = CONTACTS - 1;
+    let reply = daemon
+        .post(&call(&format!("+336{:08}", 10_000_000 + last)))
+        .await;
+    assert_eq!(
+        reply.json()["url"],
+        format!(
+            "https://crm.zoho.eu/crm/org20101234567/tab/Contacts/{}",
+            id(last)
+        )
+    );
+    let s = zoho.state.lock().unwrap();
+    assert_eq!(s.searches, s.pages, "no look-up: every query was a page");
+    assert!(s.queries.iter().all(|q| !q.contains("offset")));
+    assert!(
+        s.queries[50].contains(&format!("where id > '{}'", id(99_999))),
+        "{}",
+        s.queries[50]
+    );
 }

@@ -1,6 +1,7 @@
 //! Reloads on the real binary: a config the loader once panicked on is a
-//! failed reload that leaves signals working, and `run --watch` follows
-//! edits of the config file (keeping the old config when an edit is broken).
+//! failed reload that leaves signals working, a SIGHUP sent the moment the
+//! gateway is ready reloads it, and `run --watch` follows edits of the
+//! config file (keeping the old config when an edit is broken).
 
 use std::time::Duration;
 
@@ -183,4 +184,53 @@ async fn a_reload_refused_for_several_errors_logs_one_line_each() {
         "{second}"
     );
     assert!(url(&d).await.starts_with("https://crm.example.org/one?"));
+}
+
+/// A SIGHUP sent the moment the gateway says READY=1 (a reload right after
+/// a start) finds the handlers in place: it reloads, and does not meet
+/// SIGHUP's default action, which ends the process. A few starts, as the
+/// window was a task not yet run.
+#[tokio::test]
+async fn a_sighup_at_the_moment_of_ready_reloads_and_never_ends_the_gateway() {
+    use tokio::net::UnixDatagram;
+    for round in 0..3 {
+        let dir = tempfile::TempDir::new().unwrap();
+        TestCa::new().write(dir.path());
+        std::fs::write(
+            dir.path().join("config.toml"),
+            screen_pop_config(&format!("hup{round}"), ""),
+        )
+        .unwrap();
+        let socket = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&socket).unwrap();
+        let mut child = tokio::process::Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .env("NOTIFY_SOCKET", &socket)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let next = || async {
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), notify.recv(&mut buf))
+                .await
+                .expect("a notification in time")
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert!(next().await.contains("READY=1"));
+        let pid = child.id().unwrap();
+        send_signal(pid, "HUP");
+        assert!(next().await.contains("RELOADING=1"), "round {round}");
+        assert!(next().await.contains("READY=1"), "round {round}");
+        assert!(child.try_wait().unwrap().is_none(), "round {round}: ended");
+        send_signal(pid, "TERM");
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("SIGTERM stops the gateway")
+            .unwrap();
+        assert!(status.success(), "round {round}: {status}");
+    }
 }

@@ -29,15 +29,6 @@ const CLIENTS: usize = 8;
 const MAX_CALLS_PER_CLIENT: u64 = 50_000;
 const MAX_LOAD_TIME: Duration = Duration::from_secs(90);
 
-/// A free port on loopback, from 127.0.0.1:0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One gateway process on fixed ports (the same across its restarts).
 struct Instance {
     name: String,
@@ -91,12 +82,7 @@ impl Instance {
     /// Sends SIGTERM and waits for the process to exit by itself.
     async fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let pid = child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-s", "TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(child.id().unwrap(), "TERM");
         let status = tokio::time::timeout(SOON, child.wait())
             .await
             .expect("the gateway did not stop in time")
@@ -305,10 +291,7 @@ async fn client(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(has_haproxy),
-    ignore = "haproxy not installed: apt-get install haproxy"
-)]
+#[test_tools::needs("haproxy")]
 async fn a_rolling_restart_behind_haproxy_loses_no_call() {
     let Some(program) = require_tool("haproxy", "apt-get install haproxy") else {
         return;

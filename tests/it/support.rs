@@ -335,6 +335,25 @@ async fn read(response: Response<hyper::body::Incoming>) -> Reply {
     }
 }
 
+/// A free port on loopback, from 127.0.0.1:0 (nothing listens on it once
+/// this returns: a connection there is refused).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends the signal `name` (`HUP`, `TERM`...) to process `pid`.
+pub fn send_signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -s {name} {pid}");
+}
+
 /// Path of the built binary, for CLI tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_thirdparty-gateway"))
@@ -400,16 +419,28 @@ pub fn require_tool(name: &str, install: &str) -> Option<PathBuf> {
     found
 }
 
-/// What a finished command printed, stdout then stderr.
 /// Runs the real binary's `simulate` on `config` (written beside a test
-/// certificate pair and `files`) with `payload` as the call, and returns
-/// all it printed (standard output, then standard error, so a secret shown
-/// on either is caught); it must succeed within 30 s.
+/// certificate pair and `files`, in a folder that is its working
+/// directory, so `extra` may name the files: `--crm-reply crm=reply.json`)
+/// with `payload` as the call, and returns all it printed (standard output,
+/// then standard error, so a secret shown on either is caught); it must
+/// exit 0 on `open` (or a dry run), 1 on `none`, within 30 s.
 pub async fn simulate_cli(
     config: &str,
     payload: &str,
     files: &[(&str, &str)],
     extra: &[&str],
+) -> String {
+    simulate_cli_env(config, payload, files, extra, &[]).await
+}
+
+/// [`simulate_cli`] with environment variables set for the command.
+pub async fn simulate_cli_env(
+    config: &str,
+    payload: &str,
+    files: &[(&str, &str)],
+    extra: &[&str],
+    env: &[(&str, &str)],
 ) -> String {
     let dir = tempfile::TempDir::new().unwrap();
     TestCa::new().write(dir.path());
@@ -419,11 +450,13 @@ pub async fn simulate_cli(
     }
     std::fs::write(dir.path().join("call.json"), payload).unwrap();
     let run = tokio::process::Command::new(binary())
+        .current_dir(dir.path())
         .arg("simulate")
         .arg("--config")
         .arg(dir.path().join("config.toml"))
         .arg(dir.path().join("call.json"))
         .args(extra)
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
@@ -443,6 +476,7 @@ pub async fn simulate_cli(
     text
 }
 
+/// What a finished command printed, stdout then stderr.
 pub fn printed(out: &std::process::Output) -> String {
     format!(
         "{}{}",

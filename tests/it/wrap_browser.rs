@@ -80,10 +80,7 @@ const ONE_RENDERER: [&str; 3] = [
 ];
 
 #[tokio::test]
-#[cfg_attr(
-    not(has_chromium),
-    ignore = "chromium not installed: apt-get install chromium"
-)]
+#[test_tools::needs("chromium")]
 async fn the_wrapper_relays_close_third_party_from_its_crm_frame_only() {
     let Some(browser) = chromium() else { return };
     let crm = Crm::start_tls(&TestCa::new(), |_| {

@@ -39,7 +39,10 @@
 //!   primary number only, since `phoneNumberData` (all numbers) is loaded
 //!   for a single record's read, not for lists
 //!   (`application/Espo/Resources/metadata/app/fieldProcessing.json`:
-//!   the PhoneNumber loader is a read loader only); `total` 0 and an empty
+//!   the PhoneNumber loader is in `readLoaderClassNameList`, not in
+//!   `listLoaderClassNameList`), and `select=phoneNumberData` adds nothing
+//!   to a list's rows (the attribute is not storable and has no select
+//!   expression: `Core/Utils/Database/Orm/FieldConverters/Phone.php`); `total` 0 and an empty
 //!   list when nothing matches (docs.espocrm.com/development/api-search-params).
 //! - Paging as the caller directory reads it: `offset` (PHP's `intval`),
 //!   `orderBy` (`id`, `name`, `createdAt`, `modifiedAt`; another name is

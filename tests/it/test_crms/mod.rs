@@ -21,6 +21,11 @@ use std::collections::HashMap;
 /// CRMs know as a national French number.
 pub const PAYLOAD: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent","token":"T"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
 
+/// [`PAYLOAD`] without the agent's token, for `simulate`'s printouts: it
+/// redacts the token wherever it appears, and a one-letter token is
+/// everywhere.
+pub const PAYLOAD_NO_TOKEN: &str = r#"{"user":{"userId":4,"agentId":1,"fullName":"Agent"},"caller":"0612345678","callee":"1000","queue":{"id":2,"name":"sales","displayName":"Sales"},"userData":{}}"#;
+
 /// The query string (or a form body) of a request, decoded.
 pub fn fields(text: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(text.as_bytes())

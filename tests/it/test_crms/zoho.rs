@@ -53,9 +53,13 @@
 //! is 400 `INVALID_QUERY` here), compared as instants to the second; Zoho
 //! sets it on every edit. `order by <field> [asc|desc], ...` (at most 10
 //! fields) sorts; without it records come by id ascending. LIMIT and OFFSET
-//! reach at most 100 000 records (`offset + limit` beyond it is refused
-//! here with 400 `LIMIT_EXCEEDED`, the code of COQL's other limits; Zoho's
-//! page does not name it): past that Zoho pages by `id > last id`.
+//! reach at most 100 000 records (v8/COQL-Limitations.html: "You can fetch
+//! up to 1,00,000 records using pagination with LIMIT and OFFSET"); past
+//! them Zoho answers 400 `LIMIT_EXCEEDED` "Max records limit exceeded"
+//! (v7/Get-Records-through-COQL-Query.html, Possible Errors), so a client
+//! reads more pages by `id > 'last id' order by id` with no offset. The
+//! id is a number: it takes `=`, `!=`, `>`, `>=`, `<`, `<=` with a quoted
+//! value of digits (anything else is 400 `INVALID_QUERY` here).
 //!
 //! The Search API (`/Contacts/search?phone=`, `criteria=`, `word=`) is not
 //! served: Zoho documents `phone=` as searching "all the phone fields" without
@@ -383,8 +387,7 @@ fn api(state: &mut State, seen: &Seen) -> Answer {
         .filter(|c| query.criteria.matches(c))
         .collect();
     // By id unless `order by` says otherwise; last key first, stable.
-    let id_order =
-        |a: &&Contact, b: &&Contact| (a.id.len(), a.id.as_str()).cmp(&(b.id.len(), b.id.as_str()));
+    let id_order = |a: &&Contact, b: &&Contact| id_order(&a.id, &b.id);
     found.sort_by(id_order);
     for (field, descending) in query.order.iter().rev() {
         found.sort_by(|a, b| {
@@ -468,6 +471,17 @@ impl Criteria {
                     ">=" => at >= when,
                     "<" => at < when,
                     _ => at <= when,
+                }
+            }
+            Criteria::Compare(field, op, value) if field == "id" => {
+                let o = id_order(&c.id, value);
+                match op.as_str() {
+                    "=" => o.is_eq(),
+                    "!=" => o.is_ne(),
+                    ">" => o.is_gt(),
+                    ">=" => o.is_ge(),
+                    "<" => o.is_lt(),
+                    _ => o.is_le(),
                 }
             }
             Criteria::Compare(field, op, value) => {
@@ -712,10 +726,7 @@ pub fn parse(text: &str) -> Result<Query, Refusal> {
         return Err(("LIMIT_EXCEEDED", "criteria limit exceeded".into()));
     }
     if offset + limit > MAX_PAGED {
-        return Err((
-            "LIMIT_EXCEEDED",
-            "limit and offset reach at most 100000 records".into(),
-        ));
+        return Err(("LIMIT_EXCEEDED", "Max records limit exceeded".into()));
     }
     Ok(Query {
         columns,
@@ -789,8 +800,11 @@ fn term(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusa
             *at += 1;
             *op
         }
-        // A datetime field takes the comparisons too.
-        Some(Token::Op(op @ (">" | ">=" | "<" | "<="))) if field == "Modified_Time" => {
+        // A datetime field, and the record id (a number), take the
+        // comparisons too.
+        Some(Token::Op(op @ (">" | ">=" | "<" | "<=")))
+            if field == "Modified_Time" || field == "id" =>
+        {
             *at += 1;
             *op
         }
@@ -822,7 +836,24 @@ fn term(toks: &[Token], at: &mut usize, depth: usize) -> Result<Criteria, Refusa
             format!("invalid value {value:?} for the datetime field Modified_Time"),
         ));
     }
+    if field == "id" && (op.contains("like") || !is_id(value)) {
+        return Err((
+            "INVALID_QUERY",
+            format!("invalid value {value:?} for the id field"),
+        ));
+    }
     Ok(Criteria::Compare(field.clone(), op.into(), value.clone()))
+}
+
+/// A record id: digits, as Zoho's are (18 or 19 of them).
+fn is_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Two ids in numeric order (digits without leading zeros: by length, then
+/// as text).
+fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
 }
 
 #[test]
@@ -889,6 +920,28 @@ fn coql_is_read_as_zoho_reads_it() {
         refused("select id from Contacts where id is not null order by id limit 2000 offset 98001"),
         Some("LIMIT_EXCEEDED")
     );
+    // Past 100 000 records: the id of the last record read, no offset.
+    let q = parse("select id from Contacts where (Modified_Time > '2026-12-07T14:05:00+00:00' and id > '554023000000900024') order by id limit 2000").unwrap();
+    let contact = |id: &str| Contact::new(id, "A B", &[]);
+    assert!(q.criteria.matches(&Contact {
+        modified: time::OffsetDateTime::now_utc(),
+        ..contact("554023000000900025")
+    }));
+    for (id, above) in [
+        ("554023000000900024", false),
+        ("554023000000900025", true),
+        ("99", false),
+        ("1554023000000900000", true),
+    ] {
+        let q = parse("select id from Contacts where id > '554023000000900024'").unwrap();
+        assert_eq!(q.criteria.matches(&contact(id)), above, "{id}");
+    }
+    for bad in [
+        "select id from Contacts where id > 'abc'",
+        "select id from Contacts where id like '5%'",
+    ] {
+        assert_eq!(refused(bad), Some("INVALID_QUERY"), "{bad}");
+    }
     assert_eq!(
         refused("select id from Contacts where id is not null order by id, id"),
         Some("DUPLICATE_DATA")
