@@ -52,7 +52,9 @@ pub fn headers(out: &mut String, headers: &HeaderMap) {
         if value.is_sensitive() {
             out.push_str(REDACTED);
         } else {
-            match std::str::from_utf8(value.as_bytes()) {
+            // Visible ASCII, as nearly every header is, is checked fastest
+            // by `to_str`; anything else is read as UTF-8, lossily.
+            match value.to_str() {
                 Ok(text) => out.push_str(text),
                 Err(_) => out.push_str(&String::from_utf8_lossy(value.as_bytes())),
             }
