@@ -55,6 +55,10 @@ pub struct Recorder {
     /// The last request's url, when shown whole: a reply from elsewhere
     /// (a redirect) names where it came from.
     last_url: Option<Text>,
+    /// The address of the last step's backend and its index: a backend's
+    /// steps come one after the other, and an address compares faster than
+    /// a name (it is only compared, never read through).
+    last_backend: Option<(usize, u8)>,
 }
 
 impl Recorder {
@@ -75,6 +79,7 @@ impl Recorder {
             trace: 0,
             truncated: false,
             last_url: None,
+            last_backend: None,
         }
     }
 
@@ -82,6 +87,20 @@ impl Recorder {
     /// wherever a request shows it.
     pub fn forwards_token(&mut self, token: Option<&str>) {
         self.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
+    }
+
+    /// The index of a backend (its name counted in the trace's bytes);
+    /// past the bounds, one that names no backend.
+    fn backend_of(&mut self, backend: &Backend) -> u8 {
+        let address = std::ptr::from_ref(backend) as usize;
+        if let Some((last, index)) = self.last_backend {
+            if last == address {
+                return index;
+            }
+        }
+        let index = self.backend(&backend.name);
+        self.last_backend = Some((address, index));
+        index
     }
 
     /// The index of a backend's name (counted in the trace's bytes);
@@ -137,7 +156,7 @@ impl Recorder {
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
         let at = self.now();
-        let backend = self.backend(&backend.name);
+        let backend = self.backend_of(backend);
         let room = self.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
             self.truncated = true;
@@ -171,7 +190,7 @@ impl Observer for Recorder {
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
         let at = self.now();
-        let backend = self.backend(&backend.name);
+        let backend = self.backend_of(backend);
         let sent = self
             .last_url
             .map(|url| self.texts.get(url) == reply.url.as_str());
@@ -212,7 +231,7 @@ impl Observer for Recorder {
             .map(|l| l.owner())
             .filter(|owner| *owner != &*backend.name)
             .map(str::to_owned);
-        let index = self.backend(&backend.name);
+        let index = self.backend_of(backend);
         let shared_from = shared_from.map(|owner| self.text(&owner, CONSOLE_NAME_BYTES));
         let lines = self.text(&lines, CONSOLE_TRACE_BYTES / 4);
         self.push(Step::Login {
@@ -248,20 +267,20 @@ impl Observer for Recorder {
                 lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
             }
         }
-        let backend = self.backend(&backend.name);
+        let backend = self.backend_of(backend);
         let lines = self.text(&lines, CONSOLE_TRACE_BYTES / 4);
         self.push(Step::Candidates { backend, lines });
     }
 
     fn directory(&mut self, backend: &Backend, said: &str) {
-        let backend = self.backend(&backend.name);
+        let backend = self.backend_of(backend);
         let said = self.text(said, CONSOLE_TEXT_BYTES);
         self.push(Step::Directory { backend, said });
     }
 
     fn attempt(&mut self, backend: &Backend, failure: Option<&Failure>, took: Duration) {
         let at = self.now();
-        let backend = self.backend(&backend.name);
+        let backend = self.backend_of(backend);
         let failed = failure.map(|f| (f.reason, self.text(&f.detail, CONSOLE_TEXT_BYTES)));
         self.push(Step::Attempt {
             backend,
