@@ -50,6 +50,20 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 /// answers, or never opens its flow-control window, must not keep its slot.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long an HTTP/1 connection stays quiet, no request in flight, before
+/// it is parked: its HTTP state and buffers are dropped until the next
+/// request's first bytes (`park`). An agent's browser is quiet for tens of
+/// seconds between calls; a connection under load is never quiet this long,
+/// so it keeps its buffers. Short, because buffers freed late are memory the
+/// allocator keeps: with a second, 2,000 connections opened in 3 s held
+/// 17 KB each instead of 9 KB (docs/performance.md).
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// The most a parked connection reads of its next request before handing
+/// it to the HTTP layer, which reads the rest: room in every parked
+/// connection's task, so small.
+pub const PARKED_READ: usize = 32;
+
 /// `Access-Control-Max-Age` on preflight replies, in seconds.
 pub const DEFAULT_CORS_MAX_AGE: u32 = 600;
 
@@ -132,6 +146,52 @@ pub const DIRECTORY_MERGE_MIN: usize = 1000;
 /// of bytes per record of the index (and a merge runs at most once per
 /// eighth of it changed).
 pub const DIRECTORY_MERGE_SHARE: usize = 8;
+
+/// Time between two full syncs of a caller directory (`full_every_s`): an
+/// hour, so a record deleted in the CRM leaves the index within the hour.
+pub const DEFAULT_DIRECTORY_FULL_EVERY: Duration = Duration::from_secs(3600);
+
+/// A directory's index answers while its last good sync is this many times
+/// `full_every_s` old (`max_age_s`): one failed full sync does not stop it.
+pub const DEFAULT_DIRECTORY_MAX_AGE_FULLS: u32 = 2;
+
+/// Records a directory sync asks per page (`page_size`).
+pub const DEFAULT_DIRECTORY_PAGE_SIZE: u32 = 100;
+
+/// Pages a second a directory sync asks at most (`pages_per_second`): a
+/// light load on a PHP CRM, and 100 k records in under four minutes.
+pub const DEFAULT_DIRECTORY_PAGES_PER_SECOND: u32 = 5;
+
+/// Pages one directory sync may read (`max_pages`): a million records at
+/// the default page size; a CRM that pages for ever fails the sync.
+pub const DEFAULT_DIRECTORY_MAX_PAGES: u32 = 10_000;
+
+/// Time one directory page may take, login included (`timeout_ms`): a
+/// sync is never on a call's path, so a slow CRM page may take its time.
+pub const DEFAULT_DIRECTORY_PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How `{{ since }}` is written (`since_format`): ISO 8601 in UTC, as
+/// most APIs read dates.
+pub const DEFAULT_DIRECTORY_SINCE_FORMAT: &str = "[year]-[month]-[day]T[hour]:[minute]:[second]Z";
+
+/// How far before the last sync's start `since` reaches
+/// (`since_overlap_s`): clocks that differ, records saved while it ran.
+pub const DEFAULT_DIRECTORY_SINCE_OVERLAP: Duration = Duration::from_secs(120);
+
+/// The least time between two snapshots of a directory's incremental
+/// changes (`snapshot_every_s`): a restart replays at most this much of
+/// the CRM's changes, and a busy CRM costs one write of the index (about
+/// 55 MB for a million numbers) per five minutes at most.
+pub const DEFAULT_DIRECTORY_SNAPSHOT_EVERY: Duration = Duration::from_secs(300);
+
+/// A directory that has never synced tries again after this (or after
+/// `full_every_s` when shorter), doubled after each failure up to 32 times.
+pub const DIRECTORY_RETRY: Duration = Duration::from_secs(30);
+
+/// How long a stop waits for the directories' snapshots: a write that
+/// takes longer (a hung disk) is abandoned, and the previous snapshot
+/// stays (writes are atomic); the next start syncs what it lacks.
+pub const DIRECTORY_STOP_SAVE: Duration = Duration::from_secs(10);
 
 /// Recent calls the ops console keeps, with their traces
 /// (`[ops] console_calls`).

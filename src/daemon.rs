@@ -199,6 +199,11 @@ async fn serve(
         tokio::spawn(crate::watch::run(Arc::clone(&live)));
     }
     server::run(listener, Arc::clone(&live), stop.clone().cancelled_owned()).await;
+    // The caller directories' last changes, so the next start has them
+    // (bounded: a hung disk does not hold the stop).
+    let gateway = live.current();
+    crate::directory::save_at_stop(gateway.config.backends.values(), &gateway.metrics).await;
+    drop(gateway);
     ops_stop.cancel();
     for task in [ops_task, demo_task].into_iter().flatten() {
         let _ = task.await;
@@ -323,8 +328,9 @@ async fn signals(
         }
     }
     tracing::info!("stop requested: draining in-flight requests");
-    notify(&[NotifyState::Stopping]);
+    // Draining first: whoever hears STOPPING=1 and asks /healthz sees it.
     live.start_draining();
+    notify(&[NotifyState::Stopping]);
     stop.cancel();
     tokio::select! {
         _ = term.recv() => {}

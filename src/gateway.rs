@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
@@ -158,42 +158,44 @@ fn generated_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
         })
 }
 
-/// The HTTP settings, in two variants that differ in who times request
-/// heads. Both sniff the protocol from the first bytes: hyper's HTTP/1
-/// connection reserves its 8 KiB read buffer as soon as it is polled, while
-/// sniffing reads into a few bytes, so a connection that has sent nothing
-/// yet holds little memory (idle connections are what a flood is made of).
+/// The HTTP settings, by what is known of a connection before its first
+/// bytes.
 pub struct Http {
-    /// For TLS connections whose ALPN chose HTTP/1.1 (or nothing): no
+    /// For TLS connections whose ALPN chose HTTP/1.1 (or nothing). No
     /// header-read timer, because hyper's arms one per request (a boxed
-    /// timer entry); the connection's watcher enforces
-    /// `server.header_read_timeout` instead (`idle::Activity`).
-    pub heads_watched: auto::Builder<TokioExecutor>,
-    /// For connections that may be HTTP/2 (ALPN `h2`, plain HTTP), where a
-    /// connection without a request is not a late head: hyper's own
-    /// header-read timer applies if they turn out to be HTTP/1.
-    pub heads_timed_by_hyper: auto::Builder<TokioExecutor>,
+    /// timer entry): the connection's watcher enforces
+    /// `server.header_read_timeout` instead (`idle::Activity`). Such a
+    /// connection is built only once its first bytes came, and again after
+    /// each time it was parked (`park`).
+    pub http1: http1::Builder,
+    /// For connections that may be HTTP/2 (ALPN `h2`, plain HTTP): the
+    /// protocol is sniffed from the first bytes, into a few bytes of
+    /// buffer rather than hyper's 8 KiB HTTP/1 read buffer, so a connection
+    /// that has sent nothing yet holds little memory (idle connections are
+    /// what a flood is made of). A connection without a request is not a
+    /// late head here: hyper's own header-read timer applies if it turns
+    /// out to be HTTP/1.
+    pub sniffed: auto::Builder<TokioExecutor>,
 }
 
 fn http_builder(config: &Config) -> Http {
     let s = &config.server;
-    let builder = |header_read_timeout: Option<Duration>| {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(s.h2_max_concurrent_streams);
-        builder
-    };
-    Http {
-        heads_watched: builder(None),
-        heads_timed_by_hyper: builder(Some(s.header_read_timeout)),
-    }
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    let mut sniffed = auto::Builder::new(TokioExecutor::new());
+    sniffed
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(s.header_read_timeout))
+        .keep_alive(true);
+    sniffed
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams);
+    Http { http1, sniffed }
 }
 
 /// The generation being served, swappable at runtime.

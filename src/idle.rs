@@ -74,6 +74,9 @@ pub enum Quiet {
     Idle,
     /// A request head was not complete within the header-read timeout.
     SlowHead,
+    /// No activity for the park delay, between requests: an HTTP/1
+    /// connection can give up its buffers until its next request (`park`).
+    Park,
 }
 
 /// Marks a request in flight until dropped.
@@ -188,10 +191,12 @@ impl Activity {
         self.start + Duration::from_millis(ms)
     }
 
-    /// Completes when the connection has been idle for `idle`, or when a
-    /// request head is `head` late. Between checks it sleeps until the
-    /// earliest time either could be due.
-    pub async fn quiet(&self, idle: Duration, head: Duration) -> Quiet {
+    /// Completes when the connection has been idle for `idle` (or for
+    /// `park`, when given and shorter), or when a request head is `head`
+    /// late. Between checks it sleeps until the earliest time any could be
+    /// due.
+    pub async fn quiet(&self, idle: Duration, head: Duration, park: Option<Duration>) -> Quiet {
+        let rest = park.map_or(idle, |park| park.min(idle));
         loop {
             let last = self.last_active_ms.load(Ordering::Relaxed);
             // No head awaited: look again a header timeout from now, so
@@ -200,7 +205,7 @@ impl Activity {
                 NEVER => Instant::now() + head,
                 since => self.at(since) + head,
             };
-            tokio::time::sleep_until(head_due.min(self.at(last) + idle)).await;
+            tokio::time::sleep_until(head_due.min(self.at(last) + rest)).await;
             let now = Instant::now();
             let waiting = self.in_flight.load(Ordering::Relaxed) == 0;
             // An open HTTP/2 header block holds the whole connection, so it
@@ -214,6 +219,12 @@ impl Activity {
             let quiet = self.last_active_ms.load(Ordering::Relaxed) == last;
             if quiet && waiting && now >= self.at(last) + idle {
                 return Quiet::Idle;
+            }
+            // Not while a head is coming: hyper cannot hand back a
+            // connection in the middle of one (it would answer it and close).
+            let no_head = self.head_since_ms.load(Ordering::Relaxed) == NEVER;
+            if quiet && waiting && no_head && now >= self.at(last) + rest {
+                return Quiet::Park;
             }
             if quiet && !waiting {
                 // A request is still running: look again a timeout from now.
@@ -381,7 +392,7 @@ mod tests {
 
     /// What `quiet` answers within `within`, if anything.
     async fn quiet_within(activity: &Activity, head: Duration, within: Duration) -> Option<Quiet> {
-        tokio::time::timeout(within, activity.quiet(IDLE, head))
+        tokio::time::timeout(within, activity.quiet(IDLE, head, None))
             .await
             .ok()
     }
@@ -400,7 +411,7 @@ mod tests {
     async fn idle_waits_for_requests_in_flight() {
         let activity = Activity::new(Counting::Bytes);
         let (guard, _) = activity.begin();
-        let idle = activity.quiet(Duration::from_secs(10), IDLE);
+        let idle = activity.quiet(Duration::from_secs(10), IDLE, None);
         tokio::pin!(idle);
         assert!(tokio::time::timeout(Duration::from_secs(25), &mut idle)
             .await
@@ -410,6 +421,22 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(11), &mut idle).await,
             Ok(Quiet::Idle)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_parks_after_the_park_delay_never_with_a_request_in_flight() {
+        let park = Duration::from_millis(100);
+        let activity = Activity::new(Counting::Bytes);
+        let (guard, _) = activity.begin();
+        let watch = activity.quiet(IDLE, HEAD, Some(park));
+        tokio::pin!(watch);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut watch)
+            .await
+            .is_err());
+        drop(guard);
+        let started = Instant::now();
+        assert_eq!(watch.await, Quiet::Park);
+        assert_eq!(started.elapsed(), park);
     }
 
     #[tokio::test(start_paused = true)]
@@ -428,7 +455,7 @@ mod tests {
     async fn the_next_heads_first_bytes_start_its_header_timeout() {
         let activity = Activity::new(Counting::Bytes);
         drop(activity.begin().0);
-        let watch = activity.quiet(IDLE, HEAD);
+        let watch = activity.quiet(IDLE, HEAD, None);
         tokio::pin!(watch);
         // A keep-alive pause longer than the header timeout is fine...
         assert!(tokio::time::timeout(Duration::from_secs(33), &mut watch)
@@ -470,7 +497,7 @@ mod tests {
     async fn pings_alone_leave_an_http2_connection_idle() {
         let activity = Activity::new(Counting::Requests);
         let mut frames = Frames::Preface(0);
-        let watch = activity.quiet(IDLE, HEAD);
+        let watch = activity.quiet(IDLE, HEAD, None);
         tokio::pin!(watch);
         let bytes = h2_bytes(&[(PING, 0, 8)]);
         frames.scan(&bytes, &activity);

@@ -33,6 +33,7 @@ pub mod on_wake;
 pub mod ops;
 pub mod outcome;
 pub mod pages;
+pub mod park;
 pub mod payload;
 pub mod phone;
 pub mod plain_http;

@@ -114,6 +114,7 @@ pub struct Metrics {
     backend_latency: Family<BackendName, Histogram>,
     connections: Gauge,
     tls_failures: Counter,
+    parked: Counter,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
     logins: Family<BackendLabels, Counter>,
@@ -122,6 +123,7 @@ pub struct Metrics {
     directory_syncs: Family<BackendLabels, Counter>,
     directory_pages: Family<BackendName, Counter>,
     directory_lookups: Family<BackendLabels, Counter>,
+    directory_snapshot_writes: Family<BackendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -198,6 +200,12 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_failures.clone(),
         );
+        let parked = Counter::default();
+        registry.register(
+            "connections_parked",
+            "Times an idle HTTP/1.1 connection gave up its HTTP state and buffers until its next request",
+            parked.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "reloads",
@@ -251,6 +259,12 @@ impl Metrics {
             "Calls that asked a backend's directory, by result: hit (answered, no CRM request), miss (no such number: the live look-up), stale (not built or older than max_age_s: the live look-up)",
             directory_lookups.clone(),
         );
+        let directory_snapshot_writes = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "directory_snapshot_writes",
+            "Snapshots of a backend's directory written to state_dir, by result (ok, failed): after a full sync, then at most every snapshot_every_s while the index changed, and at a clean stop",
+            directory_snapshot_writes.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -271,6 +285,7 @@ impl Metrics {
             backend_latency,
             connections,
             tls_failures,
+            parked,
             reloads,
             generation,
             logins,
@@ -279,6 +294,7 @@ impl Metrics {
             directory_syncs,
             directory_pages,
             directory_lookups,
+            directory_snapshot_writes,
         }
     }
 
@@ -305,6 +321,16 @@ impl Metrics {
     /// A call asked a backend's directory: `hit`, `miss` or `stale`.
     pub fn directory_lookup(&self, backend: &str, result: &'static str) {
         self.directory_lookups
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// A directory's snapshot was written (`ok`) or not (`failed`).
+    pub fn directory_snapshot_write(&self, backend: &str, result: &'static str) {
+        self.directory_snapshot_writes
             .get_or_create(&BackendLabels {
                 backend: backend.to_owned(),
                 result,
@@ -417,6 +443,11 @@ impl Metrics {
     /// Counts a failed TLS handshake.
     pub fn tls_failure(&self) {
         self.tls_failures.inc();
+    }
+
+    /// Counts an idle HTTP/1.1 connection parked.
+    pub fn parked(&self) {
+        self.parked.inc();
     }
 
     /// Counts a reload and, when it worked, the new generation.

@@ -11,17 +11,18 @@ use std::time::Duration;
 
 use super::backends::{request_spec, Parts};
 use super::diag::Diagnostics;
-use super::numbers::{millis, seconds, within};
+use super::numbers::{
+    millis, seconds, within, MAX_DIRECTORY_AGE_S, MAX_DIRECTORY_FULL_EVERY_S, MAX_DIRECTORY_PAGES,
+    MAX_DIRECTORY_PAGES_PER_SECOND, MAX_DIRECTORY_PAGE_SIZE, MAX_PERIOD_S,
+};
 use super::probe::Sees;
 use super::raw::{RawBackend, RawDirectory};
 use crate::backend::reply::{Extract, ReplyFormat};
 use crate::backend::ReplySpec;
+use crate::constants::*;
 use crate::directory::{Directory, DirectorySettings};
 use crate::extract::JsonPath;
 use crate::template::Templates;
-
-/// The default `{{ since }}`: ISO 8601 in UTC, as most APIs read dates.
-const DEFAULT_SINCE_FORMAT: &str = "[year]-[month]-[day]T[hour]:[minute]:[second]Z";
 
 /// Builds a backend's directory; `None` with errors in `diags` when it
 /// cannot be.
@@ -90,27 +91,28 @@ pub(super) fn directory(
     };
     let id = path(&d.id, "id", Some("id"), diags)?;
     let cursor = path(&d.cursor, "cursor", None, diags);
-    let day = 86_400;
     let full_every = seconds(
         d.full_every_s,
-        1..=7 * day,
-        Duration::from_secs(3600),
+        1..=MAX_DIRECTORY_FULL_EVERY_S,
+        DEFAULT_DIRECTORY_FULL_EVERY,
         &format!("{key}.full_every_s"),
         diags,
     );
+    // Without `every_s`, full syncs only (no default); one out of range is
+    // an error, so the fallback below never runs.
     let every = d.every_s.map(|_| {
         seconds(
             d.every_s,
-            1..=day,
-            Duration::from_secs(60),
+            1..=MAX_PERIOD_S,
+            Duration::from_secs(MAX_PERIOD_S),
             &format!("{key}.every_s"),
             diags,
         )
     });
     let max_age = seconds(
         d.max_age_s,
-        1..=30 * day,
-        full_every * 2,
+        1..=MAX_DIRECTORY_AGE_S,
+        full_every * DEFAULT_DIRECTORY_MAX_AGE_FULLS,
         &format!("{key}.max_age_s"),
         diags,
     );
@@ -122,39 +124,49 @@ pub(super) fn directory(
     }
     let page_size = within(
         d.page_size,
-        1..=10_000,
-        100,
+        1..=MAX_DIRECTORY_PAGE_SIZE,
+        DEFAULT_DIRECTORY_PAGE_SIZE,
         &format!("{key}.page_size"),
         diags,
     );
     let pps = within(
         d.pages_per_second,
-        1..=1000,
-        5,
+        1..=MAX_DIRECTORY_PAGES_PER_SECOND,
+        DEFAULT_DIRECTORY_PAGES_PER_SECOND,
         &format!("{key}.pages_per_second"),
         diags,
     );
     let max_pages = within(
         d.max_pages,
-        1..=1_000_000,
-        10_000,
+        1..=MAX_DIRECTORY_PAGES,
+        DEFAULT_DIRECTORY_MAX_PAGES,
         &format!("{key}.max_pages"),
         diags,
     );
     let timeout = millis(
         d.timeout_ms,
-        Duration::from_secs(30),
+        DEFAULT_DIRECTORY_PAGE_TIMEOUT,
         &format!("{key}.timeout_ms"),
         diags,
     );
     let since_overlap = seconds(
         d.since_overlap_s,
-        0..=day,
-        Duration::from_secs(120),
+        0..=MAX_PERIOD_S,
+        DEFAULT_DIRECTORY_SINCE_OVERLAP,
         &format!("{key}.since_overlap_s"),
         diags,
     );
-    let format_text = d.since_format.as_deref().unwrap_or(DEFAULT_SINCE_FORMAT);
+    let snapshot_every = seconds(
+        d.snapshot_every_s,
+        1..=MAX_PERIOD_S,
+        DEFAULT_DIRECTORY_SNAPSHOT_EVERY,
+        &format!("{key}.snapshot_every_s"),
+        diags,
+    );
+    let format_text = d
+        .since_format
+        .as_deref()
+        .unwrap_or(DEFAULT_DIRECTORY_SINCE_FORMAT);
     let since_format = match time::format_description::parse_owned::<2>(format_text) {
         Ok(item) => vec![item],
         Err(e) => {
@@ -205,6 +217,7 @@ pub(super) fn directory(
             since_format,
             since_overlap,
             snapshot,
+            snapshot_every,
         },
         request,
         records,

@@ -27,6 +27,20 @@ pub(super) const MAX_H2_STREAMS: u32 = 10_000;
 pub(super) const MAX_CORS_MAX_AGE: u32 = 24 * 3600;
 /// Longest wrapper link validity (30 days).
 pub(super) const MAX_WRAP_TTL_S: u64 = 30 * 24 * 3600;
+/// Longest period of a periodic task, in seconds (a day): a directory's
+/// incremental syncs, snapshots, `since` overlap.
+pub(super) const MAX_PERIOD_S: u64 = 24 * 3600;
+/// Longest time between a directory's full syncs (a week).
+pub(super) const MAX_DIRECTORY_FULL_EVERY_S: u64 = 7 * 24 * 3600;
+/// Longest a directory's index may answer after its last good sync (30
+/// days: the CRM down for a long weekend and more).
+pub(super) const MAX_DIRECTORY_AGE_S: u64 = 30 * 24 * 3600;
+/// Most records per directory page (CRMs cap theirs lower: 100 to 2,000).
+pub(super) const MAX_DIRECTORY_PAGE_SIZE: u32 = 10_000;
+/// Most directory pages a second (a test CRM's pace; a real one wants a few).
+pub(super) const MAX_DIRECTORY_PAGES_PER_SECOND: u32 = 1000;
+/// Most pages one directory sync may be allowed.
+pub(super) const MAX_DIRECTORY_PAGES: u32 = 1_000_000;
 
 /// `value` if it lies in `range`, else an error at `key` naming the range
 /// (and `default`, so validation goes on and finds the other errors).

@@ -249,6 +249,7 @@ pub(super) struct RawDirectory {
     pub(super) since_format: Option<String>,
     pub(super) since_overlap_s: Option<u64>,
     pub(super) state_dir: Option<String>,
+    pub(super) snapshot_every_s: Option<u64>,
 }
 
 impl RawBackend {

@@ -3,8 +3,11 @@
 //! under 100 MB. One sorted array of (number, record) answers a call by
 //! binary search; the records' values sit in one arena of bytes
 //! ([`super::values`]); the records' id hashes, sorted, find the record an
-//! incremental sync replaces. Built once per full sync (and when the
-//! changes since grow, see [`super::index`]), never edited in place.
+//! incremental sync replaces, and each record's print (a hash of its
+//! numbers) and count (the numbers it answers) tell whether a record seen
+//! again changed, and how many numbers masking it hides. Built once per
+//! full sync (and when the changes since grow, see [`super::index`]),
+//! never edited in place.
 
 use super::index::Key;
 
@@ -23,9 +26,21 @@ impl Slot {
     }
 }
 
+/// A hash of a record's numbers (sorted, each once, as a page reads
+/// them): a record seen again with the same print and values is not a
+/// change. Two sets of numbers with one print (a chance of 1 in 4
+/// billion per edit that leaves the values as they were) would keep the
+/// old numbers until the next full sync.
+pub(super) fn print(numbers: &[Key]) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    numbers.hash(&mut h);
+    h.finish() as u32
+}
+
 /// Records are numbered by their place: those with an id first, in the
 /// order of their id's hash, then those without one.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Compact {
     /// Sorted by number, one slot per number.
     pub(super) numbers: Box<[Slot]>,
@@ -34,6 +49,10 @@ pub(super) struct Compact {
     /// Where each record's values start in `values`, and the end.
     pub(super) starts: Box<[u32]>,
     pub(super) values: Box<[u8]>,
+    /// Each record's [`print`].
+    pub(super) prints: Box<[u32]>,
+    /// How many slots of `numbers` each record has (derived from them).
+    counts: Box<[u32]>,
 }
 
 impl Default for Compact {
@@ -43,6 +62,8 @@ impl Default for Compact {
             ids: Box::new([]),
             starts: Box::new([0]),
             values: Box::new([]),
+            prints: Box::new([]),
+            counts: Box::new([]),
         }
     }
 }
@@ -77,8 +98,51 @@ impl Compact {
         self.values.get(from as usize..to as usize).unwrap_or(&[])
     }
 
+    /// A record's print.
+    pub(super) fn print(&self, record: u32) -> Option<u32> {
+        self.prints.get(record as usize).copied()
+    }
+
+    /// How many numbers of the arrays are the record's.
+    pub(super) fn count(&self, record: u32) -> usize {
+        self.counts.get(record as usize).map_or(0, |&c| c as usize)
+    }
+
     pub(super) fn records(&self) -> usize {
         self.starts.len().saturating_sub(1)
+    }
+
+    /// The arrays read from a snapshot, once [`Compact::check`] passed
+    /// (the counts are not saved: they follow from the numbers).
+    pub(super) fn from_parts(
+        numbers: Box<[Slot]>,
+        ids: Box<[u64]>,
+        starts: Box<[u32]>,
+        values: Box<[u8]>,
+        prints: Box<[u32]>,
+    ) -> Result<Self, &'static str> {
+        let c = Self {
+            numbers,
+            ids,
+            starts,
+            values,
+            prints,
+            counts: Box::new([]),
+        };
+        c.check()?;
+        Ok(c.counted())
+    }
+
+    /// Fills in each record's count.
+    fn counted(mut self) -> Self {
+        let mut counts = vec![0u32; self.records()];
+        for s in self.numbers.iter() {
+            if let Some(c) = counts.get_mut(s.record as usize) {
+                *c = c.saturating_add(1);
+            }
+        }
+        self.counts = counts.into_boxed_slice();
+        self
     }
 
     /// Checks what a snapshot said: the numbers sorted and unique, every
@@ -97,6 +161,9 @@ impl Compact {
         if self.ids.len() > records || self.ids.windows(2).any(|w| w[0] >= w[1]) {
             return Err("ids out of order");
         }
+        if self.prints.len() != records {
+            return Err("prints do not match the records");
+        }
         if self.numbers.windows(2).any(|w| w[0].key() >= w[1].key())
             || self.numbers.iter().any(|s| s.record as usize >= records)
         {
@@ -111,6 +178,8 @@ impl Compact {
 pub(super) struct Builder {
     /// Each record's id hash, in the order pushed.
     ids: Vec<Option<u64>>,
+    /// Each record's print, in the order pushed.
+    prints: Vec<u32>,
     /// Where each record's values start in `values`.
     starts: Vec<u32>,
     values: Vec<u8>,
@@ -119,15 +188,16 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    /// Adds a record and its numbers; a later record of the same id, or
-    /// with the same number, wins (the newer page, the later change).
+    /// Adds a record and its numbers (sorted, each once); a later record
+    /// of the same id, or with the same number, wins (the newer page, the
+    /// later change).
     pub(super) fn push(
         &mut self,
         id: Option<u64>,
         numbers: &[Key],
         values: &[u8],
     ) -> Result<(), String> {
-        let seq = self.record(id, values)?;
+        let seq = self.record(id, print(numbers), values)?;
         for &key in numbers {
             self.number(key, seq);
         }
@@ -135,7 +205,12 @@ impl Builder {
     }
 
     /// Adds a record without its numbers; returns its place in the order pushed.
-    pub(super) fn record(&mut self, id: Option<u64>, values: &[u8]) -> Result<u32, String> {
+    pub(super) fn record(
+        &mut self,
+        id: Option<u64>,
+        print: u32,
+        values: &[u8],
+    ) -> Result<u32, String> {
         let seq = u32::try_from(self.ids.len())
             .ok()
             .filter(|&s| s < u32::MAX)
@@ -145,6 +220,7 @@ impl Builder {
             .filter(|s| u32::try_from(values.len()).is_ok_and(|n| s.checked_add(n).is_some()))
             .ok_or("the records' values take more than 4 GiB")?;
         self.ids.push(id);
+        self.prints.push(print);
         self.starts.push(start);
         self.values.extend_from_slice(values);
         Ok(seq)
@@ -166,6 +242,7 @@ impl Builder {
     pub(super) fn finish(self) -> Compact {
         let Builder {
             ids,
+            prints,
             starts,
             values,
             mut numbers,
@@ -199,8 +276,10 @@ impl Builder {
         let mut place = vec![u32::MAX; count];
         let mut new_starts = Vec::with_capacity(order.len() + 1);
         let mut new_values = Vec::with_capacity(values.len());
+        let mut new_prints = Vec::with_capacity(order.len());
         for (i, &seq) in order.iter().enumerate() {
             place[seq as usize] = i as u32;
+            new_prints.push(prints.get(seq as usize).copied().unwrap_or(0));
             new_starts.push(new_values.len() as u32);
             let from = starts.get(seq as usize).map_or(0, |&s| s as usize);
             new_values.extend_from_slice(values.get(from..end(seq as usize)).unwrap_or(&[]));
@@ -220,87 +299,13 @@ impl Builder {
             ids: kept_ids.into_boxed_slice(),
             starts: new_starts.into_boxed_slice(),
             values: new_values.into_boxed_slice(),
+            prints: new_prints.into_boxed_slice(),
+            counts: Box::new([]),
         }
+        .counted()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn built(records: &[(Option<u64>, &[Key], &str)]) -> Compact {
-        let mut b = Builder::default();
-        for (id, numbers, v) in records {
-            b.push(*id, numbers, v.as_bytes()).unwrap();
-        }
-        let c = b.finish();
-        c.check().unwrap();
-        c
-    }
-
-    fn at(c: &Compact, key: Key) -> Option<&str> {
-        c.find(&key)
-            .map(|r| std::str::from_utf8(c.values(r)).unwrap())
-    }
-
-    #[test]
-    fn a_later_record_of_the_same_id_replaces_the_earlier_and_its_numbers() {
-        let c = built(&[
-            (Some(7), &[(33, 612345678, 0), (33, 698765432, 0)], "old"),
-            (Some(3), &[(33, 611111111, 0)], "three"),
-            (None, &[(39, 612345, 1)], "no id"),
-            (Some(7), &[(33, 612345678, 0)], "new"),
-        ]);
-        assert_eq!(at(&c, (33, 612345678, 0)), Some("new"));
-        assert_eq!(
-            at(&c, (33, 698765432, 0)),
-            None,
-            "the old record's number went"
-        );
-        assert_eq!(at(&c, (33, 611111111, 0)), Some("three"));
-        assert_eq!(at(&c, (39, 612345, 1)), Some("no id"));
-        assert_eq!(
-            at(&c, (39, 612345, 0)),
-            None,
-            "leading zeros tell numbers apart"
-        );
-        assert_eq!(c.records(), 3);
-        assert_eq!(&*c.ids, &[3, 7]);
-        assert_eq!(c.record(7).and_then(|r| c.id(r)), Some(7));
-        assert_eq!(c.record(8), None);
-    }
-
-    #[test]
-    fn a_number_in_two_records_belongs_to_the_later() {
-        let c = built(&[
-            (Some(1), &[(33, 612345678, 0)], "first"),
-            (Some(2), &[(33, 612345678, 0)], "second"),
-        ]);
-        assert_eq!(at(&c, (33, 612345678, 0)), Some("second"));
-        assert_eq!(c.numbers.len(), 1);
-    }
-
-    #[test]
-    fn an_empty_index_finds_nothing_and_checks() {
-        let c = Compact::default();
-        c.check().unwrap();
-        assert_eq!(c.find(&(33, 1, 0)), None);
-        assert_eq!(c.values(0), b"");
-        assert_eq!(built(&[]).records(), 0);
-    }
-
-    #[test]
-    fn check_refuses_arrays_a_look_up_cannot_trust() {
-        let good = built(&[(Some(1), &[(33, 1, 0)], "a"), (Some(2), &[(33, 2, 0)], "b")]);
-        let mut bad = built(&[(Some(1), &[(33, 1, 0)], "a"), (Some(2), &[(33, 2, 0)], "b")]);
-        bad.numbers[0].record = 9;
-        assert!(bad.check().is_err());
-        let mut bad = built(&[(Some(1), &[(33, 1, 0)], "a"), (Some(2), &[(33, 2, 0)], "b")]);
-        bad.numbers.swap(0, 1);
-        assert!(bad.check().is_err());
-        let mut bad = built(&[(Some(1), &[(33, 1, 0)], "a"), (Some(2), &[(33, 2, 0)], "b")]);
-        bad.starts[1] = 5;
-        assert!(bad.check().is_err());
-        assert!(good.check().is_ok());
-    }
-}
+#[path = "compact_tests.rs"]
+mod tests;

@@ -3,16 +3,19 @@
 //! since, in small maps, so an edit in the CRM answers at once. A changed
 //! record hides its earlier self in the arrays (a set of masked records);
 //! a record deleted in the CRM stays until the next full sync, which
-//! rebuilds the arrays from scratch. When the changes grow past a share of
-//! the index (or before a snapshot is written), the sync task folds them
-//! into new arrays off the async workers ([`Index::merged`]).
+//! rebuilds the arrays from scratch. A record seen again as the index
+//! holds it (a sync's overlap brings most records back) changes nothing.
+//! When the changes grow past a share of the index, the sync task folds
+//! them into new arrays off the async workers ([`Index::merged`]); until
+//! then every cost of a change (a look-up, counting the numbers, saving
+//! the index) is in proportion to the changes, not to the index.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use minijinja::value::Value;
 
-use super::compact::{Builder, Compact};
+use super::compact::{print, Builder, Compact};
 use super::values;
 use crate::constants::{DIRECTORY_MERGE_MIN, DIRECTORY_MERGE_SHARE};
 use crate::extract::JsonPath;
@@ -28,7 +31,7 @@ pub(super) fn key(n: &Number) -> Key {
 }
 
 /// One record as a page brings it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Record {
     /// Its id's hash: an edited record replaces its earlier self. A hash,
     /// not the id, keeps the index small; two ids with one 64-bit hash (a
@@ -74,7 +77,7 @@ impl Entry {
 
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    base: Compact,
+    base: Arc<Compact>,
     /// The numbers of the records changed since `base` was built.
     numbers: HashMap<Key, Arc<Record>>,
     /// The records changed since, by id hash.
@@ -83,38 +86,73 @@ pub(super) struct Index {
     masked: HashSet<u32>,
     /// Records applied since `base` was built (a bound on the maps above).
     applied: usize,
+    /// Changes since the directory began: a snapshot that holds this
+    /// version need not be written again. A fold keeps it.
+    version: u64,
+}
+
+/// What the index answers, as a snapshot saves it: the arrays (shared, not
+/// copied) and the changes beside them.
+#[derive(Debug)]
+pub(super) struct Frozen {
+    pub(super) base: Arc<Compact>,
+    /// The masked records of `base`, increasing.
+    pub(super) masked: Vec<u32>,
+    /// Each changed record, with which of its numbers it answers.
+    pub(super) changed: Vec<(Arc<Record>, Vec<bool>)>,
 }
 
 impl Index {
     /// An index of a full sync's (or a snapshot's) arrays, nothing changed.
     pub(super) fn new(base: Compact) -> Self {
         Self {
-            base,
+            base: Arc::new(base),
             ..Self::default()
         }
     }
 
+    /// The same index at a version (a full sync's is its predecessor's plus one).
+    pub(super) fn at(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
     /// The record holding `key`.
     pub(super) fn get(&self, key: &Key) -> Option<Entry> {
-        let bytes = match self.numbers.get(key) {
-            Some(record) => &record.values,
+        Some(Entry {
+            values: values::decode(self.bytes(key)?),
+        })
+    }
+
+    /// The encoded values of the record holding `key`.
+    fn bytes(&self, key: &Key) -> Option<&[u8]> {
+        match self.numbers.get(key) {
+            Some(record) => Some(&record.values),
             None => {
                 let r = self.base.find(key)?;
                 if !self.masked.is_empty() && self.masked.contains(&r) {
                     return None;
                 }
-                self.base.values(r)
+                Some(self.base.values(r))
             }
-        };
-        Some(Entry {
-            values: values::decode(bytes),
-        })
+        }
     }
 
     /// Puts an incremental sync's records in: each in place of its earlier
-    /// self, and a record that lost every number out.
-    pub(super) fn apply(&mut self, records: Vec<Record>) {
+    /// self, and a record that lost every number out. A record the index
+    /// already holds as it is changes nothing. Returns the records that
+    /// changed.
+    pub(super) fn apply(&mut self, records: Vec<Record>) -> usize {
+        let mut changes = 0;
         for record in records {
+            if self.holds(&record) {
+                continue;
+            }
+            changes += 1;
             self.applied += 1;
             if let Some(id) = record.id {
                 if let Some(r) = self.base.record(id) {
@@ -135,6 +173,34 @@ impl Index {
                 self.numbers.insert(*k, Arc::clone(&record));
             }
         }
+        if changes > 0 {
+            self.version += 1;
+        }
+        changes
+    }
+
+    /// Whether the index holds `record` as it is: the same values and
+    /// numbers under its id (whichever record a number shared with
+    /// another answers), or, without an id, each of its numbers answering
+    /// its values.
+    fn holds(&self, record: &Record) -> bool {
+        let Some(id) = record.id else {
+            return record
+                .numbers
+                .iter()
+                .all(|k| self.bytes(k) == Some(&record.values[..]));
+        };
+        if let Some(old) = self.changed.get(&id) {
+            return old.numbers == record.numbers && old.values == record.values;
+        }
+        match self.base.record(id).filter(|r| !self.masked.contains(r)) {
+            Some(r) => {
+                self.base.values(r) == &record.values[..]
+                    && self.base.print(r) == Some(print(&record.numbers))
+            }
+            // Not in the index: it still is not, if it has no number.
+            None => record.numbers.is_empty(),
+        }
     }
 
     /// Takes a changed record's numbers out (those still its own).
@@ -146,23 +212,18 @@ impl Index {
         }
     }
 
-    /// The numbers that answer.
+    /// The numbers that answer: the arrays', but those of masked records
+    /// and those a changed record took, and the changed records'.
     pub(super) fn len(&self) -> usize {
-        if self.applied == 0 {
-            return self.base.numbers.len();
-        }
-        let kept = self
-            .base
+        let masked: usize = self.masked.iter().map(|&r| self.base.count(r)).sum();
+        let taken = self
             .numbers
-            .iter()
-            .filter(|s| !self.masked.contains(&s.record) && !self.numbers.contains_key(&s.key()))
+            .keys()
+            .filter(|k| self.base.find(k).is_some_and(|r| !self.masked.contains(&r)))
             .count();
-        kept + self.numbers.len()
-    }
-
-    /// The arrays alone answer (nothing changed since they were built).
-    pub(super) fn compact(&self) -> Option<&Compact> {
-        (self.applied == 0).then_some(&self.base)
+        (self.base.numbers.len())
+            .saturating_sub(masked + taken)
+            .saturating_add(self.numbers.len())
     }
 
     /// Whether the changes since the last build are worth folding in.
@@ -178,7 +239,8 @@ impl Index {
         for (r, seq) in seq_of.iter_mut().enumerate() {
             let r = r as u32;
             if !self.masked.contains(&r) {
-                *seq = build.record(base.id(r), base.values(r))?;
+                let print = base.print(r).unwrap_or(0);
+                *seq = build.record(base.id(r), print, base.values(r))?;
             }
         }
         for s in base.numbers.iter() {
@@ -188,105 +250,62 @@ impl Index {
             }
         }
         drop(seq_of);
-        let mut seen = HashSet::new();
-        for record in self.numbers.values() {
-            if !seen.insert(Arc::as_ptr(record)) {
-                continue;
-            }
-            let seq = build.record(record.id, &record.values)?;
-            for k in record.numbers.iter() {
-                if self.numbers.get(k).is_some_and(|r| Arc::ptr_eq(r, record)) {
-                    build.number(*k, seq);
-                }
+        for (record, owned) in self.changes() {
+            let seq = build.record(record.id, print(&record.numbers), &record.values)?;
+            for (k, _) in record.numbers.iter().zip(owned).filter(|(_, o)| *o) {
+                build.number(*k, seq);
             }
         }
         Ok(build.finish())
     }
+
+    /// Each changed record once, with which of its numbers it answers.
+    fn changes(&self) -> Vec<(Arc<Record>, Vec<bool>)> {
+        let mut seen = HashSet::new();
+        self.changed
+            .values()
+            .chain(self.numbers.values())
+            .filter(|r| seen.insert(Arc::as_ptr(r)))
+            .map(|r| {
+                let owned = r
+                    .numbers
+                    .iter()
+                    .map(|k| self.numbers.get(k).is_some_and(|o| Arc::ptr_eq(o, r)))
+                    .collect();
+                (Arc::clone(r), owned)
+            })
+            .collect()
+    }
+
+    /// What a snapshot saves; its cost is the changes', not the index's.
+    pub(super) fn freeze(&self) -> Frozen {
+        let mut masked: Vec<u32> = self.masked.iter().copied().collect();
+        masked.sort_unstable();
+        Frozen {
+            base: Arc::clone(&self.base),
+            masked,
+            changed: self.changes(),
+        }
+    }
+
+    /// The index a snapshot saved.
+    pub(super) fn thaw(base: Compact, masked: Vec<u32>, changed: Vec<(Record, Vec<bool>)>) -> Self {
+        let mut index = Self::new(base);
+        index.masked = masked.into_iter().collect();
+        index.applied = changed.len();
+        for (record, owned) in changed {
+            let record = Arc::new(record);
+            if let Some(id) = record.id {
+                index.changed.insert(id, Arc::clone(&record));
+            }
+            for (k, _) in record.numbers.iter().zip(owned).filter(|(_, o)| *o) {
+                index.numbers.insert(*k, Arc::clone(&record));
+            }
+        }
+        index
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn record(id: u64, numbers: &[Key], name: &str) -> Record {
-        let mut v = Vec::new();
-        values::encode([Some(&json!(name))].into_iter(), &mut v);
-        Record {
-            id: Some(id),
-            numbers: numbers.into(),
-            values: v.into(),
-        }
-    }
-
-    fn name(index: &Index, k: Key) -> Option<String> {
-        let e = index.get(&k)?;
-        Some(e.values.first()?.as_str()?.to_owned())
-    }
-
-    fn full(records: Vec<Record>) -> Index {
-        let mut b = Builder::default();
-        for r in records {
-            b.push(r.id, &r.numbers, &r.values).unwrap();
-        }
-        Index::new(b.finish())
-    }
-
-    const A: Key = (33, 612345678, 0);
-    const B: Key = (33, 698765432, 0);
-    const C: Key = (33, 611111111, 0);
-
-    #[test]
-    fn an_edit_answers_at_once_and_hides_the_records_old_numbers() {
-        let mut index = full(vec![record(1, &[A, B], "Jeanne"), record(2, &[C], "Paul")]);
-        assert_eq!(index.len(), 3);
-        assert_eq!(name(&index, A).as_deref(), Some("Jeanne"));
-        index.apply(vec![record(1, &[B], "Jeanne M.")]);
-        assert_eq!(name(&index, A), None, "her old number went with the edit");
-        assert_eq!(name(&index, B).as_deref(), Some("Jeanne M."));
-        assert_eq!(name(&index, C).as_deref(), Some("Paul"));
-        assert_eq!(index.len(), 2);
-        // Edited again: the first edit's numbers go too.
-        index.apply(vec![record(1, &[A], "Jeanne")]);
-        assert_eq!(name(&index, B), None);
-        assert_eq!(name(&index, A).as_deref(), Some("Jeanne"));
-        // Paul lost his number: out.
-        index.apply(vec![Record {
-            id: Some(2),
-            numbers: Box::new([]),
-            values: Box::new([]),
-        }]);
-        assert_eq!(name(&index, C), None);
-        assert_eq!(index.len(), 1);
-        // A merge answers the same.
-        let merged = Index::new(index.merged().unwrap());
-        for k in [A, B, C] {
-            assert_eq!(name(&merged, k), name(&index, k));
-        }
-        assert_eq!(merged.len(), 1);
-        assert!(merged.compact().is_some() && index.compact().is_none());
-    }
-
-    #[test]
-    fn a_new_record_may_take_a_number_from_the_arrays() {
-        let mut index = full(vec![record(1, &[A], "Jeanne")]);
-        index.apply(vec![record(3, &[A, C], "Marie")]);
-        assert_eq!(name(&index, A).as_deref(), Some("Marie"));
-        assert_eq!(index.len(), 2);
-        let merged = Index::new(index.merged().unwrap());
-        assert_eq!(name(&merged, A).as_deref(), Some("Marie"));
-        assert_eq!(name(&merged, C).as_deref(), Some("Marie"));
-        assert_eq!(merged.len(), 2);
-    }
-
-    #[test]
-    fn changes_past_a_share_of_the_index_want_a_merge() {
-        let mut index = full(Vec::new());
-        let many = (0..=DIRECTORY_MERGE_MIN as u64)
-            .map(|i| record(i, &[(33, 600000000 + i, 0)], "x"))
-            .collect();
-        assert!(!index.wants_merge());
-        index.apply(many);
-        assert!(index.wants_merge());
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

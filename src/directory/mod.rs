@@ -16,7 +16,9 @@
 //! arrays from the last full sync, under the changes incremental syncs
 //! brought since; `values` packs a record's values into bytes; `sync` is
 //! the task and its schedule; `page` asks for one page and reads it;
-//! `snapshot` saves the index to `state_dir` and reads it back. The folder touches the backend's
+//! `snapshot` saves the index to `state_dir` (after a full sync, then at
+//! most every `snapshot_every_s` while it changed, and at a clean stop)
+//! and reads it back. The folder touches the backend's
 //! client and login (to ask for pages), `phone` (to read numbers),
 //! `metrics`, and `files` (the snapshot); never `config`, which builds it.
 
@@ -27,20 +29,21 @@ mod snapshot;
 mod sync;
 mod values;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use minijinja::value::Value;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, RequestSpec};
+use crate::backend::RequestSpec;
 use crate::extract::JsonPath;
-use crate::metrics::Metrics;
 use crate::phone::Number;
-use crate::template::{Region, Templates};
+use crate::template::Region;
 
 pub use index::Entry;
 use index::{key, Index};
+pub use snapshot::save_at_stop;
+pub use sync::spawn;
 
 /// How often and how hard a directory syncs.
 #[derive(Debug, Clone)]
@@ -64,9 +67,12 @@ pub struct DirectorySettings {
     /// How far before the last sync's start `since` reaches, for clocks
     /// that differ and records saved while it ran.
     pub since_overlap: Duration,
-    /// Where the index is saved after each sync and read at start, so a
-    /// restart answers at once and syncs incrementally.
+    /// Where the index is saved and read at start, so a restart answers
+    /// at once and syncs incrementally.
     pub snapshot: Option<std::path::PathBuf>,
+    /// The least time between two snapshots of incremental changes (a full
+    /// sync's is written at once).
+    pub snapshot_every: Duration,
 }
 
 /// How to read a page of records, and what to keep of each.
@@ -95,6 +101,9 @@ pub struct Directory {
     status: Mutex<Status>,
     /// Whether its sync task runs (started once per directory).
     started: std::sync::atomic::AtomicBool,
+    /// Its index went to the next generation's directory (a reload): its
+    /// task ends, and it writes no snapshot.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// Where the index stands, for calls, `simulate`, logs and metrics.
@@ -116,6 +125,17 @@ pub struct Status {
     pub last: String,
     /// Syncs that failed in a row.
     pub failures: u32,
+    /// The snapshot last written or tried.
+    pub written: Written,
+}
+
+/// Where the snapshot stands against the index.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    /// When a snapshot was last written or tried (a failure waits too).
+    pub at: Option<Instant>,
+    /// The index's version the snapshot on disk holds.
+    pub version: Option<u64>,
 }
 
 /// What a call finds in the index.
@@ -156,6 +176,7 @@ impl Directory {
             index: RwLock::new(Index::default()),
             status: Mutex::new(Status::default()),
             started: std::sync::atomic::AtomicBool::new(false),
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -199,24 +220,42 @@ impl Directory {
                 }
             }
         }
-        let index = Index::new(build.finish());
-        let len = index.len();
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        Ok(len)
+        self.replace(build.finish());
+        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).len())
+    }
+
+    /// Puts a full sync's arrays in place of the index: a new version.
+    fn replace(&self, compact: compact::Compact) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let version = index.version() + 1;
+        *index = Index::new(compact).at(version);
+    }
+
+    /// Puts the changes folded into arrays in place of the index, unless
+    /// it changed meanwhile: the same answers, the same version.
+    fn fold(&self, merged: compact::Compact, version: u64) -> bool {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        if index.version() != version {
+            return false;
+        }
+        *index = Index::new(merged).at(version);
+        true
     }
 
     /// Applies records as an incremental sync's page does (an edited
-    /// record replaces its numbers), and folds them into the arrays when
-    /// they grew past their bound; returns the numbers in the index. For
-    /// the directory benchmark.
-    pub fn apply(&self, records: &[serde_json::Value]) -> Result<usize, String> {
+    /// record replaces its numbers, a record as the index holds it changes
+    /// nothing), and folds them into the arrays when they grew past their
+    /// bound; returns the records that changed and the numbers in the
+    /// index. For the directory benchmark.
+    pub fn apply(&self, records: &[serde_json::Value]) -> Result<(usize, usize), String> {
         let records = records.iter().map(|r| page::record_of(self, r)).collect();
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        index.apply(records);
+        let changed = index.apply(records);
         if index.wants_merge() {
-            *index = Index::new(index.merged()?);
+            let version = index.version();
+            *index = Index::new(index.merged()?).at(version);
         }
-        Ok(index.len())
+        Ok((changed, index.len()))
     }
 
     /// A copy of where the index stands.
@@ -233,6 +272,8 @@ impl Directory {
         if std::ptr::eq(self, old) || self.definition != old.definition {
             return false;
         }
+        old.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let taken = std::mem::take(&mut *old.index.write().unwrap_or_else(|e| e.into_inner()));
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = taken;
         let status = old.status();
@@ -243,26 +284,8 @@ impl Directory {
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
     }
-}
 
-/// Starts the sync task of `backend`'s directory. It holds the backend only
-/// weakly: when its config generation is gone, the task ends.
-pub fn spawn(backend: &Arc<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
-    let Some(directory) = &backend.directory else {
-        return;
-    };
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if directory
-        .started
-        .swap(true, std::sync::atomic::Ordering::Relaxed)
-    {
-        return;
+    fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
     }
-    let weak = Arc::downgrade(backend);
-    runtime.spawn(async move {
-        snapshot::restore(&weak).await;
-        sync::run(weak, templates, metrics).await;
-    });
 }

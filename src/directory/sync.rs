@@ -1,7 +1,7 @@
 //! The sync task: when the next sync is due (full or incremental), and one
 //! sync read page after page, at most `pages_per_second`, its result put
-//! in the index (a full sync's only once every page was read), logged,
-//! counted and saved.
+//! in the index (a full sync's only once every page was read), logged and
+//! counted; and when the index's snapshot is due ([`super::snapshot`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -11,9 +11,10 @@ use tokio::time::Instant;
 use super::compact::Builder;
 use super::index::Index;
 use super::page::{fetch, read_page, Page};
-use super::snapshot::save;
+use super::snapshot;
 use super::Directory;
 use crate::backend::Backend;
+use crate::constants::DIRECTORY_RETRY;
 use crate::metrics::Metrics;
 use crate::template::Templates;
 
@@ -24,13 +25,42 @@ enum Kind {
     Incremental,
 }
 
-pub(super) async fn run(backend: Weak<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
+/// Starts the sync task of `backend`'s directory. It holds the backend only
+/// weakly: when its config generation is gone (or its index went to the
+/// next one), the task ends.
+pub fn spawn(backend: &Arc<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
+    let Some(directory) = &backend.directory else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if directory
+        .started
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        return;
+    }
+    let weak = Arc::downgrade(backend);
+    runtime.spawn(async move {
+        snapshot::restore(&weak).await;
+        run(weak, templates, metrics).await;
+    });
+}
+
+async fn run(backend: Weak<Backend>, templates: Arc<Templates>, metrics: Arc<Metrics>) {
     loop {
         let (kind, wait) = {
             let Some(b) = backend.upgrade() else { return };
             let Some(dir) = b.directory.as_ref() else {
                 return;
             };
+            if dir.retired() {
+                return;
+            }
+            if snapshot::due(dir, Instant::now()) {
+                snapshot::save(&b, &metrics);
+            }
             next(dir, Instant::now())
         };
         if let Some(wait) = wait {
@@ -45,7 +75,7 @@ pub(super) async fn run(backend: Weak<Backend>, templates: Arc<Templates>, metri
 /// What to do next: a kind of sync now, or a wait.
 fn next(dir: &Directory, now: Instant) -> (Kind, Option<Duration>) {
     let s = dir.status();
-    let retry = Duration::from_secs(30).min(dir.settings.full_every);
+    let retry = DIRECTORY_RETRY.min(dir.settings.full_every);
     let full_due = match (s.built, s.last_full_try) {
         (None, None) => now,
         // Not built: try again soon, spaced after failures.
@@ -69,7 +99,7 @@ fn next(dir: &Directory, now: Instant) -> (Kind, Option<Duration>) {
 
 /// One sync, full or incremental; the index changes only if every page
 /// of a full sync was read (an incremental one applies page by page).
-async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics, kind: Kind) {
+async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Arc<Metrics>, kind: Kind) {
     let started = Instant::now();
     let wall = time::OffsetDateTime::now_utc();
     let since = {
@@ -93,6 +123,7 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
     let mut fresh = Builder::default();
     let mut page = Page::default();
     let mut records_seen = 0usize;
+    let mut changed = 0usize;
     let result: Result<(), String> = loop {
         let Some(b) = backend.upgrade() else { return };
         let Some(dir) = b.directory.as_ref() else {
@@ -136,7 +167,7 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
             }
             Kind::Incremental => {
                 let mut index = dir.index.write().unwrap_or_else(|e| e.into_inner());
-                index.apply(read.records);
+                changed += index.apply(read.records);
             }
         }
         let cursor = read.cursor;
@@ -165,13 +196,17 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
         Kind::Incremental => "incremental",
     };
     let result = match result {
-        Ok(()) => settle(&b, kind, fresh, records_seen).await,
+        Ok(()) => settle(&b, kind, fresh).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(entries) => {
+            let changes = match kind {
+                Kind::Full => String::new(),
+                Kind::Incremental => format!(", {changed} changed"),
+            };
             let last = format!(
-                "{what} sync: {records_seen} record(s) in {} page(s), {entries} number(s) in the index, {} ms",
+                "{what} sync: {records_seen} record(s) in {} page(s), {entries} number(s) in the index{changes}, {} ms",
                 page.number + 1,
                 started.elapsed().as_millis()
             );
@@ -191,8 +226,8 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
                 s.last = last;
                 s.failures = 0;
             });
-            if kind == Kind::Full || records_seen > 0 {
-                save(&b).await;
+            if kind == Kind::Full {
+                snapshot::save(&b, metrics);
             }
         }
         Err(detail) => {
@@ -213,46 +248,38 @@ async fn sync(backend: &Weak<Backend>, templates: &Templates, metrics: &Metrics,
 
 /// Puts a sync that read every page in the index, off the async workers:
 /// a full sync's arrays sorted and swapped in, an incremental sync's
-/// changes folded into new arrays when they grew past their bound or a
-/// snapshot is to be written. Returns the numbers in the index.
-async fn settle(
-    b: &Arc<Backend>,
-    kind: Kind,
-    fresh: Builder,
-    records_seen: usize,
-) -> Result<usize, String> {
+/// changes folded into new arrays when they grew past their bound.
+/// Returns the numbers in the index.
+async fn settle(b: &Arc<Backend>, kind: Kind, fresh: Builder) -> Result<usize, String> {
     let Some(dir) = b.directory.as_ref() else {
         return Err("the backend has no directory".into());
     };
-    let built = match kind {
-        Kind::Full => Some(
-            tokio::task::spawn_blocking(move || fresh.finish())
+    match kind {
+        Kind::Full => {
+            let built = tokio::task::spawn_blocking(move || fresh.finish())
                 .await
-                .map_err(|e| format!("building the index: {e}"))?,
-        ),
+                .map_err(|e| format!("building the index: {e}"))?;
+            dir.replace(built);
+        }
         Kind::Incremental => {
             drop(fresh);
-            let merge = records_seen > 0 && {
-                let index = dir.index.read().unwrap_or_else(|e| e.into_inner());
-                index.wants_merge()
-                    || (dir.settings.snapshot.is_some() && index.compact().is_none())
-            };
+            let merge = dir
+                .index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .wants_merge();
             if merge {
-                match with_index(b, Index::merged).await {
-                    Some(Ok(merged)) => Some(merged),
-                    Some(Err(e)) => {
-                        tracing::warn!(backend = %b.name, error = %e, "directory changes not folded into the index");
-                        None
+                match with_index(b, |i| (i.version(), i.merged())).await {
+                    Some((version, Ok(merged))) => {
+                        dir.fold(merged, version);
                     }
-                    None => None,
+                    Some((_, Err(e))) => {
+                        tracing::warn!(backend = %b.name, error = %e, "directory changes not folded into the index");
+                    }
+                    None => {}
                 }
-            } else {
-                None
             }
         }
-    };
-    if let Some(compact) = built {
-        *dir.index.write().unwrap_or_else(|e| e.into_inner()) = Index::new(compact);
     }
     with_index(b, Index::len)
         .await

@@ -831,7 +831,7 @@ async fn an_old_foreign_or_damaged_snapshot_is_ignored_with_a_log_line_and_a_ful
             "no directory snapshot's magic",
         ),
         (
-            Some(b"tpgw-dir\x02\x00\x00\x00\x01".to_vec()),
+            Some(b"tpgw-dir\x03\x00\x00\x00\x01".to_vec()),
             "damaged: truncated",
         ),
     ] {
@@ -858,6 +858,26 @@ async fn an_old_foreign_or_damaged_snapshot_is_ignored_with_a_log_line_and_a_ful
         .all(|l| !l.contains("backend=dir-oldsnap")));
 }
 
+/// [`config`] for the real binary: its own ports, no drain at a stop.
+fn binary_config(crm: &Crm, name: &str, directory: &str) -> String {
+    config(crm, name, directory).replacen(
+        "[cors]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndrain_ms = 0\n[ops]\nlisten = \"127.0.0.1:0\"\n[cors]\n",
+        1,
+    )
+}
+
+/// Waits (at most 30 s) for the file to exist.
+async fn wait_file(file: &std::path::Path) {
+    for _ in 0..600 {
+        if file.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no file {}", file.display());
+}
+
 #[tokio::test]
 async fn the_real_binary_answers_from_its_index_and_restarts_from_its_snapshot_while_the_crm_is_down(
 ) {
@@ -870,18 +890,13 @@ async fn the_real_binary_answers_from_its_index_and_restarts_from_its_snapshot_w
         .put_all(8, "Paul", &["+33 (0)6 98 76 54 32", "0033 1 23 45 67 89"]);
     let crm = crm(Arc::clone(&state)).await;
     let snapshots = tempfile::TempDir::new().unwrap();
-    let text = config(
+    let text = binary_config(
         &crm,
         "dir-binary",
         &format!(
             "every_s = 1\nmax_age_s = 3600\npages_per_second = 1000\nstate_dir = {:?}",
             snapshots.path().display().to_string()
         ),
-    )
-    .replacen(
-        "[cors]\n",
-        "[server]\nlisten = \"127.0.0.1:0\"\n[ops]\nlisten = \"127.0.0.1:0\"\n[cors]\n",
-        1,
     );
     let first = Daemon::start(&text).await;
     first.wait_log("directory full sync").await;
@@ -902,19 +917,25 @@ async fn the_real_binary_answers_from_its_index_and_restarts_from_its_snapshot_w
         1.0
     );
     let file = snapshots.path().join("directory-dir-binary.snapshot");
-    for _ in 0..200 {
-        if file.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(file.exists(), "the full sync wrote its snapshot");
+    wait_file(&file).await;
+    // An edit the next incremental sync brings: the snapshot is not due
+    // for five minutes (snapshot_every_s), so the stop writes it.
+    state
+        .lock()
+        .unwrap()
+        .put(7, "Jeanne Martin", "06 12 34 56 78");
+    first.wait_log("in the index, 1 changed").await;
+    assert!(!String::from_utf8_lossy(&std::fs::read(&file).unwrap()).contains("Jeanne Martin"));
     first.signal("TERM");
     let (status, _first) = first.wait_exit().await;
     assert!(status.success(), "{status}");
+    assert!(
+        String::from_utf8_lossy(&std::fs::read(&file).unwrap()).contains("Jeanne Martin"),
+        "the stop wrote the last change"
+    );
 
     // Restarted while the CRM is down: the snapshot answers, both of Paul's
-    // numbers included.
+    // numbers included, and Jeanne's new name.
     state.lock().unwrap().down = true;
     let second = Daemon::start(&text).await;
     second.wait_log("directory read from its snapshot").await;
@@ -925,5 +946,180 @@ async fn the_real_binary_answers_from_its_index_and_restarts_from_its_snapshot_w
             "{number}"
         );
     }
+    let reply = second.post(&call("0612345678")).await;
+    assert_eq!(reply.json()["title"], json!("Jeanne Martin"));
     assert_eq!(state.lock().unwrap().lookups, 0, "no live look-up");
+}
+
+/// The snapshot's identity: a write replaces the file (a rename).
+fn inode(file: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).unwrap().ino()
+}
+
+#[tokio::test]
+async fn records_seen_again_unchanged_write_no_snapshot_and_a_change_writes_one_at_the_next_interval(
+) {
+    use crate::ops::{sample, Daemon};
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    state.lock().unwrap().put(2, "Paul", "06 98 76 54 32");
+    let crm = crm(Arc::clone(&state)).await;
+    let snapshots = tempfile::TempDir::new().unwrap();
+    // Every incremental sync brings both records back (modified within
+    // the default 120 s `since_overlap_s`).
+    let gw = Daemon::start(&binary_config(
+        &crm,
+        "dir-writes",
+        &format!(
+            "every_s = 1\nsnapshot_every_s = 2\nmax_age_s = 3600\npages_per_second = 1000\nstate_dir = {:?}",
+            snapshots.path().display().to_string()
+        ),
+    ))
+    .await;
+    let file = snapshots.path().join("directory-dir-writes.snapshot");
+    let backend = "dir-writes";
+    let count = |m: &prometheus_parse::Scrape, name: &str, result: &str| {
+        sample(m, name, &[("backend", backend), ("result", result)])
+    };
+    // Waits (bounded) until `incremental_ok` passed `at_least`; returns
+    // the metrics then.
+    let syncs_past = |at_least: f64| {
+        let gw = &gw;
+        async move {
+            for _ in 0..300 {
+                let m = gw.metrics().await;
+                if count(
+                    &m,
+                    "thirdparty_gateway_directory_syncs_total",
+                    "incremental_ok",
+                ) >= at_least
+                {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("fewer than {at_least} incremental syncs");
+        }
+    };
+    let writes = |m: &prometheus_parse::Scrape| {
+        count(
+            m,
+            "thirdparty_gateway_directory_snapshot_writes_total",
+            "ok",
+        )
+    };
+    gw.wait_log("directory full sync").await;
+    wait_file(&file).await;
+    gw.wait_log("2 record(s) in 1 page(s), 2 number(s) in the index, 0 changed")
+        .await;
+    let m = syncs_past(1.0).await;
+    let (after_full, seen) = (
+        inode(&file),
+        count(
+            &m,
+            "thirdparty_gateway_directory_syncs_total",
+            "incremental_ok",
+        ),
+    );
+    assert_eq!(writes(&m), 1.0, "the full sync's");
+    // Five more syncs of the same records, more than two snapshot periods.
+    let m = syncs_past(seen + 5.0).await;
+    assert_eq!(writes(&m), 1.0, "records seen again are no change");
+    assert_eq!(inode(&file), after_full);
+
+    // One record changes: one write, at the next snapshot period.
+    state
+        .lock()
+        .unwrap()
+        .put(2, "Paul Durand", "06 98 76 54 32");
+    let mut m = gw.metrics().await;
+    for _ in 0..300 {
+        if writes(&m) >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = gw.metrics().await;
+    }
+    assert_eq!(writes(&m), 2.0);
+    assert_ne!(inode(&file), after_full);
+    assert!(String::from_utf8_lossy(&std::fs::read(&file).unwrap()).contains("Paul Durand"));
+    let seen = count(
+        &m,
+        "thirdparty_gateway_directory_syncs_total",
+        "incremental_ok",
+    );
+    let m = syncs_past(seen + 5.0).await;
+    assert_eq!(
+        writes(&m),
+        2.0,
+        "the changed record, seen again, is no change"
+    );
+    assert_eq!(
+        count(
+            &m,
+            "thirdparty_gateway_directory_snapshot_writes_total",
+            "failed"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_write_that_hangs_at_a_stop_is_abandoned_and_the_previous_one_stays() {
+    use crate::ops::Daemon;
+    let state = Arc::new(Mutex::new(State::default()));
+    state.lock().unwrap().put(1, "Jeanne", "06 12 34 56 78");
+    let crm = crm(Arc::clone(&state)).await;
+    let snapshots = tempfile::TempDir::new().unwrap();
+    let text = binary_config(
+        &crm,
+        "dir-hung",
+        &format!(
+            "every_s = 1\nmax_age_s = 3600\npages_per_second = 1000\nstate_dir = {:?}",
+            snapshots.path().display().to_string()
+        ),
+    );
+    let mut gw = Daemon::start(&text).await;
+    let file = snapshots.path().join("directory-dir-hung.snapshot");
+    gw.wait_log("directory snapshot written").await;
+    let before = std::fs::read(&file).unwrap();
+    // The next write's temporary file is a FIFO nobody reads: opening it
+    // blocks for ever, as a write to a hung disk would.
+    let tmp = snapshots
+        .path()
+        .join(format!(".directory-dir-hung.snapshot.{}.tmp", gw.pid()));
+    let made = std::process::Command::new("mkfifo").arg(&tmp).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    state
+        .lock()
+        .unwrap()
+        .put(1, "Jeanne Martin", "06 12 34 56 78");
+    gw.wait_log("in the index, 1 changed").await;
+    gw.signal("TERM");
+    // The stop waits 10 s for the write (DIRECTORY_STOP_SAVE), then goes.
+    for _ in 0..600 {
+        if !gw.alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, gw) = gw.wait_exit().await;
+    assert!(status.success(), "{status}");
+    gw.wait_log("directory snapshot not written in time at the stop: abandoned")
+        .await;
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the previous snapshot stays"
+    );
+
+    // The next start removes the abandoned temporary file and reads the
+    // previous snapshot; the next sync brings the change.
+    let gw = Daemon::start(&text).await;
+    gw.wait_log("directory read from its snapshot").await;
+    gw.wait_log("in the index, 1 changed").await;
+    assert!(!tmp.exists());
+    let reply = gw.post(&call("0612345678")).await;
+    assert_eq!(reply.json()["title"], json!("Jeanne Martin"));
 }

@@ -31,6 +31,7 @@ mod ops;
 mod otlp;
 mod package;
 mod pages;
+mod park;
 mod phone_matrix;
 mod phone_variants;
 mod recipe_cloud;
