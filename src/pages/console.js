@@ -89,8 +89,6 @@
     row.dataset.outcome = call.outcome;
     row.dataset.reason = call.reason || "";
     row.dataset.route = call.route || "";
-    // How long after its reply the page showed the call.
-    row.dataset.lagMs = String(Math.max(0, Math.round(Date.now() - call.at_ms - call.latency_ms)));
     const open = document.createElement("button");
     open.type = "button";
     open.className = "time";
