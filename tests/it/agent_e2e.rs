@@ -74,11 +74,6 @@ async fn start_demo_on(gateway: TcpListener, pages: TcpListener, allow_origins: 
 }
 
 impl Browser {
-    async fn enter_tab(&self) {
-        let tab = self.client.find(Locator::Id("tab")).await.unwrap();
-        tab.enter_frame().await.unwrap();
-    }
-
     async fn set_payload(&self, payload: &str) {
         // The textarea is the agent's to edit: replace it as a user would.
         let area = self.client.find(Locator::Id("payload")).await.unwrap();
@@ -174,7 +169,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     b.assert_layout_holds("with the CRM card open").await;
 
     // The card's own Close button posts closeThirdParty to the agent page.
-    b.enter_tab().await;
+    b.wait_in_frame("tab", "#name").await;
     assert_eq!(b.text("name").await, "ACME Trucks");
     b.click("close").await;
     b.client.enter_parent_frame().await.unwrap();
@@ -197,8 +192,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     );
     // The long wrapper link is in the reply and the events: both wrap.
     b.assert_layout_holds("after the wrapper call").await;
-    b.enter_tab().await;
-    b.wait_for("#refused a#open").await;
+    b.wait_in_frame("tab", "#refused a#open").await;
     b.click("done").await;
     b.client.enter_parent_frame().await.unwrap();
     b.wait_for("body[data-tab='closed']").await;
@@ -303,8 +297,7 @@ async fn readme_picture_is_refreshed_on_demand() {
     b.click("established").await;
     b.wait_for("body[data-tab='open']").await;
     // The card has loaded in its frame before the picture is taken.
-    b.enter_tab().await;
-    b.wait_for("#close").await;
+    b.wait_in_frame("tab", "#close").await;
     b.client.enter_parent_frame().await.unwrap();
     let png = b.client.screenshot().await.unwrap();
     let (width, height) = png_size(&png);

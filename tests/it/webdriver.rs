@@ -5,6 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -134,6 +135,44 @@ impl Browser {
         }
     }
 
+    /// Enters the frame `#frame` and waits for `css` in it. A frame whose
+    /// page was just set is still navigating, and chromedriver refuses a
+    /// command in a frame that navigated away under it ("target frame
+    /// detached", "no such frame"): the switch is tried again from the
+    /// top, a bounded number of times within [`WAIT`]; any other error, or
+    /// `css` never shown, fails.
+    pub(crate) async fn wait_in_frame(&self, frame: &str, css: &str) {
+        let until = tokio::time::Instant::now() + WAIT;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_in_frame(frame, css).await {
+                Ok(()) => return,
+                Err(e) if frame_gone(&e) && tries < 50 && tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    let source = self.client.source().await.unwrap_or_default();
+                    panic!("{css} never appeared in #{frame} ({e}, try {tries}):\n{source}");
+                }
+            }
+        }
+    }
+
+    async fn try_in_frame(&self, frame: &str, css: &str) -> Result<(), CmdError> {
+        // Switching to the window is switching to its top-level page,
+        // wherever the last command left off.
+        let window = self.client.window().await?;
+        self.client.switch_to_window(window).await?;
+        self.client.find(Locator::Id(frame)).await?.enter_frame().await?;
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn attr(&self, id: &str, name: &str) -> Option<String> {
         let element = self.client.find(Locator::Id(id)).await.unwrap();
         element.attr(name).await.unwrap()
@@ -148,4 +187,11 @@ impl Browser {
             .await
             .unwrap()
     }
+}
+
+/// Whether chromedriver refused a command because the frame it ran in went
+/// away (it navigated, or was replaced).
+fn frame_gone(e: &CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("frame detached") || text.contains("no such frame")
 }
