@@ -74,7 +74,10 @@ async fn console_page_shows_each_call_as_it_is_answered_with_reason_masked_calle
             )
             .await
             .unwrap();
-        assert_eq!(seen["reloaded"], false, "{queue}: the page reloaded: {seen}");
+        assert_eq!(
+            seen["reloaded"], false,
+            "{queue}: the page reloaded: {seen}"
+        );
         assert_eq!(
             (
                 &seen["outcome"],

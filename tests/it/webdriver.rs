@@ -164,7 +164,11 @@ impl Browser {
         // wherever the last command left off.
         let window = self.client.window().await?;
         self.client.switch_to_window(window).await?;
-        self.client.find(Locator::Id(frame)).await?.enter_frame().await?;
+        self.client
+            .find(Locator::Id(frame))
+            .await?
+            .enter_frame()
+            .await?;
         self.client
             .wait()
             .at_most(WAIT)
