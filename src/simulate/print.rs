@@ -187,51 +187,5 @@ backend {:?} candidates: {} record(s) compared, {caller}",
 /// A backend request as `simulate` shows it (the caller redacts it).
 pub(super) fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
     let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    let _ = writeln!(out, "  {} {}", req.method, req.shown_url());
-    // A url shown by its origin only (it reads a secret) keeps its query
-    // hidden too.
-    if let (false, Some(query)) = (req.url_hidden, req.url.query()) {
-        show_decoded(out, "query string", query.as_bytes());
-    }
-    shown::headers(out, &req.headers);
-    shown::body(out, &req.body, SHOW_BODY_BYTES);
-    let form = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            v.as_bytes()
-                .starts_with(b"application/x-www-form-urlencoded")
-        });
-    if form && !req.body.is_empty() {
-        let _ = writeln!(out);
-        show_decoded(out, "form body", &req.body);
-    }
-}
-
-/// A query string or form body, decoded: one `name = value` a line, as
-/// the CRM reads them (`%2C` is `,`, `+` a space).
-fn show_decoded(out: &mut String, what: &str, encoded: &[u8]) {
-    let _ = writeln!(out, "  {what}, decoded:");
-    for (name, value) in url::form_urlencoded::parse(encoded) {
-        let _ = writeln!(
-            out,
-            "    {} = {}",
-            printable(&name),
-            printable(&value).replace('\n', "\n      ")
-        );
-    }
-}
-
-/// `text` with control characters other than newlines and tabs escaped,
-/// so a decoded value cannot move the cursor or colour the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    shown::request(out, req, SHOW_BODY_BYTES);
 }
