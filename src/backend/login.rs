@@ -821,6 +821,7 @@ mod tests {
                     accept: http::HeaderValue::from_static("application/json"),
                     confidential: false,
                     follows_redirects: false,
+                    shown_headers: Default::default(),
                 },
                 format: ReplyFormat::Json,
                 extract: StepExtract::Json(Vec::new()),
