@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::accept;
 use crate::answer::{answer, Call, Observer, Quiet};
 use crate::backend::Failure;
-use crate::console::{Ending, Recorder};
+use crate::console::{Cancelled, Ending, Recorder};
 use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
@@ -89,13 +89,14 @@ async fn handle_request(
     let origin = req.headers().get(ORIGIN).cloned();
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
     let (method, path) = (method.as_str(), path.as_str());
-    let unanswered = Unanswered {
+    let mut unanswered = Unanswered {
         gateway,
         id,
         method,
         path,
         origin: origin_log,
         start,
+        record: None,
     };
     // Boxed, and only for GETs: the wrapper page's future (its framing
     // check) is large and rarely needed.
@@ -112,12 +113,16 @@ async fn handle_request(
     let wants_html = matches!(*req.method(), Method::GET | Method::HEAD)
         && accept::prefers_html(req.headers().get(ACCEPT));
     // A call's steps, when the ops console records calls: filled by the
-    // call, kept with its outcome after the log line.
-    let mut record: Option<Recorder> = None;
+    // call, kept with its outcome after the log line, or by the guard
+    // when the call is dropped before.
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
-        _ => dispatch(req, gateway, &origin_check, (start, id), &mut record).await,
+        _ => {
+            let record = &mut unanswered.record;
+            dispatch(req, gateway, &origin_check, (start, id), record).await
+        }
     };
+    let mut record = unanswered.record.take();
     std::mem::forget(unanswered);
     let (id_text, elapsed) = (id.text(), start.elapsed());
     let (id_log, latency) = (id_text.as_str(), Short::millis(elapsed));
@@ -159,8 +164,7 @@ async fn handle_request(
                     );
                     if let (Some(console), Some(record)) = (&gateway.console, record.take()) {
                         let ending = Ending {
-                            id,
-                            route: route.map(|r| &*r.name),
+                            cancelled: None,
                             wrapped: opened && route.is_some_and(|r| r.wrap),
                             reply,
                             backend,
@@ -227,8 +231,9 @@ async fn handle_request(
 /// connection closed, an HTTP/2 stream reset), and a stop drops what
 /// `server.shutdown_grace` left running. Without it such a request would
 /// leave no trace, while the agent's tab may be waiting on exactly it.
-/// Forgotten once the request has its reply; holds only borrows, so
-/// forgetting it leaks nothing.
+/// The console keeps such a call too, with why it was dropped. Forgotten
+/// once the request has its reply; by then it holds only borrows (its
+/// recorder taken out first), so forgetting it leaks nothing.
 struct Unanswered<'a> {
     gateway: &'a Gateway,
     id: RequestId,
@@ -236,14 +241,32 @@ struct Unanswered<'a> {
     path: &'a str,
     origin: &'a str,
     start: Instant,
+    /// The call's recorder, while the call is being answered.
+    record: Option<Recorder>,
 }
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        let (id, latency) = (self.id.text(), Short::millis(self.start.elapsed()));
+        let elapsed = self.start.elapsed();
+        let (id, latency) = (self.id.text(), Short::millis(elapsed));
         let (id, latency_ms) = (id.as_str(), latency.as_str());
         let (method, path, origin) = (self.method, self.path, self.origin);
-        if self.gateway.stop.gave_up() {
+        let gave_up = self.gateway.stop.gave_up();
+        if let (Some(console), Some(record)) = (&self.gateway.console, self.record.take()) {
+            let ending = Ending {
+                cancelled: Some(match gave_up {
+                    true => Cancelled::Shutdown,
+                    false => Cancelled::Client,
+                }),
+                reply: Reply::None,
+                wrapped: false,
+                backend: None,
+                failure: None,
+                latency: elapsed,
+            };
+            console.record(record, ending);
+        }
+        if gave_up {
             self.gateway.metrics.cancelled("shutdown");
             tracing::warn!(
                 id,
@@ -349,10 +372,15 @@ async fn call<'g>(
         let caller = ctx.get_attr("caller").ok();
         console.recorder(
             start,
+            id,
             caller.as_ref().and_then(|c| c.as_str()).unwrap_or(""),
         )
     });
-    let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
+    let chosen = config.router.select(routes, &ctx, id);
+    if let (Some(record), Some(route)) = (record.as_mut(), chosen) {
+        record.route(&route.name, &route.explain);
+    }
+    let (reply, route, backend, failure) = match chosen {
         None => (
             Reply::None,
             None,

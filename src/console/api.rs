@@ -309,12 +309,7 @@ pub fn calls(console: &Console, last: u64, calls: &[Arc<Call>], secrets: &[Strin
 pub fn call(console: &Console, call: &Call, served: &Served<'_>) -> Value {
     let secrets = served.secrets();
     let mut value = summary(console, call, &secrets);
-    let trace = trace::render(
-        call,
-        Some(served.router),
-        &secrets,
-        console.settings().show_caller,
-    );
+    let trace = trace::render(call, &secrets, console.settings().show_caller);
     if let Value::Object(map) = &mut value {
         map.insert("trace".into(), trace.into());
     }
@@ -361,9 +356,19 @@ fn summary(console: &Console, call: &Call, secrets: &[String]) -> Value {
         "at_ms": console.unix_ms(call.at),
         "id": call.id.text().as_str(),
         "route": call.route(),
-        "outcome": if none.is_some() { "none" } else { "open" },
-        "reason": call.reason.map(NoneReason::as_str),
-        "detail": shown(call.detail()),
+        "outcome": match (call.cancelled, none) {
+            (Some(_), _) => "cancelled",
+            (None, Some(_)) => "none",
+            (None, None) => "open",
+        },
+        "reason": match call.cancelled {
+            Some(cancelled) => Some(cancelled.as_str()),
+            None => call.reason.map(NoneReason::as_str),
+        },
+        "detail": match call.cancelled {
+            Some(cancelled) => cancelled.detail().to_owned(),
+            None => shown(call.detail()),
+        },
         "backend": call.backend(),
         "tried": tried,
         "latency_ms": ms(Some(call.latency)),

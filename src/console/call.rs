@@ -8,8 +8,10 @@
 //! compiled). What is stored is what the gateway saw; secrets are redacted
 //! as the steps are taken, the caller is masked when the call is shown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::record::{MAX_BACKENDS, MAX_STEPS};
@@ -20,6 +22,7 @@ use crate::constants::{
 use crate::contract::Event;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
+use crate::route::Explain;
 
 /// Room a call's texts may keep beyond their length (the string is sized
 /// once for a common call, not to the byte).
@@ -32,6 +35,7 @@ pub const SLACK: usize = 512;
 const WORST: usize = std::mem::size_of::<Call>()
     + 2 * std::mem::size_of::<usize>()
     + MAX_STEPS * std::mem::size_of::<Step>()
+    + MAX_BACKENDS * std::mem::size_of::<Arc<str>>()
     + CONSOLE_TRACE_BYTES
     + 3 * CONSOLE_TEXT_BYTES
     + 3 * CONSOLE_NAME_BYTES
@@ -153,6 +157,10 @@ pub struct Call {
     pub texts: Texts,
     /// The route that answered; `None` when none matched.
     pub route: Option<Text>,
+    /// Why that route was chosen, from the config the call ran under.
+    pub explain: Option<Explain>,
+    /// Whether the call was dropped before its reply, and why.
+    pub cancelled: Option<Cancelled>,
     /// Why it got `none`, or when it opened, why the backend before the
     /// one (or the screen-pop) that opened failed.
     pub reason: Option<NoneReason>,
@@ -171,12 +179,52 @@ pub struct Call {
     /// The names of the backends the steps name, in the order they were
     /// first seen.
     pub backends: [Text; MAX_BACKENDS],
-    /// What happened, in order.
-    pub steps: Vec<Step>,
+    /// What happened, in order; a call's first steps are kept in it.
+    pub steps: Steps,
+    /// Texts shared with the config the call ran under (a backend's header
+    /// lines), which the steps point to: each is the config's, not the
+    /// call's, and counted once per backend.
+    pub shared: SmallVec<[Arc<str>; 1]>,
     /// Whether later steps were left out to keep the trace in its bound.
     pub truncated: bool,
     /// [`Call::heap_bytes`], counted once when it is recorded.
     pub bytes: usize,
+}
+
+/// Steps a call holds without allocating: a call to one backend has three
+/// (request, reply, end), four with a login.
+pub const INLINE_STEPS: usize = 4;
+
+/// A call's steps.
+pub type Steps = SmallVec<[Step; INLINE_STEPS]>;
+
+/// Why a call was dropped before its reply, as its log line and
+/// `thirdparty_gateway_cancelled_total` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The agent's browser went away (an HTTP/1 connection closed, an
+    /// HTTP/2 stream reset): 499.
+    Client,
+    /// A stop dropped it when `server.shutdown_grace` ran out.
+    Shutdown,
+}
+
+impl Cancelled {
+    /// Its name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancelled::Client => "client",
+            Cancelled::Shutdown => "shutdown",
+        }
+    }
+
+    /// What happened, as the log line says it.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Cancelled::Client => "the client closed the request before its reply (499)",
+            Cancelled::Shutdown => "dropped unanswered: server.shutdown_grace ran out",
+        }
+    }
 }
 
 /// The `open` reply a call got.
@@ -247,6 +295,26 @@ pub enum Step {
         /// Method and url, headers, body: a line each.
         text: Text,
     },
+    /// A request about to be sent that held no value to hide, kept in
+    /// parts (its headers shared with every request of its backend) and
+    /// written as `simulate` writes it when its trace is shown.
+    Sent {
+        /// To which backend.
+        backend: u8,
+        /// When it was built.
+        at: Micros,
+        /// Its method.
+        method: Text,
+        /// Its url.
+        url: Text,
+        /// Its header lines: which of [`Call::shared`].
+        headers: u8,
+        /// Its whole body (at most
+        /// [`CONSOLE_BODY_BYTES`](crate::constants::CONSOLE_BODY_BYTES)).
+        body: Text,
+        /// Whether the body is a form.
+        form: bool,
+    },
     /// A reply, summarized (its body is not kept).
     Reply {
         /// From which backend.
@@ -288,6 +356,7 @@ impl Step {
             Step::Directory { backend, .. }
             | Step::Login { backend, .. }
             | Step::Request { backend, .. }
+            | Step::Sent { backend, .. }
             | Step::Reply { backend, .. }
             | Step::Candidates { backend, .. }
             | Step::Attempt { backend, .. } => *backend,
@@ -296,12 +365,46 @@ impl Step {
 }
 
 impl Call {
+    /// A call from `caller` (in `texts`) that arrived at `at`, with no
+    /// step yet; what it got is set when it is kept.
+    pub fn new(at: Instant, id: RequestId, texts: Texts, caller: Text) -> Self {
+        Self {
+            seq: 0,
+            at,
+            id,
+            texts,
+            route: None,
+            explain: None,
+            cancelled: None,
+            reason: None,
+            detail: Text::default(),
+            backend: None,
+            latency: Duration::ZERO,
+            caller,
+            opened: None,
+            backends: [Text::default(); MAX_BACKENDS],
+            steps: Steps::new(),
+            shared: SmallVec::new(),
+            truncated: false,
+            bytes: 0,
+        }
+    }
+
     /// The memory it holds: itself (in its `Arc`) and everything it owns.
     pub fn heap_bytes(&self) -> usize {
+        let steps = match self.steps.spilled() {
+            true => self.steps.capacity() * std::mem::size_of::<Step>(),
+            false => 0,
+        };
+        let shared = match self.shared.spilled() {
+            true => self.shared.capacity() * std::mem::size_of::<Arc<str>>(),
+            false => 0,
+        };
         std::mem::size_of::<Self>()
             + 2 * std::mem::size_of::<usize>()
             + self.texts.capacity()
-            + self.steps.capacity() * std::mem::size_of::<Step>()
+            + steps
+            + shared
     }
 
     /// The text of a piece of it.
@@ -334,6 +437,23 @@ impl Call {
         match self.opened {
             Some(_) => None,
             None => Some(self.reason.unwrap_or(NoneReason::Declined)),
+        }
+    }
+
+    /// A shared text of its steps.
+    pub fn shared(&self, index: u8) -> &str {
+        self.shared.get(usize::from(index)).map_or("", |s| s)
+    }
+
+    /// A request step's method and url.
+    pub fn request_line(&self, step: &Step) -> Option<(&str, &str)> {
+        match step {
+            Step::Request { text, .. } => {
+                let first = self.text(*text).lines().next().unwrap_or("").trim();
+                Some(first.split_once(' ').unwrap_or((first, "")))
+            }
+            Step::Sent { method, url, .. } => Some((self.text(*method), self.text(*url))),
+            _ => None,
         }
     }
 

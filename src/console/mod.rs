@@ -39,7 +39,8 @@ use crate::backend::Failure;
 use crate::constants::{CONSOLE_MAX_WAITERS, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES};
 use crate::contract::Reply;
 use crate::request_id::RequestId;
-use call::{Call, Opened, Step, Text, Texts};
+pub use call::Cancelled;
+use call::{Call, Opened, Step, Text};
 pub use record::Recorder;
 use ring::Ring;
 use stats::Stats;
@@ -97,11 +98,10 @@ pub struct State {
 
 /// How a recorded call ended, from the handler.
 #[derive(Debug)]
-pub struct Ending<'a> {
-    /// Its request id.
-    pub id: RequestId,
-    /// The name of the route that answered, if one matched.
-    pub route: Option<&'a str>,
+pub struct Ending {
+    /// Whether it was dropped before its reply, and why (the reply is
+    /// then `none`, never sent).
+    pub cancelled: Option<Cancelled>,
     /// What the agent got.
     pub reply: Reply,
     /// Whether an `open` reply is the completion wrapper's link.
@@ -140,10 +140,12 @@ impl Console {
         &self.settings
     }
 
-    /// A recorder for a call from `caller` whose request arrived at `start`.
-    pub fn recorder(&self, start: Instant, caller: &str) -> Recorder {
+    /// A recorder for call `id` from `caller`, whose request arrived at
+    /// `start`.
+    pub fn recorder(&self, start: Instant, id: RequestId, caller: &str) -> Recorder {
         Recorder::new(
             start,
+            id,
             caller,
             self.settings.candidates,
             self.settings.show_caller,
@@ -152,18 +154,15 @@ impl Console {
 
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
     /// and in the export queue; wakes the pages waiting for it.
-    pub fn record(&self, recorder: Recorder, ending: Ending<'_>) {
-        let Recorder {
-            start,
-            mut texts,
-            caller,
-            backends,
-            steps,
-            truncated,
-            ..
-        } = recorder;
-        let name = |texts: &mut Texts, name: &str| {
-            // A backend the steps name is written once.
+    pub fn record(&self, recorder: Recorder, ending: Ending) {
+        let mut kept = recorder.call;
+        let Some(call) = Arc::get_mut(&mut kept) else {
+            return;
+        };
+        let texts = &mut call.texts;
+        let backends = &call.backends;
+        // A backend the steps name is written once.
+        call.backend = ending.backend.as_deref().map(|name| {
             match backends
                 .iter()
                 .find(|b| !b.is_empty() && texts.get(**b) == name)
@@ -171,13 +170,11 @@ impl Console {
                 Some(b) => *b,
                 None => texts.add(name, CONSOLE_NAME_BYTES),
             }
-        };
-        let route = ending.route.map(|r| texts.add(r, CONSOLE_NAME_BYTES));
-        let backend = ending.backend.as_deref().map(|b| name(&mut texts, b));
-        let detail = ending.failure.as_ref().map_or(Text::default(), |f| {
+        });
+        call.detail = ending.failure.as_ref().map_or(Text::default(), |f| {
             texts.add(&f.detail, CONSOLE_TEXT_BYTES)
         });
-        let opened = match &ending.reply {
+        call.opened = match &ending.reply {
             Reply::Open(open) => Some(Opened {
                 event: open.event(),
                 url: (!ending.wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
@@ -187,30 +184,19 @@ impl Console {
             Reply::None => None,
         };
         texts.trim();
-        let mut call = Call {
-            seq: 0,
-            at: start,
-            id: ending.id,
-            texts,
-            route,
-            reason: ending.failure.as_ref().map(|f| f.reason),
-            detail,
-            backend,
-            latency: ending.latency,
-            caller,
-            opened,
-            backends,
-            steps,
-            truncated,
-            bytes: 0,
-        };
+        call.cancelled = ending.cancelled;
+        call.reason = ending.failure.as_ref().map(|f| f.reason);
+        call.latency = ending.latency;
         call.bytes = call.heap_bytes();
+        let start = call.at;
         let tick = self.tick(start + ending.latency);
-        let (dropped, kept) = {
+        let (dropped, exported) = {
             let mut state = self.lock();
-            call.seq = state.ring.next_seq();
             let State { ring, stats } = &mut *state;
-            stats.call(tick, ending.route, call.none(), call.latency);
+            call.seq = ring.next_seq();
+            if call.cancelled.is_none() {
+                stats.call(tick, call.route(), call.none(), call.latency);
+            }
             for step in &call.steps {
                 if let Step::Attempt {
                     backend,
@@ -224,11 +210,10 @@ impl Console {
                     stats.attempt(tick, call.backend_name(*backend), failed, took.get(), at);
                 }
             }
-            let dropped = ring.push(call);
-            let kept = self.export.as_ref().and_then(|_| ring.get(ring.last()));
-            (dropped, kept)
+            let exported = self.export.as_ref().map(|_| Arc::clone(&kept));
+            (ring.push(kept), exported)
         };
-        if let (Some(export), Some(call)) = (&self.export, kept) {
+        if let (Some(export), Some(call)) = (&self.export, exported) {
             export.send(call, self.wall(start));
         }
         if self.waiting.load(Ordering::SeqCst) > 0 {

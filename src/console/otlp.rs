@@ -346,12 +346,11 @@ fn spans(
                 (attempt_start, when.get()),
                 None,
             )),
-            Step::Request { at: when, text, .. } => {
+            Step::Request { at: when, .. } | Step::Sent { at: when, .. } => {
                 if let Some(sent) = request.take() {
                     list.push(backend_span(sent, when.get(), None));
                 }
-                let first = call.text(*text).lines().next().unwrap_or("").trim();
-                let (method, url) = first.split_once(' ').unwrap_or((first, ""));
+                let (method, url) = call.request_line(step).unwrap_or(("", ""));
                 request = Some(Pending {
                     name: name.to_owned(),
                     from: when.get(),

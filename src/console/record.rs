@@ -1,23 +1,30 @@
 //! The handler's observer when the console is on: it keeps each step of a
 //! call as [`Step`]s while the call is answered. It runs on the request
 //! path, so it copies and does not format: every text goes into the call's
-//! one string (a request written there as `simulate` writes it, secrets
-//! redacted), a reply is kept as its status and size, a cached session as
-//! its age.
+//! one string, a reply is kept as its status and size, a cached session as
+//! its age. A request is kept in parts (method, url, body; its backend's
+//! header lines shared, not copied) and written when its trace is shown;
+//! one that holds a value to hide (a secret, a session, the agent's token)
+//! is written at once as `simulate` writes it, with those values redacted,
+//! so no such value is kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{Micros, Step, Text, Texts};
+use super::call::{Call, Micros, Step, Text, Texts};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
+use crate::backend::request::RequestSpec;
 use crate::backend::{shown, Backend, BackendRequest, Failure, RawReply};
 use crate::constants::{
     CONSOLE_BODY_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
 };
+use crate::request_id::RequestId;
+use crate::route::Explain;
 
 /// Steps a trace keeps at most (a route of several backends, each with a
 /// login and a retry, stays under it). A power of two, so the list's
@@ -31,27 +38,29 @@ pub const MAX_BACKENDS: usize = 8;
 /// backend with a short request needs no more.
 const FIRST_CAPACITY: usize = 512;
 
-/// One call's steps, gathered while it is answered.
+/// One call's steps, gathered while it is answered, straight into the
+/// call the ring will keep: it is allocated once when the call arrives and
+/// handed to the ring by its pointer at the end.
 #[derive(Debug)]
 pub struct Recorder {
-    /// When the request arrived: steps are timed from it.
-    pub(super) start: Instant,
-    /// Every text of the call.
-    pub(super) texts: Texts,
-    /// The caller as sent, cut.
-    pub(super) caller: Text,
+    /// The call being recorded; no one else holds it until it is kept.
+    pub(super) call: Arc<Call>,
+    progress: Progress,
+}
+
+/// What the recorder knows that the kept call does not.
+#[derive(Debug)]
+struct Progress {
     /// The agent's token, when the route forwards it: hidden in requests.
     token: Option<String>,
     /// Whether to gather the candidates a reply offered.
     candidates: bool,
     /// Whether stored numbers may be shown as they are.
     show_numbers: bool,
-    pub(super) backends: [Text; MAX_BACKENDS],
+    /// Backends named so far.
     named: usize,
-    pub(super) steps: Vec<Step>,
     /// The trace's bytes so far (steps' texts and backends' names).
     trace: usize,
-    pub(super) truncated: bool,
     /// The last request's url, when shown whole: a reply from elsewhere
     /// (a redirect) names where it came from.
     last_url: Option<Text>,
@@ -63,58 +72,77 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for a call from `caller` that arrived at `start`.
-    pub(super) fn new(start: Instant, caller: &str, candidates: bool, show_numbers: bool) -> Self {
+    pub(super) fn new(
+        start: Instant,
+        id: RequestId,
+        caller: &str,
+        candidates: bool,
+        show_numbers: bool,
+    ) -> Self {
         let mut texts = Texts::with_capacity(FIRST_CAPACITY);
         let caller = texts.add(caller, CONSOLE_NAME_BYTES);
         Self {
-            start,
-            texts,
-            caller,
-            token: None,
-            candidates,
-            show_numbers,
-            backends: [Text::default(); MAX_BACKENDS],
-            named: 0,
-            steps: Vec::new(),
-            trace: 0,
-            truncated: false,
-            last_url: None,
-            last_backend: None,
+            call: Arc::new(Call::new(start, id, texts, caller)),
+            progress: Progress {
+                token: None,
+                candidates,
+                show_numbers,
+                named: 0,
+                trace: 0,
+                last_url: None,
+                last_backend: None,
+            },
         }
     }
 
     /// The route forwards the agent's token to its backends: it is hidden
     /// wherever a request shows it.
     pub fn forwards_token(&mut self, token: Option<&str>) {
-        self.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
+        self.progress.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
     }
 
+    /// The route chosen for the call: its name, and why it was chosen.
+    pub fn route(&mut self, name: &str, explain: &Explain) {
+        if let Some((call, _)) = self.parts() {
+            call.route = Some(call.texts.add(name, CONSOLE_NAME_BYTES));
+            call.explain = Some(explain.clone());
+        }
+    }
+
+    /// The call, while only the recorder holds it (always, until it is
+    /// kept; `None` would only drop a step).
+    fn parts(&mut self) -> Option<(&mut Call, &mut Progress)> {
+        Some((Arc::get_mut(&mut self.call)?, &mut self.progress))
+    }
+}
+
+impl Progress {
     /// The index of a backend (its name counted in the trace's bytes);
     /// past the bounds, one that names no backend.
-    fn backend_of(&mut self, backend: &Backend) -> u8 {
+    fn backend_of(&mut self, call: &mut Call, backend: &Backend) -> u8 {
         let address = std::ptr::from_ref(backend) as usize;
         if let Some((last, index)) = self.last_backend {
             if last == address {
                 return index;
             }
         }
-        let index = self.backend(&backend.name);
+        let index = self.backend(call, &backend.name);
         self.last_backend = Some((address, index));
         index
     }
 
     /// The index of a backend's name (counted in the trace's bytes);
     /// past the bounds, one that names no backend.
-    pub(super) fn backend(&mut self, name: &str) -> u8 {
-        let known = self.backends[..self.named]
+    fn backend(&mut self, call: &mut Call, name: &str) -> u8 {
+        let known = call.backends[..self.named]
             .iter()
-            .position(|b| self.texts.get(*b) == name);
+            .position(|b| call.texts.get(*b) == name);
         let i = match known {
             Some(i) => i,
             None if self.named < MAX_BACKENDS && self.room(CONSOLE_NAME_BYTES) > 0 => {
-                let text = self.texts.add(name, self.room(CONSOLE_NAME_BYTES));
-                self.trace += self.texts.get(text).len();
-                self.backends[self.named] = text;
+                let text = call.texts.add(name, self.room(CONSOLE_NAME_BYTES));
+                self.trace += call.texts.get(text).len();
+                call.backends[self.named] = text;
                 self.named += 1;
                 self.named - 1
             }
@@ -130,89 +158,161 @@ impl Recorder {
 
     /// Adds a text of the trace, cut to `max` and to what is left (a
     /// text cut for lack of room marks the trace cut).
-    fn text(&mut self, text: &str, max: usize) -> Text {
+    fn text(&mut self, call: &mut Call, text: &str, max: usize) -> Text {
         let room = self.room(max);
         if text.len() > room && room < max {
-            self.truncated = true;
+            call.truncated = true;
         }
-        let text = self.texts.add(text, room);
-        self.trace += self.texts.get(text).len();
+        let text = call.texts.add(text, room);
+        self.trace += call.texts.get(text).len();
         text
     }
+}
 
-    fn push(&mut self, step: Step) {
-        if self.steps.len() >= MAX_STEPS {
-            self.truncated = true;
-            return;
+impl Progress {
+    /// A request that holds no value to hide, kept in parts to be written
+    /// when its trace is shown: its method, url and body copied (the body
+    /// when whole, UTF-8 and short), its header lines shared with every
+    /// request of its backend (none templated). `None` when it cannot be:
+    /// it is written at once.
+    fn keep(
+        &mut self,
+        call: &mut Call,
+        (backend, spec): (u8, &RequestSpec),
+        request: &BackendRequest,
+        at: Micros,
+        room: usize,
+    ) -> Option<Step> {
+        let headers = spec.shown_headers()?;
+        let body = Some(&request.body[..])
+            .filter(|b| b.len() <= CONSOLE_BODY_BYTES)
+            .and_then(|b| std::str::from_utf8(b).ok())?;
+        let (method, url) = (request.method.as_str(), request.url.as_str());
+        let size = method.len() + url.len() + headers.len() + body.len();
+        if size > room {
+            return None;
         }
-        self.steps.push(step);
+        let shared = match call.shared.iter().position(|h| Arc::ptr_eq(h, headers)) {
+            Some(i) => i,
+            None if call.shared.len() < MAX_BACKENDS => {
+                call.shared.push(Arc::clone(headers));
+                call.shared.len() - 1
+            }
+            None => return None,
+        };
+        let method = call.texts.add(method, room);
+        let url = call.texts.add(url, room);
+        let body = call.texts.add(body, room);
+        self.trace += size;
+        self.last_url = Some(url);
+        Some(Step::Sent {
+            backend,
+            at,
+            method,
+            url,
+            headers: u8::try_from(shared).unwrap_or(u8::MAX),
+            body,
+            form: spec
+                .body
+                .content_type()
+                .is_some_and(|t| shown::is_form(t.as_bytes())),
+        })
     }
+}
 
-    fn now(&self) -> Micros {
-        Micros::of(self.start.elapsed())
+/// Adds a step, or marks the trace cut when it has all it may keep.
+fn push(call: &mut Call, step: Step) {
+    if call.steps.len() >= MAX_STEPS {
+        call.truncated = true;
+        return;
     }
+    call.steps.push(step);
+}
+
+/// Time since the call arrived.
+fn now(call: &Call) -> Micros {
+    Micros::of(call.at.elapsed())
 }
 
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest) {
-        let at = self.now();
-        let backend = self.backend_of(backend);
-        let room = self.room(CONSOLE_TRACE_BYTES / 2);
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
+        let spec = &backend.request;
+        let backend = p.backend_of(call, backend);
+        let room = p.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
-            self.truncated = true;
+            call.truncated = true;
             return;
         }
-        let mut text = self
+        let token = p.token.clone().filter(|_| request.carries_token);
+        let hides = request.hidden.iter().any(|v| v.len() >= 4) || token.is_some();
+        p.last_url = None;
+        if !hides && !request.url_hidden {
+            if let Some(step) = p.keep(call, (backend, spec), request, at, room) {
+                push(call, step);
+                return;
+            }
+        }
+        let mut text = call
             .texts
             .write(room, |out| shown::request(out, request, CONSOLE_BODY_BYTES));
-        let mut secrets: Vec<String> = Vec::new();
-        secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
-        if request.carries_token {
-            secrets.extend(self.token.iter().cloned());
-        }
-        self.last_url = None;
-        if secrets.is_empty() {
+        if !hides {
             if !request.url_hidden {
                 // "  METHOD url\n": where the url is, to compare the
                 // reply's with.
                 let url = request.url.as_str();
-                self.last_url = text
+                p.last_url = text
                     .part(3 + request.method.as_str().len(), url.len())
-                    .filter(|part| self.texts.get(*part) == url);
+                    .filter(|part| call.texts.get(*part) == url);
             }
         } else {
-            let hidden = crate::backend::request::redacted(self.texts.get(text), &secrets);
-            text = self.texts.replace_last(text, &hidden, room);
+            let mut secrets: Vec<String> = Vec::new();
+            secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
+            secrets.extend(token);
+            let hidden = crate::backend::request::redacted(call.texts.get(text), &secrets);
+            text = call.texts.replace_last(text, &hidden, room);
         }
-        self.trace += self.texts.get(text).len();
-        self.push(Step::Request { backend, at, text });
+        p.trace += call.texts.get(text).len();
+        push(call, Step::Request { backend, at, text });
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let at = self.now();
-        let backend = self.backend_of(backend);
-        let sent = self
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
+        let backend = p.backend_of(call, backend);
+        let sent = p
             .last_url
-            .map(|url| self.texts.get(url) == reply.url.as_str());
+            .map(|url| call.texts.get(url) == reply.url.as_str());
         // A reply from another url (a redirect) says where, without its
         // query; not when the request's url held a secret (`None`).
         let url = (sent == Some(false)).then(|| {
             let mut shown = reply.url.clone();
             shown.set_query(None);
             shown.set_fragment(None);
-            self.text(shown.as_str(), CONSOLE_NAME_BYTES)
+            p.text(call, shown.as_str(), CONSOLE_NAME_BYTES)
         });
-        self.push(Step::Reply {
-            backend,
-            at,
-            status: reply.status.as_u16(),
-            bytes: u32::try_from(reply.body.len()).unwrap_or(u32::MAX),
-            url,
-        });
+        push(
+            call,
+            Step::Reply {
+                backend,
+                at,
+                status: reply.status.as_u16(),
+                bytes: u32::try_from(reply.body.len()).unwrap_or(u32::MAX),
+                url,
+            },
+        );
     }
 
     fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
-        let at = self.now();
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
         let mut lines = String::new();
         if source == Source::Fresh {
             for line in &session.trace {
@@ -229,26 +329,31 @@ impl Observer for Recorder {
             .login
             .as_ref()
             .map(|l| l.owner())
-            .filter(|owner| *owner != &*backend.name)
-            .map(str::to_owned);
-        let index = self.backend_of(backend);
-        let shared_from = shared_from.map(|owner| self.text(&owner, CONSOLE_NAME_BYTES));
-        let lines = self.text(&lines, CONSOLE_TRACE_BYTES / 4);
-        self.push(Step::Login {
-            backend: index,
-            at,
-            source,
-            age_s: u32::try_from(session.age().as_secs()).unwrap_or(u32::MAX),
-            shared_from,
-            lines,
-        });
+            .filter(|owner| *owner != &*backend.name);
+        let index = p.backend_of(call, backend);
+        let shared_from = shared_from.map(|owner| p.text(call, owner, CONSOLE_NAME_BYTES));
+        let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
+        push(
+            call,
+            Step::Login {
+                backend: index,
+                at,
+                source,
+                age_s: u32::try_from(session.age().as_secs()).unwrap_or(u32::MAX),
+                shared_from,
+                lines,
+            },
+        );
     }
 
     fn wants_candidates(&self) -> bool {
-        self.candidates
+        self.progress.candidates
     }
 
     fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
         let mut lines = String::new();
         for record in seen {
             let verdict = if record.kept {
@@ -258,7 +363,7 @@ impl Observer for Recorder {
             };
             lines.push_str(&format!("record {}: {verdict}\n", record.index));
             for (field, stored, read) in &record.phones {
-                let (stored, read) = if self.show_numbers {
+                let (stored, read) = if p.show_numbers {
                     (stored.clone(), read.clone())
                 } else {
                     (mask::caller(stored), read.as_deref().map(mask::caller))
@@ -267,26 +372,35 @@ impl Observer for Recorder {
                 lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
             }
         }
-        let backend = self.backend_of(backend);
-        let lines = self.text(&lines, CONSOLE_TRACE_BYTES / 4);
-        self.push(Step::Candidates { backend, lines });
+        let backend = p.backend_of(call, backend);
+        let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
+        push(call, Step::Candidates { backend, lines });
     }
 
     fn directory(&mut self, backend: &Backend, said: &str) {
-        let backend = self.backend_of(backend);
-        let said = self.text(said, CONSOLE_TEXT_BYTES);
-        self.push(Step::Directory { backend, said });
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let backend = p.backend_of(call, backend);
+        let said = p.text(call, said, CONSOLE_TEXT_BYTES);
+        push(call, Step::Directory { backend, said });
     }
 
     fn attempt(&mut self, backend: &Backend, failure: Option<&Failure>, took: Duration) {
-        let at = self.now();
-        let backend = self.backend_of(backend);
-        let failed = failure.map(|f| (f.reason, self.text(&f.detail, CONSOLE_TEXT_BYTES)));
-        self.push(Step::Attempt {
-            backend,
-            at,
-            took: Micros::of(took),
-            failed,
-        });
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
+        let backend = p.backend_of(call, backend);
+        let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
+        push(
+            call,
+            Step::Attempt {
+                backend,
+                at,
+                took: Micros::of(took),
+                failed,
+            },
+        );
     }
 }

@@ -39,7 +39,7 @@ impl Ring {
     /// Adds a call (numbered [`Ring::next_seq`], its `bytes` counted);
     /// returns the call it pushed out, for the caller to drop outside any
     /// lock.
-    pub fn push(&mut self, call: Call) -> Option<Arc<Call>> {
+    pub fn push(&mut self, call: Arc<Call>) -> Option<Arc<Call>> {
         debug_assert_eq!(call.seq, self.next_seq());
         self.last = call.seq;
         let dropped = if self.calls.len() == self.cap {
@@ -51,7 +51,7 @@ impl Ring {
             self.bytes -= old.bytes;
         }
         self.bytes += call.bytes;
-        self.calls.push_back(Arc::new(call));
+        self.calls.push_back(call);
         dropped
     }
 

@@ -2,8 +2,10 @@
 //! which route was chosen and why, each backend's directory answer, login,
 //! request (written as `simulate` writes it, through `backend::shown`) and
 //! reply (summarized: status, size, time), the candidates when gathered,
-//! each attempt's end, and the reply with its reason. Written when a page
-//! asks, not on the request path. The config's secrets are redacted once
+//! each attempt's end, and the reply with its reason (or that the call was
+//! dropped before it). Written when a page asks, not on the request path,
+//! from the call alone: the route's explanation is the one of the config
+//! the call ran under. The config's secrets are redacted once
 //! more, and the caller is masked unless the config lets the console show
 //! it.
 
@@ -14,20 +16,14 @@ use super::call::{Call, Micros, Step};
 use super::mask::Masker;
 use crate::backend::login::Source;
 use crate::backend::request::redacted;
-use crate::constants::CONSOLE_TRACE_BYTES;
-use crate::route::Router;
+use crate::backend::shown::{self, Headers, Parts};
+use crate::constants::{CONSOLE_BODY_BYTES, CONSOLE_TRACE_BYTES};
 
-/// The trace of `call`. `routes` is the generation being served (the
-/// route's condition and the ones before it are read from it), `secrets`
-/// the values to hide wherever they appear.
-pub fn render(
-    call: &Call,
-    routes: Option<&Router>,
-    secrets: &[String],
-    show_caller: bool,
-) -> String {
+/// The trace of `call`; `secrets` are the values to hide wherever they
+/// appear.
+pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
     let mut out = String::with_capacity(1024);
-    explain_route(&mut out, call, routes);
+    explain_route(&mut out, call);
     let mut sent: Option<Micros> = None;
     for step in &call.steps {
         let name = call.backend_name(step.backend());
@@ -64,6 +60,31 @@ pub fn render(
                 sent = Some(*at);
                 let _ = writeln!(out, "\nbackend {name:?} request:");
                 out.push_str(call.text(*text));
+            }
+            Step::Sent {
+                at,
+                method,
+                url,
+                headers,
+                body,
+                form,
+                ..
+            } => {
+                sent = Some(*at);
+                let _ = writeln!(out, "\nbackend {name:?} request:");
+                let url = call.text(*url);
+                let parsed = url::Url::parse(url).ok();
+                let body = call.text(*body).as_bytes();
+                let parts = Parts {
+                    method: call.text(*method),
+                    url,
+                    query: parsed.as_ref().and_then(url::Url::query),
+                    headers: Headers::Written(call.shared(*headers)),
+                    body,
+                    body_len: body.len(),
+                    form: *form,
+                };
+                shown::write(&mut out, &parts, CONSOLE_BODY_BYTES);
             }
             Step::Reply {
                 at,
@@ -129,53 +150,37 @@ pub fn render(
 }
 
 /// The route lines: the routes before the chosen one on its path (their
-/// condition did not hold), then the chosen one and why.
-fn explain_route(out: &mut String, call: &Call, routes: Option<&Router>) {
-    let Some(name) = call.route() else {
-        let _ = writeln!(out, "no route matched");
-        return;
-    };
-    let on_path = routes.and_then(|router| {
-        router.paths().find_map(|path| {
-            let routes = router.routes_on(path)?;
-            let i = routes.iter().position(|r| &*r.name == name)?;
-            Some(&routes[..=i])
-        })
-    });
-    let Some((chosen, before)) = on_path.and_then(<[_]>::split_last) else {
-        let _ = writeln!(
-            out,
-            "route {name:?}: chosen (it is no longer in the config: its condition is not shown)"
-        );
-        return;
-    };
-    for route in before {
-        match &route.when_source {
-            Some(src) => {
-                let _ = writeln!(
-                    out,
-                    "route {:?}: when `{src}` did not hold: skipped",
-                    route.name
-                );
+/// condition did not hold), then the chosen one and why, from the config
+/// the call ran under.
+fn explain_route(out: &mut String, call: &Call) {
+    match (&call.explain, call.route()) {
+        (Some(explain), Some(_)) => explain.write(out),
+        (None, Some(name)) => {
+            let _ = writeln!(out, "route {name:?}: chosen");
+        }
+        (_, None) => match call.cancelled {
+            Some(_) => {
+                let _ = writeln!(out, "no route chosen yet");
             }
             None => {
-                let _ = writeln!(out, "route {:?}: skipped", route.name);
+                let _ = writeln!(out, "no route matched");
             }
-        }
-    }
-    match &chosen.when_source {
-        Some(src) => {
-            let _ = writeln!(out, "route {name:?}: when `{src}` holds: chosen");
-        }
-        None => {
-            let _ = writeln!(out, "route {name:?}: no when: matches every call: chosen");
-        }
+        },
     }
 }
 
 /// The reply line, and the reason of a `none` (or the failure a fallback
 /// followed), as `simulate` ends its report.
 fn answer(out: &mut String, call: &Call) {
+    if let Some(cancelled) = call.cancelled {
+        let _ = writeln!(
+            out,
+            "\nno reply: cancelled ({}): {}",
+            cancelled.as_str(),
+            cancelled.detail()
+        );
+        return;
+    }
     let reply = match &call.opened {
         Some(open) => {
             let url = match open.url {

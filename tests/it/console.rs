@@ -17,6 +17,7 @@ use thirdparty_gateway::constants::CONSOLE_CALL_MAX_BYTES;
 use thirdparty_gateway::contract::Reply;
 use thirdparty_gateway::outcome::NoneReason;
 use thirdparty_gateway::request_id::RequestId;
+use thirdparty_gateway::route::Explain;
 
 use crate::check_cmd::check_ok;
 use crate::crm::refused_url;
@@ -604,7 +605,9 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
     let long_route = "r".repeat(10_000);
     let started = tokio::time::Instant::now();
     for _ in 0..100_000 {
-        let mut recorder = console.recorder(tokio::time::Instant::now(), &caller);
+        let mut recorder =
+            console.recorder(tokio::time::Instant::now(), RequestId::next(), &caller);
+        recorder.route(&long_route, &Explain::default());
         for _ in 0..3 {
             recorder.request(backend, &request);
             recorder.response(backend, &reply);
@@ -613,8 +616,7 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
         console.record(
             recorder,
             Ending {
-                id: RequestId::next(),
-                route: Some(&long_route),
+                cancelled: None,
                 reply: Reply::None,
                 wrapped: false,
                 backend: Some("crm".into()),
@@ -646,4 +648,218 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
         state.ring.bytes(),
         largest
     );
+}
+
+/// A CRM whose search answers two records: someone else's, then the
+/// caller's.
+async fn two_records() -> crate::crm::Crm {
+    crate::crm::Crm::start(|_| {
+        crate::crm::Answer::Reply(
+            200,
+            "application/json",
+            serde_json::json!({"result": [
+                {"id": 1, "name": "Someone Else", "phone": "0699999999"},
+                {"id": 2, "name": "The Caller", "phone": "06 12 34 56 78"},
+            ]})
+            .to_string(),
+        )
+    })
+    .await
+}
+
+/// A backend `name` asking `crm` in `encoding` (the caller and a value
+/// that needs encoding), reading candidates from its reply.
+fn searching(name: &str, crm: &crate::crm::Crm, encoding: &str) -> String {
+    format!(
+        r#"
+[backends.{name}]
+url = "{url}/search"
+encoding = "{encoding}"
+body = {{ q = "{{{{ caller }}}}", note = "a b&c" }}
+[backends.{name}.reply]
+format = "json"
+records = "result"
+phones = ["phone"]
+extract = {{ id = "id", name = "name" }}
+url = "https://crm.example.org/c/{{{{ id }}}}"
+title = "{{{{ name }}}}"
+"#,
+        url = crm.url()
+    )
+}
+
+/// A config with the console on (`ops` added to `[ops]`), `backends` and
+/// `routes`.
+fn console_config(ops: &str, backends: &str, routes: &str) -> String {
+    format!(
+        "{TLS_HEAD}\n[server]\ndeadline_ms = 5000\n[cors]\nallow_origins = [\"*\"]\n\
+         [phone]\ndefault_region = \"FR\"\n[ops]\nlisten = \"127.0.0.1:9090\"\n{ops}\n{backends}\n{routes}"
+    )
+}
+
+/// A route `name` for the calls of queue `queue`, asking `backend`.
+fn route(name: &str, queue: &str, backend: &str) -> String {
+    format!("[[routes]]\nname = \"{name}\"\nwhen = 'queue.name == \"{queue}\"'\nbackend = \"{backend}\"\n")
+}
+
+/// The trace of call `seq`.
+async fn trace_of(ops: std::net::SocketAddr, seq: u64) -> String {
+    let call = get_json(ops, &format!("/api/calls/{seq}"), &[]).await;
+    call["trace"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_trace_shows_a_query_and_a_form_decoded_and_candidates_only_when_asked() {
+    let crm = two_records().await;
+    let backends = searching("q", &crm, "query") + &searching("f", &crm, "form");
+    let routes = route("q", "q", "q") + &route("f", "f", "f");
+    for candidates in [false, true] {
+        let ops_keys = format!("console_candidates = {candidates}");
+        let gw = start_gateway(&console_config(&ops_keys, &backends, &routes)).await;
+        let ops = start_ops(&gw.live).await;
+        for queue in ["q", "f"] {
+            let reply = gw.client().post(gw.addr, None, &call(queue)).await.json();
+            assert_eq!(reply["title"], "The Caller", "{reply}");
+        }
+        let query = trace_of(ops.addr, 1).await;
+        let form = trace_of(ops.addr, 2).await;
+        // As `simulate` shows them: each value as the CRM reads it, the
+        // caller masked as everywhere in the console.
+        assert!(
+            query.contains(&format!(
+                "  GET {}/search?q={MASKED}&note=a+b%26c\n  query string, decoded:\n    q = {MASKED}\n    note = a b&c\n",
+                crm.url()
+            )),
+            "{query}"
+        );
+        assert!(
+            form.contains(&format!(
+                "\n  q={MASKED}&note=a+b%26c\n\n  form body, decoded:\n    q = {MASKED}\n    note = a b&c\n"
+            )),
+            "{form}"
+        );
+        assert!(
+            form.contains("  content-type: application/x-www-form-urlencoded\n"),
+            "{form}"
+        );
+        for trace in [&query, &form] {
+            assert!(!trace.contains(CALLER), "{trace}");
+            assert_eq!(
+                trace.contains("candidates:"),
+                candidates,
+                "console_candidates = {candidates}:\n{trace}"
+            );
+            if candidates {
+                for line in [
+                    "record 0: dropped: no stored number is the caller's\n",
+                    "    phone = \"********99\" -> +*********99\n",
+                    "record 1: kept: holds the caller's number\n",
+                    "    phone = \"** ** ** ** 78\" -> +*********78\n",
+                ] {
+                    assert!(trace.contains(line), "no {line:?} in:\n{trace}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_trace_explains_its_route_from_the_config_it_ran_under_after_a_reload() {
+    let crm = two_records().await;
+    let backends = searching("q", &crm, "query");
+    let before = console_config(
+        "",
+        &backends,
+        &(route("first", "x", "q") + &route("second", "q", "q")),
+    );
+    let gw = start_gateway(&before).await;
+    let ops = start_ops(&gw.live).await;
+    gw.client().post(gw.addr, None, &call("q")).await;
+    // The routes change: the first goes, the second asks for another
+    // queue, a third comes.
+    let after = console_config(
+        "",
+        &backends,
+        &(route("second", "other", "q") + &route("third", "q", "q")),
+    );
+    assert_eq!(gw.reload_with(&after), 2);
+    gw.client().post(gw.addr, None, &call("q")).await;
+
+    let old = trace_of(ops.addr, 1).await;
+    assert!(
+        old.starts_with(
+            "route \"first\": when `queue.name == \"x\"` did not hold: skipped\n\
+             route \"second\": when `queue.name == \"q\"` holds: chosen\n"
+        ),
+        "{old}"
+    );
+    let new = trace_of(ops.addr, 2).await;
+    assert!(
+        new.starts_with(
+            "route \"second\": when `queue.name == \"other\"` did not hold: skipped\n\
+             route \"third\": when `queue.name == \"q\"` holds: chosen\n"
+        ),
+        "{new}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_dropped_before_its_reply_is_kept_with_why() {
+    let crm = crate::crm::Crm::start(|_| crate::crm::Answer::Hang).await;
+    let backends = format!(
+        "[backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\n\
+         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n",
+        crm.url()
+    );
+    let gw = start_gateway(&console_config("", &backends, &route("slow", "q", "slow"))).await;
+    let ops = start_ops(&gw.live).await;
+    let body = call("q");
+    let mut tls = tls_over(
+        &gw.ca.ca_der,
+        tokio::net::TcpStream::connect(gw.addr).await.unwrap(),
+        b"http/1.1",
+    )
+    .await;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tls, head.as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if !crm.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(crm.seen().len(), 1, "the CRM was asked");
+    // The agent's browser goes away before the reply.
+    drop(tls);
+
+    let mut list = Value::Null;
+    for _ in 0..500 {
+        list = get_json(ops.addr, "/api/calls?after=0", &[]).await;
+        if list["calls"].as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dropped = &list["calls"][0];
+    assert_eq!(
+        (&dropped["outcome"], &dropped["reason"], &dropped["route"]),
+        (&"cancelled".into(), &"client".into(), &"slow".into()),
+        "{list}"
+    );
+    let trace = trace_of(ops.addr, 1).await;
+    for line in [
+        "route \"slow\": when `queue.name == \"q\"` holds: chosen\n",
+        "backend \"slow\" request:\n",
+        "\nno reply: cancelled (client): the client closed the request before its reply (499)\n",
+    ] {
+        assert!(trace.contains(line), "no {line:?} in:\n{trace}");
+    }
+    // Not counted as an answer.
+    let overview = get_json(ops.addr, "/api/overview", &[]).await;
+    assert_eq!(overview["calls"]["since_start"]["calls"], 0, "{overview}");
 }

@@ -82,6 +82,15 @@ impl TestGateway {
         Client::new(&self.ca.ca_der)
     }
 
+    /// Replaces the config file with `config` and reloads it, as SIGHUP
+    /// does; returns the generation now served.
+    pub fn reload_with(&self, config: &str) -> u64 {
+        std::fs::write(self._dir.path().join("config.toml"), config).unwrap();
+        self.live
+            .reload()
+            .unwrap_or_else(|e| panic!("reload refused: {e:#}"))
+    }
+
     /// Stops accepting and waits for the server to drain.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
