@@ -34,8 +34,9 @@ pub struct Answer {
 
 /// Sees each backend exchange; `simulate` prints them, the server ignores them.
 pub trait Observer: Send {
-    /// The request about to be sent.
-    fn request(&mut self, _backend: &Backend, _request: &BackendRequest) {}
+    /// The request about to be sent, built by `at` (the time its
+    /// budget is counted from: no clock read of its own).
+    fn request(&mut self, _backend: &Backend, _request: &BackendRequest, _at: Instant) {}
     /// What came back, before normalization.
     fn response(&mut self, _backend: &Backend, _reply: &RawReply) {}
     /// The session a look-up uses: cached, or from a login it waited for.
@@ -57,9 +58,16 @@ pub trait Observer: Send {
     fn saved_reply(&mut self, _backend: &Backend) -> Option<RawReply> {
         None
     }
-    /// A backend's attempt ended: it opened (no failure) or why not, and
-    /// how long it took; the ops console keeps it.
-    fn attempt(&mut self, _backend: &Backend, _failure: Option<&Failure>, _took: Duration) {}
+    /// A backend's attempt ended at `ended`: it opened (no failure) or why
+    /// not, and how long it took; the ops console keeps it.
+    fn attempt(
+        &mut self,
+        _backend: &Backend,
+        _failure: Option<&Failure>,
+        _took: Duration,
+        _ended: Instant,
+    ) {
+    }
 }
 
 /// The server's observer: logs say enough.
@@ -105,14 +113,15 @@ pub async fn answer(
             let started = Instant::now();
             let contexts = (&request_ctx, ctx, route.forward_token);
             let result = ask(templates, backend, contexts, deadline, metrics, observer).await;
-            let took = started.elapsed();
+            let ended = Instant::now();
+            let took = ended.saturating_duration_since(started);
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
                 result.as_ref().err().map(|f| f.reason),
                 took.as_secs_f64(),
             );
-            observer.attempt(backend, result.as_ref().err(), took);
+            observer.attempt(backend, result.as_ref().err(), took, ended);
             match result {
                 Ok(open) => {
                     tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(took), "backend opened");
@@ -338,8 +347,8 @@ async fn exchange(
 ) -> Result<RawReply, Failure> {
     let mut request = backend.request.build(templates, request_ctx)?;
     request.carries_token = with_token;
-    observer.request(backend, &request);
     let now = Instant::now();
+    observer.request(backend, &request, now);
     let remaining = deadline.saturating_duration_since(now);
     let (budget, reason) = if backend.timeout < remaining {
         (backend.timeout, NoneReason::Timeout)

@@ -234,12 +234,17 @@ fn now(call: &Call) -> Micros {
     Micros::of(call.at.elapsed())
 }
 
+/// Time from the call's arrival to `at`.
+fn since(call: &Call, at: Instant) -> Micros {
+    Micros::of(at.saturating_duration_since(call.at))
+}
+
 impl Observer for Recorder {
-    fn request(&mut self, backend: &Backend, request: &BackendRequest) {
+    fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
         let Some((call, p)) = self.parts() else {
             return;
         };
-        let at = now(call);
+        let at = since(call, at);
         let spec = &backend.request;
         let backend = p.backend_of(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
@@ -386,11 +391,17 @@ impl Observer for Recorder {
         push(call, Step::Directory { backend, said });
     }
 
-    fn attempt(&mut self, backend: &Backend, failure: Option<&Failure>, took: Duration) {
+    fn attempt(
+        &mut self,
+        backend: &Backend,
+        failure: Option<&Failure>,
+        took: Duration,
+        ended: Instant,
+    ) {
         let Some((call, p)) = self.parts() else {
             return;
         };
-        let at = now(call);
+        let at = since(call, ended);
         let backend = p.backend_of(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
         push(

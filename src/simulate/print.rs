@@ -36,7 +36,7 @@ pub(super) struct Printer {
 }
 
 impl Observer for Printer {
-    fn request(&mut self, backend: &Backend, request: &BackendRequest) {
+    fn request(&mut self, backend: &Backend, request: &BackendRequest, _at: Instant) {
         self.started = Instant::now();
         let mut shown = String::new();
         show_request(&mut shown, backend, request);

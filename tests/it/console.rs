@@ -609,9 +609,14 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
             console.recorder(tokio::time::Instant::now(), RequestId::next(), &caller);
         recorder.route(&long_route, &Explain::default());
         for _ in 0..3 {
-            recorder.request(backend, &request);
+            recorder.request(backend, &request, tokio::time::Instant::now());
             recorder.response(backend, &reply);
-            recorder.attempt(backend, Some(&failure), Duration::from_millis(3));
+            recorder.attempt(
+                backend,
+                Some(&failure),
+                Duration::from_millis(3),
+                tokio::time::Instant::now(),
+            );
         }
         console.record(
             recorder,
