@@ -136,6 +136,11 @@ impl Texts {
         self.0.capacity()
     }
 
+    /// Empties it, keeping its room.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     /// Gives back room beyond [`SLACK`].
     pub fn trim(&mut self) {
         if self.0.capacity() > self.0.len() + SLACK {
@@ -388,6 +393,15 @@ impl Call {
             truncated: false,
             bytes: 0,
         }
+    }
+
+    /// Makes it a new call from `caller` that arrived at `at`, reusing its
+    /// texts' room (a call pushed out of the ring).
+    pub fn reuse(&mut self, at: Instant, id: RequestId, caller: &str) {
+        let mut texts = std::mem::take(&mut self.texts);
+        texts.clear();
+        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+        *self = Call::new(at, id, texts, caller);
     }
 
     /// The memory it holds: itself (in its `Arc`) and everything it owns.

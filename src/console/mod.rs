@@ -219,7 +219,9 @@ impl Console {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.next_call.notify_waiters();
         }
-        drop(dropped);
+        if let Some(dropped) = dropped {
+            record::spare(dropped);
+        }
     }
 
     /// The ring and counters, locked.

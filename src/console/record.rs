@@ -8,6 +8,7 @@
 //! is written at once as `simulate` writes it, with those values redacted,
 //! so no such value is kept.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,10 +80,17 @@ impl Recorder {
         candidates: bool,
         show_numbers: bool,
     ) -> Self {
-        let mut texts = Texts::with_capacity(FIRST_CAPACITY);
-        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+        let spare = SPARE.with(Cell::take).and_then(|mut spare| {
+            Arc::get_mut(&mut spare)?.reuse(start, id, caller);
+            Some(spare)
+        });
+        let call = spare.unwrap_or_else(|| {
+            let mut texts = Texts::with_capacity(FIRST_CAPACITY);
+            let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+            Arc::new(Call::new(start, id, texts, caller))
+        });
         Self {
-            call: Arc::new(Call::new(start, id, texts, caller)),
+            call,
             progress: Progress {
                 token: None,
                 candidates,
@@ -217,6 +225,21 @@ impl Progress {
                 .content_type()
                 .is_some_and(|t| shown::is_form(t.as_bytes())),
         })
+    }
+}
+
+thread_local! {
+    /// A call pushed out of the ring that nothing else held, for the next
+    /// call recorded on this thread to reuse: its allocation and its
+    /// texts' (one a worker thread, at most a call's bound).
+    static SPARE: Cell<Option<Arc<Call>>> = const { Cell::new(None) };
+}
+
+/// Keeps `call`, pushed out of the ring, for the next call to reuse, when
+/// nothing else holds it (a page may still be reading it).
+pub(super) fn spare(mut call: Arc<Call>) {
+    if Arc::get_mut(&mut call).is_some() {
+        drop(SPARE.with(|spare| spare.replace(Some(call))));
     }
 }
 
