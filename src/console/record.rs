@@ -80,10 +80,16 @@ impl Recorder {
         candidates: bool,
         show_numbers: bool,
     ) -> Self {
-        let spare = SPARE.with(Cell::take).and_then(|mut spare| {
-            Arc::get_mut(&mut spare)?.reuse(start, id, caller);
-            Some(spare)
-        });
+        // `try_with`: no spare while the thread's locals are being
+        // destroyed (a task dropped at its end), rather than a panic.
+        let spare = SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .and_then(|mut spare| {
+                Arc::get_mut(&mut spare)?.reuse(start, id, caller);
+                Some(spare)
+            });
         let call = spare.unwrap_or_else(|| {
             let mut texts = Texts::with_capacity(FIRST_CAPACITY);
             let caller = texts.add(caller, CONSOLE_NAME_BYTES);
@@ -239,7 +245,7 @@ thread_local! {
 /// nothing else holds it (a page may still be reading it).
 pub(super) fn spare(mut call: Arc<Call>) {
     if Arc::get_mut(&mut call).is_some() {
-        drop(SPARE.with(|spare| spare.replace(Some(call))));
+        let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
     }
 }
 
