@@ -112,6 +112,7 @@ fn main() {
         accept: http::HeaderValue::from_static("application/json"),
         confidential: false,
         follows_redirects: false,
+        shown_headers: Default::default(),
     };
     let directory = Directory::new(
         settings,

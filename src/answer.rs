@@ -4,6 +4,7 @@
 //! request's deadline, so the agent always gets an answer in time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use minijinja::Value;
 use tokio::time::Instant;
@@ -34,8 +35,9 @@ pub struct Answer {
 
 /// Sees each backend exchange; `simulate` prints them, the server ignores them.
 pub trait Observer: Send {
-    /// The request about to be sent.
-    fn request(&mut self, _backend: &Backend, _request: &BackendRequest) {}
+    /// The request about to be sent, built by `at` (the time its
+    /// budget is counted from: no clock read of its own).
+    fn request(&mut self, _backend: &Backend, _request: &BackendRequest, _at: Instant) {}
     /// What came back, before normalization.
     fn response(&mut self, _backend: &Backend, _reply: &RawReply) {}
     /// The session a look-up uses: cached, or from a login it waited for.
@@ -56,6 +58,16 @@ pub trait Observer: Send {
     /// --crm-reply`): no login, no request, no directory.
     fn saved_reply(&mut self, _backend: &Backend) -> Option<RawReply> {
         None
+    }
+    /// A backend's attempt ended at `ended`: it opened (no failure) or why
+    /// not, and how long it took; the ops console keeps it.
+    fn attempt(
+        &mut self,
+        _backend: &Backend,
+        _failure: Option<&Failure>,
+        _took: Duration,
+        _ended: Instant,
+    ) {
     }
 }
 
@@ -102,15 +114,18 @@ pub async fn answer(
             let started = Instant::now();
             let contexts = (&request_ctx, ctx, route.forward_token);
             let result = ask(templates, backend, contexts, deadline, metrics, observer).await;
+            let ended = Instant::now();
+            let took = ended.saturating_duration_since(started);
             metrics.backend(
                 &backend.name,
                 &backend.metrics,
                 result.as_ref().err().map(|f| f.reason),
-                started.elapsed().as_secs_f64(),
+                took.as_secs_f64(),
             );
+            observer.attempt(backend, result.as_ref().err(), took, ended);
             match result {
                 Ok(open) => {
-                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(started.elapsed()), "backend opened");
+                    tracing::debug!(%id, route = %route.name, backend = %backend.name, latency_ms = %Short::millis(took), "backend opened");
                     return Answer {
                         reply: Reply::Open(open),
                         backend: Some(backend.name.clone()),
@@ -122,7 +137,7 @@ pub async fn answer(
                     tracing::warn!(
                         %id, route = %route.name, backend = %backend.name,
                         reason = %failure.reason, detail = failure.detail,
-                        latency_ms = %Short::millis(started.elapsed()), "backend gave no screen-pop"
+                        latency_ms = %Short::millis(took), "backend gave no screen-pop"
                     );
                     let out_of_time = failure.reason == NoneReason::Deadline;
                     last = Some((backend.name.clone(), failure));
@@ -356,8 +371,8 @@ async fn exchange(
 ) -> Result<RawReply, Failure> {
     let mut request = backend.request.build(templates, request_ctx)?;
     request.carries_token = with_token;
-    observer.request(backend, &request);
     let now = Instant::now();
+    observer.request(backend, &request, now);
     let remaining = deadline.saturating_duration_since(now);
     let (budget, reason) = if backend.timeout < remaining {
         (backend.timeout, NoneReason::Timeout)

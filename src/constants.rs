@@ -192,3 +192,50 @@ pub const DIRECTORY_RETRY: Duration = Duration::from_secs(30);
 /// takes longer (a hung disk) is abandoned, and the previous snapshot
 /// stays (writes are atomic); the next start syncs what it lacks.
 pub const DIRECTORY_STOP_SAVE: Duration = Duration::from_secs(10);
+
+/// Recent calls the ops console keeps, with their traces
+/// (`[ops] console_calls`).
+pub const DEFAULT_CONSOLE_CALLS: usize = 1000;
+
+/// The most recent calls the console may be set to keep: with
+/// [`CONSOLE_CALL_MAX_BYTES`] each at worst, 80 MiB.
+pub const MAX_CONSOLE_CALLS: usize = 10_000;
+
+/// The most memory one recorded call holds, trace included: longer texts
+/// are cut, later steps of a very long trace are left out.
+pub const CONSOLE_CALL_MAX_BYTES: usize = 8 * 1024;
+
+/// The most text one recorded call's trace holds.
+pub const CONSOLE_TRACE_BYTES: usize = 4 * 1024;
+
+/// A request body is shown in a recorded trace up to this many bytes.
+pub const CONSOLE_BODY_BYTES: usize = 1024;
+
+/// A recorded call's failure detail, tab title and url are cut to this
+/// many bytes each.
+pub const CONSOLE_TEXT_BYTES: usize = 512;
+
+/// A recorded call's caller, route and backend names are cut to this many
+/// bytes each.
+pub const CONSOLE_NAME_BYTES: usize = 128;
+
+/// Console pages waiting at once for the next call (long polls); more get
+/// their answer at once and ask again later.
+pub const CONSOLE_MAX_WAITERS: usize = 16;
+
+/// The longest a console page's request waits for the next call, well
+/// within the ops listener's connection life.
+pub const CONSOLE_MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// The user name of the console's basic authentication.
+pub const DEFAULT_CONSOLE_USER: &str = "ops";
+
+/// Calls waiting to be exported to an OTLP collector at most; when the
+/// collector is slower, further calls are not exported (and counted).
+pub const OTLP_QUEUE: usize = 2048;
+
+/// Calls sent to the collector in one request at most.
+pub const OTLP_BATCH: usize = 256;
+
+/// Time one export to the collector may take, connection included.
+pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);

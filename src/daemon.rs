@@ -124,8 +124,13 @@ async fn serve(
                 .await
                 .with_context(|| format!("cannot listen on {ops_addr} (ops.listen)"))?;
             tracing::info!(
-                "ops listening on http://{}/ (/healthz, /metrics)",
-                ops_listener.local_addr()?
+                "ops listening on http://{}/ (/healthz, /metrics{})",
+                ops_listener.local_addr()?,
+                if live.console.as_ref().is_some_and(|c| c.settings().page) {
+                    ", the console at /"
+                } else {
+                    ""
+                }
             );
             Some(tokio::spawn(ops::run(
                 ops_listener,
@@ -203,6 +208,10 @@ async fn serve(
     for task in [ops_task, demo_task].into_iter().flatten() {
         let _ = task.await;
     }
+    // The last calls' traces go to the collector, within a bound.
+    if let Some(console) = live.console.clone() {
+        let _ = tokio::task::spawn_blocking(move || console.flush(OTLP_FLUSH_AT_STOP)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -224,6 +233,9 @@ async fn public_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .await
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))
 }
+
+/// How long a stop waits for the last calls' export to an OTLP collector.
+const OTLP_FLUSH_AT_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a reload may run before the log says it is stuck.
 const RELOAD_WARN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{self, Config};
+use crate::console::Console;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
 use crate::wrap::WrapSecret;
@@ -37,6 +38,9 @@ pub struct Gateway {
     pub wrapper: Option<Wrapper>,
     /// Where the process is in a stop (the same across generations).
     pub stop: Arc<Stop>,
+    /// The ops console's recorder of calls, when it or the OTLP export is
+    /// on (the same across generations).
+    pub console: Option<Arc<Console>>,
     /// When (seconds since the epoch) a call to a path without routes was
     /// last logged: said at most once a minute per generation.
     pub unknown_path_logged: std::sync::atomic::AtomicU64,
@@ -84,7 +88,7 @@ impl Gateway {
     pub fn new(
         config: Config,
         generation: u64,
-        metrics: Arc<Metrics>,
+        (metrics, console): (Arc<Metrics>, Option<Arc<Console>>),
         stop: Arc<Stop>,
     ) -> Result<Self, TlsError> {
         let tls = match &config.tls {
@@ -122,6 +126,7 @@ impl Gateway {
             metrics,
             wrapper,
             stop,
+            console,
             unknown_path_logged: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -205,6 +210,9 @@ pub struct Live {
     serving_on: OnceLock<SocketAddr>,
     /// Process-wide metrics.
     pub metrics: Arc<Metrics>,
+    /// The ops console, process-wide like the metrics: `[ops]` changes
+    /// take effect at a restart.
+    pub console: Option<Arc<Console>>,
 }
 
 impl Live {
@@ -218,11 +226,14 @@ impl Live {
             config.server.listen = addr;
         }
         let metrics = Metrics::shared();
+        let settings = &config.ops.console;
+        let console =
+            (settings.page || settings.otlp.is_some()).then(|| Console::new(settings.clone()));
         let stop = Arc::new(Stop::default());
         let gateway = Arc::new(Gateway::new(
             config,
             1,
-            Arc::clone(&metrics),
+            (Arc::clone(&metrics), console.clone()),
             Arc::clone(&stop),
         )?);
         metrics.set_generation(1);
@@ -235,6 +246,7 @@ impl Live {
             stop,
             serving_on: OnceLock::new(),
             metrics,
+            console,
         }))
     }
 
@@ -312,7 +324,7 @@ impl Live {
         let gateway = Gateway::new(
             config,
             generation,
-            Arc::clone(&self.metrics),
+            (Arc::clone(&self.metrics), self.console.clone()),
             Arc::clone(&self.stop),
         )?;
         // So do directories, once nothing can fail the reload: a built

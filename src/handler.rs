@@ -11,8 +11,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::accept;
-use crate::answer::{answer, Call, Quiet};
+use crate::answer::{answer, Call, Observer, Quiet};
 use crate::backend::Failure;
+use crate::console::{Cancelled, Ending, Recorder};
 use crate::contract::{Payload, Reply};
 use crate::cors::{OriginCheck, ALLOWED_METHODS};
 use crate::gateway::Gateway;
@@ -88,13 +89,14 @@ async fn handle_request(
     let origin = req.headers().get(ORIGIN).cloned();
     let origin_log = origin.as_ref().and_then(|o| o.to_str().ok()).unwrap_or("-");
     let (method, path) = (method.as_str(), path.as_str());
-    let unanswered = Unanswered {
+    let mut unanswered = Unanswered {
         gateway,
         id,
         method,
         path,
         origin: origin_log,
         start,
+        record: None,
     };
     // Boxed, and only for GETs: the wrapper page's future (its framing
     // check) is large and rarely needed.
@@ -110,10 +112,17 @@ async fn handle_request(
     // gets a page on what the URL is for; a program gets JSON.
     let wants_html = matches!(*req.method(), Method::GET | Method::HEAD)
         && accept::prefers_html(req.headers().get(ACCEPT));
+    // A call's steps, when the ops console records calls: filled by the
+    // call, kept with its outcome after the log line, or by the guard
+    // when the call is dropped before.
     let result = match &origin_check {
         OriginCheck::Denied => Err(HttpError::OriginDenied),
-        _ => dispatch(req, gateway, &origin_check, start, id).await,
+        _ => {
+            let record = &mut unanswered.record;
+            dispatch(req, gateway, &origin_check, (start, id), record).await
+        }
     };
+    let mut record = unanswered.record.take();
     std::mem::forget(unanswered);
     let (id_text, elapsed) = (id.text(), start.elapsed());
     let (id_log, latency) = (id_text.as_str(), Short::millis(elapsed));
@@ -121,7 +130,7 @@ async fn handle_request(
     let metrics = &gateway.metrics;
     let mut response = match result {
         Ok((handled, response)) => {
-            match &handled {
+            match handled {
                 Handled::Reply {
                     route,
                     backend,
@@ -138,21 +147,32 @@ async fn handle_request(
                         none,
                         elapsed.as_secs_f64(),
                     );
-                    let route = route.map_or("-", |r| &*r.name);
+                    let route_name = route.map_or("-", |r| &*r.name);
                     let reason = failure.as_ref().map_or("-", |f| f.reason.as_str());
                     tracing::info!(
                         id = id_log,
                         method,
                         path,
                         origin = origin_log,
-                        route,
+                        route = route_name,
                         backend = backend.as_deref().unwrap_or("-"),
                         outcome = if opened { "open" } else { "none" },
                         reason,
                         detail = failure.as_ref().map_or("-", |f| f.detail.as_str()),
                         latency_ms,
                         "request"
-                    )
+                    );
+                    if let (Some(console), Some(record)) = (&gateway.console, record.take()) {
+                        let ending = Ending {
+                            cancelled: None,
+                            wrapped: opened && route.is_some_and(|r| r.wrap),
+                            reply,
+                            backend,
+                            failure,
+                            latency: elapsed,
+                        };
+                        console.record(record, ending);
+                    }
                 }
                 Handled::Preflight | Handled::Options => {
                     metrics.preflight();
@@ -211,8 +231,9 @@ async fn handle_request(
 /// connection closed, an HTTP/2 stream reset), and a stop drops what
 /// `server.shutdown_grace` left running. Without it such a request would
 /// leave no trace, while the agent's tab may be waiting on exactly it.
-/// Forgotten once the request has its reply; holds only borrows, so
-/// forgetting it leaks nothing.
+/// The console keeps such a call too, with why it was dropped. Forgotten
+/// once the request has its reply; by then it holds only borrows (its
+/// recorder taken out first), so forgetting it leaks nothing.
 struct Unanswered<'a> {
     gateway: &'a Gateway,
     id: RequestId,
@@ -220,14 +241,32 @@ struct Unanswered<'a> {
     path: &'a str,
     origin: &'a str,
     start: Instant,
+    /// The call's recorder, while the call is being answered.
+    record: Option<Recorder>,
 }
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        let (id, latency) = (self.id.text(), Short::millis(self.start.elapsed()));
+        let elapsed = self.start.elapsed();
+        let (id, latency) = (self.id.text(), Short::millis(elapsed));
         let (id, latency_ms) = (id.as_str(), latency.as_str());
         let (method, path, origin) = (self.method, self.path, self.origin);
-        if self.gateway.stop.gave_up() {
+        let gave_up = self.gateway.stop.gave_up();
+        if let (Some(console), Some(record)) = (&self.gateway.console, self.record.take()) {
+            let ending = Ending {
+                cancelled: Some(match gave_up {
+                    true => Cancelled::Shutdown,
+                    false => Cancelled::Client,
+                }),
+                reply: Reply::None,
+                wrapped: false,
+                backend: None,
+                failure: None,
+                latency: elapsed,
+            };
+            console.record(record, ending);
+        }
+        if gave_up {
             self.gateway.metrics.cancelled("shutdown");
             tracing::warn!(
                 id,
@@ -261,8 +300,8 @@ async fn dispatch<'g>(
     req: Request<Incoming>,
     gateway: &'g Gateway,
     origin: &OriginCheck,
-    start: Instant,
-    id: RequestId,
+    (start, id): (Instant, RequestId),
+    record: &mut Option<Recorder>,
 ) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     let Some(routes) = config.router.routes_on(req.uri().path()) else {
@@ -292,7 +331,7 @@ async fn dispatch<'g>(
         // Boxed: a call's future is kilobytes (backend exchange, reply
         // reading) and would otherwise be part of every request's future,
         // which hyper moves by value; preflights stay small.
-        Method::POST => Box::pin(call(req, gateway, routes, start, id)).await,
+        Method::POST => Box::pin(call(req, gateway, routes, (start, id), record)).await,
         _ => Err(HttpError::MethodNotAllowed),
     }
 }
@@ -318,8 +357,8 @@ async fn call<'g>(
     req: Request<Incoming>,
     gateway: &'g Gateway,
     routes: &'g [Route],
-    start: Instant,
-    id: RequestId,
+    (start, id): (Instant, RequestId),
+    record: &mut Option<Recorder>,
 ) -> Result<(Handled<'g>, Response<Full<Bytes>>), HttpError> {
     let config = &gateway.config;
     check_content_type(req.headers())?;
@@ -329,7 +368,19 @@ async fn call<'g>(
     let payload: Payload = parse_payload(&body)?;
     let ctx = payload.context();
     let templates = config.router.templates();
-    let (reply, route, backend, failure) = match config.router.select(routes, &ctx, id) {
+    *record = gateway.console.as_deref().map(|console| {
+        let caller = ctx.get_attr("caller").ok();
+        console.recorder(
+            start,
+            id,
+            caller.as_ref().and_then(|c| c.as_str()).unwrap_or(""),
+        )
+    });
+    let chosen = config.router.select(routes, &ctx, id);
+    if let (Some(record), Some(route)) = (record.as_mut(), chosen) {
+        record.route(&route.name, &route.explain);
+    }
+    let (reply, route, backend, failure) = match chosen {
         None => (
             Reply::None,
             None,
@@ -350,13 +401,22 @@ async fn call<'g>(
                 }
             }
             let mut quiet = Quiet;
+            let observer: &mut dyn Observer = match record.as_mut() {
+                Some(record) => {
+                    if route.forward_token {
+                        record.forwards_token(payload.token().map(|t| t.expose()));
+                    }
+                    record
+                }
+                None => &mut quiet,
+            };
             let call = Call {
                 payload: &payload,
                 ctx: &ctx,
                 deadline,
                 id,
             };
-            let work = answer(templates, route, call, &gateway.metrics, &mut quiet);
+            let work = answer(templates, route, call, &gateway.metrics, observer);
             match tokio::time::timeout_at(deadline, work).await {
                 Ok(a) => {
                     let reply = if route.wrap {

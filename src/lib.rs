@@ -10,6 +10,7 @@ pub mod answer;
 pub mod backend;
 pub mod check;
 pub mod config;
+pub mod console;
 pub mod constants;
 pub mod contract;
 pub mod control;

@@ -1,6 +1,6 @@
 //! A small plain-HTTP/1.1 server for the side listeners (ops, demo): one
-//! handler function, bounded header time and connection life, stops
-//! accepting on shutdown.
+//! handler function, bounded header time, connection life and number of
+//! connections, stops accepting on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,12 +14,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a side-listener connection lives.
 const CONNECTION_LIFE: Duration = Duration::from_secs(60);
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
 
 /// Serves `handler` on `listener` until `shutdown` completes.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
@@ -29,8 +32,16 @@ where
 {
     let handler = Arc::new(handler);
     let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -44,6 +55,7 @@ where
         };
         let handler = Arc::clone(&handler);
         tracker.spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let response = handler(req);
                 async move { Ok::<_, Infallible>(response.await) }

@@ -41,6 +41,55 @@ pub struct Route {
     pub wrap: bool,
     /// Its metric series, found on first use.
     pub metrics: Handles,
+    /// Why it is chosen, as the ops console's trace says it; set by
+    /// [`Router::new`].
+    pub explain: Explain,
+}
+
+/// Why a route is chosen: the routes before it on its path, whose `when`
+/// did not hold, then its own. Written once per path when the router is
+/// built and shared by the calls the console keeps, so a trace tells the
+/// choice from the config the call ran under, after a reload too.
+#[derive(Debug, Clone, Default)]
+pub struct Explain {
+    /// For each route of the path: its line when skipped, and when chosen.
+    lines: Arc<[(Box<str>, Box<str>)]>,
+    /// The route's place on its path.
+    index: usize,
+}
+
+impl Explain {
+    /// The lines of every route of a path, for its routes to share.
+    fn of_path(routes: &[Route]) -> Arc<[(Box<str>, Box<str>)]> {
+        routes
+            .iter()
+            .map(|route| {
+                let name = &route.name;
+                match &route.when_source {
+                    Some(src) => (
+                        format!("route {name:?}: when `{src}` did not hold: skipped").into(),
+                        format!("route {name:?}: when `{src}` holds: chosen").into(),
+                    ),
+                    None => (
+                        format!("route {name:?}: skipped").into(),
+                        format!("route {name:?}: no when: matches every call: chosen").into(),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    /// Its lines, each ending in a newline.
+    pub fn write(&self, out: &mut String) {
+        for (skipped, _) in self.lines.iter().take(self.index) {
+            out.push_str(skipped);
+            out.push('\n');
+        }
+        if let Some((_, chosen)) = self.lines.get(self.index) {
+            out.push_str(chosen);
+            out.push('\n');
+        }
+    }
 }
 
 /// An `open` reply built from templates.
@@ -64,6 +113,15 @@ impl Router {
             match by_path.iter_mut().find(|(p, _)| *p == path) {
                 Some((_, on_path)) => on_path.push(route),
                 None => by_path.push((path, vec![route])),
+            }
+        }
+        for (_, routes) in &mut by_path {
+            let lines = Explain::of_path(routes);
+            for (index, route) in routes.iter_mut().enumerate() {
+                route.explain = Explain {
+                    lines: Arc::clone(&lines),
+                    index,
+                };
             }
         }
         Self {

@@ -117,12 +117,49 @@ struct State {
     /// backend sharing the login names the cause, not only the wait.
     last_failure: Option<Arc<str>>,
     generation: u64,
+    /// What the ops console shows: the last failure and the counts.
+    history: History,
+}
+
+/// A login's past, for the ops console (no session value in it; why the
+/// last one failed is `State::last_failure`).
+#[derive(Debug, Default, Clone)]
+struct History {
+    failed_at: Option<Instant>,
+    logins: u64,
+    failures: u64,
+    refused: u64,
+}
+
+/// Where a login stands, for the ops console: times and counts, never a
+/// session value.
+#[derive(Debug, Clone, Default)]
+pub struct LoginStatus {
+    /// How old the cached session is; `None` without one.
+    pub session_age: Option<Duration>,
+    /// When the cached session will be renewed (its expiry or idle limit
+    /// less the renewal margin); `None`: kept until the CRM refuses it.
+    pub renews_in: Option<Duration>,
+    /// Whether a login is running now.
+    pub running: bool,
+    /// Time left before the next attempt after a failure.
+    pub backoff_left: Option<Duration>,
+    /// How long ago the last login failed, and why.
+    pub last_failure: Option<(Duration, String)>,
+    /// Logins that worked since the process started.
+    pub logins: u64,
+    /// Logins that failed.
+    pub failures: u64,
+    /// Sessions the CRM refused, so the gateway logged in again.
+    pub relogins: u64,
 }
 
 impl State {
     /// Spaces the next login after a failure (`why`): 1 s, doubling to 60 s.
     fn next_backoff(&mut self, why: &str) -> Duration {
         self.last_failure = Some(why.into());
+        self.history.failures += 1;
+        self.history.failed_at = Some(Instant::now());
         let backoff = self
             .backoff
             .map_or(LOGIN_BACKOFF, |b| (b * 2).min(MAX_LOGIN_BACKOFF));
@@ -187,6 +224,25 @@ impl Session {
     /// How old the session is.
     pub fn age(&self) -> Duration {
         self.obtained.elapsed()
+    }
+
+    /// When it stops being [`fresh`](Self::fresh), if ever.
+    fn renews_at(&self, idle_ttl: Option<Duration>) -> Option<Instant> {
+        let by_life = self.expires.map(|expires| {
+            let life = expires.saturating_duration_since(self.obtained);
+            let margin = LOGIN_RENEW_MARGIN.min(life / 10);
+            expires.checked_sub(margin).unwrap_or(expires)
+        });
+        let by_idle = idle_ttl.map(|idle| {
+            let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            let until = last.checked_add(idle).unwrap_or(last);
+            let margin = LOGIN_RENEW_MARGIN.min(idle / 10);
+            until.checked_sub(margin).unwrap_or(until)
+        });
+        match (by_life, by_idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether it can still be used at `now`, renewal margin included.
@@ -274,7 +330,34 @@ impl Login {
         to.backoff = from.backoff;
         to.last_failure = from.last_failure.clone();
         to.generation = from.generation;
+        to.history = from.history.clone();
         true
+    }
+
+    /// Where the login stands now, for the ops console.
+    pub fn status(&self) -> LoginStatus {
+        let now = Instant::now();
+        let state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let session = state.session.as_ref();
+        LoginStatus {
+            session_age: session.map(|s| now.saturating_duration_since(s.obtained)),
+            renews_in: session
+                .and_then(|s| s.renews_at(self.inner.idle_ttl))
+                .map(|at| at.saturating_duration_since(now)),
+            running: state.running.is_some(),
+            backoff_left: state
+                .failed_until
+                .filter(|until| *until > now)
+                .map(|until| until - now),
+            last_failure: state
+                .history
+                .failed_at
+                .zip(state.last_failure.as_deref())
+                .map(|(at, why)| (now.saturating_duration_since(at), why.to_owned())),
+            logins: state.history.logins,
+            failures: state.history.failures,
+            relogins: state.history.refused,
+        }
     }
 
     /// The backend whose login this is: the one that configured it, also
@@ -413,6 +496,7 @@ impl Login {
             .is_some_and(|s| s.generation == session.generation)
         {
             state.session = None;
+            state.history.refused += 1;
             if !session.served.load(std::sync::atomic::Ordering::Relaxed) {
                 counters.failed.inc();
                 let backoff = state.next_backoff(
@@ -573,6 +657,7 @@ impl Inner {
         match result {
             Ok(session) => {
                 counters.ok.inc();
+                state.history.logins += 1;
                 state.session = Some(Arc::clone(session));
                 state.failed_until = None;
                 // The backoff is reset when a look-up is accepted with the
@@ -736,6 +821,7 @@ mod tests {
                     accept: http::HeaderValue::from_static("application/json"),
                     confidential: false,
                     follows_redirects: false,
+                    shown_headers: Default::default(),
                 },
                 format: ReplyFormat::Json,
                 extract: StepExtract::Json(Vec::new()),

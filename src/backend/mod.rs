@@ -8,6 +8,7 @@ pub mod login;
 mod pool;
 pub mod reply;
 pub mod request;
+pub mod shown;
 
 use std::fmt;
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! credentials, and a body in the backend's own encoding. Everything that can
 //! be checked is checked at load; here templates are only rendered.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -37,6 +39,8 @@ pub struct RequestSpec {
     /// Redirects may be followed (up to the backend's `follow_redirects`);
     /// a login step's or token request's never are.
     pub follows_redirects: bool,
+    /// [`RequestSpec::shown_headers`], written once.
+    pub shown_headers: OnceLock<Option<Arc<str>>>,
 }
 
 /// A backend URL: most are fixed, parsed once at load; a templated one is
@@ -169,25 +173,20 @@ impl RequestSpec {
                 url
             }
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(USER_AGENT, UA);
-        headers.insert(ACCEPT, self.accept.clone());
-        let (content_type, body) = match &self.body {
+        let mut headers = self.base_headers();
+        let body = match &self.body {
             BodySpec::Json(spec) => {
                 let value = spec.render(templates, ctx, &mut hidden)?;
                 let body = serde_json::to_vec(&value)
                     .map_err(|e| Failure::new(NoneReason::Template, e))?;
-                (Some("application/json"), Bytes::from(body))
+                Bytes::from(body)
             }
             BodySpec::Form(fields) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 for (name, id) in fields {
                     form.append_pair(name, &render(id, &mut hidden)?);
                 }
-                (
-                    Some("application/x-www-form-urlencoded"),
-                    Bytes::from(form.finish()),
-                )
+                Bytes::from(form.finish())
             }
             BodySpec::Query(fields) => {
                 if !fields.is_empty() {
@@ -198,16 +197,10 @@ impl RequestSpec {
                     url.query_pairs_mut()
                         .extend_pairs(rendered.iter().map(|(n, v)| (n.as_ref(), v.as_str())));
                 }
-                (None, Bytes::new())
+                Bytes::new()
             }
-            BodySpec::Xml(id) => (
-                Some("text/xml; charset=utf-8"),
-                Bytes::from(render(id, &mut hidden)?),
-            ),
+            BodySpec::Xml(id) => Bytes::from(render(id, &mut hidden)?),
         };
-        if let Some(ct) = content_type {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-        }
         for (name, id) in &self.headers {
             let value = render(id, &mut hidden)?;
             let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
@@ -235,6 +228,37 @@ impl RequestSpec {
         })
     }
 
+    /// The headers every request carries before its templated ones.
+    fn base_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, UA);
+        headers.insert(ACCEPT, self.accept.clone());
+        if let Some(ct) = self.body.content_type() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        headers
+    }
+
+    /// The header lines of every request, as `simulate` shows them
+    /// (credentials `[redacted]`), when no header is templated: they are
+    /// the same for each request, so the ops console keeps this one text
+    /// instead of writing them per call.
+    pub fn shown_headers(&self) -> Option<&Arc<str>> {
+        self.shown_headers
+            .get_or_init(|| {
+                self.headers.is_empty().then(|| {
+                    let mut headers = self.base_headers();
+                    if let Some((name, value)) = &self.auth {
+                        headers.insert(name.clone(), value.clone());
+                    }
+                    let mut out = String::new();
+                    super::shown::headers(&mut out, &headers);
+                    Arc::from(out)
+                })
+            })
+            .as_ref()
+    }
+
     /// Every template the body renders (fields, or the document's strings).
     pub fn body_templates(&mut self) -> Vec<&mut TemplateId> {
         fn json<'a>(spec: &'a mut JsonSpec, out: &mut Vec<&'a mut TemplateId>) {
@@ -254,6 +278,18 @@ impl RequestSpec {
             BodySpec::Xml(id) => out.push(id),
         }
         out
+    }
+}
+
+impl BodySpec {
+    /// The `Content-Type` of the body it builds; none for a query.
+    pub fn content_type(&self) -> Option<&'static str> {
+        match self {
+            BodySpec::Json(_) => Some("application/json"),
+            BodySpec::Form(_) => Some("application/x-www-form-urlencoded"),
+            BodySpec::Query(_) => None,
+            BodySpec::Xml(_) => Some("text/xml; charset=utf-8"),
+        }
     }
 }
 
@@ -365,7 +401,8 @@ fn replace_standing_alone(text: &str, word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::*;
+    use crate::template::Escape;
 
     fn hide(text: &str, secret: &str) -> String {
         redacted(text, &[secret.to_owned()])
@@ -394,5 +431,42 @@ mod tests {
             "p=[redacted]&q=\"[redacted]\""
         );
         assert_eq!(hide("a%2Fb%3F", "a/b?"), "[redacted]");
+    }
+
+    /// The console writes a request's headers from
+    /// [`RequestSpec::shown_headers`] instead of the request's own: they
+    /// must be the same lines, credentials redacted, for every body.
+    #[test]
+    fn the_shared_header_lines_are_the_requests_own() {
+        let mut templates = Templates::new();
+        let caller = templates.add("t#q", "{{ caller }}", Escape::None).unwrap();
+        let mut auth = HeaderValue::from_static("Basic c2VjcmV0");
+        auth.set_sensitive(true);
+        let bodies = [
+            BodySpec::Form(vec![("q".into(), caller.clone())]),
+            BodySpec::Query(vec![("q".into(), caller.clone())]),
+            BodySpec::Json(JsonSpec::Text(caller.clone())),
+            BodySpec::Xml(caller),
+        ];
+        for body in bodies {
+            let spec = RequestSpec {
+                method: Method::POST,
+                url: UrlSpec::Fixed(Url::parse("https://crm.example.org/find").unwrap()),
+                body,
+                headers: Vec::new(),
+                auth: Some((http::header::AUTHORIZATION, auth.clone())),
+                accept: HeaderValue::from_static("application/json"),
+                confidential: false,
+                follows_redirects: true,
+                shown_headers: OnceLock::new(),
+            };
+            let ctx = minijinja::context! { caller => "0612345678" };
+            let request = spec.build(&templates, &ctx).unwrap();
+            let mut own = String::new();
+            crate::backend::shown::headers(&mut own, &request.headers);
+            let shared = spec.shown_headers().map(|s| s.to_string());
+            assert_eq!(shared.as_deref(), Some(own.as_str()));
+            assert!(own.contains("authorization: [redacted]\n"), "{own}");
+        }
     }
 }

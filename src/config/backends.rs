@@ -342,6 +342,7 @@ pub(super) fn request_spec(
         }),
         confidential: false,
         follows_redirects: true,
+        shown_headers: Default::default(),
     };
     // A url or body that holds a secret or a session value never crosses
     // origins on a redirect.

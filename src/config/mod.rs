@@ -10,6 +10,7 @@ mod extras;
 mod login;
 mod numbers;
 mod oauth2;
+mod ops;
 mod probe;
 mod raw;
 mod read;
@@ -118,8 +119,11 @@ impl ServerSettings {
 /// `[ops]`, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpsSettings {
-    /// Where `/healthz` and `/metrics` are served; `None` when disabled.
+    /// Where `/healthz`, `/metrics` and the console are served; `None`
+    /// when disabled.
     pub listen: Option<SocketAddr>,
+    /// The console and the OTLP export.
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// Why a config could not be loaded.
@@ -227,7 +231,7 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     );
     clear_text::warn(&raw.backends, &mut diags);
     let router = routes(&raw.routes, &raw.backends, &backends, templates, &mut diags);
-    let ops = ops(&raw.ops, &mut diags);
+    let ops = ops::ops(&raw.ops, base, &mut diags);
     let wrap = raw
         .wrap
         .as_ref()
@@ -413,23 +417,6 @@ fn server(raw: &RawServer, diags: &mut Diagnostics<'_>) -> ServerSettings {
             "server.shutdown_grace_ms",
             diags,
         ),
-    }
-}
-
-fn ops(raw: &raw::RawOps, diags: &mut Diagnostics<'_>) -> OpsSettings {
-    if raw.enabled == Some(false) {
-        return OpsSettings { listen: None };
-    }
-    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_OPS_LISTEN);
-    match listen.parse() {
-        Ok(addr) => OpsSettings { listen: Some(addr) },
-        Err(_) => {
-            diags.error(
-                "ops.listen",
-                format!("{listen:?} is not an address:port such as 127.0.0.1:9090"),
-            );
-            OpsSettings { listen: None }
-        }
     }
 }
 
@@ -705,6 +692,7 @@ fn routes(
                 forward_token: r.forward_token,
                 wrap: r.wrap,
                 metrics: Handles::default(),
+                explain: Default::default(),
             },
         ));
     }

@@ -75,12 +75,23 @@ pub(super) struct RawCors {
     pub(super) allow_credentials: bool,
 }
 
-/// `[ops]`: the operators' listener (health and metrics).
+/// `[ops]`: the operators' listener (health, metrics, the console) and
+/// the OTLP export.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOps {
     pub(super) listen: Option<String>,
     pub(super) enabled: Option<bool>,
+    pub(super) console: Option<bool>,
+    pub(super) console_calls: Option<usize>,
+    #[serde(default)]
+    pub(super) console_show_caller: bool,
+    #[serde(default)]
+    pub(super) console_candidates: bool,
+    pub(super) console_user: Option<String>,
+    pub(super) console_secret_env: Option<String>,
+    pub(super) console_secret_file: Option<String>,
+    pub(super) otlp_endpoint: Option<String>,
 }
 
 /// `[wrap]`: the completion wrapper page.

@@ -1,5 +1,5 @@
 //! The gateway's own pages (completion wrapper, demo agent and CRM, error
-//! pages): static minijinja templates compiled once per process, with HTML
+//! pages, the ops console): static minijinja templates compiled once per process, with HTML
 //! auto-escaping, so no value from a URL or a CRM can inject markup. Scripts
 //! and styles are separate static files (no `style=` attribute either), so
 //! every page can carry a CSP that forbids inline script and style.
@@ -22,7 +22,7 @@ const PLAIN_CSP: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; 
 pub const PAGE_CSS: &str = "/page.css";
 
 /// Static files: path, content type, body.
-const ASSETS: [(&str, &str, &str); 7] = [
+const ASSETS: [(&str, &str, &str); 9] = [
     (
         PAGE_CSS,
         "text/css; charset=utf-8",
@@ -58,6 +58,16 @@ const ASSETS: [(&str, &str, &str); 7] = [
         "text/javascript; charset=utf-8",
         include_str!("card.js"),
     ),
+    (
+        "/console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console.js"),
+    ),
+    (
+        "/console.css",
+        "text/css; charset=utf-8",
+        include_str!("console.css"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -71,6 +81,7 @@ fn env() -> &'static Environment<'static> {
             ("card.html", include_str!("card.html")),
             ("trust.html", include_str!("trust.html")),
             ("status.html", include_str!("status.html")),
+            ("console.html", include_str!("console.html")),
         ] {
             // The templates are part of the binary and tested: a failure here
             // is a build defect, reported on first use rather than at start.
@@ -198,6 +209,7 @@ mod tests {
             "card.html",
             "trust.html",
             "status.html",
+            "console.html",
         ] {
             assert!(env().get_template(name).is_ok(), "{name}");
         }
@@ -214,6 +226,7 @@ mod tests {
             include_str!("card.html"),
             include_str!("trust.html"),
             include_str!("status.html"),
+            include_str!("console.html"),
         ];
         for page in pages {
             assert!(!page.contains("style="), "{page}");

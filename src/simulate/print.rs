@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use http::HeaderMap;
 use tokio::time::Instant;
 
 use super::saved::SavedReply;
@@ -14,7 +13,7 @@ use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
 use crate::backend::request::redacted;
-use crate::backend::{Backend, BackendRequest, Failure, RawReply};
+use crate::backend::{shown, Backend, BackendRequest, Failure, RawReply};
 
 /// Bodies longer than this are cut in the printout.
 const SHOW_BODY_BYTES: usize = 8 * 1024;
@@ -37,7 +36,7 @@ pub(super) struct Printer {
 }
 
 impl Observer for Printer {
-    fn request(&mut self, backend: &Backend, request: &BackendRequest) {
+    fn request(&mut self, backend: &Backend, request: &BackendRequest, _at: Instant) {
         self.started = Instant::now();
         let mut shown = String::new();
         show_request(&mut shown, backend, request);
@@ -135,7 +134,7 @@ impl Observer for Printer {
             saved.file.display(),
             raw.body.len()
         );
-        show_body(&mut out, &raw.body);
+        shown::body(&mut out, &raw.body, SHOW_BODY_BYTES);
         self.out.push_str(&redacted(&out, &self.redact));
         Some(raw)
     }
@@ -184,8 +183,8 @@ backend {:?} candidates: {} record(s) compared, {caller}",
             reply.body.len(),
             reply.url
         );
-        show_headers(&mut out, &reply.headers);
-        show_body(&mut out, &reply.body);
+        shown::headers(&mut out, &reply.headers);
+        shown::body(&mut out, &reply.body, SHOW_BODY_BYTES);
         self.out.push_str(&redacted(&out, &self.redact));
     }
 }
@@ -193,77 +192,5 @@ backend {:?} candidates: {} record(s) compared, {caller}",
 /// A backend request as `simulate` shows it (the caller redacts it).
 pub(super) fn show_request(out: &mut String, backend: &Backend, req: &BackendRequest) {
     let _ = writeln!(out, "\nbackend {:?} request:", backend.name);
-    let _ = writeln!(out, "  {} {}", req.method, req.shown_url());
-    // A url shown by its origin only (it reads a secret) keeps its query
-    // hidden too.
-    if let (false, Some(query)) = (req.url_hidden, req.url.query()) {
-        show_decoded(out, "query string", query.as_bytes());
-    }
-    show_headers(out, &req.headers);
-    show_body(out, &req.body);
-    let form = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            v.as_bytes()
-                .starts_with(b"application/x-www-form-urlencoded")
-        });
-    if form && !req.body.is_empty() {
-        let _ = writeln!(out);
-        show_decoded(out, "form body", &req.body);
-    }
-}
-
-/// A query string or form body, decoded: one `name = value` a line, as
-/// the CRM reads them (`%2C` is `,`, `+` a space).
-fn show_decoded(out: &mut String, what: &str, encoded: &[u8]) {
-    let _ = writeln!(out, "  {what}, decoded:");
-    for (name, value) in url::form_urlencoded::parse(encoded) {
-        let _ = writeln!(
-            out,
-            "    {} = {}",
-            printable(&name),
-            printable(&value).replace('\n', "\n      ")
-        );
-    }
-}
-
-/// `text` with control characters other than newlines and tabs escaped,
-/// so a decoded value cannot move the cursor or colour the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// Prints headers; credential headers (marked sensitive) show `[redacted]`.
-fn show_headers(out: &mut String, headers: &HeaderMap) {
-    for (name, value) in headers {
-        let shown = if value.is_sensitive() {
-            "[redacted]".into()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        let _ = writeln!(out, "  {name}: {shown}");
-    }
-}
-
-fn show_body(out: &mut String, body: &[u8]) {
-    if body.is_empty() {
-        return;
-    }
-    let cut = body.len().min(SHOW_BODY_BYTES);
-    let _ = writeln!(out);
-    for line in String::from_utf8_lossy(&body[..cut]).lines() {
-        let _ = writeln!(out, "  {line}");
-    }
-    if cut < body.len() {
-        let _ = writeln!(out, "  ... ({} more bytes)", body.len() - cut);
-    }
+    shown::request(out, req, SHOW_BODY_BYTES);
 }

@@ -12,21 +12,15 @@
 //! a user's demo shows).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::json;
+use fantoccini::Locator;
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 
-use crate::headless::{chromium, Reaper};
 use crate::support::*;
+use crate::webdriver::Browser;
 
 /// The README's picture of the demo agent page.
 const PICTURE: &str = "docs/demo-agent.png";
-const WAIT: Duration = Duration::from_secs(15);
 
 /// The demo: the shipped config (ports and certificates swapped for the
 /// test's), the gateway, and the demo listener.
@@ -79,143 +73,7 @@ async fn start_demo_on(gateway: TcpListener, pages: TcpListener, allow_origins: 
     }
 }
 
-/// chromedriver and a browser session; `None` (skipped loudly) without them.
-/// Dropping it (a test that ends or panics) ends chromedriver, the browser
-/// and all its processes.
-struct Browser {
-    client: Client,
-    // Field order is drop order: the processes end before their profile
-    // folder is removed.
-    _reaper: Reaper,
-    _driver: Child,
-    _profile: tempfile::TempDir,
-}
-
 impl Browser {
-    async fn start() -> Option<Self> {
-        let browser = chromium()?;
-        let driver_path = require_tool("chromedriver", "apt-get install chromium-driver")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let profile = tempfile::TempDir::new().unwrap();
-        let (driver, reaper) = Reaper::spawn(
-            Command::new(driver_path)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            profile.path(),
-        );
-        let mut caps = serde_json::Map::new();
-        caps.insert("acceptInsecureCerts".into(), json!(true));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": browser,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--ignore-certificate-errors", "--window-size=1280,800",
-                    "--force-device-scale-factor=1", "--hide-scrollbars",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let mut last = None;
-        for _ in 0..100 {
-            let mut builder = ClientBuilder::new(HttpConnector::new());
-            builder.capabilities(caps.clone());
-            let connect = builder.connect(&url);
-            match tokio::time::timeout(WAIT, connect).await {
-                Ok(Ok(client)) => {
-                    return Some(Self {
-                        client,
-                        _reaper: reaper,
-                        _driver: driver,
-                        _profile: profile,
-                    })
-                }
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => last = Some("no session within 15 s".into()),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start: {last:?}");
-    }
-
-    /// Sizes the window so the page's viewport is `width`×`height` CSS
-    /// pixels (the window's frame, if any, is measured and added).
-    async fn viewport(&self, width: u32, height: u32) {
-        self.client.set_window_size(width, height).await.unwrap();
-        let inner = self
-            .client
-            .execute("return [innerWidth, innerHeight];", vec![])
-            .await
-            .unwrap();
-        let (w, h) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
-        let frame_w = u64::from(width).saturating_sub(w);
-        let frame_h = u64::from(height).saturating_sub(h);
-        if frame_w > 0 || frame_h > 0 {
-            self.client
-                .set_window_size(
-                    width + u32::try_from(frame_w).unwrap(),
-                    height + u32::try_from(frame_h).unwrap(),
-                )
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn click(&self, id: &str) {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("no #{id}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn wait_for(&self, css: &str) {
-        if let Err(e) = self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            let source = self.client.source().await.unwrap_or_default();
-            panic!("{css} never appeared ({e}):\n{source}");
-        }
-    }
-
-    async fn attr(&self, id: &str, name: &str) -> Option<String> {
-        let element = self.client.find(Locator::Id(id)).await.unwrap();
-        element.attr(name).await.unwrap()
-    }
-
-    async fn enter_tab(&self) {
-        let tab = self.client.find(Locator::Id("tab")).await.unwrap();
-        tab.enter_frame().await.unwrap();
-    }
-
-    async fn text(&self, id: &str) -> String {
-        self.client
-            .find(Locator::Id(id))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
     async fn set_payload(&self, payload: &str) {
         // The textarea is the agent's to edit: replace it as a user would.
         let area = self.client.find(Locator::Id("payload")).await.unwrap();
@@ -311,7 +169,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     b.assert_layout_holds("with the CRM card open").await;
 
     // The card's own Close button posts closeThirdParty to the agent page.
-    b.enter_tab().await;
+    b.wait_in_frame("tab", "#name").await;
     assert_eq!(b.text("name").await, "ACME Trucks");
     b.click("close").await;
     b.client.enter_parent_frame().await.unwrap();
@@ -334,8 +192,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     );
     // The long wrapper link is in the reply and the events: both wrap.
     b.assert_layout_holds("after the wrapper call").await;
-    b.enter_tab().await;
-    b.wait_for("#refused a#open").await;
+    b.wait_in_frame("tab", "#refused a#open").await;
     b.click("done").await;
     b.client.enter_parent_frame().await.unwrap();
     b.wait_for("body[data-tab='closed']").await;
@@ -440,8 +297,7 @@ async fn readme_picture_is_refreshed_on_demand() {
     b.click("established").await;
     b.wait_for("body[data-tab='open']").await;
     // The card has loaded in its frame before the picture is taken.
-    b.enter_tab().await;
-    b.wait_for("#close").await;
+    b.wait_in_frame("tab", "#close").await;
     b.client.enter_parent_frame().await.unwrap();
     let png = b.client.screenshot().await.unwrap();
     let (width, height) = png_size(&png);

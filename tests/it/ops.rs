@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tempfile::TempDir;
@@ -201,23 +201,8 @@ impl Daemon {
 
 /// One GET on an ops listener, on a connection of its own.
 pub(crate) async fn ops_get_at(ops: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(SOON, async {
-        let tcp = TcpStream::connect(ops).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("GET {path} on the ops listener got no answer in time"))
+    let reply = plain_get(ops, path, &[]).await;
+    (reply.status.as_u16(), reply.text())
 }
 
 /// The value of a sample, by name and labels.

@@ -88,6 +88,15 @@ impl TestGateway {
         Client::new(&self.ca.ca_der)
     }
 
+    /// Replaces the config file with `config` and reloads it, as SIGHUP
+    /// does; returns the generation now served.
+    pub fn reload_with(&self, config: &str) -> u64 {
+        std::fs::write(self._dir.path().join("config.toml"), config).unwrap();
+        self.live
+            .reload()
+            .unwrap_or_else(|e| panic!("reload refused: {e:#}"))
+    }
+
     /// Stops accepting and waits for the server to drain.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -150,6 +159,55 @@ pub async fn start_gateway_on(
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// The ops listener (health, metrics, console) of a test gateway, served
+/// on 127.0.0.1:0 until dropped.
+pub struct TestOps {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestOps {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `live`'s ops listener as `run` does, on 127.0.0.1:0.
+pub async fn start_ops(live: &Arc<Live>) -> TestOps {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(thirdparty_gateway::ops::run(
+        listener,
+        Arc::clone(live),
+        std::future::pending(),
+    ));
+    TestOps { addr, task }
+}
+
+/// One plain-HTTP GET on a connection of its own, `Host: localhost` unless
+/// `headers` name another; the whole exchange within 30 s.
+pub async fn plain_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::get(path);
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            req = req.header("host", "localhost");
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
+        read(send.send_request(req).await.unwrap()).await
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} on {addr} got no answer in time"))
 }
 
 /// A CORS section allowing exactly one origin, with PNA on.

@@ -1,0 +1,515 @@
+//! One recorded call, as the console keeps it: what was decided and the
+//! steps that led there, in compact form. All of a call's texts (caller,
+//! names, the requests as `simulate` writes them, details) are one string,
+//! which its steps point into, so recording a call allocates that string,
+//! the list of steps and the call. Every text is cut to a bound, so a
+//! call's size is bounded whatever the CRM or the payload sends
+//! ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`], checked when
+//! compiled). What is stored is what the gateway saw; secrets are redacted
+//! as the steps are taken, the caller is masked when the call is shown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use super::record::{MAX_BACKENDS, MAX_STEPS};
+use crate::backend::login::Source;
+use crate::constants::{
+    CONSOLE_CALL_MAX_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
+};
+use crate::contract::Event;
+use crate::outcome::NoneReason;
+use crate::request_id::RequestId;
+use crate::route::Explain;
+
+/// Room a call's texts may keep beyond their length (the string is sized
+/// once for a common call, not to the byte).
+pub const SLACK: usize = 512;
+
+/// The most a call can hold, from the bounds of its parts: itself in its
+/// `Arc`, its steps at their cap, its texts at theirs (the trace's, three
+/// long ones: detail, url, title; three names: caller, route, backend)
+/// with their slack.
+const WORST: usize = std::mem::size_of::<Call>()
+    + 2 * std::mem::size_of::<usize>()
+    + MAX_STEPS * std::mem::size_of::<Step>()
+    + MAX_BACKENDS * std::mem::size_of::<Arc<str>>()
+    + CONSOLE_TRACE_BYTES
+    + 3 * CONSOLE_TEXT_BYTES
+    + 3 * CONSOLE_NAME_BYTES
+    + SLACK;
+
+const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
+
+/// A piece of a call's texts: where it is in [`Texts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Text {
+    from: u16,
+    to: u16,
+}
+
+impl Text {
+    /// Whether it is empty.
+    pub fn is_empty(self) -> bool {
+        self.from == self.to
+    }
+
+    /// The part of it `len` bytes long `from` bytes in, if it has one.
+    pub fn part(self, from: usize, len: usize) -> Option<Text> {
+        let from = usize::from(self.from).checked_add(from)?;
+        let to = from.checked_add(len)?;
+        (to <= usize::from(self.to)).then(|| Text {
+            from: u16::try_from(from).unwrap_or(u16::MAX),
+            to: u16::try_from(to).unwrap_or(u16::MAX),
+        })
+    }
+}
+
+/// A call's texts, one after the other.
+#[derive(Debug, Default)]
+pub struct Texts(String);
+
+impl Texts {
+    /// Room for `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self(String::with_capacity(bytes))
+    }
+
+    /// Adds `text`, cut to `max` bytes on a character boundary.
+    pub fn add(&mut self, text: &str, max: usize) -> Text {
+        let from = self.0.len();
+        self.0.push_str(cut(text, max.min(Self::room(from))));
+        self.span(from)
+    }
+
+    /// What `write` appends to the string, cut to `max` bytes.
+    pub fn write(&mut self, max: usize, write: impl FnOnce(&mut String)) -> Text {
+        let from = self.0.len();
+        write(&mut self.0);
+        let kept = cut(self.0.get(from..).unwrap_or(""), max.min(Self::room(from))).len();
+        self.0.truncate(from + kept);
+        self.span(from)
+    }
+
+    /// What may still be written after `from` bytes: a piece's ends fit
+    /// in 16 bits.
+    fn room(from: usize) -> usize {
+        usize::from(u16::MAX).saturating_sub(from)
+    }
+
+    /// Replaces what was written since `text` began with `with` (cut to
+    /// `max`); `text` must be the last piece.
+    pub fn replace_last(&mut self, text: Text, with: &str, max: usize) -> Text {
+        self.0.truncate(usize::from(text.from));
+        self.add(with, max)
+    }
+
+    fn span(&self, from: usize) -> Text {
+        let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        Text {
+            from: clamp(from),
+            to: clamp(self.0.len()),
+        }
+    }
+
+    /// The text of a piece.
+    pub fn get(&self, text: Text) -> &str {
+        self.0
+            .get(usize::from(text.from)..usize::from(text.to))
+            .unwrap_or("")
+    }
+
+    /// Bytes written.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Empties it, keeping its room.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Gives back room beyond [`SLACK`].
+    pub fn trim(&mut self) {
+        if self.0.capacity() > self.0.len() + SLACK {
+            self.0.shrink_to_fit();
+        }
+    }
+}
+
+/// A call the console recorded.
+#[derive(Debug)]
+pub struct Call {
+    /// Its place in the order of recorded calls, from 1.
+    pub seq: u64,
+    /// When its request arrived.
+    pub at: Instant,
+    /// Its request id, as in its log line.
+    pub id: RequestId,
+    /// Every text below.
+    pub texts: Texts,
+    /// The route that answered; `None` when none matched.
+    pub route: Option<Text>,
+    /// Why that route was chosen, from the config the call ran under.
+    pub explain: Option<Explain>,
+    /// Whether the call was dropped before its reply, and why.
+    pub cancelled: Option<Cancelled>,
+    /// Why it got `none`, or when it opened, why the backend before the
+    /// one (or the screen-pop) that opened failed.
+    pub reason: Option<NoneReason>,
+    /// The failure's detail (for an `open`, the failure a fallback
+    /// followed); empty when there was none.
+    pub detail: Text,
+    /// The backend that opened, or the last that failed.
+    pub backend: Option<Text>,
+    /// Arrival to reply.
+    pub latency: Duration,
+    /// The caller as sent (cut); masked whenever shown, unless the config
+    /// says the console may show it.
+    pub caller: Text,
+    /// What the agent got, when it opened.
+    pub opened: Option<Opened>,
+    /// The names of the backends the steps name, in the order they were
+    /// first seen.
+    pub backends: [Text; MAX_BACKENDS],
+    /// What happened, in order; a call's first steps are kept in it.
+    pub steps: Steps,
+    /// Texts shared with the config the call ran under (a backend's header
+    /// lines), which the steps point to: each is the config's, not the
+    /// call's, and counted once per backend.
+    pub shared: SmallVec<[Arc<str>; 1]>,
+    /// Whether later steps were left out to keep the trace in its bound.
+    pub truncated: bool,
+    /// [`Call::heap_bytes`], counted once when it is recorded.
+    pub bytes: usize,
+}
+
+/// Steps a call holds without allocating: a call to one backend has three
+/// (request, reply, end), four with a login.
+pub const INLINE_STEPS: usize = 4;
+
+/// A call's steps.
+pub type Steps = SmallVec<[Step; INLINE_STEPS]>;
+
+/// Why a call was dropped before its reply, as its log line and
+/// `thirdparty_gateway_cancelled_total` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The agent's browser went away (an HTTP/1 connection closed, an
+    /// HTTP/2 stream reset): 499.
+    Client,
+    /// A stop dropped it when `server.shutdown_grace` ran out.
+    Shutdown,
+}
+
+impl Cancelled {
+    /// Its name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancelled::Client => "client",
+            Cancelled::Shutdown => "shutdown",
+        }
+    }
+
+    /// What happened, as the log line says it.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Cancelled::Client => "the client closed the request before its reply (499)",
+            Cancelled::Shutdown => "dropped unanswered: server.shutdown_grace ran out",
+        }
+    }
+}
+
+/// The `open` reply a call got.
+#[derive(Debug)]
+pub struct Opened {
+    /// The event the tab opens on.
+    pub event: Event,
+    /// The tab's url (cut); `None` when it is the completion wrapper's
+    /// link, which is not shown.
+    pub url: Option<Text>,
+    /// The tab's title (cut).
+    pub title: Text,
+    /// Whether the agent is paused while the tab is open.
+    pub autopause: bool,
+}
+
+/// A short time (since a request arrived, or a step's length) in 4 bytes:
+/// microseconds, up to 71 minutes (longer reads as 71 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Micros(u32);
+
+impl Micros {
+    /// `d`, saturated.
+    pub fn of(d: Duration) -> Self {
+        Self(u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+    }
+
+    /// As a duration.
+    pub fn get(self) -> Duration {
+        Duration::from_micros(u64::from(self.0))
+    }
+}
+
+/// One step of a call; `backend` indexes [`Call::backends`], `at` is the
+/// time since the request arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// The caller directory's answer.
+    Directory {
+        /// Which backend's directory.
+        backend: u8,
+        /// What it said.
+        said: Text,
+    },
+    /// The session a look-up used.
+    Login {
+        /// The backend that looked up.
+        backend: u8,
+        /// When the session was there.
+        at: Micros,
+        /// Cached, or from a login the call waited for.
+        source: Source,
+        /// How old the session was, in seconds.
+        age_s: u32,
+        /// The backend whose login it is, when shared.
+        shared_from: Option<Text>,
+        /// A fresh login's steps (`POST url -> HTTP 200`, no secrets) and
+        /// the names of the values it yielded, a line each.
+        lines: Text,
+    },
+    /// A request about to be sent, as `simulate` shows it (credentials
+    /// and secrets redacted, body cut).
+    Request {
+        /// To which backend.
+        backend: u8,
+        /// When it was built.
+        at: Micros,
+        /// Method and url, headers, body: a line each.
+        text: Text,
+    },
+    /// A request about to be sent that held no value to hide, kept in
+    /// parts (its headers shared with every request of its backend) and
+    /// written as `simulate` writes it when its trace is shown.
+    Sent {
+        /// To which backend.
+        backend: u8,
+        /// When it was built.
+        at: Micros,
+        /// Its method.
+        method: Text,
+        /// Its url.
+        url: Text,
+        /// Its header lines: which of [`Call::shared`].
+        headers: u8,
+        /// Its whole body (at most
+        /// [`CONSOLE_BODY_BYTES`](crate::constants::CONSOLE_BODY_BYTES)).
+        body: Text,
+        /// Whether the body is a form.
+        form: bool,
+    },
+    /// A reply, summarized (its body is not kept).
+    Reply {
+        /// From which backend.
+        backend: u8,
+        /// When it was read.
+        at: Micros,
+        /// Its status.
+        status: u16,
+        /// Its body's size.
+        bytes: u32,
+        /// Where it came from, when not the request's url (a redirect).
+        url: Option<Text>,
+    },
+    /// The records a reply offered, which were kept or dropped (only with
+    /// `console_candidates`), a line each.
+    Candidates {
+        /// Which backend's reply.
+        backend: u8,
+        /// The lines.
+        lines: Text,
+    },
+    /// A backend's attempt ended.
+    Attempt {
+        /// Which backend.
+        backend: u8,
+        /// When it ended.
+        at: Micros,
+        /// How long it took.
+        took: Micros,
+        /// `None` when it opened.
+        failed: Option<(NoneReason, Text)>,
+    },
+}
+
+impl Step {
+    /// Which backend it is about.
+    pub fn backend(&self) -> u8 {
+        match self {
+            Step::Directory { backend, .. }
+            | Step::Login { backend, .. }
+            | Step::Request { backend, .. }
+            | Step::Sent { backend, .. }
+            | Step::Reply { backend, .. }
+            | Step::Candidates { backend, .. }
+            | Step::Attempt { backend, .. } => *backend,
+        }
+    }
+}
+
+impl Call {
+    /// A call from `caller` (in `texts`) that arrived at `at`, with no
+    /// step yet; what it got is set when it is kept.
+    pub fn new(at: Instant, id: RequestId, texts: Texts, caller: Text) -> Self {
+        Self {
+            seq: 0,
+            at,
+            id,
+            texts,
+            route: None,
+            explain: None,
+            cancelled: None,
+            reason: None,
+            detail: Text::default(),
+            backend: None,
+            latency: Duration::ZERO,
+            caller,
+            opened: None,
+            backends: [Text::default(); MAX_BACKENDS],
+            steps: Steps::new(),
+            shared: SmallVec::new(),
+            truncated: false,
+            bytes: 0,
+        }
+    }
+
+    /// Makes it a new call from `caller` that arrived at `at`, reusing its
+    /// texts' room (a call pushed out of the ring).
+    pub fn reuse(&mut self, at: Instant, id: RequestId, caller: &str) {
+        let mut texts = std::mem::take(&mut self.texts);
+        texts.clear();
+        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+        *self = Call::new(at, id, texts, caller);
+    }
+
+    /// The memory it holds: itself (in its `Arc`) and everything it owns.
+    pub fn heap_bytes(&self) -> usize {
+        let steps = match self.steps.spilled() {
+            true => self.steps.capacity() * std::mem::size_of::<Step>(),
+            false => 0,
+        };
+        let shared = match self.shared.spilled() {
+            true => self.shared.capacity() * std::mem::size_of::<Arc<str>>(),
+            false => 0,
+        };
+        std::mem::size_of::<Self>()
+            + 2 * std::mem::size_of::<usize>()
+            + self.texts.capacity()
+            + steps
+            + shared
+    }
+
+    /// The text of a piece of it.
+    pub fn text(&self, text: Text) -> &str {
+        self.texts.get(text)
+    }
+
+    /// The caller as sent.
+    pub fn caller(&self) -> &str {
+        self.text(self.caller)
+    }
+
+    /// The route's name.
+    pub fn route(&self) -> Option<&str> {
+        self.route.map(|r| self.text(r))
+    }
+
+    /// The failure's detail.
+    pub fn detail(&self) -> &str {
+        self.text(self.detail)
+    }
+
+    /// The backend that opened or last failed.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.map(|b| self.text(b))
+    }
+
+    /// `None` when it opened, else why not.
+    pub fn none(&self) -> Option<NoneReason> {
+        match self.opened {
+            Some(_) => None,
+            None => Some(self.reason.unwrap_or(NoneReason::Declined)),
+        }
+    }
+
+    /// A shared text of its steps.
+    pub fn shared(&self, index: u8) -> &str {
+        self.shared.get(usize::from(index)).map_or("", |s| s)
+    }
+
+    /// A request step's method and url.
+    pub fn request_line(&self, step: &Step) -> Option<(&str, &str)> {
+        match step {
+            Step::Request { text, .. } => {
+                let first = self.text(*text).lines().next().unwrap_or("").trim();
+                Some(first.split_once(' ').unwrap_or((first, "")))
+            }
+            Step::Sent { method, url, .. } => Some((self.text(*method), self.text(*url))),
+            _ => None,
+        }
+    }
+
+    /// The name of a step's backend.
+    pub fn backend_name(&self, index: u8) -> &str {
+        match self.backends.get(usize::from(index)) {
+            Some(name) if !name.is_empty() => self.text(*name),
+            _ => "?",
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abc", 2), "ab");
+        assert_eq!(cut("éé", 3), "é");
+        assert_eq!(cut("éé", 1), "");
+        let mut texts = Texts::default();
+        let a = texts.add("hello", 3);
+        let b = texts.write(4, |s| s.push_str("é-world"));
+        assert_eq!((texts.get(a), texts.get(b)), ("hel", "é-w"));
+        let c = texts.replace_last(b, "there", 10);
+        assert_eq!(
+            (texts.get(a), texts.get(c), texts.len()),
+            ("hel", "there", 8)
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The handler's observer when the console is on: it keeps each step of a
+//! call as [`Step`]s while the call is answered. It runs on the request
+//! path, so it copies and does not format: every text goes into the call's
+//! one string, a reply is kept as its status and size, a cached session as
+//! its age. A request is kept in parts (method, url, body; its backend's
+//! header lines shared, not copied) and written when its trace is shown;
+//! one that holds a value to hide (a secret, a session, the agent's token)
+//! is written at once as `simulate` writes it, with those values redacted,
+//! so no such value is kept.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::call::{Call, Micros, Step, Text, Texts};
+use super::mask;
+use crate::answer::Observer;
+use crate::backend::login::{Session, Source};
+use crate::backend::reply::Candidate;
+use crate::backend::request::RequestSpec;
+use crate::backend::{shown, Backend, BackendRequest, Failure, RawReply};
+use crate::constants::{
+    CONSOLE_BODY_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
+};
+use crate::request_id::RequestId;
+use crate::route::Explain;
+
+/// Steps a trace keeps at most (a route of several backends, each with a
+/// login and a retry, stays under it). A power of two, so the list's
+/// doubling growth ends at it.
+pub const MAX_STEPS: usize = 32;
+
+/// Backends one trace names at most.
+pub const MAX_BACKENDS: usize = 8;
+
+/// The call's texts are sized for this much at first: a call to one
+/// backend with a short request needs no more.
+const FIRST_CAPACITY: usize = 512;
+
+/// One call's steps, gathered while it is answered, straight into the
+/// call the ring will keep: it is allocated once when the call arrives and
+/// handed to the ring by its pointer at the end.
+#[derive(Debug)]
+pub struct Recorder {
+    /// The call being recorded; no one else holds it until it is kept.
+    pub(super) call: Arc<Call>,
+    progress: Progress,
+}
+
+/// What the recorder knows that the kept call does not.
+#[derive(Debug)]
+struct Progress {
+    /// The agent's token, when the route forwards it: hidden in requests.
+    token: Option<String>,
+    /// Whether to gather the candidates a reply offered.
+    candidates: bool,
+    /// Whether stored numbers may be shown as they are.
+    show_numbers: bool,
+    /// Backends named so far.
+    named: usize,
+    /// The trace's bytes so far (steps' texts and backends' names).
+    trace: usize,
+    /// The last request's url, when shown whole: a reply from elsewhere
+    /// (a redirect) names where it came from.
+    last_url: Option<Text>,
+    /// The address of the last step's backend and its index: a backend's
+    /// steps come one after the other, and an address compares faster than
+    /// a name (it is only compared, never read through).
+    last_backend: Option<(usize, u8)>,
+}
+
+impl Recorder {
+    /// A recorder for a call from `caller` that arrived at `start`.
+    pub(super) fn new(
+        start: Instant,
+        id: RequestId,
+        caller: &str,
+        candidates: bool,
+        show_numbers: bool,
+    ) -> Self {
+        // `try_with`: no spare while the thread's locals are being
+        // destroyed (a task dropped at its end), rather than a panic.
+        let spare = SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .and_then(|mut spare| {
+                Arc::get_mut(&mut spare)?.reuse(start, id, caller);
+                Some(spare)
+            });
+        let call = spare.unwrap_or_else(|| {
+            let mut texts = Texts::with_capacity(FIRST_CAPACITY);
+            let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+            Arc::new(Call::new(start, id, texts, caller))
+        });
+        Self {
+            call,
+            progress: Progress {
+                token: None,
+                candidates,
+                show_numbers,
+                named: 0,
+                trace: 0,
+                last_url: None,
+                last_backend: None,
+            },
+        }
+    }
+
+    /// The route forwards the agent's token to its backends: it is hidden
+    /// wherever a request shows it.
+    pub fn forwards_token(&mut self, token: Option<&str>) {
+        self.progress.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
+    }
+
+    /// The route chosen for the call: its name, and why it was chosen.
+    pub fn route(&mut self, name: &str, explain: &Explain) {
+        if let Some((call, _)) = self.parts() {
+            call.route = Some(call.texts.add(name, CONSOLE_NAME_BYTES));
+            call.explain = Some(explain.clone());
+        }
+    }
+
+    /// The call, while only the recorder holds it (always, until it is
+    /// kept; `None` would only drop a step).
+    fn parts(&mut self) -> Option<(&mut Call, &mut Progress)> {
+        Some((Arc::get_mut(&mut self.call)?, &mut self.progress))
+    }
+}
+
+impl Progress {
+    /// The index of a backend (its name counted in the trace's bytes);
+    /// past the bounds, one that names no backend.
+    fn backend_of(&mut self, call: &mut Call, backend: &Backend) -> u8 {
+        let address = std::ptr::from_ref(backend) as usize;
+        if let Some((last, index)) = self.last_backend {
+            if last == address {
+                return index;
+            }
+        }
+        let index = self.backend(call, &backend.name);
+        self.last_backend = Some((address, index));
+        index
+    }
+
+    /// The index of a backend's name (counted in the trace's bytes);
+    /// past the bounds, one that names no backend.
+    fn backend(&mut self, call: &mut Call, name: &str) -> u8 {
+        let known = call.backends[..self.named]
+            .iter()
+            .position(|b| call.texts.get(*b) == name);
+        let i = match known {
+            Some(i) => i,
+            None if self.named < MAX_BACKENDS && self.room(CONSOLE_NAME_BYTES) > 0 => {
+                let text = call.texts.add(name, self.room(CONSOLE_NAME_BYTES));
+                self.trace += call.texts.get(text).len();
+                call.backends[self.named] = text;
+                self.named += 1;
+                self.named - 1
+            }
+            None => MAX_BACKENDS,
+        };
+        u8::try_from(i).unwrap_or(u8::MAX)
+    }
+
+    /// What the trace has left, at most `max`.
+    fn room(&self, max: usize) -> usize {
+        max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.trace))
+    }
+
+    /// Adds a text of the trace, cut to `max` and to what is left (a
+    /// text cut for lack of room marks the trace cut).
+    fn text(&mut self, call: &mut Call, text: &str, max: usize) -> Text {
+        let room = self.room(max);
+        if text.len() > room && room < max {
+            call.truncated = true;
+        }
+        let text = call.texts.add(text, room);
+        self.trace += call.texts.get(text).len();
+        text
+    }
+}
+
+impl Progress {
+    /// A request that holds no value to hide, kept in parts to be written
+    /// when its trace is shown: its method, url and body copied (the body
+    /// when whole, UTF-8 and short), its header lines shared with every
+    /// request of its backend (none templated). `None` when it cannot be:
+    /// it is written at once.
+    fn keep(
+        &mut self,
+        call: &mut Call,
+        (backend, spec): (u8, &RequestSpec),
+        request: &BackendRequest,
+        at: Micros,
+        room: usize,
+    ) -> Option<Step> {
+        let headers = spec.shown_headers()?;
+        let body = Some(&request.body[..])
+            .filter(|b| b.len() <= CONSOLE_BODY_BYTES)
+            .and_then(|b| std::str::from_utf8(b).ok())?;
+        let (method, url) = (request.method.as_str(), request.url.as_str());
+        let size = method.len() + url.len() + headers.len() + body.len();
+        if size > room {
+            return None;
+        }
+        let shared = match call.shared.iter().position(|h| Arc::ptr_eq(h, headers)) {
+            Some(i) => i,
+            None if call.shared.len() < MAX_BACKENDS => {
+                call.shared.push(Arc::clone(headers));
+                call.shared.len() - 1
+            }
+            None => return None,
+        };
+        let method = call.texts.add(method, room);
+        let url = call.texts.add(url, room);
+        let body = call.texts.add(body, room);
+        self.trace += size;
+        self.last_url = Some(url);
+        Some(Step::Sent {
+            backend,
+            at,
+            method,
+            url,
+            headers: u8::try_from(shared).unwrap_or(u8::MAX),
+            body,
+            form: spec
+                .body
+                .content_type()
+                .is_some_and(|t| shown::is_form(t.as_bytes())),
+        })
+    }
+}
+
+thread_local! {
+    /// A call pushed out of the ring that nothing else held, for the next
+    /// call recorded on this thread to reuse: its allocation and its
+    /// texts' (one a worker thread, at most a call's bound).
+    static SPARE: Cell<Option<Arc<Call>>> = const { Cell::new(None) };
+}
+
+/// Keeps `call`, pushed out of the ring, for the next call to reuse, when
+/// nothing else holds it (a page may still be reading it).
+pub(super) fn spare(mut call: Arc<Call>) {
+    if Arc::get_mut(&mut call).is_some() {
+        let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
+    }
+}
+
+/// Adds a step, or marks the trace cut when it has all it may keep.
+fn push(call: &mut Call, step: Step) {
+    if call.steps.len() >= MAX_STEPS {
+        call.truncated = true;
+        return;
+    }
+    call.steps.push(step);
+}
+
+/// Time since the call arrived.
+fn now(call: &Call) -> Micros {
+    Micros::of(call.at.elapsed())
+}
+
+/// Time from the call's arrival to `at`.
+fn since(call: &Call, at: Instant) -> Micros {
+    Micros::of(at.saturating_duration_since(call.at))
+}
+
+impl Observer for Recorder {
+    fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = since(call, at);
+        let spec = &backend.request;
+        let backend = p.backend_of(call, backend);
+        let room = p.room(CONSOLE_TRACE_BYTES / 2);
+        if room == 0 {
+            call.truncated = true;
+            return;
+        }
+        let token = p.token.clone().filter(|_| request.carries_token);
+        let hides = request.hidden.iter().any(|v| v.len() >= 4) || token.is_some();
+        p.last_url = None;
+        if !hides && !request.url_hidden {
+            if let Some(step) = p.keep(call, (backend, spec), request, at, room) {
+                push(call, step);
+                return;
+            }
+        }
+        let mut text = call
+            .texts
+            .write(room, |out| shown::request(out, request, CONSOLE_BODY_BYTES));
+        if !hides {
+            if !request.url_hidden {
+                // "  METHOD url\n": where the url is, to compare the
+                // reply's with.
+                let url = request.url.as_str();
+                p.last_url = text
+                    .part(3 + request.method.as_str().len(), url.len())
+                    .filter(|part| call.texts.get(*part) == url);
+            }
+        } else {
+            let mut secrets: Vec<String> = Vec::new();
+            secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
+            secrets.extend(token);
+            let hidden = crate::backend::request::redacted(call.texts.get(text), &secrets);
+            text = call.texts.replace_last(text, &hidden, room);
+        }
+        p.trace += call.texts.get(text).len();
+        push(call, Step::Request { backend, at, text });
+    }
+
+    fn response(&mut self, backend: &Backend, reply: &RawReply) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
+        let backend = p.backend_of(call, backend);
+        let sent = p
+            .last_url
+            .map(|url| call.texts.get(url) == reply.url.as_str());
+        // A reply from another url (a redirect) says where, without its
+        // query; not when the request's url held a secret (`None`).
+        let url = (sent == Some(false)).then(|| {
+            let mut shown = reply.url.clone();
+            shown.set_query(None);
+            shown.set_fragment(None);
+            p.text(call, shown.as_str(), CONSOLE_NAME_BYTES)
+        });
+        push(
+            call,
+            Step::Reply {
+                backend,
+                at,
+                status: reply.status.as_u16(),
+                bytes: u32::try_from(reply.body.len()).unwrap_or(u32::MAX),
+                url,
+            },
+        );
+    }
+
+    fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = now(call);
+        let mut lines = String::new();
+        if source == Source::Fresh {
+            for line in &session.trace {
+                lines.push_str(line);
+                lines.push('\n');
+            }
+            for (name, _) in session.string_values() {
+                lines.push_str("login.");
+                lines.push_str(&name);
+                lines.push_str(" = [redacted]\n");
+            }
+        }
+        let shared_from = backend
+            .login
+            .as_ref()
+            .map(|l| l.owner())
+            .filter(|owner| *owner != &*backend.name);
+        let index = p.backend_of(call, backend);
+        let shared_from = shared_from.map(|owner| p.text(call, owner, CONSOLE_NAME_BYTES));
+        let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
+        push(
+            call,
+            Step::Login {
+                backend: index,
+                at,
+                source,
+                age_s: u32::try_from(session.age().as_secs()).unwrap_or(u32::MAX),
+                shared_from,
+                lines,
+            },
+        );
+    }
+
+    fn wants_candidates(&self) -> bool {
+        self.progress.candidates
+    }
+
+    fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let mut lines = String::new();
+        for record in seen {
+            let verdict = if record.kept {
+                "kept: holds the caller's number"
+            } else {
+                "dropped: no stored number is the caller's"
+            };
+            lines.push_str(&format!("record {}: {verdict}\n", record.index));
+            for (field, stored, read) in &record.phones {
+                let (stored, read) = if p.show_numbers {
+                    (stored.clone(), read.clone())
+                } else {
+                    (mask::caller(stored), read.as_deref().map(mask::caller))
+                };
+                let read = read.as_deref().unwrap_or("not a phone number");
+                lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
+            }
+        }
+        let backend = p.backend_of(call, backend);
+        let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
+        push(call, Step::Candidates { backend, lines });
+    }
+
+    fn directory(&mut self, backend: &Backend, said: &str) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let backend = p.backend_of(call, backend);
+        let said = p.text(call, said, CONSOLE_TEXT_BYTES);
+        push(call, Step::Directory { backend, said });
+    }
+
+    fn attempt(
+        &mut self,
+        backend: &Backend,
+        failure: Option<&Failure>,
+        took: Duration,
+        ended: Instant,
+    ) {
+        let Some((call, p)) = self.parts() else {
+            return;
+        };
+        let at = since(call, ended);
+        let backend = p.backend_of(call, backend);
+        let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
+        push(
+            call,
+            Step::Attempt {
+                backend,
+                at,
+                took: Micros::of(took),
+                failed,
+            },
+        );
+    }
+}
