@@ -62,18 +62,26 @@ fn whole(seen: &str, status: &str, count: usize) -> bool {
         })
 }
 
-#[tokio::test]
-async fn a_parked_connection_answers_its_next_pipelined_and_straddling_requests() {
+/// A gateway opening a fixed card (`server` prepended to its config), and a
+/// TLS HTTP/1.1 connection to it that had one preflight answered.
+async fn after_one_preflight(
+    server: &str,
+) -> (TestGateway, tokio_rustls::client::TlsStream<TcpStream>) {
     let gw = start_gateway(&format!(
-        "{TLS_HEAD}[cors]\nallow_origins = [\"https://xuc.example.org\"]\n[[routes]]\n\
+        "{TLS_HEAD}{server}[cors]\nallow_origins = [\"https://xuc.example.org\"]\n[[routes]]\n\
          [routes.open]\nevent = \"EventRinging\"\nurl = \"https://crm.example.org/card\"\n"
     ))
     .await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
     let mut tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
-
     tls.write_all(PREFLIGHT.as_bytes()).await.unwrap();
     replies(&mut tls, "204", 1).await;
+    (gw, tls)
+}
+
+#[tokio::test]
+async fn a_parked_connection_answers_its_next_pipelined_and_straddling_requests() {
+    let (gw, mut tls) = after_one_preflight("").await;
 
     // Parked: two requests in one write come back as two replies.
     tokio::time::sleep(PAUSE).await;
@@ -112,16 +120,7 @@ async fn a_parked_connection_answers_its_next_pipelined_and_straddling_requests(
 
 #[tokio::test]
 async fn a_parked_connection_is_closed_at_the_idle_timeout_with_a_tls_goodbye() {
-    let gw = start_gateway(&format!(
-        "{TLS_HEAD}[server]\nidle_timeout_ms = 1000\n[cors]\n\
-         allow_origins = [\"https://xuc.example.org\"]\n[[routes]]\n\
-         [routes.open]\nevent = \"EventRinging\"\nurl = \"https://crm.example.org/card\"\n"
-    ))
-    .await;
-    let tcp = TcpStream::connect(gw.addr).await.unwrap();
-    let mut tls = tls_over(&gw.ca.ca_der, tcp, b"http/1.1").await;
-    tls.write_all(PREFLIGHT.as_bytes()).await.unwrap();
-    replies(&mut tls, "204", 1).await;
+    let (gw, mut tls) = after_one_preflight("[server]\nidle_timeout_ms = 1000\n").await;
     // Parked after 100 ms, closed after a second: a clean end of stream
     // (close_notify), not a reset.
     let mut rest = Vec::new();
