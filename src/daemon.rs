@@ -52,6 +52,7 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> Result<(), R
         config.demo.clone(),
     );
     let live = Live::new(config, file, listen).map_err(|e| RunError::Config(e.into()))?;
+    let console = live.console.clone();
     let runtime = runtime(workers).context("cannot start the async runtime")?;
     runtime.spawn(log_output::STDOUT.latest());
     // A second SIGTERM or SIGINT during the drain stops at once, as
@@ -69,6 +70,12 @@ pub fn run(file: &Path, listen: Option<SocketAddr>, watch: bool) -> Result<(), R
     // A reload stuck on a file (a hung network mount) must not keep a
     // stopping process alive: blocking tasks get a second, not forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // The last calls' traces go to the collector, within a bound: after
+    // the runtime, whose shutdown drops the calls a stop's grace cut (each
+    // recorded as it is dropped). The export has a thread of its own.
+    if let Some(console) = console {
+        console.flush(OTLP_FLUSH_AT_STOP);
+    }
     Ok(served?)
 }
 
@@ -207,10 +214,6 @@ async fn serve(
     ops_stop.cancel();
     for task in [ops_task, demo_task].into_iter().flatten() {
         let _ = task.await;
-    }
-    // The last calls' traces go to the collector, within a bound.
-    if let Some(console) = live.console.clone() {
-        let _ = tokio::task::spawn_blocking(move || console.flush(OTLP_FLUSH_AT_STOP)).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -251,7 +251,11 @@ fn spans(
         ),
         KeyValue::new(
             "thirdparty_gateway.outcome",
-            if none.is_some() { "none" } else { "open" },
+            match (call.cancelled, none.is_some()) {
+                (Some(_), _) => "cancelled",
+                (None, true) => "none",
+                (None, false) => "open",
+            },
         ),
         KeyValue::new(
             "thirdparty_gateway.caller",
@@ -267,6 +271,16 @@ fn spans(
         attributes.push(KeyValue::new(
             "thirdparty_gateway.detail",
             shown(call.detail()),
+        ));
+    }
+    if let Some(cancelled) = call.cancelled {
+        attributes.push(KeyValue::new(
+            "thirdparty_gateway.cancelled",
+            cancelled.as_str(),
+        ));
+        attributes.push(KeyValue::new(
+            "thirdparty_gateway.detail",
+            cancelled.detail(),
         ));
     }
     if let Some(route) = call.route() {

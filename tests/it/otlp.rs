@@ -213,3 +213,68 @@ async fn each_call_is_exported_as_a_trace_of_route_login_and_backend_spans_witho
         assert_holds_none(&String::from_utf8_lossy(body), &secrets, "the OTLP export");
     }
 }
+
+/// A call still waiting on its CRM when a stop's grace runs out is dropped
+/// as the process ends; its trace still reaches the collector, marked as
+/// cut by the stop (not answered, not left by the agent).
+#[tokio::test]
+async fn a_call_cut_by_a_stop_is_exported_as_cancelled_by_the_shutdown() {
+    use crate::ops::Daemon;
+    let (url, received, _receiver) = receiver().await;
+    let crm = crate::crm::Crm::start(|_| crate::crm::Answer::Hang).await;
+    let config = format!(
+        "{TLS_HEAD}\n[server]\nlisten = \"127.0.0.1:0\"\ndeadline_ms = 5000\ndrain_ms = 0\n\
+         shutdown_grace_ms = 200\n[ops]\nlisten = \"127.0.0.1:0\"\notlp_endpoint = \"{url}\"\n\
+         [cors]\nallow_origins = [\"*\"]\n\
+         [backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\n\
+         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n\
+         [[routes]]\nname = \"slow\"\nbackend = \"slow\"\n",
+        crm.url()
+    );
+    let daemon = Daemon::start(&config).await;
+    let mut tls = tls_over(
+        &daemon.ca.ca_der,
+        tokio::net::TcpStream::connect(daemon.addr).await.unwrap(),
+        b"http/1.1",
+    )
+    .await;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SEED}",
+        SEED.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tls, head.as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if !crm.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(crm.seen().len(), 1, "the CRM was asked");
+    daemon.signal("TERM");
+    let (status, _daemon) = daemon.wait_exit().await;
+    assert!(status.success(), "{status}");
+
+    let calls: Vec<Span> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, _, body)| {
+            ExportTraceServiceRequest::decode(body.clone())
+                .unwrap()
+                .resource_spans
+        })
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .filter(|s| s.name == "call")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(text(&calls[0], "thirdparty_gateway.outcome"), "cancelled");
+    assert_eq!(text(&calls[0], "thirdparty_gateway.cancelled"), "shutdown");
+    assert_eq!(
+        text(&calls[0], "thirdparty_gateway.detail"),
+        "dropped unanswered: server.shutdown_grace ran out"
+    );
+    drop(tls);
+}
