@@ -808,20 +808,18 @@ async fn a_trace_explains_its_route_from_the_config_it_ran_under_after_a_reload(
     }
 }
 
-#[tokio::test]
-async fn a_call_dropped_before_its_reply_is_kept_with_why() {
-    let crm = crate::crm::Crm::start(|_| crate::crm::Answer::Hang).await;
-    let backends = format!(
-        "[backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\n\
-         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n",
-        crm.url()
-    );
-    let gw = start_gateway(&console_config("", &backends, &route("slow", "q", "slow"))).await;
-    let ops = start_ops(&gw.live).await;
-    let body = call("q");
+/// Posts `body` to the gateway at `addr` over TLS and returns once `crm`
+/// (which never answers) has the backend's request: a call in flight, its
+/// connection open.
+pub(crate) async fn call_waiting_on(
+    crm: &crate::crm::Crm,
+    ca: &TestCa,
+    addr: std::net::SocketAddr,
+    body: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut tls = tls_over(
-        &gw.ca.ca_der,
-        tokio::net::TcpStream::connect(gw.addr).await.unwrap(),
+        &ca.ca_der,
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
         b"http/1.1",
     )
     .await;
@@ -839,6 +837,20 @@ async fn a_call_dropped_before_its_reply_is_kept_with_why() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(crm.seen().len(), 1, "the CRM was asked");
+    tls
+}
+
+#[tokio::test]
+async fn a_call_dropped_before_its_reply_is_kept_with_why() {
+    let crm = crate::crm::Crm::start(|_| crate::crm::Answer::Hang).await;
+    let backends = format!(
+        "[backends.slow]\nurl = \"{}/x\"\nencoding = \"json\"\n\
+         reply = {{ format = \"json\", extract = {{ url = \"url\" }} }}\n",
+        crm.url()
+    );
+    let gw = start_gateway(&console_config("", &backends, &route("slow", "q", "slow"))).await;
+    let ops = start_ops(&gw.live).await;
+    let tls = call_waiting_on(&crm, &gw.ca, gw.addr, &call("q")).await;
     // The agent's browser goes away before the reply.
     drop(tls);
 

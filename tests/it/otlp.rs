@@ -232,26 +232,7 @@ async fn a_call_cut_by_a_stop_is_exported_as_cancelled_by_the_shutdown() {
         crm.url()
     );
     let daemon = Daemon::start(&config).await;
-    let mut tls = tls_over(
-        &daemon.ca.ca_der,
-        tokio::net::TcpStream::connect(daemon.addr).await.unwrap(),
-        b"http/1.1",
-    )
-    .await;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SEED}",
-        SEED.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut tls, head.as_bytes())
-        .await
-        .unwrap();
-    for _ in 0..500 {
-        if !crm.seen().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(crm.seen().len(), 1, "the CRM was asked");
+    let tls = crate::console::call_waiting_on(&crm, &daemon.ca, daemon.addr, SEED).await;
     daemon.signal("TERM");
     let (status, _daemon) = daemon.wait_exit().await;
     assert!(status.success(), "{status}");
