@@ -368,17 +368,13 @@ async fn call<'g>(
     let payload: Payload = parse_payload(&body)?;
     let ctx = payload.context();
     let templates = config.router.templates();
-    *record = gateway.console.as_deref().map(|console| {
-        let caller = ctx.get_attr("caller").ok();
-        console.recorder(
-            start,
-            id,
-            caller.as_ref().and_then(|c| c.as_str()).unwrap_or(""),
-        )
-    });
+    *record = gateway
+        .console
+        .as_deref()
+        .map(|console| console.recorder(start, id, payload.caller()));
     let chosen = config.router.select(routes, &ctx, id);
     if let (Some(record), Some(route)) = (record.as_mut(), chosen) {
-        record.route(&route.name, &route.explain);
+        record.route(&route.card);
     }
     let (reply, route, backend, failure) = match chosen {
         None => (

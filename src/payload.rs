@@ -3,13 +3,14 @@
 //!
 //! The check is one pass of serde over the bytes into types that keep
 //! nothing (no strings copied, no maps built); only `user.token` is kept
-//! aside. Templates then read the payload through [`Payload::context`], which
+//! aside, and where the caller is (the ops console records it). Templates then read the payload through [`Payload::context`], which
 //! finds a field in the JSON text when a template asks for it: a route reads
 //! two or three of a payload's fields, and building a JSON tree of all of
 //! them (every key and string allocated) was the largest single cost of a
 //! call (docs/performance.md). Finding fields in text already checked is
 //! [`json_scan`]'s work.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
@@ -50,6 +51,15 @@ impl fmt::Debug for Secret {
 pub struct Payload {
     text: Arc<str>,
     token: Option<Secret>,
+    caller: Caller,
+}
+
+/// Where the caller is: in the text when its JSON string has no escape
+/// (the usual case), else decoded aside.
+#[derive(Clone, Debug)]
+enum Caller {
+    At(Range<usize>),
+    Decoded(Box<str>),
 }
 
 impl fmt::Debug for Payload {
@@ -65,6 +75,14 @@ impl Payload {
     /// The agent's xuc token, if the payload had one.
     pub fn token(&self) -> Option<&Secret> {
         self.token.as_ref()
+    }
+
+    /// The caller as sent (JSON escapes decoded), as templates read it.
+    pub fn caller(&self) -> &str {
+        match &self.caller {
+            Caller::At(at) => self.text.get(at.clone()).unwrap_or(""),
+            Caller::Decoded(caller) => caller,
+        }
     }
 
     /// The payload as templates see it (no token).
@@ -110,12 +128,22 @@ pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("payload is not UTF-8: {e}"))?;
     let mut de = serde_json::Deserializer::from_str(text);
     // Fast path; the slower path-tracking check only runs to explain an error.
-    let checked = object::<_, Shape>(&mut de).and_then(|shape| de.end().map(|()| shape));
+    let checked = object::<_, Shape<'_>>(&mut de).and_then(|shape| de.end().map(|()| shape));
     match checked {
-        Ok(shape) => Ok(Payload {
-            text: Arc::from(text),
-            token: shape.user.token.map(|t| Secret::new(t.0)),
-        }),
+        Ok(shape) => {
+            let caller = match shape.caller.0 {
+                Cow::Borrowed(caller) => {
+                    let from = (caller.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+                    Caller::At(from..from + caller.len())
+                }
+                Cow::Owned(caller) => Caller::Decoded(caller.into()),
+            };
+            Ok(Payload {
+                text: Arc::from(text),
+                token: shape.user.token.map(|t| Secret::new(t.0)),
+                caller,
+            })
+        }
         Err(err) => Err(explain(text, err)),
     }
 }
@@ -130,7 +158,7 @@ fn explain(text: &str, err: serde_json::Error) -> String {
         return first_line(err.to_string());
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Object<Shape>>(&mut de) {
+    match serde_path_to_error::deserialize::<_, Object<Shape<'_>>>(&mut de) {
         Err(err) if err.path().to_string() != "." => {
             let path = err.path().to_string();
             format!("{path}: {}", first_line(err.into_inner().to_string()))
@@ -168,10 +196,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // read by serde only: the check is the point
-struct Shape {
+struct Shape<'a> {
     #[serde(deserialize_with = "object")]
     user: User,
-    caller: AnyString,
+    #[serde(borrow)]
+    caller: CallerText<'a>,
     callee: AnyString,
     #[serde(default, deserialize_with = "optional_object")]
     queue: Option<Queue>,
@@ -270,6 +299,28 @@ impl<'de> Deserialize<'de> for AnyString {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+/// The caller's string: borrowed from the text when it has no escape.
+struct CallerText<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CallerText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CallerText<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CallerText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CallerText(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(PhantomData))
     }
 }
 
@@ -521,6 +572,24 @@ mod tests {
     /// Found by fuzz/payload: serde skips an untyped field without reading
     /// its number, so a number no f64 holds passes the check; read in place
     /// it is undefined, and the rest of the payload reads as usual.
+    /// The caller kept at parse time is the one templates read: in place
+    /// when its string has no escape, decoded when it has.
+    #[test]
+    fn the_caller_is_the_one_templates_read() {
+        for (json, caller) in [
+            (r#""06 12 34""#, "06 12 34"),
+            (r#""06\u0031\"x""#, "061\"x"),
+            (r#""""#, ""),
+            (r#""+33 é 6""#, "+33 é 6"),
+        ] {
+            let text =
+                format!(r#"{{"user":{{"userId":1}},"callee":"1","caller":{json},"z":"06"}}"#);
+            let payload = parse_payload(text.as_bytes()).unwrap();
+            let read = payload.context().get_attr("caller").unwrap();
+            assert_eq!((payload.caller(), read.as_str()), (caller, Some(caller)));
+        }
+    }
+
     #[test]
     fn a_number_out_of_range_reads_as_undefined() {
         let body =

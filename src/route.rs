@@ -41,9 +41,75 @@ pub struct Route {
     pub wrap: bool,
     /// Its metric series, found on first use.
     pub metrics: Handles,
-    /// Why it is chosen, as the ops console's trace says it; set by
-    /// [`Router::new`].
+    /// What the ops console keeps of it; set by [`Router::new`].
+    pub card: Arc<Card>,
+}
+
+/// What the ops console shows of a route: its name, why it is chosen, its
+/// backends' names and request header lines. Built once with the router
+/// and shared (an `Arc`) by the calls the console keeps, so recording a
+/// call copies none of it, and a trace read after a reload still speaks of
+/// the config the call ran under.
+#[derive(Debug, Default)]
+pub struct Card {
+    /// The route's name.
+    pub name: Box<str>,
+    /// Why it is chosen.
     pub explain: Explain,
+    /// Its backends, in its order.
+    pub backends: Box<[BackendCard]>,
+}
+
+/// What the ops console shows of one of a route's backends.
+#[derive(Debug)]
+pub struct BackendCard {
+    /// Its name.
+    pub name: Box<str>,
+    /// The header lines of every request it sends, as `simulate` writes
+    /// them, when none is templated
+    /// ([`RequestSpec::shown_headers`](crate::backend::request::RequestSpec::shown_headers)).
+    pub headers: Option<Arc<str>>,
+    /// Whether its body is a form (`simulate` decodes it).
+    pub form: bool,
+    /// The backend's address: which backend a step is about, told by a
+    /// comparison (never read through).
+    address: usize,
+}
+
+impl Card {
+    fn new(route: &Route, explain: Explain) -> Self {
+        let backends = route.backends.iter().map(|backend| BackendCard {
+            name: backend.name.clone(),
+            headers: backend.request.shown_headers().cloned(),
+            form: backend
+                .request
+                .body
+                .content_type()
+                .is_some_and(|t| crate::backend::shown::is_form(t.as_bytes())),
+            address: address(backend),
+        });
+        Self {
+            name: route.name.clone(),
+            explain,
+            backends: backends.collect(),
+        }
+    }
+
+    /// The place of `backend` among the route's backends; `None` for
+    /// another (the console names it "?").
+    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
+        let address = address(backend);
+        self.backends.iter().position(|b| b.address == address)
+    }
+
+    /// The place of the backend named `name`.
+    pub fn index_named(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| &*b.name == name)
+    }
+}
+
+fn address(backend: &Backend) -> usize {
+    std::ptr::from_ref(backend) as usize
 }
 
 /// Why a route is chosen: the routes before it on its path, whose `when`
@@ -118,10 +184,11 @@ impl Router {
         for (_, routes) in &mut by_path {
             let lines = Explain::of_path(routes);
             for (index, route) in routes.iter_mut().enumerate() {
-                route.explain = Explain {
+                let explain = Explain {
                     lines: Arc::clone(&lines),
                     index,
                 };
+                route.card = Arc::new(Card::new(route, explain));
             }
         }
         Self {

@@ -692,7 +692,7 @@ fn routes(
                 forward_token: r.forward_token,
                 wrap: r.wrap,
                 metrics: Handles::default(),
-                explain: Default::default(),
+                card: Default::default(),
             },
         ));
     }

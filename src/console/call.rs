@@ -1,12 +1,14 @@
 //! One recorded call, as the console keeps it: what was decided and the
-//! steps that led there, in compact form. All of a call's texts (caller,
-//! names, the requests as `simulate` writes them, details) are one string,
-//! which its steps point into, so recording a call allocates that string,
-//! the list of steps and the call. Every text is cut to a bound, so a
-//! call's size is bounded whatever the CRM or the payload sends
-//! ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`], checked when
-//! compiled). What is stored is what the gateway saw; secrets are redacted
-//! as the steps are taken, the caller is masked when the call is shown.
+//! steps that led there, in compact form. All of a call's own texts
+//! (caller, requests' lines and bodies, details) are one string, which its
+//! steps point into; what the config says of its route (name, why chosen,
+//! backends' names and header lines) is the route's [`Card`], shared by
+//! the route's calls, not copied. So recording a call copies only what the
+//! call itself brought. Every text is cut to a bound, so a call's size is
+//! bounded whatever the CRM or the payload sends ([`Call::heap_bytes`] ≤
+//! [`CONSOLE_CALL_MAX_BYTES`], checked when compiled). What is stored is
+//! what the gateway saw; secrets are redacted as the steps are taken, the
+//! caller is masked when the call is shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::record::{MAX_BACKENDS, MAX_STEPS};
+use super::record::MAX_STEPS;
 use crate::backend::login::Source;
 use crate::constants::{
     CONSOLE_CALL_MAX_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
@@ -22,7 +24,7 @@ use crate::constants::{
 use crate::contract::Event;
 use crate::outcome::NoneReason;
 use crate::request_id::RequestId;
-use crate::route::Explain;
+use crate::route::Card;
 
 /// Room a call's texts may keep beyond their length (the string is sized
 /// once for a common call, not to the byte).
@@ -30,18 +32,20 @@ pub const SLACK: usize = 512;
 
 /// The most a call can hold, from the bounds of its parts: itself in its
 /// `Arc`, its steps at their cap, its texts at theirs (the trace's, three
-/// long ones: detail, url, title; three names: caller, route, backend)
-/// with their slack.
+/// long ones: detail, url, title; the caller) with their slack. Its
+/// route's card is the config's, counted once per route, not per call.
 const WORST: usize = std::mem::size_of::<Call>()
     + 2 * std::mem::size_of::<usize>()
     + MAX_STEPS * std::mem::size_of::<Step>()
-    + MAX_BACKENDS * std::mem::size_of::<Arc<str>>()
     + CONSOLE_TRACE_BYTES
     + 3 * CONSOLE_TEXT_BYTES
-    + 3 * CONSOLE_NAME_BYTES
+    + CONSOLE_NAME_BYTES
     + SLACK;
 
 const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
+
+/// A backend none of the route's: named "?".
+pub const NO_BACKEND: u8 = u8::MAX;
 
 /// A piece of a call's texts: where it is in [`Texts`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,10 +164,9 @@ pub struct Call {
     pub id: RequestId,
     /// Every text below.
     pub texts: Texts,
-    /// The route that answered; `None` when none matched.
-    pub route: Option<Text>,
-    /// Why that route was chosen, from the config the call ran under.
-    pub explain: Option<Explain>,
+    /// The route that answered, as the config the call ran under says it
+    /// (name, why chosen, backends); `None` when none matched.
+    pub card: Option<Arc<Card>>,
     /// Whether the call was dropped before its reply, and why.
     pub cancelled: Option<Cancelled>,
     /// Why it got `none`, or when it opened, why the backend before the
@@ -172,8 +175,9 @@ pub struct Call {
     /// The failure's detail (for an `open`, the failure a fallback
     /// followed); empty when there was none.
     pub detail: Text,
-    /// The backend that opened, or the last that failed.
-    pub backend: Option<Text>,
+    /// The backend that opened, or the last that failed: its place in
+    /// the route's card.
+    pub backend: Option<u8>,
     /// Arrival to reply.
     pub latency: Duration,
     /// The caller as sent (cut); masked whenever shown, unless the config
@@ -181,15 +185,8 @@ pub struct Call {
     pub caller: Text,
     /// What the agent got, when it opened.
     pub opened: Option<Opened>,
-    /// The names of the backends the steps name, in the order they were
-    /// first seen.
-    pub backends: [Text; MAX_BACKENDS],
     /// What happened, in order; a call's first steps are kept in it.
     pub steps: Steps,
-    /// Texts shared with the config the call ran under (a backend's header
-    /// lines), which the steps point to: each is the config's, not the
-    /// call's, and counted once per backend.
-    pub shared: SmallVec<[Arc<str>; 1]>,
     /// Whether later steps were left out to keep the trace in its bound.
     pub truncated: bool,
     /// [`Call::heap_bytes`], counted once when it is recorded.
@@ -263,8 +260,9 @@ impl Micros {
     }
 }
 
-/// One step of a call; `backend` indexes [`Call::backends`], `at` is the
-/// time since the request arrived.
+/// One step of a call; `backend` is a backend's place in the route's
+/// card ([`NO_BACKEND`] for another), `at` is the time since the request
+/// arrived.
 #[derive(Debug, Clone, Copy)]
 pub enum Step {
     /// The caller directory's answer.
@@ -301,24 +299,18 @@ pub enum Step {
         text: Text,
     },
     /// A request about to be sent that held no value to hide, kept in
-    /// parts (its headers shared with every request of its backend) and
-    /// written as `simulate` writes it when its trace is shown.
+    /// parts (its header lines are its backend's, on the route's card)
+    /// and written as `simulate` writes it when its trace is shown.
     Sent {
         /// To which backend.
         backend: u8,
         /// When it was built.
         at: Micros,
-        /// Its method.
-        method: Text,
-        /// Its url.
-        url: Text,
-        /// Its header lines: which of [`Call::shared`].
-        headers: u8,
+        /// Its method and url, a space between.
+        line: Text,
         /// Its whole body (at most
         /// [`CONSOLE_BODY_BYTES`](crate::constants::CONSOLE_BODY_BYTES)).
         body: Text,
-        /// Whether the body is a form.
-        form: bool,
     },
     /// A reply, summarized (its body is not kept).
     Reply {
@@ -378,8 +370,7 @@ impl Call {
             at,
             id,
             texts,
-            route: None,
-            explain: None,
+            card: None,
             cancelled: None,
             reason: None,
             detail: Text::default(),
@@ -387,9 +378,7 @@ impl Call {
             latency: Duration::ZERO,
             caller,
             opened: None,
-            backends: [Text::default(); MAX_BACKENDS],
             steps: Steps::new(),
-            shared: SmallVec::new(),
             truncated: false,
             bytes: 0,
         }
@@ -410,15 +399,10 @@ impl Call {
             true => self.steps.capacity() * std::mem::size_of::<Step>(),
             false => 0,
         };
-        let shared = match self.shared.spilled() {
-            true => self.shared.capacity() * std::mem::size_of::<Arc<str>>(),
-            false => 0,
-        };
         std::mem::size_of::<Self>()
             + 2 * std::mem::size_of::<usize>()
             + self.texts.capacity()
             + steps
-            + shared
     }
 
     /// The text of a piece of it.
@@ -433,7 +417,7 @@ impl Call {
 
     /// The route's name.
     pub fn route(&self) -> Option<&str> {
-        self.route.map(|r| self.text(r))
+        self.card.as_deref().map(|card| &*card.name)
     }
 
     /// The failure's detail.
@@ -443,7 +427,7 @@ impl Call {
 
     /// The backend that opened or last failed.
     pub fn backend(&self) -> Option<&str> {
-        self.backend.map(|b| self.text(b))
+        self.backend.map(|b| self.backend_name(b))
     }
 
     /// `None` when it opened, else why not.
@@ -454,9 +438,20 @@ impl Call {
         }
     }
 
-    /// A shared text of its steps.
-    pub fn shared(&self, index: u8) -> &str {
-        self.shared.get(usize::from(index)).map_or("", |s| s)
+    /// The route's backend at `index`.
+    fn card_backend(&self, index: u8) -> Option<&crate::route::BackendCard> {
+        self.card.as_deref()?.backends.get(usize::from(index))
+    }
+
+    /// The header lines of every request of a backend (as `simulate`
+    /// writes them), when they are the same for every request.
+    pub fn headers(&self, backend: u8) -> Option<&str> {
+        self.card_backend(backend)?.headers.as_deref()
+    }
+
+    /// Whether a backend's body is a form.
+    pub fn form(&self, backend: u8) -> bool {
+        self.card_backend(backend).is_some_and(|b| b.form)
     }
 
     /// A request step's method and url.
@@ -466,17 +461,17 @@ impl Call {
                 let first = self.text(*text).lines().next().unwrap_or("").trim();
                 Some(first.split_once(' ').unwrap_or((first, "")))
             }
-            Step::Sent { method, url, .. } => Some((self.text(*method), self.text(*url))),
+            Step::Sent { line, .. } => {
+                let line = self.text(*line);
+                Some(line.split_once(' ').unwrap_or((line, "")))
+            }
             _ => None,
         }
     }
 
     /// The name of a step's backend.
     pub fn backend_name(&self, index: u8) -> &str {
-        match self.backends.get(usize::from(index)) {
-            Some(name) if !name.is_empty() => self.text(*name),
-            _ => "?",
-        }
+        self.card_backend(index).map_or("?", |b| &b.name)
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::backend::Failure;
-use crate::constants::{CONSOLE_MAX_WAITERS, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES};
+use crate::constants::{CONSOLE_MAX_WAITERS, CONSOLE_TEXT_BYTES};
 use crate::contract::Reply;
 use crate::request_id::RequestId;
 pub use call::Cancelled;
@@ -159,18 +159,15 @@ impl Console {
         let Some(call) = Arc::get_mut(&mut kept) else {
             return;
         };
-        let texts = &mut call.texts;
-        let backends = &call.backends;
-        // A backend the steps name is written once.
+        // The backend is named by its place on the route's card.
         call.backend = ending.backend.as_deref().map(|name| {
-            match backends
-                .iter()
-                .find(|b| !b.is_empty() && texts.get(**b) == name)
-            {
-                Some(b) => *b,
-                None => texts.add(name, CONSOLE_NAME_BYTES),
-            }
+            call.card
+                .as_deref()
+                .and_then(|card| card.index_named(name))
+                .and_then(|i| u8::try_from(i).ok())
+                .unwrap_or(call::NO_BACKEND)
         });
+        let texts = &mut call.texts;
         call.detail = ending.failure.as_ref().map_or(Text::default(), |f| {
             texts.add(&f.detail, CONSOLE_TEXT_BYTES)
         });

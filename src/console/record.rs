@@ -1,12 +1,12 @@
 //! The handler's observer when the console is on: it keeps each step of a
 //! call as [`Step`]s while the call is answered. It runs on the request
-//! path, so it copies and does not format: every text goes into the call's
-//! one string, a reply is kept as its status and size, a cached session as
-//! its age. A request is kept in parts (method, url, body; its backend's
-//! header lines shared, not copied) and written when its trace is shown;
-//! one that holds a value to hide (a secret, a session, the agent's token)
-//! is written at once as `simulate` writes it, with those values redacted,
-//! so no such value is kept.
+//! path, so it copies and does not format: a backend is its place on the
+//! route's card, a reply is kept as its status and size, a cached session
+//! as its age. A request is kept as its line (method and url) and body,
+//! and written when its trace is shown with its backend's header lines
+//! from the card; one that holds a value to hide (a secret, a session, the
+//! agent's token) is written at once as `simulate` writes it, with those
+//! values redacted, so no such value is kept.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -14,26 +14,22 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{Call, Micros, Step, Text, Texts};
+use super::call::{Call, Micros, Step, Text, Texts, NO_BACKEND};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
 use crate::backend::reply::Candidate;
-use crate::backend::request::RequestSpec;
 use crate::backend::{shown, Backend, BackendRequest, Failure, RawReply};
 use crate::constants::{
     CONSOLE_BODY_BYTES, CONSOLE_NAME_BYTES, CONSOLE_TEXT_BYTES, CONSOLE_TRACE_BYTES,
 };
 use crate::request_id::RequestId;
-use crate::route::Explain;
+use crate::route::Card;
 
 /// Steps a trace keeps at most (a route of several backends, each with a
 /// login and a retry, stays under it). A power of two, so the list's
 /// doubling growth ends at it.
 pub const MAX_STEPS: usize = 32;
-
-/// Backends one trace names at most.
-pub const MAX_BACKENDS: usize = 8;
 
 /// The call's texts are sized for this much at first: a call to one
 /// backend with a short request needs no more.
@@ -58,17 +54,11 @@ struct Progress {
     candidates: bool,
     /// Whether stored numbers may be shown as they are.
     show_numbers: bool,
-    /// Backends named so far.
-    named: usize,
-    /// The trace's bytes so far (steps' texts and backends' names).
+    /// The trace's bytes so far.
     trace: usize,
     /// The last request's url, when shown whole: a reply from elsewhere
     /// (a redirect) names where it came from.
     last_url: Option<Text>,
-    /// The address of the last step's backend and its index: a backend's
-    /// steps come one after the other, and an address compares faster than
-    /// a name (it is only compared, never read through).
-    last_backend: Option<(usize, u8)>,
 }
 
 impl Recorder {
@@ -101,10 +91,8 @@ impl Recorder {
                 token: None,
                 candidates,
                 show_numbers,
-                named: 0,
                 trace: 0,
                 last_url: None,
-                last_backend: None,
             },
         }
     }
@@ -115,11 +103,11 @@ impl Recorder {
         self.progress.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
     }
 
-    /// The route chosen for the call: its name, and why it was chosen.
-    pub fn route(&mut self, name: &str, explain: &Explain) {
+    /// The route chosen for the call (its card says its name, why it was
+    /// chosen and its backends).
+    pub fn route(&mut self, card: &Arc<Card>) {
         if let Some((call, _)) = self.parts() {
-            call.route = Some(call.texts.add(name, CONSOLE_NAME_BYTES));
-            call.explain = Some(explain.clone());
+            call.card = Some(Arc::clone(card));
         }
     }
 
@@ -130,41 +118,18 @@ impl Recorder {
     }
 }
 
+/// A backend's place on the call's route card; [`NO_BACKEND`] for one not
+/// on it.
+fn backend_of(call: &Call, backend: &Backend) -> u8 {
+    call.card
+        .as_deref()
+        .and_then(|card| card.index_of(backend))
+        .and_then(|i| u8::try_from(i).ok())
+        .filter(|&i| i != NO_BACKEND)
+        .unwrap_or(NO_BACKEND)
+}
+
 impl Progress {
-    /// The index of a backend (its name counted in the trace's bytes);
-    /// past the bounds, one that names no backend.
-    fn backend_of(&mut self, call: &mut Call, backend: &Backend) -> u8 {
-        let address = std::ptr::from_ref(backend) as usize;
-        if let Some((last, index)) = self.last_backend {
-            if last == address {
-                return index;
-            }
-        }
-        let index = self.backend(call, &backend.name);
-        self.last_backend = Some((address, index));
-        index
-    }
-
-    /// The index of a backend's name (counted in the trace's bytes);
-    /// past the bounds, one that names no backend.
-    fn backend(&mut self, call: &mut Call, name: &str) -> u8 {
-        let known = call.backends[..self.named]
-            .iter()
-            .position(|b| call.texts.get(*b) == name);
-        let i = match known {
-            Some(i) => i,
-            None if self.named < MAX_BACKENDS && self.room(CONSOLE_NAME_BYTES) > 0 => {
-                let text = call.texts.add(name, self.room(CONSOLE_NAME_BYTES));
-                self.trace += call.texts.get(text).len();
-                call.backends[self.named] = text;
-                self.named += 1;
-                self.named - 1
-            }
-            None => MAX_BACKENDS,
-        };
-        u8::try_from(i).unwrap_or(u8::MAX)
-    }
-
     /// What the trace has left, at most `max`.
     fn room(&self, max: usize) -> usize {
         max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.trace))
@@ -181,55 +146,42 @@ impl Progress {
         self.trace += call.texts.get(text).len();
         text
     }
-}
 
-impl Progress {
     /// A request that holds no value to hide, kept in parts to be written
-    /// when its trace is shown: its method, url and body copied (the body
-    /// when whole, UTF-8 and short), its header lines shared with every
-    /// request of its backend (none templated). `None` when it cannot be:
+    /// when its trace is shown: its line (method and url) and body copied
+    /// (the body when whole, UTF-8 and short), its header lines its
+    /// backend's, on the card (none templated). `None` when it cannot be:
     /// it is written at once.
     fn keep(
         &mut self,
         call: &mut Call,
-        (backend, spec): (u8, &RequestSpec),
+        backend: u8,
         request: &BackendRequest,
         at: Micros,
         room: usize,
     ) -> Option<Step> {
-        let headers = spec.shown_headers()?;
+        call.headers(backend)?;
         let body = Some(&request.body[..])
             .filter(|b| b.len() <= CONSOLE_BODY_BYTES)
             .and_then(|b| std::str::from_utf8(b).ok())?;
         let (method, url) = (request.method.as_str(), request.url.as_str());
-        let size = method.len() + url.len() + headers.len() + body.len();
+        let size = method.len() + 1 + url.len() + body.len();
         if size > room {
             return None;
         }
-        let shared = match call.shared.iter().position(|h| Arc::ptr_eq(h, headers)) {
-            Some(i) => i,
-            None if call.shared.len() < MAX_BACKENDS => {
-                call.shared.push(Arc::clone(headers));
-                call.shared.len() - 1
-            }
-            None => return None,
-        };
-        let method = call.texts.add(method, room);
-        let url = call.texts.add(url, room);
+        let line = call.texts.write(room, |out| {
+            out.push_str(method);
+            out.push(' ');
+            out.push_str(url);
+        });
         let body = call.texts.add(body, room);
         self.trace += size;
-        self.last_url = Some(url);
+        self.last_url = line.part(method.len() + 1, url.len());
         Some(Step::Sent {
             backend,
             at,
-            method,
-            url,
-            headers: u8::try_from(shared).unwrap_or(u8::MAX),
+            line,
             body,
-            form: spec
-                .body
-                .content_type()
-                .is_some_and(|t| shown::is_form(t.as_bytes())),
         })
     }
 }
@@ -274,8 +226,7 @@ impl Observer for Recorder {
             return;
         };
         let at = since(call, at);
-        let spec = &backend.request;
-        let backend = p.backend_of(call, backend);
+        let backend = backend_of(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
             call.truncated = true;
@@ -285,7 +236,7 @@ impl Observer for Recorder {
         let hides = request.hidden.iter().any(|v| v.len() >= 4) || token.is_some();
         p.last_url = None;
         if !hides && !request.url_hidden {
-            if let Some(step) = p.keep(call, (backend, spec), request, at, room) {
+            if let Some(step) = p.keep(call, backend, request, at, room) {
                 push(call, step);
                 return;
             }
@@ -318,7 +269,7 @@ impl Observer for Recorder {
             return;
         };
         let at = now(call);
-        let backend = p.backend_of(call, backend);
+        let backend = backend_of(call, backend);
         let sent = p
             .last_url
             .map(|url| call.texts.get(url) == reply.url.as_str());
@@ -364,7 +315,7 @@ impl Observer for Recorder {
             .as_ref()
             .map(|l| l.owner())
             .filter(|owner| *owner != &*backend.name);
-        let index = p.backend_of(call, backend);
+        let index = backend_of(call, backend);
         let shared_from = shared_from.map(|owner| p.text(call, owner, CONSOLE_NAME_BYTES));
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(
@@ -406,7 +357,7 @@ impl Observer for Recorder {
                 lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
             }
         }
-        let backend = p.backend_of(call, backend);
+        let backend = backend_of(call, backend);
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(call, Step::Candidates { backend, lines });
     }
@@ -415,7 +366,7 @@ impl Observer for Recorder {
         let Some((call, p)) = self.parts() else {
             return;
         };
-        let backend = p.backend_of(call, backend);
+        let backend = backend_of(call, backend);
         let said = p.text(call, said, CONSOLE_TEXT_BYTES);
         push(call, Step::Directory { backend, said });
     }
@@ -431,7 +382,7 @@ impl Observer for Recorder {
             return;
         };
         let at = since(call, ended);
-        let backend = p.backend_of(call, backend);
+        let backend = backend_of(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
         push(
             call,

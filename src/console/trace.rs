@@ -62,27 +62,21 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
                 out.push_str(call.text(*text));
             }
             Step::Sent {
-                at,
-                method,
-                url,
-                headers,
-                body,
-                form,
-                ..
+                backend, at, body, ..
             } => {
                 sent = Some(*at);
                 let _ = writeln!(out, "\nbackend {name:?} request:");
-                let url = call.text(*url);
+                let (method, url) = call.request_line(step).unwrap_or(("", ""));
                 let parsed = url::Url::parse(url).ok();
                 let body = call.text(*body).as_bytes();
                 let parts = Parts {
-                    method: call.text(*method),
+                    method,
                     url,
                     query: parsed.as_ref().and_then(url::Url::query),
-                    headers: Headers::Written(call.shared(*headers)),
+                    headers: Headers::Written(call.headers(*backend).unwrap_or("")),
                     body,
                     body_len: body.len(),
-                    form: *form,
+                    form: call.form(*backend),
                 };
                 shown::write(&mut out, &parts, CONSOLE_BODY_BYTES);
             }
@@ -153,12 +147,9 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
 /// condition did not hold), then the chosen one and why, from the config
 /// the call ran under.
 fn explain_route(out: &mut String, call: &Call) {
-    match (&call.explain, call.route()) {
-        (Some(explain), Some(_)) => explain.write(out),
-        (None, Some(name)) => {
-            let _ = writeln!(out, "route {name:?}: chosen");
-        }
-        (_, None) => match call.cancelled {
+    match &call.card {
+        Some(card) => card.explain.write(out),
+        None => match call.cancelled {
             Some(_) => {
                 let _ = writeln!(out, "no route chosen yet");
             }
