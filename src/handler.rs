@@ -201,6 +201,18 @@ async fn handle_request(
             }
             let status = StatusCode::from(&err);
             metrics.error(status.as_u16());
+            if let Some(console) = &gateway.console {
+                console.refuse(crate::console::refused::Seen {
+                    at: start,
+                    id,
+                    method,
+                    path,
+                    origin: origin_log,
+                    status: status.as_u16(),
+                    error: &err.to_string(),
+                    payload: matches!(err, HttpError::BadRequest(_)),
+                });
+            }
             tracing::info!(
                 id = id_log, method, path, origin = origin_log, outcome = "error",
                 status = status.as_u16(), error = %err, latency_ms, "request"

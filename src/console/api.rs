@@ -178,6 +178,21 @@ pub fn overview(console: &Console, served: &Served<'_>) -> Value {
         .zip(&backends)
         .map(|(b, f)| backend(console, b, f, now, &secrets))
         .collect();
+    let (refused, refused_since_start) = console.refused();
+    let refused: Vec<Value> = refused
+        .iter()
+        .map(|r| {
+            json!({
+                "at_ms": console.unix_ms(r.at),
+                "id": r.id.text().as_str(),
+                "method": r.method,
+                "path": &*r.path,
+                "origin": &*r.origin,
+                "status": r.status,
+                "error": redacted(&r.error, &secrets),
+            })
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "generation": served.generation,
@@ -196,6 +211,7 @@ pub fn overview(console: &Console, served: &Served<'_>) -> Value {
         "series": { "step_s": STEP.as_secs(), "points": points },
         "routes": routes,
         "backends": backends,
+        "refused": { "since_start": refused_since_start, "recent": refused },
     })
 }
 

@@ -22,6 +22,7 @@ pub mod call;
 pub mod mask;
 pub mod otlp;
 pub mod record;
+pub mod refused;
 pub mod ring;
 pub mod serve;
 pub mod stats;
@@ -72,6 +73,8 @@ pub struct Console {
     /// counted from it without reading the wall clock per call.
     started: (Instant, SystemTime),
     state: Mutex<State>,
+    /// Requests refused before a route took them, apart from the calls.
+    refused: Mutex<refused::Refused>,
     /// Pages waiting for the next call.
     waiting: AtomicUsize,
     next_call: Notify,
@@ -127,6 +130,7 @@ impl Console {
                 ring: Ring::new(settings.calls),
                 stats: Stats::default(),
             }),
+            refused: Mutex::default(),
             waiting: AtomicUsize::new(0),
             next_call: Notify::new(),
             waiters: Arc::new(Semaphore::new(CONSOLE_MAX_WAITERS)),
@@ -219,6 +223,26 @@ impl Console {
         if let Some(dropped) = dropped {
             record::spare(dropped);
         }
+    }
+
+    /// Keeps a request refused before a route took it (a POST or a
+    /// preflight; not on the calls' path: only refusals pay for it).
+    pub fn refuse(&self, seen: refused::Seen<'_>) {
+        if let Some(refusal) = seen.refusal(self.settings.show_caller) {
+            self.refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(refusal);
+        }
+    }
+
+    /// The refused requests kept (newest first) and how many there were.
+    pub fn refused(&self) -> (Vec<refused::Refusal>, u64) {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            refused.newest_first().cloned().collect(),
+            refused.since_start(),
+        )
     }
 
     /// The ring and counters, locked.

@@ -241,6 +241,17 @@
     return row;
   }
 
+  function refusedRow(r) {
+    const row = document.createElement("tr");
+    row.dataset.status = String(r.status);
+    cell(row, "Time", time(r.at_ms));
+    cell(row, "Request", r.method + " " + r.path, "long");
+    cell(row, "Origin", r.origin, "long");
+    cell(row, "Status", String(r.status), "bad");
+    cell(row, "Why", r.error, "long");
+    return row;
+  }
+
   function chart(svg, series, lines) {
     const width = 320;
     const height = 120;
@@ -310,6 +321,12 @@
       { cls: "p50", value: (p) => p.p50_ms },
       { cls: "p99", value: (p) => p.p99_ms },
     ]);
+    const refused = o.refused;
+    $("refused-summary").textContent = refused.since_start === 0
+      ? "None since start: POSTs and preflights refused before a route (origin not allowed, unknown path, bad payload...) show here."
+      : refused.since_start + " since start; the last " + refused.recent.length + " below, newest first (the agent's tab stays closed for these).";
+    $("refused").hidden = refused.recent.length === 0;
+    fill("refused", refused.recent.map(refusedRow));
     fill("routes", o.routes.map(routeRow));
     fill("backends", o.backends.map(backendRow));
     document.body.dataset.loaded = "true";

@@ -881,3 +881,112 @@ async fn a_call_dropped_before_its_reply_is_kept_with_why() {
     let overview = get_json(ops.addr, "/api/overview", &[]).await;
     assert_eq!(overview["calls"]["since_start"]["calls"], 0, "{overview}");
 }
+
+/// Requests refused before a route could take them (the agent's tab stays
+/// closed, the recent calls show nothing) are shown apart, with why: a
+/// preflight and a POST from an origin not allowed, a POST to a path
+/// without routes, a payload whose caller is a number (its digits masked
+/// in the error). A flood of them keeps its bound and pushes no call out.
+#[tokio::test]
+async fn requests_refused_before_a_route_are_shown_apart_with_why() {
+    let crm = two_records().await;
+    let config = console_config("", &searching("crm", &crm, "json"), &route("r", "q", "crm"))
+        .replace(
+            "allow_origins = [\"*\"]",
+            "allow_origins = [\"https://xuc.example.org\"]",
+        );
+    let gw = start_gateway(&config).await;
+    let ops = start_ops(&gw.live).await;
+    let client = gw.client();
+    let stranger = "https://xuc.other.example";
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri("/")
+        .header("host", "localhost")
+        .header("origin", stranger)
+        .header("access-control-request-method", "POST")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.send(gw.addr, preflight).await.status, 403);
+    assert_eq!(
+        client
+            .post(gw.addr, Some(stranger), &call("q"))
+            .await
+            .status,
+        403
+    );
+    let allowed = Some("https://xuc.example.org");
+    let wrong_path = client.post_at(gw.addr, "/crm", allowed, &call("q")).await;
+    assert_eq!(wrong_path.status, 404);
+    let numeric = call("q").replace(&format!("\"{CALLER}\""), &CALLER[1..]);
+    assert_eq!(client.post(gw.addr, allowed, &numeric).await.status, 400);
+    // A call that goes through is a call, not a refusal.
+    assert_eq!(
+        client.post(gw.addr, allowed, &call("q")).await.json()["action"],
+        "open"
+    );
+
+    let overview = get_json(ops.addr, "/api/overview", &[]).await;
+    let refused = &overview["refused"];
+    let seen: Vec<(String, u64, String)> = refused["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                format!(
+                    "{} {} {}",
+                    r["method"].as_str().unwrap(),
+                    r["path"].as_str().unwrap(),
+                    r["origin"].as_str().unwrap()
+                ),
+                r["status"].as_u64().unwrap(),
+                r["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(refused["since_start"], 4, "{refused}");
+    let (newest, oldest) = (&seen[0], &seen[3]);
+    assert_eq!(
+        (newest.0.as_str(), newest.1),
+        ("POST / https://xuc.example.org", 400),
+        "{refused}"
+    );
+    assert!(
+        newest.2.contains("caller") && newest.2.contains("*******78"),
+        "{refused}"
+    );
+    assert_eq!(
+        (seen[1].0.as_str(), seen[1].1),
+        ("POST /crm https://xuc.example.org", 404)
+    );
+    assert!(seen[1].2.contains("THIRD_PARTY_URL"), "{refused}");
+    assert_eq!(
+        (&seen[2], &oldest.0, oldest.1),
+        (
+            &(
+                format!("POST / {stranger}"),
+                403,
+                "origin not allowed".to_owned()
+            ),
+            &format!("OPTIONS / {stranger}"),
+            403
+        )
+    );
+    assert!(!overview.to_string().contains(&CALLER[1..]), "{overview}");
+    assert_eq!(overview["ring"]["last"], 1, "{overview}");
+
+    // A flood: the refused keep their bound, the call stays.
+    for _ in 0..60 {
+        let reply = client.post(gw.addr, Some(stranger), "{}").await;
+        assert_eq!(reply.status, 403);
+    }
+    let overview = get_json(ops.addr, "/api/overview", &[]).await;
+    assert_eq!(overview["refused"]["since_start"], 64, "{overview}");
+    assert_eq!(
+        overview["refused"]["recent"].as_array().unwrap().len(),
+        thirdparty_gateway::console::refused::KEPT
+    );
+    assert_eq!(overview["ring"]["last"], 1, "{overview}");
+    assert_eq!(overview["ring"]["calls"], 1, "{overview}");
+}

@@ -1,7 +1,8 @@
 //! The console page in real headless Chromium (through chromedriver): a
 //! call that opens, one that gets `none` from a CRM that is down, one whose
 //! login fails. The page shows each as it is answered, with the reason and
-//! the masked caller, and its trace one click away: live, from a long poll
+//! the masked caller, and its trace one click away (and a request refused
+//! before any route, apart, with why): live, from a long poll
 //! that a call ends (a poll started before the call comes back with it, not
 //! at the end of its wait), without a reload (a mark set on the page's
 //! `window` stays); it never shows a secret, the agent's token, a session or the
@@ -108,6 +109,20 @@ async fn console_page_shows_each_call_as_it_is_answered_with_reason_masked_calle
         assert!(trace.contains(&chosen), "{trace}");
         assert!(trace.contains(trace_says), "{trace}");
     }
+    // A POST to a path without routes (THIRD_PARTY_URL set wrong) is
+    // refused before any route: the page shows it apart, with why.
+    let wrong = format!("/{}", "wrong-third-party-url-".repeat(4));
+    let refused = gw
+        .client()
+        .post_at(gw.addr, &wrong, None, &call("sales"))
+        .await;
+    assert_eq!(refused.status, 404);
+    b.wait_for("#refused tr[data-status='404']").await;
+    let why = b.text("refused").await;
+    assert!(
+        why.contains("THIRD_PARTY_URL") && why.contains(&format!("POST {wrong}")),
+        "{why}"
+    );
     // The overview refreshes on its own: the routes' and CRMs' tables fill.
     b.wait_for("#backends tr[data-backend='vtiger_badkey'][data-login-failures='1']")
         .await;
@@ -178,7 +193,7 @@ async fn assert_layout(b: &Browser, width: u32, height: u32, phone: bool) {
               viewport: [innerWidth, innerHeight],
               page: [page.scrollWidth, page.clientWidth],
               boxes: Object.fromEntries(["header", "#charts", "#chart-rate", "#chart-latency", "#calls",
-                "#trace-panel", "#trace", "#routes", "#backends"].map((s) => [s, box(s)])),
+                "#trace-panel", "#trace", "#routes", "#backends", "#refused"].map((s) => [s, box(s)])),
               rightmost: Math.max(...visible.map((e) => e.getBoundingClientRect().right)),
               smallest_font: Math.min(...visible.map((e) => parseFloat(getComputedStyle(e).fontSize))),
               thead: getComputedStyle(document.querySelector("#calls thead")).display,
