@@ -47,6 +47,15 @@ const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
 /// A backend none of the route's: named "?".
 pub const NO_BACKEND: u8 = u8::MAX;
 
+/// A backend's place on its route's card as a step keeps it;
+/// [`NO_BACKEND`] when it has none (or one past what a byte counts).
+pub fn place(index: Option<usize>) -> u8 {
+    index
+        .and_then(|i| u8::try_from(i).ok())
+        .filter(|&i| i != NO_BACKEND)
+        .unwrap_or(NO_BACKEND)
+}
+
 /// A piece of a call's texts: where it is in [`Texts`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Text {

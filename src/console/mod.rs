@@ -164,13 +164,10 @@ impl Console {
             return;
         };
         // The backend is named by its place on the route's card.
-        call.backend = ending.backend.as_deref().map(|name| {
-            call.card
-                .as_deref()
-                .and_then(|card| card.index_named(name))
-                .and_then(|i| u8::try_from(i).ok())
-                .unwrap_or(call::NO_BACKEND)
-        });
+        call.backend = ending
+            .backend
+            .as_deref()
+            .map(|name| call::place(call.card.as_deref().and_then(|card| card.index_named(name))));
         let texts = &mut call.texts;
         call.detail = ending.failure.as_ref().map_or(Text::default(), |f| {
             texts.add(&f.detail, CONSOLE_TEXT_BYTES)

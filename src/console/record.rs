@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{Call, Micros, Step, Text, Texts, NO_BACKEND};
+use super::call::{place, Call, Micros, Step, Text, Texts};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -118,15 +118,9 @@ impl Recorder {
     }
 }
 
-/// A backend's place on the call's route card; [`NO_BACKEND`] for one not
-/// on it.
+/// A backend's place on the call's route card.
 fn backend_of(call: &Call, backend: &Backend) -> u8 {
-    call.card
-        .as_deref()
-        .and_then(|card| card.index_of(backend))
-        .and_then(|i| u8::try_from(i).ok())
-        .filter(|&i| i != NO_BACKEND)
-        .unwrap_or(NO_BACKEND)
+    place(call.card.as_deref().and_then(|card| card.index_of(backend)))
 }
 
 impl Progress {
