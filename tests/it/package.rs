@@ -170,10 +170,19 @@ fn deb_builds_with_binary_conffile_unit_and_docs() {
 
 /// The package, built once per test run with `cargo deb` (a release build)
 /// into `target/deb/`: this module's tests and the one that installs it
-/// under systemd (`boot.rs`) share it.
+/// under systemd (`boot.rs`) share it. `TPGW_TEST_DEB=FILE` tests a
+/// package built otherwise instead (the profile-guided one `bench/pgo
+/// --deb` makes, before it is shipped).
 pub(crate) fn built_deb() -> PathBuf {
     static DEB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = DEB.get_or_init(|| {
+        if let Some(given) = std::env::var_os("TPGW_TEST_DEB") {
+            let given = PathBuf::from(given);
+            return match given.is_file() {
+                true => Ok(given),
+                false => Err(format!("TPGW_TEST_DEB: no file {}", given.display())),
+            };
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let out = root.join("target/deb/package");
         let _ = std::fs::remove_dir_all(&out);
