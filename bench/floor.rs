@@ -12,6 +12,8 @@
 //! benchmark prints it beside nginx and the gateway.
 //!
 //!     floor LISTEN CERT KEY BACKEND_URL [LOG_FILE]
+//!
+//! It runs until SIGTERM.
 
 use std::convert::Infallible;
 use std::fs::File;
@@ -35,6 +37,7 @@ use thirdparty_gateway::backend::client::Client;
 use thirdparty_gateway::backend::request::BackendRequest;
 use thirdparty_gateway::log_output::Output;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The gateway's allocator, so the floor differs from it only by its work.
@@ -77,8 +80,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen.as_str()).await?;
+        // Stopped by SIGTERM it exits rather than dies: bench/pgo's instrumented build writes its profile
+        // at exit.
+        let mut stop = signal(SignalKind::terminate())?;
         loop {
-            let (stream, _) = listener.accept().await?;
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                _ = stop.recv() => return Ok(()),
+            };
             let _ = stream.set_nodelay(true);
             let (acceptor, client, backend) = (acceptor.clone(), client.clone(), backend.clone());
             tokio::spawn(async move {
