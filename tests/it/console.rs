@@ -591,6 +591,7 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
         headers: http::HeaderMap::new(),
         body: Bytes::from(vec![b'r'; 100_000]),
         url: url::Url::parse("http://127.0.0.1:9/elsewhere?x=1").unwrap(),
+        redirected: true,
     };
     let failure = Failure::new(NoneReason::Status, "y".repeat(10_000));
     let console = Console::new(ConsoleSettings {
