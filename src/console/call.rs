@@ -448,7 +448,7 @@ impl Call {
     }
 
     /// The route's backend at `index`.
-    fn card_backend(&self, index: u8) -> Option<&crate::route::BackendCard> {
+    pub fn card_backend(&self, index: u8) -> Option<&crate::route::BackendCard> {
         self.card.as_deref()?.backends.get(usize::from(index))
     }
 

@@ -45,6 +45,7 @@ use call::{Call, Opened, Step, Text};
 pub use record::Recorder;
 use ring::Ring;
 use stats::Stats;
+use window::Tick;
 
 /// `[ops]`'s console keys, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +98,34 @@ pub struct State {
     pub ring: Ring,
     /// Routes' and backends' histories.
     pub stats: Stats,
+    /// The time bucket calls are ending in.
+    current: Current,
+}
+
+/// The time bucket last counted in and when it begins and ends: a call
+/// ending within it is counted there after two comparisons, not a
+/// subtraction and a division of clock readings.
+#[derive(Debug)]
+struct Current {
+    tick: Tick,
+    from: Instant,
+    to: Instant,
+}
+
+impl Current {
+    /// The bucket of `at`.
+    fn tick(&mut self, at: Instant, console: &Console) -> Tick {
+        if self.from <= at && at < self.to {
+            return self.tick;
+        }
+        let n = console.tick(at);
+        *self = Current {
+            tick: Tick::of(n),
+            from: console.tick_start(n),
+            to: console.tick_start(n.saturating_add(1)),
+        };
+        self.tick
+    }
 }
 
 /// How a recorded call ended, from the handler.
@@ -124,11 +153,18 @@ impl Console {
             .otlp
             .as_ref()
             .map(|url| otlp::Export::start(url, settings.show_caller));
+        let started = Instant::now();
         Arc::new(Self {
-            started: (Instant::now(), SystemTime::now()),
+            started: (started, SystemTime::now()),
             state: Mutex::new(State {
                 ring: Ring::new(settings.calls),
                 stats: Stats::default(),
+                // None yet: the first call finds its own.
+                current: Current {
+                    tick: Tick::of(0),
+                    from: started,
+                    to: started,
+                },
             }),
             refused: Mutex::default(),
             waiting: AtomicUsize::new(0),
@@ -187,13 +223,19 @@ impl Console {
         call.latency = ending.latency;
         call.bytes = call.heap_bytes();
         let start = call.at;
-        let tick = self.tick(start + ending.latency);
+        let ended = start.checked_add(ending.latency).unwrap_or(start);
         let (dropped, exported) = {
             let mut state = self.lock();
-            let State { ring, stats } = &mut *state;
+            let State {
+                ring,
+                stats,
+                current,
+            } = &mut *state;
+            let tick = current.tick(ended, self);
             call.seq = ring.next_seq();
             if call.cancelled.is_none() {
-                stats.call(tick, call.route(), call.none(), call.latency);
+                let route = call.card.as_deref().map(|card| &card.name);
+                stats.call(tick, route, call.none(), call.latency);
             }
             for step in &call.steps {
                 if let Step::Attempt {
@@ -204,8 +246,8 @@ impl Console {
                 } = step
                 {
                     let failed = failed.map(|(r, d)| (r, call.text(d)));
-                    let at = start + at.get();
-                    stats.attempt(tick, call.backend_name(*backend), failed, took.get(), at);
+                    let name = call.card_backend(*backend).map(|b| &b.name);
+                    stats.attempt(tick, name, failed, took.get(), || start + at.get());
                 }
             }
             let exported = self.export.as_ref().map(|_| Arc::clone(&kept));
