@@ -314,7 +314,7 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 }
 
 /// The calls after a number, newest first.
-pub fn calls(console: &Console, last: u64, calls: &[Arc<Call>], secrets: &[String]) -> Value {
+pub fn calls(console: &Console, last: u64, calls: &[Call], secrets: &[String]) -> Value {
     json!({
         "last": last,
         "calls": calls.iter().map(|c| summary(console, c, secrets)).collect::<Vec<_>>(),

@@ -30,12 +30,11 @@ use crate::route::Card;
 /// once for a common call, not to the byte).
 pub const SLACK: usize = 512;
 
-/// The most a call can hold, from the bounds of its parts: itself in its
-/// `Arc`, its steps at their cap, its texts at theirs (the trace's, three
+/// The most a call can hold, from the bounds of its parts: itself, its
+/// steps at their cap, its texts at theirs (the trace's, three
 /// long ones: detail, url, title; the caller) with their slack. Its
 /// route's card is the config's, counted once per route, not per call.
 const WORST: usize = std::mem::size_of::<Call>()
-    + 2 * std::mem::size_of::<usize>()
     + MAX_STEPS * std::mem::size_of::<Step>()
     + CONSOLE_TRACE_BYTES
     + 3 * CONSOLE_TEXT_BYTES
@@ -81,7 +80,7 @@ impl Text {
 }
 
 /// A call's texts, one after the other.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Texts(String);
 
 impl Texts {
@@ -163,7 +162,7 @@ impl Texts {
 }
 
 /// A call the console recorded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// Its place in the order of recorded calls, from 1.
     pub seq: u64,
@@ -239,7 +238,7 @@ impl Cancelled {
 }
 
 /// The `open` reply a call got.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Opened {
     /// The event the tab opens on.
     pub event: Event,
@@ -394,24 +393,28 @@ impl Call {
     }
 
     /// Makes it a new call from `caller` that arrived at `at`, reusing its
-    /// texts' room (a call pushed out of the ring).
+    /// texts' and steps' room (a call pushed out of the ring). Only what
+    /// the steps add to is emptied: what the call got is written whole
+    /// when it is kept ([`Console::record`](super::Console::record)), and
+    /// no one sees it before.
+    #[inline]
     pub fn reuse(&mut self, at: Instant, id: RequestId, caller: &str) {
-        let mut texts = std::mem::take(&mut self.texts);
-        texts.clear();
-        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
-        *self = Call::new(at, id, texts, caller);
+        self.texts.clear();
+        self.caller = self.texts.add(caller, CONSOLE_NAME_BYTES);
+        self.at = at;
+        self.id = id;
+        self.card = None;
+        self.steps.clear();
+        self.truncated = false;
     }
 
-    /// The memory it holds: itself (in its `Arc`) and everything it owns.
+    /// The memory it holds: itself (in its `Box`) and everything it owns.
     pub fn heap_bytes(&self) -> usize {
         let steps = match self.steps.spilled() {
             true => self.steps.capacity() * std::mem::size_of::<Step>(),
             false => 0,
         };
-        std::mem::size_of::<Self>()
-            + 2 * std::mem::size_of::<usize>()
-            + self.texts.capacity()
-            + steps
+        std::mem::size_of::<Self>() + self.texts.capacity() + steps
     }
 
     /// The text of a piece of it.

@@ -195,10 +195,7 @@ impl Console {
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
     /// and in the export queue; wakes the pages waiting for it.
     pub fn record(&self, recorder: Recorder, ending: Ending) {
-        let mut kept = recorder.call;
-        let Some(call) = Arc::get_mut(&mut kept) else {
-            return;
-        };
+        let mut call = recorder.call;
         // The backend is named by its place on the route's card.
         call.backend = ending
             .backend
@@ -224,7 +221,10 @@ impl Console {
         call.bytes = call.heap_bytes();
         let start = call.at;
         let ended = start.checked_add(ending.latency).unwrap_or(start);
-        let (dropped, exported) = {
+        // A copy for the export thread (numbered below): the ring owns the
+        // call.
+        let mut exported = self.export.as_ref().map(|_| Box::new(Call::clone(&call)));
+        let dropped = {
             let mut state = self.lock();
             let State {
                 ring,
@@ -233,6 +233,9 @@ impl Console {
             } = &mut *state;
             let tick = current.tick(ended, self);
             call.seq = ring.next_seq();
+            if let Some(copy) = &mut exported {
+                copy.seq = call.seq;
+            }
             if call.cancelled.is_none() {
                 let route = call.card.as_deref().map(|card| &card.name);
                 stats.call(tick, route, call.none(), call.latency);
@@ -250,8 +253,7 @@ impl Console {
                     stats.attempt(tick, name, failed, took.get(), || start + at.get());
                 }
             }
-            let exported = self.export.as_ref().map(|_| Arc::clone(&kept));
-            (ring.push(kept), exported)
+            ring.push(call)
         };
         if let (Some(export), Some(call)) = (&self.export, exported) {
             export.send(call, self.wall(start));
@@ -289,10 +291,10 @@ impl Console {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The calls after `seq`, newest first (at most `max`), waiting up to
-    /// `wait` for one when there is none yet. Only so many pages wait at
-    /// once; the others get their answer at once.
-    pub async fn calls_after(&self, seq: u64, max: usize, wait: Duration) -> (u64, Vec<Arc<Call>>) {
+    /// Copies of the calls after `seq`, newest first (at most `max`),
+    /// waiting up to `wait` for one when there is none yet. Only so many
+    /// pages wait at once; the others get their answer at once.
+    pub async fn calls_after(&self, seq: u64, max: usize, wait: Duration) -> (u64, Vec<Call>) {
         let permit = match wait.is_zero() {
             true => None,
             false => Arc::clone(&self.waiters).try_acquire_owned().ok(),
@@ -317,13 +319,13 @@ impl Console {
         }
     }
 
-    fn snapshot(&self, seq: u64, max: usize) -> (u64, Vec<Arc<Call>>) {
+    fn snapshot(&self, seq: u64, max: usize) -> (u64, Vec<Call>) {
         let state = self.lock();
         (state.ring.last(), state.ring.after(seq, max))
     }
 
-    /// The call numbered `seq`, while the ring holds it.
-    pub fn call(&self, seq: u64) -> Option<Arc<Call>> {
+    /// A copy of the call numbered `seq`, while the ring holds it.
+    pub fn call(&self, seq: u64) -> Option<Call> {
         self.lock().ring.get(seq)
     }
 

@@ -42,8 +42,9 @@ const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// What the handler sends the export thread.
 enum Message {
-    /// A call and the wall-clock time its request arrived.
-    Call(Arc<Call>, SystemTime),
+    /// A call (a copy of the ring's) and the wall-clock time its request
+    /// arrived.
+    Call(Box<Call>, SystemTime),
     /// Send what is gathered, then say so.
     Flush(mpsc::Sender<()>),
 }
@@ -72,7 +73,7 @@ impl Export {
     }
 
     /// Queues a call for export; a full queue drops it (counted).
-    pub fn send(&self, call: Arc<Call>, started: SystemTime) {
+    pub fn send(&self, call: Box<Call>, started: SystemTime) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.queue.try_send(Message::Call(call, started))
         {

@@ -36,12 +36,13 @@ pub const MAX_STEPS: usize = 32;
 const FIRST_CAPACITY: usize = 512;
 
 /// One call's steps, gathered while it is answered, straight into the
-/// call the ring will keep: it is allocated once when the call arrives and
-/// handed to the ring by its pointer at the end.
+/// call the ring will keep: the recorder owns it (a call the ring pushed
+/// out, reused, or a new one) and hands it to the ring by its pointer at
+/// the end.
 #[derive(Debug)]
 pub struct Recorder {
-    /// The call being recorded; no one else holds it until it is kept.
-    pub(super) call: Arc<Call>,
+    /// The call being recorded.
+    pub(super) call: Box<Call>,
     progress: Progress,
 }
 
@@ -72,19 +73,17 @@ impl Recorder {
     ) -> Self {
         // `try_with`: no spare while the thread's locals are being
         // destroyed (a task dropped at its end), rather than a panic.
-        let spare = SPARE
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .and_then(|mut spare| {
-                Arc::get_mut(&mut spare)?.reuse(start, id, caller);
-                Some(spare)
-            });
-        let call = spare.unwrap_or_else(|| {
-            let mut texts = Texts::with_capacity(FIRST_CAPACITY);
-            let caller = texts.add(caller, CONSOLE_NAME_BYTES);
-            Arc::new(Call::new(start, id, texts, caller))
-        });
+        let call = match SPARE.try_with(Cell::take).ok().flatten() {
+            Some(mut spare) => {
+                spare.reuse(start, id, caller);
+                spare
+            }
+            None => {
+                let mut texts = Texts::with_capacity(FIRST_CAPACITY);
+                let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+                Box::new(Call::new(start, id, texts, caller))
+            }
+        };
         Self {
             call,
             progress: Progress {
@@ -106,15 +105,12 @@ impl Recorder {
     /// The route chosen for the call (its card says its name, why it was
     /// chosen and its backends).
     pub fn route(&mut self, card: &Arc<Card>) {
-        if let Some((call, _)) = self.parts() {
-            call.card = Some(Arc::clone(card));
-        }
+        self.call.card = Some(Arc::clone(card));
     }
 
-    /// The call, while only the recorder holds it (always, until it is
-    /// kept; `None` would only drop a step).
-    fn parts(&mut self) -> Option<(&mut Call, &mut Progress)> {
-        Some((Arc::get_mut(&mut self.call)?, &mut self.progress))
+    /// The call and what the recorder knows of it, apart.
+    fn parts(&mut self) -> (&mut Call, &mut Progress) {
+        (&mut self.call, &mut self.progress)
     }
 }
 
@@ -181,18 +177,15 @@ impl Progress {
 }
 
 thread_local! {
-    /// A call pushed out of the ring that nothing else held, for the next
-    /// call recorded on this thread to reuse: its allocation and its
-    /// texts' (one a worker thread, at most a call's bound).
-    static SPARE: Cell<Option<Arc<Call>>> = const { Cell::new(None) };
+    /// A call pushed out of the ring, for the next call recorded on this
+    /// thread to reuse: its allocation and its texts' (one a worker
+    /// thread, at most a call's bound).
+    static SPARE: Cell<Option<Box<Call>>> = const { Cell::new(None) };
 }
 
-/// Keeps `call`, pushed out of the ring, for the next call to reuse, when
-/// nothing else holds it (a page may still be reading it).
-pub(super) fn spare(mut call: Arc<Call>) {
-    if Arc::get_mut(&mut call).is_some() {
-        let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
-    }
+/// Keeps `call`, pushed out of the ring, for the next call to reuse.
+pub(super) fn spare(call: Box<Call>) {
+    let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
 }
 
 /// Adds a step, or marks the trace cut when it has all it may keep.
@@ -216,9 +209,7 @@ fn since(call: &Call, at: Instant) -> Micros {
 
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let at = since(call, at);
         let backend = backend_of(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
@@ -259,9 +250,7 @@ impl Observer for Recorder {
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let at = now(call);
         let backend = backend_of(call, backend);
         let sent = p
@@ -288,9 +277,7 @@ impl Observer for Recorder {
     }
 
     fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let at = now(call);
         let mut lines = String::new();
         if source == Source::Fresh {
@@ -330,9 +317,7 @@ impl Observer for Recorder {
     }
 
     fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let mut lines = String::new();
         for record in seen {
             let verdict = if record.kept {
@@ -357,9 +342,7 @@ impl Observer for Recorder {
     }
 
     fn directory(&mut self, backend: &Backend, said: &str) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let backend = backend_of(call, backend);
         let said = p.text(call, said, CONSOLE_TEXT_BYTES);
         push(call, Step::Directory { backend, said });
@@ -372,9 +355,7 @@ impl Observer for Recorder {
         took: Duration,
         ended: Instant,
     ) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let at = since(call, ended);
         let backend = backend_of(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
