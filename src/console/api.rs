@@ -361,7 +361,7 @@ fn summary(console: &Console, call: &Call, secrets: &[String]) -> Value {
             } => Some(json!({
                 "name": call.backend_name(*backend),
                 "result": failed.as_ref().map_or("open", |(r, _)| r.as_str()),
-                "ms": ms(Some(took.get())),
+                "ms": ms(Some(*took)),
             })),
             _ => None,
         })

@@ -3,12 +3,14 @@
 //! (caller, requests' lines and bodies, details) are one string, which its
 //! steps point into; what the config says of its route (name, why chosen,
 //! backends' names and header lines) is the route's [`Card`], shared by
-//! the route's calls, not copied. So recording a call copies only what the
-//! call itself brought. Every text is cut to a bound, so a call's size is
-//! bounded whatever the CRM or the payload sends ([`Call::heap_bytes`] ≤
-//! [`CONSOLE_CALL_MAX_BYTES`], checked when compiled). What is stored is
-//! what the gateway saw; secrets are redacted as the steps are taken, the
-//! caller is masked when the call is shown.
+//! the route's calls, not copied. Times are kept as the clock gave them
+//! and turned into durations when the call is shown. So recording a call
+//! copies only what the call itself brought, and converts nothing. Every
+//! text is cut to a bound, so a call's size is bounded whatever the CRM or
+//! the payload sends ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`],
+//! checked when compiled). What is stored is what the gateway saw; secrets
+//! are redacted as the steps are taken, the caller is masked when the call
+//! is shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,26 +253,10 @@ pub struct Opened {
     pub autopause: bool,
 }
 
-/// A short time (since a request arrived, or a step's length) in 4 bytes:
-/// microseconds, up to 71 minutes (longer reads as 71 minutes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Micros(u32);
-
-impl Micros {
-    /// `d`, saturated.
-    pub fn of(d: Duration) -> Self {
-        Self(u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
-    }
-
-    /// As a duration.
-    pub fn get(self) -> Duration {
-        Duration::from_micros(u64::from(self.0))
-    }
-}
-
 /// One step of a call; `backend` is a backend's place in the route's
-/// card ([`NO_BACKEND`] for another), `at` is the time since the request
-/// arrived.
+/// card ([`NO_BACKEND`] for another), `at` when it happened, as the clock
+/// gave it ([`Call::since`] turns it into the time since the request
+/// arrived, when shown).
 #[derive(Debug, Clone, Copy)]
 pub enum Step {
     /// The caller directory's answer.
@@ -285,7 +271,7 @@ pub enum Step {
         /// The backend that looked up.
         backend: u8,
         /// When the session was there.
-        at: Micros,
+        at: Instant,
         /// Cached, or from a login the call waited for.
         source: Source,
         /// How old the session was, in seconds.
@@ -302,7 +288,7 @@ pub enum Step {
         /// To which backend.
         backend: u8,
         /// When it was built.
-        at: Micros,
+        at: Instant,
         /// Method and url, headers, body: a line each.
         text: Text,
     },
@@ -313,7 +299,7 @@ pub enum Step {
         /// To which backend.
         backend: u8,
         /// When it was built.
-        at: Micros,
+        at: Instant,
         /// Its method and url, a space between.
         line: Text,
         /// Its whole body (at most
@@ -325,7 +311,7 @@ pub enum Step {
         /// From which backend.
         backend: u8,
         /// When it was read.
-        at: Micros,
+        at: Instant,
         /// Its status.
         status: u16,
         /// Its body's size.
@@ -346,9 +332,9 @@ pub enum Step {
         /// Which backend.
         backend: u8,
         /// When it ended.
-        at: Micros,
+        at: Instant,
         /// How long it took.
-        took: Micros,
+        took: Duration,
         /// `None` when it opened.
         failed: Option<(NoneReason, Text)>,
     },
@@ -415,6 +401,11 @@ impl Call {
             false => 0,
         };
         std::mem::size_of::<Self>() + self.texts.capacity() + steps
+    }
+
+    /// Time from the request's arrival to `at` (a step's time).
+    pub fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.at)
     }
 
     /// The text of a piece of it.

@@ -250,7 +250,7 @@ impl Console {
                 {
                     let failed = failed.map(|(r, d)| (r, call.text(d)));
                     let name = call.card_backend(*backend).map(|b| &b.name);
-                    stats.attempt(tick, name, failed, took.get(), || start + at.get());
+                    stats.attempt(tick, name, failed, *took, || *at);
                 }
             }
             ring.push(call)

@@ -1,12 +1,13 @@
 //! The handler's observer when the console is on: it keeps each step of a
 //! call as [`Step`]s while the call is answered. It runs on the request
-//! path, so it copies and does not format: a backend is its place on the
-//! route's card, a reply is kept as its status and size, a cached session
-//! as its age. A request is kept as its line (method and url) and body,
-//! and written when its trace is shown with its backend's header lines
-//! from the card; one that holds a value to hide (a secret, a session, the
-//! agent's token) is written at once as `simulate` writes it, with those
-//! values redacted, so no such value is kept.
+//! path, so it copies and does not format or convert: a backend is its
+//! place on the route's card, a time is the clock's reading, a reply is
+//! kept as its status and size, a cached session as its age. A request is
+//! kept as its line (method and url) and body, and written when its trace
+//! is shown with its backend's header lines from the card; one that holds
+//! a value to hide (a secret, a session, the agent's token) is written at
+//! once as `simulate` writes it, with those values redacted, so no such
+//! value is kept.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{place, Call, Micros, Step, Text, Texts};
+use super::call::{place, Call, Step, Text, Texts};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -147,7 +148,7 @@ impl Progress {
         call: &mut Call,
         backend: u8,
         request: &BackendRequest,
-        at: Micros,
+        at: Instant,
         room: usize,
     ) -> Option<Step> {
         call.headers(backend)?;
@@ -197,20 +198,9 @@ fn push(call: &mut Call, step: Step) {
     call.steps.push(step);
 }
 
-/// Time since the call arrived.
-fn now(call: &Call) -> Micros {
-    Micros::of(call.at.elapsed())
-}
-
-/// Time from the call's arrival to `at`.
-fn since(call: &Call, at: Instant) -> Micros {
-    Micros::of(at.saturating_duration_since(call.at))
-}
-
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
         let (call, p) = self.parts();
-        let at = since(call, at);
         let backend = backend_of(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
@@ -251,7 +241,7 @@ impl Observer for Recorder {
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
         let (call, p) = self.parts();
-        let at = now(call);
+        let at = Instant::now();
         let backend = backend_of(call, backend);
         let sent = p
             .last_url
@@ -278,7 +268,7 @@ impl Observer for Recorder {
 
     fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
         let (call, p) = self.parts();
-        let at = now(call);
+        let at = Instant::now();
         let mut lines = String::new();
         if source == Source::Fresh {
             for line in &session.trace {
@@ -356,15 +346,14 @@ impl Observer for Recorder {
         ended: Instant,
     ) {
         let (call, p) = self.parts();
-        let at = since(call, ended);
         let backend = backend_of(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
         push(
             call,
             Step::Attempt {
                 backend,
-                at,
-                took: Micros::of(took),
+                at: ended,
+                took,
                 failed,
             },
         );
