@@ -1,6 +1,6 @@
 //! One recorded call, as the console keeps it: what was decided and the
 //! steps that led there, in compact form. All of a call's own texts
-//! (caller, requests' lines and bodies, details) are one string, which its
+//! (caller, requests' urls and bodies, details) are one buffer, which its
 //! steps point into; what the config says of its route (name, why chosen,
 //! backends' names and header lines) is the route's [`Card`], shared by
 //! the route's calls, not copied. Times are kept as the clock gave them
@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
@@ -44,6 +45,20 @@ const WORST: usize = std::mem::size_of::<Call>()
     + SLACK;
 
 const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
+
+/// The methods a request kept in parts may have (HTTP's own): a step
+/// keeps the place of its method here rather than a copy of its name.
+pub const METHODS: [Method; 9] = [
+    Method::POST,
+    Method::GET,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
 
 /// A backend none of the route's: named "?".
 pub const NO_BACKEND: u8 = u8::MAX;
@@ -81,45 +96,39 @@ impl Text {
     }
 }
 
-/// A call's texts, one after the other.
+// A piece's ends are 16 bits: all of a call's texts (its trace's, the
+// detail, url and title, the caller, each within its bound) fit.
+const _: () =
+    assert!(CONSOLE_TRACE_BYTES + 3 * CONSOLE_TEXT_BYTES + CONSOLE_NAME_BYTES <= u16::MAX as usize);
+
+/// A call's texts, one after the other. Bytes, not a `str`: a request's
+/// body is kept as it was sent, without checking it is UTF-8 on the
+/// request path; every other text is copied from a `str` (and cut on a
+/// character boundary), and each is read back as text when shown.
 #[derive(Debug, Default, Clone)]
-pub struct Texts(String);
+pub struct Texts(Vec<u8>);
 
 impl Texts {
     /// Room for `bytes` of text.
     pub fn with_capacity(bytes: usize) -> Self {
-        Self(String::with_capacity(bytes))
+        Self(Vec::with_capacity(bytes))
     }
 
     /// Adds `text`, cut to `max` bytes on a character boundary.
     pub fn add(&mut self, text: &str, max: usize) -> Text {
+        self.add_whole(cut(text, max).as_bytes())
+    }
+
+    /// Adds `bytes` whole: the caller has bounded them (a request's parts,
+    /// within the trace's room).
+    pub fn add_whole(&mut self, bytes: &[u8]) -> Text {
         let from = self.0.len();
-        self.0.push_str(cut(text, max.min(Self::room(from))));
+        self.0.extend_from_slice(bytes);
         self.span(from)
     }
 
-    /// What `write` appends to the string, cut to `max` bytes.
-    pub fn write(&mut self, max: usize, write: impl FnOnce(&mut String)) -> Text {
-        let from = self.0.len();
-        write(&mut self.0);
-        let kept = cut(self.0.get(from..).unwrap_or(""), max.min(Self::room(from))).len();
-        self.0.truncate(from + kept);
-        self.span(from)
-    }
-
-    /// What may still be written after `from` bytes: a piece's ends fit
-    /// in 16 bits.
-    fn room(from: usize) -> usize {
-        usize::from(u16::MAX).saturating_sub(from)
-    }
-
-    /// Replaces what was written since `text` began with `with` (cut to
-    /// `max`); `text` must be the last piece.
-    pub fn replace_last(&mut self, text: Text, with: &str, max: usize) -> Text {
-        self.0.truncate(usize::from(text.from));
-        self.add(with, max)
-    }
-
+    /// The piece from `from` to the end; its ends fit in 16 bits, as every
+    /// text is within its bound (checked when compiled, above).
     fn span(&self, from: usize) -> Text {
         let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         Text {
@@ -128,11 +137,17 @@ impl Texts {
         }
     }
 
-    /// The text of a piece.
-    pub fn get(&self, text: Text) -> &str {
+    /// The bytes of a piece.
+    pub fn bytes(&self, text: Text) -> &[u8] {
         self.0
             .get(usize::from(text.from)..usize::from(text.to))
-            .unwrap_or("")
+            .unwrap_or(&[])
+    }
+
+    /// The text of a piece (a body that is not UTF-8 reads as empty: it
+    /// is shown through [`Texts::bytes`]).
+    pub fn get(&self, text: Text) -> &str {
+        std::str::from_utf8(self.bytes(text)).unwrap_or("")
     }
 
     /// Bytes written.
@@ -300,9 +315,11 @@ pub enum Step {
         backend: u8,
         /// When it was built.
         at: Instant,
-        /// Its method and url, a space between.
-        line: Text,
-        /// Its whole body (at most
+        /// Its method, one of [`METHODS`].
+        method: u8,
+        /// Its url.
+        url: Text,
+        /// Its whole body, as sent (at most
         /// [`CONSOLE_BODY_BYTES`](crate::constants::CONSOLE_BODY_BYTES)).
         body: Text,
     },
@@ -464,9 +481,9 @@ impl Call {
                 let first = self.text(*text).lines().next().unwrap_or("").trim();
                 Some(first.split_once(' ').unwrap_or((first, "")))
             }
-            Step::Sent { line, .. } => {
-                let line = self.text(*line);
-                Some(line.split_once(' ').unwrap_or((line, "")))
+            Step::Sent { method, url, .. } => {
+                let method = METHODS.get(usize::from(*method)).map_or("", Method::as_str);
+                Some((method, self.text(*url)))
             }
             _ => None,
         }
@@ -502,12 +519,13 @@ mod tests {
         assert_eq!(cut("éé", 1), "");
         let mut texts = Texts::default();
         let a = texts.add("hello", 3);
-        let b = texts.write(4, |s| s.push_str("é-world"));
+        let b = texts.add("é-world", 4);
         assert_eq!((texts.get(a), texts.get(b)), ("hel", "é-w"));
-        let c = texts.replace_last(b, "there", 10);
+        // A body is kept as sent, UTF-8 or not; read as text, it is empty.
+        let c = texts.add_whole(b"\xff\xfe");
         assert_eq!(
-            (texts.get(a), texts.get(c), texts.len()),
-            ("hel", "there", 8)
+            (texts.bytes(c), texts.get(c), texts.len()),
+            (&b"\xff\xfe"[..], "", 9)
         );
     }
 }

@@ -3,19 +3,19 @@
 //! path, so it copies and does not format or convert: a backend is its
 //! place on the route's card, a time is the clock's reading, a reply is
 //! kept as its status and size, a cached session as its age. A request is
-//! kept as its line (method and url) and body, and written when its trace
-//! is shown with its backend's header lines from the card; one that holds
-//! a value to hide (a secret, a session, the agent's token) is written at
-//! once as `simulate` writes it, with those values redacted, so no such
-//! value is kept.
+//! kept as its method, url and body, and written when its trace is shown
+//! with its backend's header lines from the card; one that holds a value
+//! to hide (a secret, a session, the agent's token) is written at once as
+//! `simulate` writes it, with those values redacted, so no such value is
+//! kept.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{place, Call, Step, Text, Texts};
+use super::call::{place, Call, Step, Text, Texts, METHODS};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -134,15 +134,17 @@ impl Progress {
             call.truncated = true;
         }
         let text = call.texts.add(text, room);
-        self.trace += call.texts.get(text).len();
+        self.trace += call.texts.bytes(text).len();
         text
     }
 
     /// A request that holds no value to hide, kept in parts to be written
-    /// when its trace is shown: its line (method and url) and body copied
-    /// (the body when whole, UTF-8 and short), its header lines its
-    /// backend's, on the card (none templated). `None` when it cannot be:
-    /// it is written at once.
+    /// when its trace is shown: its method by its place in [`METHODS`],
+    /// its url and body copied (the body when whole and short, as bytes:
+    /// `simulate` shows one that is not UTF-8 as it would have), its
+    /// header lines its backend's, on the card (none templated). `None`
+    /// when it cannot be (another method, a long body): it is written at
+    /// once.
     fn keep(
         &mut self,
         call: &mut Call,
@@ -152,26 +154,23 @@ impl Progress {
         room: usize,
     ) -> Option<Step> {
         call.headers(backend)?;
-        let body = Some(&request.body[..])
-            .filter(|b| b.len() <= CONSOLE_BODY_BYTES)
-            .and_then(|b| std::str::from_utf8(b).ok())?;
-        let (method, url) = (request.method.as_str(), request.url.as_str());
-        let size = method.len() + 1 + url.len() + body.len();
-        if size > room {
+        let method = METHODS.iter().position(|m| *m == request.method)?;
+        let body = &request.body[..];
+        let url = request.url.as_str();
+        let size = url.len() + body.len();
+        if body.len() > CONSOLE_BODY_BYTES || size > room {
             return None;
         }
-        let line = call.texts.write(room, |out| {
-            out.push_str(method);
-            out.push(' ');
-            out.push_str(url);
-        });
-        let body = call.texts.add(body, room);
+        let method = u8::try_from(method).ok()?;
+        let url = call.texts.add_whole(url.as_bytes());
+        let body = call.texts.add_whole(body);
         self.trace += size;
-        self.last_url = line.part(method.len() + 1, url.len());
+        self.last_url = Some(url);
         Some(Step::Sent {
             backend,
             at,
-            line,
+            method,
+            url,
             body,
         })
     }
@@ -182,6 +181,10 @@ thread_local! {
     /// thread to reuse: its allocation and its texts' (one a worker
     /// thread, at most a call's bound).
     static SPARE: Cell<Option<Box<Call>>> = const { Cell::new(None) };
+
+    /// Where a request written at once is written before it is copied
+    /// into the call (whose texts are bytes), its room kept for the next.
+    static WRITTEN: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Keeps `call`, pushed out of the ring, for the next call to reuse.
@@ -198,6 +201,32 @@ fn push(call: &mut Call, step: Step) {
     call.steps.push(step);
 }
 
+/// A request as `simulate` writes it, with `secrets` redacted, added to
+/// the call's texts (cut to `room`).
+fn write_request(
+    call: &mut Call,
+    request: &BackendRequest,
+    secrets: &[String],
+    room: usize,
+) -> Text {
+    let mut add = |out: &mut String| {
+        out.clear();
+        shown::request(out, request, CONSOLE_BODY_BYTES);
+        if secrets.is_empty() {
+            call.texts.add(out, room)
+        } else {
+            let hidden = crate::backend::request::redacted(out, secrets);
+            call.texts.add(&hidden, room)
+        }
+    };
+    WRITTEN
+        .try_with(|out| match out.try_borrow_mut() {
+            Ok(mut out) => add(&mut out),
+            Err(_) => add(&mut String::new()),
+        })
+        .unwrap_or_else(|_| add(&mut String::new()))
+}
+
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
         let (call, p) = self.parts();
@@ -207,8 +236,8 @@ impl Observer for Recorder {
             call.truncated = true;
             return;
         }
-        let token = p.token.clone().filter(|_| request.carries_token);
-        let hides = request.hidden.iter().any(|v| v.len() >= 4) || token.is_some();
+        let token = p.token.is_some() && request.carries_token;
+        let hides = token || request.hidden.iter().any(|v| v.len() >= 4);
         p.last_url = None;
         if !hides && !request.url_hidden {
             if let Some(step) = p.keep(call, backend, request, at, room) {
@@ -216,26 +245,21 @@ impl Observer for Recorder {
                 return;
             }
         }
-        let mut text = call
-            .texts
-            .write(room, |out| shown::request(out, request, CONSOLE_BODY_BYTES));
-        if !hides {
-            if !request.url_hidden {
-                // "  METHOD url\n": where the url is, to compare the
-                // reply's with.
-                let url = request.url.as_str();
-                p.last_url = text
-                    .part(3 + request.method.as_str().len(), url.len())
-                    .filter(|part| call.texts.get(*part) == url);
-            }
-        } else {
-            let mut secrets: Vec<String> = Vec::new();
+        let mut secrets: Vec<String> = Vec::new();
+        if hides {
             secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
-            secrets.extend(token);
-            let hidden = crate::backend::request::redacted(call.texts.get(text), &secrets);
-            text = call.texts.replace_last(text, &hidden, room);
+            secrets.extend(p.token.clone().filter(|_| token));
         }
-        p.trace += call.texts.get(text).len();
+        let text = write_request(call, request, &secrets, room);
+        if !hides && !request.url_hidden {
+            // "  METHOD url\n": where the url is, to compare the reply's
+            // with.
+            let url = request.url.as_str();
+            p.last_url = text
+                .part(3 + request.method.as_str().len(), url.len())
+                .filter(|part| call.texts.bytes(*part) == url.as_bytes());
+        }
+        p.trace += call.texts.bytes(text).len();
         push(call, Step::Request { backend, at, text });
     }
 
@@ -245,7 +269,7 @@ impl Observer for Recorder {
         let backend = backend_of(call, backend);
         let sent = p
             .last_url
-            .map(|url| call.texts.get(url) == reply.url.as_str());
+            .map(|url| call.texts.bytes(url) == reply.url.as_str().as_bytes());
         // A reply from another url (a redirect) says where, without its
         // query; not when the request's url held a secret (`None`).
         let url = (sent == Some(false)).then(|| {

@@ -68,7 +68,7 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
                 let _ = writeln!(out, "\nbackend {name:?} request:");
                 let (method, url) = call.request_line(step).unwrap_or(("", ""));
                 let parsed = url::Url::parse(url).ok();
-                let body = call.text(*body).as_bytes();
+                let body = call.texts.bytes(*body);
                 let parts = Parts {
                     method,
                     url,
