@@ -84,16 +84,6 @@ impl Text {
     pub fn is_empty(self) -> bool {
         self.from == self.to
     }
-
-    /// The part of it `len` bytes long `from` bytes in, if it has one.
-    pub fn part(self, from: usize, len: usize) -> Option<Text> {
-        let from = usize::from(self.from).checked_add(from)?;
-        let to = from.checked_add(len)?;
-        (to <= usize::from(self.to)).then(|| Text {
-            from: u16::try_from(from).unwrap_or(u16::MAX),
-            to: u16::try_from(to).unwrap_or(u16::MAX),
-        })
-    }
 }
 
 // A piece's ends are 16 bits: all of a call's texts (its trace's, the

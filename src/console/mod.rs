@@ -128,22 +128,26 @@ impl Current {
     }
 }
 
-/// How a recorded call ended, from the handler.
+/// How a recorded call ended, from the handler, which keeps (and frees)
+/// what it lends.
 #[derive(Debug)]
-pub struct Ending {
+pub struct Ending<'a> {
     /// Whether it was dropped before its reply, and why (the reply is
     /// then `none`, never sent).
     pub cancelled: Option<Cancelled>,
     /// What the agent got.
-    pub reply: Reply,
+    pub reply: &'a Reply,
     /// Whether an `open` reply is the completion wrapper's link.
     pub wrapped: bool,
     /// The backend that opened or last failed.
-    pub backend: Option<Box<str>>,
+    pub backend: Option<&'a str>,
     /// Why not `open`, or what a fallback followed.
-    pub failure: Option<Failure>,
+    pub failure: Option<&'a Failure>,
     /// Arrival to reply.
     pub latency: Duration,
+    /// When the reply was ready (the handler reads the clock for the
+    /// latency anyway): the time bucket it is counted in.
+    pub ended: Instant,
 }
 
 impl Console {
@@ -194,33 +198,44 @@ impl Console {
 
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
     /// and in the export queue; wakes the pages waiting for it.
-    pub fn record(&self, recorder: Recorder, ending: Ending) {
-        let mut call = recorder.call;
-        // The backend is named by its place on the route's card.
-        call.backend = ending
-            .backend
-            .as_deref()
-            .map(|name| call::place(call.card.as_deref().and_then(|card| card.index_named(name))));
+    pub fn record(&self, recorder: Recorder, ending: Ending<'_>) {
+        let Recorder { mut call, progress } = recorder;
+        let Ending {
+            cancelled,
+            reply,
+            wrapped,
+            backend,
+            failure,
+            latency,
+            ended,
+        } = ending;
+        // Every field of what the call got is written: a reused call holds
+        // the last one's. The backend is named by its place on the route's
+        // card: the last attempt's, which is the one the answer names,
+        // unless that step was left out.
+        call.backend = backend.map(|name| match progress.last_attempt {
+            Some(last) => last,
+            None => call::place(call.card.as_deref().and_then(|card| card.index_named(name))),
+        });
         let texts = &mut call.texts;
-        call.detail = ending.failure.as_ref().map_or(Text::default(), |f| {
+        call.detail = failure.map_or(Text::default(), |f| {
             texts.add(&f.detail, CONSOLE_TEXT_BYTES)
         });
-        call.opened = match &ending.reply {
+        call.reason = failure.map(|f| f.reason);
+        call.opened = match reply {
             Reply::Open(open) => Some(Opened {
                 event: open.event(),
-                url: (!ending.wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
+                url: (!wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
                 title: texts.add(open.title(), CONSOLE_TEXT_BYTES),
                 autopause: open.autopause(),
             }),
             Reply::None => None,
         };
         texts.trim();
-        call.cancelled = ending.cancelled;
-        call.reason = ending.failure.as_ref().map(|f| f.reason);
-        call.latency = ending.latency;
+        call.cancelled = cancelled;
+        call.latency = latency;
         call.bytes = call.heap_bytes();
         let start = call.at;
-        let ended = start.checked_add(ending.latency).unwrap_or(start);
         // A copy for the export thread (numbered below): the ring owns the
         // call.
         let mut exported = self.export.as_ref().map(|_| Box::new(Call::clone(&call)));

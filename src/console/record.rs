@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{place, Call, Step, Text, Texts, METHODS};
+use super::call::{place, Call, Step, Text, Texts, METHODS, NO_BACKEND};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -44,12 +44,12 @@ const FIRST_CAPACITY: usize = 512;
 pub struct Recorder {
     /// The call being recorded.
     pub(super) call: Box<Call>,
-    progress: Progress,
+    pub(super) progress: Progress,
 }
 
 /// What the recorder knows that the kept call does not.
 #[derive(Debug)]
-struct Progress {
+pub(super) struct Progress {
     /// The agent's token, when the route forwards it: hidden in requests.
     token: Option<String>,
     /// Whether to gather the candidates a reply offered.
@@ -58,9 +58,15 @@ struct Progress {
     show_numbers: bool,
     /// The trace's bytes so far.
     trace: usize,
-    /// The last request's url, when shown whole: a reply from elsewhere
-    /// (a redirect) names where it came from.
-    last_url: Option<Text>,
+    /// Whether the last request's url was shown whole: a reply after a
+    /// redirect then names where it came from.
+    url_shown: bool,
+    /// The backend of the last attempt, when it was kept: the one the
+    /// answer names (the last it tried), found without comparing names.
+    pub(super) last_attempt: Option<u8>,
+    /// The backend last found on the card (its address and place): a
+    /// call's steps come a backend at a time.
+    backend: (usize, u8),
 }
 
 impl Recorder {
@@ -92,7 +98,9 @@ impl Recorder {
                 candidates,
                 show_numbers,
                 trace: 0,
-                last_url: None,
+                url_shown: false,
+                last_attempt: None,
+                backend: (0, NO_BACKEND),
             },
         }
     }
@@ -115,12 +123,17 @@ impl Recorder {
     }
 }
 
-/// A backend's place on the call's route card.
-fn backend_of(call: &Call, backend: &Backend) -> u8 {
-    place(call.card.as_deref().and_then(|card| card.index_of(backend)))
-}
-
 impl Progress {
+    /// A backend's place on the call's route card.
+    fn place(&mut self, call: &Call, backend: &Backend) -> u8 {
+        let address = std::ptr::from_ref(backend) as usize;
+        if self.backend.0 != address {
+            let found = call.card.as_deref().and_then(|card| card.index_of(backend));
+            self.backend = (address, place(found));
+        }
+        self.backend.1
+    }
+
     /// What the trace has left, at most `max`.
     fn room(&self, max: usize) -> usize {
         max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.trace))
@@ -165,7 +178,7 @@ impl Progress {
         let url = call.texts.add_whole(url.as_bytes());
         let body = call.texts.add_whole(body);
         self.trace += size;
-        self.last_url = Some(url);
+        self.url_shown = true;
         Some(Step::Sent {
             backend,
             at,
@@ -192,13 +205,15 @@ pub(super) fn spare(call: Box<Call>) {
     let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
 }
 
-/// Adds a step, or marks the trace cut when it has all it may keep.
-fn push(call: &mut Call, step: Step) {
+/// Adds a step, or marks the trace cut when it has all it may keep
+/// (`false`).
+fn push(call: &mut Call, step: Step) -> bool {
     if call.steps.len() >= MAX_STEPS {
         call.truncated = true;
-        return;
+        return false;
     }
     call.steps.push(step);
+    true
 }
 
 /// A request as `simulate` writes it, with `secrets` redacted, added to
@@ -230,7 +245,7 @@ fn write_request(
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
         let (call, p) = self.parts();
-        let backend = backend_of(call, backend);
+        let backend = p.place(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
             call.truncated = true;
@@ -238,7 +253,7 @@ impl Observer for Recorder {
         }
         let token = p.token.is_some() && request.carries_token;
         let hides = token || request.hidden.iter().any(|v| v.len() >= 4);
-        p.last_url = None;
+        p.url_shown = false;
         if !hides && !request.url_hidden {
             if let Some(step) = p.keep(call, backend, request, at, room) {
                 push(call, step);
@@ -251,14 +266,7 @@ impl Observer for Recorder {
             secrets.extend(p.token.clone().filter(|_| token));
         }
         let text = write_request(call, request, &secrets, room);
-        if !hides && !request.url_hidden {
-            // "  METHOD url\n": where the url is, to compare the reply's
-            // with.
-            let url = request.url.as_str();
-            p.last_url = text
-                .part(3 + request.method.as_str().len(), url.len())
-                .filter(|part| call.texts.bytes(*part) == url.as_bytes());
-        }
+        p.url_shown = !hides && !request.url_hidden;
         p.trace += call.texts.bytes(text).len();
         push(call, Step::Request { backend, at, text });
     }
@@ -266,13 +274,10 @@ impl Observer for Recorder {
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
         let (call, p) = self.parts();
         let at = Instant::now();
-        let backend = backend_of(call, backend);
-        let sent = p
-            .last_url
-            .map(|url| call.texts.bytes(url) == reply.url.as_str().as_bytes());
-        // A reply from another url (a redirect) says where, without its
-        // query; not when the request's url held a secret (`None`).
-        let url = (sent == Some(false)).then(|| {
+        let backend = p.place(call, backend);
+        // A reply after a redirect says where it came from, without its
+        // query; not when the request's url held a secret.
+        let url = (reply.redirected && p.url_shown).then(|| {
             let mut shown = reply.url.clone();
             shown.set_query(None);
             shown.set_fragment(None);
@@ -310,7 +315,7 @@ impl Observer for Recorder {
             .as_ref()
             .map(|l| l.owner())
             .filter(|owner| *owner != &*backend.name);
-        let index = backend_of(call, backend);
+        let index = p.place(call, backend);
         let shared_from = shared_from.map(|owner| p.text(call, owner, CONSOLE_NAME_BYTES));
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(
@@ -350,14 +355,14 @@ impl Observer for Recorder {
                 lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
             }
         }
-        let backend = backend_of(call, backend);
+        let backend = p.place(call, backend);
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(call, Step::Candidates { backend, lines });
     }
 
     fn directory(&mut self, backend: &Backend, said: &str) {
         let (call, p) = self.parts();
-        let backend = backend_of(call, backend);
+        let backend = p.place(call, backend);
         let said = p.text(call, said, CONSOLE_TEXT_BYTES);
         push(call, Step::Directory { backend, said });
     }
@@ -370,16 +375,14 @@ impl Observer for Recorder {
         ended: Instant,
     ) {
         let (call, p) = self.parts();
-        let backend = backend_of(call, backend);
+        let backend = p.place(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
-        push(
-            call,
-            Step::Attempt {
-                backend,
-                at: ended,
-                took,
-                failed,
-            },
-        );
+        let step = Step::Attempt {
+            backend,
+            at: ended,
+            took,
+            failed,
+        };
+        p.last_attempt = push(call, step).then_some(backend);
     }
 }

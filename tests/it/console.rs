@@ -624,11 +624,12 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
             recorder,
             Ending {
                 cancelled: None,
-                reply: Reply::None,
+                reply: &Reply::None,
                 wrapped: false,
-                backend: Some("crm".into()),
-                failure: Some(failure.clone()),
+                backend: Some("crm"),
+                failure: Some(&failure),
                 latency: Duration::from_millis(9),
+                ended: tokio::time::Instant::now(),
             },
         );
     }
