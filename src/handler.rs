@@ -124,7 +124,8 @@ async fn handle_request(
     };
     let mut record = unanswered.record.take();
     std::mem::forget(unanswered);
-    let (id_text, elapsed) = (id.text(), start.elapsed());
+    let ended = Instant::now();
+    let (id_text, elapsed) = (id.text(), ended.saturating_duration_since(start));
     let (id_log, latency) = (id_text.as_str(), Short::millis(elapsed));
     let latency_ms = latency.as_str();
     let metrics = &gateway.metrics;
@@ -166,10 +167,11 @@ async fn handle_request(
                         let ending = Ending {
                             cancelled: None,
                             wrapped: opened && route.is_some_and(|r| r.wrap),
-                            reply,
-                            backend,
-                            failure,
+                            reply: &reply,
+                            backend: backend.as_deref(),
+                            failure: failure.as_ref(),
                             latency: elapsed,
+                            ended,
                         };
                         console.record(record, ending);
                     }
@@ -259,7 +261,8 @@ struct Unanswered<'a> {
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        let elapsed = self.start.elapsed();
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(self.start);
         let (id, latency) = (self.id.text(), Short::millis(elapsed));
         let (id, latency_ms) = (id.as_str(), latency.as_str());
         let (method, path, origin) = (self.method, self.path, self.origin);
@@ -270,11 +273,12 @@ impl Drop for Unanswered<'_> {
                     true => Cancelled::Shutdown,
                     false => Cancelled::Client,
                 }),
-                reply: Reply::None,
+                reply: &Reply::None,
                 wrapped: false,
                 backend: None,
                 failure: None,
                 latency: elapsed,
+                ended,
             };
             console.record(record, ending);
         }

@@ -52,8 +52,9 @@ pub struct Route {
 /// the config the call ran under.
 #[derive(Debug, Default)]
 pub struct Card {
-    /// The route's name.
-    pub name: Box<str>,
+    /// The route's name; shared, as the console's per-route history is
+    /// known by it (found by this pointer, not by comparing names).
+    pub name: Arc<str>,
     /// Why it is chosen.
     pub explain: Explain,
     /// Its backends, in its order.
@@ -63,8 +64,9 @@ pub struct Card {
 /// What the ops console shows of one of a route's backends.
 #[derive(Debug)]
 pub struct BackendCard {
-    /// Its name.
-    pub name: Box<str>,
+    /// Its name; shared, as the console's per-backend history is known
+    /// by it.
+    pub name: Arc<str>,
     /// The header lines of every request it sends, as `simulate` writes
     /// them, when none is templated
     /// ([`RequestSpec::shown_headers`](crate::backend::request::RequestSpec::shown_headers)).
@@ -79,7 +81,7 @@ pub struct BackendCard {
 impl Card {
     fn new(route: &Route, explain: Explain) -> Self {
         let backends = route.backends.iter().map(|backend| BackendCard {
-            name: backend.name.clone(),
+            name: Arc::from(&*backend.name),
             headers: backend.request.shown_headers().cloned(),
             form: backend
                 .request
@@ -89,7 +91,7 @@ impl Card {
             address: address(backend),
         });
         Self {
-            name: route.name.clone(),
+            name: Arc::from(&*route.name),
             explain,
             backends: backends.collect(),
         }

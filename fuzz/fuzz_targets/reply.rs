@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         headers: http::HeaderMap::new(),
         body: Bytes::copy_from_slice(body),
         url: url::Url::parse("http://127.0.0.1:9/x").unwrap(),
+        redirected: false,
     };
     for backend in config.backends.values() {
         if let Ok(open) = backend

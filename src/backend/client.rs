@@ -45,6 +45,9 @@ pub struct RawReply {
     pub body: Bytes,
     /// The URL that answered (differs from the request's after a redirect).
     pub url: Url,
+    /// Whether a redirect was followed to get it (the ops console then
+    /// says where the reply came from).
+    pub redirected: bool,
 }
 
 impl Client {
@@ -70,7 +73,7 @@ impl Client {
     /// Sends a request, following redirects only as configured. A redirect
     /// that is not followed comes back as the reply, for the caller to judge.
     pub async fn send(&self, mut req: BackendRequest) -> Result<RawReply, Failure> {
-        let (response, lent) = self.exchange(&mut req).await?;
+        let (response, lent, redirected) = self.exchange(&mut req).await?;
         let (parts, body) = response.into_parts();
         let body = self.read_body(&parts.headers, body).await?;
         self.pool.checkin(lent);
@@ -79,6 +82,7 @@ impl Client {
             headers: parts.headers,
             body,
             url: req.url,
+            redirected,
         })
     }
 
@@ -98,16 +102,17 @@ impl Client {
             hidden: Vec::new(),
             url_hidden: false,
         };
-        let (response, _closed_unread) = self.exchange(&mut req).await?;
+        let (response, _closed_unread, _) = self.exchange(&mut req).await?;
         Ok((response.status(), response.headers().clone()))
     }
 
     /// One request and the redirects it is allowed to follow; `req` ends as
-    /// the request that got the final response.
+    /// the request that got the final response, and whether it is another
+    /// than the first is said.
     async fn exchange(
         &self,
         req: &mut BackendRequest,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Lent), Failure> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, Lent, bool), Failure> {
         let mut hops = 0;
         let max_hops = if req.follows_redirects {
             self.follow_redirects
@@ -163,7 +168,7 @@ impl Client {
                     hops += 1;
                     redirect(req, status, next);
                 }
-                _ => return Ok((response, lent)),
+                _ => return Ok((response, lent, hops > 0)),
             }
         }
     }

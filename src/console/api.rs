@@ -314,7 +314,7 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 }
 
 /// The calls after a number, newest first.
-pub fn calls(console: &Console, last: u64, calls: &[Arc<Call>], secrets: &[String]) -> Value {
+pub fn calls(console: &Console, last: u64, calls: &[Call], secrets: &[String]) -> Value {
     json!({
         "last": last,
         "calls": calls.iter().map(|c| summary(console, c, secrets)).collect::<Vec<_>>(),
@@ -361,7 +361,7 @@ fn summary(console: &Console, call: &Call, secrets: &[String]) -> Value {
             } => Some(json!({
                 "name": call.backend_name(*backend),
                 "result": failed.as_ref().map_or("open", |(r, _)| r.as_str()),
-                "ms": ms(Some(took.get())),
+                "ms": ms(Some(*took)),
             })),
             _ => None,
         })

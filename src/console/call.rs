@@ -1,18 +1,21 @@
 //! One recorded call, as the console keeps it: what was decided and the
 //! steps that led there, in compact form. All of a call's own texts
-//! (caller, requests' lines and bodies, details) are one string, which its
+//! (caller, requests' urls and bodies, details) are one buffer, which its
 //! steps point into; what the config says of its route (name, why chosen,
 //! backends' names and header lines) is the route's [`Card`], shared by
-//! the route's calls, not copied. So recording a call copies only what the
-//! call itself brought. Every text is cut to a bound, so a call's size is
-//! bounded whatever the CRM or the payload sends ([`Call::heap_bytes`] ≤
-//! [`CONSOLE_CALL_MAX_BYTES`], checked when compiled). What is stored is
-//! what the gateway saw; secrets are redacted as the steps are taken, the
-//! caller is masked when the call is shown.
+//! the route's calls, not copied. Times are kept as the clock gave them
+//! and turned into durations when the call is shown. So recording a call
+//! copies only what the call itself brought, and converts nothing. Every
+//! text is cut to a bound, so a call's size is bounded whatever the CRM or
+//! the payload sends ([`Call::heap_bytes`] ≤ [`CONSOLE_CALL_MAX_BYTES`],
+//! checked when compiled). What is stored is what the gateway saw; secrets
+//! are redacted as the steps are taken, the caller is masked when the call
+//! is shown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
@@ -30,12 +33,11 @@ use crate::route::Card;
 /// once for a common call, not to the byte).
 pub const SLACK: usize = 512;
 
-/// The most a call can hold, from the bounds of its parts: itself in its
-/// `Arc`, its steps at their cap, its texts at theirs (the trace's, three
+/// The most a call can hold, from the bounds of its parts: itself, its
+/// steps at their cap, its texts at theirs (the trace's, three
 /// long ones: detail, url, title; the caller) with their slack. Its
 /// route's card is the config's, counted once per route, not per call.
 const WORST: usize = std::mem::size_of::<Call>()
-    + 2 * std::mem::size_of::<usize>()
     + MAX_STEPS * std::mem::size_of::<Step>()
     + CONSOLE_TRACE_BYTES
     + 3 * CONSOLE_TEXT_BYTES
@@ -43,6 +45,20 @@ const WORST: usize = std::mem::size_of::<Call>()
     + SLACK;
 
 const _: () = assert!(WORST <= CONSOLE_CALL_MAX_BYTES);
+
+/// The methods a request kept in parts may have (HTTP's own): a step
+/// keeps the place of its method here rather than a copy of its name.
+pub const METHODS: [Method; 9] = [
+    Method::POST,
+    Method::GET,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
 
 /// A backend none of the route's: named "?".
 pub const NO_BACKEND: u8 = u8::MAX;
@@ -68,57 +84,41 @@ impl Text {
     pub fn is_empty(self) -> bool {
         self.from == self.to
     }
-
-    /// The part of it `len` bytes long `from` bytes in, if it has one.
-    pub fn part(self, from: usize, len: usize) -> Option<Text> {
-        let from = usize::from(self.from).checked_add(from)?;
-        let to = from.checked_add(len)?;
-        (to <= usize::from(self.to)).then(|| Text {
-            from: u16::try_from(from).unwrap_or(u16::MAX),
-            to: u16::try_from(to).unwrap_or(u16::MAX),
-        })
-    }
 }
 
-/// A call's texts, one after the other.
-#[derive(Debug, Default)]
-pub struct Texts(String);
+// A piece's ends are 16 bits: all of a call's texts (its trace's, the
+// detail, url and title, the caller, each within its bound) fit.
+const _: () =
+    assert!(CONSOLE_TRACE_BYTES + 3 * CONSOLE_TEXT_BYTES + CONSOLE_NAME_BYTES <= u16::MAX as usize);
+
+/// A call's texts, one after the other. Bytes, not a `str`: a request's
+/// body is kept as it was sent, without checking it is UTF-8 on the
+/// request path; every other text is copied from a `str` (and cut on a
+/// character boundary), and each is read back as text when shown.
+#[derive(Debug, Default, Clone)]
+pub struct Texts(Vec<u8>);
 
 impl Texts {
     /// Room for `bytes` of text.
     pub fn with_capacity(bytes: usize) -> Self {
-        Self(String::with_capacity(bytes))
+        Self(Vec::with_capacity(bytes))
     }
 
     /// Adds `text`, cut to `max` bytes on a character boundary.
     pub fn add(&mut self, text: &str, max: usize) -> Text {
+        self.add_whole(cut(text, max).as_bytes())
+    }
+
+    /// Adds `bytes` whole: the caller has bounded them (a request's parts,
+    /// within the trace's room).
+    pub fn add_whole(&mut self, bytes: &[u8]) -> Text {
         let from = self.0.len();
-        self.0.push_str(cut(text, max.min(Self::room(from))));
+        self.0.extend_from_slice(bytes);
         self.span(from)
     }
 
-    /// What `write` appends to the string, cut to `max` bytes.
-    pub fn write(&mut self, max: usize, write: impl FnOnce(&mut String)) -> Text {
-        let from = self.0.len();
-        write(&mut self.0);
-        let kept = cut(self.0.get(from..).unwrap_or(""), max.min(Self::room(from))).len();
-        self.0.truncate(from + kept);
-        self.span(from)
-    }
-
-    /// What may still be written after `from` bytes: a piece's ends fit
-    /// in 16 bits.
-    fn room(from: usize) -> usize {
-        usize::from(u16::MAX).saturating_sub(from)
-    }
-
-    /// Replaces what was written since `text` began with `with` (cut to
-    /// `max`); `text` must be the last piece.
-    pub fn replace_last(&mut self, text: Text, with: &str, max: usize) -> Text {
-        self.0.truncate(usize::from(text.from));
-        self.add(with, max)
-    }
-
+    /// The piece from `from` to the end; its ends fit in 16 bits, as every
+    /// text is within its bound (checked when compiled, above).
     fn span(&self, from: usize) -> Text {
         let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         Text {
@@ -127,11 +127,17 @@ impl Texts {
         }
     }
 
-    /// The text of a piece.
-    pub fn get(&self, text: Text) -> &str {
+    /// The bytes of a piece.
+    pub fn bytes(&self, text: Text) -> &[u8] {
         self.0
             .get(usize::from(text.from)..usize::from(text.to))
-            .unwrap_or("")
+            .unwrap_or(&[])
+    }
+
+    /// The text of a piece (a body that is not UTF-8 reads as empty: it
+    /// is shown through [`Texts::bytes`]).
+    pub fn get(&self, text: Text) -> &str {
+        std::str::from_utf8(self.bytes(text)).unwrap_or("")
     }
 
     /// Bytes written.
@@ -163,7 +169,7 @@ impl Texts {
 }
 
 /// A call the console recorded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// Its place in the order of recorded calls, from 1.
     pub seq: u64,
@@ -239,7 +245,7 @@ impl Cancelled {
 }
 
 /// The `open` reply a call got.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Opened {
     /// The event the tab opens on.
     pub event: Event,
@@ -252,26 +258,10 @@ pub struct Opened {
     pub autopause: bool,
 }
 
-/// A short time (since a request arrived, or a step's length) in 4 bytes:
-/// microseconds, up to 71 minutes (longer reads as 71 minutes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Micros(u32);
-
-impl Micros {
-    /// `d`, saturated.
-    pub fn of(d: Duration) -> Self {
-        Self(u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
-    }
-
-    /// As a duration.
-    pub fn get(self) -> Duration {
-        Duration::from_micros(u64::from(self.0))
-    }
-}
-
 /// One step of a call; `backend` is a backend's place in the route's
-/// card ([`NO_BACKEND`] for another), `at` is the time since the request
-/// arrived.
+/// card ([`NO_BACKEND`] for another), `at` when it happened, as the clock
+/// gave it ([`Call::since`] turns it into the time since the request
+/// arrived, when shown).
 #[derive(Debug, Clone, Copy)]
 pub enum Step {
     /// The caller directory's answer.
@@ -286,7 +276,7 @@ pub enum Step {
         /// The backend that looked up.
         backend: u8,
         /// When the session was there.
-        at: Micros,
+        at: Instant,
         /// Cached, or from a login the call waited for.
         source: Source,
         /// How old the session was, in seconds.
@@ -303,7 +293,7 @@ pub enum Step {
         /// To which backend.
         backend: u8,
         /// When it was built.
-        at: Micros,
+        at: Instant,
         /// Method and url, headers, body: a line each.
         text: Text,
     },
@@ -314,10 +304,12 @@ pub enum Step {
         /// To which backend.
         backend: u8,
         /// When it was built.
-        at: Micros,
-        /// Its method and url, a space between.
-        line: Text,
-        /// Its whole body (at most
+        at: Instant,
+        /// Its method, one of [`METHODS`].
+        method: u8,
+        /// Its url.
+        url: Text,
+        /// Its whole body, as sent (at most
         /// [`CONSOLE_BODY_BYTES`](crate::constants::CONSOLE_BODY_BYTES)).
         body: Text,
     },
@@ -326,7 +318,7 @@ pub enum Step {
         /// From which backend.
         backend: u8,
         /// When it was read.
-        at: Micros,
+        at: Instant,
         /// Its status.
         status: u16,
         /// Its body's size.
@@ -347,9 +339,9 @@ pub enum Step {
         /// Which backend.
         backend: u8,
         /// When it ended.
-        at: Micros,
+        at: Instant,
         /// How long it took.
-        took: Micros,
+        took: Duration,
         /// `None` when it opened.
         failed: Option<(NoneReason, Text)>,
     },
@@ -394,24 +386,33 @@ impl Call {
     }
 
     /// Makes it a new call from `caller` that arrived at `at`, reusing its
-    /// texts' room (a call pushed out of the ring).
+    /// texts' and steps' room (a call pushed out of the ring). Only what
+    /// the steps add to is emptied: what the call got is written whole
+    /// when it is kept ([`Console::record`](super::Console::record)), and
+    /// no one sees it before.
+    #[inline]
     pub fn reuse(&mut self, at: Instant, id: RequestId, caller: &str) {
-        let mut texts = std::mem::take(&mut self.texts);
-        texts.clear();
-        let caller = texts.add(caller, CONSOLE_NAME_BYTES);
-        *self = Call::new(at, id, texts, caller);
+        self.texts.clear();
+        self.caller = self.texts.add(caller, CONSOLE_NAME_BYTES);
+        self.at = at;
+        self.id = id;
+        self.card = None;
+        self.steps.clear();
+        self.truncated = false;
     }
 
-    /// The memory it holds: itself (in its `Arc`) and everything it owns.
+    /// The memory it holds: itself (in its `Box`) and everything it owns.
     pub fn heap_bytes(&self) -> usize {
         let steps = match self.steps.spilled() {
             true => self.steps.capacity() * std::mem::size_of::<Step>(),
             false => 0,
         };
-        std::mem::size_of::<Self>()
-            + 2 * std::mem::size_of::<usize>()
-            + self.texts.capacity()
-            + steps
+        std::mem::size_of::<Self>() + self.texts.capacity() + steps
+    }
+
+    /// Time from the request's arrival to `at` (a step's time).
+    pub fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.at)
     }
 
     /// The text of a piece of it.
@@ -448,7 +449,7 @@ impl Call {
     }
 
     /// The route's backend at `index`.
-    fn card_backend(&self, index: u8) -> Option<&crate::route::BackendCard> {
+    pub fn card_backend(&self, index: u8) -> Option<&crate::route::BackendCard> {
         self.card.as_deref()?.backends.get(usize::from(index))
     }
 
@@ -470,9 +471,9 @@ impl Call {
                 let first = self.text(*text).lines().next().unwrap_or("").trim();
                 Some(first.split_once(' ').unwrap_or((first, "")))
             }
-            Step::Sent { line, .. } => {
-                let line = self.text(*line);
-                Some(line.split_once(' ').unwrap_or((line, "")))
+            Step::Sent { method, url, .. } => {
+                let method = METHODS.get(usize::from(*method)).map_or("", Method::as_str);
+                Some((method, self.text(*url)))
             }
             _ => None,
         }
@@ -508,12 +509,13 @@ mod tests {
         assert_eq!(cut("éé", 1), "");
         let mut texts = Texts::default();
         let a = texts.add("hello", 3);
-        let b = texts.write(4, |s| s.push_str("é-world"));
+        let b = texts.add("é-world", 4);
         assert_eq!((texts.get(a), texts.get(b)), ("hel", "é-w"));
-        let c = texts.replace_last(b, "there", 10);
+        // A body is kept as sent, UTF-8 or not; read as text, it is empty.
+        let c = texts.add_whole(b"\xff\xfe");
         assert_eq!(
-            (texts.get(a), texts.get(c), texts.len()),
-            ("hel", "there", 8)
+            (texts.bytes(c), texts.get(c), texts.len()),
+            (&b"\xff\xfe"[..], "", 9)
         );
     }
 }

@@ -45,6 +45,7 @@ use call::{Call, Opened, Step, Text};
 pub use record::Recorder;
 use ring::Ring;
 use stats::Stats;
+use window::Tick;
 
 /// `[ops]`'s console keys, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,24 +98,56 @@ pub struct State {
     pub ring: Ring,
     /// Routes' and backends' histories.
     pub stats: Stats,
+    /// The time bucket calls are ending in.
+    current: Current,
 }
 
-/// How a recorded call ended, from the handler.
+/// The time bucket last counted in and when it begins and ends: a call
+/// ending within it is counted there after two comparisons, not a
+/// subtraction and a division of clock readings.
 #[derive(Debug)]
-pub struct Ending {
+struct Current {
+    tick: Tick,
+    from: Instant,
+    to: Instant,
+}
+
+impl Current {
+    /// The bucket of `at`.
+    fn tick(&mut self, at: Instant, console: &Console) -> Tick {
+        if self.from <= at && at < self.to {
+            return self.tick;
+        }
+        let n = console.tick(at);
+        *self = Current {
+            tick: Tick::of(n),
+            from: console.tick_start(n),
+            to: console.tick_start(n.saturating_add(1)),
+        };
+        self.tick
+    }
+}
+
+/// How a recorded call ended, from the handler, which keeps (and frees)
+/// what it lends.
+#[derive(Debug)]
+pub struct Ending<'a> {
     /// Whether it was dropped before its reply, and why (the reply is
     /// then `none`, never sent).
     pub cancelled: Option<Cancelled>,
     /// What the agent got.
-    pub reply: Reply,
+    pub reply: &'a Reply,
     /// Whether an `open` reply is the completion wrapper's link.
     pub wrapped: bool,
     /// The backend that opened or last failed.
-    pub backend: Option<Box<str>>,
+    pub backend: Option<&'a str>,
     /// Why not `open`, or what a fallback followed.
-    pub failure: Option<Failure>,
+    pub failure: Option<&'a Failure>,
     /// Arrival to reply.
     pub latency: Duration,
+    /// When the reply was ready (the handler reads the clock for the
+    /// latency anyway): the time bucket it is counted in.
+    pub ended: Instant,
 }
 
 impl Console {
@@ -124,11 +157,18 @@ impl Console {
             .otlp
             .as_ref()
             .map(|url| otlp::Export::start(url, settings.show_caller));
+        let started = Instant::now();
         Arc::new(Self {
-            started: (Instant::now(), SystemTime::now()),
+            started: (started, SystemTime::now()),
             state: Mutex::new(State {
                 ring: Ring::new(settings.calls),
                 stats: Stats::default(),
+                // None yet: the first call finds its own.
+                current: Current {
+                    tick: Tick::of(0),
+                    from: started,
+                    to: started,
+                },
             }),
             refused: Mutex::default(),
             waiting: AtomicUsize::new(0),
@@ -158,42 +198,62 @@ impl Console {
 
     /// Keeps a call: in the ring (pushing the oldest out), in the counters,
     /// and in the export queue; wakes the pages waiting for it.
-    pub fn record(&self, recorder: Recorder, ending: Ending) {
-        let mut kept = recorder.call;
-        let Some(call) = Arc::get_mut(&mut kept) else {
-            return;
-        };
-        // The backend is named by its place on the route's card.
-        call.backend = ending
-            .backend
-            .as_deref()
-            .map(|name| call::place(call.card.as_deref().and_then(|card| card.index_named(name))));
+    pub fn record(&self, recorder: Recorder, ending: Ending<'_>) {
+        let Recorder { mut call, progress } = recorder;
+        let Ending {
+            cancelled,
+            reply,
+            wrapped,
+            backend,
+            failure,
+            latency,
+            ended,
+        } = ending;
+        // Every field of what the call got is written: a reused call holds
+        // the last one's. The backend is named by its place on the route's
+        // card: the last attempt's, which is the one the answer names,
+        // unless that step was left out.
+        call.backend = backend.map(|name| match progress.last_attempt {
+            Some(last) => last,
+            None => call::place(call.card.as_deref().and_then(|card| card.index_named(name))),
+        });
         let texts = &mut call.texts;
-        call.detail = ending.failure.as_ref().map_or(Text::default(), |f| {
+        call.detail = failure.map_or(Text::default(), |f| {
             texts.add(&f.detail, CONSOLE_TEXT_BYTES)
         });
-        call.opened = match &ending.reply {
+        call.reason = failure.map(|f| f.reason);
+        call.opened = match reply {
             Reply::Open(open) => Some(Opened {
                 event: open.event(),
-                url: (!ending.wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
+                url: (!wrapped).then(|| texts.add(open.url(), CONSOLE_TEXT_BYTES)),
                 title: texts.add(open.title(), CONSOLE_TEXT_BYTES),
                 autopause: open.autopause(),
             }),
             Reply::None => None,
         };
         texts.trim();
-        call.cancelled = ending.cancelled;
-        call.reason = ending.failure.as_ref().map(|f| f.reason);
-        call.latency = ending.latency;
+        call.cancelled = cancelled;
+        call.latency = latency;
         call.bytes = call.heap_bytes();
         let start = call.at;
-        let tick = self.tick(start + ending.latency);
-        let (dropped, exported) = {
+        // A copy for the export thread (numbered below): the ring owns the
+        // call.
+        let mut exported = self.export.as_ref().map(|_| Box::new(Call::clone(&call)));
+        let dropped = {
             let mut state = self.lock();
-            let State { ring, stats } = &mut *state;
+            let State {
+                ring,
+                stats,
+                current,
+            } = &mut *state;
+            let tick = current.tick(ended, self);
             call.seq = ring.next_seq();
+            if let Some(copy) = &mut exported {
+                copy.seq = call.seq;
+            }
             if call.cancelled.is_none() {
-                stats.call(tick, call.route(), call.none(), call.latency);
+                let route = call.card.as_deref().map(|card| &card.name);
+                stats.call(tick, route, call.none(), call.latency);
             }
             for step in &call.steps {
                 if let Step::Attempt {
@@ -204,12 +264,11 @@ impl Console {
                 } = step
                 {
                     let failed = failed.map(|(r, d)| (r, call.text(d)));
-                    let at = start + at.get();
-                    stats.attempt(tick, call.backend_name(*backend), failed, took.get(), at);
+                    let name = call.card_backend(*backend).map(|b| &b.name);
+                    stats.attempt(tick, name, failed, *took, || *at);
                 }
             }
-            let exported = self.export.as_ref().map(|_| Arc::clone(&kept));
-            (ring.push(kept), exported)
+            ring.push(call)
         };
         if let (Some(export), Some(call)) = (&self.export, exported) {
             export.send(call, self.wall(start));
@@ -247,10 +306,10 @@ impl Console {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The calls after `seq`, newest first (at most `max`), waiting up to
-    /// `wait` for one when there is none yet. Only so many pages wait at
-    /// once; the others get their answer at once.
-    pub async fn calls_after(&self, seq: u64, max: usize, wait: Duration) -> (u64, Vec<Arc<Call>>) {
+    /// Copies of the calls after `seq`, newest first (at most `max`),
+    /// waiting up to `wait` for one when there is none yet. Only so many
+    /// pages wait at once; the others get their answer at once.
+    pub async fn calls_after(&self, seq: u64, max: usize, wait: Duration) -> (u64, Vec<Call>) {
         let permit = match wait.is_zero() {
             true => None,
             false => Arc::clone(&self.waiters).try_acquire_owned().ok(),
@@ -275,13 +334,13 @@ impl Console {
         }
     }
 
-    fn snapshot(&self, seq: u64, max: usize) -> (u64, Vec<Arc<Call>>) {
+    fn snapshot(&self, seq: u64, max: usize) -> (u64, Vec<Call>) {
         let state = self.lock();
         (state.ring.last(), state.ring.after(seq, max))
     }
 
-    /// The call numbered `seq`, while the ring holds it.
-    pub fn call(&self, seq: u64) -> Option<Arc<Call>> {
+    /// A copy of the call numbered `seq`, while the ring holds it.
+    pub fn call(&self, seq: u64) -> Option<Call> {
         self.lock().ring.get(seq)
     }
 

@@ -42,8 +42,9 @@ const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// What the handler sends the export thread.
 enum Message {
-    /// A call and the wall-clock time its request arrived.
-    Call(Arc<Call>, SystemTime),
+    /// A call (a copy of the ring's) and the wall-clock time its request
+    /// arrived.
+    Call(Box<Call>, SystemTime),
     /// Send what is gathered, then say so.
     Flush(mpsc::Sender<()>),
 }
@@ -72,7 +73,7 @@ impl Export {
     }
 
     /// Queues a call for export; a full queue drops it (counted).
-    pub fn send(&self, call: Arc<Call>, started: SystemTime) {
+    pub fn send(&self, call: Box<Call>, started: SystemTime) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.queue.try_send(Message::Call(call, started))
         {
@@ -357,17 +358,17 @@ fn spans(
             } => list.push(login_span(
                 name,
                 ids.span(),
-                (attempt_start, when.get()),
+                (attempt_start, call.since(*when)),
                 None,
             )),
             Step::Request { at: when, .. } | Step::Sent { at: when, .. } => {
                 if let Some(sent) = request.take() {
-                    list.push(backend_span(sent, when.get(), None));
+                    list.push(backend_span(sent, call.since(*when), None));
                 }
                 let (method, url) = call.request_line(step).unwrap_or(("", ""));
                 request = Some(Pending {
                     name: name.to_owned(),
-                    from: when.get(),
+                    from: call.since(*when),
                     replied: None,
                     attributes: vec![
                         KeyValue::new("thirdparty_gateway.backend", name.to_owned()),
@@ -384,7 +385,7 @@ fn spans(
                 ..
             } => {
                 if let Some(sent) = &mut request {
-                    sent.replied = Some(when.get());
+                    sent.replied = Some(call.since(*when));
                     sent.attributes.extend([
                         KeyValue::new("http.response.status_code", i64::from(*code)),
                         KeyValue::new("http.response.body.size", i64::from(*bytes)),
@@ -401,18 +402,18 @@ fn spans(
                             "thirdparty_gateway.result",
                             reason.map_or("open", NoneReason::as_str),
                         ));
-                        list.push(backend_span(sent, when.get(), reason));
+                        list.push(backend_span(sent, call.since(*when), reason));
                     }
                     // A login that failed sent no look-up: its span says why.
                     None => {
                         if let Some((NoneReason::Login, detail)) = failed {
-                            let span = (attempt_start, when.get());
+                            let span = (attempt_start, call.since(*when));
                             let failed = Some(shown(call.text(*detail)));
                             list.push(login_span(name, ids.span(), span, failed));
                         }
                     }
                 }
-                attempt_start = when.get();
+                attempt_start = call.since(*when);
             }
             _ => {}
         }

@@ -1,20 +1,21 @@
 //! The handler's observer when the console is on: it keeps each step of a
 //! call as [`Step`]s while the call is answered. It runs on the request
-//! path, so it copies and does not format: a backend is its place on the
-//! route's card, a reply is kept as its status and size, a cached session
-//! as its age. A request is kept as its line (method and url) and body,
-//! and written when its trace is shown with its backend's header lines
-//! from the card; one that holds a value to hide (a secret, a session, the
-//! agent's token) is written at once as `simulate` writes it, with those
-//! values redacted, so no such value is kept.
+//! path, so it copies and does not format or convert: a backend is its
+//! place on the route's card, a time is the clock's reading, a reply is
+//! kept as its status and size, a cached session as its age. A request is
+//! kept as its method, url and body, and written when its trace is shown
+//! with its backend's header lines from the card; one that holds a value
+//! to hide (a secret, a session, the agent's token) is written at once as
+//! `simulate` writes it, with those values redacted, so no such value is
+//! kept.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::call::{place, Call, Micros, Step, Text, Texts};
+use super::call::{place, Call, Step, Text, Texts, METHODS, NO_BACKEND};
 use super::mask;
 use crate::answer::Observer;
 use crate::backend::login::{Session, Source};
@@ -36,18 +37,19 @@ pub const MAX_STEPS: usize = 32;
 const FIRST_CAPACITY: usize = 512;
 
 /// One call's steps, gathered while it is answered, straight into the
-/// call the ring will keep: it is allocated once when the call arrives and
-/// handed to the ring by its pointer at the end.
+/// call the ring will keep: the recorder owns it (a call the ring pushed
+/// out, reused, or a new one) and hands it to the ring by its pointer at
+/// the end.
 #[derive(Debug)]
 pub struct Recorder {
-    /// The call being recorded; no one else holds it until it is kept.
-    pub(super) call: Arc<Call>,
-    progress: Progress,
+    /// The call being recorded.
+    pub(super) call: Box<Call>,
+    pub(super) progress: Progress,
 }
 
 /// What the recorder knows that the kept call does not.
 #[derive(Debug)]
-struct Progress {
+pub(super) struct Progress {
     /// The agent's token, when the route forwards it: hidden in requests.
     token: Option<String>,
     /// Whether to gather the candidates a reply offered.
@@ -56,9 +58,15 @@ struct Progress {
     show_numbers: bool,
     /// The trace's bytes so far.
     trace: usize,
-    /// The last request's url, when shown whole: a reply from elsewhere
-    /// (a redirect) names where it came from.
-    last_url: Option<Text>,
+    /// Whether the last request's url was shown whole: a reply after a
+    /// redirect then names where it came from.
+    url_shown: bool,
+    /// The backend of the last attempt, when it was kept: the one the
+    /// answer names (the last it tried), found without comparing names.
+    pub(super) last_attempt: Option<u8>,
+    /// The backend last found on the card (its address and place): a
+    /// call's steps come a backend at a time.
+    backend: (usize, u8),
 }
 
 impl Recorder {
@@ -72,19 +80,17 @@ impl Recorder {
     ) -> Self {
         // `try_with`: no spare while the thread's locals are being
         // destroyed (a task dropped at its end), rather than a panic.
-        let spare = SPARE
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .and_then(|mut spare| {
-                Arc::get_mut(&mut spare)?.reuse(start, id, caller);
-                Some(spare)
-            });
-        let call = spare.unwrap_or_else(|| {
-            let mut texts = Texts::with_capacity(FIRST_CAPACITY);
-            let caller = texts.add(caller, CONSOLE_NAME_BYTES);
-            Arc::new(Call::new(start, id, texts, caller))
-        });
+        let call = match SPARE.try_with(Cell::take).ok().flatten() {
+            Some(mut spare) => {
+                spare.reuse(start, id, caller);
+                spare
+            }
+            None => {
+                let mut texts = Texts::with_capacity(FIRST_CAPACITY);
+                let caller = texts.add(caller, CONSOLE_NAME_BYTES);
+                Box::new(Call::new(start, id, texts, caller))
+            }
+        };
         Self {
             call,
             progress: Progress {
@@ -92,7 +98,9 @@ impl Recorder {
                 candidates,
                 show_numbers,
                 trace: 0,
-                last_url: None,
+                url_shown: false,
+                last_attempt: None,
+                backend: (0, NO_BACKEND),
             },
         }
     }
@@ -106,24 +114,26 @@ impl Recorder {
     /// The route chosen for the call (its card says its name, why it was
     /// chosen and its backends).
     pub fn route(&mut self, card: &Arc<Card>) {
-        if let Some((call, _)) = self.parts() {
-            call.card = Some(Arc::clone(card));
-        }
+        self.call.card = Some(Arc::clone(card));
     }
 
-    /// The call, while only the recorder holds it (always, until it is
-    /// kept; `None` would only drop a step).
-    fn parts(&mut self) -> Option<(&mut Call, &mut Progress)> {
-        Some((Arc::get_mut(&mut self.call)?, &mut self.progress))
+    /// The call and what the recorder knows of it, apart.
+    fn parts(&mut self) -> (&mut Call, &mut Progress) {
+        (&mut self.call, &mut self.progress)
     }
-}
-
-/// A backend's place on the call's route card.
-fn backend_of(call: &Call, backend: &Backend) -> u8 {
-    place(call.card.as_deref().and_then(|card| card.index_of(backend)))
 }
 
 impl Progress {
+    /// A backend's place on the call's route card.
+    fn place(&mut self, call: &Call, backend: &Backend) -> u8 {
+        let address = std::ptr::from_ref(backend) as usize;
+        if self.backend.0 != address {
+            let found = call.card.as_deref().and_then(|card| card.index_of(backend));
+            self.backend = (address, place(found));
+        }
+        self.backend.1
+    }
+
     /// What the trace has left, at most `max`.
     fn room(&self, max: usize) -> usize {
         max.min(CONSOLE_TRACE_BYTES.saturating_sub(self.trace))
@@ -137,139 +147,137 @@ impl Progress {
             call.truncated = true;
         }
         let text = call.texts.add(text, room);
-        self.trace += call.texts.get(text).len();
+        self.trace += call.texts.bytes(text).len();
         text
     }
 
     /// A request that holds no value to hide, kept in parts to be written
-    /// when its trace is shown: its line (method and url) and body copied
-    /// (the body when whole, UTF-8 and short), its header lines its
-    /// backend's, on the card (none templated). `None` when it cannot be:
-    /// it is written at once.
+    /// when its trace is shown: its method by its place in [`METHODS`],
+    /// its url and body copied (the body when whole and short, as bytes:
+    /// `simulate` shows one that is not UTF-8 as it would have), its
+    /// header lines its backend's, on the card (none templated). `None`
+    /// when it cannot be (another method, a long body): it is written at
+    /// once.
     fn keep(
         &mut self,
         call: &mut Call,
         backend: u8,
         request: &BackendRequest,
-        at: Micros,
+        at: Instant,
         room: usize,
     ) -> Option<Step> {
         call.headers(backend)?;
-        let body = Some(&request.body[..])
-            .filter(|b| b.len() <= CONSOLE_BODY_BYTES)
-            .and_then(|b| std::str::from_utf8(b).ok())?;
-        let (method, url) = (request.method.as_str(), request.url.as_str());
-        let size = method.len() + 1 + url.len() + body.len();
-        if size > room {
+        let method = METHODS.iter().position(|m| *m == request.method)?;
+        let body = &request.body[..];
+        let url = request.url.as_str();
+        let size = url.len() + body.len();
+        if body.len() > CONSOLE_BODY_BYTES || size > room {
             return None;
         }
-        let line = call.texts.write(room, |out| {
-            out.push_str(method);
-            out.push(' ');
-            out.push_str(url);
-        });
-        let body = call.texts.add(body, room);
+        let method = u8::try_from(method).ok()?;
+        let url = call.texts.add_whole(url.as_bytes());
+        let body = call.texts.add_whole(body);
         self.trace += size;
-        self.last_url = line.part(method.len() + 1, url.len());
+        self.url_shown = true;
         Some(Step::Sent {
             backend,
             at,
-            line,
+            method,
+            url,
             body,
         })
     }
 }
 
 thread_local! {
-    /// A call pushed out of the ring that nothing else held, for the next
-    /// call recorded on this thread to reuse: its allocation and its
-    /// texts' (one a worker thread, at most a call's bound).
-    static SPARE: Cell<Option<Arc<Call>>> = const { Cell::new(None) };
+    /// A call pushed out of the ring, for the next call recorded on this
+    /// thread to reuse: its allocation and its texts' (one a worker
+    /// thread, at most a call's bound).
+    static SPARE: Cell<Option<Box<Call>>> = const { Cell::new(None) };
+
+    /// Where a request written at once is written before it is copied
+    /// into the call (whose texts are bytes), its room kept for the next.
+    static WRITTEN: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Keeps `call`, pushed out of the ring, for the next call to reuse, when
-/// nothing else holds it (a page may still be reading it).
-pub(super) fn spare(mut call: Arc<Call>) {
-    if Arc::get_mut(&mut call).is_some() {
-        let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
-    }
+/// Keeps `call`, pushed out of the ring, for the next call to reuse.
+pub(super) fn spare(call: Box<Call>) {
+    let _ = SPARE.try_with(|spare| drop(spare.replace(Some(call))));
 }
 
-/// Adds a step, or marks the trace cut when it has all it may keep.
-fn push(call: &mut Call, step: Step) {
+/// Adds a step, or marks the trace cut when it has all it may keep
+/// (`false`).
+fn push(call: &mut Call, step: Step) -> bool {
     if call.steps.len() >= MAX_STEPS {
         call.truncated = true;
-        return;
+        return false;
     }
     call.steps.push(step);
+    true
 }
 
-/// Time since the call arrived.
-fn now(call: &Call) -> Micros {
-    Micros::of(call.at.elapsed())
-}
-
-/// Time from the call's arrival to `at`.
-fn since(call: &Call, at: Instant) -> Micros {
-    Micros::of(at.saturating_duration_since(call.at))
+/// A request as `simulate` writes it, with `secrets` redacted, added to
+/// the call's texts (cut to `room`).
+fn write_request(
+    call: &mut Call,
+    request: &BackendRequest,
+    secrets: &[String],
+    room: usize,
+) -> Text {
+    let mut add = |out: &mut String| {
+        out.clear();
+        shown::request(out, request, CONSOLE_BODY_BYTES);
+        if secrets.is_empty() {
+            call.texts.add(out, room)
+        } else {
+            let hidden = crate::backend::request::redacted(out, secrets);
+            call.texts.add(&hidden, room)
+        }
+    };
+    WRITTEN
+        .try_with(|out| match out.try_borrow_mut() {
+            Ok(mut out) => add(&mut out),
+            Err(_) => add(&mut String::new()),
+        })
+        .unwrap_or_else(|_| add(&mut String::new()))
 }
 
 impl Observer for Recorder {
     fn request(&mut self, backend: &Backend, request: &BackendRequest, at: Instant) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
-        let at = since(call, at);
-        let backend = backend_of(call, backend);
+        let (call, p) = self.parts();
+        let backend = p.place(call, backend);
         let room = p.room(CONSOLE_TRACE_BYTES / 2);
         if room == 0 {
             call.truncated = true;
             return;
         }
-        let token = p.token.clone().filter(|_| request.carries_token);
-        let hides = request.hidden.iter().any(|v| v.len() >= 4) || token.is_some();
-        p.last_url = None;
+        let token = p.token.is_some() && request.carries_token;
+        let hides = token || request.hidden.iter().any(|v| v.len() >= 4);
+        p.url_shown = false;
         if !hides && !request.url_hidden {
             if let Some(step) = p.keep(call, backend, request, at, room) {
                 push(call, step);
                 return;
             }
         }
-        let mut text = call
-            .texts
-            .write(room, |out| shown::request(out, request, CONSOLE_BODY_BYTES));
-        if !hides {
-            if !request.url_hidden {
-                // "  METHOD url\n": where the url is, to compare the
-                // reply's with.
-                let url = request.url.as_str();
-                p.last_url = text
-                    .part(3 + request.method.as_str().len(), url.len())
-                    .filter(|part| call.texts.get(*part) == url);
-            }
-        } else {
-            let mut secrets: Vec<String> = Vec::new();
+        let mut secrets: Vec<String> = Vec::new();
+        if hides {
             secrets.extend(request.hidden.iter().filter(|v| v.len() >= 4).cloned());
-            secrets.extend(token);
-            let hidden = crate::backend::request::redacted(call.texts.get(text), &secrets);
-            text = call.texts.replace_last(text, &hidden, room);
+            secrets.extend(p.token.clone().filter(|_| token));
         }
-        p.trace += call.texts.get(text).len();
+        let text = write_request(call, request, &secrets, room);
+        p.url_shown = !hides && !request.url_hidden;
+        p.trace += call.texts.bytes(text).len();
         push(call, Step::Request { backend, at, text });
     }
 
     fn response(&mut self, backend: &Backend, reply: &RawReply) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
-        let at = now(call);
-        let backend = backend_of(call, backend);
-        let sent = p
-            .last_url
-            .map(|url| call.texts.get(url) == reply.url.as_str());
-        // A reply from another url (a redirect) says where, without its
-        // query; not when the request's url held a secret (`None`).
-        let url = (sent == Some(false)).then(|| {
+        let (call, p) = self.parts();
+        let at = Instant::now();
+        let backend = p.place(call, backend);
+        // A reply after a redirect says where it came from, without its
+        // query; not when the request's url held a secret.
+        let url = (reply.redirected && p.url_shown).then(|| {
             let mut shown = reply.url.clone();
             shown.set_query(None);
             shown.set_fragment(None);
@@ -288,10 +296,8 @@ impl Observer for Recorder {
     }
 
     fn login(&mut self, backend: &Backend, session: &Session, source: Source) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
-        let at = now(call);
+        let (call, p) = self.parts();
+        let at = Instant::now();
         let mut lines = String::new();
         if source == Source::Fresh {
             for line in &session.trace {
@@ -309,7 +315,7 @@ impl Observer for Recorder {
             .as_ref()
             .map(|l| l.owner())
             .filter(|owner| *owner != &*backend.name);
-        let index = backend_of(call, backend);
+        let index = p.place(call, backend);
         let shared_from = shared_from.map(|owner| p.text(call, owner, CONSOLE_NAME_BYTES));
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(
@@ -330,9 +336,7 @@ impl Observer for Recorder {
     }
 
     fn candidates(&mut self, backend: &Backend, seen: &[Candidate]) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
+        let (call, p) = self.parts();
         let mut lines = String::new();
         for record in seen {
             let verdict = if record.kept {
@@ -351,16 +355,14 @@ impl Observer for Recorder {
                 lines.push_str(&format!("  {field} = {stored:?} -> {read}\n"));
             }
         }
-        let backend = backend_of(call, backend);
+        let backend = p.place(call, backend);
         let lines = p.text(call, &lines, CONSOLE_TRACE_BYTES / 4);
         push(call, Step::Candidates { backend, lines });
     }
 
     fn directory(&mut self, backend: &Backend, said: &str) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
-        let backend = backend_of(call, backend);
+        let (call, p) = self.parts();
+        let backend = p.place(call, backend);
         let said = p.text(call, said, CONSOLE_TEXT_BYTES);
         push(call, Step::Directory { backend, said });
     }
@@ -372,20 +374,15 @@ impl Observer for Recorder {
         took: Duration,
         ended: Instant,
     ) {
-        let Some((call, p)) = self.parts() else {
-            return;
-        };
-        let at = since(call, ended);
-        let backend = backend_of(call, backend);
+        let (call, p) = self.parts();
+        let backend = p.place(call, backend);
         let failed = failure.map(|f| (f.reason, p.text(call, &f.detail, CONSOLE_TEXT_BYTES)));
-        push(
-            call,
-            Step::Attempt {
-                backend,
-                at,
-                took: Micros::of(took),
-                failed,
-            },
-        );
+        let step = Step::Attempt {
+            backend,
+            at: ended,
+            took,
+            failed,
+        };
+        p.last_attempt = push(call, step).then_some(backend);
     }
 }

@@ -2,14 +2,18 @@
 //! over the last five minutes and since the start, and for a backend its
 //! latencies and last error. Kept by name, so a reload that keeps a name
 //! keeps its history; the number of names kept is bounded, the name not
-//! seen for longest going first.
+//! seen for longest going first. A history holds the name its calls'
+//! route cards share, so on the request path it is found by that pointer;
+//! names are compared only for a name the history does not hold yet (a
+//! reload's new cards), which then becomes the one it holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::call::cut;
-use super::window::{slot, Latencies, Outcomes, Window, OUTCOMES};
+use super::window::{bucket, slot, Latencies, Outcomes, Tick, Window, OUTCOMES};
 use crate::constants::CONSOLE_TEXT_BYTES;
 use crate::outcome::NoneReason;
 
@@ -26,18 +30,24 @@ pub struct Slot {
 }
 
 impl Slot {
-    fn add(&mut self, none: Option<NoneReason>, took: Duration) {
-        let i = slot(none);
-        self.outcomes[i] = self.outcomes[i].saturating_add(1);
-        self.latencies.add(took);
+    /// Counts a call of outcome slot `outcome` whose latency fell in
+    /// histogram bucket `latency`. (A bucket spans seconds: no count in it
+    /// comes near 2³², nor one since the start near 2⁶⁴, so counts are
+    /// added without a bound.)
+    fn add(&mut self, outcome: usize, latency: usize) {
+        if let Some(n) = self.outcomes.get_mut(outcome) {
+            *n = n.wrapping_add(1);
+        }
+        self.latencies.add_to(latency);
     }
 }
 
 /// One route's or backend's history.
 #[derive(Debug)]
 pub struct History {
-    /// Its name in the config.
-    pub name: Box<str>,
+    /// Its name in the config: the one the route cards of the config
+    /// last seen share.
+    pub name: Arc<str>,
     /// The last five minutes.
     pub window: Window<Slot>,
     /// Calls by outcome since the start.
@@ -49,9 +59,9 @@ pub struct History {
 }
 
 impl History {
-    fn new(name: &str) -> Self {
+    fn new(name: &Arc<str>) -> Self {
         Self {
-            name: cut(name, CONSOLE_TEXT_BYTES).into(),
+            name: Arc::clone(name),
             window: Window::default(),
             since_start: [0; OUTCOMES],
             last_error: None,
@@ -59,11 +69,12 @@ impl History {
         }
     }
 
-    fn add(&mut self, tick: u64, none: Option<NoneReason>, took: Duration) {
-        self.seen = tick;
-        self.window.at(tick).add(none, took);
-        let i = slot(none);
-        self.since_start[i] = self.since_start[i].saturating_add(1);
+    fn add(&mut self, tick: Tick, outcome: usize, latency: usize) {
+        self.seen = tick.n;
+        self.window.at(tick).add(outcome, latency);
+        if let Some(n) = self.since_start.get_mut(outcome) {
+            *n = n.wrapping_add(1);
+        }
     }
 
     /// The last five minutes' outcomes and latencies, merged.
@@ -80,7 +91,7 @@ impl History {
 }
 
 /// Every route's and backend's history, and all calls'.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Per route, by name.
     pub routes: Vec<History>,
@@ -90,48 +101,84 @@ pub struct Stats {
     pub all: Window<Slot>,
     /// All calls by outcome since the start.
     pub since_start: Outcomes<u64>,
+    /// The name of a backend none of its route's ("?").
+    unknown: Arc<str>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            backends: Vec::new(),
+            all: Window::default(),
+            since_start: [0; OUTCOMES],
+            unknown: Arc::from("?"),
+        }
+    }
 }
 
 impl Stats {
     /// Counts a call that `route` (if any) answered.
+    #[inline]
     pub fn call(
         &mut self,
-        tick: u64,
-        route: Option<&str>,
+        tick: Tick,
+        route: Option<&Arc<str>>,
         none: Option<NoneReason>,
         took: Duration,
     ) {
-        self.all.at(tick).add(none, took);
-        let i = slot(none);
-        self.since_start[i] = self.since_start[i].saturating_add(1);
+        let (outcome, latency) = (slot(none), bucket(took));
+        self.all.at(tick).add(outcome, latency);
+        if let Some(n) = self.since_start.get_mut(outcome) {
+            *n = n.wrapping_add(1);
+        }
         if let Some(name) = route {
-            history(&mut self.routes, name).add(tick, none, took);
+            history(&mut self.routes, name).add(tick, outcome, latency);
         }
     }
 
-    /// Counts one backend attempt; a failure becomes its last error.
+    /// Counts one backend attempt (`None`: a backend none of its route's);
+    /// a failure becomes its last error, at the time `at` gives.
+    #[inline]
     pub fn attempt(
         &mut self,
-        tick: u64,
-        backend: &str,
+        tick: Tick,
+        backend: Option<&Arc<str>>,
         failed: Option<(NoneReason, &str)>,
         took: Duration,
-        at: Instant,
+        at: impl FnOnce() -> Instant,
     ) {
-        let history = history(&mut self.backends, backend);
-        history.add(tick, failed.map(|(reason, _)| reason), took);
+        let name = backend.unwrap_or(&self.unknown);
+        let history = history(&mut self.backends, name);
+        let outcome = slot(failed.map(|(reason, _)| reason));
+        history.add(tick, outcome, bucket(took));
         if let Some((reason, detail)) = failed {
-            history.last_error = Some((at, reason, cut(detail, CONSOLE_TEXT_BYTES).into()));
+            history.last_error = Some((at(), reason, cut(detail, CONSOLE_TEXT_BYTES).into()));
         }
     }
 }
 
-/// The history of `name`, made (and the longest unseen forgotten, when
-/// there are too many) if new.
-fn history<'h>(list: &'h mut Vec<History>, name: &str) -> &'h mut History {
-    let found = list.iter().position(|h| &*h.name == name);
-    let i = match found {
-        Some(i) => i,
+/// The history of `name`: the one holding this very name (one comparison
+/// per history, on each call), else [`history_named`].
+#[inline]
+fn history<'h>(list: &'h mut Vec<History>, name: &Arc<str>) -> &'h mut History {
+    match list.iter().position(|h| Arc::ptr_eq(&h.name, name)) {
+        Some(i) => &mut list[i],
+        None => history_named(list, name),
+    }
+}
+
+/// The history of the same name, which holds this one from then on (the
+/// first call of a reloaded config), else a new one, the longest unseen
+/// forgotten when there are too many.
+#[cold]
+#[inline(never)]
+fn history_named<'h>(list: &'h mut Vec<History>, name: &Arc<str>) -> &'h mut History {
+    let i = match list.iter().position(|h| h.name == *name) {
+        Some(i) => {
+            list[i].name = Arc::clone(name);
+            i
+        }
         None => {
             if list.len() >= MAX_NAMES {
                 if let Some(oldest) = (0..list.len()).min_by_key(|&i| list[i].seen) {
@@ -153,14 +200,22 @@ mod tests {
     fn routes_and_backends_count_by_name_and_keep_the_last_error() {
         let mut stats = Stats::default();
         let ms = Duration::from_millis;
-        stats.call(1, Some("lookup"), None, ms(3));
-        stats.call(2, Some("lookup"), Some(NoneReason::Connect), ms(5));
-        stats.call(2, None, Some(NoneReason::NoRoute), ms(1));
+        let lookup: Arc<str> = Arc::from("lookup");
+        let (one, two) = (Tick::of(1), Tick::of(2));
+        stats.call(one, Some(&lookup), None, ms(3));
+        // A reload's card: another pointer, the same name, the same history.
+        let reloaded: Arc<str> = Arc::from("lookup");
+        stats.call(two, Some(&reloaded), Some(NoneReason::Connect), ms(5));
+        stats.call(two, None, Some(NoneReason::NoRoute), ms(1));
         let now = Instant::now();
-        stats.attempt(2, "crm", Some((NoneReason::Connect, "refused")), ms(4), now);
-        stats.attempt(2, "crm", None, ms(2), now);
+        let crm: Arc<str> = Arc::from("crm");
+        let failed = Some((NoneReason::Connect, "refused"));
+        stats.attempt(two, Some(&crm), failed, ms(4), || now);
+        stats.attempt(two, Some(&crm), None, ms(2), || now);
+        stats.attempt(two, None, None, ms(2), || now);
+        assert_eq!(stats.routes.len(), 1);
         let lookup = &stats.routes[0];
-        assert_eq!(&*lookup.name, "lookup");
+        assert!(Arc::ptr_eq(&lookup.name, &reloaded));
         assert_eq!(lookup.since_start[0], 1);
         assert_eq!(lookup.since_start[slot(Some(NoneReason::Connect))], 1);
         assert_eq!(lookup.recent(2).latencies.count(), 2);
@@ -173,13 +228,15 @@ mod tests {
             crm.last_error.as_ref().map(|(_, r, d)| (*r, &**d)),
             Some((NoneReason::Connect, "refused"))
         );
+        assert_eq!(&*stats.backends[1].name, "?");
     }
 
     #[test]
     fn the_number_of_names_kept_is_bounded() {
         let mut stats = Stats::default();
         for i in 0..(MAX_NAMES as u64 + 10) {
-            stats.call(i, Some(&format!("route-{i}")), None, Duration::ZERO);
+            let name: Arc<str> = Arc::from(format!("route-{i}"));
+            stats.call(Tick::of(i), Some(&name), None, Duration::ZERO);
         }
         assert_eq!(stats.routes.len(), MAX_NAMES);
         assert!(stats.routes.iter().all(|h| &*h.name != "route-0"));

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::call::{Call, Micros, Step};
+use super::call::{Call, Step};
 use super::mask::Masker;
 use crate::backend::login::Source;
 use crate::backend::request::redacted;
@@ -24,7 +24,7 @@ use crate::constants::{CONSOLE_BODY_BYTES, CONSOLE_TRACE_BYTES};
 pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
     let mut out = String::with_capacity(1024);
     explain_route(&mut out, call);
-    let mut sent: Option<Micros> = None;
+    let mut sent: Option<Duration> = None;
     for step in &call.steps {
         let name = call.backend_name(step.backend());
         match step {
@@ -57,18 +57,18 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
                 }
             }
             Step::Request { at, text, .. } => {
-                sent = Some(*at);
+                sent = Some(call.since(*at));
                 let _ = writeln!(out, "\nbackend {name:?} request:");
                 out.push_str(call.text(*text));
             }
             Step::Sent {
                 backend, at, body, ..
             } => {
-                sent = Some(*at);
+                sent = Some(call.since(*at));
                 let _ = writeln!(out, "\nbackend {name:?} request:");
                 let (method, url) = call.request_line(step).unwrap_or(("", ""));
                 let parsed = url::Url::parse(url).ok();
-                let body = call.text(*body).as_bytes();
+                let body = call.texts.bytes(*body);
                 let parts = Parts {
                     method,
                     url,
@@ -87,7 +87,8 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
                 url,
                 ..
             } => {
-                let took = at.get().saturating_sub(sent.unwrap_or(*at).get());
+                let at = call.since(*at);
+                let took = at.saturating_sub(sent.unwrap_or(at));
                 let from = url
                     .as_ref()
                     .map(|u| format!(" from {}", call.text(*u)))
@@ -106,18 +107,14 @@ pub fn render(call: &Call, secrets: &[String], show_caller: bool) -> String {
             }
             Step::Attempt { took, failed, .. } => match failed {
                 None => {
-                    let _ = writeln!(
-                        out,
-                        "\nbackend {name:?}: opened ({:.1} ms)",
-                        millis(took.get())
-                    );
+                    let _ = writeln!(out, "\nbackend {name:?}: opened ({:.1} ms)", millis(*took));
                 }
                 Some((reason, detail)) => {
                     let _ = writeln!(
                         out,
                         "\nbackend {name:?}: no screen-pop: {reason} ({}) ({:.1} ms)",
                         call.text(*detail),
-                        millis(took.get())
+                        millis(*took)
                     );
                 }
             },

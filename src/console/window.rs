@@ -25,8 +25,28 @@ pub fn slot(none: Option<NoneReason>) -> usize {
     none.map_or(0, |r| (1 + r.index()).min(OUTCOMES - 1))
 }
 
+/// A time bucket: its tick (time since the console started, in steps)
+/// and its place in a window, found once for the windows a call is
+/// counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// The tick.
+    pub n: u64,
+    place: usize,
+}
+
+impl Tick {
+    /// Tick `n`.
+    pub fn of(n: u64) -> Self {
+        Self {
+            n,
+            place: (n % STEPS as u64) as usize,
+        }
+    }
+}
+
 /// The last [`STEPS`] buckets of `T`, each [`STEP`] long; a bucket is
-/// known by its tick (time since the console started, in steps).
+/// known by its tick.
 #[derive(Debug)]
 pub struct Window<T> {
     slots: Box<[(u64, T)]>,
@@ -42,11 +62,10 @@ impl<T: Default + Clone> Default for Window<T> {
 
 impl<T: Default> Window<T> {
     /// The bucket of `tick`, emptied first if it last held an older tick.
-    pub fn at(&mut self, tick: u64) -> &mut T {
-        let i = (tick % STEPS as u64) as usize;
-        let slot = &mut self.slots[i];
-        if slot.0 != tick {
-            *slot = (tick, T::default());
+    pub fn at(&mut self, tick: Tick) -> &mut T {
+        let slot = &mut self.slots[tick.place];
+        if slot.0 != tick.n {
+            *slot = (tick.n, T::default());
         }
         &mut slot.1
     }
@@ -87,8 +106,16 @@ impl Default for Latencies {
 impl Latencies {
     /// Counts one latency.
     pub fn add(&mut self, took: Duration) {
-        let i = bucket(took);
-        self.counts[i] = self.counts[i].saturating_add(1);
+        self.add_to(bucket(took));
+    }
+
+    /// Counts one latency of bucket `i` ([`bucket`]: found once for the
+    /// windows a call is counted in). A window's bucket spans seconds, so
+    /// no count comes near 2³².
+    pub fn add_to(&mut self, i: usize) {
+        if let Some(n) = self.counts.get_mut(i) {
+            *n = n.wrapping_add(1);
+        }
     }
 
     /// Adds another histogram's counts.
@@ -122,19 +149,51 @@ impl Latencies {
     }
 }
 
-/// The bucket of a latency: the smallest `i` with `took <= upper(i)`,
-/// that is with `micros² / 100² <= 2^i`, in integers (no floating point on
-/// the request path).
-fn bucket(took: Duration) -> usize {
-    // Over 2^32 µs (71 minutes) is the last bucket anyway.
-    let micros =
-        u64::try_from(took.as_micros()).map_or(u64::from(u32::MAX), |m| m.min(u64::from(u32::MAX)));
-    let ratio = (micros * micros).div_ceil(100 * 100);
-    if ratio <= 1 {
-        return 0;
+/// The most microseconds bucket `i` holds: the largest `m` with
+/// `m² <= 100² × 2^i`, so that a bucket is found with one comparison.
+const MOST: [u64; LATENCY_BUCKETS] = {
+    let mut most = [0; LATENCY_BUCKETS];
+    let mut i = 0;
+    while i < LATENCY_BUCKETS {
+        let square = 10_000u64 << i;
+        // The integer square root, by bisection.
+        let (mut low, mut high) = (0u64, 1u64 << 32);
+        while high - low > 1 {
+            let mid = (low + high) / 2;
+            if mid * mid <= square {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        most[i] = low;
+        i += 1;
     }
-    let i = 64 - (ratio - 1).leading_zeros() as usize;
-    i.min(LATENCY_BUCKETS - 1)
+    most
+};
+
+/// The bucket of a latency: the smallest `i` with `took <= upper(i)`, in
+/// integers (no floating point on the request path). The bucket pair of
+/// its octave over 100 µs, then which of the two.
+pub fn bucket(took: Duration) -> usize {
+    const LAST: usize = LATENCY_BUCKETS - 1;
+    // Over 2^32 µs (71 minutes) is the last bucket anyway.
+    let secs = took.as_secs();
+    if secs >= u64::from(u32::MAX) / 1_000_000 {
+        return LAST;
+    }
+    let micros = secs * 1_000_000 + u64::from(took.subsec_micros());
+    // The smallest `j` with `micros <= 100 × 2^j`: bucket `2j`, or `2j - 1`
+    // when `micros` is within that one's bound.
+    let j = (u64::BITS - (micros.saturating_sub(1) / 100).leading_zeros()) as usize;
+    let even = 2 * j;
+    if even > LAST {
+        return LAST;
+    }
+    match even.checked_sub(1).and_then(|odd| MOST.get(odd)) {
+        Some(&most) if micros <= most => even - 1,
+        _ => even,
+    }
 }
 
 /// The upper bound of bucket `i`.
@@ -149,14 +208,14 @@ mod tests {
     #[test]
     fn a_bucket_is_emptied_when_its_time_comes_round_again() {
         let mut window: Window<u32> = Window::default();
-        *window.at(3) += 2;
-        *window.at(4) += 1;
+        *window.at(Tick::of(3)) += 2;
+        *window.at(Tick::of(4)) += 1;
         assert_eq!(
             window.recent(4).map(|(t, v)| (t, *v)).collect::<Vec<_>>(),
             [(3, 2), (4, 1)]
         );
         // One whole window later, tick 3's bucket is tick 63's.
-        *window.at(63) += 5;
+        *window.at(Tick::of(63)) += 5;
         assert_eq!(
             window.recent(63).map(|(t, v)| (t, *v)).collect::<Vec<_>>(),
             [(4, 1), (63, 5)]
@@ -180,5 +239,32 @@ mod tests {
         assert_eq!(bucket(Duration::ZERO), 0);
         assert_eq!(bucket(Duration::from_micros(200)), 2);
         assert_eq!(bucket(Duration::MAX), LATENCY_BUCKETS - 1);
+        assert_eq!(bucket(Duration::from_secs(4294)), LATENCY_BUCKETS - 1);
+        assert_eq!(bucket(Duration::from_secs(30)), LATENCY_BUCKETS - 1);
+        assert_eq!(bucket(Duration::from_millis(6)), 12);
+        assert_eq!(bucket(Duration::from_micros(6401)), 13);
+        // The same buckets as `micros² / 100² <= 2^i` gives.
+        let by_squares = |micros: u64| {
+            let ratio = (micros * micros).div_ceil(100 * 100);
+            match ratio <= 1 {
+                true => 0,
+                false => (64 - (ratio - 1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1),
+            }
+        };
+        let mut micros = 0u64;
+        while micros < u64::from(u32::MAX) {
+            for m in [micros, micros + 1, micros.saturating_sub(1)] {
+                assert_eq!(bucket(Duration::from_micros(m)), by_squares(m), "{m} µs");
+            }
+            micros = micros * 17 / 16 + 1;
+        }
+        for m in 0..=20_000 {
+            assert_eq!(bucket(Duration::from_micros(m)), by_squares(m), "{m} µs");
+        }
+        for most in MOST {
+            for m in [most, most + 1] {
+                assert_eq!(bucket(Duration::from_micros(m)), by_squares(m), "{m} µs");
+            }
+        }
     }
 }

@@ -47,6 +47,7 @@ impl SavedReply {
             headers: self.headers.clone(),
             body: self.body.clone(),
             url,
+            redirected: false,
         }
     }
 }
