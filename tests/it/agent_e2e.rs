@@ -171,7 +171,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     // The card's own Close button posts closeThirdParty to the agent page.
     b.wait_in_frame("tab", "#name").await;
     assert_eq!(b.text("name").await, "ACME Trucks");
-    b.click("close").await;
+    b.click_closing_frame("close").await;
     b.client.enter_parent_frame().await.unwrap();
     b.wait_for("body[data-tab='closed']").await;
     assert_eq!(b.text("state").await, "Ready");
@@ -193,7 +193,7 @@ async fn agent_page_pops_the_crm_card_and_the_wrapper_and_sees_close() {
     // The long wrapper link is in the reply and the events: both wrap.
     b.assert_layout_holds("after the wrapper call").await;
     b.wait_in_frame("tab", "#refused a#open").await;
-    b.click("done").await;
+    b.click_closing_frame("done").await;
     b.client.enter_parent_frame().await.unwrap();
     b.wait_for("body[data-tab='closed']").await;
     assert_eq!(b.text("state").await, "Ready");

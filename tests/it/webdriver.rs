@@ -122,6 +122,26 @@ impl Browser {
             .unwrap();
     }
 
+    /// Clicks `#id` in a frame that the click itself closes (the card's
+    /// Close, the wrapper's Done): chromedriver may answer the click with
+    /// "target frame detached" when the page removed the frame before the
+    /// command returned. That answer is the click's effect, not a failure;
+    /// the caller asserts the closed state next. Any other error fails.
+    pub(crate) async fn click_closing_frame(&self, id: &str) {
+        let element = self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("no #{id}: {e}"));
+        match element.click().await {
+            Ok(_) => {}
+            Err(e) if frame_gone(&e) => {}
+            Err(e) => panic!("clicking #{id}: {e}"),
+        }
+    }
+
     pub(crate) async fn wait_for(&self, css: &str) {
         if let Err(e) = self
             .client
