@@ -170,7 +170,6 @@ async fn handle_request(
                             reply: &reply,
                             backend: backend.as_deref(),
                             failure: failure.as_ref(),
-                            latency: elapsed,
                             ended,
                         };
                         console.record(record, ending);
@@ -277,7 +276,6 @@ impl Drop for Unanswered<'_> {
                 wrapped: false,
                 backend: None,
                 failure: None,
-                latency: elapsed,
                 ended,
             };
             console.record(record, ending);

@@ -143,10 +143,9 @@ pub struct Ending<'a> {
     pub backend: Option<&'a str>,
     /// Why not `open`, or what a fallback followed.
     pub failure: Option<&'a Failure>,
-    /// Arrival to reply.
-    pub latency: Duration,
-    /// When the reply was ready (the handler reads the clock for the
-    /// latency anyway): the time bucket it is counted in.
+    /// When the reply was ready (the handler reads the clock for its log
+    /// line's latency anyway): the call's latency from its arrival, and
+    /// the time bucket it is counted in.
     pub ended: Instant,
 }
 
@@ -206,7 +205,6 @@ impl Console {
             wrapped,
             backend,
             failure,
-            latency,
             ended,
         } = ending;
         // Every field of what the call got is written: a reused call holds
@@ -233,7 +231,7 @@ impl Console {
         };
         texts.trim();
         call.cancelled = cancelled;
-        call.latency = latency;
+        call.latency = ended.saturating_duration_since(call.at);
         call.bytes = call.heap_bytes();
         let start = call.at;
         // A copy for the export thread (numbered below): the ring owns the

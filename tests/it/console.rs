@@ -628,7 +628,6 @@ async fn the_ring_keeps_its_cap_in_calls_and_bytes_over_100k_calls() {
                 wrapped: false,
                 backend: Some("crm"),
                 failure: Some(&failure),
-                latency: Duration::from_millis(9),
                 ended: tokio::time::Instant::now(),
             },
         );
