@@ -45,6 +45,7 @@ pub mod short_text;
 pub mod simulate;
 pub mod template;
 pub mod tls;
+pub mod trim;
 pub mod unreadable;
 pub mod watch;
 pub mod wrap;

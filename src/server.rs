@@ -360,6 +360,7 @@ where
                 return close(&mut io).await;
             }
             live.metrics.parked();
+            crate::trim::after_park();
         }
     }
 }
