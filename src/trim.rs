@@ -13,8 +13,9 @@
 //!
 //! The price is paid off the loaded path: a few thousand instructions a
 //! collection, more with a larger heap (6k each with 300 connections), and
-//! the page faults of reusing purged pages when the next request comes. A shorter purge delay for the whole process does the same
-//! for idle memory, measured 4% slower under load (docs/performance.md).
+//! the page faults of reusing purged pages when the next request comes. A
+//! shorter purge delay for the whole process does the same for idle
+//! memory, measured 4% slower under load (docs/performance.md).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
