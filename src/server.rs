@@ -198,6 +198,7 @@ fn connection(
                 }
             }
         }
+        crate::trim::released();
         drop(held);
     }
 }
@@ -360,7 +361,7 @@ where
                 return close(&mut io).await;
             }
             live.metrics.parked();
-            crate::trim::after_park();
+            crate::trim::released();
         }
     }
 }

@@ -1,21 +1,25 @@
-//! Hands memory that parked connections freed back to the OS.
+//! Hands memory that connections freed back to the OS.
 //!
-//! A parked HTTP/1.1 connection frees hyper's buffers (24 KiB or more), but
+//! A parked HTTP/1.1 connection frees hyper's buffers (24 KiB or more), a
+//! connection that ends frees all it held (an idle HTTP/2 one ≈24 KB), but
 //! mimalloc keeps freed pages committed until a delay (10 ms) has passed
 //! *and* the thread frees or allocates again; each page freed meanwhile
-//! extends that delay. A gateway whose connections go quiet together (the
-//! agents' browsers between calls) then stops touching the allocator, and
-//! the buffers it freed stay in its RSS for good: about 1 KB per idle
-//! connection in `bench/run --memory` (docs/performance.md). So a park asks
-//! mimalloc to collect the thread's heap now, at most once per
-//! [`TRIM_EVERY`] per thread: a loaded connection never parks and never
-//! pays; a burst of parks pays one collection per window, not one each.
+//! extends that delay. A gateway whose connections go quiet or leave
+//! together (the agents' browsers between calls, a balancer's switch) then
+//! stops touching the allocator, and what it freed stays in its RSS for
+//! good: about 1 KB per idle HTTP/1.1 connection in `bench/run --memory`,
+//! and 48 MB after 2,000 idle HTTP/2 connections closed
+//! (docs/performance.md). So a connection that parks or ends asks mimalloc
+//! to collect the thread's heap now, at most once per [`TRIM_EVERY`] per
+//! thread: a loaded keep-alive connection never parks and never pays; a
+//! burst of parks or ends pays one collection per window, not one each.
 //!
 //! The price is paid off the loaded path: a few thousand instructions a
-//! collection, more with a larger heap (6k each with 300 connections), and
-//! the page faults of reusing purged pages when the next request comes. A
-//! shorter purge delay for the whole process does the same for idle
-//! memory, measured 4% slower under load (docs/performance.md).
+//! collection, more with a larger heap (6k each with 300 connections), at
+//! most 100 a second per thread, and the page faults of reusing purged
+//! pages when the next request comes. A shorter purge delay for the whole
+//! process does the same for idle memory, measured 4% slower under load
+//! (docs/performance.md).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -27,9 +31,9 @@ thread_local! {
     static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// Called when a connection parks: collects the thread's heap unless it did
-/// within [`TRIM_EVERY`].
-pub fn after_park() {
+/// Called when a connection parked or ended: collects the thread's heap
+/// unless it did within [`TRIM_EVERY`].
+pub fn released() {
     let now = Instant::now();
     let due = LAST.with(|last| {
         let due = is_due(last.get(), now);
@@ -80,8 +84,8 @@ mod tests {
 
     #[test]
     fn collecting_on_a_thread_that_never_allocated_is_harmless() {
-        std::thread::spawn(after_park).join().expect("after_park");
-        after_park();
-        after_park();
+        std::thread::spawn(released).join().expect("released");
+        released();
+        released();
     }
 }
