@@ -8,7 +8,10 @@
 //! starts and ends. The input must be valid JSON: on
 //! anything else the result is some spans or none, never a panic.
 
+use std::fmt;
 use std::ops::Range;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// An object key: where it is in the text when it has no escapes (as good
 /// as every key), or its decoded text.
@@ -27,6 +30,45 @@ impl Key {
             Key::At(span) => json.get(span.clone()).unwrap_or_default(),
             Key::Decoded(text) => text,
         }
+    }
+}
+
+/// An object key as serde reads it: a slice of the text when it has no
+/// escapes (as good as every key), else decoded. Where a key is in the text
+/// tells where its value is.
+pub enum TextKey<'a> {
+    /// The key's characters, between its quotes, in the text read.
+    InText(&'a str),
+    /// A key with escapes, decoded.
+    Decoded(String),
+}
+
+impl TextKey<'_> {
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TextKey::InText(key) => key,
+            TextKey::Decoded(key) => key,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TextKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextKey<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(TextKey::InText(key))
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(TextKey::Decoded(key.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -74,11 +116,18 @@ pub fn entries(json: &str, start: usize) -> Option<Vec<(Key, Range<usize>)>> {
 }
 
 /// The first position at or after `i` that is not JSON whitespace.
-fn blank(b: &[u8], mut i: usize) -> usize {
+pub fn blank(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
     }
     i
+}
+
+/// The last position before `i` that is not JSON whitespace, if any.
+pub fn blank_before(b: &[u8], i: usize) -> Option<usize> {
+    b.get(..i)?
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 /// Just past the closing quote of the string whose opening quote is at `i`.

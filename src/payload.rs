@@ -3,11 +3,13 @@
 //!
 //! The check is one pass of serde over the bytes into types that keep
 //! nothing (no strings copied, no maps built); only `user.token` is kept
-//! aside, and where the caller is (the ops console records it). Templates then read the payload through [`Payload::context`], which
-//! finds a field in the JSON text when a template asks for it: a route reads
-//! two or three of a payload's fields, and building a JSON tree of all of
-//! them (every key and string allocated) was the largest single cost of a
-//! call (docs/performance.md). Finding fields in text already checked is
+//! aside, where the caller is (the ops console records it), and where each
+//! top-level entry is ([`one_pass`]). Templates then read the payload
+//! through [`Payload::context`], which finds a field in the JSON text when
+//! a template asks for it: a route reads two or three of a payload's
+//! fields, and building a JSON tree of all of them (every key and string
+//! allocated) was the largest single cost of a call (docs/performance.md).
+//! Finding the fields of nested objects in text already checked is
 //! [`json_scan`]'s work.
 
 use std::borrow::Cow;
@@ -22,6 +24,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::json_scan::{self, Key};
+
+mod one_pass;
 
 /// A string that must never be printed: `Debug` shows a placeholder.
 #[derive(Clone)]
@@ -49,9 +53,19 @@ impl fmt::Debug for Secret {
 /// is hidden from templates, logs and backends unless a route asks.
 #[derive(Clone)]
 pub struct Payload {
-    text: Arc<str>,
+    doc: Arc<Doc>,
     token: Option<Secret>,
     caller: Caller,
+}
+
+/// A payload's text and its top level's keys, shared by every template
+/// context made from it.
+#[derive(Debug)]
+struct Doc {
+    text: Box<str>,
+    /// Found by the check in the same pass (see [`one_pass`]), or on the
+    /// first look-up when that could not place a key.
+    root: OnceLock<Index>,
 }
 
 /// Where the caller is: in the text when its JSON string has no escape
@@ -65,7 +79,7 @@ enum Caller {
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Payload")
-            .field("bytes", &self.text.len())
+            .field("bytes", &self.doc.text.len())
             .field("token", &self.token)
             .finish()
     }
@@ -80,7 +94,7 @@ impl Payload {
     /// The caller as sent (JSON escapes decoded), as templates read it.
     pub fn caller(&self) -> &str {
         match &self.caller {
-            Caller::At(at) => self.text.get(at.clone()).unwrap_or(""),
+            Caller::At(at) => self.doc.text.get(at.clone()).unwrap_or(""),
             Caller::Decoded(caller) => caller,
         }
     }
@@ -98,8 +112,8 @@ impl Payload {
 
     fn object(&self, show_token: bool) -> minijinja::Value {
         minijinja::Value::from_object(JsonObject {
-            text: Arc::clone(&self.text),
-            span: 0..self.text.len(),
+            doc: Arc::clone(&self.doc),
+            span: 0..self.doc.text.len(),
             hides_token: false,
             show_token,
             index: OnceLock::new(),
@@ -111,7 +125,7 @@ impl Serialize for Payload {
     /// The payload as templates see it: everything but `user.token`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut doc: serde_json::Value =
-            serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+            serde_json::from_str(&self.doc.text).map_err(serde::ser::Error::custom)?;
         if let Some(user) = doc
             .get_mut("user")
             .and_then(serde_json::Value::as_object_mut)
@@ -126,21 +140,26 @@ impl Serialize for Payload {
 /// the field at fault (`user.userId: invalid type...`), for the 400 reply.
 pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("payload is not UTF-8: {e}"))?;
-    let mut de = serde_json::Deserializer::from_str(text);
     // Fast path; the slower path-tracking check only runs to explain an error.
-    let checked = object::<_, Shape<'_>>(&mut de).and_then(|shape| de.end().map(|()| shape));
-    match checked {
-        Ok(shape) => {
-            let caller = match shape.caller.0 {
+    match one_pass::read(text) {
+        Ok(top) => {
+            let caller = match top.caller.0 {
                 Cow::Borrowed(caller) => {
                     let from = (caller.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
                     Caller::At(from..from + caller.len())
                 }
                 Cow::Owned(caller) => Caller::Decoded(caller.into()),
             };
+            let root = OnceLock::new();
+            if let Some(entries) = top.entries {
+                let _ = root.set(Index::new(text, entries));
+            }
             Ok(Payload {
-                text: Arc::from(text),
-                token: shape.user.token.map(|t| Secret::new(t.0)),
+                doc: Arc::new(Doc {
+                    text: text.into(),
+                    root,
+                }),
+                token: top.token.map(|t| Secret::new(t.0)),
                 caller,
             })
         }
@@ -192,7 +211,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-/// The contract's types; nothing is kept but the token.
+/// The contract's types; nothing is kept but the token. The check on every
+/// call is [`one_pass`], which must give the same verdicts; this derived
+/// one names the path to a refused field.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // read by serde only: the check is the point
@@ -356,14 +377,14 @@ const LISTED_KEYS: usize = 16;
 /// value is parsed when a template reads it.
 #[derive(Debug)]
 struct JsonObject {
-    text: Arc<str>,
-    /// Where this object is in `text`.
+    doc: Arc<Doc>,
+    /// Where this object is in the text; the top level's starts at 0.
     span: Range<usize>,
     /// This is `user`, whose `token` only some routes see.
     hides_token: bool,
     show_token: bool,
-    /// Its keys and where their values are in `text`, found on the first
-    /// look-up.
+    /// Its keys and where their values are in the text, found on the
+    /// first look-up (the top level's are the document's).
     index: OnceLock<Index>,
 }
 
@@ -456,10 +477,20 @@ impl JsonObject {
         self.hides_token && !self.show_token && key == "token"
     }
 
+    fn is_root(&self) -> bool {
+        self.span.start == 0
+    }
+
     fn index(&self) -> &Index {
-        self.index.get_or_init(|| {
-            let entries = json_scan::entries(&self.text, self.span.start).unwrap_or_default();
-            Index::new(&self.text, entries)
+        let index = if self.is_root() {
+            &self.doc.root
+        } else {
+            &self.index
+        };
+        index.get_or_init(|| {
+            let text = &self.doc.text;
+            let entries = json_scan::entries(text, self.span.start).unwrap_or_default();
+            Index::new(text, entries)
         })
     }
 
@@ -467,13 +498,14 @@ impl JsonObject {
         if self.hidden(key) {
             return None;
         }
-        let span = self.index().find(&self.text, key)?;
-        let json = self.text.get(span.clone())?;
+        let text = &self.doc.text;
+        let span = self.index().find(text, key)?;
+        let json = text.get(span.clone())?;
         if json.starts_with('{') {
             return Some(minijinja::Value::from_object(JsonObject {
-                text: Arc::clone(&self.text),
+                doc: Arc::clone(&self.doc),
                 span,
-                hides_token: self.span.start == 0 && key == "user",
+                hides_token: self.is_root() && key == "user",
                 show_token: self.show_token,
                 index: OnceLock::new(),
             }));
@@ -487,7 +519,7 @@ impl JsonObject {
 
     fn keys(&self) -> Vec<minijinja::Value> {
         self.index()
-            .keys(&self.text)
+            .keys(&self.doc.text)
             .into_iter()
             .filter(|key| !self.hidden(key))
             .map(minijinja::Value::from)
