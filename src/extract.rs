@@ -7,6 +7,10 @@
 
 use serde_json::Value;
 
+mod json_values;
+
+pub use json_values::json_values;
+
 /// Deepest XML nesting we follow; real SOAP replies are under 20 levels.
 const MAX_XML_DEPTH: usize = 256;
 
@@ -384,5 +388,183 @@ mod tests {
         assert_eq!(get("n"), Some(Value::Null));
         assert_eq!(get(""), Some(doc.clone()));
         assert!(JsonPath::parse("a..b").is_err());
+    }
+
+    /// Random documents (nested, duplicate and escaped keys, blanks) read
+    /// for random paths: the text gives what the parsed document gives.
+    #[test]
+    fn random_documents_read_in_the_text_as_parsed() {
+        struct Gen(u64);
+        impl Gen {
+            fn next(&mut self, n: u64) -> u64 {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (self.0 >> 33) % n
+            }
+            fn blank(&mut self, out: &mut String) {
+                out.push_str([" ", "", "", "\n\t", ""][self.next(5) as usize]);
+            }
+            fn value(&mut self, out: &mut String, depth: u32) {
+                self.blank(out);
+                let kind = match depth {
+                    0 | 1 => 2 + self.next(4),
+                    2 | 3 => self.next(6),
+                    _ => self.next(4),
+                };
+                match kind {
+                    0 => out.push_str(["1", "-2.5", "true", "null", "1e3"][self.next(5) as usize]),
+                    1 => out.push_str(
+                        ["\"a\"", "\"\\u0062\"", "\"]}\\\"\"", "\"\""][self.next(4) as usize],
+                    ),
+                    2 | 3 if depth > 3 => out.push('0'),
+                    2 | 4 => {
+                        out.push('{');
+                        for i in 0..self.next(4) {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            self.blank(out);
+                            out.push_str(
+                                ["\"a\"", "\"b\"", "\"0\"", "\"\\u0061\"", "\"1\""]
+                                    [self.next(5) as usize],
+                            );
+                            self.blank(out);
+                            out.push(':');
+                            self.value(out, depth + 1);
+                        }
+                        self.blank(out);
+                        out.push('}');
+                    }
+                    _ => {
+                        out.push('[');
+                        for i in 0..self.next(4) {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            self.value(out, depth + 1);
+                        }
+                        self.blank(out);
+                        out.push(']');
+                    }
+                }
+                self.blank(out);
+            }
+        }
+        let mut gen = Gen(25);
+        let segments = ["a", "b", "0", "1", "2", "x"];
+        let (mut some, mut deep) = (0, 0);
+        for _ in 0..10_000 {
+            let mut doc = String::new();
+            gen.value(&mut doc, 0);
+            let document: Value = serde_json::from_str(&doc).unwrap();
+            let paths: Vec<((), JsonPath)> = (0..gen.next(5) + 1)
+                .map(|_| {
+                    let path: Vec<&str> = (0..gen.next(4))
+                        .map(|_| segments[gen.next(6) as usize])
+                        .collect();
+                    ((), JsonPath::parse(&path.join(".")).unwrap())
+                })
+                .collect();
+            let found = json_values(&doc, &paths).unwrap();
+            for (((), path), found) in paths.iter().zip(found) {
+                let found = found.map(|t| serde_json::from_str::<Value>(t).unwrap());
+                assert_eq!(found.as_ref(), path.lookup(&document), "{doc} {path:?}");
+                some += usize::from(found.is_some());
+                deep += usize::from(found.is_some() && path.0.len() >= 2);
+            }
+        }
+        // Values are found, through nested objects and arrays too.
+        assert!(some > 6_000 && deep > 300, "{some} {deep}");
+    }
+
+    /// Reading the paths in the text finds what reading them in the
+    /// parsed document finds, for all of them at once (overlapping ones
+    /// included) and for each alone, in every document here.
+    #[test]
+    fn paths_read_in_the_text_find_what_the_document_gives() {
+        let docs = [
+            r#"{"results":[{"url":"/c/1","a/b":2,"t~":3}],"n":null}"#,
+            r#" { "found" : true , "customer" : { "card" : "https://crm/c/1" , "name" : "A\"B" } } "#,
+            r#"{"d":1,"d":{"x":[10,20,{"y":"z"}]},"0":"zero","e\u0073c":"esc","":"empty"}"#,
+            r#"{"d":{"x":[1],"y":2},"d":{"y":3}}"#,
+            r#"[{"id":"7"},[1,[2,3]],"s",{"0":"key"}]"#,
+            r#"{"deep":[[[{"a":{"b":[true,false,null,-1.5e3]}}]]],"s":"]}\\"}"#,
+            r#""just a string""#,
+            "42",
+            "{}",
+            "[]",
+        ];
+        let paths: Vec<((), JsonPath)> = [
+            "",
+            "/results/0/url",
+            "results.0.a~1b",
+            "/results/0/t~0",
+            "/results/1/url",
+            "n",
+            "found",
+            "customer",
+            "customer.card",
+            "customer.name",
+            "customer.card.x",
+            "d",
+            "d.x",
+            "d.x.1",
+            "d.x.2.y",
+            "d.x.3",
+            "d.x.-1",
+            "d.x.01",
+            "d.y",
+            "0",
+            "esc",
+            "/",
+            "0.id",
+            "1.1.0",
+            "3.0",
+            "2",
+            "9",
+            "deep.0.0.0.a.b.3",
+            "deep.0.0.0.a",
+            "s",
+            "missing",
+            "found.x",
+        ]
+        .iter()
+        .map(|p| ((), JsonPath::parse(p).unwrap()))
+        .collect();
+        let parsed = |text: Option<&str>| text.map(|t| serde_json::from_str::<Value>(t).unwrap());
+        for doc in docs {
+            let document: Value = serde_json::from_str(doc).unwrap();
+            let together = json_values(doc, &paths).unwrap();
+            for (((), path), found) in paths.iter().zip(together) {
+                let expected = path.lookup(&document);
+                assert_eq!(parsed(found).as_ref(), expected, "{doc} {path:?}");
+                let alone = json_values(doc, std::slice::from_ref(&((), path.clone()))).unwrap();
+                assert_eq!(parsed(alone[0]).as_ref(), expected, "{doc} {path:?} alone");
+            }
+        }
+        // Not JSON: refused, whichever paths are asked for.
+        for bad in [
+            "",
+            " ",
+            "{",
+            "{\"a\":",
+            "[1,",
+            "{\"a\" 1}",
+            "]",
+            "{\"a\":1} x",
+            "\"\n\"",
+        ] {
+            assert!(json_values(bad, &paths).is_err(), "{bad:?}");
+            assert!(json_values::<()>(bad, &[]).is_err(), "{bad:?}");
+        }
+        // A number beyond f64 off the paths is skipped, as serde skips it.
+        let big = r#"{"n":1e400,"u":"https://crm/1"}"#;
+        let url = [((), JsonPath::parse("u").unwrap())];
+        assert_eq!(
+            json_values(big, &url).unwrap(),
+            [Some(r#""https://crm/1""#)]
+        );
     }
 }

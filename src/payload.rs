@@ -510,11 +510,7 @@ impl JsonObject {
                 index: OnceLock::new(),
             }));
         }
-        Some(scalar(json).unwrap_or_else(|| {
-            serde_json::from_str::<serde_json::Value>(json)
-                .map(|v| minijinja::Value::from(minijinja::value::Serde(v)))
-                .unwrap_or_default()
-        }))
+        Some(template_value(json).unwrap_or_default())
     }
 
     fn keys(&self) -> Vec<minijinja::Value> {
@@ -525,6 +521,17 @@ impl JsonObject {
             .map(minijinja::Value::from)
             .collect()
     }
+}
+
+/// A JSON value's text (valid JSON) as templates see it: what a full
+/// parse gives, the common scalars read without one; `None` where serde_json
+/// cannot read it (a number beyond f64).
+pub(crate) fn template_value(json: &str) -> Option<minijinja::Value> {
+    scalar(json).or_else(|| {
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .map(|v| minijinja::Value::from(minijinja::value::Serde(v)))
+    })
 }
 
 /// The common values (strings, integers, booleans, null) read directly;

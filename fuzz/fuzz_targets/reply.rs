@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     for backend in config.backends.values() {
         if let Ok(open) = backend
             .reply
-            .normalize(config.router.templates(), &payload, &raw)
+            .normalize(config.router.templates(), &payload, &raw, None, None)
         {
             let url = url::Url::parse(open.url()).expect("open urls are absolute");
             assert!(matches!(url.scheme(), "http" | "https"), "{}", open.url());

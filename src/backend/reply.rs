@@ -13,8 +13,9 @@ use url::Url;
 use super::client::RawReply;
 use super::Failure;
 use crate::contract::{Event, Open};
-use crate::extract::{xml_values, JsonPath, XmlPath};
+use crate::extract::{json_values, xml_values, JsonPath, XmlPath};
 use crate::outcome::NoneReason;
+use crate::payload::template_value;
 use crate::phone::Number;
 use crate::template::{ConditionId, Region, TemplateId, Templates};
 
@@ -297,6 +298,19 @@ impl ReplySpec {
         let no_content = raw.status == http::StatusCode::NO_CONTENT && raw.body.is_empty();
         match self.format {
             ReplyFormat::Contract => return self.contract(&raw.body),
+            ReplyFormat::Json if !no_content && self.reads_in_place() => {
+                let paths = match &self.extract {
+                    Extract::Json(paths) => &paths[..],
+                    _ => &[],
+                };
+                let text = std::str::from_utf8(&raw.body).map_err(not_json)?;
+                let found = json_values(text, paths).map_err(not_json)?;
+                for ((name, _), v) in paths.iter().zip(found) {
+                    if let Some(v) = v.and_then(template_value) {
+                        values.push((name.clone(), v));
+                    }
+                }
+            }
             ReplyFormat::Json => {
                 let doc: serde_json::Value = if no_content {
                     serde_json::Value::Null
@@ -345,6 +359,14 @@ impl ReplySpec {
             }
         }
         self.open_with(templates, payload, values)
+    }
+
+    /// Whether a JSON reply's values are read where they are in its text:
+    /// when nothing needs the whole document (candidates to compare, a
+    /// template reading `body`). Building the document cost more than the
+    /// rest of the reply's reading (docs/performance.md).
+    fn reads_in_place(&self) -> bool {
+        self.candidates.is_none() && !self.body_in_templates
     }
 
     /// The `open` reply from values already taken from a reply (or kept in
@@ -514,6 +536,11 @@ impl ReplySpec {
 }
 
 /// A url template rendered, refused when its path has a dot segment.
+/// Why a reply that should be JSON is refused.
+fn not_json(e: impl std::fmt::Display) -> Failure {
+    Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
+}
+
 fn url_from(templates: &Templates, id: &TemplateId, ctx: &Value) -> Result<String, Failure> {
     let url = templates
         .render(id, ctx)

@@ -762,3 +762,80 @@ backend = "closing"
     assert_eq!(tls.seen().len(), 5);
     assert_eq!(tls.connections(), 1, "five h2 calls on one connection");
 }
+
+/// A JSON reply's values are read in its text when nothing needs the whole
+/// document, and parsed into one when a template reads `body`: both ways
+/// give the agent the same reply, for duplicates, escapes, blanks, arrays,
+/// missing values and text that is not JSON. The one difference is by
+/// design: a number beyond f64 elsewhere in the reply no longer refuses
+/// the whole of it.
+#[tokio::test]
+async fn a_json_reply_read_in_place_gives_what_the_parsed_document_gives() {
+    let bodies = [
+        r#"{"f":true,"c":{"card":"https://crm.example.org/c/1","name":"ACME"},"list":[1,"two"]}"#,
+        r#"{"f":true,"c":{"card":"https://x/bad","name":"X"},"c":{"card":"https://crm.example.org/c/2","name":"Dup \"q\""},"list":[{"a":1},2.5]}"#,
+        " { \"f\" : 1 , \"c\" : { \"c\\u0061rd\" : \"https:\\/\\/crm.example.org\\/c\\/3\" , \"name\" : \"\\u00e9t\\u00e9\" } , \"list\" : [ null , [1,2] ] } ",
+        r#"{"f":false,"c":{"card":"https://crm.example.org/c/4","name":"N"}}"#,
+        r#"{"f":"yes","c":{"card":"https://crm.example.org/c/5"},"list":[]}"#,
+        r#"{"f":true,"c":{"card":"https://crm.example.org/c/6"},"list":[true,-0,12345678901234567890]}"#,
+        r#"{"f":true,"#,
+        "[1,2]",
+        "{\"f\":true,\"c\":{\"card\":\"https://crm.example.org/c/8\",\"name\":\"a\nb\"}}",
+        r#"{"f":true,"c":{"card":"https://crm.example.org/c/9","name":"Big"},"n":1e400}"#,
+    ];
+    let crm = Crm::start(move |seen| {
+        let n: usize = seen.target.trim_start_matches("/r/").parse().unwrap_or(0);
+        Answer::Reply(200, "application/json", bodies[n % bodies.len()].into())
+    })
+    .await;
+    let extract = r#"extract = { url = "/c/card", name = "c.name", n = "list.1", flag = "/f" }, open_when = "flag""#;
+    let mut backends = String::new();
+    let mut routes = String::new();
+    for i in 0..bodies.len() {
+        for (way, title) in [
+            ("inplace", "{{ name }} {{ n }}"),
+            (
+                "whole",
+                "{{ name }} {{ n }}{% if false %}{{ body }}{% endif %}",
+            ),
+        ] {
+            backends.push_str(&format!(
+                "[backends.{way}{i}]\nurl = \"{}/r/{i}\"\nencoding = \"json\"\nreply = {{ format = \"json\", {extract}, title = \"{title}\" }}\n",
+                crm.url()
+            ));
+            routes.push_str(&format!(
+                "[[routes]]\nname = \"{way}{i}\"\npath = \"/{way}{i}\"\nbackend = \"{way}{i}\"\n"
+            ));
+        }
+    }
+    let gw = start_gateway(&config(&backends, &routes)).await;
+    let mut opened = 0;
+    for i in 0..bodies.len() {
+        let read = |way: &str| {
+            let (client, addr, path) = (gw.client(), gw.addr, format!("/{way}{i}"));
+            async move { client.post_at(addr, &path, None, SEED).await.text() }
+        };
+        let (in_place, whole) = (read("inplace").await, read("whole").await);
+        if i == bodies.len() - 1 {
+            assert_eq!(whole, r#"{"action":"none"}"#);
+            logged_none(&format!("whole{i}"), "bad_reply");
+            assert!(
+                in_place.contains("https://crm.example.org/c/9"),
+                "{in_place}"
+            );
+            assert!(in_place.contains(r#""title":"Big""#), "{in_place}");
+            continue;
+        }
+        assert_eq!(in_place, whole, "{}", bodies[i]);
+        opened += usize::from(in_place.contains(r#""action":"open""#));
+    }
+    // Most open a card, with the values each way found.
+    assert_eq!(opened, 5);
+    let second = gw.client().post_at(gw.addr, "/inplace1", None, SEED).await;
+    assert_eq!(second.json()["url"], "https://crm.example.org/c/2");
+    assert_eq!(second.json()["title"], "Dup \"q\" 2.5");
+    let third = gw.client().post_at(gw.addr, "/inplace2", None, SEED).await;
+    assert_eq!(third.json()["title"], "été [1, 2]");
+    logged_none("inplace6", "bad_reply");
+    logged_none("inplace8", "bad_reply");
+}
