@@ -295,7 +295,11 @@ where
     let gateway = live.current();
     let service = {
         let activity = Arc::clone(&watch.activity);
-        service_fn(move |req| respond(&live, &activity, req))
+        // Boxed: hyper spawns each HTTP/2 stream as a task holding this
+        // future, and a spawn moves the task whole, several times; a box
+        // is one allocation where the moves copied some 2 KiB each
+        // (docs/performance.md).
+        service_fn(move |req| Box::pin(respond(&live, &activity, req)))
     };
     // Boxed, as HTTP/1 turns are: a task has room for the largest of its
     // states, and hyper's connection is by far the largest.
