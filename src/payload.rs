@@ -150,10 +150,10 @@ pub fn parse_payload(body: &[u8]) -> Result<Payload, String> {
                 }
                 Cow::Owned(caller) => Caller::Decoded(caller.into()),
             };
-            let root = OnceLock::new();
-            if let Some(entries) = top.entries {
-                let _ = root.set(Index::new(text, entries));
-            }
+            let root = top
+                .entries
+                .map(|entries| OnceLock::from(Index::new(text, entries)))
+                .unwrap_or_default();
             Ok(Payload {
                 doc: Arc::new(Doc {
                     text: text.into(),

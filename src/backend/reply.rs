@@ -315,9 +315,7 @@ impl ReplySpec {
                 let doc: serde_json::Value = if no_content {
                     serde_json::Value::Null
                 } else {
-                    serde_json::from_slice(&raw.body).map_err(|e| {
-                        Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
-                    })?
+                    serde_json::from_slice(&raw.body).map_err(not_json)?
                 };
                 let record = match &self.candidates {
                     Some(c) => c.pick(&doc, payload, caller, trace)?,
@@ -535,12 +533,12 @@ impl ReplySpec {
     }
 }
 
-/// A url template rendered, refused when its path has a dot segment.
 /// Why a reply that should be JSON is refused.
 fn not_json(e: impl std::fmt::Display) -> Failure {
     Failure::new(NoneReason::BadReply, format!("reply is not JSON: {e}"))
 }
 
+/// A url template rendered, refused when its path has a dot segment.
 fn url_from(templates: &Templates, id: &TemplateId, ctx: &Value) -> Result<String, Failure> {
     let url = templates
         .render(id, ctx)

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{AnyObject, AnyString, CallerText, Object, Queue, Token, User};
 use crate::json_scan::{blank, blank_before, Key, TextKey};
@@ -61,10 +61,8 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
         };
         let mut user: Option<User> = None;
         let mut caller: Option<CallerText<'de>> = None;
-        let mut callee = false;
-        let mut queue = false;
-        let mut user_data = false;
-        let mut call_id = false;
+        // Whether callee, queue, userData and callDataCallId were given.
+        let mut seen = [false; 4];
         while let Some(key) = map.next_key::<TextKey<'de>>()? {
             places.key(&key);
             match key.as_str() {
@@ -76,25 +74,11 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
                     once(caller.is_some(), "caller")?;
                     caller = Some(map.next_value::<CallerText<'de>>()?);
                 }
-                "callee" => {
-                    once(callee, "callee")?;
-                    map.next_value::<AnyString>()?;
-                    callee = true;
-                }
-                "queue" => {
-                    once(queue, "queue")?;
-                    map.next_value::<Option<Object<Queue>>>()?;
-                    queue = true;
-                }
-                "userData" => {
-                    once(user_data, "userData")?;
-                    map.next_value::<AnyObject>()?;
-                    user_data = true;
-                }
+                "callee" => check::<AnyString, _>(&mut map, &mut seen[0], "callee")?,
+                "queue" => check::<Option<Object<Queue>>, _>(&mut map, &mut seen[1], "queue")?,
+                "userData" => check::<AnyObject, _>(&mut map, &mut seen[2], "userData")?,
                 "callDataCallId" => {
-                    once(call_id, "callDataCallId")?;
-                    map.next_value::<Option<AnyString>>()?;
-                    call_id = true;
+                    check::<Option<AnyString>, _>(&mut map, &mut seen[3], "callDataCallId")?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -103,7 +87,7 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
         }
         let user = user.ok_or_else(|| de::Error::missing_field("user"))?;
         let caller = caller.ok_or_else(|| de::Error::missing_field("caller"))?;
-        if !callee {
+        if !seen[0] {
             return Err(de::Error::missing_field("callee"));
         }
         let top = TopLevel {
@@ -113,6 +97,17 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
         };
         Ok((top, places))
     }
+}
+
+/// Checks a field's value as `T`, which nothing keeps.
+fn check<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    map: &mut A,
+    seen: &mut bool,
+    field: &'static str,
+) -> Result<(), A::Error> {
+    once(*seen, field)?;
+    *seen = true;
+    map.next_value::<T>().map(drop)
 }
 
 /// A field given twice is refused before its second value is read, as
