@@ -316,6 +316,52 @@ mod tests {
         assert!(refused > 300 && refused < variants.len() - 300, "{refused}");
     }
 
+    /// Random edits of the samples (a byte removed, doubled, or replaced by
+    /// one of JSON's own): hostile or broken text gets the same verdict and
+    /// message from both checks, and what passes is placed as the scan
+    /// places it.
+    #[test]
+    fn random_edits_get_the_derived_checks_verdict() {
+        let mut state = 7u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let alphabet = b"{}[]:,\" 0-1e.tfnu\\a";
+        let (mut passed, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let (_, sample) = SAMPLE_PAYLOADS[next(SAMPLE_PAYLOADS.len())];
+            let mut bytes = sample.as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(bytes.len());
+                match next(3) {
+                    0 => {
+                        bytes.remove(at);
+                    }
+                    1 => bytes.insert(at, bytes[at]),
+                    _ => bytes[at] = alphabet[next(alphabet.len())],
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let verdict = by_one_pass(text);
+            assert_eq!(verdict, by_shape(text), "{text}");
+            match read(text) {
+                Ok(top) => {
+                    passed += 1;
+                    if let Some(entries) = top.entries {
+                        assert_eq!(Some(entries), json_scan::entries(text, 0), "{text}");
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(passed > 1_000 && refused > 1_000, "{passed} {refused}");
+    }
+
     /// Where the pass places the top level's entries is where a scan of
     /// the text finds them; a key with an escape leaves them to the scan.
     #[test]
