@@ -44,6 +44,8 @@ pub mod server;
 pub mod short_text;
 pub mod simulate;
 pub mod template;
+#[cfg(test)]
+mod test_rng;
 pub mod tls;
 pub mod trim;
 pub mod unreadable;

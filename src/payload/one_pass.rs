@@ -322,13 +322,8 @@ mod tests {
     /// places it.
     #[test]
     fn random_edits_get_the_derived_checks_verdict() {
-        let mut state = 7u64;
-        let mut next = |n: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % n
-        };
+        let mut rng = crate::test_rng::Lcg::new(7);
+        let mut next = |n: usize| rng.below(n);
         let alphabet = b"{}[]:,\" 0-1e.tfnu\\a";
         let (mut passed, mut refused) = (0, 0);
         for _ in 0..20_000 {
