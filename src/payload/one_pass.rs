@@ -130,31 +130,27 @@ struct Places<'a> {
 
 impl Places<'_> {
     /// A key was read: the value before it ends before the comma that
-    /// precedes it, its own starts past the colon that follows it.
+    /// precedes it, its own starts past the colon that follows it. Text
+    /// that is not what serde just read (which would be a bug) costs only
+    /// the index.
     fn key(&mut self, key: &TextKey<'_>) {
-        if self.found.is_none() {
-            return;
-        }
         let placed = match key {
             TextKey::InText(key) => self.place(key),
             TextKey::Decoded(_) => None,
         };
-        match (placed, self.found.as_mut()) {
-            (Some((ended, next)), Some(found)) => {
-                if let (Some(end), Some((key, start))) = (ended, self.open.take()) {
-                    found.push((Key::At(key), start..end));
-                }
-                self.open = Some(next);
-            }
-            _ => self.found = None,
+        let Some((quote, next)) = placed else {
+            self.found = None;
+            return;
+        };
+        if let Some((key, start)) = self.open.take() {
+            self.close(key, start, quote, b',');
         }
+        self.open = Some(next);
     }
 
-    /// Where the previous value ends (if one was open), and the key's span
-    /// with where its value starts; `None` if the text is not what serde
-    /// just read (which would be a bug, and costs only the index).
-    #[allow(clippy::type_complexity)]
-    fn place(&self, key: &str) -> Option<(Option<usize>, (Range<usize>, usize))> {
+    /// Where the key's opening quote is, its span, and where its value
+    /// starts.
+    fn place(&self, key: &str) -> Option<(usize, (Range<usize>, usize))> {
         let b = self.text.as_bytes();
         let at = (key.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
         let span = at..at.checked_add(key.len())?;
@@ -166,33 +162,29 @@ impl Places<'_> {
         if b.get(colon) != Some(&b':') {
             return None;
         }
-        let start = blank(b, colon + 1);
-        let ended = match self.open {
-            None => None,
-            Some(_) => {
-                let comma = blank_before(b, quote)?;
-                if b.get(comma) != Some(&b',') {
-                    return None;
-                }
-                Some(blank_before(b, comma)? + 1)
-            }
-        };
-        Some((ended, (span, start)))
+        Some((quote, (span, blank(b, colon + 1))))
+    }
+
+    /// Records the open entry, whose value ends before `delimiter`, the
+    /// last character but blanks before `before`.
+    fn close(&mut self, key: Range<usize>, start: usize, before: usize, delimiter: u8) {
+        let b = self.text.as_bytes();
+        let end = blank_before(b, before)
+            .filter(|&d| b.get(d) == Some(&delimiter))
+            .and_then(|d| blank_before(b, d));
+        match (end, self.found.as_mut()) {
+            (Some(end), Some(found)) => found.push((Key::At(key), start..end + 1)),
+            _ => self.found = None,
+        }
     }
 
     /// The entries, the last one ending before the closing brace, which is
     /// the text's last character but blanks once serde has read it whole.
     fn finish(mut self) -> Option<Vec<(Key, Range<usize>)>> {
-        let mut found = self.found.take()?;
         if let Some((key, start)) = self.open.take() {
-            let b = self.text.as_bytes();
-            let brace = blank_before(b, b.len())?;
-            if b.get(brace) != Some(&b'}') {
-                return None;
-            }
-            found.push((Key::At(key), start..blank_before(b, brace)? + 1));
+            self.close(key, start, self.text.len(), b'}');
         }
-        Some(found)
+        self.found
     }
 }
 
